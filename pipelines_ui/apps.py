@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PipelinesUiConfig(AppConfig):
+    name = "pipelines_ui"
+    verbose_name = "Pipelines"

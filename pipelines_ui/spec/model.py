@@ -1,0 +1,177 @@
+"""The pipeline spec as typed, pure data: what the Azure ML CLI v2 pipeline YAML holds.
+
+The parser (YAML in) and the serializer (folder out) both speak these classes; the
+editor, the DAG drawing and the runner read them. Nothing here touches Django.
+
+A pipeline's files (code folders and local data inputs) are carried beside the spec as
+`files: dict[str, bytes]` keyed by `code/<step>/<relpath>` and `data/<input>/<relpath>`,
+so a pipeline is a pure value that round-trips through export and import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LITERAL_TYPES = ("string", "integer", "number", "boolean")
+DATA_TYPES = ("uri_file", "uri_folder")
+INPUT_TYPES = LITERAL_TYPES + DATA_TYPES
+OUTPUT_TYPES = DATA_TYPES
+
+
+@dataclass(frozen=True)
+class ParentInput:
+    """`${{parent.inputs.NAME}}`"""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """`${{parent.jobs.JOB.outputs.OUTPUT}}`"""
+
+    job: str
+    output: str
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """A data input given as files: `{type: uri_folder, path: ./data}`.
+
+    In a parsed pipeline `key` is the prefix of its files in `Pipeline.files`
+    (`data/<name>`), so the data travels with the version.
+    """
+
+    type: str
+    key: str
+
+
+Literal = str | int | float | bool
+Binding = Literal | ParentInput | JobOutput | DataPath | None
+
+
+@dataclass
+class InputDecl:
+    type: str
+    default: Literal | None = None
+    optional: bool = False
+    description: str = ""
+    enum: list[str] | None = None
+    # For pipeline-level data inputs with a local path: the files key prefix.
+    data: DataPath | None = None
+
+
+@dataclass
+class OutputDecl:
+    type: str = "uri_folder"
+    description: str = ""
+
+
+@dataclass
+class Step:
+    """One `type: command` job, with its component (inline or from a file) folded in."""
+
+    name: str
+    command: str
+    display_name: str = ""
+    description: str = ""
+    # Component identity (name/version of the component file; defaults to the step name).
+    component_name: str = ""
+    component_version: str = ""
+    # Declared interface (the component's typed inputs and outputs).
+    input_decls: dict[str, InputDecl] = field(default_factory=dict)
+    output_decls: dict[str, OutputDecl] = field(default_factory=dict)
+    # What the pipeline binds to them.
+    inputs: dict[str, Binding] = field(default_factory=dict)
+    outputs: dict[str, ParentOutputRef | None] = field(default_factory=dict)
+    # True when the step has a code folder; its files are under `code/<name>/` in Pipeline.files.
+    has_code: bool = False
+    environment: str = ""
+    compute: str = ""
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    timeout_s: int | None = None
+    max_retries: int = 0
+    is_deterministic: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+@dataclass(frozen=True)
+class ParentOutputRef:
+    """A job output bound to a pipeline output: `${{parent.outputs.NAME}}`."""
+
+    name: str
+
+
+@dataclass
+class Settings:
+    default_compute: str = ""
+    continue_on_step_failure: bool = False
+    force_rerun: bool = False
+    default_datastore: str = ""
+
+
+@dataclass
+class Pipeline:
+    name: str
+    display_name: str = ""
+    description: str = ""
+    experiment_name: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    inputs: dict[str, InputDecl] = field(default_factory=dict)
+    outputs: dict[str, OutputDecl] = field(default_factory=dict)
+    jobs: dict[str, Step] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def step_files(self, step: str) -> dict[str, bytes]:
+        prefix = f"code/{step}/"
+        return {k[len(prefix) :]: v for k, v in self.files.items() if k.startswith(prefix)}
+
+    def edges(self) -> list[tuple[str, str, str, str]]:
+        """(upstream job, output, downstream job, input) for every job-to-job binding."""
+        result = []
+        for step in self.jobs.values():
+            for input_name, binding in step.inputs.items():
+                if isinstance(binding, JobOutput):
+                    result.append((binding.job, binding.output, step.name, input_name))
+        return result
+
+    def upstream(self) -> dict[str, set[str]]:
+        deps: dict[str, set[str]] = {name: set() for name in self.jobs}
+        for up, _out, down, _in in self.edges():
+            deps[down].add(up)
+        return deps
+
+
+@dataclass
+class Problem:
+    """One validation finding, naming where it is: file, job and field."""
+
+    message: str
+    file: str = ""
+    job: str = ""
+    field: str = ""
+    line: int | None = None
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        where = self.file or "<pipeline>"
+        if self.line is not None:
+            where += f":{self.line}"
+        parts = [where]
+        if self.job:
+            parts.append(f"job '{self.job}'")
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        return f"{': '.join(parts)}: {self.message}"
+
+
+class SpecError(Exception):
+    """The spec is invalid; `problems` lists every error found (warnings ride along)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__("\n".join(str(p) for p in errors) or "invalid pipeline")

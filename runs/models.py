@@ -1,0 +1,216 @@
+"""Execution: compute targets, runs, step runs, their artifacts, logs and metrics.
+
+The status enums and the only table of legal transitions live here; every status write
+goes through `runs.services.step_run_transition` / `run_transition`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class StepState(models.TextChoices):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+# Every legal edge; terminal states have none, except that a failed attempt with
+# retries left goes back to queued (the service checks the retry budget).
+STEP_TRANSITIONS: dict[str, frozenset[str]] = {
+    StepState.PENDING: frozenset({StepState.QUEUED, StepState.REUSED, StepState.SKIPPED, StepState.CANCELED}),
+    StepState.QUEUED: frozenset({StepState.RUNNING, StepState.CANCELED, StepState.FAILED}),
+    StepState.RUNNING: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELED}),
+    StepState.FAILED: frozenset({StepState.QUEUED}),
+}
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED}),
+    RunState.RUNNING: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED}),
+}
+
+STEP_DONE = frozenset({StepState.SUCCEEDED, StepState.REUSED})
+STEP_TERMINAL = frozenset(
+    {StepState.SUCCEEDED, StepState.REUSED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELED}
+)
+RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED})
+
+
+class ComputeTarget(models.Model):
+    """A named place to run steps: one RQ queue, served by one or more workers."""
+
+    name = models.CharField(max_length=100, unique=True)
+    aliases = models.JSONField(default=list, blank=True, help_text="Other names that resolve here, e.g. cpu-cluster")
+    queue = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=255, blank=True)
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def for_user(self, user) -> RunQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(pipeline__team__memberships__user=user)
+
+
+class Run(models.Model):
+    pipeline = models.ForeignKey("pipelines_ui.Pipeline", on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey("pipelines_ui.PipelineVersion", on_delete=models.PROTECT, related_name="runs")
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    force_rerun = models.BooleanField(default=False)
+    continue_on_step_failure = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["pipeline", "-id"]), models.Index(fields=["state", "-id"])]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("run_detail", args=[self.pk])
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=10, choices=StepState.choices, default=StepState.PENDING, db_index=True)
+    attempt = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=0)
+    timeout_s = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=100)
+    force = models.BooleanField(default=False, help_text="Execute even when an earlier run could be reused")
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    fingerprint_parts = models.JSONField(default=dict, blank=True)
+    reused_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    log_lines = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_step_per_run")]
+        indexes = [models.Index(fields=["fingerprint", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} of run #{self.run_id}"
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Transition(models.Model):
+    """Audit trail: one row per state change of a run or a step run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="transitions")
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, null=True, blank=True, related_name="transitions")
+    old = models.CharField(max_length=10)
+    new = models.CharField(max_length=10)
+    attempt = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Artifact(models.Model):
+    """Content-addressed output files: a file, or a folder hashed over its manifest."""
+
+    class Kind(models.TextChoices):
+        FILE = "uri_file"
+        FOLDER = "uri_folder"
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    size = models.BigIntegerField(default=0)
+    file_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.sha256[:12]
+
+
+class StepOutput(models.Model):
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="outputs")
+    name = models.CharField(max_length=255)
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="step_outputs")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["step_run", "name"], name="unique_output_per_step")]
+
+
+class LogChunk(models.Model):
+    """A batch of consecutive log lines of one attempt; `seq` is the first line's number."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="log_chunks")
+    attempt = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    line_count = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["step_run", "seq"], name="unique_log_seq")]
+
+
+class Metric(models.Model):
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=255)
+    value = models.FloatField()
+    step = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["step_run", "name"])]
