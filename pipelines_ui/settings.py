@@ -117,7 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file (not :memory:) so that the workers and servers tests start can share it; one per
+    # test process, so that concurrent test sessions do not trample each other.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -138,6 +140,10 @@ STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)
 STEPWISE_LOG_LINE_MAX = env_int("STEPWISE_LOG_LINE_MAX", 4096)
 STEPWISE_HEARTBEAT_S = env_int("STEPWISE_HEARTBEAT_S", 5)
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
+
+if env_bool("STEPWISE_FAST_PASSWORD_HASHER", False):
+    # Tests only (set by tests/conftest.py, inherited by the servers and workers they start).
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,13 +1,305 @@
+"""Starting and watching runs: the run form, the run page and its parts, logs, outputs, the runs list."""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 
-from runs.models import Run
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from runs import artifacts, selectors
+from runs.forms import RunForm
+from runs.models import Artifact, RunState, StepRun
+from runs.services import RunInputError, run_cancel, run_create, run_rerun
+from runs.specs import version_spec
+
+RUNS_PER_PAGE = 25
+
+# One template per part of the run page: the first render and every live refresh use them.
+RUN_PARTS = {
+    "header": "runs/_run_header.html",
+    "progress": "runs/_progress.html",
+    "steps": "runs/_steps_table.html",
+    "timeline": "runs/_timeline.html",
+    "step_detail": "runs/_step_detail.html",
+    "metrics": "runs/_metrics.html",
+}
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name, "")
+    try:
+        return int(raw) if raw != "" else None
+    except ValueError:
+        return None
+
+
+# ---- starting a run --------------------------------------------------------------------
 
 
 @login_required
+def run_create_view(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    pipeline = selectors.pipeline_for_user(user=request.user, pipeline_id=pipeline_id)
+    if not selectors.user_can_run(request.user, pipeline):
+        raise PermissionDenied("Viewers cannot start runs")
+    version = pipeline.latest_version
+    if version is None:
+        messages.warning(request, "This pipeline has no steps yet: add a step before running it.")
+        return render(request, "runs/run_form.html", {"pipeline": pipeline, "version": None, "nav": "pipelines"})
+    spec = version_spec(version)
+    form = RunForm(request.POST or None, spec=spec)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = run_create(
+                version=version,
+                user=request.user,
+                inputs=form.cleaned_data["inputs"],
+                force_rerun=form.cleaned_data["force_rerun"],
+            )
+        except RunInputError as exc:
+            form.add_input_errors(exc)
+        else:
+            return redirect(run.get_absolute_url())
+    context = {"pipeline": pipeline, "version": version, "spec": spec, "form": form, "nav": "pipelines"}
+    return render(request, "runs/run_form.html", context)
+
+
+# ---- the runs list -----------------------------------------------------------------------
+
+
+@login_required
+@require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = Run.objects.for_user(request.user).select_related("pipeline", "version", "created_by")[:50]
-    return render(request, "runs/run_list.html", {"runs": runs, "nav": "runs"})
+    pipeline_id = _int_param(request, "pipeline")
+    state = request.GET.get("state", "")
+    if state not in RunState.values:
+        state = ""
+    runs = selectors.run_list(user=request.user, pipeline_id=pipeline_id, state=state or None)
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "runs": page.object_list,
+        "pipelines": selectors.pipeline_choices(user=request.user),
+        "states": RunState.values,
+        "selected_pipeline": pipeline_id,
+        "selected_state": state,
+        "query": query.urlencode(),
+        "nav": "runs",
+    }
+    return render(request, "runs/run_list.html", context)
+
+
+# ---- the run page -------------------------------------------------------------------------
+
+
+def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
+    steps = selectors.run_steps(run)
+    selected = next((s for s in steps if s.name == selected_name), None) if selected_name else None
+    if selected_name and selected is None:
+        raise Http404("No such step")
+    if selected is None:
+        selected = selectors.default_selected_step(steps)
+    log_page = selectors.log_page(selected) if selected else None
+    return {
+        "run": run,
+        "steps": steps,
+        "rows": selectors.step_rows(steps),
+        "progress": selectors.progress(steps),
+        "timeline": selectors.timeline(run, steps),
+        "selected": selected,
+        "outputs": selectors.step_outputs(selected) if selected else [],
+        "metrics": selectors.step_metrics(selected) if selected else [],
+        "log_page": log_page,
+        "can_run": selectors.user_can_run(request.user, run.pipeline),
+        "is_active": selectors.run_is_active(run),
+        "can_retry_failed": selectors.run_can_retry_failed(run, steps),
+    }
+
+
+def _graph(run, steps: list[StepRun]) -> tuple[str, str, dict[str, str]]:
+    """(svg, error, step name -> node id); the page falls back to the table when dot fails."""
+    from pipelines_ui import graph
+
+    spec = version_spec(run.version)
+    states = {s.name: s.state for s in steps}
+    dot = graph.pipeline_dot(spec, states=states, step_url=lambda name: reverse("run_step", args=[run.pk, name]))
+    try:
+        svg = graph.render_svg(dot)
+    except graph.GraphRenderError as exc:
+        return "", str(exc), selectors.step_dom_ids(spec)
+    return svg, "", selectors.step_dom_ids(spec)
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) -> HttpResponse:
+    from pipelines_ui.graph import STATE_COLORS
+
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    context = _run_context(request, run, step_name)
+    svg, graph_error, node_ids = _graph(run, context["steps"])
+    context.update(
+        svg=svg,
+        graph_error=graph_error,
+        node_ids=node_ids,
+        state_colors=STATE_COLORS,
+        nav="runs",
+        page_config={
+            "run": run.pk,
+            "ws": f"/ws/runs/{run.pk}/",
+            "parts": reverse("run_parts", args=[run.pk]),
+            "selected": context["selected"].name if context["selected"] else None,
+            "log": reverse("step_log", args=[run.pk, context["selected"].name]) if context["selected"] else None,
+            "nodes": node_ids,
+            "colors": STATE_COLORS,
+            "states": {s.name: [s.state, s.attempt] for s in context["steps"]},
+            "run_state": run.state,
+        },
+    )
+    return render(request, "runs/run_detail.html", context)
+
+
+@login_required
+@require_GET
+def run_parts(request: HttpRequest, run_id: int) -> JsonResponse:
+    """The run page's parts as HTML, rendered from the same partials as the page itself."""
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    context = _run_context(request, run, request.GET.get("step") or None)
+    html = {key: render_to_string(template, context, request=request) for key, template in RUN_PARTS.items()}
+    return JsonResponse({"run_state": run.state, "parts": html})
+
+
+@login_required
+@require_POST
+def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    if not selectors.user_can_run(request.user, run.pipeline):
+        raise PermissionDenied("Viewers cannot cancel runs")
+    if run_cancel(run=run):
+        messages.info(request, f"Canceling run #{run.pk}: running steps stop within a few seconds.")
+    else:
+        messages.warning(request, f"Run #{run.pk} has already finished.")
+    return redirect(run.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_rerun_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    if not selectors.user_can_run(request.user, run.pipeline):
+        raise PermissionDenied("Viewers cannot rerun")
+    mode = request.POST.get("mode", "all")
+    if mode not in ("all", "failed", "from"):
+        mode = "all"
+    from_step = request.POST.get("step") if mode == "from" else None
+    try:
+        new_run = run_rerun(run=run, user=request.user, mode=mode, from_step=from_step)
+    except RunInputError as exc:
+        messages.error(request, f"Cannot rerun: {exc}")
+        return redirect(run.get_absolute_url())
+    return redirect(new_run.get_absolute_url())
+
+
+# ---- logs and outputs ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    step_run = selectors.step_run_for_run(run=run, name=step_name)
+    if request.GET.get("download"):
+        response = StreamingHttpResponse(selectors.log_text_iter(step_run), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{_safe_filename(step_name)}.log"'
+        return response
+    page = selectors.log_page(
+        step_run,
+        after_seq=_int_param(request, "after_seq"),
+        before_seq=_int_param(request, "before_seq"),
+        limit=_int_param(request, "limit") or selectors.LOG_TAIL_LINES,
+    )
+    return JsonResponse(page.as_json())
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "download"
+
+
+class _ZipSink:
+    """A write-only, unseekable file for zipfile, drained between writes (zipfile then uses data descriptors)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _zip_stream(folder: Path) -> Iterator[bytes]:
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                path = Path(dirpath) / filename
+                if path.is_symlink() or not path.is_file():
+                    continue
+                arcname = path.relative_to(folder).as_posix()
+                with path.open("rb") as source, archive.open(arcname, "w", force_zip64=True) as target:
+                    while chunk := source.read(1024 * 1024):
+                        target.write(chunk)
+                        yield sink.drain()
+                yield sink.drain()
+    yield sink.drain()
+
+
+@login_required
+@require_GET
+def step_output_download(request: HttpRequest, run_id: int, step_name: str, output_name: str) -> HttpResponse:
+    run = selectors.run_for_user(user=request.user, run_id=run_id)
+    step_run = selectors.step_run_for_run(run=run, name=step_name)
+    # The output is looked up by name in the database; the path comes only from its artifact's hash.
+    output = step_run.outputs.select_related("artifact").filter(name=output_name).first()
+    if output is None:
+        raise Http404("No such output")
+    artifact = output.artifact
+    try:
+        if artifact.kind == Artifact.Kind.FILE:
+            path = artifacts.artifact_path(artifact, output.name)
+            if not path.is_file():
+                raise Http404("The output's file is missing from the artifact store")
+            return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        folder = artifacts.artifact_dir(artifact.sha256)
+    except (OSError, artifacts.ArtifactError):
+        raise Http404("The output is missing from the artifact store")
+    if not folder.is_dir():
+        raise Http404("The output is missing from the artifact store")
+    response = StreamingHttpResponse(_zip_stream(folder), content_type="application/zip")
+    filename = f"run-{run.pk}-{_safe_filename(step_name)}-{_safe_filename(output.name)}.zip"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

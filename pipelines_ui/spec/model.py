@@ -4,8 +4,20 @@ The parser (YAML in) and the serializer (folder out) both speak these classes; t
 editor, the DAG drawing and the runner read them. Nothing here touches Django.
 
 A pipeline's files (code folders and local data inputs) are carried beside the spec as
-`files: dict[str, bytes]` keyed by `code/<step>/<relpath>` and `data/<input>/<relpath>`,
-so a pipeline is a pure value that round-trips through export and import.
+`files: dict[str, bytes]`, so a pipeline is a pure value that round-trips through export
+and import. Keys (POSIX relative paths, never `..`):
+
+- `code/<step>/<relpath>`: the step's code folder (`Step.has_code`);
+- `data/<input>/<relpath>`: a pipeline input given as a local path;
+- `data/<job>.<input>/<relpath>`: a job input given as a local path (job and input names
+  are identifiers, so the dot cannot collide with a pipeline input's key).
+
+A `uri_file` input holds exactly one file under its prefix (`data/<input>/<filename>`);
+a `uri_folder` input holds its folder's files. `code_key()` and `data_key()` build the
+prefixes.
+
+`Step.outputs` lists only the outputs bound to a pipeline output; an output that is just
+declared lives in `Step.output_decls`. Unbound inputs are absent from `Step.inputs`.
 """
 
 from __future__ import annotations
@@ -85,7 +97,8 @@ class Step:
     outputs: dict[str, ParentOutputRef | None] = field(default_factory=dict)
     # True when the step has a code folder; its files are under `code/<name>/` in Pipeline.files.
     has_code: bool = False
-    environment: str = ""
+    # A reference (`azureml:name@latest`, `name:1`) or an inline definition (`{image: ...}`).
+    environment: str | dict[str, object] = ""
     compute: str = ""
     environment_variables: dict[str, str] = field(default_factory=dict)
     timeout_s: int | None = None
@@ -166,6 +179,16 @@ class Problem:
         if self.field:
             parts.append(f"field '{self.field}'")
         return f"{': '.join(parts)}: {self.message}"
+
+
+def code_key(step: str) -> str:
+    """Prefix (no trailing slash) of a step's code files in `Pipeline.files`."""
+    return f"code/{step}"
+
+
+def data_key(input_name: str, job: str | None = None) -> str:
+    """Prefix (no trailing slash) of a local data input's files: pipeline-level, or one job's."""
+    return f"data/{job}.{input_name}" if job else f"data/{input_name}"
 
 
 class SpecError(Exception):

@@ -1,0 +1,38 @@
+# Stepwise: `make run` sets everything up and serves; `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: run test lint bench setup system-deps clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+system-deps:
+	@.ci/system-deps
+
+setup: system-deps $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py stepwise_setup
+
+run: setup
+	$(PY) manage.py serve
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+test: $(VENV)/.installed
+	@.ci/system-deps --browser
+	$(MAKE) lint
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf var/work var/cache

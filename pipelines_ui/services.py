@@ -1,0 +1,270 @@
+"""Writes on the authoring side: pipelines, their immutable versions and file blobs.
+
+Every function validates before it writes and writes in one transaction, so an invalid
+spec leaves nothing behind (`SpecError` carries the problems to show).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
+from pipelines_ui.selectors import known_compute_names
+from pipelines_ui.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
+from pipelines_ui.spec.model import DataPath, JobOutput, Problem, Step, code_key, data_key
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+
+
+def _errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+def spec_validate(*, spec: PipelineSpec) -> list[Problem]:
+    """Every problem with `spec` against the compute targets that exist now."""
+    return validate_pipeline(spec, known_computes=known_compute_names())
+
+
+def content_hash(*, spec_json: dict, files: dict[str, str]) -> str:
+    """sha256 over the canonical JSON of the spec and the `{key: blob sha}` map."""
+    canonical = json.dumps({"spec": spec_json, "files": files}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def file_blob_store(*, content: bytes) -> str:
+    sha = hashlib.sha256(content).hexdigest()
+    # Content-addressed: an existing row with this key already holds these bytes.
+    FileBlob.objects.get_or_create(sha256=sha, defaults={"content": content, "size": len(content)})
+    return sha
+
+
+@transaction.atomic
+def pipeline_create(
+    *,
+    team: Team,
+    name: str,
+    user,
+    spec: PipelineSpec | None = None,
+    description: str = "",
+    message: str = "",
+) -> Pipeline:
+    """A new pipeline in `team`; with `spec`, its version 1 (validated first)."""
+    if spec is not None:
+        problems = _errors(spec_validate(spec=spec))
+        if problems:
+            raise SpecError(problems)
+    pipeline = Pipeline.objects.create(
+        team=team,
+        name=name,
+        description=description or (spec.description if spec is not None else ""),
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+    )
+    if spec is not None:
+        pipeline_save_version(pipeline=pipeline, spec=spec, author=user, message=message or "Created")
+    return pipeline
+
+
+@transaction.atomic
+def pipeline_save_version(*, pipeline: Pipeline, spec: PipelineSpec, author, message: str = "") -> PipelineVersion:
+    """Store `spec` as the pipeline's next version, or return the latest when nothing changed."""
+    problems = _errors(spec_validate(spec=spec))
+    if problems:
+        raise SpecError(problems)
+    spec_json = to_json(spec)
+    files = {key: file_blob_store(content=data) for key, data in sorted(spec.files.items())}
+    digest = content_hash(spec_json=spec_json, files=files)
+
+    # The row lock serializes concurrent saves of one pipeline, so two editors never
+    # both compute the same next number (SQLite has no row locks, but its IMMEDIATE
+    # transactions serialize writers anyway).
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    latest = locked.versions.order_by("-number").first()
+    if latest is not None and latest.content_hash == digest:
+        return latest
+    version = PipelineVersion.objects.create(
+        pipeline=locked,
+        number=(latest.number + 1) if latest else 1,
+        spec=spec_json,
+        files=files,
+        content_hash=digest,
+        author=author if getattr(author, "is_authenticated", False) else None,
+        message=message[:255],
+    )
+    locked.latest_version = version
+    locked.save(update_fields=["latest_version", "updated_at"])
+    pipeline.latest_version = version
+    pipeline.updated_at = locked.updated_at
+    return version
+
+
+def version_spec(version: PipelineVersion) -> PipelineSpec:
+    """The version as a spec, with the contents of every file."""
+    shas = dict(version.files or {})
+    blobs = {b.sha256: bytes(b.content) for b in FileBlob.objects.filter(sha256__in=set(shas.values()))}
+    missing = sorted(k for k, sha in shas.items() if sha not in blobs)
+    if missing:
+        raise FileBlob.DoesNotExist(f"{version}: blobs missing for {', '.join(missing)}")
+    return from_json(version.spec, {key: blobs[sha] for key, sha in shas.items()})
+
+
+def pipeline_working_spec(*, pipeline: Pipeline) -> PipelineSpec:
+    """What the editor starts from: the latest version, or an empty spec for a new pipeline."""
+    if pipeline.latest_version_id:
+        return version_spec(pipeline.latest_version)
+    return PipelineSpec(name=pipeline.name, display_name=pipeline.name, description=pipeline.description)
+
+
+@transaction.atomic
+def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) -> PipelineVersion:
+    """Load the YAML at `path`; create the pipeline, or add a version to the one of that name."""
+    spec, _warnings = load_pipeline(
+        Path(path),
+        known_computes=known_compute_names(),
+        max_bytes=settings.STEPWISE_YAML_MAX_BYTES,
+        max_files_bytes=settings.STEPWISE_UPLOAD_MAX_BYTES,
+    )
+    pipeline_name = (name or spec.display_name or spec.name or Path(path).stem).strip()[:255]
+    message = f"Imported from {Path(path).name}"
+    existing = Pipeline.objects.filter(team=team, name=pipeline_name).first()
+    if existing is None:
+        pipeline = pipeline_create(team=team, name=pipeline_name, user=user, spec=spec, message=message)
+        assert pipeline.latest_version is not None
+        return pipeline.latest_version
+    return pipeline_save_version(pipeline=existing, spec=spec, author=user, message=message)
+
+
+def _renamed_references(spec: PipelineSpec, old: str, new: str) -> None:
+    for step in spec.jobs.values():
+        for key, binding in list(step.inputs.items()):
+            if isinstance(binding, JobOutput) and binding.job == old:
+                step.inputs[key] = JobOutput(job=new, output=binding.output)
+
+
+def spec_with_step(
+    *,
+    spec: PipelineSpec,
+    step: Step,
+    original_name: str | None = None,
+    code_files: dict[str, bytes] | None = None,
+) -> PipelineSpec:
+    """A copy of `spec` with `step` added, or replacing `original_name` (renames follow through).
+
+    `code_files` (relative path -> bytes) replaces the step's code folder; None keeps it.
+    """
+    jobs: dict[str, Step] = {}
+    replaced = False
+    for name, existing in spec.jobs.items():
+        if original_name is not None and name == original_name:
+            jobs[step.name] = step
+            replaced = True
+        else:
+            jobs[name] = replace(existing, inputs=dict(existing.inputs))
+    if not replaced:
+        jobs[step.name] = step
+    old_name = original_name or step.name
+    old_code_prefix = code_key(old_name) + "/"
+    old_code = {k[len(old_code_prefix) :]: v for k, v in spec.files.items() if k.startswith(old_code_prefix)}
+    files = {k: v for k, v in spec.files.items() if not k.startswith(old_code_prefix)}
+    for rel, data in (old_code if code_files is None else code_files).items():
+        files[f"{code_key(step.name)}/{rel}"] = data
+    step.has_code = any(k.startswith(code_key(step.name) + "/") for k in files)
+    if old_name != step.name:
+        # A job's local data lives under `data/<job>.<input>/`: it moves with the job.
+        for input_name, binding in list(step.inputs.items()):
+            if isinstance(binding, DataPath) and binding.key == data_key(input_name, old_name):
+                new_key = data_key(input_name, step.name)
+                step.inputs[input_name] = DataPath(type=binding.type, key=new_key)
+                for k in [k for k in files if k.startswith(binding.key + "/")]:
+                    files[new_key + k[len(binding.key) :]] = files.pop(k)
+    result = replace(spec, jobs=jobs, files=files)
+    if original_name is not None and original_name != step.name:
+        _renamed_references(result, original_name, step.name)
+    return result
+
+
+def spec_without_step(*, spec: PipelineSpec, name: str) -> PipelineSpec:
+    """A copy of `spec` without step `name` and its code; raises SpecError if others use its outputs."""
+    users = sorted(down for up, _out, down, _in in spec.edges() if up == name and down != name)
+    if users:
+        raise SpecError(
+            [
+                Problem(
+                    message=f"step '{name}' feeds {', '.join(sorted(set(users)))}: rebind or remove those inputs first",
+                    job=name,
+                )
+            ]
+        )
+    jobs = {k: v for k, v in spec.jobs.items() if k != name}
+    owned = [code_key(name) + "/"]
+    owned += [b.key + "/" for b in spec.jobs[name].inputs.values() if isinstance(b, DataPath)]
+    files = {k: v for k, v in spec.files.items() if not any(k.startswith(prefix) for prefix in owned)}
+    return replace(spec, jobs=jobs, files=files)
+
+
+@transaction.atomic
+def pipeline_step_save(
+    *,
+    pipeline: Pipeline,
+    step: Step,
+    author,
+    original_name: str | None = None,
+    code_files: dict[str, bytes] | None = None,
+) -> PipelineVersion:
+    base = pipeline_working_spec(pipeline=pipeline)
+    if original_name is None and step.name in base.jobs:
+        raise SpecError([Problem(message=f"a step named '{step.name}' already exists", job=step.name, field="name")])
+    if original_name is not None and original_name != step.name and step.name in base.jobs:
+        raise SpecError([Problem(message=f"a step named '{step.name}' already exists", job=step.name, field="name")])
+    spec = spec_with_step(spec=base, step=step, original_name=original_name, code_files=code_files)
+    verb = "Added" if original_name is None else "Edited"
+    return pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=f"{verb} step {step.name}")
+
+
+@transaction.atomic
+def pipeline_step_remove(*, pipeline: Pipeline, name: str, author) -> PipelineVersion:
+    base = pipeline_working_spec(pipeline=pipeline)
+    spec = spec_without_step(spec=base, name=name)
+    return pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=f"Removed step {name}")
+
+
+@transaction.atomic
+def pipeline_update(
+    *,
+    pipeline: Pipeline,
+    spec: PipelineSpec,
+    author,
+    name: str | None = None,
+    description: str | None = None,
+    message: str = "",
+) -> PipelineVersion | None:
+    """Save pipeline-level changes (settings, inputs, outputs) and the row's name/description.
+
+    A pipeline without steps has no version yet (a version is a runnable spec); then
+    only the row changes and None is returned.
+    """
+    version = None
+    if spec.jobs or pipeline.latest_version_id:
+        version = pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=message)
+    # The row changes only after the spec validated, so a failed save leaves it as it was.
+    changes = {}
+    if name is not None and name != pipeline.name:
+        changes["name"] = name
+    if description is not None and description != pipeline.description:
+        changes["description"] = description
+    if changes:
+        for field_name, value in changes.items():
+            setattr(pipeline, field_name, value)
+        pipeline.save(update_fields=[*changes, "updated_at"])
+    return version
+
+
+@transaction.atomic
+def pipeline_restore_version(*, pipeline: Pipeline, version: PipelineVersion, author) -> PipelineVersion:
+    return pipeline_save_version(
+        pipeline=pipeline, spec=version_spec(version), author=author, message=f"Restored v{version.number}"
+    )

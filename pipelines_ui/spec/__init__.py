@@ -1,0 +1,62 @@
+"""The pipeline spec: Azure ML CLI v2 pipeline YAML in and out, as typed pure data.
+
+Pure Python, no Django: limits come in as parameters.
+"""
+
+from __future__ import annotations
+
+from .command import command_references, render_command
+from .loader import load_pipeline, parse_text
+from .model import (
+    DATA_TYPES,
+    INPUT_TYPES,
+    LITERAL_TYPES,
+    OUTPUT_TYPES,
+    Binding,
+    DataPath,
+    InputDecl,
+    JobOutput,
+    OutputDecl,
+    ParentInput,
+    ParentOutputRef,
+    Pipeline,
+    Problem,
+    Settings,
+    SpecError,
+    Step,
+    code_key,
+    data_key,
+)
+from .serialize import dump_folder, export_files, from_json, to_json, to_zip_bytes
+from .validate import validate_pipeline
+
+__all__ = [
+    "DATA_TYPES",
+    "INPUT_TYPES",
+    "LITERAL_TYPES",
+    "OUTPUT_TYPES",
+    "Binding",
+    "DataPath",
+    "InputDecl",
+    "JobOutput",
+    "OutputDecl",
+    "ParentInput",
+    "ParentOutputRef",
+    "Pipeline",
+    "Problem",
+    "Settings",
+    "SpecError",
+    "Step",
+    "code_key",
+    "command_references",
+    "data_key",
+    "dump_folder",
+    "export_files",
+    "from_json",
+    "load_pipeline",
+    "parse_text",
+    "render_command",
+    "to_json",
+    "to_zip_bytes",
+    "validate_pipeline",
+]

@@ -1,0 +1,98 @@
+"""Binding expressions (`${{parent...}}`), literal types and the checks shared by loader and validator."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .model import DATA_TYPES, LITERAL_TYPES, JobOutput, ParentInput, ParentOutputRef
+
+# Azure ML's rule for pipeline node names: a lower-case Python identifier.
+JOB_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+MAX_NAME_LENGTH = 255
+# Input, output and parameter names: identifiers (Azure ML accepts upper case here).
+PORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_WORD = r"([A-Za-z0-9_\-]+)"
+_PARENT_INPUT = re.compile(rf"\$\{{\{{\s*parent\.inputs\.{_WORD}\s*\}}\}}")
+_PARENT_OUTPUT = re.compile(rf"\$\{{\{{\s*parent\.outputs\.{_WORD}\s*\}}\}}")
+_JOB_OUTPUT = re.compile(rf"\$\{{\{{\s*parent\.jobs\.{_WORD}\.outputs\.{_WORD}\s*\}}\}}")
+
+# Folder-like Azure ML asset types that Stepwise handles as plain folders.
+FOLDER_ALIASES = ("mlflow_model", "custom_model", "mltable", "triton_model")
+
+_REMOTE_PREFIXES = ("azureml:", "http:", "https:", "wasb:", "wasbs:", "abfs:", "abfss:", "adl:", "s3:", "gs:", "git+")
+
+
+def parse_expression(text: str) -> ParentInput | JobOutput | ParentOutputRef | None:
+    """The binding a whole-value `${{...}}` string denotes, or None when it is not one."""
+    text = text.strip()
+    if m := _PARENT_INPUT.fullmatch(text):
+        return ParentInput(m.group(1))
+    if m := _JOB_OUTPUT.fullmatch(text):
+        return JobOutput(m.group(1), m.group(2))
+    if m := _PARENT_OUTPUT.fullmatch(text):
+        return ParentOutputRef(m.group(1))
+    return None
+
+
+def has_expression(text: str) -> bool:
+    return "${{" in text
+
+
+def format_binding(binding: ParentInput | JobOutput | ParentOutputRef) -> str:
+    if isinstance(binding, ParentInput):
+        return f"${{{{parent.inputs.{binding.name}}}}}"
+    if isinstance(binding, JobOutput):
+        return f"${{{{parent.jobs.{binding.job}.outputs.{binding.output}}}}}"
+    return f"${{{{parent.outputs.{binding.name}}}}}"
+
+
+def literal_type(value: object) -> str | None:
+    """The input type a YAML scalar implies (bool before int: bool is an int in Python)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def literal_error(value: object, type_: str, enum: list[str] | None = None) -> str | None:
+    """Why `value` cannot be a value of input type `type_`, or None when it can."""
+    if type_ in DATA_TYPES:
+        return f"a {type_} input needs data ({{type: {type_}, path: ...}}), not the literal {value!r}"
+    if type_ == "boolean" and not isinstance(value, bool):
+        return f"expected a boolean (true/false), got {value!r}"
+    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"expected an integer, got {value!r}"
+    if type_ == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+    if type_ == "string" and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    if type_ not in LITERAL_TYPES:
+        return f"unknown type '{type_}'"
+    if enum is not None and value not in enum:
+        return f"{value!r} is not one of the allowed values {enum}"
+    return None
+
+
+def types_compatible(source: str, target: str) -> bool:
+    """Whether a value of type `source` may feed an input of type `target`."""
+    if source == target:
+        return True
+    if source in DATA_TYPES or target in DATA_TYPES:
+        # Azure ML lets a file feed a folder input and the reverse; data never feeds a literal.
+        return source in DATA_TYPES and target in DATA_TYPES
+    return target == "string" or (source == "integer" and target == "number")
+
+
+def is_remote(path: str) -> bool:
+    lowered = path.strip().lower()
+    return lowered.startswith(_REMOTE_PREFIXES) or "://" in lowered

@@ -1,0 +1,889 @@
+"""Azure ML CLI v2 pipeline YAML in, a normalized Pipeline out, with every problem found.
+
+Normalization gives the editor and the export one shape: inline jobs get typed input and
+output declarations inferred from their bindings, component jobs get theirs from the
+component file, and files (code folders, local data) are read into `Pipeline.files`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import bindings as b
+from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
+from .model import (
+    DATA_TYPES,
+    INPUT_TYPES,
+    OUTPUT_TYPES,
+    Binding,
+    DataPath,
+    InputDecl,
+    JobOutput,
+    OutputDecl,
+    ParentInput,
+    ParentOutputRef,
+    Pipeline,
+    Problem,
+    Settings,
+    SpecError,
+    Step,
+    code_key,
+    data_key,
+)
+from .validate import validate_pipeline
+from .yaml_safe import LineDict, load_yaml, read_text
+
+ComponentResolver = Callable[[str, str | None], dict | None]
+
+MAX_BYTES = 1_048_576
+MAX_FILES_BYTES = 20 * 1024 * 1024
+
+_NOT_YET_JOB_TYPES = ("sweep", "parallel", "pipeline", "spark", "automl", "data_transfer", "import", "flow")
+_IGNORED_JOB_KEYS = (
+    "name",
+    "tags",
+    "resources",
+    "distribution",
+    "identity",
+    "services",
+    "queue_settings",
+    "properties",
+    "experiment_name",
+)
+_IGNORED_COMPONENT_KEYS = ("tags", "resources", "distribution", "properties", "services")
+# Fields of a validation problem that live in the component file when the step has one.
+_COMPONENT_FIELD = re.compile(r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|optional))")
+
+
+def load_pipeline(
+    path: Path,
+    *,
+    known_computes: set[str] | None = None,
+    resolve_component: ComponentResolver | None = None,
+    max_bytes: int = MAX_BYTES,
+    max_files_bytes: int = MAX_FILES_BYTES,
+    root: Path | None = None,
+) -> tuple[Pipeline, list[Problem]]:
+    """Load a pipeline YAML file with its components, code and local data.
+
+    Returns the pipeline and its warnings; raises SpecError with every problem found.
+    Files it refers to must lie inside `root` (default: the pipeline file's folder), so an
+    uploaded pipeline cannot read the server's files through `code: ../../..`.
+    """
+    path = Path(path)
+    filename = str(path)
+    text = read_text(path, filename=filename, max_bytes=max_bytes)
+    return _PipelineReader(
+        filename=filename,
+        base_dir=path.parent,
+        root=root or path.parent,
+        known_computes=known_computes,
+        resolve_component=resolve_component,
+        max_bytes=max_bytes,
+        max_files_bytes=max_files_bytes,
+    ).read(text)
+
+
+def parse_text(
+    text: str,
+    *,
+    filename: str = "pipeline.yml",
+    base_dir: Path | None = None,
+    known_computes: set[str] | None = None,
+    resolve_component: ComponentResolver | None = None,
+    max_bytes: int = MAX_BYTES,
+    max_files_bytes: int = MAX_FILES_BYTES,
+    root: Path | None = None,
+) -> tuple[Pipeline, list[Problem]]:
+    """Like load_pipeline for YAML text in memory; without base_dir, local files are errors."""
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise SpecError([Problem(f"file is larger than {max_bytes} bytes", file=filename)])
+    return _PipelineReader(
+        filename=filename,
+        base_dir=base_dir,
+        root=root or base_dir,
+        known_computes=known_computes,
+        resolve_component=resolve_component,
+        max_bytes=max_bytes,
+        max_files_bytes=max_files_bytes,
+    ).read(text.removeprefix("\ufeff"))
+
+
+@dataclass
+class _Component:
+    """A command component, from a file, the registry or an inline job, before binding."""
+
+    name: str
+    version: str
+    command: str = ""
+    display_name: str = ""
+    description: str = ""
+    environment: str | dict[str, object] = ""
+    is_deterministic: bool = True
+    input_decls: dict[str, InputDecl] = field(default_factory=dict)
+    output_decls: dict[str, OutputDecl] = field(default_factory=dict)
+    has_code: bool = False
+    file: str = ""
+    tree: LineDict | None = None
+
+
+@dataclass
+class _Where:
+    """Where a problem sits: file, its parsed tree (for line numbers), and the path to the job."""
+
+    file: str
+    tree: object
+    prefix: tuple[str, ...] = ()
+
+
+def _line(tree: object, path: tuple[str, ...]) -> int | None:
+    line = getattr(tree, "line", None)
+    node = tree
+    for key in path:
+        if not isinstance(node, LineDict) or key not in node:
+            break
+        line = node.key_lines.get(key, line)
+        node = node[key]
+    return line
+
+
+def _plain(value: object) -> object:
+    """LineDicts to dicts, recursively, so values compare and serialize as plain data."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _PipelineReader:
+    def __init__(
+        self,
+        *,
+        filename: str,
+        base_dir: Path | None,
+        root: Path | None,
+        known_computes: set[str] | None,
+        resolve_component: ComponentResolver | None,
+        max_bytes: int,
+        max_files_bytes: int,
+    ) -> None:
+        self.filename = filename
+        self.base_dir = base_dir
+        self.root = root
+        self.known_computes = known_computes
+        self.resolve_component = resolve_component
+        self.max_bytes = max_bytes
+        self.budget = Budget(max_files_bytes)
+        self.budget_exceeded = False
+        self.problems: list[Problem] = []
+        self.files: dict[str, bytes] = {}
+        self.tree: LineDict = LineDict()
+        # Per job: where its component's fields are written (for problems from validation).
+        self.component_where: dict[str, _Where] = {}
+
+    # -- problems -------------------------------------------------------------------------
+
+    def _add(self, severity: str, message: str, where: _Where, path: tuple[str, ...], job: str, field: str) -> None:
+        line = _line(where.tree, where.prefix + path)
+        self.problems.append(Problem(message, file=where.file, job=job, field=field, line=line, severity=severity))
+
+    def error(self, message: str, where: _Where, *path: str, job: str = "") -> None:
+        self._add("error", message, where, path, job, ".".join(path))
+
+    def warn(self, message: str, where: _Where, *path: str, job: str = "") -> None:
+        self._add("warning", message, where, path, job, ".".join(path))
+
+    # -- entry ----------------------------------------------------------------------------
+
+    def read(self, text: str) -> tuple[Pipeline, list[Problem]]:
+        tree = load_yaml(text, filename=self.filename)
+        if not isinstance(tree, LineDict):
+            kind = "empty" if tree is None else f"a {type(tree).__name__}"
+            raise SpecError([Problem(f"expected a pipeline (a YAML mapping), found {kind}", file=self.filename)])
+        self.tree = tree
+        top = _Where(self.filename, tree)
+        pipeline = self._pipeline(tree, top)
+        for problem in validate_pipeline(pipeline, known_computes=self.known_computes):
+            self._locate(problem)
+            self.problems.append(problem)
+        if any(p.severity == "error" for p in self.problems):
+            raise SpecError(self.problems)
+        return pipeline, self.problems
+
+    def _locate(self, problem: Problem) -> None:
+        path = tuple(problem.field.split(".")) if problem.field else ()
+        where = _Where(self.filename, self.tree, ("jobs", problem.job) if problem.job else ())
+        if problem.job in self.component_where and _COMPONENT_FIELD.fullmatch(problem.field):
+            where = self.component_where[problem.job]
+        problem.file = where.file
+        problem.line = _line(where.tree, where.prefix + path)
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    def _pipeline(self, tree: LineDict, top: _Where) -> Pipeline:
+        type_ = tree.get("type")
+        if type_ != "pipeline":
+            self.error(f"type must be 'pipeline', found {type_!r}", top, "type")
+        for key in tree:
+            if key == "$schema":
+                self.warn("'$schema' is ignored", top, key)
+            elif key in ("experiment_name", "tags"):
+                if tree[key]:
+                    self.warn(f"'{key}' is recorded but not used by Stepwise", top, key)
+            elif key == "compute":
+                self.warn("top-level 'compute' is read as settings.default_compute", top, key)
+            elif key not in ("type", "name", "display_name", "description", "settings", "inputs", "outputs", "jobs"):
+                self.warn(f"unknown key '{key}' is ignored", top, key)
+
+        p = Pipeline(name=self._str(tree, "name", top) or Path(self.filename).stem or "pipeline")
+        p.display_name = self._str(tree, "display_name", top)
+        p.description = self._str(tree, "description", top)
+        p.experiment_name = self._str(tree, "experiment_name", top)
+        p.tags = self._str_map(tree, "tags", top)
+        p.settings = self._settings(tree, top)
+        if not p.settings.default_compute and tree.get("compute"):
+            p.settings.default_compute = self._str(tree, "compute", top)
+
+        for name, raw in self._mapping(tree, "inputs", top).items():
+            decl = self._decl(name, raw, top, ("inputs", name), pipeline_level=True)
+            if decl is not None:
+                p.inputs[name] = decl
+        for name, raw in self._mapping(tree, "outputs", top).items():
+            out = self._output_decl(raw, top, ("outputs", name))
+            if out is not None:
+                p.outputs[name] = out
+
+        jobs = self._mapping(tree, "jobs", top)
+        if "jobs" not in tree:
+            self.error("'jobs' is required", top, "jobs")
+        inline_hints: dict[str, dict[str, str | None]] = {}
+        for name, raw in jobs.items():
+            where = _Where(self.filename, tree, ("jobs", name))
+            if not isinstance(raw, dict):
+                self.error("a job must be a mapping", where, job=name)
+                continue
+            parsed = self._job(name, raw, where)
+            if parsed is not None:
+                step, hints = parsed
+                p.jobs[name] = step
+                if hints is not None:
+                    inline_hints[name] = hints
+        for name, hints in inline_hints.items():
+            self._infer_inline_decls(p, p.jobs[name], hints)
+        p.files = self.files
+        return p
+
+    def _settings(self, tree: LineDict, top: _Where) -> Settings:
+        raw = self._mapping(tree, "settings", top)
+        s = Settings()
+        for key, value in raw.items():
+            if key in ("default_compute", "default_datastore"):
+                if not isinstance(value, str):
+                    self.error(f"{key} must be a string", top, "settings", key)
+                    continue
+                setattr(s, key, value)
+                if key == "default_datastore":
+                    self.warn("'default_datastore' is recorded but not used by Stepwise", top, "settings", key)
+            elif key in ("continue_on_step_failure", "force_rerun"):
+                if not isinstance(value, bool):
+                    self.error(f"{key} must be true or false, got {value!r}", top, "settings", key)
+                    continue
+                setattr(s, key, value)
+            else:
+                self.warn(f"unknown settings key '{key}' is ignored", top, "settings", key)
+        return s
+
+    # -- small typed getters --------------------------------------------------------------
+
+    def _str(self, raw: dict, key: str, where: _Where, *path: str, job: str = "") -> str:
+        value = raw.get(key)
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.error(f"{key} must be a string", where, *path, key, job=job)
+            return ""
+        return str(value)
+
+    def _mapping(self, raw: dict, key: str, where: _Where, *path: str, job: str = "") -> dict:
+        value = raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(f"{key} must be a mapping", where, *path, key, job=job)
+            return {}
+        return value
+
+    def _str_map(self, raw: dict, key: str, where: _Where, *path: str, job: str = "") -> dict[str, str]:
+        result: dict[str, str] = {}
+        for k, v in self._mapping(raw, key, where, *path, job=job).items():
+            if isinstance(v, dict | list):
+                self.error(f"value of '{k}' must be a string", where, *path, key, k, job=job)
+            else:
+                result[k] = "" if v is None else str(v)
+        return result
+
+    def _type(self, raw: dict, where: _Where, path: tuple[str, ...], job: str, allowed: tuple[str, ...]) -> str | None:
+        value = raw.get("type")
+        if value is None:
+            return None
+        type_ = str(value).lower()
+        if type_ in b.FOLDER_ALIASES:
+            self.warn(f"type '{type_}' is handled as uri_folder", where, *path, "type", job=job)
+            return "uri_folder"
+        if type_ not in allowed:
+            self.error(f"unknown type '{value}' (use {', '.join(allowed)})", where, *path, "type", job=job)
+            return ""
+        return type_
+
+    # -- declarations ---------------------------------------------------------------------
+
+    def _decl(
+        self, name: str, raw: object, where: _Where, path: tuple[str, ...], *, pipeline_level: bool, job: str = ""
+    ) -> InputDecl | None:
+        """A typed input: a component's `inputs.X`, or a pipeline input (literal shorthand or data path)."""
+        if pipeline_level and not isinstance(raw, dict | list) and raw is not None:
+            if isinstance(raw, str) and b.has_expression(raw):
+                self.error("a pipeline input takes a value, not an expression", where, *path, job=job)
+                return None
+            return InputDecl(type=b.literal_type(raw) or "string", default=raw)
+        if not isinstance(raw, dict):
+            self.error("an input is declared as a mapping with a 'type'", where, *path, job=job)
+            return None
+        type_ = self._type(raw, where, path, job, INPUT_TYPES)
+        if type_ == "":
+            return None
+        value_key = "default" if "default" in raw else "value"
+        if type_ is None:
+            if pipeline_level and "path" in raw:
+                type_ = "uri_folder"
+            elif pipeline_level and raw.get(value_key) is not None:
+                type_ = b.literal_type(raw[value_key]) or "string"
+            else:
+                self.error("'type' is required", where, *path, job=job)
+                return None
+        decl = InputDecl(type=type_)
+        for key, value in raw.items():
+            if key in ("type", "path"):
+                continue
+            if key in ("default", "value"):
+                if type_ in DATA_TYPES:
+                    self.warn(f"'{key}' of a data input is ignored", where, *path, key, job=job)
+                elif isinstance(value, dict | list):
+                    self.error(f"{key} must be a single value", where, *path, key, job=job)
+                else:
+                    decl.default = value
+            elif key == "optional":
+                if not isinstance(value, bool):
+                    self.error(f"optional must be true or false, got {value!r}", where, *path, key, job=job)
+                else:
+                    decl.optional = value
+            elif key == "description":
+                decl.description = self._str(raw, key, where, *path, job=job)
+            elif key == "enum":
+                if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+                    self.error("enum must be a list of values", where, *path, key, job=job)
+                else:
+                    decl.enum = [str(v) for v in value]
+            elif key == "mode":
+                self.warn(f"input mode '{value}' is ignored: inputs are local paths", where, *path, key, job=job)
+            else:
+                self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
+        if pipeline_level and type_ in DATA_TYPES and raw.get("path") is not None:
+            decl.data = self._local_data(raw["path"], type_, data_key(name), where, (*path, "path"), job=job)
+            if decl.data is None:
+                return None
+        elif "path" in raw and not pipeline_level:
+            self.warn("'path' is ignored in a component input", where, *path, "path", job=job)
+        return decl
+
+    def _output_decl(self, raw: object, where: _Where, path: tuple[str, ...], job: str = "") -> OutputDecl | None:
+        if raw is None:
+            return OutputDecl()
+        if not isinstance(raw, dict):
+            self.error("an output is declared as a mapping (or left empty)", where, *path, job=job)
+            return None
+        type_ = self._type(raw, where, path, job, OUTPUT_TYPES)
+        if type_ == "":
+            return None
+        out = OutputDecl(type=type_ or "uri_folder")
+        for key, value in raw.items():
+            if key == "type":
+                continue
+            if key == "description":
+                out.description = self._str(raw, key, where, *path, job=job)
+            elif key == "mode":
+                self.warn(f"output mode '{value}' is ignored: outputs are local folders", where, *path, key, job=job)
+            elif key == "path":
+                if not (isinstance(value, str) and isinstance(b.parse_expression(value), ParentOutputRef)):
+                    self.warn("output 'path' is ignored: Stepwise stores outputs itself", where, *path, key, job=job)
+            else:
+                self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
+        return out
+
+    # -- files ----------------------------------------------------------------------------
+
+    def _no_folder(self, what: str, where: _Where, path: tuple[str, ...], job: str) -> bool:
+        if self.base_dir is None or self.root is None:
+            self.error(
+                f"{what} cannot be resolved without a folder or zip: upload them together", where, *path, job=job
+            )
+            return True
+        return False
+
+    def _read(self, reader: Callable[[], dict[str, bytes]], where: _Where, path: tuple[str, ...], job: str) -> bool:
+        if self.budget_exceeded:
+            return False
+        try:
+            self.files.update(reader())
+            return True
+        except FilesError as exc:
+            if "in total" in str(exc) or "more than" in str(exc):
+                self.budget_exceeded = True
+            self.error(str(exc), where, *path, job=job)
+            return False
+
+    def _local_data(
+        self, value: object, type_: str, key: str, where: _Where, path: tuple[str, ...], job: str = ""
+    ) -> DataPath | None:
+        if not isinstance(value, str) or not value.strip():
+            self.error("path must be a string", where, *path, job=job)
+            return None
+        if b.is_remote(value):
+            self.error(f"only local paths are supported for now, not '{value}'", where, *path, job=job)
+            return None
+        base = self._base(where)
+        if base is None:
+            self._no_folder(f"local path '{value}'", where, path, job)
+            return None
+        try:
+            target = resolve_local(base, value, self.root)  # type: ignore[arg-type]
+        except FilesError as exc:
+            self.error(str(exc), where, *path, job=job)
+            return None
+        if type_ == "uri_file" and not target.is_file():
+            self.error(f"uri_file path '{value}' is not a file", where, *path, job=job)
+            return None
+        if type_ == "uri_folder" and not target.is_dir():
+            self.error(f"uri_folder path '{value}' is not a folder", where, *path, job=job)
+            return None
+        if type_ == "uri_file":
+            ok = self._read(lambda: read_file_into(target, prefix=key, budget=self.budget), where, path, job)
+        else:
+            ok = self._read(lambda: read_folder(target, prefix=key, budget=self.budget), where, path, job)
+        return DataPath(type=type_, key=key) if ok else None
+
+    def _base(self, where: _Where) -> Path | None:
+        """The folder that paths in the pipeline file are relative to (components pass their own)."""
+        return self.base_dir
+
+    def _code(self, value: object, step: str, base: Path | None, where: _Where, path: tuple[str, ...]) -> bool:
+        if not isinstance(value, str) or not value.strip():
+            self.error("code must be a path", where, *path, job=step)
+            return False
+        if b.is_remote(value):
+            self.error(f"only local code folders are supported, not '{value}'", where, *path, job=step)
+            return False
+        if base is None or self.root is None:
+            self._no_folder(f"code '{value}'", where, path, step)
+            return False
+        try:
+            target = resolve_local(base, value, self.root)
+        except FilesError as exc:
+            self.error(str(exc), where, *path, job=step)
+            return False
+        prefix = code_key(step)
+        if target.is_file():
+            return self._read(lambda: read_file_into(target, prefix=prefix, budget=self.budget), where, path, step)
+        return self._read(lambda: read_folder(target, prefix=prefix, budget=self.budget), where, path, step)
+
+    # -- components -----------------------------------------------------------------------
+
+    def _component_ref(self, step: str, ref: object, where: _Where) -> _Component | None:
+        if isinstance(ref, dict):
+            self.component_where[step] = _Where(where.file, where.tree, where.prefix + ("component",))
+            return self._component_dict(
+                step, ref, where, base=self._base(where), code_files=None, prefix=("component",)
+            )
+        if not isinstance(ref, str) or not ref.strip():
+            self.error("component must be a path or a registered name", where, "component", job=step)
+            return None
+        if ref.startswith("azureml:"):
+            return self._registered(step, ref, where)
+        if b.is_remote(ref):
+            self.error(
+                f"component '{ref}' is not supported: use a local file or azureml:name:version",
+                where,
+                "component",
+                job=step,
+            )
+            return None
+        base = self._base(where)
+        if base is None or self.root is None:
+            self._no_folder(f"component '{ref}'", where, ("component",), step)
+            return None
+        try:
+            path = resolve_local(base, ref, self.root)
+        except FilesError as exc:
+            self.error(str(exc), where, "component", job=step)
+            return None
+        display = os.path.normpath(os.path.join(os.path.dirname(self.filename), ref.removeprefix("file:")))
+        if not path.is_file():
+            self.error(f"component '{ref}' is not a file", where, "component", job=step)
+            return None
+        try:
+            tree = load_yaml(read_text(path, filename=display, max_bytes=self.max_bytes), filename=display)
+        except SpecError as exc:
+            for problem in exc.problems:
+                problem.job = step
+            self.problems.extend(exc.problems)
+            return None
+        comp_where = _Where(display, tree)
+        if not isinstance(tree, dict):
+            self.error("a component file must hold a mapping", comp_where, job=step)
+            return None
+        self.component_where[step] = comp_where
+        return self._component_dict(step, tree, comp_where, base=path.parent, code_files=None)
+
+    def _registered(self, step: str, ref: str, where: _Where) -> _Component | None:
+        spec = ref.removeprefix("azureml:")
+        if spec.startswith("//"):
+            self.error(f"component '{ref}': registries are not supported", where, "component", job=step)
+            return None
+        if "@" in spec:
+            name, label = spec.split("@", 1)
+            version = None
+            if label != "latest":
+                self.error(f"component '{ref}': only the @latest label is supported", where, "component", job=step)
+                return None
+        elif ":" in spec:
+            name, version = spec.rsplit(":", 1)
+        else:
+            name, version = spec, None
+        if self.resolve_component is None:
+            self.error(f"registered component '{ref}' cannot be resolved here", where, "component", job=step)
+            return None
+        found = self.resolve_component(name, version)
+        if not isinstance(found, dict):
+            label = f"{name}:{version}" if version else f"{name}@latest"
+            self.error(f"component '{label}' is not registered in Stepwise", where, "component", job=step)
+            return None
+        code_files = found.get("_files")
+        comp_where = _Where(f"azureml:{name}", found)
+        self.component_where[step] = comp_where
+        body = {k: v for k, v in found.items() if k != "_files"}
+        body.setdefault("name", name)
+        return self._component_dict(step, body, comp_where, base=None, code_files=code_files)
+
+    def _component_dict(
+        self,
+        step: str,
+        raw: dict,
+        where: _Where,
+        *,
+        base: Path | None,
+        code_files: dict[str, bytes] | None,
+        prefix: tuple[str, ...] = (),
+    ) -> _Component | None:
+        """A command component's fields; `prefix` is where it sits in `where.tree` (inline components)."""
+        where = _Where(where.file, where.tree, where.prefix + prefix)
+        type_ = raw.get("type", "command")
+        if type_ != "command":
+            what = "not supported yet" if type_ in _NOT_YET_JOB_TYPES else "unknown"
+            self.error(f"component type '{type_}' is {what} (only command components)", where, "type", job=step)
+            return None
+        comp = _Component(
+            name=self._str(raw, "name", where, job=step) or step,
+            version=self._str(raw, "version", where, job=step) or "1",
+            file=where.file,
+            tree=where.tree if isinstance(where.tree, LineDict) else None,
+        )
+        known = {"type", "name", "version", "display_name", "description", "is_deterministic", "inputs", "outputs"}
+        known |= {"code", "environment", "command"}
+        for key in raw:
+            if key == "$schema":
+                self.warn("'$schema' is ignored", where, key, job=step)
+            elif key in _IGNORED_COMPONENT_KEYS:
+                self.warn(f"'{key}' is not used by Stepwise and is ignored", where, key, job=step)
+            elif key == "additional_includes":
+                self.error("'additional_includes' is not supported yet", where, key, job=step)
+            elif key not in known:
+                self.warn(f"unknown key '{key}' is ignored", where, key, job=step)
+        self._component_body(comp, step, raw, where, base=base, code_files=code_files)
+        for name, decl_raw in self._mapping(raw, "inputs", where, job=step).items():
+            decl = self._decl(name, decl_raw, where, ("inputs", name), pipeline_level=False, job=step)
+            if decl is not None:
+                comp.input_decls[name] = decl
+        for name, out_raw in self._mapping(raw, "outputs", where, job=step).items():
+            out = self._output_decl(out_raw, where, ("outputs", name), job=step)
+            if out is not None:
+                comp.output_decls[name] = out
+        return comp
+
+    def _component_body(
+        self, comp: _Component, step: str, raw: dict, where: _Where, *, base: Path | None, code_files: dict | None
+    ) -> None:
+        """Fields an inline job and a component share: command, code, environment, identity."""
+        command = raw.get("command")
+        if command is None:
+            self.error("command is required", where, "command", job=step)
+        elif not isinstance(command, str):
+            self.error("command must be a string", where, "command", job=step)
+        else:
+            comp.command = command
+        comp.display_name = self._str(raw, "display_name", where, job=step)
+        comp.description = self._str(raw, "description", where, job=step)
+        deterministic = raw.get("is_deterministic", True)
+        if not isinstance(deterministic, bool):
+            self.error(
+                f"is_deterministic must be true or false, got {deterministic!r}", where, "is_deterministic", job=step
+            )
+        else:
+            comp.is_deterministic = deterministic
+        comp.environment = self._environment(raw.get("environment"), step, where, base)
+        if code_files is not None:
+            if not isinstance(code_files, dict) or not all(
+                isinstance(k, str) and isinstance(v, bytes) for k, v in code_files.items()
+            ):
+                self.error("registered component files are malformed", where, "code", job=step)
+            else:
+                self.files.update({f"{code_key(step)}/{rel}": data for rel, data in code_files.items()})
+                comp.has_code = True
+        elif raw.get("code") is not None:
+            comp.has_code = self._code(raw["code"], step, base, where, ("code",))
+
+    def _environment(self, value: object, step: str, where: _Where, base: Path | None) -> str | dict[str, object]:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, dict):
+            self.error("environment must be a name or a mapping", where, "environment", job=step)
+            return ""
+        env = _plain(value)
+        assert isinstance(env, dict)
+        conda = env.get("conda_file")
+        if isinstance(conda, str):
+            # Inline the conda file: the export then carries it without a separate file.
+            if base is None or self.root is None:
+                self._no_folder(f"conda_file '{conda}'", where, ("environment", "conda_file"), step)
+                return env
+            try:
+                conda_path = resolve_local(base, conda, self.root)
+                conda_text = read_text(conda_path, filename=conda, max_bytes=self.max_bytes)
+                env["conda_file"] = _plain(load_yaml(conda_text, filename=conda))
+            except (FilesError, SpecError) as exc:
+                self.error(f"conda_file: {exc}", where, "environment", "conda_file", job=step)
+        if "build" in env:
+            self.warn("environment 'build' context is recorded, not built", where, "environment", "build", job=step)
+        return env
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None] | None] | None:
+        type_ = raw.get("type", "command")
+        if type_ != "command":
+            if type_ in _NOT_YET_JOB_TYPES:
+                self.error(f"job type '{type_}' is not supported yet (only command jobs)", where, "type", job=name)
+            else:
+                self.error(f"unknown job type '{type_}'", where, "type", job=name)
+            return None
+        inline = "component" not in raw
+        known = {"type", "component", "display_name", "description", "inputs", "outputs", "compute"}
+        known |= {"environment_variables", "limits", "retry_settings", "environment", "is_deterministic"}
+        if inline:
+            known |= {"command", "code", "$schema"}
+        for key in raw:
+            if key in _IGNORED_JOB_KEYS:
+                self.warn(f"'{key}' is not used by Stepwise and is ignored", where, key, job=name)
+            elif key in ("command", "code") and not inline:
+                self.error(f"'{key}' comes from the component; set it in the component file", where, key, job=name)
+            elif key == "$schema":
+                self.warn("'$schema' is ignored", where, key, job=name)
+            elif key not in known:
+                self.warn(f"unknown key '{key}' is ignored", where, key, job=name)
+
+        if inline:
+            comp = _Component(name=name, version="1", file=where.file)
+            self._component_body(comp, name, raw, where, base=self._base(where), code_files=None)
+        else:
+            comp = self._component_ref(name, raw["component"], where)
+            if comp is None:
+                return None
+            if raw.get("environment") is not None:
+                comp.environment = self._environment(raw["environment"], name, where, self._base(where))
+            if "is_deterministic" in raw:
+                if isinstance(raw["is_deterministic"], bool):
+                    comp.is_deterministic = raw["is_deterministic"]
+                else:
+                    self.error("is_deterministic must be true or false", where, "is_deterministic", job=name)
+
+        step = Step(
+            name=name,
+            command=comp.command,
+            display_name=self._str(raw, "display_name", where, job=name) or comp.display_name,
+            description=self._str(raw, "description", where, job=name) or comp.description,
+            component_name=comp.name,
+            component_version=comp.version,
+            input_decls=comp.input_decls,
+            output_decls=comp.output_decls,
+            has_code=comp.has_code,
+            environment=comp.environment,
+            compute=self._str(raw, "compute", where, job=name),
+            environment_variables=self._str_map(raw, "environment_variables", where, job=name),
+            is_deterministic=comp.is_deterministic,
+        )
+        self._limits(step, raw, where)
+        hints: dict[str, str | None] = {}
+        for input_name, value in self._mapping(raw, "inputs", where, job=name).items():
+            parsed = self._binding(name, input_name, value, where)
+            if parsed is not None:
+                step.inputs[input_name], hints[input_name] = parsed
+        for output_name, value in self._mapping(raw, "outputs", where, job=name).items():
+            self._job_output(step, output_name, value, where, inline=inline)
+        return step, (hints if inline else None)
+
+    def _limits(self, step: Step, raw: dict, where: _Where) -> None:
+        job = step.name
+        for key, value in self._mapping(raw, "limits", where, job=job).items():
+            if key != "timeout":
+                self.warn(f"limits.{key} is not used by Stepwise and is ignored", where, "limits", key, job=job)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                self.error(f"timeout must be a whole number of seconds, got {value!r}", where, "limits", key, job=job)
+            else:
+                step.timeout_s = value
+        for key, value in self._mapping(raw, "retry_settings", where, job=job).items():
+            if key != "max_retries":
+                self.warn(
+                    f"retry_settings.{key} is not used by Stepwise and is ignored",
+                    where,
+                    "retry_settings",
+                    key,
+                    job=job,
+                )
+            elif isinstance(value, bool) or not isinstance(value, int):
+                self.error(f"max_retries must be a whole number, got {value!r}", where, "retry_settings", key, job=job)
+            else:
+                step.max_retries = value
+
+    def _binding(self, job: str, name: str, value: object, where: _Where) -> tuple[Binding, str | None] | None:
+        """A job input's binding and, for inline jobs, the type it implies (None: infer later)."""
+        path = ("inputs", name)
+        if value is None:
+            self.warn("input has no value and is left unbound", where, *path, job=job)
+            return None
+        if isinstance(value, list):
+            self.error("an input takes one value, not a list", where, *path, job=job)
+            return None
+        if isinstance(value, str):
+            return self._expression_or_literal(job, value, where, path)
+        if not isinstance(value, dict):
+            return value, b.literal_type(value)  # type: ignore[return-value]
+        type_ = self._type(value, where, path, job, INPUT_TYPES)
+        if type_ == "":
+            return None
+        for key in value:
+            if key == "mode":
+                self.warn(f"input mode '{value[key]}' is ignored: inputs are local paths", where, *path, key, job=job)
+            elif key not in ("type", "path", "value", "default"):
+                self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
+        if "path" in value:
+            raw_path = value["path"]
+            if isinstance(raw_path, str) and b.has_expression(raw_path):
+                parsed = self._expression_or_literal(job, raw_path, where, (*path, "path"))
+                return None if parsed is None else (parsed[0], type_)
+            data_type = type_ or "uri_folder"
+            if data_type not in DATA_TYPES:
+                self.error(f"a {data_type} input takes a value, not a path", where, *path, job=job)
+                return None
+            data = self._local_data(raw_path, data_type, data_key(name, job), where, (*path, "path"), job=job)
+            return None if data is None else (data, data_type)
+        for key in ("value", "default"):
+            if key in value:
+                literal = value[key]
+                if isinstance(literal, dict | list):
+                    self.error(f"{key} must be a single value", where, *path, key, job=job)
+                    return None
+                if isinstance(literal, str):
+                    parsed = self._expression_or_literal(job, literal, where, (*path, key))
+                    return None if parsed is None else (parsed[0], type_ or parsed[1])
+                return literal, type_ or b.literal_type(literal)
+        if type_ in DATA_TYPES:
+            self.error("a data input needs a 'path'", where, *path, job=job)
+        else:
+            self.error("give the input a value", where, *path, job=job)
+        return None
+
+    def _expression_or_literal(
+        self, job: str, text: str, where: _Where, path: tuple[str, ...]
+    ) -> tuple[Binding, str | None] | None:
+        expr = b.parse_expression(text)
+        if isinstance(expr, ParentOutputRef):
+            self.error("an input cannot read a pipeline output", where, *path, job=job)
+            return None
+        if expr is not None:
+            return expr, None
+        if b.has_expression(text):
+            self.error(
+                f"unsupported expression '{text}': use ${{{{parent.inputs.X}}}} or "
+                "${{parent.jobs.J.outputs.O}} as the whole value",
+                where,
+                *path,
+                job=job,
+            )
+            return None
+        return text, "string"
+
+    def _job_output(self, step: Step, name: str, value: object, where: _Where, *, inline: bool) -> None:
+        path = ("outputs", name)
+        ref: ParentOutputRef | None = None
+        decl: OutputDecl | None = OutputDecl()
+        if isinstance(value, str):
+            expr = b.parse_expression(value)
+            if not isinstance(expr, ParentOutputRef):
+                self.error("an output can only be bound to ${{parent.outputs.X}}", where, *path, job=step.name)
+                return
+            ref = expr
+        elif isinstance(value, dict):
+            decl = self._output_decl(value, where, path, job=step.name)
+            raw_path = value.get("path")
+            if isinstance(raw_path, str) and isinstance(b.parse_expression(raw_path), ParentOutputRef):
+                ref = b.parse_expression(raw_path)  # type: ignore[assignment]
+        elif value is not None:
+            self.error("an output is a mapping or ${{parent.outputs.X}}", where, *path, job=step.name)
+            return
+        if inline and decl is not None:
+            step.output_decls[name] = decl
+        elif not inline and name not in step.output_decls:
+            declared = ", ".join(sorted(step.output_decls)) or "none"
+            self.error(f"the component has no output '{name}' (declared: {declared})", where, *path, job=step.name)
+            return
+        if ref is not None:
+            step.outputs[name] = ref
+
+    def _infer_inline_decls(self, p: Pipeline, step: Step, hints: dict[str, str | None]) -> None:
+        """Typed declarations for an inline job's inputs, from what is bound to them."""
+        for name, binding in step.inputs.items():
+            type_ = hints.get(name)
+            optional = False
+            if isinstance(binding, ParentInput) and binding.name in p.inputs:
+                source = p.inputs[binding.name]
+                type_ = type_ or source.type
+                optional = source.optional
+            elif isinstance(binding, JobOutput):
+                upstream = p.jobs.get(binding.job)
+                if type_ is None and upstream is not None and binding.output in upstream.output_decls:
+                    type_ = upstream.output_decls[binding.output].type
+                type_ = type_ or "uri_folder"
+            elif isinstance(binding, DataPath):
+                type_ = binding.type
+            step.input_decls[name] = InputDecl(type=type_ or b.literal_type(binding) or "string", optional=optional)
+        for name, ref in step.outputs.items():
+            if ref is not None and ref.name in p.outputs and name in step.output_decls:
+                declared = step.output_decls[name]
+                if declared == OutputDecl():
+                    declared.type = p.outputs[ref.name].type

@@ -1,0 +1,382 @@
+"""Pipeline out: to JSON (for the database and the editor) and to an Azure ML folder or zip.
+
+The export is what `load_pipeline` reads back into an equal Pipeline: `pipeline.yml` with
+every job as `component: ./components/<step>.yml`, one command component per step, and the
+files under their keys (`code/<step>/...`, `data/...`), which are already export paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from .bindings import JOB_NAME, format_binding, literal_type
+from .files import safe_key
+from .model import (
+    DataPath,
+    InputDecl,
+    JobOutput,
+    OutputDecl,
+    ParentInput,
+    ParentOutputRef,
+    Pipeline,
+    Settings,
+    Step,
+    code_key,
+)
+
+PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+JSON_FORMAT = 1
+
+# -- JSON ---------------------------------------------------------------------------------
+
+
+def _binding_to_json(binding: object) -> object:
+    if binding is None:
+        return None
+    if isinstance(binding, ParentInput):
+        return {"parent_input": binding.name}
+    if isinstance(binding, JobOutput):
+        return {"job": binding.job, "output": binding.output}
+    if isinstance(binding, DataPath):
+        return {"data": {"type": binding.type, "key": binding.key}}
+    return {"value": binding}
+
+
+def _binding_from_json(d: object) -> object:
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ValueError(f"malformed binding {d!r}")
+    if "parent_input" in d:
+        return ParentInput(d["parent_input"])
+    if "job" in d:
+        return JobOutput(d["job"], d["output"])
+    if "data" in d:
+        return DataPath(type=d["data"]["type"], key=d["data"]["key"])
+    return d["value"]
+
+
+def _decl_to_json(decl: InputDecl) -> dict:
+    return {
+        "type": decl.type,
+        "default": decl.default,
+        "optional": decl.optional,
+        "description": decl.description,
+        "enum": list(decl.enum) if decl.enum is not None else None,
+        "data": _binding_to_json(decl.data)["data"] if decl.data is not None else None,  # type: ignore[index]
+    }
+
+
+def _decl_from_json(d: dict) -> InputDecl:
+    data = d.get("data")
+    return InputDecl(
+        type=d["type"],
+        default=d.get("default"),
+        optional=d.get("optional", False),
+        description=d.get("description", ""),
+        enum=list(d["enum"]) if d.get("enum") is not None else None,
+        data=DataPath(type=data["type"], key=data["key"]) if data else None,
+    )
+
+
+def _out_to_json(out: OutputDecl) -> dict:
+    return {"type": out.type, "description": out.description}
+
+
+def _out_from_json(d: dict) -> OutputDecl:
+    return OutputDecl(type=d.get("type", "uri_folder"), description=d.get("description", ""))
+
+
+def _step_to_json(step: Step) -> dict:
+    return {
+        "name": step.name,
+        "command": step.command,
+        "display_name": step.display_name,
+        "description": step.description,
+        "component_name": step.component_name,
+        "component_version": step.component_version,
+        "input_decls": {k: _decl_to_json(v) for k, v in step.input_decls.items()},
+        "output_decls": {k: _out_to_json(v) for k, v in step.output_decls.items()},
+        "inputs": {k: _binding_to_json(v) for k, v in step.inputs.items()},
+        "outputs": {k: ({"parent_output": v.name} if v is not None else None) for k, v in step.outputs.items()},
+        "has_code": step.has_code,
+        "environment": copy.deepcopy(step.environment),
+        "compute": step.compute,
+        "environment_variables": dict(step.environment_variables),
+        "timeout_s": step.timeout_s,
+        "max_retries": step.max_retries,
+        "is_deterministic": step.is_deterministic,
+    }
+
+
+def _step_from_json(d: dict) -> Step:
+    return Step(
+        name=d["name"],
+        command=d["command"],
+        display_name=d.get("display_name", ""),
+        description=d.get("description", ""),
+        component_name=d.get("component_name", ""),
+        component_version=d.get("component_version", ""),
+        input_decls={k: _decl_from_json(v) for k, v in d.get("input_decls", {}).items()},
+        output_decls={k: _out_from_json(v) for k, v in d.get("output_decls", {}).items()},
+        inputs={k: _binding_from_json(v) for k, v in d.get("inputs", {}).items()},  # type: ignore[misc]
+        outputs={k: (ParentOutputRef(v["parent_output"]) if v else None) for k, v in d.get("outputs", {}).items()},
+        has_code=d.get("has_code", False),
+        environment=copy.deepcopy(d.get("environment", "")),
+        compute=d.get("compute", ""),
+        environment_variables=dict(d.get("environment_variables", {})),
+        timeout_s=d.get("timeout_s"),
+        max_retries=d.get("max_retries", 0),
+        is_deterministic=d.get("is_deterministic", True),
+    )
+
+
+def to_json(p: Pipeline) -> dict:
+    """Everything but `files`, as JSON-serializable data (bindings as tagged objects)."""
+    s = p.settings
+    return {
+        "format": JSON_FORMAT,
+        "name": p.name,
+        "display_name": p.display_name,
+        "description": p.description,
+        "experiment_name": p.experiment_name,
+        "tags": dict(p.tags),
+        "settings": {
+            "default_compute": s.default_compute,
+            "continue_on_step_failure": s.continue_on_step_failure,
+            "force_rerun": s.force_rerun,
+            "default_datastore": s.default_datastore,
+        },
+        "inputs": {k: _decl_to_json(v) for k, v in p.inputs.items()},
+        "outputs": {k: _out_to_json(v) for k, v in p.outputs.items()},
+        "jobs": {k: _step_to_json(v) for k, v in p.jobs.items()},
+    }
+
+
+def from_json(d: dict, files: dict[str, bytes] | None = None) -> Pipeline:
+    """The Pipeline `to_json` described; raises ValueError when `d` is not such a description."""
+    try:
+        if d.get("format", JSON_FORMAT) != JSON_FORMAT:
+            raise ValueError(f"unknown pipeline JSON format {d.get('format')!r}")
+        s = d.get("settings", {})
+        return Pipeline(
+            name=d["name"],
+            display_name=d.get("display_name", ""),
+            description=d.get("description", ""),
+            experiment_name=d.get("experiment_name", ""),
+            tags=dict(d.get("tags", {})),
+            settings=Settings(
+                default_compute=s.get("default_compute", ""),
+                continue_on_step_failure=s.get("continue_on_step_failure", False),
+                force_rerun=s.get("force_rerun", False),
+                default_datastore=s.get("default_datastore", ""),
+            ),
+            inputs={k: _decl_from_json(v) for k, v in d.get("inputs", {}).items()},
+            outputs={k: _out_from_json(v) for k, v in d.get("outputs", {}).items()},
+            jobs={k: _step_from_json(v) for k, v in d.get("jobs", {}).items()},
+            files=dict(files or {}),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed pipeline JSON: {exc!r}")
+
+
+# -- YAML export --------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # Multi-line commands read best as literal blocks; PyYAML falls back to quoting when it must.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_multi_representer(dict, lambda d, v: d.represent_dict(dict(v)))
+
+
+def _yaml(doc: dict) -> bytes:
+    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+    return text.encode("utf-8")
+
+
+def _data_path(p: Pipeline, data: DataPath) -> str:
+    """Export path of a data input, relative to pipeline.yml: the folder, or the one file."""
+    if data.type == "uri_file":
+        names = sorted(k for k in p.files if k.startswith(data.key + "/"))
+        if names:
+            return "./" + names[0]
+    return "./" + data.key
+
+
+def _input_yaml(decl: InputDecl) -> dict:
+    d: dict = {"type": decl.type}
+    if decl.default is not None:
+        d["default"] = decl.default
+    if decl.optional:
+        d["optional"] = True
+    if decl.description:
+        d["description"] = decl.description
+    if decl.enum is not None:
+        d["enum"] = list(decl.enum)
+    return d
+
+
+def _output_yaml(out: OutputDecl) -> dict:
+    d: dict = {"type": out.type}
+    if out.description:
+        d["description"] = out.description
+    return d
+
+
+def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
+    if decl.data is not None:
+        d = {"type": decl.type, "path": _data_path(p, decl.data)}
+        if decl.optional:
+            d["optional"] = True
+        if decl.description:
+            d["description"] = decl.description
+        return d
+    plain = not decl.optional and not decl.description and decl.enum is None
+    if plain and decl.default is not None and literal_type(decl.default) == decl.type:
+        return decl.default
+    return _input_yaml(decl)
+
+
+def _binding_yaml(p: Pipeline, binding: object) -> object:
+    if isinstance(binding, ParentInput | JobOutput):
+        return format_binding(binding)
+    if isinstance(binding, DataPath):
+        return {"type": binding.type, "path": _data_path(p, binding)}
+    return binding
+
+
+def _job_yaml(p: Pipeline, step: Step) -> dict:
+    j: dict = {"type": "command", "component": f"./components/{step.name}.yml"}
+    if step.display_name:
+        j["display_name"] = step.display_name
+    if step.description:
+        j["description"] = step.description
+    if step.compute:
+        j["compute"] = step.compute
+    if step.environment_variables:
+        j["environment_variables"] = dict(step.environment_variables)
+    if step.timeout_s is not None:
+        j["limits"] = {"timeout": step.timeout_s}
+    if step.max_retries:
+        j["retry_settings"] = {"max_retries": step.max_retries}
+    inputs = {k: _binding_yaml(p, v) for k, v in step.inputs.items() if v is not None}
+    if inputs:
+        j["inputs"] = inputs
+    outputs = {k: format_binding(v) for k, v in step.outputs.items() if v is not None}
+    if outputs:
+        j["outputs"] = outputs
+    return j
+
+
+def _component_yaml(step: Step) -> dict:
+    c: dict = {
+        "$schema": COMPONENT_SCHEMA,
+        "type": "command",
+        "name": step.component_name or step.name,
+        "version": step.component_version or "1",
+    }
+    if step.display_name:
+        c["display_name"] = step.display_name
+    if step.description:
+        c["description"] = step.description
+    if not step.is_deterministic:
+        c["is_deterministic"] = False
+    if step.input_decls:
+        c["inputs"] = {k: _input_yaml(v) for k, v in step.input_decls.items()}
+    if step.output_decls:
+        c["outputs"] = {k: _output_yaml(v) for k, v in step.output_decls.items()}
+    if step.has_code:
+        c["code"] = f"../{code_key(step.name)}"
+    if step.environment:
+        c["environment"] = copy.deepcopy(step.environment)
+    c["command"] = step.command
+    return c
+
+
+def _pipeline_yaml(p: Pipeline) -> dict:
+    doc: dict = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "name": p.name}
+    for key in ("display_name", "description", "experiment_name"):
+        if getattr(p, key):
+            doc[key] = getattr(p, key)
+    if p.tags:
+        doc["tags"] = dict(p.tags)
+    defaults = Settings()
+    settings = {
+        key: getattr(p.settings, key)
+        for key in ("default_compute", "continue_on_step_failure", "force_rerun", "default_datastore")
+        if getattr(p.settings, key) != getattr(defaults, key)
+    }
+    if settings:
+        doc["settings"] = settings
+    if p.inputs:
+        doc["inputs"] = {k: _pipeline_input_yaml(p, v) for k, v in p.inputs.items()}
+    if p.outputs:
+        doc["outputs"] = {k: _output_yaml(v) for k, v in p.outputs.items()}
+    doc["jobs"] = {name: _job_yaml(p, step) for name, step in p.jobs.items()}
+    return doc
+
+
+def _check_exportable(p: Pipeline) -> None:
+    for name in p.jobs:
+        if not JOB_NAME.fullmatch(name):
+            raise ValueError(f"cannot export job '{name}': invalid job name")
+    for key in p.files:
+        if not safe_key(key) or not key.startswith(("code/", "data/")):
+            raise ValueError(f"cannot export file '{key}': not under code/ or data/")
+
+
+def export_files(p: Pipeline) -> tuple[dict[str, bytes], list[str]]:
+    """The export as (relative path -> bytes, empty folders to create); raises ValueError on unsafe names."""
+    _check_exportable(p)
+    out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
+    for name, step in p.jobs.items():
+        out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
+    out.update(p.files)
+    # Folders that must exist even with no files, so the export loads back the same.
+    folders = [code_key(name) for name, step in p.jobs.items() if step.has_code]
+    folders += [decl.data.key for decl in p.inputs.values() if decl.data is not None]
+    folders += [b.key for step in p.jobs.values() for b in step.inputs.values() if isinstance(b, DataPath)]
+    empty = sorted({f for f in folders if safe_key(f) and not any(k.startswith(f + "/") for k in p.files)})
+    return out, empty
+
+
+def dump_folder(p: Pipeline, dest: Path) -> None:
+    """Write the export into `dest` (created if missing)."""
+    files, empty = export_files(p)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for folder in empty:
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def to_zip_bytes(p: Pipeline) -> bytes:
+    """The export as a zip (deterministic: fixed timestamps, sorted entries)."""
+    files, empty = export_files(p)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for folder in empty:
+            zf.writestr(zipfile.ZipInfo(folder + "/", date_time=(1980, 1, 1, 0, 0, 0)), b"")
+        for rel in sorted(files):
+            info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[rel])
+    return buffer.getvalue()

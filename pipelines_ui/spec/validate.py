@@ -1,0 +1,286 @@
+"""Semantic checks of an in-memory Pipeline: what the loader and the browser editor both need.
+
+Problems name the job and the field (`inputs.x`, `command`, `limits.timeout`); the loader
+adds the file and line, since only it knows where the YAML came from.
+"""
+
+from __future__ import annotations
+
+from .bindings import JOB_NAME, MAX_NAME_LENGTH, PORT_NAME, literal_error, literal_type, types_compatible
+from .command import command_errors, command_references, required_inputs_used
+from .files import safe_key
+from .model import (
+    DATA_TYPES,
+    INPUT_TYPES,
+    LITERAL_TYPES,
+    OUTPUT_TYPES,
+    DataPath,
+    InputDecl,
+    JobOutput,
+    ParentInput,
+    ParentOutputRef,
+    Pipeline,
+    Problem,
+    Step,
+    code_key,
+    data_key,
+)
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def error(self, message: str, *, job: str = "", field: str = "") -> None:
+        self.problems.append(Problem(message, job=job, field=field))
+
+    def warn(self, message: str, *, job: str = "", field: str = "") -> None:
+        self.problems.append(Problem(message, job=job, field=field, severity="warning"))
+
+
+def validate_pipeline(p: Pipeline, *, known_computes: set[str] | None = None) -> list[Problem]:
+    """Every error and warning in `p`, errors and warnings alike as Problems."""
+    found = _Findings()
+    if not p.name.strip():
+        found.error("the pipeline needs a name", field="name")
+    _check_compute(found, p.settings.default_compute, known_computes, job="", field="settings.default_compute")
+    for name, decl in p.inputs.items():
+        _check_pipeline_input(found, p, name, decl)
+    for name, out in p.outputs.items():
+        if not PORT_NAME.fullmatch(name):
+            found.error(f"invalid output name '{name}'", field=f"outputs.{name}")
+        if out.type not in OUTPUT_TYPES:
+            found.error(f"unknown output type '{out.type}' (use {', '.join(OUTPUT_TYPES)})", field=f"outputs.{name}")
+    if not p.jobs:
+        found.error("the pipeline has no jobs", field="jobs")
+
+    parent_outputs_bound: dict[str, str] = {}
+    for key, step in p.jobs.items():
+        _check_step(found, p, key, step, known_computes, parent_outputs_bound)
+    for name in p.outputs:
+        if name not in parent_outputs_bound:
+            found.warn(f"pipeline output '{name}' is not bound to any job output", field=f"outputs.{name}")
+    _check_files(found, p)
+    _check_cycles(found, p)
+    return found.problems
+
+
+def _check_compute(found: _Findings, value: str, known: set[str] | None, *, job: str, field: str) -> None:
+    if not value or known is None:
+        return
+    name = value.removeprefix("azureml:")
+    if name not in known:
+        choices = ", ".join(sorted(known)) or "none defined"
+        found.error(f"unknown compute '{name}' (known compute targets: {choices})", job=job, field=field)
+
+
+def _check_decl(found: _Findings, decl: InputDecl, *, job: str, field: str) -> None:
+    if decl.type not in INPUT_TYPES:
+        found.error(f"unknown input type '{decl.type}' (use {', '.join(INPUT_TYPES)})", job=job, field=f"{field}.type")
+        return
+    if decl.enum is not None:
+        if decl.type != "string" or not all(isinstance(v, str) for v in decl.enum):
+            found.error("enum is a list of strings, for string inputs only", job=job, field=f"{field}.enum")
+            return
+    if decl.default is not None:
+        if decl.type in DATA_TYPES:
+            found.error("a data input takes no default; give it a path", job=job, field=f"{field}.default")
+        elif error := literal_error(decl.default, decl.type, decl.enum):
+            found.error(f"default: {error}", job=job, field=f"{field}.default")
+
+
+def _check_data(found: _Findings, p: Pipeline, data: DataPath, expected_key: str, *, job: str, field: str) -> None:
+    if data.type not in DATA_TYPES:
+        found.error(f"unknown data type '{data.type}' (use {', '.join(DATA_TYPES)})", job=job, field=field)
+        return
+    if data.key != expected_key:
+        found.error(f"data key must be '{expected_key}', not '{data.key}'", job=job, field=field)
+        return
+    prefix = data.key + "/"
+    names = [k[len(prefix) :] for k in p.files if k.startswith(prefix)]
+    if data.type == "uri_file" and (len(names) != 1 or "/" in names[0]):
+        found.error(f"a uri_file input holds exactly one file, found {len(names)}", job=job, field=field)
+
+
+def _check_pipeline_input(found: _Findings, p: Pipeline, name: str, decl: InputDecl) -> None:
+    field = f"inputs.{name}"
+    if not PORT_NAME.fullmatch(name):
+        found.error(f"invalid input name '{name}': use letters, digits and underscores", field=field)
+    _check_decl(found, decl, job="", field=field)
+    if decl.data is not None:
+        if decl.data.type != decl.type:
+            found.error(f"data is {decl.data.type} but the input is {decl.type}", field=field)
+        _check_data(found, p, decl.data, data_key(name), job="", field=field)
+    elif decl.type in DATA_TYPES and not decl.optional:
+        found.warn("data input has no path; a value must be given when the pipeline runs", field=field)
+
+
+def _check_step(
+    found: _Findings,
+    p: Pipeline,
+    key: str,
+    step: Step,
+    known_computes: set[str] | None,
+    parent_outputs_bound: dict[str, str],
+) -> None:
+    job = key
+    if step.name != key:
+        found.error(f"job key '{key}' and step name '{step.name}' differ", job=job, field="name")
+    if not JOB_NAME.fullmatch(key) or len(key) > MAX_NAME_LENGTH:
+        found.error(
+            f"invalid job name '{key}': use lower-case letters, digits and underscores, not starting with a digit",
+            job=job,
+        )
+    if not step.command.strip():
+        found.error("command is empty", job=job, field="command")
+    for error in command_errors(step.command):
+        found.error(error, job=job, field="command")
+    refs_in, refs_out = command_references(step.command)
+    for name in sorted(refs_in - step.input_decls.keys()):
+        found.error(f"command uses ${{{{inputs.{name}}}}} but no input '{name}' is declared", job=job, field="command")
+    for name in sorted(refs_out - step.output_decls.keys()):
+        found.error(
+            f"command uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field="command"
+        )
+
+    for name, decl in step.input_decls.items():
+        if not PORT_NAME.fullmatch(name):
+            found.error(f"invalid input name '{name}'", job=job, field=f"inputs.{name}")
+        _check_decl(found, decl, job=job, field=f"inputs.{name}")
+    for name, out in step.output_decls.items():
+        if not PORT_NAME.fullmatch(name):
+            found.error(f"invalid output name '{name}'", job=job, field=f"outputs.{name}")
+        if out.type not in OUTPUT_TYPES:
+            found.error(
+                f"unknown output type '{out.type}' (use {', '.join(OUTPUT_TYPES)})", job=job, field=f"outputs.{name}"
+            )
+
+    for name, binding in step.inputs.items():
+        decl = step.input_decls.get(name)
+        if decl is None:
+            declared = ", ".join(sorted(step.input_decls)) or "none"
+            found.error(f"no input '{name}' is declared (declared: {declared})", job=job, field=f"inputs.{name}")
+            continue
+        _check_binding(found, p, step, name, decl, binding)
+    for name, decl in step.input_decls.items():
+        if step.inputs.get(name) is None and not decl.optional and decl.default is None:
+            found.error(f"required input '{name}' is not bound and has no default", job=job, field=f"inputs.{name}")
+    for name in sorted(required_inputs_used(step.command)):
+        decl = step.input_decls.get(name)
+        if decl is not None and decl.optional and decl.default is None and step.inputs.get(name) is None:
+            found.warn(
+                f"optional input '{name}' is used outside $[[ ... ]]; the command fails when it is not given",
+                job=job,
+                field="command",
+            )
+
+    for name, ref in step.outputs.items():
+        field = f"outputs.{name}"
+        if name not in step.output_decls:
+            found.error(f"no output '{name}' is declared", job=job, field=field)
+        if ref is None:
+            continue
+        if not isinstance(ref, ParentOutputRef):
+            found.error(f"unsupported output binding {ref!r}", job=job, field=field)
+        elif ref.name not in p.outputs:
+            found.error(f"bound to pipeline output '{ref.name}', which is not declared", job=job, field=field)
+        elif ref.name in parent_outputs_bound:
+            other = parent_outputs_bound[ref.name]
+            found.error(f"pipeline output '{ref.name}' is already bound by job '{other}'", job=job, field=field)
+        else:
+            parent_outputs_bound[ref.name] = key
+
+    _check_compute(found, step.compute, known_computes, job=job, field="compute")
+    if step.timeout_s is not None and (
+        isinstance(step.timeout_s, bool) or not isinstance(step.timeout_s, int) or step.timeout_s <= 0
+    ):
+        found.error(
+            f"timeout must be a positive number of seconds, got {step.timeout_s!r}", job=job, field="limits.timeout"
+        )
+    if isinstance(step.max_retries, bool) or not isinstance(step.max_retries, int) or step.max_retries < 0:
+        found.error(
+            f"max_retries must be zero or more, got {step.max_retries!r}", job=job, field="retry_settings.max_retries"
+        )
+    for var, value in step.environment_variables.items():
+        if not isinstance(value, str) or not var or "=" in var or "\x00" in var + value:
+            found.error(f"invalid environment variable {var!r}", job=job, field=f"environment_variables.{var}")
+
+
+def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: InputDecl, binding: object) -> None:
+    job, field = step.name, f"inputs.{name}"
+    if binding is None or decl.type not in INPUT_TYPES:
+        return
+    if isinstance(binding, ParentInput):
+        source = p.inputs.get(binding.name)
+        if source is None:
+            found.error(f"bound to pipeline input '{binding.name}', which is not declared", job=job, field=field)
+        elif source.type in INPUT_TYPES and not types_compatible(source.type, decl.type):
+            found.error(
+                f"pipeline input '{binding.name}' is {source.type} but the input is {decl.type}", job=job, field=field
+            )
+    elif isinstance(binding, JobOutput):
+        upstream = p.jobs.get(binding.job)
+        if upstream is None:
+            found.error(f"bound to an output of job '{binding.job}', which does not exist", job=job, field=field)
+        elif binding.output not in upstream.output_decls:
+            found.error(f"job '{binding.job}' has no output '{binding.output}'", job=job, field=field)
+        elif not types_compatible(upstream.output_decls[binding.output].type, decl.type):
+            source = upstream.output_decls[binding.output].type
+            found.error(
+                f"output '{binding.job}.{binding.output}' is {source} but the input is {decl.type}",
+                job=job,
+                field=field,
+            )
+    elif isinstance(binding, DataPath):
+        if decl.type not in DATA_TYPES:
+            found.error(f"data given to {decl.type} input", job=job, field=field)
+        _check_data(found, p, binding, data_key(name, job), job=job, field=field)
+    elif literal_type(binding) in LITERAL_TYPES:
+        if isinstance(binding, str) and "${{" in binding:
+            found.error(
+                f"unsupported expression {binding!r}: use ${{{{parent.inputs.X}}}} or "
+                "${{parent.jobs.J.outputs.O}} as the whole value",
+                job=job,
+                field=field,
+            )
+        elif error := literal_error(binding, decl.type, decl.enum):
+            found.error(error, job=job, field=field)
+    else:
+        found.error(f"unsupported value {binding!r}", job=job, field=field)
+
+
+def _check_files(found: _Findings, p: Pipeline) -> None:
+    owners = {code_key(name) for name, step in p.jobs.items() if step.has_code}
+    owners |= {decl.data.key for decl in p.inputs.values() if decl.data is not None}
+    owners |= {b.key for step in p.jobs.values() for b in step.inputs.values() if isinstance(b, DataPath)}
+    for key in p.files:
+        if not safe_key(key):
+            found.error(f"unsafe file name '{key}'", field="files")
+        elif not any(key.startswith(owner + "/") for owner in owners):
+            found.error(f"file '{key}' belongs to no step's code or data input", field="files")
+
+
+def _check_cycles(found: _Findings, p: Pipeline) -> None:
+    downstream: dict[str, list[str]] = {name: [] for name in p.jobs}
+    for up, _out, down, _in in p.edges():
+        if up in downstream and down in downstream and down not in downstream[up]:
+            downstream[up].append(down)
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for start in p.jobs:
+        if start in state:
+            continue
+        path = [start]
+        state[start] = 1
+        iters = [iter(downstream[start])]
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :] + [nxt]
+                found.error("cycle: " + " -> ".join(cycle), job=nxt, field="inputs")
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(downstream[nxt]))

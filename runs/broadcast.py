@@ -1,0 +1,116 @@
+"""Every channel-layer send: live events for the run page (design.md, Live events).
+
+Sync callers (RQ workers, views) share one persistent event loop in a daemon thread:
+`async_to_sync` would build a new loop per call, several milliseconds each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.db.models import Count, Q
+
+from runs.models import STEP_TERMINAL, Run, StepRun
+
+log = logging.getLogger(__name__)
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def group_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def step_payload(step_run: StepRun) -> dict[str, Any]:
+    return {
+        "type": "step",
+        "run": step_run.run_id,
+        "name": step_run.name,
+        "state": step_run.state,
+        "attempt": step_run.attempt,
+        "queued_at": _iso(step_run.queued_at),
+        "started_at": _iso(step_run.started_at),
+        "finished_at": _iso(step_run.finished_at),
+        "exit_code": step_run.exit_code,
+        "reason": step_run.reason,
+        "reused_from": step_run.reused_from_id,
+        "reused_from_run": step_run.reused_from.run_id if step_run.reused_from_id and step_run.reused_from else None,
+    }
+
+
+def run_payload(run: Run) -> dict[str, Any]:
+    counts = StepRun.objects.filter(run_id=run.pk).aggregate(
+        total=Count("id"), finished=Count("id", filter=Q(state__in=STEP_TERMINAL))
+    )
+    return {
+        "type": "run",
+        "run": run.pk,
+        "state": run.state,
+        "reason": run.reason,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "total": counts["total"],
+        "finished": counts["finished"],
+    }
+
+
+def log_payload(step_run: StepRun, *, seq: int, lines: list[str]) -> dict[str, Any]:
+    return {
+        "type": "log",
+        "run": step_run.run_id,
+        "step": step_run.name,
+        "attempt": step_run.attempt,
+        "seq": seq,
+        "lines": lines,
+    }
+
+
+def metric_payload(step_run: StepRun, *, name: str, value: float, step: int) -> dict[str, Any]:
+    return {
+        "type": "metric",
+        "run": step_run.run_id,
+        "step": step_run.name,
+        "name": name,
+        "value": value,
+        "index": step,
+    }
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="stepwise-broadcast", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
+    """Publish to the run's group. Never raises: the database, not Redis, is the record."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "run.event", "event": payload}
+    try:
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group_name(run_id), message), _event_loop())
+        if wait:
+            future.result(timeout=5)
+        else:
+            future.add_done_callback(_log_failure)
+    except Exception:
+        log.exception("broadcast to run %s failed", run_id)
+
+
+def _log_failure(future) -> None:
+    if future.exception() is not None:
+        log.warning("broadcast failed: %s", future.exception())

@@ -1,0 +1,377 @@
+"""One step attempt in a worker: prepare its folder, run it as a subprocess, record it.
+
+The subprocess runs in its own session, so cancel, timeout and fencing kill its
+whole process tree. One thread does everything (select() on the output pipe with a
+short timeout), so each flush of log lines doubles as the heartbeat, and the
+compare-and-set on (state=running, attempt) fences a stale attempt out of logs,
+states and artifacts alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from pipelines_ui.models import FileBlob
+from pipelines_ui.spec import render_command
+from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
+from runs import artifacts, broadcast
+from runs.models import LogChunk, Metric, StepOutput, StepRun, StepState
+from runs.specs import resolve_literal_inputs, tree_hash, version_file_map, version_spec
+from runs.transitions import step_run_fail, step_run_try_transition
+
+log = logging.getLogger(__name__)
+
+SDK_DIR = Path(__file__).resolve().parent / "step_sdk"
+FLUSH_INTERVAL_S = 0.1
+FLUSH_LINES = 500
+CHECK_INTERVAL_S = 1.0
+KILL_GRACE_S = 3.0
+
+
+class StepSetupError(Exception):
+    """The step cannot start (a missing input, a bad binding): it fails with this reason."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Prepared:
+    command: str
+    cwd: Path
+    env: dict[str, str]
+    outputs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (path, type)
+    metrics_file: Path | None = None
+
+
+def _write_files(dest: Path, files: dict[str, str]) -> None:
+    """Materialize `{relpath: blob sha}` under dest; relpaths were checked when the version was saved."""
+    blobs = {b.sha256: bytes(b.content) for b in FileBlob.objects.filter(sha256__in=set(files.values()))}
+    root = dest.resolve()
+    for rel, sha in files.items():
+        target = (dest / rel).resolve()
+        if not target.is_relative_to(root):
+            raise StepSetupError(f"file {rel!r} would be written outside the step's folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blobs[sha])
+
+
+def _files_under(file_map: dict[str, str], prefix: str) -> dict[str, str]:
+    prefix = prefix.rstrip("/") + "/"
+    return {k[len(prefix) :]: v for k, v in file_map.items() if k.startswith(prefix)}
+
+
+def _data_path(file_map: dict[str, str], key: str) -> Path:
+    """Local data of a version, materialized once per content hash and shared read-only."""
+    digest = tree_hash(file_map, key)
+    if digest is None:
+        raise StepSetupError(f"data input {key!r} has no files")
+    folder = settings.STEPWISE_WORKDIR / "data" / digest
+    if not folder.exists():
+        staging = folder.with_name(f"{digest}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        _write_files(staging, _files_under(file_map, key))
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    entries = list(folder.iterdir())
+    # A uri_file input is one file: hand the step the file itself.
+    if len(entries) == 1 and entries[0].is_file() and key.count("/") >= 1 and _is_file_input(file_map, key):
+        return entries[0]
+    return folder
+
+
+def _is_file_input(file_map: dict[str, str], key: str) -> bool:
+    return len(_files_under(file_map, key)) == 1 and "/" not in next(iter(_files_under(file_map, key)))
+
+
+def _python_path_extra() -> list[str]:
+    paths = [str(SDK_DIR)]
+    if importlib.util.find_spec("mlflow") is None:
+        paths.append(str(SDK_DIR / "mlflow_shim"))
+    return paths
+
+
+def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[str, str], workdir: Path) -> Prepared:
+    run = step_run.run
+    shutil.rmtree(workdir, ignore_errors=True)
+    code_dir = workdir / "code"
+    code_dir.mkdir(parents=True)
+    _write_files(code_dir, _files_under(file_map, f"code/{step.name}"))
+
+    values: dict[str, object | None] = dict(resolve_literal_inputs(pipeline, step, run.inputs))
+    upstream = {
+        (o.step_run.name, o.name): o.artifact
+        for o in StepOutput.objects.filter(step_run__run=run).select_related("artifact", "step_run")
+    }
+    for name in step.input_decls:
+        if name in values:
+            continue
+        binding = step.inputs.get(name)
+        if isinstance(binding, JobOutput):
+            artifact = upstream.get((binding.job, binding.output))
+            if artifact is None:
+                raise StepSetupError(f"input {name}: step {binding.job} has no output {binding.output}")
+            values[name] = str(artifacts.artifact_path(artifact, binding.output))
+        elif isinstance(binding, DataPath):
+            values[name] = str(_data_path(file_map, binding.key))
+        elif isinstance(binding, ParentInput) and pipeline.inputs.get(binding.name) is not None:
+            parent = pipeline.inputs[binding.name]
+            values[name] = str(_data_path(file_map, parent.data.key)) if parent.data else None
+        else:
+            values[name] = None
+
+    outputs: dict[str, tuple[Path, str]] = {}
+    out_root = workdir / "outputs"
+    out_root.mkdir()
+    for name, decl in step.output_decls.items():
+        path = out_root / name
+        if decl.type == "uri_folder":
+            path.mkdir()
+        outputs[name] = (path, decl.type)
+
+    try:
+        command = render_command(step.command, inputs=values, outputs={k: str(v[0]) for k, v in outputs.items()})
+    except ValueError as exc:
+        raise StepSetupError(str(exc)) from exc
+
+    metrics_file = workdir / "metrics.jsonl"
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith(("DJANGO_", "RQ_"))]:
+        env.pop(key)
+    env.update(step.environment_variables)
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join(_python_path_extra() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "PYTHONUNBUFFERED": "1",
+            "STEPWISE_RUN_ID": str(run.pk),
+            "STEPWISE_STEP": step.name,
+            "STEPWISE_ATTEMPT": str(step_run.attempt),
+            "STEPWISE_METRICS_FILE": str(metrics_file),
+        }
+    )
+    return Prepared(command=command, cwd=code_dir, env=env, outputs=outputs, metrics_file=metrics_file)
+
+
+class LineSplitter:
+    """Bytes in, complete text lines out; a line longer than `limit` is cut, never buffered whole."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.partial = b""
+        self.dropping = False
+
+    def feed(self, data: bytes) -> list[str]:
+        lines: list[str] = []
+        buffer = self.partial + data
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                break
+            raw, buffer = buffer[:newline], buffer[newline + 1 :]
+            if self.dropping:
+                self.dropping = False
+                continue
+            lines.append(self._decode(raw))
+        if len(buffer) > self.limit and not self.dropping:
+            lines.append(self._decode(buffer[: self.limit]) + " … [line truncated]")
+            self.dropping = True
+            buffer = b""
+        elif self.dropping:
+            buffer = b""
+        self.partial = buffer
+        return lines
+
+    def close(self) -> list[str]:
+        rest, self.partial = self.partial, b""
+        return [self._decode(rest)] if rest and not self.dropping else []
+
+    def _decode(self, raw: bytes) -> str:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        return text[: self.limit]
+
+
+class Attempt:
+    """The running subprocess of one attempt and its bookkeeping."""
+
+    def __init__(self, step_run: StepRun, prepared: Prepared):
+        self.step_run = step_run
+        self.prepared = prepared
+        self.pending_lines: list[str] = []
+        self.next_seq = step_run.log_lines
+        self.last_flush = time.monotonic()
+        self.metrics_offset = 0
+        self.stop_reason = ""
+        self.fenced = False
+
+    # -- log, heartbeat, fencing ---------------------------------------------------
+    def add_lines(self, lines: list[str]) -> None:
+        self.pending_lines.extend(lines)
+        if len(self.pending_lines) >= FLUSH_LINES:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Store pending lines and beat the heart; False when this attempt no longer owns the step."""
+        lines, self.pending_lines = self.pending_lines, []
+        self.last_flush = time.monotonic()
+        sr = self.step_run
+        with transaction.atomic():
+            owned = StepRun.objects.filter(pk=sr.pk, state=StepState.RUNNING, attempt=sr.attempt).update(
+                heartbeat_at=timezone.now(), log_lines=self.next_seq + len(lines)
+            )
+            if not owned:
+                self.fenced = True
+                return False
+            if lines:
+                LogChunk.objects.create(
+                    step_run=sr, attempt=sr.attempt, seq=self.next_seq, line_count=len(lines), text="\n".join(lines)
+                )
+        if lines:
+            broadcast.send(sr.run_id, broadcast.log_payload(sr, seq=self.next_seq, lines=lines))
+            self.next_seq += len(lines)
+        return True
+
+    def read_metrics(self) -> None:
+        path = self.prepared.metrics_file
+        if path is None or not path.exists():
+            return
+        with path.open("rb") as handle:
+            handle.seek(self.metrics_offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.metrics_offset += len(complete)
+        for raw in complete.splitlines():
+            try:
+                record = json.loads(raw)
+                name, value, index = str(record["name"])[:255], float(record["value"]), int(record.get("step", 0))
+            except (ValueError, KeyError, TypeError):
+                continue
+            Metric.objects.create(step_run=self.step_run, name=name, value=value, step=index)
+            payload = broadcast.metric_payload(self.step_run, name=name, value=value, step=index)
+            broadcast.send(self.step_run.run_id, payload)
+
+    # -- the process ------------------------------------------------------------------
+    def run(self) -> int:
+        prepared = self.prepared
+        proc = subprocess.Popen(
+            ["/bin/bash", "-c", prepared.command],
+            cwd=prepared.cwd,
+            env=prepared.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        splitter = LineSplitter(settings.STEPWISE_LOG_LINE_MAX)
+        started = time.monotonic()
+        last_check = started
+        timeout = self.step_run.timeout_s
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        fd = proc.stdout.fileno()
+        try:
+            while True:
+                events = selector.select(timeout=FLUSH_INTERVAL_S)
+                if events:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break
+                    self.add_lines(splitter.feed(data))
+                now = time.monotonic()
+                if self.pending_lines and now - self.last_flush >= FLUSH_INTERVAL_S:
+                    if not self.flush():
+                        self._kill(proc, "superseded")
+                if now - last_check >= CHECK_INTERVAL_S:
+                    last_check = now
+                    self.read_metrics()
+                    if not self.flush():
+                        self._kill(proc, "superseded")
+                    if timeout and now - started > timeout and not self.stop_reason:
+                        self._kill(proc, f"timeout: the step ran longer than {timeout} s")
+        finally:
+            selector.close()
+            proc.stdout.close()
+        self.add_lines(splitter.close())
+        returncode = proc.wait()
+        if not self.fenced:
+            self.flush()
+        self.read_metrics()
+        return returncode
+
+    def _kill(self, proc: subprocess.Popen, reason: str) -> None:
+        if not self.stop_reason:
+            self.stop_reason = reason
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def execute(step_run_id: int, attempt: int) -> str:
+    """Run one attempt of a step; returns what happened, for the RQ job's result."""
+    step_run = StepRun.objects.select_related("run__version").get(pk=step_run_id)
+    if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
+        return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}"
+    if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_name()):
+        return "another worker took it"
+    version = step_run.run.version
+    pipeline = version_spec(version)
+    step = pipeline.jobs[step_run.name]
+    workdir = settings.STEPWISE_WORKDIR / f"run-{step_run.run_id}" / f"{step_run.name}-{step_run.attempt}"
+    try:
+        prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir)
+    except (StepSetupError, OSError) as exc:
+        step_run_fail(step_run=step_run, reason=f"could not start: {exc}")
+        return "setup failed"
+
+    attempt_ = Attempt(step_run, prepared)
+    returncode = attempt_.run()
+    if attempt_.fenced:
+        return "superseded or canceled while running"
+    if attempt_.stop_reason:
+        step_run_fail(step_run=step_run, reason=attempt_.stop_reason, exit_code=returncode)
+        return attempt_.stop_reason
+    if returncode != 0:
+        step_run_fail(step_run=step_run, reason=f"exit code {returncode}", exit_code=returncode)
+        return "failed"
+    try:
+        stored = {name: artifacts.store_output(path, kind) for name, (path, kind) in prepared.outputs.items()}
+    except artifacts.ArtifactError as exc:
+        step_run_fail(step_run=step_run, reason=str(exc), exit_code=returncode)
+        return "failed to store outputs"
+    with transaction.atomic():
+        StepOutput.objects.bulk_create(
+            StepOutput(step_run=step_run, name=name, artifact=artifact) for name, artifact in stored.items()
+        )
+        if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
+            # Canceled or superseded at the last moment: keep no outputs for this attempt.
+            transaction.set_rollback(True)
+            return "finished after being canceled"
+    shutil.rmtree(workdir, ignore_errors=True)
+    return "succeeded"

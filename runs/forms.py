@@ -1,0 +1,87 @@
+"""The run form, generated from a pipeline version's inputs."""
+
+from __future__ import annotations
+
+from django import forms
+
+from pipelines_ui.spec.model import DATA_TYPES, InputDecl
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from runs.services import RunInputError, run_inputs_clean
+
+FIELD_PREFIX = "in_"
+
+
+def _help(decl: InputDecl) -> str:
+    parts = [decl.type + (", optional" if decl.optional else "")]
+    if decl.description:
+        parts.append(decl.description)
+    return " · ".join(parts)
+
+
+def _field(decl: InputDecl) -> forms.Field:
+    # Literal fields stay strings: `run_inputs_clean` is the one place that types them, so the
+    # form, the CLI and the API reject the same values with the same messages.
+    initial = decl.default
+    common = {"required": False, "help_text": _help(decl)}
+    if decl.type == "boolean":
+        return forms.BooleanField(initial=bool(initial), **common)
+    if decl.enum:
+        choices = [(v, v) for v in decl.enum]
+        if decl.optional or decl.default is None:
+            choices.insert(0, ("", "—"))
+        return forms.ChoiceField(choices=choices, initial=initial, **common)
+    if decl.type == "integer":
+        widget = forms.NumberInput(attrs={"step": "1"})
+    elif decl.type == "number":
+        widget = forms.NumberInput(attrs={"step": "any"})
+    else:
+        widget = forms.TextInput()
+    return forms.CharField(initial="" if initial is None else str(initial), widget=widget, strip=True, **common)
+
+
+class RunForm(forms.Form):
+    force_rerun = forms.BooleanField(
+        required=False,
+        label="Force rerun",
+        help_text="Execute every step, even those whose results could be reused from earlier runs.",
+    )
+
+    def __init__(self, *args, spec: PipelineSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+        self.data_inputs: list[tuple[str, InputDecl]] = []
+        literal_fields = {}
+        for name, decl in spec.inputs.items():
+            if decl.data is not None or decl.type in DATA_TYPES:
+                self.data_inputs.append((name, decl))
+                continue
+            field = _field(decl)
+            field.label = name
+            literal_fields[FIELD_PREFIX + name] = field
+        # Inputs first, then the force-rerun switch.
+        self.fields = {**literal_fields, "force_rerun": self.fields["force_rerun"]}
+
+    def input_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name.startswith(FIELD_PREFIX)]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        raw: dict[str, object] = {}
+        for key, value in cleaned.items():
+            if not key.startswith(FIELD_PREFIX):
+                continue
+            name = key[len(FIELD_PREFIX) :]
+            if isinstance(value, bool):
+                raw[name] = value
+            elif value not in (None, ""):
+                raw[name] = value
+        try:
+            cleaned["inputs"] = run_inputs_clean(self.spec, raw)
+        except RunInputError as exc:
+            self.add_input_errors(exc)
+        return cleaned
+
+    def add_input_errors(self, exc: RunInputError) -> None:
+        for name, message in exc.errors.items():
+            key = FIELD_PREFIX + name
+            self.add_error(key if key in self.fields else None, message if key in self.fields else f"{name}: {message}")

@@ -1,0 +1,191 @@
+"""`python manage.py pipelines validate|import|export|run` (design.md, Command line)."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from pipelines_ui.models import Pipeline, Team
+from pipelines_ui.selectors import known_compute_names
+from pipelines_ui.services import pipeline_import
+from pipelines_ui.services import version_spec as version_spec_with_files
+from pipelines_ui.spec import SpecError, dump_folder, load_pipeline
+from runs import services
+from runs.artifacts import artifact_path
+from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class Invalid(Exception):
+    """Bad input: printed to stderr, exit status 2."""
+
+
+class Command(BaseCommand):
+    help = "Validate, import, export and run pipelines (Azure ML CLI v2 pipeline YAML)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        p = sub.add_parser("validate", help="check a pipeline YAML and list errors and warnings")
+        p.add_argument("file")
+        p = sub.add_parser("import", help="import a pipeline YAML as a new pipeline or a new version")
+        p.add_argument("file")
+        p.add_argument("--team", help="team name (default: the user's only team)")
+        p.add_argument("--name", help="pipeline name (default: display_name, else the folder's name)")
+        p.add_argument("--user", help="username recorded as the author (default: the first superuser)")
+        p = sub.add_parser("export", help="write a pipeline version as a folder")
+        p.add_argument("name")
+        p.add_argument("--version", type=int)
+        p.add_argument("--team")
+        p.add_argument("-o", "--output", default=".")
+        p = sub.add_parser("run", help="run a pipeline YAML or an imported pipeline")
+        p.add_argument("target", help="FILE.yml or the name of an imported pipeline")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
+        p.add_argument("--force-rerun", action="store_true")
+        p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
+        p.add_argument("--json", action="store_true", help="print the finished run as JSON on stdout (implies --wait)")
+        p.add_argument("--team")
+        p.add_argument("--user")
+
+    def handle(self, *args, action: str, **options) -> None:
+        try:
+            code = getattr(self, f"do_{action}")(**options)
+        except Invalid as exc:
+            self.stderr.write(str(exc))
+            sys.exit(EXIT_INVALID)
+        except SpecError as exc:
+            for problem in exc.problems:
+                self.stderr.write(f"{problem.severity}: {problem}")
+            sys.exit(EXIT_INVALID)
+        sys.exit(code or EXIT_OK)
+
+    # ---- helpers ------------------------------------------------------------------
+    def _user(self, username: str | None):
+        users = get_user_model().objects
+        if username:
+            user = users.filter(username=username).first()
+            if user is None:
+                raise Invalid(f"no user named {username!r}")
+            return user
+        user = users.filter(is_superuser=True).order_by("pk").first()
+        if user is None:
+            raise Invalid("no user to run as: create one (`make run` does) or pass --user")
+        return user
+
+    def _team(self, name: str | None, user) -> Team:
+        if name:
+            team = Team.objects.filter(name=name).first()
+            if team is None:
+                raise Invalid(f"no team named {name!r}")
+            return team
+        teams = list(Team.objects.filter(memberships__user=user)[:2]) or list(Team.objects.all()[:2])
+        if len(teams) != 1:
+            raise Invalid("several teams (or none): pass --team")
+        return teams[0]
+
+    def _load(self, file: str):
+        path = Path(file)
+        if not path.is_file():
+            raise Invalid(f"{file}: no such file")
+        return load_pipeline(path, known_computes=known_compute_names())
+
+    # ---- actions --------------------------------------------------------------------
+    def do_validate(self, *, file: str, **_options) -> int:
+        pipeline, warnings = self._load(file)
+        for problem in warnings:
+            self.stderr.write(f"warning: {problem}")
+        self.stdout.write(f"{file}: valid pipeline with {len(pipeline.jobs)} steps")
+        return EXIT_OK
+
+    def do_import(self, *, file: str, team: str | None, name: str | None, user: str | None, **_options) -> int:
+        self._load(file)  # validate first: nothing is half-imported
+        author = self._user(user)
+        version = pipeline_import(team=self._team(team, author), path=Path(file), user=author, name=name)
+        self.stdout.write(f"imported {version.pipeline.name} version {version.number}")
+        return EXIT_OK
+
+    def do_export(self, *, name: str, version: int | None, team: str | None, output: str, **_options) -> int:
+        pipelines = Pipeline.objects.filter(name=name)
+        if team:
+            pipelines = pipelines.filter(team__name=team)
+        found = list(pipelines[:2])
+        if len(found) != 1:
+            raise Invalid(f"no pipeline named {name!r}" if not found else f"{name!r} is in several teams: pass --team")
+        versions = found[0].versions.all()
+        chosen = versions.filter(number=version).first() if version else versions.first()
+        if chosen is None:
+            raise Invalid(f"{name!r} has no version {version}" if version else f"{name!r} has no versions")
+        dest = Path(output) / name if Path(output).exists() and any(Path(output).iterdir()) else Path(output)
+        dump_folder(version_spec_with_files(chosen), dest)
+        self.stdout.write(f"exported {name} version {chosen.number} to {dest}")
+        return EXIT_OK
+
+    def do_run(self, *, target: str, set: list[str], force_rerun: bool, wait: bool, json: bool, **options) -> int:
+        author = self._user(options.get("user"))
+        path = Path(target)
+        if path.suffix in (".yml", ".yaml") or path.is_file():
+            self._load(target)
+            version = pipeline_import(team=self._team(options.get("team"), author), path=path, user=author)
+        else:
+            pipeline = Pipeline.objects.filter(name=target).select_related("latest_version").first()
+            if pipeline is None or pipeline.latest_version is None:
+                raise Invalid(f"{target}: neither a YAML file nor an imported pipeline")
+            version = pipeline.latest_version
+        inputs: dict[str, str] = {}
+        for item in set:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise Invalid(f"--set {item!r}: expected KEY=VALUE")
+            inputs[key] = value
+        try:
+            run = services.run_create(version=version, user=author, inputs=inputs, force_rerun=force_rerun)
+        except services.RunInputError as exc:
+            raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
+        url = f"{settings.STEPWISE_BASE_URL}{run.get_absolute_url()}"
+        self.stderr.write(f"run #{run.pk} of {version} started: {url}")
+        if not (wait or json):
+            return EXIT_OK
+        run = self._wait(run)
+        if json:
+            self.stdout.write(jsonlib.dumps(run_summary(run, url)))
+        return EXIT_OK if run.state == RunState.SUCCEEDED else EXIT_FAILED
+
+    def _wait(self, run: Run) -> Run:
+        seen: dict[str, tuple[str, int]] = {}
+        while True:
+            run.refresh_from_db()
+            for step in run.steps.all():
+                key = (step.state, step.attempt)
+                if seen.get(step.name) != key:
+                    seen[step.name] = key
+                    detail = f" ({step.reason})" if step.reason else ""
+                    self.stderr.write(f"  {step.name}: {step.state}{detail}")
+            if run.state in RUN_TERMINAL:
+                self.stderr.write(f"run #{run.pk} {run.state}" + (f": {run.reason}" if run.reason else ""))
+                return run
+            time.sleep(0.2)
+
+
+def run_summary(run: Run, url: str) -> dict:
+    """The `run --json` object of design.md."""
+    outputs: dict[str, dict[str, str]] = {}
+    for out in StepOutput.objects.filter(step_run__run=run).select_related("artifact", "step_run"):
+        outputs.setdefault(out.step_run.name, {})[out.name] = str(artifact_path(out.artifact, out.name))
+    steps = {}
+    for step in run.steps.all():
+        steps[step.name] = {
+            "state": step.state,
+            "reused_from": step.reused_from.run_id if step.reused_from_id else None,
+            "attempts": step.attempt,
+            "started_at": step.started_at.isoformat() if step.started_at else None,
+            "finished_at": step.finished_at.isoformat() if step.finished_at else None,
+            "duration_s": step.duration_s or 0.0,
+            "outputs": outputs.get(step.name, {}),
+        }
+    return {"run": run.pk, "state": run.state, "url": url, "steps": steps}

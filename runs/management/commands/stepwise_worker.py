@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import django_rq
+from django.core.management.base import BaseCommand
+
+from runs.models import ComputeTarget
+from runs.queues import get_queue
+from runs.worker import StepWorker
+
+
+class Command(BaseCommand):
+    help = "Run a worker that executes pipeline steps from one or more compute targets' queues."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("targets", nargs="*", help="compute target names (default: the default target)")
+        parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+        parser.add_argument("--name", default=None)
+
+    def handle(self, *args, targets: list[str], burst: bool, name: str | None, **options) -> None:
+        if targets:
+            found = {t.name: t for t in ComputeTarget.objects.filter(name__in=targets)}
+            unknown = sorted(set(targets) - set(found))
+            if unknown:
+                self.stderr.write(f"unknown compute target(s): {', '.join(unknown)}")
+                raise SystemExit(2)
+            queue_names = [found[t].queue for t in targets]
+        else:
+            default = ComputeTarget.objects.filter(is_default=True).first()
+            if default is None:
+                self.stderr.write("no default compute target: run `python manage.py migrate` first")
+                raise SystemExit(2)
+            queue_names = [default.queue]
+        worker = StepWorker(
+            [get_queue(q) for q in queue_names], connection=django_rq.get_connection("default"), name=name
+        )
+        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")

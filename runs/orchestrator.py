@@ -1,0 +1,217 @@
+"""What runs next: pure DAG logic, plus `run_advance`, which applies it to a run.
+
+`run_advance` is called when a run is created and whenever a step run ends, by the
+worker that ended it, so a downstream step is enqueued the moment it becomes ready.
+The run row is locked for the decision, so two workers finishing sibling steps at
+once cannot both enqueue the join.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+
+from django.db import transaction
+
+from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
+from runs import artifacts, queues
+from runs.models import RUN_TERMINAL, STEP_DONE, STEP_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
+from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
+from runs.transitions import run_transition, step_run_transition
+
+log = logging.getLogger(__name__)
+
+STOPPED = frozenset({StepState.FAILED, StepState.CANCELED, StepState.SKIPPED})
+
+
+# ---- pure DAG logic -------------------------------------------------------------
+
+
+def ready_steps(upstream: Mapping[str, Iterable[str]], states: Mapping[str, str]) -> set[str]:
+    """Pending steps whose upstream steps all succeeded or were reused."""
+    return {
+        name
+        for name, ups in upstream.items()
+        if states[name] == StepState.PENDING and all(states[u] in STEP_DONE for u in ups)
+    }
+
+
+def blocked_steps(upstream: Mapping[str, Iterable[str]], states: Mapping[str, str]) -> set[str]:
+    """Pending steps that can never run because an upstream step failed, was canceled or skipped."""
+    return {
+        name
+        for name, ups in upstream.items()
+        if states[name] == StepState.PENDING and any(states[u] in STOPPED for u in ups)
+    }
+
+
+def downstream_closure(upstream: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
+    """`roots` and every step that depends on them, directly or not."""
+    children: dict[str, set[str]] = {name: set() for name in upstream}
+    for name, ups in upstream.items():
+        for up in ups:
+            children[up].add(name)
+    seen = set(roots)
+    stack = list(seen)
+    while stack:
+        for child in children[stack.pop()]:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+def run_outcome(states: Iterable[str], *, cancel_requested: bool) -> RunState | None:
+    """The run's final state once every step is terminal, else None."""
+    states = list(states)
+    if any(s not in STEP_TERMINAL for s in states):
+        return None
+    if cancel_requested:
+        return RunState.CANCELED
+    if all(s in STEP_DONE for s in states):
+        return RunState.SUCCEEDED
+    return RunState.FAILED
+
+
+# ---- fingerprints (design.md, Reuse) ---------------------------------------------
+
+
+def fingerprint_parts(
+    pipeline: Pipeline,
+    step: Step,
+    *,
+    run_inputs: dict,
+    file_map: dict[str, str],
+    upstream_outputs: Mapping[tuple[str, str], str],
+) -> dict:
+    """Everything that decides a step's outputs; `upstream_outputs[(job, output)]` is an artifact sha."""
+    literals = resolve_literal_inputs(pipeline, step, run_inputs)
+    inputs: dict[str, object] = {}
+    for name in sorted(step.input_decls):
+        if name in literals:
+            inputs[name] = {"value": literals[name]}
+            continue
+        binding = step.inputs.get(name)
+        if isinstance(binding, JobOutput):
+            inputs[name] = {"data": upstream_outputs.get((binding.job, binding.output))}
+        elif isinstance(binding, DataPath):
+            inputs[name] = {"data": tree_hash(file_map, binding.key)}
+        elif isinstance(binding, ParentInput):
+            parent = pipeline.inputs.get(binding.name)
+            if parent is not None and parent.data is not None:
+                inputs[name] = {"data": tree_hash(file_map, parent.data.key)}
+            else:
+                inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
+        else:
+            inputs[name] = {"data": None}
+    return {
+        "command": step.command,
+        "code": tree_hash(file_map, f"code/{step.name}"),
+        "inputs": inputs,
+        "environment": step.environment,
+        "environment_variables": dict(sorted(step.environment_variables.items())),
+        "outputs": {name: decl.type for name, decl in sorted(step.output_decls.items())},
+    }
+
+
+def fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_reusable(step_run: StepRun, fp: str, *, verify_content: bool = False) -> StepRun | None:
+    """The newest earlier successful step run with this fingerprint whose outputs still exist."""
+    candidates = (
+        StepRun.objects.filter(fingerprint=fp, state=StepState.SUCCEEDED)
+        .exclude(run_id=step_run.run_id)
+        .order_by("-id")
+        .prefetch_related("outputs__artifact")[:5]
+    )
+    for candidate in candidates:
+        outputs = list(candidate.outputs.all())
+        if all(artifacts.artifact_intact(o.artifact, verify_content=verify_content) for o in outputs):
+            return candidate
+    return None
+
+
+# ---- advancing a run ----------------------------------------------------------------
+
+
+def run_advance(run_id: int) -> None:
+    """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run."""
+    to_enqueue: list[StepRun] = []
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("version").get(pk=run_id)
+        if run.state in RUN_TERMINAL:
+            return
+        pipeline = version_spec(run.version)
+        file_map = version_file_map(run.version)
+        upstream = pipeline.upstream()
+        steps = {s.name: s for s in run.steps.all()}
+        outputs = {
+            (o.step_run.name, o.name): o.artifact.sha256
+            for o in StepOutput.objects.filter(step_run__run=run).select_related("artifact", "step_run")
+        }
+        states = {name: s.state for name, s in steps.items()}
+
+        stop_all = run.cancel_requested or (
+            not run.continue_on_step_failure and any(s == StepState.FAILED for s in states.values())
+        )
+        if stop_all:
+            reason = "the run was canceled" if run.cancel_requested else "an upstream step failed"
+            for name, step_run in steps.items():
+                if step_run.state == StepState.PENDING:
+                    to = StepState.CANCELED if run.cancel_requested else StepState.SKIPPED
+                    step_run_transition(step_run=step_run, to=to, reason=reason)
+                elif step_run.state in (StepState.QUEUED, StepState.RUNNING):
+                    # A running step's worker sees this on its next heartbeat and kills the process tree.
+                    step_run_transition(step_run=step_run, to=StepState.CANCELED, reason=reason)
+                states[name] = step_run.state
+
+        changed = True
+        while changed:
+            changed = False
+            for name in blocked_steps(upstream, states):
+                step_run_transition(
+                    step_run=steps[name], to=StepState.SKIPPED, reason="an upstream step did not succeed"
+                )
+                states[name] = StepState.SKIPPED
+                changed = True
+            for name in sorted(ready_steps(upstream, states)):
+                step_run = steps[name]
+                step = pipeline.jobs[name]
+                parts = fingerprint_parts(
+                    pipeline, step, run_inputs=run.inputs, file_map=file_map, upstream_outputs=outputs
+                )
+                fp = fingerprint(parts)
+                StepRun.objects.filter(pk=step_run.pk).update(fingerprint=fp, fingerprint_parts=parts)
+                step_run.fingerprint, step_run.fingerprint_parts = fp, parts
+                origin = None
+                if not (run.force_rerun or step_run.force or not step.is_deterministic):
+                    origin = find_reusable(step_run, fp)
+                if origin is not None:
+                    for out in origin.outputs.all():
+                        StepOutput.objects.create(step_run=step_run, name=out.name, artifact=out.artifact)
+                        outputs[(name, out.name)] = out.artifact.sha256
+                    step_run_transition(
+                        step_run=step_run,
+                        to=StepState.REUSED,
+                        reused_from=origin,
+                        reason=f"reused from run #{origin.run_id}, step {origin.name}",
+                    )
+                else:
+                    step_run_transition(step_run=step_run, to=StepState.QUEUED)
+                    to_enqueue.append(step_run)
+                states[name] = step_run.state
+                changed = True
+
+        if run.state == RunState.QUEUED and (to_enqueue or any(s != StepState.PENDING for s in states.values())):
+            run_transition(run=run, to=RunState.RUNNING)
+        outcome = run_outcome(states.values(), cancel_requested=run.cancel_requested)
+        if outcome is not None:
+            failed = [n for n, s in states.items() if s == StepState.FAILED]
+            reason = f"step failed: {', '.join(sorted(failed))}" if failed else ""
+            run_transition(run=run, to=outcome, reason=reason)
+        if to_enqueue:
+            transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))

@@ -1,0 +1,59 @@
+"""Compute targets are RQ queues; this module is the one place that enqueues step jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import django_rq
+from rq import Queue
+
+from runs.models import ComputeTarget, StepRun
+
+JOB_FUNC = "runs.jobs.execute_step"
+
+
+def get_queue(name: str) -> Queue:
+    # django_rq's configured connection, whatever the queue name: every target shares one Redis.
+    return Queue(name, connection=django_rq.get_connection("default"), default_timeout=-1)
+
+
+def job_id(step_run: StepRun) -> str:
+    # One RQ job id per attempt: enqueueing the same attempt twice (reconciler, duplicate
+    # delivery) overwrites instead of duplicating, and the executor's CAS lets one win.
+    return f"step-{step_run.pk}-{step_run.attempt}"
+
+
+def enqueue_steps(step_runs: Iterable[StepRun]) -> None:
+    by_queue: dict[str, list[StepRun]] = {}
+    for step_run in step_runs:
+        by_queue.setdefault(step_run.queue, []).append(step_run)
+    for queue_name, items in by_queue.items():
+        queue = get_queue(queue_name)
+        queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    JOB_FUNC,
+                    args=(s.pk, s.attempt),
+                    job_id=job_id(s),
+                    timeout=-1,
+                    result_ttl=600,
+                    failure_ttl=86400,
+                )
+                for s in items
+            ]
+        )
+
+
+def resolve_target(name: str) -> ComputeTarget | None:
+    """A compute target by name or alias (`azureml:` prefix allowed); None when unknown."""
+    if name.startswith("azureml:"):
+        name = name[len("azureml:") :]
+    if not name:
+        return ComputeTarget.objects.filter(is_default=True).first()
+    target = ComputeTarget.objects.filter(name=name).first()
+    if target is not None:
+        return target
+    for candidate in ComputeTarget.objects.all():
+        if name in (candidate.aliases or []):
+            return candidate
+    return None

@@ -1,0 +1,68 @@
+"""The periodic check that no run is stuck, whatever happened to a worker or to Redis.
+
+RQ alone does not promise this: a SIGKILLed worker's job is swept only by another
+worker's maintenance, minutes later, and a flushed Redis forgets queued jobs. The
+database is the record, so this loop compares it with what is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from runs import orchestrator, queues
+from runs.models import STEP_TERMINAL, Run, RunState, StepRun, StepState
+from runs.transitions import step_run_fail
+
+log = logging.getLogger(__name__)
+
+
+def heartbeat_limit() -> timedelta:
+    return timedelta(seconds=max(3 * settings.STEPWISE_HEARTBEAT_S, 15))
+
+
+def _job_alive(connection, step_run: StepRun) -> bool:
+    try:
+        job = Job.fetch(queues.job_id(step_run), connection=connection)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=True) in ("queued", "started", "deferred", "scheduled")
+
+
+def tick() -> dict[str, list[int]]:
+    """One pass; returns the ids it acted on, by what it did."""
+    now = timezone.now()
+    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": []}
+
+    stale = StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=now - heartbeat_limit())
+    for step_run in stale:
+        if step_run_fail(step_run=step_run, reason="worker lost: no heartbeat"):
+            done["worker_lost"].append(step_run.pk)
+            orchestrator.run_advance(step_run.run_id)
+
+    connection = queues.get_queue("default").connection
+    grace = now - timedelta(seconds=5)
+    lost = [
+        s for s in StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=grace) if not _job_alive(connection, s)
+    ]
+    if lost:
+        queues.enqueue_steps(lost)
+        done["requeued"] = [s.pk for s in lost]
+
+    for run in Run.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING], created_at__lt=grace):
+        states = set(run.steps.values_list("state", flat=True))
+        if not states or states <= STEP_TERMINAL or StepState.PENDING in states:
+            before = run.state
+            orchestrator.run_advance(run.pk)
+            run.refresh_from_db(fields=["state"])
+            if run.state != before:
+                done["settled"].append(run.pk)
+    for key, ids in done.items():
+        if ids:
+            log.warning("reconciler %s: %s", key, ids)
+    return done

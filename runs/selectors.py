@@ -1,0 +1,392 @@
+"""Reads for the run pages: access, lists, the run page's parts, logs, metrics, worker liveness."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Count, F, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from pipelines_ui.models import Membership, Pipeline, Role
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from runs.models import (
+    RUN_TERMINAL,
+    STEP_DONE,
+    STEP_TERMINAL,
+    ComputeTarget,
+    LogChunk,
+    Metric,
+    Run,
+    RunState,
+    StepOutput,
+    StepRun,
+    StepState,
+)
+
+log = logging.getLogger(__name__)
+
+EDIT_ROLES = frozenset({Role.EDITOR, Role.ADMIN})
+LOG_TAIL_LINES = 500
+LOG_PAGE_MAX = 5000
+SPARK_POINTS = 200
+WORKER_CACHE_S = 5.0
+
+
+# ---- access ------------------------------------------------------------------------
+
+
+def pipeline_for_user(*, user, pipeline_id: int) -> Pipeline:
+    pipeline = (
+        Pipeline.objects.for_user(user).select_related("team", "latest_version").filter(pk=pipeline_id).first()
+    )
+    if pipeline is None:
+        raise Http404("No such pipeline")
+    return pipeline
+
+
+def run_for_user(*, user, run_id: int) -> Run:
+    run = (
+        Run.objects.for_user(user)
+        .select_related("pipeline", "pipeline__team", "version", "created_by", "rerun_of")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None:
+        raise Http404("No such run")
+    return run
+
+
+def step_run_for_run(*, run: Run, name: str) -> StepRun:
+    step_run = run.steps.filter(name=name).first()
+    if step_run is None:
+        raise Http404("No such step")
+    step_run.run = run
+    return step_run
+
+
+def user_can_run(user, pipeline: Pipeline) -> bool:
+    """Starting, canceling and rerunning need an editor or admin role in the pipeline's team."""
+    if not user.is_authenticated:
+        return False
+    return Membership.objects.filter(user=user, team_id=pipeline.team_id, role__in=EDIT_ROLES).exists()
+
+
+def run_visible(*, user, run_id: int) -> bool:
+    return Run.objects.for_user(user).filter(pk=run_id).exists()
+
+
+# ---- the runs list -------------------------------------------------------------------
+
+
+def run_list(*, user, pipeline_id: int | None = None, state: str | None = None) -> QuerySet[Run]:
+    qs = (
+        Run.objects.for_user(user)
+        .select_related("pipeline", "version", "created_by")
+        .annotate(
+            step_total=Count("steps"),
+            step_finished=Count("steps", filter=Q(steps__state__in=STEP_TERMINAL)),
+        )
+        .order_by("-id")
+    )
+    if pipeline_id is not None:
+        qs = qs.filter(pipeline_id=pipeline_id)
+    if state:
+        qs = qs.filter(state=state)
+    return qs
+
+
+def pipeline_choices(*, user) -> list[tuple[int, str]]:
+    return [
+        (pk, f"{name} ({team})")
+        for pk, name, team in Pipeline.objects.for_user(user).order_by("name").values_list("pk", "name", "team__name")
+    ]
+
+
+# ---- worker liveness -----------------------------------------------------------------
+
+_worker_cache: dict[str, tuple[float, bool]] = {}
+
+
+def queue_has_worker(queue_name: str) -> bool:
+    """Whether a live RQ worker listens on the queue; cached briefly (a Redis round trip per queue)."""
+    now = time.monotonic()
+    cached = _worker_cache.get(queue_name)
+    if cached is not None and now - cached[0] < WORKER_CACHE_S:
+        return cached[1]
+    from rq import Worker
+
+    from runs.queues import get_queue
+
+    try:
+        queue = get_queue(queue_name)
+        alive = bool(Worker.all(connection=queue.connection, queue=queue))
+    except Exception as exc:  # Redis down: say so through the banner rather than fail the page
+        log.warning("cannot list workers of %s: %s", queue_name, exc)
+        alive = False
+    _worker_cache[queue_name] = (now, alive)
+    return alive
+
+
+def target_names(queue_names: set[str]) -> dict[str, str]:
+    names = dict(ComputeTarget.objects.filter(queue__in=queue_names).values_list("queue", "name"))
+    return {q: names.get(q, q) for q in queue_names}
+
+
+# ---- the run page --------------------------------------------------------------------
+
+
+@dataclass
+class StepRow:
+    step: StepRun
+    waiting_for: str = ""  # the compute target a queued step waits for, when no worker serves it
+
+
+@dataclass
+class TimelineBar:
+    name: str
+    label: str
+    state: str
+    left: float
+    width: float
+    queued_left: float
+    queued_width: float
+    duration_s: float | None
+
+
+@dataclass
+class MetricSeries:
+    name: str
+    last: float
+    minimum: float
+    maximum: float
+    count: int
+    points: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    total: int
+    finished: int
+    counts: dict[str, int]
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.finished / self.total) if self.total else 0
+
+    def segments(self) -> list[tuple[str, float, int]]:
+        """(kind, width %, count) for the stacked bar: done, failed, stopped, running."""
+        if not self.total:
+            return []
+        groups = {
+            "done": sum(self.counts.get(s, 0) for s in STEP_DONE),
+            "failed": self.counts.get(StepState.FAILED, 0),
+            "stopped": self.counts.get(StepState.SKIPPED, 0) + self.counts.get(StepState.CANCELED, 0),
+            "running": self.counts.get(StepState.RUNNING, 0),
+        }
+        return [(kind, 100 * n / self.total, n) for kind, n in groups.items() if n]
+
+
+def run_steps(run: Run) -> list[StepRun]:
+    steps = list(run.steps.select_related("reused_from").order_by("id"))
+    for step in steps:
+        step.run = run
+    return steps
+
+
+def step_rows(steps: list[StepRun]) -> list[StepRow]:
+    waiting = {s.queue for s in steps if s.state == StepState.QUEUED}
+    dead = {q for q in waiting if not queue_has_worker(q)}
+    names = target_names(dead) if dead else {}
+    return [StepRow(step=s, waiting_for=names.get(s.queue, "") if s.state == StepState.QUEUED else "") for s in steps]
+
+
+def progress(steps: list[StepRun]) -> Progress:
+    counts: dict[str, int] = defaultdict(int)
+    for step in steps:
+        counts[step.state] += 1
+    finished = sum(n for state, n in counts.items() if state in STEP_TERMINAL)
+    return Progress(total=len(steps), finished=finished, counts=dict(counts))
+
+
+def timeline(run: Run, steps: list[StepRun], *, now: datetime | None = None) -> list[TimelineBar]:
+    """Gantt bars as percentages of the run's span: a faint queued part, then the running part."""
+    now = now or timezone.now()
+    starts = [t for s in steps for t in (s.queued_at, s.started_at) if t]
+    if not starts:
+        return []
+    origin = min([*starts, *([run.started_at] if run.started_at else [])])
+    ends = [s.finished_at or (now if s.state not in STEP_TERMINAL else s.started_at or s.queued_at) for s in steps]
+    end = max([t for t in ends if t] + ([run.finished_at] if run.finished_at else []) + starts)
+    span = max((end - origin).total_seconds(), 0.001)
+
+    def pct(t: datetime) -> float:
+        return max(0.0, min(100.0, 100 * (t - origin).total_seconds() / span))
+
+    bars = []
+    for step in steps:
+        queued = step.queued_at
+        start = step.started_at
+        stop = step.finished_at or (now if step.state == StepState.RUNNING else None)
+        if start is None and queued is None:
+            if step.state == StepState.REUSED and step.finished_at:
+                start = stop = step.finished_at
+            else:
+                continue
+        left = pct(start) if start else pct(queued)
+        width = max(pct(stop) - left, 0.4) if start and stop else (0.4 if start else 0.0)
+        q_left = pct(queued) if queued else left
+        q_width = max(left - q_left, 0.0) if start else max(pct(stop or now) - q_left, 0.4)
+        duration = (stop - start).total_seconds() if start and stop else None
+        bars.append(
+            TimelineBar(
+                name=step.name,
+                label=step.label,
+                state=step.state,
+                left=round(left, 2),
+                width=round(width, 2),
+                queued_left=round(q_left, 2),
+                queued_width=round(q_width, 2),
+                duration_s=duration,
+            )
+        )
+    return bars
+
+
+def default_selected_step(steps: list[StepRun]) -> StepRun | None:
+    """The step a run page opens on: the running one, else the first failure, else the first step."""
+    for wanted in (StepState.RUNNING, StepState.FAILED, StepState.QUEUED):
+        for step in steps:
+            if step.state == wanted:
+                return step
+    return steps[0] if steps else None
+
+
+def step_outputs(step_run: StepRun) -> list[StepOutput]:
+    return list(step_run.outputs.select_related("artifact").order_by("name"))
+
+
+def step_metrics(step_run: StepRun) -> list[MetricSeries]:
+    """One series per metric name, downsampled for the sparkline."""
+    rows: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for name, step, value in Metric.objects.filter(step_run=step_run).order_by("id").values_list(
+        "name", "step", "value"
+    ):
+        rows[name].append((step, value))
+    series = []
+    for name, points in sorted(rows.items()):
+        values = [v for _s, v in points]
+        stride = max(1, len(points) // SPARK_POINTS)
+        sampled = points[::stride]
+        if sampled[-1] != points[-1]:
+            sampled.append(points[-1])
+        series.append(
+            MetricSeries(
+                name=name,
+                last=values[-1],
+                minimum=min(values),
+                maximum=max(values),
+                count=len(values),
+                points=sampled,
+            )
+        )
+    return series
+
+
+def run_is_active(run: Run) -> bool:
+    return run.state not in RUN_TERMINAL
+
+
+def run_can_retry_failed(run: Run, steps: list[StepRun]) -> bool:
+    return run.state in (RunState.FAILED, RunState.CANCELED) and any(
+        s.state in (StepState.FAILED, StepState.SKIPPED, StepState.CANCELED) for s in steps
+    )
+
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def step_dom_ids(spec: PipelineSpec) -> dict[str, str]:
+    """Step name -> id of its node in the SVG, as `pipelines_ui.graph.pipeline_dot` assigns them."""
+    from pipelines_ui.graph import dom_id
+
+    ids: dict[str, str] = {}
+    used: set[str] = set()
+    for i, name in enumerate(spec.jobs):
+        node_id = dom_id(name)
+        if node_id in used:
+            node_id = f"{node_id}-s{i}"
+        used.add(node_id)
+        ids[name] = node_id
+    return ids
+
+
+# ---- logs ----------------------------------------------------------------------------
+
+
+@dataclass
+class LogPage:
+    lines: list[str]
+    first_seq: int
+    next_seq: int
+    total: int
+
+    def as_json(self) -> dict:
+        return {"lines": self.lines, "first_seq": self.first_seq, "next_seq": self.next_seq, "total": self.total}
+
+
+def log_total(step_run: StepRun) -> int:
+    last = LogChunk.objects.filter(step_run=step_run).order_by("-seq").values_list("seq", "line_count").first()
+    return last[0] + last[1] if last else 0
+
+
+def log_page(
+    step_run: StepRun,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int = LOG_TAIL_LINES,
+) -> LogPage:
+    """A window of the step's log; lines are numbered from 0 across attempts.
+
+    `after_seq=N` skips the first N lines (N is the `next_seq` a client already holds);
+    `before_seq=N` gives the `limit` lines before line N ("load earlier"); neither gives the tail.
+    """
+    limit = max(1, min(limit, LOG_PAGE_MAX))
+    total = log_total(step_run)
+    if after_seq is not None:
+        start = max(0, after_seq)
+    elif before_seq is not None:
+        start = max(0, min(before_seq, total) - limit)
+        limit = max(0, min(before_seq, total) - start)
+    else:
+        start = max(0, total - limit)
+    stop = min(total, start + limit)
+    lines: list[str] = []
+    if stop > start:
+        chunks = (
+            LogChunk.objects.filter(step_run=step_run)
+            .annotate(end=F("seq") + F("line_count"))
+            .filter(end__gt=start, seq__lt=stop)
+            .order_by("seq")
+            .values_list("seq", "text")
+        )
+        for seq, text in chunks:
+            chunk_lines = text.split("\n")
+            lo = max(start - seq, 0)
+            hi = min(stop - seq, len(chunk_lines))
+            lines.extend(chunk_lines[lo:hi])
+    return LogPage(lines=lines, first_seq=start, next_seq=start + len(lines), total=total)
+
+
+def log_text_iter(step_run: StepRun):
+    """The whole log as text, chunk by chunk (for downloads; never loaded whole)."""
+    for text in LogChunk.objects.filter(step_run=step_run).order_by("seq").values_list("text", flat=True).iterator(
+        chunk_size=200
+    ):
+        yield text + "\n"

@@ -1,0 +1,124 @@
+"""Starting, canceling and rerunning runs."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from pipelines_ui.models import PipelineVersion
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from runs import orchestrator
+from runs.models import Run, RunState, StepRun, StepState
+from runs.queues import resolve_target
+from runs.specs import coerce_literal, version_spec
+
+
+class RunInputError(ValueError):
+    """Bad run parameters; `errors` maps the input name to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, object]:
+    """Type-check run parameter values against the pipeline's inputs."""
+    errors: dict[str, str] = {}
+    values: dict[str, object] = {}
+    for name, value in raw.items():
+        decl = spec.inputs.get(name)
+        if decl is None:
+            errors[name] = "the pipeline has no such input"
+            continue
+        if decl.data is not None:
+            errors[name] = "data inputs cannot be overridden when starting a run yet"
+            continue
+        try:
+            values[name] = coerce_literal(decl, value)
+        except ValueError as exc:
+            errors[name] = f"expected {decl.type}: {exc}"
+    for name, decl in spec.inputs.items():
+        if decl.data is None and not decl.optional and decl.default is None and values.get(name) is None:
+            errors.setdefault(name, "a value is required")
+    if errors:
+        raise RunInputError(errors)
+    return values
+
+
+@transaction.atomic
+def run_create(
+    *,
+    version: PipelineVersion,
+    user,
+    inputs: dict[str, object] | None = None,
+    force_rerun: bool = False,
+    force_steps: set[str] | frozenset[str] = frozenset(),
+    rerun_of: Run | None = None,
+) -> Run:
+    """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots)."""
+    spec = version_spec(version)
+    values = run_inputs_clean(spec, inputs or {})
+    missing_targets: dict[str, str] = {}
+    queues: dict[str, str] = {}
+    for name, step in spec.jobs.items():
+        target = resolve_target(step.compute or spec.settings.default_compute)
+        if target is None:
+            missing_targets[name] = f"unknown compute target {step.compute or spec.settings.default_compute!r}"
+        else:
+            queues[name] = target.queue
+    if missing_targets:
+        raise RunInputError(missing_targets)
+    run = Run.objects.create(
+        pipeline=version.pipeline,
+        version=version,
+        inputs=values,
+        force_rerun=force_rerun or spec.settings.force_rerun,
+        continue_on_step_failure=spec.settings.continue_on_step_failure,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        rerun_of=rerun_of,
+    )
+    StepRun.objects.bulk_create(
+        StepRun(
+            run=run,
+            name=name,
+            display_name=step.display_name,
+            queue=queues[name],
+            max_retries=step.max_retries,
+            timeout_s=step.timeout_s,
+            force=name in force_steps,
+        )
+        for name, step in spec.jobs.items()
+    )
+    transaction.on_commit(lambda: orchestrator.run_advance(run.pk))
+    return run
+
+
+def run_cancel(*, run: Run) -> bool:
+    """Ask a run to stop: pending and queued steps end at once, running ones within a heartbeat."""
+    if run.state not in (RunState.QUEUED, RunState.RUNNING):
+        return False
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    orchestrator.run_advance(run.pk)
+    return True
+
+
+def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None) -> Run:
+    """Rerun a finished run's version with its inputs; reuse applies.
+
+    mode "all": everything may be reused; "failed": only failed/skipped/canceled steps execute
+    (successful ones are reused by fingerprint anyway); "from": `from_step` and its downstream are forced.
+    """
+    force: set[str] = set()
+    if mode == "from":
+        spec = version_spec(run.version)
+        if from_step not in spec.jobs:
+            raise RunInputError({"step": f"no step named {from_step!r}"})
+        force = orchestrator.downstream_closure(spec.upstream(), [from_step])
+    elif mode == "failed":
+        force = set(
+            run.steps.filter(state__in=[StepState.FAILED, StepState.SKIPPED, StepState.CANCELED]).values_list(
+                "name", flat=True
+            )
+        )
+        # Their successful siblings are reused by fingerprint; the failed ones execute even if
+        # an older success with the same fingerprint exists.
+    return run_create(version=run.version, user=user, inputs=run.inputs, force_steps=force, rerun_of=run)

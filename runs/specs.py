@@ -1,0 +1,79 @@
+"""Reading pipeline versions from the execution side: specs, file maps and input values."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from pipelines_ui.models import PipelineVersion
+from pipelines_ui.spec import from_json
+from pipelines_ui.spec.model import DataPath, InputDecl, ParentInput, Pipeline, Step
+
+
+@lru_cache(maxsize=256)
+def _cached_spec(version_id: int, content_hash: str) -> tuple[Pipeline, dict[str, str]]:
+    version = PipelineVersion.objects.only("spec", "files").get(pk=version_id)
+    return from_json(version.spec, {}), dict(version.files)
+
+
+def version_spec(version: PipelineVersion) -> Pipeline:
+    """The version's spec without file contents; versions are immutable, so it is cached."""
+    return _cached_spec(version.pk, version.content_hash)[0]
+
+
+def version_file_map(version: PipelineVersion) -> dict[str, str]:
+    """`{files key: blob sha256}` of the version."""
+    return _cached_spec(version.pk, version.content_hash)[1]
+
+
+def tree_hash(file_map: dict[str, str], prefix: str) -> str | None:
+    """A hash over the files under `prefix/` (names and contents), None when there are none."""
+    prefix = prefix.rstrip("/") + "/"
+    entries = sorted((key[len(prefix) :], sha) for key, sha in file_map.items() if key.startswith(prefix))
+    if not entries:
+        return None
+    return hashlib.sha256("".join(f"{rel}\0{sha}\n" for rel, sha in entries).encode()).hexdigest()
+
+
+def coerce_literal(decl: InputDecl, value: object) -> object:
+    """Turn a form or CLI string into the input's type; ValueError names what is wrong."""
+    if value is None or not isinstance(value, str):
+        return value
+    if decl.type == "integer":
+        return int(value)
+    if decl.type == "number":
+        return float(value)
+    if decl.type == "boolean":
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{value!r} is not a boolean")
+    if decl.enum and value not in decl.enum:
+        raise ValueError(f"{value!r} is not one of {', '.join(decl.enum)}")
+    return value
+
+
+def parent_input_value(pipeline: Pipeline, run_inputs: dict, name: str) -> object:
+    if name in run_inputs:
+        return run_inputs[name]
+    decl = pipeline.inputs.get(name)
+    return decl.default if decl else None
+
+
+def resolve_literal_inputs(pipeline: Pipeline, step: Step, run_inputs: dict) -> dict[str, object]:
+    """Every literal input of the step with its value (None when unbound and optional)."""
+    values: dict[str, object] = {}
+    for name, decl in step.input_decls.items():
+        if decl.type not in ("string", "integer", "number", "boolean"):
+            continue
+        binding = step.inputs.get(name)
+        if isinstance(binding, ParentInput):
+            value = parent_input_value(pipeline, run_inputs, binding.name)
+        elif binding is None or isinstance(binding, DataPath):
+            value = decl.default
+        else:
+            value = binding
+        values[name] = value
+    return values

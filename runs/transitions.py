@@ -1,0 +1,113 @@
+"""Every write of a run's or a step run's state goes through here.
+
+Each transition is checked against the table in models.py, applied as a
+compare-and-set (so a duplicate or late event changes nothing), recorded as a
+Transition row, and broadcast only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from runs import broadcast, queues
+from runs.models import RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
+
+log = logging.getLogger(__name__)
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def _timestamps_for_step(to: str) -> dict[str, Any]:
+    now = timezone.now()
+    if to == StepState.QUEUED:
+        return {"queued_at": now}
+    if to == StepState.RUNNING:
+        return {"started_at": now, "heartbeat_at": now}
+    if to in (StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELED, StepState.REUSED, StepState.SKIPPED):
+        return {"finished_at": now}
+    return {}
+
+
+@transaction.atomic
+def step_run_transition(*, step_run: StepRun, to: StepState, reason: str = "", **fields: Any) -> bool:
+    """Move step_run to `to`; False when another process moved it (or a newer attempt) first.
+
+    The compare-and-set includes the attempt number: a stalled attempt that wakes up
+    after a newer one started can no longer change anything (fencing).
+    """
+    current = step_run.state
+    if to not in STEP_TRANSITIONS.get(current, frozenset()):
+        log.warning("illegal transition rejected: %s (%s) %s -> %s", step_run, step_run.attempt, current, to)
+        raise IllegalTransition(f"{step_run}: {current} -> {to}")
+    changes = {**_timestamps_for_step(to), **fields, "state": to}
+    if to == StepState.QUEUED and current == StepState.PENDING:
+        changes.setdefault("attempt", 1)
+    if to == StepState.QUEUED and current == StepState.FAILED:
+        changes.setdefault("attempt", step_run.attempt + 1)
+        changes.update(started_at=None, finished_at=None, exit_code=None, heartbeat_at=None)
+    if reason or to in (StepState.QUEUED, StepState.RUNNING):
+        changes["reason"] = reason
+    moved = StepRun.objects.filter(pk=step_run.pk, state=current, attempt=step_run.attempt).update(**changes)
+    if moved != 1:
+        log.info("transition lost the race: %s attempt %s %s -> %s", step_run, step_run.attempt, current, to)
+        return False
+    for key, value in changes.items():
+        setattr(step_run, key, value)
+    Transition.objects.create(
+        run_id=step_run.run_id, step_run=step_run, old=current, new=to, attempt=step_run.attempt, reason=reason
+    )
+    payload = broadcast.step_payload(step_run)
+    transaction.on_commit(lambda: broadcast.send(step_run.run_id, payload))
+    return True
+
+
+def step_run_try_transition(*, step_run: StepRun, to: StepState, reason: str = "", **fields: Any) -> bool:
+    """Like step_run_transition, but an illegal edge (a late event) is logged and ignored."""
+    try:
+        return step_run_transition(step_run=step_run, to=to, reason=reason, **fields)
+    except IllegalTransition:
+        return False
+
+
+@transaction.atomic
+def run_transition(*, run: Run, to: RunState, reason: str = "") -> bool:
+    current = run.state
+    if to not in RUN_TRANSITIONS.get(current, frozenset()):
+        log.warning("illegal transition rejected: %s %s -> %s", run, current, to)
+        raise IllegalTransition(f"{run}: {current} -> {to}")
+    now = timezone.now()
+    changes: dict[str, Any] = {"state": to}
+    if to == RunState.RUNNING or (current == RunState.QUEUED and run.started_at is None):
+        changes["started_at"] = now
+    if to in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
+        changes["finished_at"] = now
+    if reason:
+        changes["reason"] = reason
+    moved = Run.objects.filter(pk=run.pk, state=current).update(**changes)
+    if moved != 1:
+        return False
+    for key, value in changes.items():
+        setattr(run, key, value)
+    Transition.objects.create(run=run, old=current, new=to, reason=reason)
+    payload = broadcast.run_payload(run)
+    transaction.on_commit(lambda: broadcast.send(run.pk, payload))
+    return True
+
+
+def step_run_fail(*, step_run: StepRun, reason: str, exit_code: int | None = None) -> bool:
+    """Fail this attempt; with retries left (and the run not canceled) queue the next attempt."""
+    if not step_run_try_transition(step_run=step_run, to=StepState.FAILED, reason=reason, exit_code=exit_code):
+        return False
+    if step_run.attempt <= step_run.max_retries:
+        run = Run.objects.only("cancel_requested").get(pk=step_run.run_id)
+        if not run.cancel_requested and step_run_try_transition(
+            step_run=step_run, to=StepState.QUEUED, reason=f"retry after: {reason}"
+        ):
+            transaction.on_commit(lambda: queues.enqueue_steps([step_run]))
+    return True

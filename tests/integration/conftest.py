@@ -1,0 +1,107 @@
+"""Real parts: RQ worker processes running real subprocess steps against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from runs.models import ComputeTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url_for_workers() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    auth = f"{user}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class Workers:
+    def __init__(self, queue: str, tmp: Path):
+        self.queue = queue
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=database_url_for_workers(),
+            STEPWISE_ARTIFACTS=str(settings.STEPWISE_ARTIFACTS),
+            STEPWISE_WORKDIR=str(settings.STEPWISE_WORKDIR),
+            STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
+        )
+        return env
+
+    def start(self, count: int = 1) -> list[subprocess.Popen]:
+        started = []
+        for _ in range(count):
+            log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed with the process
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "stepwise_worker", "test-target"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            self.procs.append(proc)
+            started.append(proc)
+        return started
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker-*.log")))
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(settings, tmp_path_factory):
+    # Each test session gets its own artifact store and working folders.
+    base = tmp_path_factory.getbasetemp()
+    settings.STEPWISE_ARTIFACTS = str(base / "artifacts")
+    settings.STEPWISE_WORKDIR = base / "work"
+    settings.STEPWISE_HEARTBEAT_S = 1
+
+
+@pytest.fixture
+def compute_target(transactional_db) -> ComputeTarget:
+    ComputeTarget.objects.all().delete()
+    return ComputeTarget.objects.create(
+        name="test-target", aliases=["cpu-cluster", "local"], queue=f"test-{uuid.uuid4().hex[:8]}", is_default=True
+    )
+
+
+@pytest.fixture
+def workers(compute_target, tmp_path):
+    pool = Workers(compute_target.queue, tmp_path)
+    yield pool
+    pool.stop()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition", details=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    extra = f": {details()}" if details else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}{extra}")

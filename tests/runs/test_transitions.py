@@ -1,0 +1,80 @@
+"""The state machine over every pair of states: legal edges move, illegal ones are refused."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pipelines_ui.models import Pipeline, PipelineVersion
+from runs.models import RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
+from runs.transitions import IllegalTransition, run_transition, step_run_transition
+
+
+@pytest.fixture
+def run(db, team, alice):
+    pipeline = Pipeline.objects.create(team=team, name="p", created_by=alice)
+    version = PipelineVersion.objects.create(pipeline=pipeline, number=1, spec={}, content_hash="x" * 64)
+    return Run.objects.create(pipeline=pipeline, version=version)
+
+
+@pytest.mark.parametrize(("current", "to"), list(itertools.product(StepState.values, StepState.values)))
+def test_step_transitions_follow_the_table(run, current, to, django_capture_on_commit_callbacks):
+    step_run = StepRun.objects.create(run=run, name="s", state=current, queue="q", attempt=1)
+    legal = to in STEP_TRANSITIONS.get(current, frozenset())
+    if legal:
+        assert step_run_transition(step_run=step_run, to=to) is True
+        step_run.refresh_from_db()
+        assert step_run.state == to
+        assert Transition.objects.filter(step_run=step_run, old=current, new=to).count() == 1
+    else:
+        with pytest.raises(IllegalTransition):
+            step_run_transition(step_run=step_run, to=to)
+        step_run.refresh_from_db()
+        assert step_run.state == current
+        assert not Transition.objects.filter(step_run=step_run).exists()
+
+
+@pytest.mark.parametrize(("current", "to"), list(itertools.product(RunState.values, RunState.values)))
+def test_run_transitions_follow_the_table(run, current, to):
+    Run.objects.filter(pk=run.pk).update(state=current)
+    run.refresh_from_db()
+    if to in RUN_TRANSITIONS.get(current, frozenset()):
+        assert run_transition(run=run, to=to) is True
+        run.refresh_from_db()
+        assert run.state == to
+    else:
+        with pytest.raises(IllegalTransition):
+            run_transition(run=run, to=to)
+        run.refresh_from_db()
+        assert run.state == current
+
+
+def test_a_stale_copy_loses_the_compare_and_set(run):
+    step_run = StepRun.objects.create(run=run, name="s", state=StepState.QUEUED, queue="q", attempt=1)
+    other_copy = StepRun.objects.get(pk=step_run.pk)
+    assert step_run_transition(step_run=step_run, to=StepState.RUNNING) is True
+    # A duplicate delivery still believes the step is queued: it changes nothing.
+    assert step_run_transition(step_run=other_copy, to=StepState.RUNNING) is False
+    assert Transition.objects.filter(step_run=step_run).count() == 1
+
+
+def test_an_older_attempt_is_fenced_out(run):
+    step_run = StepRun.objects.create(run=run, name="s", state=StepState.RUNNING, queue="q", attempt=1)
+    stalled = StepRun.objects.get(pk=step_run.pk)
+    step_run_transition(step_run=step_run, to=StepState.FAILED, reason="worker lost")
+    step_run_transition(step_run=step_run, to=StepState.QUEUED)
+    step_run.refresh_from_db()
+    assert step_run.attempt == 2
+    step_run_transition(step_run=step_run, to=StepState.RUNNING)
+    # The first attempt wakes up and reports success: refused, the new attempt owns the step.
+    assert step_run_transition(step_run=stalled, to=StepState.SUCCEEDED) is False
+    step_run.refresh_from_db()
+    assert (step_run.state, step_run.attempt) == (StepState.RUNNING, 2)
+
+
+def test_first_queueing_starts_attempt_one(run):
+    step_run = StepRun.objects.create(run=run, name="s", queue="q")
+    step_run_transition(step_run=step_run, to=StepState.QUEUED)
+    step_run.refresh_from_db()
+    assert step_run.attempt == 1 and step_run.queued_at is not None
