@@ -73,7 +73,7 @@ class PipelineVersion(models.Model):
 
     `spec` is the pipeline in the interchange format's dict form (what `pipeline.yml`
     plus the component files hold once normalized); `files` maps
-    "<step>/<relative path>" to the sha256 of a FileBlob.
+    the spec's file keys (`code/<step>/<path>`, `data/<input>/<path>`) to FileBlob sha256s.
     """
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")

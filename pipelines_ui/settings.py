@@ -139,6 +139,12 @@ STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 102
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)
 STEPWISE_LOG_LINE_MAX = env_int("STEPWISE_LOG_LINE_MAX", 4096)
 STEPWISE_HEARTBEAT_S = env_int("STEPWISE_HEARTBEAT_S", 5)
+# Before reusing an earlier output: "hash" re-hashes its files, "exists" only checks they are there
+# (for stores of very large outputs, where re-hashing on every rerun costs too much).
+STEPWISE_REUSE_VERIFY = env_str("STEPWISE_REUSE_VERIFY", "hash")
+if STEPWISE_REUSE_VERIFY not in ("hash", "exists"):
+    raise ImproperlyConfigured(f"STEPWISE_REUSE_VERIFY={STEPWISE_REUSE_VERIFY!r}: use hash or exists")
+STEPWISE_RETRY_BACKOFF_S = env_int("STEPWISE_RETRY_BACKOFF_S", 2)
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 
 if env_bool("STEPWISE_FAST_PASSWORD_HASHER", False):
@@ -160,6 +166,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Serve straight from the source folders: `make run` works without collectstatic.
+WHITENOISE_USE_FINDERS = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = STEPWISE_UPLOAD_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

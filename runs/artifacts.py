@@ -108,6 +108,9 @@ def store_output(source: Path, kind: str) -> Artifact:
             shutil.move(str(source), staging)
         manifest = tree_manifest(staging)
         final = artifact_dir(manifest.sha256)
+        if final.exists() and not _intact(final, manifest.sha256):
+            # Damaged by hand since it was stored: replace it with the good copy just made.
+            remove_tree(final)
         if final.exists():
             _force_remove(staging)
         else:
@@ -131,16 +134,18 @@ def store_output(source: Path, kind: str) -> Artifact:
     return artifact
 
 
+def _intact(folder: Path, sha256: str) -> bool:
+    try:
+        return tree_manifest(folder).sha256 == sha256
+    except (OSError, ArtifactError):
+        return False
+
+
 def artifact_intact(artifact: Artifact, *, verify_content: bool = False) -> bool:
     folder = artifact_dir(artifact.sha256)
     if not folder.is_dir():
         return False
-    if verify_content:
-        try:
-            return tree_manifest(folder).sha256 == artifact.sha256
-        except (OSError, ArtifactError):
-            return False
-    return True
+    return _intact(folder, artifact.sha256) if verify_content else True
 
 
 def _force_remove(path: Path) -> None:
@@ -156,9 +161,13 @@ def _force_remove(path: Path) -> None:
         shutil.rmtree(path, onerror=make_writable)
 
 
-def remove_artifact_files(artifact: Artifact) -> None:
-    folder = artifact_dir(artifact.sha256)
+def remove_tree(folder: Path) -> None:
+    """Remove a stored (read-only) folder."""
     if folder.exists():
         for dirpath, _dirs, _files in os.walk(folder):
             os.chmod(dirpath, stat.S_IRWXU)
         _force_remove(folder)
+
+
+def remove_artifact_files(artifact: Artifact) -> None:
+    remove_tree(artifact_dir(artifact.sha256))

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
+# Sends of this process go out one at a time, in the order `send` was called: concurrent
+# group_send coroutines interleave their Redis round trips and can overtake each other.
+_send_lock: asyncio.Lock | None = None
 
 
 def group_name(run_id: int) -> str:
@@ -86,13 +89,22 @@ def metric_payload(step_run: StepRun, *, name: str, value: float, step: int) -> 
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+    global _loop, _send_lock
     with _loop_lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
+            _send_lock = None  # an asyncio.Lock belongs to the loop it was first used on
             threading.Thread(target=loop.run_forever, name="stepwise-broadcast", daemon=True).start()
             _loop = loop
         return _loop
+
+
+async def _send_in_order(layer, group: str, message: dict[str, Any]) -> None:
+    global _send_lock
+    if _send_lock is None:
+        _send_lock = asyncio.Lock()
+    async with _send_lock:  # waiters are woken first in, first out
+        await layer.group_send(group, message)
 
 
 def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
@@ -102,7 +114,7 @@ def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
         return
     message = {"type": "run.event", "event": payload}
     try:
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group_name(run_id), message), _event_loop())
+        future = asyncio.run_coroutine_threadsafe(_send_in_order(layer, group_name(run_id), message), _event_loop())
         if wait:
             future.result(timeout=5)
         else:

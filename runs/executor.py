@@ -78,7 +78,7 @@ def _files_under(file_map: dict[str, str], prefix: str) -> dict[str, str]:
     return {k[len(prefix) :]: v for k, v in file_map.items() if k.startswith(prefix)}
 
 
-def _data_path(file_map: dict[str, str], key: str) -> Path:
+def _data_path(file_map: dict[str, str], key: str, kind: str) -> Path:
     """Local data of a version, materialized once per content hash and shared read-only."""
     digest = tree_hash(file_map, key)
     if digest is None:
@@ -91,16 +91,11 @@ def _data_path(file_map: dict[str, str], key: str) -> Path:
         try:
             os.rename(staging, folder)
         except OSError:
+            # Another worker materialized the same data first.
             shutil.rmtree(staging, ignore_errors=True)
-    entries = list(folder.iterdir())
-    # A uri_file input is one file: hand the step the file itself.
-    if len(entries) == 1 and entries[0].is_file() and key.count("/") >= 1 and _is_file_input(file_map, key):
-        return entries[0]
+    if kind == "uri_file":
+        return next(p for p in folder.iterdir() if p.is_file())
     return folder
-
-
-def _is_file_input(file_map: dict[str, str], key: str) -> bool:
-    return len(_files_under(file_map, key)) == 1 and "/" not in next(iter(_files_under(file_map, key)))
 
 
 def _python_path_extra() -> list[str]:
@@ -132,10 +127,10 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
                 raise StepSetupError(f"input {name}: step {binding.job} has no output {binding.output}")
             values[name] = str(artifacts.artifact_path(artifact, binding.output))
         elif isinstance(binding, DataPath):
-            values[name] = str(_data_path(file_map, binding.key))
+            values[name] = str(_data_path(file_map, binding.key, binding.type))
         elif isinstance(binding, ParentInput) and pipeline.inputs.get(binding.name) is not None:
             parent = pipeline.inputs[binding.name]
-            values[name] = str(_data_path(file_map, parent.data.key)) if parent.data else None
+            values[name] = str(_data_path(file_map, parent.data.key, parent.type)) if parent.data else None
         else:
             values[name] = None
 

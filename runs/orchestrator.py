@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 
+from django.conf import settings
 from django.db import transaction
 
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
@@ -120,19 +121,28 @@ def fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def find_reusable(step_run: StepRun, fp: str, *, verify_content: bool = False) -> StepRun | None:
-    """The newest earlier successful step run with this fingerprint whose outputs still exist."""
+def find_reusable(step_run: StepRun, fp: str) -> tuple[StepRun | None, str]:
+    """The newest earlier successful step run with this fingerprint whose outputs are intact.
+
+    Returns (origin, why not) where `why not` explains a rejected candidate: outputs whose
+    files went missing or no longer match their hash are never reused.
+    """
+    verify = settings.STEPWISE_REUSE_VERIFY == "hash"
     candidates = (
         StepRun.objects.filter(fingerprint=fp, state=StepState.SUCCEEDED)
         .exclude(run_id=step_run.run_id)
         .order_by("-id")
         .prefetch_related("outputs__artifact")[:5]
     )
+    why_not = ""
     for candidate in candidates:
-        outputs = list(candidate.outputs.all())
-        if all(artifacts.artifact_intact(o.artifact, verify_content=verify_content) for o in outputs):
-            return candidate
-    return None
+        broken = [
+            o.name for o in candidate.outputs.all() if not artifacts.artifact_intact(o.artifact, verify_content=verify)
+        ]
+        if not broken:
+            return candidate, ""
+        why_not = f"not reused: the outputs of run #{candidate.run_id} ({', '.join(broken)}) are missing or corrupted"
+    return None, why_not
 
 
 # ---- advancing a run ----------------------------------------------------------------
@@ -187,9 +197,13 @@ def run_advance(run_id: int) -> None:
                 fp = fingerprint(parts)
                 StepRun.objects.filter(pk=step_run.pk).update(fingerprint=fp, fingerprint_parts=parts)
                 step_run.fingerprint, step_run.fingerprint_parts = fp, parts
-                origin = None
-                if not (run.force_rerun or step_run.force or not step.is_deterministic):
-                    origin = find_reusable(step_run, fp)
+                origin, why_not = None, ""
+                if not step.is_deterministic:
+                    why_not = "is_deterministic is false: always executes"
+                elif run.force_rerun or step_run.force:
+                    why_not = "rerun forced"
+                else:
+                    origin, why_not = find_reusable(step_run, fp)
                 if origin is not None:
                     for out in origin.outputs.all():
                         StepOutput.objects.create(step_run=step_run, name=out.name, artifact=out.artifact)
@@ -201,7 +215,7 @@ def run_advance(run_id: int) -> None:
                         reason=f"reused from run #{origin.run_id}, step {origin.name}",
                     )
                 else:
-                    step_run_transition(step_run=step_run, to=StepState.QUEUED)
+                    step_run_transition(step_run=step_run, to=StepState.QUEUED, reason=why_not)
                     to_enqueue.append(step_run)
                 states[name] = step_run.state
                 changed = True

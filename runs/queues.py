@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 import django_rq
 from rq import Queue
@@ -21,6 +22,19 @@ def job_id(step_run: StepRun) -> str:
     # One RQ job id per attempt: enqueueing the same attempt twice (reconciler, duplicate
     # delivery) overwrites instead of duplicating, and the executor's CAS lets one win.
     return f"step-{step_run.pk}-{step_run.attempt}"
+
+
+def enqueue_step_later(step_run: StepRun, delay_s: float) -> None:
+    """A retry after a backoff; the workers' RQ scheduler moves it to the queue when due."""
+    get_queue(step_run.queue).enqueue_in(
+        timedelta(seconds=delay_s),
+        JOB_FUNC,
+        args=(step_run.pk, step_run.attempt),
+        job_id=job_id(step_run),
+        job_timeout=-1,
+        result_ttl=600,
+        failure_ttl=86400,
+    )
 
 
 def enqueue_steps(step_runs: Iterable[StepRun]) -> None:

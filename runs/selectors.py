@@ -42,9 +42,7 @@ WORKER_CACHE_S = 5.0
 
 
 def pipeline_for_user(*, user, pipeline_id: int) -> Pipeline:
-    pipeline = (
-        Pipeline.objects.for_user(user).select_related("team", "latest_version").filter(pk=pipeline_id).first()
-    )
+    pipeline = Pipeline.objects.for_user(user).select_related("team", "latest_version").filter(pk=pipeline_id).first()
     if pipeline is None:
         raise Http404("No such pipeline")
     return pipeline
@@ -62,7 +60,17 @@ def run_for_user(*, user, run_id: int) -> Run:
     return run
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def valid_name(name: str) -> bool:
+    """Names with control characters never exist (and PostgreSQL refuses NUL in a query)."""
+    return bool(name) and len(name) <= 255 and not _CONTROL.search(name)
+
+
 def step_run_for_run(*, run: Run, name: str) -> StepRun:
+    if not valid_name(name):
+        raise Http404("No such step")
     step_run = run.steps.filter(name=name).first()
     if step_run is None:
         raise Http404("No such step")
@@ -274,8 +282,8 @@ def step_outputs(step_run: StepRun) -> list[StepOutput]:
 def step_metrics(step_run: StepRun) -> list[MetricSeries]:
     """One series per metric name, downsampled for the sparkline."""
     rows: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for name, step, value in Metric.objects.filter(step_run=step_run).order_by("id").values_list(
-        "name", "step", "value"
+    for name, step, value in (
+        Metric.objects.filter(step_run=step_run).order_by("id").values_list("name", "step", "value")
     ):
         rows[name].append((step, value))
     series = []
@@ -386,7 +394,10 @@ def log_page(
 
 def log_text_iter(step_run: StepRun):
     """The whole log as text, chunk by chunk (for downloads; never loaded whole)."""
-    for text in LogChunk.objects.filter(step_run=step_run).order_by("seq").values_list("text", flat=True).iterator(
-        chunk_size=200
+    for text in (
+        LogChunk.objects.filter(step_run=step_run)
+        .order_by("seq")
+        .values_list("text", flat=True)
+        .iterator(chunk_size=200)
     ):
         yield text + "\n"

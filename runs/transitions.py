@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,7 +52,7 @@ def step_run_transition(*, step_run: StepRun, to: StepState, reason: str = "", *
     if to == StepState.QUEUED and current == StepState.FAILED:
         changes.setdefault("attempt", step_run.attempt + 1)
         changes.update(started_at=None, finished_at=None, exit_code=None, heartbeat_at=None)
-    if reason or to in (StepState.QUEUED, StepState.RUNNING):
+    if reason or to == StepState.QUEUED:
         changes["reason"] = reason
     moved = StepRun.objects.filter(pk=step_run.pk, state=current, attempt=step_run.attempt).update(**changes)
     if moved != 1:
@@ -109,5 +110,9 @@ def step_run_fail(*, step_run: StepRun, reason: str, exit_code: int | None = Non
         if not run.cancel_requested and step_run_try_transition(
             step_run=step_run, to=StepState.QUEUED, reason=f"retry after: {reason}"
         ):
-            transaction.on_commit(lambda: queues.enqueue_steps([step_run]))
+            delay = min(settings.STEPWISE_RETRY_BACKOFF_S * 2 ** (step_run.attempt - 2), 300)
+            if delay > 0:
+                transaction.on_commit(lambda: queues.enqueue_step_later(step_run, delay))
+            else:
+                transaction.on_commit(lambda: queues.enqueue_steps([step_run]))
     return True

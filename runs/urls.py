@@ -1,6 +1,21 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from runs import views
+
+
+class NameConverter:
+    """A step or output name: one path segment without control characters (PostgreSQL refuses NUL)."""
+
+    regex = r"[^/\x00-\x1f\x7f]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(NameConverter, "name")
 
 urlpatterns = [
     path("pipelines/<int:pipeline_id>/run/", views.run_create_view, name="run_create"),
@@ -9,10 +24,10 @@ urlpatterns = [
     path("runs/<int:run_id>/parts/", views.run_parts, name="run_parts"),
     path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/rerun/", views.run_rerun_view, name="run_rerun"),
-    path("runs/<int:run_id>/steps/<str:step_name>/", views.run_detail, name="run_step"),
-    path("runs/<int:run_id>/steps/<str:step_name>/log/", views.step_log, name="step_log"),
+    path("runs/<int:run_id>/steps/<name:step_name>/", views.run_detail, name="run_step"),
+    path("runs/<int:run_id>/steps/<name:step_name>/log/", views.step_log, name="step_log"),
     path(
-        "runs/<int:run_id>/steps/<str:step_name>/outputs/<str:output_name>/",
+        "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/",
         views.step_output_download,
         name="step_output",
     ),

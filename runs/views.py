@@ -105,6 +105,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 
 def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
+    if selected_name and not selectors.valid_name(selected_name):
+        raise Http404("No such step")
     steps = selectors.run_steps(run)
     selected = next((s for s in steps if s.name == selected_name), None) if selected_name else None
     if selected_name and selected is None:

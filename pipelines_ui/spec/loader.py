@@ -397,8 +397,8 @@ class _PipelineReader:
             decl.data = self._local_data(raw["path"], type_, data_key(name), where, (*path, "path"), job=job)
             if decl.data is None:
                 return None
-        elif "path" in raw and not pipeline_level:
-            self.warn("'path' is ignored in a component input", where, *path, "path", job=job)
+        elif "path" in raw:
+            self.warn(f"'path' is ignored for a {type_} input", where, *path, "path", job=job)
         return decl
 
     def _output_decl(self, raw: object, where: _Where, path: tuple[str, ...], job: str = "") -> OutputDecl | None:

@@ -189,6 +189,9 @@ def from_json(d: dict, files: dict[str, bytes] | None = None) -> Pipeline:
 # -- YAML export --------------------------------------------------------------------------
 
 
+_LINE_BREAKS = "\x85\u2028\u2029\r"
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -196,6 +199,9 @@ class _Dumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Multi-line commands read best as literal blocks; PyYAML falls back to quoting when it must.
     style = "|" if "\n" in value else None
+    if any(ch in value for ch in _LINE_BREAKS):
+        # YAML 1.1 line breaks that PyYAML would emit raw and read back as newlines: escape them.
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -16,7 +16,7 @@ from pipelines_ui.selectors import known_compute_names
 from pipelines_ui.services import pipeline_import
 from pipelines_ui.services import version_spec as version_spec_with_files
 from pipelines_ui.spec import SpecError, dump_folder, load_pipeline
-from runs import services
+from runs import gc, services
 from runs.artifacts import artifact_path
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
 
@@ -44,6 +44,8 @@ class Command(BaseCommand):
         p.add_argument("--version", type=int)
         p.add_argument("--team")
         p.add_argument("-o", "--output", default=".")
+        p = sub.add_parser("gc", help="remove artifacts that no run references")
+        p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
         p = sub.add_parser("run", help="run a pipeline YAML or an imported pipeline")
         p.add_argument("target", help="FILE.yml or the name of an imported pipeline")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
@@ -124,6 +126,17 @@ class Command(BaseCommand):
         dest = Path(output) / name if Path(output).exists() and any(Path(output).iterdir()) else Path(output)
         dump_folder(version_spec_with_files(chosen), dest)
         self.stdout.write(f"exported {name} version {chosen.number} to {dest}")
+        return EXIT_OK
+
+    def do_gc(self, *, dry_run: bool, **_options) -> int:
+        report = gc.collect(dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        self.stdout.write(
+            f"{verb} {len(report.artifacts)} unreferenced artifacts ({report.bytes_freed} bytes) "
+            f"and {len(report.orphan_dirs)} orphaned folders"
+        )
+        for sha in report.artifacts + report.orphan_dirs:
+            self.stdout.write(f"  {sha}")
         return EXIT_OK
 
     def do_run(self, *, target: str, set: list[str], force_rerun: bool, wait: bool, json: bool, **options) -> int:

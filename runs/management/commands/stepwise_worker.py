@@ -33,4 +33,5 @@ class Command(BaseCommand):
         worker = StepWorker(
             [get_queue(q) for q in queue_names], connection=django_rq.get_connection("default"), name=name
         )
-        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        # The scheduler moves delayed retries (backoff) onto the queue; RQ elects one per queue.
+        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

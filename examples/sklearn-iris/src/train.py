@@ -1,0 +1,27 @@
+"""Fit a decision tree on train.csv and pickle it into the model output folder."""
+
+import argparse
+import pickle
+from pathlib import Path
+
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--train_data", required=True)
+parser.add_argument("--criterion", default="gini")
+parser.add_argument("--random_state", type=int, default=0)
+parser.add_argument("--max_depth", type=int, default=None)
+parser.add_argument("--model_output", required=True)
+args = parser.parse_args()
+
+data = np.loadtxt(Path(args.train_data, "train.csv"), delimiter=",", skiprows=1)
+X, y = data[:, :-1], data[:, -1].astype(int)
+model = DecisionTreeClassifier(criterion=args.criterion, max_depth=args.max_depth, random_state=args.random_state)
+model.fit(X, y)
+
+out = Path(args.model_output)
+out.mkdir(parents=True, exist_ok=True)
+with open(out / "model.pkl", "wb") as fh:
+    pickle.dump(model, fh)
+print(f"trained a decision tree: depth {model.get_depth()}, {model.get_n_leaves()} leaves")

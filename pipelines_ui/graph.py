@@ -1,0 +1,235 @@
+"""The pipeline DAG as Graphviz DOT, and its SVG rendering.
+
+This is the only module that writes DOT. Everything a user typed (step names, display
+names, compute names, input and output names) passes through `_text()` before it goes
+into a quoted `label`, and nothing a user typed ever becomes a node id, a URL, a tooltip
+or an HTML-like label: node ids are generated (`s0`, `i0`, ...), URLs come only from
+the caller's `step_url`, and every label is a quoted string. That is what makes the
+rendered SVG safe to inline in a page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+
+from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
+
+# Fill colours by step state; the run page draws its legend from this map.
+STATE_COLORS: dict[str, str] = {
+    "pending": "#e9ecef",
+    "queued": "#d6d8db",
+    "running": "#b8daff",
+    "succeeded": "#c3e6cb",
+    "failed": "#f5c6cb",
+    "reused": "#bee5eb",
+    "skipped": "#fff3cd",
+    "canceled": "#ced4da",
+}
+DEFAULT_FILL = "#ffffff"
+LABEL_MAX = 60
+
+_FONT = "Helvetica,Arial,sans-serif"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _text(value: object, *, limit: int = LABEL_MAX) -> str:
+    """User text as the inside of a quoted DOT label that dot shows literally.
+
+    Backslashes are doubled so dot reads no escape sequence (`\\n`, `\\N`, `\\G`, ...),
+    quotes are escaped so the string cannot end early, `&` becomes `&amp;` so dot does
+    not read a user's `&lt;` as an entity, and control characters become spaces.
+    """
+    s = _CONTROL.sub(" ", str(value))
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("&", "&amp;")
+
+
+def dom_id(name: str) -> str:
+    """A DOM id for a step's SVG node: `step-<name>` with unsafe characters replaced."""
+    return "step-" + _ID_UNSAFE.sub("_", name)
+
+
+def _safe_url(url: str) -> str:
+    # dot copies URLs into xlink:href verbatim, without XML escaping.
+    return quote(url, safe="/:?=%-._~#")
+
+
+def _attrs(**attrs: str) -> str:
+    """`[k="v", ...]`; values must already be DOT-safe (from `_text` or our own constants)."""
+    return "[" + ", ".join(f'{k}="{v}"' for k, v in attrs.items()) + "]"
+
+
+def pipeline_dot(
+    p: Pipeline,
+    *,
+    states: dict[str, str] | None = None,
+    step_url: Callable[[str], str] | None = None,
+    rankdir: str = "LR",
+) -> str:
+    states = states or {}
+    if rankdir not in {"LR", "TB", "RL", "BT"}:
+        rankdir = "LR"
+    lines = [
+        "digraph pipeline {",
+        f'  graph [rankdir="{rankdir}", bgcolor="transparent", nodesep="0.35", ranksep="0.6", '
+        'fontname="' + _FONT + '", fontsize="11"];',
+        f'  node [fontname="{_FONT}", fontsize="11", color="#6c757d", penwidth="1.2"];',
+        f'  edge [fontname="{_FONT}", fontsize="9", color="#868e96", fontcolor="#495057", arrowsize="0.7"];',
+    ]
+
+    step_ids = {name: f"s{i}" for i, name in enumerate(p.jobs)}
+    input_ids = {name: f"i{i}" for i, name in enumerate(p.inputs)}
+    output_ids = {name: f"o{i}" for i, name in enumerate(p.outputs)}
+    used_ids: set[str] = set()
+
+    for name, decl in p.inputs.items():
+        label = _text(name) + "\\n" + _text(decl.type, limit=20)
+        lines.append(
+            f"  {input_ids[name]} "
+            + _attrs(
+                id="input-" + _ID_UNSAFE.sub("_", name),
+                **{"class": "pipeline-input"},
+                shape="cds" if decl.type in ("uri_file", "uri_folder") else "note",
+                style="filled",
+                fillcolor="#f8f9fa",
+                label=label,
+            )
+            + ";"
+        )
+    for name, decl in p.outputs.items():
+        label = _text(name) + "\\n" + _text(decl.type, limit=20)
+        lines.append(
+            f"  {output_ids[name]} "
+            + _attrs(
+                id="output-" + _ID_UNSAFE.sub("_", name),
+                **{"class": "pipeline-output"},
+                shape="folder",
+                style="filled",
+                fillcolor="#f8f9fa",
+                label=label,
+            )
+            + ";"
+        )
+
+    for name, step in p.jobs.items():
+        node_id = dom_id(name)
+        if node_id in used_ids:  # two names that sanitize alike: keep ids unique
+            node_id = f"{node_id}-{step_ids[name]}"
+        used_ids.add(node_id)
+        compute = step.compute or p.settings.default_compute or "default compute"
+        label = _text(step.label)
+        if step.display_name and step.display_name != name:
+            label += "\\n" + _text(name, limit=40)
+        label += "\\n" + _text("on " + compute, limit=40)
+        state = states.get(name, "")
+        attrs = {
+            "id": node_id,
+            "class": "step" + (f" state-{state}" if state in STATE_COLORS else ""),
+            "shape": "box",
+            "style": "rounded,filled",
+            "fillcolor": STATE_COLORS.get(state, DEFAULT_FILL),
+            "label": label,
+        }
+        if step_url is not None:
+            attrs["URL"] = _safe_url(step_url(name))
+            attrs["target"] = "_top"
+            # A constant tooltip: otherwise dot copies the label into xlink:title.
+            attrs["tooltip"] = "Open step"
+        lines.append(f"  {step_ids[name]} " + _attrs(**attrs) + ";")
+
+    for name, step in p.jobs.items():
+        sid = step_ids[name]
+        for input_name, binding in step.inputs.items():
+            if isinstance(binding, JobOutput) and binding.job in step_ids:
+                src = step_ids[binding.job]
+                label = _text(binding.output, limit=30) + " → " + _text(input_name, limit=30)
+            elif isinstance(binding, ParentInput) and binding.name in input_ids:
+                src = input_ids[binding.name]
+                label = _text(input_name, limit=30)
+            elif isinstance(binding, DataPath):
+                continue
+            else:
+                continue
+            lines.append(f"  {src} -> {sid} " + _attrs(label=label) + ";")
+        for output_name, ref in step.outputs.items():
+            if isinstance(ref, ParentOutputRef) and ref.name in output_ids:
+                lines.append(f"  {sid} -> {output_ids[ref.name]} " + _attrs(label=_text(output_name, limit=30)) + ";")
+
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class GraphRenderError(RuntimeError):
+    pass
+
+
+_LRU_SIZE = 256
+_lru: OrderedDict[str, str] = OrderedDict()
+_lru_lock = threading.Lock()
+_PROLOG = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<!--.*?-->", re.S)
+
+
+def _cache_dir() -> Path:
+    return Path(settings.VAR_DIR) / "cache" / "svg"
+
+
+def _run_dot(dot: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["dot", "-Tsvg"],
+            input=dot.encode("utf-8"),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GraphRenderError(f"graphviz failed: {exc}") from exc
+    if proc.returncode != 0:
+        raise GraphRenderError("graphviz failed: " + proc.stderr.decode("utf-8", "replace")[:500])
+    return _PROLOG.sub("", proc.stdout.decode("utf-8")).strip()
+
+
+def render_svg(dot: str) -> str:
+    """The SVG for `dot`, without XML prolog, doctype or comments, ready to inline.
+
+    Dense graphs take seconds to lay out, so results are cached by the DOT's sha256 in
+    memory and on disk (shared by every process of the checkout).
+    """
+    key = hashlib.sha256(dot.encode("utf-8")).hexdigest()
+    with _lru_lock:
+        if key in _lru:
+            _lru.move_to_end(key)
+            return _lru[key]
+    path = _cache_dir() / key[:2] / f"{key}.svg"
+    try:
+        svg = path.read_text(encoding="utf-8")
+    except OSError:
+        svg = _run_dot(dot)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_text(svg, encoding="utf-8")
+            tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        except OSError:
+            pass
+    with _lru_lock:
+        _lru[key] = svg
+        _lru.move_to_end(key)
+        while len(_lru) > _LRU_SIZE:
+            _lru.popitem(last=False)
+    return svg
+
+
+def pipeline_svg(p: Pipeline, **kwargs) -> str:
+    return render_svg(pipeline_dot(p, **kwargs))

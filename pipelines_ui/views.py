@@ -1,0 +1,430 @@
+"""Authoring pages: the pipeline list, create and import, the editor, steps, versions, export."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST
+
+from pipelines_ui import selectors, services
+from pipelines_ui.forms import (
+    InterfaceForms,
+    PipelineCreateForm,
+    PipelineImportForm,
+    PipelineSettingsForm,
+    StepForms,
+)
+from pipelines_ui.graph import GraphRenderError, dom_id, pipeline_dot, render_svg
+from pipelines_ui.models import Pipeline, PipelineVersion
+from pipelines_ui.spec import SpecError, to_zip_bytes
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from pipelines_ui.spec.model import Problem
+from pipelines_ui.uploads import UploadError, save_upload
+
+PAGE_SIZE = 20
+VERSIONS_PAGE_SIZE = 10
+
+
+def _get_pipeline_for_user(request: HttpRequest, pk: int) -> Pipeline:
+    """The pipeline if it belongs to one of the user's teams; 404 otherwise (not 403: no leak)."""
+    return get_object_or_404(
+        Pipeline.objects.for_user(request.user).select_related("team", "latest_version", "latest_version__author"),
+        pk=pk,
+    )
+
+
+def _get_version_for_user(request: HttpRequest, pipeline: Pipeline, number: int) -> PipelineVersion:
+    return get_object_or_404(PipelineVersion.objects.select_related("author"), pipeline=pipeline, number=number)
+
+
+def _forbidden(request: HttpRequest, pipeline: Pipeline) -> HttpResponse:
+    return render(
+        request,
+        "pipelines_ui/forbidden.html",
+        {"pipeline": pipeline, "role": selectors.user_role(request.user, pipeline.team), "nav": "pipelines"},
+        status=403,
+    )
+
+
+def _svg(spec: PipelineSpec, **kwargs) -> str:
+    """The DAG as inline SVG, or "" when there is nothing to draw or graphviz failed."""
+    if not (spec.jobs or spec.inputs or spec.outputs):
+        return ""
+    try:
+        return render_svg(pipeline_dot(spec, **kwargs))
+    except GraphRenderError:
+        return ""
+
+
+def _step_url(pipeline: Pipeline):
+    return lambda name: reverse("step_edit", args=[pipeline.pk, name])
+
+
+def _problems_context(problems: list[Problem]) -> dict:
+    return {
+        "errors": [p for p in problems if p.severity == "error"],
+        "warnings": [p for p in problems if p.severity != "error"],
+    }
+
+
+def _relative_to(problems: list[Problem], root: Path) -> list[Problem]:
+    """Problems naming files by their path inside the upload, not the server's temp folder."""
+    prefix = str(root) + "/"
+    return [replace(p, file=p.file.removeprefix(prefix)) for p in problems]
+
+
+# --- list, create, import ------------------------------------------------------------
+
+
+@login_required
+def pipeline_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    teams = list(selectors.user_teams(request.user))
+    team_id = None
+    raw_team = request.GET.get("team", "")
+    if raw_team.isdigit() and any(t.pk == int(raw_team) for t in teams):
+        team_id = int(raw_team)
+    pipelines = selectors.pipeline_list(user=request.user, query=query, team_id=team_id)
+    page = Paginator(pipelines, PAGE_SIZE).get_page(request.GET.get("page"))
+    for pipeline in page.object_list:
+        version = pipeline.latest_version
+        pipeline.step_count = selectors.spec_step_count(version.spec if version else None)
+    return render(
+        request,
+        "pipelines_ui/pipeline_list.html",
+        {
+            "page": page,
+            "query": query,
+            "teams": teams,
+            "team_id": team_id,
+            "filtered": bool(query or team_id),
+            "can_create": selectors.user_editable_teams(request.user).exists(),
+            "nav": "pipelines",
+        },
+    )
+
+
+@login_required
+def pipeline_create(request: HttpRequest) -> HttpResponse:
+    form = PipelineCreateForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            pipeline = services.pipeline_create(
+                team=d["team"], name=d["name"], user=request.user, description=d["description"]
+            )
+        except IntegrityError:
+            form.add_error("name", "This team already has a pipeline with this name.")
+        else:
+            messages.success(request, f"Created {pipeline.name}. Add its first step.")
+            return redirect("step_create", pk=pipeline.pk)
+    return render(request, "pipelines_ui/pipeline_create.html", {"form": form, "nav": "pipelines"})
+
+
+@login_required
+def pipeline_import(request: HttpRequest) -> HttpResponse:
+    form = PipelineImportForm(request.POST or None, request.FILES or None, user=request.user)
+    problems: list[Problem] = []
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        with tempfile.TemporaryDirectory(prefix="stepwise-import-") as tmp:
+            try:
+                yaml_path = save_upload(d["file"], Path(tmp))
+                version = services.pipeline_import(
+                    team=d["team"], path=yaml_path, user=request.user, name=d["name"].strip() or None
+                )
+            except UploadError as exc:
+                form.add_error("file", str(exc))
+            except SpecError as exc:
+                problems = _relative_to(exc.problems, Path(tmp) / "upload")
+            except IntegrityError:
+                form.add_error("name", "This team already has a pipeline with this name.")
+            else:
+                messages.success(request, f"Imported {version.pipeline.name} as version {version.number}.")
+                return redirect(version.pipeline)
+    return render(
+        request,
+        "pipelines_ui/pipeline_import.html",
+        {"form": form, "nav": "pipelines", **_problems_context(problems)},
+    )
+
+
+# --- the editor ----------------------------------------------------------------------
+
+
+def _render_editor(
+    request: HttpRequest,
+    pipeline: Pipeline,
+    *,
+    spec: PipelineSpec | None = None,
+    settings_form: PipelineSettingsForm | None = None,
+    interface: InterfaceForms | None = None,
+    problems: list[Problem] = (),
+    status: int = 200,
+) -> HttpResponse:
+    base = services.pipeline_working_spec(pipeline=pipeline)
+    shown = spec if spec is not None else base
+    can_edit = selectors.user_can_edit(request.user, pipeline)
+    return render(
+        request,
+        "pipelines_ui/pipeline_detail.html",
+        {
+            "pipeline": pipeline,
+            "spec": base,
+            "steps": list(base.jobs.values()),
+            "version": pipeline.latest_version,
+            "can_edit": can_edit,
+            "settings_form": settings_form or PipelineSettingsForm(pipeline=pipeline, spec=base),
+            "interface": interface or InterfaceForms(spec=base),
+            "svg": _svg(shown, step_url=_step_url(pipeline)),
+            "dom_ids": {name: dom_id(name) for name in base.jobs},
+            "nav": "pipelines",
+            "tab": "editor",
+            **_problems_context(list(problems)),
+        },
+        status=status,
+    )
+
+
+@login_required
+def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    return _render_editor(request, pipeline)
+
+
+@login_required
+@require_POST
+def pipeline_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    if not selectors.user_can_edit(request.user, pipeline):
+        return _forbidden(request, pipeline)
+    base = services.pipeline_working_spec(pipeline=pipeline)
+    form = PipelineSettingsForm(request.POST, pipeline=pipeline, spec=base)
+    if not form.is_valid():
+        return _render_editor(request, pipeline, settings_form=form, status=400)
+    spec = form.apply(base)
+    try:
+        services.pipeline_update(
+            pipeline=pipeline,
+            spec=spec,
+            author=request.user,
+            name=form.cleaned_data["name"],
+            description=spec.description,
+            message="Edited settings",
+        )
+    except SpecError as exc:
+        return _render_editor(request, pipeline, settings_form=form, problems=exc.problems, status=400)
+    except IntegrityError:
+        form.add_error("name", "This team already has a pipeline with this name.")
+        return _render_editor(request, pipeline, settings_form=form, status=400)
+    messages.success(request, "Settings saved.")
+    return redirect(pipeline)
+
+
+@login_required
+@require_POST
+def pipeline_interface(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    if not selectors.user_can_edit(request.user, pipeline):
+        return _forbidden(request, pipeline)
+    base = services.pipeline_working_spec(pipeline=pipeline)
+    interface = InterfaceForms(request.POST, spec=base)
+    if not interface.is_valid():
+        return _render_editor(request, pipeline, interface=interface, status=400)
+    spec = interface.apply(base)
+    if not spec.jobs:
+        messages.info(request, "Add a step first: a pipeline is saved with its first step.")
+        return redirect(pipeline)
+    try:
+        services.pipeline_update(pipeline=pipeline, spec=spec, author=request.user, message="Edited inputs and outputs")
+    except SpecError as exc:
+        return _render_editor(request, pipeline, interface=interface, problems=exc.problems, status=400)
+    messages.success(request, "Inputs and outputs saved.")
+    return redirect(pipeline)
+
+
+# --- steps ---------------------------------------------------------------------------
+
+
+def _step_page(request: HttpRequest, pipeline: Pipeline, *, spec: PipelineSpec, step_name: str | None) -> HttpResponse:
+    step = spec.jobs.get(step_name) if step_name is not None else None
+    if step_name is not None and step is None:
+        raise Http404("No such step")
+    can_edit = selectors.user_can_edit(request.user, pipeline)
+    if request.method == "POST" and not can_edit:
+        return _forbidden(request, pipeline)
+    page = StepForms(request.POST or None, request.FILES or None, spec=spec, step=step)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if page.is_valid():
+            new_step = page.to_step()
+            try:
+                services.pipeline_step_save(
+                    pipeline=pipeline,
+                    step=new_step,
+                    author=request.user,
+                    original_name=step_name,
+                    code_files=page.code_files(),
+                )
+            except SpecError as exc:
+                page.add_problems(exc.problems, step_name=new_step.name)
+            else:
+                messages.success(request, f"Saved step {new_step.name}.")
+                return redirect(pipeline)
+    return render(
+        request,
+        "pipelines_ui/step_form.html",
+        {
+            "pipeline": pipeline,
+            "spec": spec,
+            "step": step,
+            "page": page,
+            "can_edit": can_edit,
+            # The step page's graph sits in a narrow column: top to bottom reads better there.
+            "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB"),
+            "current_dom_id": dom_id(step.name) if step else "",
+            "nav": "pipelines",
+            "tab": "editor",
+            **_problems_context(page.problems),
+        },
+        status=status,
+    )
+
+
+@login_required
+def step_create(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    if not selectors.user_can_edit(request.user, pipeline):
+        return _forbidden(request, pipeline)
+    spec = services.pipeline_working_spec(pipeline=pipeline)
+    return _step_page(request, pipeline, spec=spec, step_name=None)
+
+
+@login_required
+def step_edit(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    spec = services.pipeline_working_spec(pipeline=pipeline)
+    return _step_page(request, pipeline, spec=spec, step_name=name)
+
+
+@login_required
+@require_POST
+def step_delete(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    if not selectors.user_can_edit(request.user, pipeline):
+        return _forbidden(request, pipeline)
+    spec = services.pipeline_working_spec(pipeline=pipeline)
+    if name not in spec.jobs:
+        raise Http404("No such step")
+    try:
+        services.pipeline_step_remove(pipeline=pipeline, name=name, author=request.user)
+    except SpecError as exc:
+        for problem in exc.problems:
+            if problem.severity == "error":
+                messages.error(request, f"Could not remove {name}: {problem.message}")
+    else:
+        messages.success(request, f"Removed step {name}.")
+    return redirect(pipeline)
+
+
+# --- versions and export -------------------------------------------------------------
+
+
+@login_required
+def pipeline_versions(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    page = Paginator(selectors.pipeline_versions(pipeline=pipeline), VERSIONS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = []
+    for version in page.object_list:
+        spec = services.version_spec(version)
+        rows.append({"version": version, "spec": spec, "svg": _svg(spec), "dag_id": f"dag-v{version.number}"})
+    return render(
+        request,
+        "pipelines_ui/version_list.html",
+        {
+            "pipeline": pipeline,
+            "page": page,
+            "rows": rows,
+            "can_edit": selectors.user_can_edit(request.user, pipeline),
+            "nav": "pipelines",
+            "tab": "versions",
+        },
+    )
+
+
+@login_required
+def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    version = _get_version_for_user(request, pipeline, number)
+    spec = services.version_spec(version)
+    files = sorted((key, len(data)) for key, data in spec.files.items())
+    return render(
+        request,
+        "pipelines_ui/version_detail.html",
+        {
+            "pipeline": pipeline,
+            "version": version,
+            "spec": spec,
+            "steps": list(spec.jobs.values()),
+            "files": files,
+            "svg": _svg(spec),
+            "is_latest": version.pk == pipeline.latest_version_id,
+            "can_edit": selectors.user_can_edit(request.user, pipeline),
+            "nav": "pipelines",
+            "tab": "versions",
+        },
+    )
+
+
+@login_required
+@require_POST
+def version_restore(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    if not selectors.user_can_edit(request.user, pipeline):
+        return _forbidden(request, pipeline)
+    version = _get_version_for_user(request, pipeline, number)
+    try:
+        with transaction.atomic():
+            restored = services.pipeline_restore_version(pipeline=pipeline, version=version, author=request.user)
+    except SpecError as exc:
+        for problem in exc.problems:
+            if problem.severity == "error":
+                messages.error(request, f"Could not restore v{number}: {problem}")
+        return redirect("version_detail", pk=pipeline.pk, number=number)
+    if restored.number == number:
+        messages.info(request, f"v{number} is already the latest version.")
+    else:
+        messages.success(request, f"Restored v{number} as v{restored.number}.")
+    return redirect(pipeline)
+
+
+@login_required
+def pipeline_export(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    raw = request.GET.get("version", "")
+    if raw:
+        if not raw.isdigit():
+            raise Http404("No such version")
+        version = _get_version_for_user(request, pipeline, int(raw))
+    elif pipeline.latest_version is not None:
+        version = pipeline.latest_version
+    else:
+        raise Http404("This pipeline has no version yet")
+    data = to_zip_bytes(services.version_spec(version))
+    filename = f"{slugify(pipeline.name) or 'pipeline'}-v{version.number}.zip"
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -1,0 +1,333 @@
+/* The run page: node colours and badges from step events, server-rendered parts refreshed
+ * after each change, the selected step's log tailed (text only, never HTML), sparklines. */
+(function () {
+  "use strict";
+
+  var configEl = document.getElementById("run-config");
+  if (!configEl) return;
+  var config = JSON.parse(configEl.textContent);
+
+  var STEP_RANK = { pending: 0, queued: 1, running: 2, succeeded: 3, failed: 3, reused: 3, skipped: 3, canceled: 3 };
+  var RUN_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 };
+  var BADGE = {
+    pending: "light", queued: "secondary", running: "primary", succeeded: "success",
+    failed: "danger", reused: "info", skipped: "warning", canceled: "dark"
+  };
+  var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics"];
+  var REFRESH_DEBOUNCE_MS = 250;
+  var ACTIVE_REFRESH_MS = 5000;
+  var LOG_DOM_MAX = 5000;
+  var LOG_PAGE = 500;
+
+  var steps = config.states || {};  // name -> [state, attempt]
+  var runState = config.run_state;
+  var statusEl = document.getElementById("live-status");
+
+  function isTerminalRun(state) { return RUN_RANK[state] === 2; }
+
+  function setStatus(text) { if (statusEl) statusEl.textContent = text; }
+
+  // ---- node colours and badges -------------------------------------------------------
+
+  function paintNode(name, state) {
+    var id = config.nodes[name];
+    var node = id ? document.getElementById(id) : null;
+    if (!node) return;
+    var shape = node.querySelector("path, polygon, ellipse");
+    if (shape && config.colors[state]) shape.setAttribute("fill", config.colors[state]);
+    var classes = (node.getAttribute("class") || "").split(/\s+/).filter(function (c) {
+      return c && c.indexOf("state-") !== 0;
+    });
+    classes.push("state-" + state);
+    node.setAttribute("class", classes.join(" "));
+    node.setAttribute("data-state", state);
+  }
+
+  function paintBadge(badge, state) {
+    if (!badge) return;
+    badge.className = "badge badge-" + (BADGE[state] || "light") + " state-badge";
+    badge.setAttribute("data-state", state);
+    badge.textContent = state;
+  }
+
+  function rowFor(name) {
+    var rows = document.querySelectorAll("#part-steps tr[data-step]");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute("data-step") === name) return rows[i];
+    }
+    return null;
+  }
+
+  function isNewer(previous, state, attempt) {
+    if (!previous) return true;
+    if (attempt !== previous[1]) return attempt > previous[1];
+    return (STEP_RANK[state] || 0) >= (STEP_RANK[previous[0]] || 0);
+  }
+
+  function onStep(msg) {
+    if (msg.run !== config.run || typeof msg.name !== "string") return;
+    // Events published while the socket joined can arrive after the snapshot: never go back.
+    if (!isNewer(steps[msg.name], msg.state, msg.attempt)) return;
+    steps[msg.name] = [msg.state, msg.attempt];
+    paintNode(msg.name, msg.state);
+    var row = rowFor(msg.name);
+    if (row) paintBadge(row.querySelector(".step-state .badge"), msg.state);
+    scheduleRefresh();
+  }
+
+  function onRun(msg) {
+    if (msg.run !== config.run) return;
+    if ((RUN_RANK[msg.state] || 0) < (RUN_RANK[runState] || 0)) return;
+    var changed = msg.state !== runState;
+    runState = msg.state;
+    paintBadge(document.querySelector("#run-state .badge"), msg.state);
+    if (changed) scheduleRefresh();
+  }
+
+  // ---- server-rendered parts -----------------------------------------------------------
+
+  var refreshTimer = null;
+  var refreshing = false;
+  var refreshAgain = false;
+
+  function scheduleRefresh() {
+    if (refreshTimer !== null) return;
+    refreshTimer = window.setTimeout(function () {
+      refreshTimer = null;
+      refresh();
+    }, REFRESH_DEBOUNCE_MS);
+  }
+
+  function refresh() {
+    if (refreshing) {
+      refreshAgain = true;
+      return;
+    }
+    refreshing = true;
+    var url = config.parts + (config.selected ? "?step=" + encodeURIComponent(config.selected) : "");
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        // These parts are our own templates' output (Django-escaped), never log text.
+        PARTS.forEach(function (key) {
+          var el = document.getElementById("part-" + key);
+          if (el && typeof data.parts[key] === "string") el.innerHTML = data.parts[key];
+        });
+        runState = data.run_state || runState;
+        drawSparklines();
+      })
+      .catch(function () { /* the next event or the periodic refresh tries again */ })
+      .then(function () {
+        refreshing = false;
+        if (refreshAgain) {
+          refreshAgain = false;
+          scheduleRefresh();
+        }
+      });
+  }
+
+  // Durations and the timeline grow while steps run.
+  window.setInterval(function () {
+    if (!isTerminalRun(runState) && !document.hidden) scheduleRefresh();
+  }, ACTIVE_REFRESH_MS);
+
+  // ---- the log ----------------------------------------------------------------------------
+
+  var logEl = document.getElementById("log");
+  var earlierBtn = document.getElementById("log-earlier");
+  var hintEl = document.getElementById("log-follow-hint");
+  var countEl = document.getElementById("log-count");
+  var follow = true;
+  var firstSeq = logEl ? parseInt(logEl.getAttribute("data-first-seq"), 10) || 0 : 0;
+  var nextSeq = logEl ? parseInt(logEl.getAttribute("data-next-seq"), 10) || 0 : 0;
+  var resyncing = false;
+  var backlog = [];
+
+  function lineNode(text) {
+    var div = document.createElement("div");
+    div.className = "log-line";
+    div.textContent = text;  // log text is never parsed as HTML
+    return div;
+  }
+
+  function scrollToEnd() { if (logEl) logEl.scrollTop = logEl.scrollHeight; }
+
+  function updateCount(total) {
+    if (countEl) countEl.textContent = total + (total === 1 ? " line" : " lines");
+  }
+
+  function setFirstSeq(value) {
+    firstSeq = value;
+    if (earlierBtn) earlierBtn.classList.toggle("d-none", firstSeq <= 0);
+  }
+
+  function appendLines(lines) {
+    if (!lines.length) return;
+    var fragment = document.createDocumentFragment();
+    lines.forEach(function (text) { fragment.appendChild(lineNode(text)); });
+    logEl.appendChild(fragment);
+    nextSeq += lines.length;
+    var extra = logEl.childElementCount - LOG_DOM_MAX;
+    if (extra > 0 && follow) {
+      for (var i = 0; i < extra; i++) logEl.removeChild(logEl.firstElementChild);
+      setFirstSeq(firstSeq + extra);
+    }
+    updateCount(nextSeq);
+    if (follow) scrollToEnd();
+  }
+
+  function onLog(msg) {
+    if (!logEl || msg.run !== config.run || msg.step !== config.selected) return;
+    if (!Array.isArray(msg.lines) || typeof msg.seq !== "number") return;
+    if (resyncing) {
+      backlog.push(msg);
+      return;
+    }
+    if (msg.seq > nextSeq) {
+      // A gap: messages were dropped (over capacity, or while disconnected).
+      backlog.push(msg);
+      resync();
+      return;
+    }
+    var skip = nextSeq - msg.seq;  // lines we already hold
+    if (skip < msg.lines.length) appendLines(msg.lines.slice(skip));
+  }
+
+  function fetchLog(params) {
+    var url = config.log + "?" + params;
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    });
+  }
+
+  function resync() {
+    if (!logEl || resyncing) return;
+    resyncing = true;
+    fetchLog("after_seq=" + nextSeq + "&limit=5000")
+      .then(function (page) {
+        if (page.first_seq === nextSeq) appendLines(page.lines);
+        updateCount(page.total);
+        resyncing = false;
+        if (page.lines.length && page.next_seq < page.total) {
+          resync();
+          return;
+        }
+        var pending = backlog;
+        backlog = [];
+        pending.forEach(function (msg) { if (msg.seq + msg.lines.length > nextSeq) onLog(msg); });
+      })
+      .catch(function () {
+        resyncing = false;
+        window.setTimeout(resync, 2000);
+      });
+  }
+
+  function loadEarlier() {
+    if (firstSeq <= 0) return;
+    earlierBtn.disabled = true;
+    fetchLog("before_seq=" + firstSeq + "&limit=" + LOG_PAGE)
+      .then(function (page) {
+        var before = logEl.scrollHeight;
+        var fragment = document.createDocumentFragment();
+        page.lines.forEach(function (text) { fragment.appendChild(lineNode(text)); });
+        logEl.insertBefore(fragment, logEl.firstChild);
+        logEl.scrollTop += logEl.scrollHeight - before;  // keep the lines the user was reading in view
+        setFirstSeq(page.first_seq);
+      })
+      .catch(function () {})
+      .then(function () { earlierBtn.disabled = false; });
+  }
+
+  if (logEl) {
+    scrollToEnd();
+    logEl.addEventListener("scroll", function () {
+      follow = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 8;
+      if (hintEl) hintEl.classList.toggle("d-none", follow);
+    });
+    if (earlierBtn) earlierBtn.addEventListener("click", loadEarlier);
+    var followLink = document.getElementById("log-follow");
+    if (followLink) {
+      followLink.addEventListener("click", function (event) {
+        event.preventDefault();
+        follow = true;
+        scrollToEnd();
+        if (hintEl) hintEl.classList.add("d-none");
+      });
+    }
+  }
+
+  // ---- metrics sparklines ----------------------------------------------------------------
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  function drawSparklines() {
+    var spans = document.querySelectorAll(".sparkline[data-points]");
+    Array.prototype.forEach.call(spans, function (span) {
+      var values = span.getAttribute("data-points").split(",").map(parseFloat).filter(isFinite);
+      span.textContent = "";
+      if (values.length < 2) return;
+      var width = 100, height = 22, pad = 2;
+      var min = Math.min.apply(null, values), max = Math.max.apply(null, values);
+      var range = max - min || 1;
+      var points = values.map(function (v, i) {
+        var x = pad + (i * (width - 2 * pad)) / (values.length - 1);
+        var y = height - pad - ((v - min) * (height - 2 * pad)) / range;
+        return x.toFixed(1) + "," + y.toFixed(1);
+      });
+      var svg = document.createElementNS(SVG_NS, "svg");
+      svg.setAttribute("width", width);
+      svg.setAttribute("height", height);
+      svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+      svg.setAttribute("class", "sparkline-svg");
+      var line = document.createElementNS(SVG_NS, "polyline");
+      line.setAttribute("points", points.join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", "#007bff");
+      line.setAttribute("stroke-width", "1.5");
+      svg.appendChild(line);
+      var last = points[points.length - 1].split(",");
+      var dot = document.createElementNS(SVG_NS, "circle");
+      dot.setAttribute("cx", last[0]);
+      dot.setAttribute("cy", last[1]);
+      dot.setAttribute("r", "2");
+      dot.setAttribute("fill", "#007bff");
+      svg.appendChild(dot);
+      span.appendChild(svg);
+    });
+  }
+
+  drawSparklines();
+
+  // ---- the socket ----------------------------------------------------------------------------
+
+  if (!window.WebSocket || !window.StepwiseLive) {
+    setStatus("Live updates are unavailable in this browser: reload to see progress.");
+    return;
+  }
+  var everOpened = false;
+  window.StepwiseLive.connect(config.ws, {
+    open: function () {
+      setStatus("");
+      if (everOpened) scheduleRefresh();
+      everOpened = true;
+      document.body.setAttribute("data-live", "open");
+      resync();  // lines logged while we were away
+    },
+    close: function () {
+      document.body.setAttribute("data-live", "closed");
+    },
+    retry: function () {
+      if (!isTerminalRun(runState)) setStatus("Live updates disconnected: reconnecting…");
+    },
+    run: onRun,
+    step: onStep,
+    log: onLog,
+    metric: function (msg) {
+      if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
+    }
+  });
+})();

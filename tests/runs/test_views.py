@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from pipelines_ui.models import Membership, Role
+from runs import artifacts
+from runs.models import Artifact, LogChunk, Metric, Run, RunState, StepOutput, StepRun, StepState
+from tests.runs.conftest import make_pipeline, make_run, set_step
+
+pytestmark = pytest.mark.django_db
+
+
+def store(tmp_path: Path, kind: str, files: dict[str, bytes]) -> Artifact:
+    src = tmp_path / "src"
+    if kind == Artifact.Kind.FILE:
+        src.parent.mkdir(parents=True, exist_ok=True)
+        ((name, data),) = files.items()
+        path = src.with_name(name)
+        path.write_bytes(data)
+        return artifacts.store_output(path, kind)
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    return artifacts.store_output(src, kind)
+
+
+def run_urls(run: Run) -> list[str]:
+    return [
+        reverse("run_detail", args=[run.pk]),
+        reverse("run_parts", args=[run.pk]),
+        reverse("run_step", args=[run.pk, "train"]),
+        reverse("step_log", args=[run.pk, "train"]),
+        reverse("step_log", args=[run.pk, "train"]) + "?download=1",
+        reverse("step_output", args=[run.pk, "train", "model"]),
+        reverse("run_create", args=[run.pipeline_id]),
+    ]
+
+
+# ---- access ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def finished_run(run, tmp_path):
+    model = store(tmp_path, Artifact.Kind.FILE, {"model.bin": b"weights"})
+    step = set_step(run, "train", state=StepState.SUCCEEDED, attempt=1, exit_code=0)
+    StepOutput.objects.create(step_run=step, name="model", artifact=model)
+    LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=2, text="one\ntwo")
+    return run
+
+
+@pytest.mark.parametrize("who", ["alice", "bob"])
+def test_team_members_see_every_run_url(finished_run, client, request, who):
+    client.force_login(request.getfixturevalue(who))
+    for url in run_urls(finished_run):
+        assert client.get(url).status_code == 200, url
+
+
+def test_outsiders_get_404_on_every_run_url(finished_run, client, charlie):
+    client.force_login(charlie)
+    for url in run_urls(finished_run):
+        assert client.get(url).status_code == 404, url
+    for name in ("run_cancel", "run_rerun"):
+        assert client.post(reverse(name, args=[finished_run.pk])).status_code == 404
+    assert client.post(reverse("run_create", args=[finished_run.pipeline_id])).status_code == 404
+    assert Run.objects.count() == 1
+
+
+def test_anonymous_users_are_sent_to_sign_in(finished_run, client):
+    for url in run_urls(finished_run) + [reverse("run_list")]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+
+
+def test_outsiders_do_not_see_runs_in_the_list(finished_run, client, charlie):
+    client.force_login(charlie)
+    response = client.get(reverse("run_list"))
+    assert response.status_code == 200
+    assert list(response.context["runs"]) == []
+
+
+def test_viewers_can_watch_but_not_start_cancel_or_rerun(finished_run, client, team):
+    from tests.conftest import make_user
+
+    viewer = make_user("vera", team, Role.VIEWER)
+    client.force_login(viewer)
+    assert client.get(reverse("run_detail", args=[finished_run.pk])).status_code == 200
+    assert client.get(reverse("run_create", args=[finished_run.pipeline_id])).status_code == 403
+    assert client.post(reverse("run_create", args=[finished_run.pipeline_id]), {}).status_code == 403
+    assert client.post(reverse("run_cancel", args=[finished_run.pk])).status_code == 403
+    assert client.post(reverse("run_rerun", args=[finished_run.pk]), {"mode": "all"}).status_code == 403
+    assert Run.objects.count() == 1
+    page = client.get(reverse("run_detail", args=[finished_run.pk])).content.decode()
+    assert 'id="run-actions"' not in page
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["..", "...", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "model%00", "model.bin", "../model", "MODEL"],
+)
+def test_output_download_only_serves_outputs_named_in_the_database(finished_run, client, alice, output):
+    client.force_login(alice)
+    url = f"/runs/{finished_run.pk}/steps/train/outputs/{output}/"
+    assert client.get(url).status_code == 404
+
+
+def test_traversal_in_the_step_name_is_a_404(finished_run, client, alice):
+    client.force_login(alice)
+    for step in ("..", "..%2Ftrain", "train%2F..", "nope", "train%00"):
+        assert client.get(f"/runs/{finished_run.pk}/steps/{step}/log/").status_code == 404
+        assert client.get(f"/runs/{finished_run.pk}/steps/{step}/outputs/model/").status_code == 404
+
+
+# ---- downloads -----------------------------------------------------------------------------
+
+
+def test_file_output_downloads_as_the_file(finished_run, client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("step_output", args=[finished_run.pk, "train", "model"]))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"weights"
+    assert 'filename="model.bin"' in response["Content-Disposition"]
+
+
+def test_folder_output_downloads_as_a_zip(run, client, alice, tmp_path):
+    folder = store(tmp_path, Artifact.Kind.FOLDER, {"rows.csv": b"a,b\n1,2\n", "nested/more.txt": b"x" * 5000})
+    step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    StepOutput.objects.create(step_run=step, name="data", artifact=folder)
+    client.force_login(alice)
+    response = client.get(reverse("step_output", args=[run.pk, "prep", "data"]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert sorted(archive.namelist()) == ["nested/more.txt", "rows.csv"]
+    assert archive.read("nested/more.txt") == b"x" * 5000
+
+
+def test_missing_artifact_files_are_a_404(finished_run, client, alice):
+    artifact = StepOutput.objects.get(step_run__run=finished_run, name="model").artifact
+    artifacts.remove_artifact_files(artifact)
+    client.force_login(alice)
+    assert client.get(reverse("step_output", args=[finished_run.pk, "train", "model"])).status_code == 404
+
+
+def test_full_log_download_is_plain_text(finished_run, client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("step_log", args=[finished_run.pk, "train"]) + "?download=1")
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"".join(response.streaming_content) == b"one\ntwo\n"
+
+
+# ---- the run form ----------------------------------------------------------------------------
+
+
+def test_run_form_shows_typed_inputs_with_defaults(pipeline, client, bob):
+    client.force_login(bob)
+    response = client.get(reverse("run_create", args=[pipeline.pk]))
+    html = response.content.decode()
+    assert 'name="in_epochs"' in html and 'type="number"' in html and 'value="3"' in html
+    assert 'name="in_verbose"' in html and 'type="checkbox"' in html
+    assert '<select name="in_mode"' in html and '<option value="full"' in html
+    assert "Training epochs" in html
+    assert 'name="force_rerun"' in html
+
+
+def test_run_form_bad_integer_is_an_inline_error_and_creates_nothing(pipeline, client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("run_create", args=[pipeline.pk]), {"in_epochs": "three", "in_mode": "fast"})
+    assert response.status_code == 200
+    assert "expected integer" in response.context["form"].errors["in_epochs"][0]
+    assert "expected integer" in response.content.decode()
+    assert Run.objects.count() == 0
+
+
+def test_run_form_bad_enum_value_is_an_inline_error(pipeline, client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("run_create", args=[pipeline.pk]), {"in_epochs": "3", "in_mode": "slow"})
+    assert response.status_code == 200
+    assert "in_mode" in response.context["form"].errors
+    assert Run.objects.count() == 0
+
+
+def test_run_form_starts_a_run_and_redirects_to_it(pipeline, client, alice, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    data = {"in_epochs": "7", "in_rate": "0.25", "in_verbose": "on", "in_mode": "full", "force_rerun": "on"}
+    response = client.post(reverse("run_create", args=[pipeline.pk]), data)
+    run = Run.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("run_detail", args=[run.pk])
+    assert run.inputs == {"epochs": 7, "rate": 0.25, "verbose": True, "mode": "full"}
+    assert run.force_rerun is True
+    assert run.created_by == alice
+    assert sorted(run.steps.values_list("name", flat=True)) == ["prep", "report", "train"]
+
+
+def test_run_form_of_another_teams_pipeline_is_404(client, charlie, other_team):
+    pipeline = make_pipeline(other_team, charlie)
+    client.force_login(charlie)
+    assert client.get(reverse("run_create", args=[pipeline.pk])).status_code == 200
+    assert client.get(reverse("run_create", args=[pipeline.pk + 1000])).status_code == 404
+
+
+# ---- cancel and rerun -----------------------------------------------------------------------------
+
+
+def test_cancel_ends_pending_steps(run, client, alice, monkeypatch):
+    sent = []
+    monkeypatch.setattr("runs.broadcast.send", lambda run_id, payload, **kw: sent.append(payload))
+    client.force_login(alice)
+    response = client.post(reverse("run_cancel", args=[run.pk]))
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.cancel_requested
+    assert run.state == RunState.CANCELED
+    assert set(run.steps.values_list("state", flat=True)) == {StepState.CANCELED}
+
+
+def test_rerun_from_a_step_forces_it_and_its_downstream(run, client, alice):
+    Run.objects.filter(pk=run.pk).update(state=RunState.SUCCEEDED)
+    client.force_login(alice)
+    response = client.post(reverse("run_rerun", args=[run.pk]), {"mode": "from", "step": "train"})
+    new = Run.objects.exclude(pk=run.pk).get()
+    assert response["Location"] == reverse("run_detail", args=[new.pk])
+    assert new.rerun_of == run
+    assert set(new.steps.filter(force=True).values_list("name", flat=True)) == {"train", "report"}
+
+
+def test_rerun_from_an_unknown_step_says_so(run, client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("run_rerun", args=[run.pk]), {"mode": "from", "step": "nope"}, follow=True)
+    assert Run.objects.count() == 1
+    assert "no step named" in response.content.decode()
+
+
+# ---- the run page ------------------------------------------------------------------------------
+
+
+def test_run_page_shows_graph_steps_and_state(finished_run, client, alice):
+    set_step(finished_run, "prep", state=StepState.REUSED, attempt=0)
+    client.force_login(alice)
+    response = client.get(reverse("run_step", args=[finished_run.pk, "train"]))
+    # dot writes hyphens in ids and classes as the entity &#45;; the DOM sees "step-train".
+    html = response.content.decode().replace("&#45;", "-")
+    assert "<svg" in html and 'id="step-train"' in html
+    assert 'class="node step state-succeeded"' in html
+    assert '"nodes": {"prep": "step-prep", "train": "step-train", "report": "step-report"}' in html
+    assert "1 / 3 steps" in html or "2 / 3 steps" in html
+    assert 'data-step="prep"' in html and 'data-step="report"' in html
+    assert '<div class="log-line">one</div>' in html
+    assert reverse("step_output", args=[finished_run.pk, "train", "model"]) in html
+
+
+def test_reused_step_links_to_its_origin(finished_run, client, alice):
+    origin = StepRun.objects.get(run=finished_run, name="train")
+    later = make_run(finished_run.pipeline, alice)
+    set_step(later, "train", state=StepState.REUSED, reused_from=origin)
+    client.force_login(alice)
+    html = client.get(reverse("run_detail", args=[later.pk])).content.decode()
+    assert f"run #{finished_run.pk}, step train" in html
+    assert reverse("run_step", args=[finished_run.pk, "train"]) in html
+
+
+def test_log_text_is_escaped(run, client, alice):
+    step = set_step(run, "prep", state=StepState.RUNNING, attempt=1)
+    LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=1, text="<script>alert(1)</script>")
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[run.pk, "prep"])).content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_queued_step_without_a_worker_says_it_is_waiting(run, client, alice, monkeypatch):
+    monkeypatch.setattr("runs.selectors.queue_has_worker", lambda queue: False)
+    set_step(run, "prep", state=StepState.QUEUED, attempt=1)
+    client.force_login(alice)
+    html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert "waiting for a worker on local" in html
+    monkeypatch.setattr("runs.selectors.queue_has_worker", lambda queue: True)
+    assert "waiting for a worker" not in client.get(reverse("run_detail", args=[run.pk])).content.decode()
+
+
+def test_metrics_show_a_table_and_sparkline_points(finished_run, client, alice):
+    step = StepRun.objects.get(run=finished_run, name="train")
+    for i, loss in enumerate([0.9, 0.5, 0.25]):
+        Metric.objects.create(step_run=step, name="loss", value=loss, step=i)
+    Metric.objects.create(step_run=step, name="accuracy", value=0.8)
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[finished_run.pk, "train"])).content.decode()
+    assert 'data-metric="loss"' in html and 'data-points="0.9,0.5,0.25"' in html
+    assert 'data-metric="accuracy"' in html
+
+
+def test_parts_render_the_same_partials_as_the_page(finished_run, client, alice):
+    client.force_login(alice)
+    page = client.get(reverse("run_step", args=[finished_run.pk, "train"])).content.decode()
+    parts = client.get(reverse("run_parts", args=[finished_run.pk]) + "?step=train").json()["parts"]
+    assert set(parts) == {"header", "progress", "steps", "timeline", "step_detail", "metrics"}
+    for key in ("steps", "step_detail"):
+        assert parts[key].strip()[:200] in page
+
+
+def test_unknown_step_page_is_404(run, client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("run_parts", args=[run.pk]) + "?step=train%00").status_code == 404
+    assert client.get(reverse("run_step", args=[run.pk, "nope"])).status_code == 404
+    assert client.get(reverse("run_parts", args=[run.pk]) + "?step=nope").status_code == 404
+
+
+# ---- the runs list ------------------------------------------------------------------------------
+
+
+def test_runs_list_filters_by_pipeline_and_state(pipeline, client, alice, team):
+    other = make_pipeline(team, alice, name="other")
+    first = make_run(pipeline, alice)
+    second = make_run(other, alice)
+    Run.objects.filter(pk=second.pk).update(state=RunState.FAILED)
+    client.force_login(alice)
+
+    def listed(query: str) -> list[int]:
+        return [r.pk for r in client.get(reverse("run_list") + query).context["runs"]]
+
+    assert listed("") == [second.pk, first.pk]
+    assert listed(f"?pipeline={pipeline.pk}") == [first.pk]
+    assert listed("?state=failed") == [second.pk]
+    assert listed(f"?state=failed&pipeline={pipeline.pk}") == []
+    assert listed("?state=bogus&pipeline=x") == [second.pk, first.pk]
+
+
+def test_runs_list_is_paginated_with_a_constant_number_of_queries(
+    pipeline, client, alice, bob, team, django_assert_max_num_queries
+):
+    other = make_pipeline(team, bob, name="other")
+    for i in range(3):
+        make_run(pipeline if i % 2 else other, bob if i % 2 else alice)
+    client.force_login(alice)
+    with django_assert_max_num_queries(8) as few:
+        client.get(reverse("run_list"))
+    for i in range(30):
+        make_run(pipeline if i % 2 else other, bob if i % 2 else alice)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(reverse("run_list"))
+    assert len(response.context["runs"]) == 25
+    assert response.context["page"].paginator.num_pages == 2
+    html = response.content.decode()
+    assert "page=2" in html and "bob" in html and "0/3" in html
+    assert len(client.get(reverse("run_list") + "?page=2").context["runs"]) == 8
+
+
+def test_pipeline_link_filters_the_list(pipeline, client, alice):
+    run = make_run(pipeline, alice)
+    client.force_login(alice)
+    html = client.get(reverse("run_list")).content.decode()
+    assert f'href="{reverse("run_list")}?pipeline={pipeline.pk}"' in html
+    assert f'href="{run.get_absolute_url()}"' in html
+
+
+def test_membership_is_what_grants_access(finished_run, client, charlie, team):
+    Membership.objects.create(team=team, user=charlie, role=Role.VIEWER)
+    client.force_login(charlie)
+    assert client.get(reverse("run_detail", args=[finished_run.pk])).status_code == 200

@@ -1,0 +1,220 @@
+"""Hostile YAML and files: rejected quickly, with a clear problem, without exhausting memory."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pipelines_ui.spec import SpecError, load_pipeline, parse_text
+
+from .helpers import errors_of, load_errors, one, write
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+type: pipeline
+"""
+
+
+def timed_errors(text: str, **kwargs) -> tuple[list, float]:
+    start = time.monotonic()
+    with pytest.raises(SpecError) as info:
+        parse_text(text, **kwargs)
+    return info.value.problems, time.monotonic() - start
+
+
+def test_alias_bomb_is_rejected_quickly():
+    problems, elapsed = timed_errors(BILLION_LAUGHS)
+    assert elapsed < 2
+    assert "aliases expand" in problems[0].message
+    assert problems[0].file == "pipeline.yml"
+
+
+def test_recursive_alias_is_rejected():
+    problems, _ = timed_errors("a: &a [*a]\n")
+    assert "recursive" in problems[0].message
+
+
+def test_many_aliases_are_rejected():
+    text = "x: &x 1\nl: [" + ",".join(["*x"] * 500) + "]\n"
+    problems, _ = timed_errors(text)
+    assert "too many YAML aliases" in problems[0].message
+
+
+def test_small_anchors_and_merge_keys_are_fine():
+    text = """\
+    type: pipeline
+    jobs:
+      a: &job
+        type: command
+        command: echo hi
+        environment_variables: &env {A: "1"}
+      b:
+        <<: *job
+        environment_variables: *env
+    """
+    p, _ = parse_text(text.replace("\n    ", "\n").lstrip())
+    assert p.jobs["b"].command == "echo hi"
+    assert p.jobs["b"].environment_variables == {"A": "1"}
+
+
+def test_deep_nesting_is_rejected_quickly():
+    problems, elapsed = timed_errors("x: " + "[" * 100_000 + "]" * 100_000)
+    assert elapsed < 2
+    assert "nested too deeply" in problems[0].message
+    problems, _ = timed_errors("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 60)) + "  " * 60 + "v\n")
+    assert "nested too deeply" in problems[0].message
+
+
+def test_huge_text_is_rejected_by_size_before_parsing():
+    problems, elapsed = timed_errors("x: " + "a" * (50 * 1024 * 1024))
+    assert elapsed < 2
+    assert "larger than 1048576 bytes" in problems[0].message
+
+
+def test_huge_file_is_rejected_by_size(tmp_path):
+    path = tmp_path / "pipeline.yml"
+    with path.open("wb") as fh:
+        fh.truncate(50 * 1024 * 1024)
+    start = time.monotonic()
+    problems = load_errors(path)
+    assert time.monotonic() - start < 2
+    assert "larger than" in problems[0].message
+    assert problems[0].file == str(path)
+
+
+def test_many_nodes_are_rejected_quickly():
+    text = "x: [" + "1," * 400_000 + "]"
+    problems, elapsed = timed_errors(text)
+    assert elapsed < 3
+    assert "too many nodes" in problems[0].message
+
+
+def test_binary_junk_is_rejected(tmp_path):
+    path = tmp_path / "pipeline.yml"
+    path.write_bytes(os.urandom(4096) + b"\x00")
+    assert "binary" in load_errors(path)[0].message
+    path.write_bytes(b"type: pipeline\nname: caf\xe9\n")
+    problem = load_errors(path)[0]
+    assert problem.message == "not UTF-8 text" and problem.line == 2
+    assert "special characters" in errors_of("type: pipeline\nname: \x07\n")[0].message
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [("", "empty"), ("- a\n- b\n", "list"), ("just a string\n", "str"), ("42\n", "int")],
+)
+def test_top_level_must_be_a_mapping(text, kind):
+    assert kind in errors_of(text)[0].message
+
+
+def test_syntax_error_reports_the_line():
+    problem = errors_of("type: pipeline\njobs:\n  a:\n    command: [unclosed\n    type: command\n")[0]
+    assert problem.message.startswith("invalid YAML")
+    assert problem.line in (4, 5, 6)
+    problem = errors_of("type: pipeline\njobs:\n  a: {\n")[0]
+    assert problem.line is not None
+
+
+def test_duplicate_keys_are_rejected_with_line():
+    problem = errors_of("type: pipeline\njobs:\n  a:\n    command: x\n  a:\n    command: y\n")[0]
+    assert "duplicate key 'a'" in problem.message and problem.line == 5
+
+
+def test_python_tags_are_refused():
+    assert "constructor" in errors_of("type: pipeline\nx: !!python/object/apply:os.system ['id']\n")[0].message
+
+
+def test_oversized_component_file(tmp_path):
+    path = write(
+        tmp_path,
+        {
+            "pipeline.yml": "type: pipeline\njobs:\n  a:\n    component: ./c.yml\n",
+            "c.yml": "x: " + "a" * 5000 + "\n",
+        },
+    )
+    problem = load_errors(path, max_bytes=1000)[0]
+    assert "larger than 1000 bytes" in problem.message and problem.file.endswith("c.yml") and problem.job == "a"
+
+
+def code_pipeline(tmp_path, extra_files: dict | None = None):
+    return write(
+        tmp_path,
+        {
+            "pipeline.yml": """\
+                type: pipeline
+                jobs:
+                  a:
+                    type: command
+                    code: ./src
+                    command: python main.py
+            """,
+            "src/main.py": "print('hi')\n",
+            **(extra_files or {}),
+        },
+    )
+
+
+def test_code_folder_skips_pycache_and_git(tmp_path):
+    path = code_pipeline(
+        tmp_path, {"src/__pycache__/main.cpython-311.pyc": b"\x00junk", "src/.git/HEAD": "ref", "src/pkg/m.py": "x=1\n"}
+    )
+    p, _ = load_pipeline(path)
+    assert sorted(p.files) == ["code/a/main.py", "code/a/pkg/m.py"]
+
+
+def test_symlink_out_of_the_code_folder_is_refused(tmp_path):
+    path = code_pipeline(tmp_path)
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"
+    secret.write_text("secret")
+    (tmp_path / "src" / "leak.txt").symlink_to(secret)
+    problem = one(load_errors(path), "points outside the folder")
+    assert problem.job == "a" and problem.field == "code" and problem.file == str(path)
+
+
+def test_symlink_to_a_folder_outside_is_refused(tmp_path):
+    path = code_pipeline(tmp_path)
+    (tmp_path / "src" / "etc").symlink_to("/etc")
+    one(load_errors(path), "points outside the folder")
+
+
+def test_symlink_inside_the_folder_is_read(tmp_path):
+    path = code_pipeline(tmp_path)
+    (tmp_path / "src" / "alias.py").symlink_to(tmp_path / "src" / "main.py")
+    (tmp_path / "src" / "loop").symlink_to(tmp_path / "src")
+    p, _ = load_pipeline(path)
+    assert p.files["code/a/alias.py"] == b"print('hi')\n"
+
+
+def test_code_outside_the_pipeline_folder_is_refused(tmp_path):
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.py").write_text("x")
+    path = write(
+        tmp_path / "p",
+        {"pipeline.yml": "type: pipeline\njobs:\n  a:\n    code: ../outside\n    command: python x.py\n"},
+    )
+    one(load_errors(path), "outside the pipeline folder")
+    p, _ = load_pipeline(path, root=tmp_path)
+    assert p.files == {"code/a/x.py": b"x"}
+
+
+def test_total_file_size_is_bounded(tmp_path):
+    path = code_pipeline(tmp_path, {"src/big.bin": b"x" * 5000})
+    problem = one(load_errors(path, max_files_bytes=4000), "exceed 4000 bytes")
+    assert problem.job == "a" and problem.field == "code"
+
+
+def test_fifo_in_code_folder_is_skipped(tmp_path):
+    path = code_pipeline(tmp_path)
+    os.mkfifo(tmp_path / "src" / "pipe")
+    p, _ = load_pipeline(path)
+    assert sorted(p.files) == ["code/a/main.py"]
