@@ -147,10 +147,6 @@ if STEPWISE_REUSE_VERIFY not in ("hash", "exists"):
 STEPWISE_RETRY_BACKOFF_S = env_int("STEPWISE_RETRY_BACKOFF_S", 2)
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 
-if env_bool("STEPWISE_FAST_PASSWORD_HASHER", False):
-    # Tests only (set by tests/conftest.py, inherited by the servers and workers they start).
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]

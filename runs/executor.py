@@ -330,7 +330,9 @@ class Attempt:
 
 def execute(step_run_id: int, attempt: int) -> str:
     """Run one attempt of a step; returns what happened, for the RQ job's result."""
-    step_run = StepRun.objects.select_related("run__version").get(pk=step_run_id)
+    step_run = StepRun.objects.select_related("run__version").filter(pk=step_run_id).first()
+    if step_run is None:
+        return "no such step run (deleted, or a job from another database)"
     if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
         return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}"
     if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_name()):

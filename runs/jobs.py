@@ -8,6 +8,7 @@ from runs.models import StepRun
 
 def execute_step(step_run_id: int, attempt: int) -> str:
     outcome = executor.execute(step_run_id, attempt)
-    run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-    orchestrator.run_advance(run_id)
+    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    if run_id is not None:
+        orchestrator.run_advance(run_id)
     return outcome

@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import artifacts, selectors
+from runs import artifacts, reuse, selectors
 from runs.forms import RunForm
 from runs.models import Artifact, RunState, StepRun
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
@@ -122,6 +122,7 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
         "timeline": selectors.timeline(run, steps),
         "selected": selected,
         "outputs": selectors.step_outputs(selected) if selected else [],
+        "reuse": reuse.explain(selected) if selected else None,
         "metrics": selectors.step_metrics(selected) if selected else [],
         "log_page": log_page,
         "can_run": selectors.user_can_run(request.user, run.pipeline),

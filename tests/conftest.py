@@ -1,15 +1,9 @@
 from __future__ import annotations
 
-import os
+import pytest
+from django.contrib.auth import get_user_model
 
-# Before Django's settings load: cheap password hashing here and in every server and
-# worker process the tests start.
-os.environ["STEPWISE_FAST_PASSWORD_HASHER"] = "1"
-
-import pytest  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-
-from pipelines_ui.models import Membership, Role, Team  # noqa: E402
+from pipelines_ui.models import Membership, Role, Team
 
 
 @pytest.fixture
@@ -45,9 +39,3 @@ def bob(team):
 def charlie(other_team):
     """Outside alice's team."""
     return make_user("charlie", other_team, Role.ADMIN)
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # Django's settings may load before this module sets the variable above.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

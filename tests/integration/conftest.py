@@ -32,6 +32,10 @@ class Workers:
         self.queue = queue
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
+        # Per-test overrides of the workers' environment (set before start()).
+        self.extra_env: dict[str, str] = {}
+        # A command the workers start under, e.g. setpriv to drop root's capabilities.
+        self.prefix: list[str] = []
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -40,7 +44,10 @@ class Workers:
             STEPWISE_ARTIFACTS=str(settings.STEPWISE_ARTIFACTS),
             STEPWISE_WORKDIR=str(settings.STEPWISE_WORKDIR),
             STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
+            STEPWISE_RETRY_BACKOFF_S=str(settings.STEPWISE_RETRY_BACKOFF_S),
+            STEPWISE_LOG_LINE_MAX=str(settings.STEPWISE_LOG_LINE_MAX),
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, count: int = 1) -> list[subprocess.Popen]:
@@ -48,7 +55,7 @@ class Workers:
         for _ in range(count):
             log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed with the process
             proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "stepwise_worker", "test-target"],
+                [*self.prefix, sys.executable, str(ROOT / "manage.py"), "stepwise_worker", "test-target"],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=log,

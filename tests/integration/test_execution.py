@@ -274,3 +274,23 @@ def test_cli_run_wait_json_and_exit_codes(workers, alice, team, tmp_path):
     result = cli("run", str(invalid / "pipeline.yml"), "--wait", env=env)
     assert result.returncode == 2
     assert "pipeline.yml" in result.stderr and "x" in result.stderr
+
+
+@pytest.mark.parametrize("example", sorted(p.parent.name for p in (ROOT / "examples").glob("*/pipeline.yml")))
+def test_every_example_runs_to_success_through_the_cli(workers, alice, team, example):
+    from runs.models import Metric
+
+    workers.start(2)
+    alice.is_superuser = True
+    alice.save()
+    result = cli("run", str(ROOT / "examples" / example / "pipeline.yml"), "--wait", "--json", env=workers.env())
+    assert result.returncode == 0, result.stderr + workers.logs()
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "succeeded"
+    if example == "sklearn-iris":
+        evaluate = StepRun.objects.get(run_id=summary["run"], name="evaluate")
+        assert "accuracy: 0.9" in log_text(evaluate)
+        accuracy = Metric.objects.get(step_run=evaluate, name="accuracy")
+        assert 0.9 <= accuracy.value <= 1.0
+        curve = Metric.objects.filter(step_run__run_id=summary["run"], step_run__name="train", name="cv_accuracy")
+        assert curve.count() >= 2

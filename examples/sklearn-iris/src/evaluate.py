@@ -7,6 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # as in Azure ML: metrics go through mlflow (Stepwise provides it to steps)
+    import mlflow
+except ImportError:
+    mlflow = None
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--model_input", required=True)
 parser.add_argument("--test_data", required=True)
@@ -23,3 +28,5 @@ report = Path(args.report)
 report.mkdir(parents=True, exist_ok=True)
 (report / "metrics.json").write_text(json.dumps({"accuracy": accuracy, "test_rows": len(y)}, indent=2))
 print(f"accuracy: {accuracy:.3f}")
+if mlflow:
+    mlflow.log_metric("accuracy", accuracy)

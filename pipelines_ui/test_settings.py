@@ -1,0 +1,16 @@
+"""Settings for the test suite (pytest-django exports DJANGO_SETTINGS_MODULE, so the
+servers and workers that tests start use them too)."""
+
+from pipelines_ui.settings import *  # noqa: F403
+from pipelines_ui.settings import env_str
+
+# A Redis database of the tests' own, so test jobs never land in a developer's queues.
+REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": -1}}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+    }
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
