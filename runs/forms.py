@@ -45,6 +45,12 @@ class RunForm(forms.Form):
         label="Force rerun",
         help_text="Execute every step, even those whose results could be reused from earlier runs.",
     )
+    timeout_s = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Timeout (seconds)",
+        help_text="Fail the run, stopping its steps, if it takes longer. Empty: no limit.",
+    )
 
     def __init__(self, *args, spec: PipelineSpec, **kwargs):
         super().__init__(*args, **kwargs)
@@ -58,8 +64,9 @@ class RunForm(forms.Form):
             field = _field(decl)
             field.label = name
             literal_fields[FIELD_PREFIX + name] = field
-        # Inputs first, then the force-rerun switch.
-        self.fields = {**literal_fields, "force_rerun": self.fields["force_rerun"]}
+        # Inputs first, then the run options.
+        options = {name: self.fields[name] for name in ("force_rerun", "timeout_s")}
+        self.fields = {**literal_fields, **options}
 
     def input_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith(FIELD_PREFIX)]

@@ -81,6 +81,8 @@ class Run(models.Model):
     force_rerun = models.BooleanField(default=False)
     continue_on_step_failure = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
+    timeout_s = models.PositiveIntegerField(null=True, blank=True, help_text="Fail the run after this many seconds")
+    timed_out = models.BooleanField(default=False)
     rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

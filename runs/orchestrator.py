@@ -165,14 +165,20 @@ def run_advance(run_id: int) -> None:
         }
         states = {name: s.state for name, s in steps.items()}
 
-        stop_all = run.cancel_requested or (
+        stopping = run.cancel_requested or run.timed_out
+        stop_all = stopping or (
             not run.continue_on_step_failure and any(s == StepState.FAILED for s in states.values())
         )
         if stop_all:
-            reason = "the run was canceled" if run.cancel_requested else "an upstream step failed"
+            if run.timed_out:
+                reason = "the run timed out"
+            elif run.cancel_requested:
+                reason = "the run was canceled"
+            else:
+                reason = "an upstream step failed"
             for name, step_run in steps.items():
                 if step_run.state == StepState.PENDING:
-                    to = StepState.CANCELED if run.cancel_requested else StepState.SKIPPED
+                    to = StepState.CANCELED if stopping else StepState.SKIPPED
                     step_run_transition(step_run=step_run, to=to, reason=reason)
                 elif step_run.state in (StepState.QUEUED, StepState.RUNNING):
                     # A running step's worker sees this on its next heartbeat and kills the process tree.
@@ -222,10 +228,12 @@ def run_advance(run_id: int) -> None:
 
         if run.state == RunState.QUEUED and (to_enqueue or any(s != StepState.PENDING for s in states.values())):
             run_transition(run=run, to=RunState.RUNNING)
-        outcome = run_outcome(states.values(), cancel_requested=run.cancel_requested)
+        outcome = run_outcome(states.values(), cancel_requested=run.cancel_requested and not run.timed_out)
         if outcome is not None:
             failed = [n for n, s in states.items() if s == StepState.FAILED]
             reason = f"step failed: {', '.join(sorted(failed))}" if failed else ""
+            if run.timed_out:
+                outcome, reason = RunState.FAILED, f"timeout: the run ran longer than {run.timeout_s} s"
             run_transition(run=run, to=outcome, reason=reason)
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))

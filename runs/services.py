@@ -53,6 +53,7 @@ def run_create(
     force_rerun: bool = False,
     force_steps: set[str] | frozenset[str] = frozenset(),
     rerun_of: Run | None = None,
+    timeout_s: int | None = None,
 ) -> Run:
     """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots)."""
     spec = version_spec(version)
@@ -75,6 +76,7 @@ def run_create(
         continue_on_step_failure=spec.settings.continue_on_step_failure,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         rerun_of=rerun_of,
+        timeout_s=timeout_s,
     )
     StepRun.objects.bulk_create(
         StepRun(
@@ -101,6 +103,15 @@ def run_cancel(*, run: Run) -> bool:
     return True
 
 
+def run_time_out(*, run: Run) -> bool:
+    """Fail a run that has run past its timeout: like a cancel, but the run ends failed."""
+    if run.state not in (RunState.QUEUED, RunState.RUNNING):
+        return False
+    Run.objects.filter(pk=run.pk).update(timed_out=True)
+    orchestrator.run_advance(run.pk)
+    return True
+
+
 def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None) -> Run:
     """Rerun a finished run's version with its inputs; reuse applies.
 
@@ -121,4 +132,6 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         )
         # Their successful siblings are reused by fingerprint; the failed ones execute even if
         # an older success with the same fingerprint exists.
-    return run_create(version=run.version, user=user, inputs=run.inputs, force_steps=force, rerun_of=run)
+    return run_create(
+        version=run.version, user=user, inputs=run.inputs, force_steps=force, rerun_of=run, timeout_s=run.timeout_s
+    )

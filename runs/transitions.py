@@ -106,8 +106,8 @@ def step_run_fail(*, step_run: StepRun, reason: str, exit_code: int | None = Non
     if not step_run_try_transition(step_run=step_run, to=StepState.FAILED, reason=reason, exit_code=exit_code):
         return False
     if step_run.attempt <= step_run.max_retries:
-        run = Run.objects.only("cancel_requested").get(pk=step_run.run_id)
-        if not run.cancel_requested and step_run_try_transition(
+        run = Run.objects.only("cancel_requested", "timed_out").get(pk=step_run.run_id)
+        if not (run.cancel_requested or run.timed_out) and step_run_try_transition(
             step_run=step_run, to=StepState.QUEUED, reason=f"retry after: {reason}"
         ):
             delay = min(settings.STEPWISE_RETRY_BACKOFF_S * 2 ** (step_run.attempt - 2), 300)

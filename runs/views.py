@@ -65,6 +65,7 @@ def run_create_view(request: HttpRequest, pipeline_id: int) -> HttpResponse:
                 user=request.user,
                 inputs=form.cleaned_data["inputs"],
                 force_rerun=form.cleaned_data["force_rerun"],
+                timeout_s=form.cleaned_data["timeout_s"],
             )
         except RunInputError as exc:
             form.add_input_errors(exc)

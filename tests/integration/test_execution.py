@@ -294,3 +294,37 @@ def test_every_example_runs_to_success_through_the_cli(workers, alice, team, exa
         assert 0.9 <= accuracy.value <= 1.0
         curve = Metric.objects.filter(step_run__run_id=summary["run"], step_run__name="train", name="cv_accuracy")
         assert curve.count() >= 2
+
+
+def test_cli_cancel_stops_a_running_run(workers, alice, team, tmp_path):
+    workers.start(1)
+    version = import_yaml(
+        tmp_path, "type: pipeline\njobs:\n  wait:\n    type: command\n    command: sleep 600\n", alice, team
+    )
+    run = services.run_create(version=version, user=alice)
+    wait_for(lambda: steps_of(run)["wait"].state == StepState.RUNNING, message="the step to start")
+    result = cli("cancel", str(run.pk), env=workers.env())
+    assert result.returncode == 0, result.stderr
+    assert wait_run(run, timeout=10).state == RunState.CANCELED
+    again = cli("cancel", str(run.pk), env=workers.env())
+    assert again.returncode == 2 and "already ended" in again.stderr
+
+
+def test_a_run_past_its_timeout_fails_and_stops_its_steps(workers, alice, team, tmp_path):
+    from runs import reconciler
+
+    workers.start(1)
+    version = import_yaml(
+        tmp_path, "type: pipeline\njobs:\n  wait:\n    type: command\n    command: sleep 600\n", alice, team
+    )
+    run = services.run_create(version=version, user=alice, timeout_s=1)
+    wait_for(lambda: steps_of(run)["wait"].state == StepState.RUNNING, message="the step to start")
+
+    def timed_out() -> bool:
+        reconciler.tick()
+        run.refresh_from_db()
+        return run.state == RunState.FAILED
+
+    wait_for(timed_out, timeout=15, interval=0.5, message="the run to time out")
+    assert run.reason.startswith("timeout")
+    assert steps_of(run)["wait"].state == StepState.CANCELED

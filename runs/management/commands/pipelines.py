@@ -44,12 +44,15 @@ class Command(BaseCommand):
         p.add_argument("--version", type=int)
         p.add_argument("--team")
         p.add_argument("-o", "--output", default=".")
+        p = sub.add_parser("cancel", help="cancel a queued or running run")
+        p.add_argument("run_id", type=int)
         p = sub.add_parser("gc", help="remove artifacts that no run references")
         p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
         p = sub.add_parser("run", help="run a pipeline YAML or an imported pipeline")
         p.add_argument("target", help="FILE.yml or the name of an imported pipeline")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
         p.add_argument("--force-rerun", action="store_true")
+        p.add_argument("--timeout", type=int, metavar="SECONDS", help="fail the run if it takes longer")
         p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
         p.add_argument("--json", action="store_true", help="print the finished run as JSON on stdout (implies --wait)")
         p.add_argument("--team")
@@ -128,6 +131,15 @@ class Command(BaseCommand):
         self.stdout.write(f"exported {name} version {chosen.number} to {dest}")
         return EXIT_OK
 
+    def do_cancel(self, *, run_id: int, **_options) -> int:
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None:
+            raise Invalid(f"no run #{run_id}")
+        if not services.run_cancel(run=run):
+            raise Invalid(f"run #{run_id} has already ended ({run.state})")
+        self.stdout.write(f"run #{run_id}: cancel requested; running steps stop within seconds")
+        return EXIT_OK
+
     def do_gc(self, *, dry_run: bool, **_options) -> int:
         report = gc.collect(dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
@@ -157,7 +169,9 @@ class Command(BaseCommand):
                 raise Invalid(f"--set {item!r}: expected KEY=VALUE")
             inputs[key] = value
         try:
-            run = services.run_create(version=version, user=author, inputs=inputs, force_rerun=force_rerun)
+            run = services.run_create(
+                version=version, user=author, inputs=inputs, force_rerun=force_rerun, timeout_s=options.get("timeout")
+            )
         except services.RunInputError as exc:
             raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
         url = f"{settings.STEPWISE_BASE_URL}{run.get_absolute_url()}"
