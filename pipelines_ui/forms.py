@@ -438,8 +438,11 @@ class StepForm(_Form):
 class StepInputForm(_Form):
     name = forms.CharField(max_length=100, validators=[validate_identifier])
     type = forms.ChoiceField(choices=[(t, t) for t in INPUT_TYPES], initial="string")
-    source = forms.ChoiceField(initial=SOURCE_LITERAL)
-    value = forms.CharField(max_length=10000, required=False, strip=False)
+    # The classes sit on the widgets: editor.js and stepwise.css find the rows' controls by them.
+    source = forms.ChoiceField(initial=SOURCE_LITERAL, widget=forms.Select(attrs={"class": "input-source"}))
+    value = forms.CharField(
+        max_length=10000, required=False, strip=False, widget=forms.TextInput(attrs={"class": "input-value"})
+    )
     optional = forms.BooleanField(required=False)
 
     def __init__(self, *args, source_choices=(), **kwargs):

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from pipelines_ui.fields import OrderedJSONField
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer"
@@ -78,7 +80,7 @@ class PipelineVersion(models.Model):
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    spec = models.JSONField()
+    spec = OrderedJSONField()
     files = models.JSONField(default=dict)
     content_hash = models.CharField(max_length=64, db_index=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")

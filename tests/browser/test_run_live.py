@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from pipelines_ui.models import Team
 from runs.models import ComputeTarget, Run, RunState
+from tests.browser.conftest import serve_app, sign_in
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path("/tmp")
 
 # prep waits before it logs, so the page is open (and subscribed) when its lines come.
@@ -62,21 +55,6 @@ jobs:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or ""
-    auth = f"{user}@" if user else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def server(transactional_db, tmp_path):
     """daphne with the real ASGI app and one step worker, both on the test database."""
@@ -86,44 +64,8 @@ def server(transactional_db, tmp_path):
         name="local",
         defaults={"queue": f"stepwise-browser-{uuid.uuid4().hex[:8]}", "is_default": True, "aliases": ["cpu-cluster"]},
     )
-    env = dict(os.environ)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(
-        DATABASE_URL=database_url(),
-        DEBUG="true",  # whitenoise serves /static/ from the finders
-        STEPWISE_ARTIFACTS=str(tmp_path / "artifacts"),
-        STEPWISE_WORKDIR=str(tmp_path / "work"),
-        STEPWISE_HEARTBEAT_S="1",
-    )
-    port = free_port()
-    procs = []
-    logs = []
-    daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pipelines_ui.asgi:application"]
-    for name, cmd in (("daphne", daphne), ("worker", [sys.executable, "manage.py", "stepwise_worker"])):
-        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
-        logs.append((name, tmp_path / f"{name}.log", log))
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(base + "/accounts/login/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or procs[0].poll() is not None:
-                raise RuntimeError("daphne did not start:\n" + (tmp_path / "daphne.log").read_text()) from None
-            time.sleep(0.1)
-    yield base
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    for name, path, handle in logs:
-        handle.close()
-        print(f"---- {name} log ----\n{path.read_text(errors='replace')[-3000:]}")
+    with serve_app(tmp_path, worker=True) as base:
+        yield base
 
 
 def test_a_run_turns_green_live(server, page):
@@ -132,11 +74,7 @@ def test_a_run_turns_green_live(server, page):
     pipeline = make_pipeline(team, alice, name="live demo", yaml_text=LIVE_YAML)
     page.set_default_timeout(30_000)
 
-    page.goto(server + "/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "pw-alice")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    sign_in(page, server, "alice")
 
     page.goto(f"{server}/pipelines/{pipeline.pk}/run/")
     page.fill("input[name=in_epochs]", "4")
