@@ -89,7 +89,21 @@ def _make_read_only(root: Path) -> None:
 
 
 def store_output(source: Path, kind: str) -> Artifact:
-    """Move a finished step's output into the store, deduplicated by content.
+    """Move a finished step's output into the store and register it (see store_files)."""
+    return register(store_files(source, kind), kind)
+
+
+def register(manifest: Manifest, kind: str) -> Artifact:
+    """The database row of stored files; the executor creates it with the step's outputs, atomically."""
+    artifact, _ = Artifact.objects.get_or_create(
+        sha256=manifest.sha256,
+        defaults={"kind": kind, "size": manifest.size, "file_count": manifest.file_count},
+    )
+    return artifact
+
+
+def store_files(source: Path, kind: str) -> Manifest:
+    """Move a finished step's output into the store, deduplicated by content; no database write.
 
     For uri_file, `source` is the file; it is stored inside a folder under its own name.
     Raises ArtifactError with the reason (missing file, disk full, permission denied).
@@ -127,11 +141,7 @@ def store_output(source: Path, kind: str) -> Artifact:
         raise
     except OSError as exc:
         raise ArtifactError(f"artifact store error: {exc.strerror or exc}") from exc
-    artifact, _ = Artifact.objects.get_or_create(
-        sha256=manifest.sha256,
-        defaults={"kind": kind, "size": manifest.size, "file_count": manifest.file_count},
-    )
-    return artifact
+    return manifest
 
 
 def _intact(folder: Path, sha256: str) -> bool:

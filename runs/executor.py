@@ -9,9 +9,11 @@ states and artifacts alike.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import selectors
 import shutil
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from pipelines_ui.models import FileBlob
@@ -42,6 +44,8 @@ FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 500
 CHECK_INTERVAL_S = 1.0
 KILL_GRACE_S = 3.0
+# Tags every process of an attempt, so that it can be found after its worker died.
+ATTEMPT_ENV = "STEPWISE_ATTEMPT_ID"
 
 
 class StepSetupError(Exception):
@@ -50,6 +54,54 @@ class StepSetupError(Exception):
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def attempt_id(step_run_id: int, attempt: int) -> str:
+    """The tag of one attempt's processes: database, step run and attempt (pids get reused; this does not)."""
+    db = connections["default"].settings_dict
+    key = f"{db.get('HOST') or ''}:{db.get('PORT') or ''}/{db['NAME']}#{step_run_id}.{attempt}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
+    """SIGKILL what an attempt left running on this host after its worker died or froze.
+
+    The processes are found by the tag in their environment (Linux /proc); their process
+    groups are killed too, which catches children that cleared their environment.
+    Returns the tagged pids found.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    needle = f"\0{ATTEMPT_ENV}={attempt_id(step_run_id, attempt)}\0".encode()
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in b"\0" + environ:
+            found.append(int(entry.name))
+    groups: set[int] = set()
+    for pid in found:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    # A step runs in a session of its own: its groups never include this process or init.
+    for pgid in groups - {0, 1, os.getpgrp()}:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return found
 
 
 @dataclass
@@ -162,6 +214,7 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
             "STEPWISE_STEP": step.name,
             "STEPWISE_ATTEMPT": str(step_run.attempt),
             "STEPWISE_METRICS_FILE": str(metrics_file),
+            ATTEMPT_ENV: attempt_id(step_run.pk, step_run.attempt),
         }
     )
     return Prepared(command=command, cwd=code_dir, env=env, outputs=outputs, metrics_file=metrics_file)
@@ -201,7 +254,8 @@ class LineSplitter:
         return [self._decode(rest)] if rest and not self.dropping else []
 
     def _decode(self, raw: bytes) -> str:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        # PostgreSQL text cannot hold NUL: it would make the log write (and the attempt) fail.
+        text = raw.decode("utf-8", errors="replace").rstrip("\r").replace("\x00", "\ufffd")
         return text[: self.limit]
 
 
@@ -258,7 +312,11 @@ class Attempt:
             try:
                 record = json.loads(raw)
                 name, value, index = str(record["name"])[:255], float(record["value"]), int(record.get("step", 0))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError):
+                continue
+            # What the database cannot store would fail the attempt: NUL in text (PostgreSQL),
+            # NaN (SQLite stores NULL), a step index beyond a 32-bit integer.
+            if "\x00" in name or not math.isfinite(value) or not -(2**31) <= index < 2**31:
                 continue
             Metric.objects.create(step_run=self.step_run, name=name, value=value, step=index)
             payload = broadcast.metric_payload(self.step_run, name=name, value=value, step=index)
@@ -302,6 +360,10 @@ class Attempt:
                         self._kill(proc, "superseded")
                     if timeout and now - started > timeout and not self.stop_reason:
                         self._kill(proc, f"timeout: the step ran longer than {timeout} s")
+        except BaseException:
+            # A database error (or a bug) here must not leave the step's processes running.
+            self._kill(proc, "the worker failed while running the step")
+            raise
         finally:
             selector.close()
             proc.stdout.close()
@@ -348,7 +410,12 @@ def execute(step_run_id: int, attempt: int) -> str:
         return "setup failed"
 
     attempt_ = Attempt(step_run, prepared)
-    returncode = attempt_.run()
+    try:
+        returncode = attempt_.run()
+    except Exception as exc:
+        log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
+        step_run_fail(step_run=step_run, reason=f"worker error: {exc}")
+        return "worker error"
     if attempt_.fenced:
         return "superseded or canceled while running"
     if attempt_.stop_reason:
@@ -358,13 +425,16 @@ def execute(step_run_id: int, attempt: int) -> str:
         step_run_fail(step_run=step_run, reason=f"exit code {returncode}", exit_code=returncode)
         return "failed"
     try:
-        stored = {name: artifacts.store_output(path, kind) for name, (path, kind) in prepared.outputs.items()}
+        stored = {name: (artifacts.store_files(path, kind), kind) for name, (path, kind) in prepared.outputs.items()}
     except artifacts.ArtifactError as exc:
         step_run_fail(step_run=step_run, reason=str(exc), exit_code=returncode)
         return "failed to store outputs"
+    # Files first, then every row at once: an output that fails to store leaves no Artifact row
+    # of its siblings behind (their files are content-addressed, and gc removes unreferenced ones).
     with transaction.atomic():
         StepOutput.objects.bulk_create(
-            StepOutput(step_run=step_run, name=name, artifact=artifact) for name, artifact in stored.items()
+            StepOutput(step_run=step_run, name=name, artifact=artifacts.register(manifest, kind))
+            for name, (manifest, kind) in stored.items()
         )
         if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
             # Canceled or superseded at the last moment: keep no outputs for this attempt.

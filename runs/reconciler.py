@@ -8,6 +8,7 @@ database is the record, so this loop compares it with what is alive.
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from runs import orchestrator, queues
+from runs import executor, orchestrator, queues, services
 from runs.models import STEP_TERMINAL, Run, RunState, StepRun, StepState
 from runs.transitions import step_run_fail
 
@@ -37,12 +38,17 @@ def _job_alive(connection, step_run: StepRun) -> bool:
 def tick() -> dict[str, list[int]]:
     """One pass; returns the ids it acted on, by what it did."""
     now = timezone.now()
-    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": []}
+    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": [], "timed_out": []}
 
     stale = StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=now - heartbeat_limit())
     for step_run in stale:
+        lost_attempt, host = step_run.attempt, step_run.worker.rpartition(":")[0]
         if step_run_fail(step_run=step_run, reason="worker lost: no heartbeat"):
             done["worker_lost"].append(step_run.pk)
+            # The lost attempt's processes outlive a SIGKILLed worker and keep running under a
+            # frozen one; they can be reached from this host only (see executor.ATTEMPT_ENV).
+            if host == socket.gethostname():
+                executor.kill_attempt_processes(step_run.pk, lost_attempt)
             orchestrator.run_advance(step_run.run_id)
 
     connection = queues.get_queue("default").connection
@@ -62,6 +68,11 @@ def tick() -> dict[str, list[int]]:
             run.refresh_from_db(fields=["state"])
             if run.state != before:
                 done["settled"].append(run.pk)
+    running = Run.objects.filter(state=RunState.RUNNING, timeout_s__isnull=False, timed_out=False)
+    for run in running.exclude(started_at=None):
+        if run.started_at + timedelta(seconds=run.timeout_s) < now and services.run_time_out(run=run):
+            done["timed_out"].append(run.pk)
+
     for key, ids in done.items():
         if ids:
             log.warning("reconciler %s: %s", key, ids)

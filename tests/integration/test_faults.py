@@ -9,7 +9,7 @@ import stat
 import subprocess
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,35 @@ def pids_matching(marker: str) -> list[str]:
     return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
 
 
+@pytest.fixture
+def marker():
+    """A unique string to find a test's step processes by; whatever is left of them dies after the test."""
+    value = f"stepwise-fault-{uuid.uuid4().hex}"
+    yield value
+    for pid in pids_matching(value):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def running_transitions(step_run: StepRun) -> Counter[int]:
     """How many times each attempt of the step started running."""
     return Counter(
         Transition.objects.filter(step_run=step_run, new=StepState.RUNNING).values_list("attempt", flat=True)
     )
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def worker_proc(workers: Workers, step_run: StepRun) -> subprocess.Popen:
@@ -48,7 +72,7 @@ def worker_proc(workers: Workers, step_run: StepRun) -> subprocess.Popen:
 
 def tick_until(predicate, *, timeout: float, message: str, details=None):
     """Drive the reconciler from the test, one pass a second, until `predicate()` holds."""
-    acted: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": []}
+    acted: defaultdict[str, list[int]] = defaultdict(list)
 
     def step():
         for key, ids in reconciler.tick().items():
@@ -124,9 +148,8 @@ def test_retries_exhausted_fail_the_run(workers, alice, team, tmp_path, settings
 # ---- timeout ------------------------------------------------------------------------------
 
 
-def test_timeout_fails_the_step_and_kills_its_whole_process_tree(workers, alice, team, tmp_path):
+def test_timeout_fails_the_step_and_kills_its_whole_process_tree(workers, alice, team, tmp_path, marker):
     workers.start(1)
-    marker = f"stepwise-timeout-{uuid.uuid4().hex}"
     # A child in the background, a grandchild that ignores SIGTERM, and the step itself.
     command = (
         f"(exec -a {marker}-child sleep 600) & "
@@ -164,11 +187,10 @@ def test_timeout_fails_the_step_and_kills_its_whole_process_tree(workers, alice,
 
 
 def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_killed(
-    workers, alice, team, tmp_path, settings
+    workers, alice, team, tmp_path, settings, marker
 ):
     settings.STEPWISE_RETRY_BACKOFF_S = 0
     workers.start(2)
-    marker = f"stepwise-orphan-{uuid.uuid4().hex}"
     run = start_run(
         tmp_path,
         f"""
@@ -196,6 +218,7 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
     first = steps_of(run)["long"]
     assert first.state == StepState.RUNNING
     victim = worker_proc(workers, first)
+    orphans = child_pids(victim.pid)  # the step's shell, and RQ's scheduler if this worker runs it
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
     killed_at = time.monotonic()
@@ -212,6 +235,7 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
     assert "worker lost" in lost.reason
     # The orphaned step processes (the dead worker's children) die with their attempt.
     wait_for(lambda: not pids_matching(marker), timeout=5, message="the orphaned processes to be killed")
+    assert not [pid for pid in orphans if alive(pid)]
 
     tick_until(
         lambda: Run.objects.get(pk=run.pk).state in (RunState.SUCCEEDED, RunState.FAILED),
@@ -230,9 +254,8 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
     assert running_transitions(steps["long"]) == {1: 1, 2: 1}
 
 
-def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tmp_path):
+def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tmp_path, marker):
     workers.start(1)
-    marker = f"stepwise-orphan-{uuid.uuid4().hex}"
     run = start_run(
         tmp_path,
         f"""
@@ -246,8 +269,13 @@ def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tm
         team,
     )
     wait_for(lambda: pids_matching(marker), message="the step's process")
-    workers.procs[0].send_signal(signal.SIGKILL)
-    workers.procs[0].wait(timeout=10)
+    victim = workers.procs[0]
+    scheduler = [pid for pid in child_pids(victim.pid) if str(pid) not in pids_matching(marker)]
+    assert len(scheduler) == 1  # the only worker of the queue runs RQ's scheduler in a child process
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    # Without its worker, the scheduler ends at once (it would otherwise live on, holding the lock).
+    wait_for(lambda: not alive(scheduler[0]), timeout=5, message="the dead worker's scheduler to end")
 
     tick_until(
         lambda: Run.objects.get(pk=run.pk).state == RunState.FAILED,
@@ -400,6 +428,10 @@ def test_a_frozen_worker_cannot_change_anything_after_its_attempt_is_fenced(work
     )
     frozen = workers.procs[0]
     workers.start(1)
+    # Freeze it just after a heartbeat committed, not inside a transaction (which would hold
+    # SQLite's write lock, or the step's row lock, for as long as it is frozen).
+    beat = StepRun.objects.get(pk=first.pk).heartbeat_at
+    wait_for(lambda: StepRun.objects.get(pk=first.pk).heartbeat_at != beat, interval=0.01, message="a heartbeat")
     frozen.send_signal(signal.SIGSTOP)
     try:
         tick_until(
