@@ -31,8 +31,9 @@ test: $(VENV)/.installed
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
 
-bench: setup
-	$(PY) -m bench
+# Its own database and var/bench/state (never the data of `make run`); e.g. BENCH_ARGS="--quick --only chain50".
+bench: system-deps $(VENV)/.installed
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var/work var/cache

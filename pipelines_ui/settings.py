@@ -111,7 +111,6 @@ DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _SQLITE_UR
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server, workers and reconciler all write: WAL plus a busy timeout
     # avoid "database is locked"; IMMEDIATE takes the write lock up front.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

@@ -9,6 +9,7 @@ states and artifacts alike.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -32,7 +33,7 @@ from django.utils import timezone
 from pipelines_ui.models import FileBlob
 from pipelines_ui.spec import render_command
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
-from runs import artifacts, broadcast
+from runs import artifacts, broadcast, orchestrator
 from runs.models import LogChunk, Metric, StepOutput, StepRun, StepState
 from runs.specs import resolve_literal_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
@@ -115,6 +116,8 @@ class Prepared:
 
 def _write_files(dest: Path, files: dict[str, str]) -> None:
     """Materialize `{relpath: blob sha}` under dest; relpaths were checked when the version was saved."""
+    if not files:
+        return
     blobs = {b.sha256: bytes(b.content) for b in FileBlob.objects.filter(sha256__in=set(files.values()))}
     root = dest.resolve()
     for rel, sha in files.items():
@@ -150,6 +153,7 @@ def _data_path(file_map: dict[str, str], key: str, kind: str) -> Path:
     return folder
 
 
+@functools.cache
 def _python_path_extra() -> list[str]:
     paths = [str(SDK_DIR)]
     if importlib.util.find_spec("mlflow") is None:
@@ -167,7 +171,9 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
     values: dict[str, object | None] = dict(resolve_literal_inputs(pipeline, step, run.inputs))
     upstream = {
         (o.step_run.name, o.name): o.artifact
-        for o in StepOutput.objects.filter(step_run__run=run).select_related("artifact", "step_run")
+        for o in StepOutput.objects.filter(
+            step_run__run=run, step_run__name__in={b.job for b in step.inputs.values() if isinstance(b, JobOutput)}
+        ).select_related("artifact", "step_run")
     }
     for name in step.input_decls:
         if name in values:
@@ -369,7 +375,7 @@ class Attempt:
             proc.stdout.close()
         self.add_lines(splitter.close())
         returncode = proc.wait()
-        if not self.fenced:
+        if not self.fenced and self.pending_lines:
             self.flush()
         self.read_metrics()
         return returncode
@@ -390,8 +396,16 @@ class Attempt:
             pass
 
 
+def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
+    """Fail the attempt (or queue its retry) and advance the run, in one transaction."""
+    with transaction.atomic():
+        orchestrator.lock_run(step_run.run_id)
+        step_run_fail(step_run=step_run, reason=reason, exit_code=exit_code)
+        orchestrator.run_advance(step_run.run_id)
+
+
 def execute(step_run_id: int, attempt: int) -> str:
-    """Run one attempt of a step; returns what happened, for the RQ job's result."""
+    """Run one attempt of a step and advance its run; returns what happened, for the RQ job's result."""
     step_run = StepRun.objects.select_related("run__version").filter(pk=step_run_id).first()
     if step_run is None:
         return "no such step run (deleted, or a job from another database)"
@@ -406,7 +420,7 @@ def execute(step_run_id: int, attempt: int) -> str:
     try:
         prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir)
     except (StepSetupError, OSError) as exc:
-        step_run_fail(step_run=step_run, reason=f"could not start: {exc}")
+        _fail(step_run, f"could not start: {exc}")
         return "setup failed"
 
     attempt_ = Attempt(step_run, prepared)
@@ -414,24 +428,26 @@ def execute(step_run_id: int, attempt: int) -> str:
         returncode = attempt_.run()
     except Exception as exc:
         log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
-        step_run_fail(step_run=step_run, reason=f"worker error: {exc}")
+        _fail(step_run, f"worker error: {exc}")
         return "worker error"
     if attempt_.fenced:
         return "superseded or canceled while running"
     if attempt_.stop_reason:
-        step_run_fail(step_run=step_run, reason=attempt_.stop_reason, exit_code=returncode)
+        _fail(step_run, attempt_.stop_reason, exit_code=returncode)
         return attempt_.stop_reason
     if returncode != 0:
-        step_run_fail(step_run=step_run, reason=f"exit code {returncode}", exit_code=returncode)
+        _fail(step_run, f"exit code {returncode}", exit_code=returncode)
         return "failed"
     try:
         stored = {name: (artifacts.store_files(path, kind), kind) for name, (path, kind) in prepared.outputs.items()}
     except artifacts.ArtifactError as exc:
-        step_run_fail(step_run=step_run, reason=str(exc), exit_code=returncode)
+        _fail(step_run, str(exc), exit_code=returncode)
         return "failed to store outputs"
     # Files first, then every row at once: an output that fails to store leaves no Artifact row
     # of its siblings behind (their files are content-addressed, and gc removes unreferenced ones).
+    # Advancing the run in the same transaction saves a commit between a step and the next.
     with transaction.atomic():
+        orchestrator.lock_run(step_run.run_id)
         StepOutput.objects.bulk_create(
             StepOutput(step_run=step_run, name=name, artifact=artifacts.register(manifest, kind))
             for name, (manifest, kind) in stored.items()
@@ -440,5 +456,6 @@ def execute(step_run_id: int, attempt: int) -> str:
             # Canceled or superseded at the last moment: keep no outputs for this attempt.
             transaction.set_rollback(True)
             return "finished after being canceled"
+        orchestrator.run_advance(step_run.run_id)
     shutil.rmtree(workdir, ignore_errors=True)
     return "succeeded"

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from pipelines_ui.models import Pipeline
+
 
 class StepState(models.TextChoices):
     PENDING = "pending"
@@ -70,7 +72,8 @@ class RunQuerySet(models.QuerySet["Run"]):
     def for_user(self, user) -> RunQuerySet:
         if not user.is_authenticated:
             return self.none()
-        return self.filter(pipeline__team__memberships__user=user)
+        # A subquery, not a join: the runs list pages over every visible run by id.
+        return self.filter(pipeline__in=Pipeline.objects.for_user(user).values("pk"))
 
 
 class Run(models.Model):

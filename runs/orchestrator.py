@@ -148,6 +148,36 @@ def find_reusable(step_run: StepRun, fp: str) -> tuple[StepRun | None, str]:
 # ---- advancing a run ----------------------------------------------------------------
 
 
+class RunOutputs(dict):
+    """`(job, output) -> artifact sha256` of one run, read per upstream job when first needed.
+
+    Reading every output of the run on every advance would make a long chain quadratic.
+    """
+
+    def __init__(self, run_id: int):
+        super().__init__()
+        self.run_id = run_id
+        self.loaded: set[str] = set()
+
+    def load(self, jobs: Iterable[str]) -> None:
+        missing = set(jobs) - self.loaded
+        if not missing:
+            return
+        rows = StepOutput.objects.filter(step_run__run_id=self.run_id, step_run__name__in=missing).values_list(
+            "step_run__name", "name", "artifact__sha256"
+        )
+        for job, output, sha in rows:
+            self[(job, output)] = sha
+        self.loaded |= missing
+
+
+def lock_run(run_id: int) -> None:
+    """Take the run's row lock. Whoever changes a step and then advances the run in one
+    transaction takes it first, in the same order as `run_advance`, so that two workers
+    can never wait on each other (one holding the run, the other a step of it)."""
+    Run.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True).first()
+
+
 def run_advance(run_id: int) -> None:
     """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run."""
     to_enqueue: list[StepRun] = []
@@ -158,11 +188,8 @@ def run_advance(run_id: int) -> None:
         pipeline = version_spec(run.version)
         file_map = version_file_map(run.version)
         upstream = pipeline.upstream()
-        steps = {s.name: s for s in run.steps.all()}
-        outputs = {
-            (o.step_run.name, o.name): o.artifact.sha256
-            for o in StepOutput.objects.filter(step_run__run=run).select_related("artifact", "step_run")
-        }
+        steps = {s.name: s for s in run.steps.defer("fingerprint_parts")}
+        outputs = RunOutputs(run.pk)
         states = {name: s.state for name, s in steps.items()}
 
         stopping = run.cancel_requested or run.timed_out
@@ -197,6 +224,7 @@ def run_advance(run_id: int) -> None:
             for name in sorted(ready_steps(upstream, states)):
                 step_run = steps[name]
                 step = pipeline.jobs[name]
+                outputs.load(upstream[name])
                 parts = fingerprint_parts(
                     pipeline, step, run_inputs=run.inputs, file_map=file_map, upstream_outputs=outputs
                 )
@@ -214,6 +242,7 @@ def run_advance(run_id: int) -> None:
                     for out in origin.outputs.all():
                         StepOutput.objects.create(step_run=step_run, name=out.name, artifact=out.artifact)
                         outputs[(name, out.name)] = out.artifact.sha256
+                    outputs.loaded.add(name)
                     step_run_transition(
                         step_run=step_run,
                         to=StepState.REUSED,

@@ -13,9 +13,16 @@ from runs.models import ComputeTarget, StepRun
 JOB_FUNC = "runs.jobs.execute_step"
 
 
+_queues: dict[str, Queue] = {}
+
+
 def get_queue(name: str) -> Queue:
     # django_rq's configured connection, whatever the queue name: every target shares one Redis.
-    return Queue(name, connection=django_rq.get_connection("default"), default_timeout=-1)
+    # Cached: each new Queue opens a connection pool and asks Redis for INFO on first use.
+    queue = _queues.get(name)
+    if queue is None:
+        queue = _queues[name] = Queue(name, connection=django_rq.get_connection("default"), default_timeout=-1)
+    return queue
 
 
 def job_id(step_run: StepRun) -> str:

@@ -17,7 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from runs import executor, orchestrator, queues, services
-from runs.models import STEP_TERMINAL, Run, RunState, StepRun, StepState
+from runs.models import Run, RunState, StepRun, StepState
 from runs.transitions import step_run_fail
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ def tick() -> dict[str, list[int]]:
 
     for run in Run.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING], created_at__lt=grace):
         states = set(run.steps.values_list("state", flat=True))
-        if not states or states <= STEP_TERMINAL or StepState.PENDING in states:
+        # Only a run with nothing queued or running can be stuck: otherwise the worker that
+        # ends the step in flight advances it, and advancing here would only contend for its lock.
+        if not states & {StepState.QUEUED, StepState.RUNNING}:
             before = run.state
             orchestrator.run_advance(run.pk)
             run.refresh_from_db(fields=["state"])

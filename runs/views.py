@@ -91,7 +91,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {
         "page": page,
-        "runs": page.object_list,
+        "runs": selectors.with_step_counts(list(page.object_list)),
         "pipelines": selectors.pipeline_choices(user=request.user),
         "states": RunState.values,
         "selected_pipeline": pipeline_id,

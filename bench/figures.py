@@ -1,0 +1,751 @@
+"""The figures: each one sets up what it needs, measures, and returns its rows.
+
+Timestamps of runs and steps are the database's (set by the process that made the
+change), so they measure Stepwise itself, not how often the bench polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.db import connection, transaction
+from django.db.models import Count
+from django.test import Client
+from django.utils import timezone
+
+from bench import pipelines
+from bench.harness import STATE_DIR, Processes, Server, Stack, median, percentile, wait_until
+from bench.report import Result
+from pipelines_ui import graph
+from pipelines_ui.models import Membership, PipelineVersion, Role, Team
+from pipelines_ui.services import pipeline_create
+from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from runs import executor, services
+from runs.models import RUN_TERMINAL, Run, RunState, StepRun, StepState, Transition
+
+# ---- shared helpers ------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    quick: bool
+    procs: Processes
+    stack: Stack | None = None
+    user: object = None
+    team: Team | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def repeats(self, full: int, quick: int = 2) -> int:
+        return quick if self.quick else full
+
+
+def bench_user(name: str = "bench", team_name: str = "Bench"):
+    user, _ = get_user_model().objects.get_or_create(username=name, defaults={"is_superuser": True, "is_staff": True})
+    team, _ = Team.objects.get_or_create(name=team_name)
+    Membership.objects.get_or_create(team=team, user=user, defaults={"role": Role.ADMIN})
+    return user, team
+
+
+def create_pipeline(ctx: Context, spec: PipelineSpec, *, team: Team | None = None, user=None) -> PipelineVersion:
+    pipeline = pipeline_create(team=team or ctx.team, name=spec.name, user=user or ctx.user, spec=spec)
+    assert pipeline.latest_version is not None
+    return pipeline.latest_version
+
+
+def run_and_wait(ctx: Context, version: PipelineVersion, *, timeout: float = 120, **kwargs) -> tuple[Run, float]:
+    """Submit a run and wait for its final state; (run, seconds from before submit to seen finished)."""
+    started = time.perf_counter()
+    run = services.run_create(version=version, user=ctx.user, **kwargs)
+    wait_for_runs([run.pk], timeout=timeout)
+    wall = time.perf_counter() - started
+    run.refresh_from_db()
+    check_succeeded([run])
+    return run, wall
+
+
+def wait_for_runs(run_ids: list[int], *, timeout: float) -> None:
+    def done() -> bool:
+        return Run.objects.filter(pk__in=run_ids, state__in=RUN_TERMINAL).count() == len(run_ids)
+
+    wait_until(done, timeout=timeout, interval=0.02, what=f"{len(run_ids)} run(s) to finish")
+
+
+def check_succeeded(runs: list[Run]) -> None:
+    for run in runs:
+        if run.state != RunState.SUCCEEDED:
+            bad = {s.name: (s.state, s.reason) for s in run.steps.exclude(state__in=[StepState.SUCCEEDED])}
+            raise RuntimeError(f"run #{run.pk} {run.state}: {run.reason} {dict(list(bad.items())[:5])}")
+
+
+def step_env() -> dict[str, str]:
+    """The environment the executor gives a step (runs.executor.prepare), for the floors."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_"))}
+    env.update(
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(executor._python_path_extra() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_step_process(command: str = pipelines.NOOP, *, env: dict[str, str], cwd: Path) -> None:
+    """One step's subprocess as the executor starts it: `/bin/bash -c`, own session, output piped."""
+    proc = subprocess.run(
+        ["/bin/bash", "-c", command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        check=True,
+    )
+    assert proc.returncode == 0
+
+
+def floor_dir() -> Path:
+    path = STATE_DIR / "floor"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def serial_floor(n: int) -> float:
+    env, cwd = step_env(), floor_dir()
+    started = time.perf_counter()
+    for _ in range(n):
+        run_step_process(env=env, cwd=cwd)
+    return time.perf_counter() - started
+
+
+def pool_floor(n: int, *, workers: int, root_and_join: bool) -> float:
+    env, cwd = step_env(), floor_dir()
+    started = time.perf_counter()
+    if root_and_join:
+        run_step_process(env=env, cwd=cwd)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda _i: run_step_process(env=env, cwd=cwd), range(n)))
+    if root_and_join:
+        run_step_process(env=env, cwd=cwd)
+    return time.perf_counter() - started
+
+
+def ms(delta: timedelta) -> float:
+    return delta.total_seconds() * 1000
+
+
+# ---- 1 and 3: chain50 and step-to-step latency -----------------------------------------------
+
+
+def chain50(ctx: Context) -> list[Result]:
+    n = 50
+    version = create_pipeline(ctx, pipelines.chain("chain50", n))
+    run_and_wait(ctx, version, force_rerun=True)  # warm-up: worker imports, caches
+    totals, walls, floors, gaps = [], [], [], []
+    for _ in range(ctx.repeats(5)):
+        floors.append(serial_floor(n))
+        run, wall = run_and_wait(ctx, version, force_rerun=True)
+        totals.append((run.finished_at - run.created_at).total_seconds())
+        walls.append(wall)
+        steps = {s.name: s for s in run.steps.all()}
+        gaps += [ms(steps[f"s{i}"].started_at - steps[f"s{i - 1}"].finished_at) for i in range(1, n)]
+    total, floor = median(totals), median(floors)
+    overhead_ms = (total - floor) / n * 1000
+    p50, p95 = percentile(gaps, 50), percentile(gaps, 95)
+    return [
+        Result(
+            "chain50",
+            "chain50: 50 chained steps, created -> finished",
+            total,
+            "s",
+            floor=floor,
+            target="<= 1.15x floor",
+            ok=total <= 1.15 * floor,
+            samples=totals,
+            details={"wall_s": walls, "floor_s": floors, "floor": "50 x `bash -c 'python -c pass'` in a loop"},
+        ),
+        Result(
+            "chain50",
+            "chain50: overhead per step",
+            overhead_ms,
+            "ms",
+            target="< 5 ms",
+            ok=overhead_ms < 5,
+        ),
+        Result(
+            "step_latency",
+            "step-to-step latency p50 (finished -> next started)",
+            p50,
+            "ms",
+            target="< 10 ms",
+            ok=p50 < 10,
+            details={"edges": len(gaps), "max_ms": max(gaps), "min_ms": min(gaps)},
+        ),
+        Result(
+            "step_latency",
+            "step-to-step latency p95",
+            p95,
+            "ms",
+            target="< 30 ms",
+            ok=p95 < 30,
+            samples=sorted(gaps),
+        ),
+    ]
+
+
+# ---- 2: fan50 ------------------------------------------------------------------------------------
+
+
+def fan50(ctx: Context) -> list[Result]:
+    n = 50
+    workers = ctx.stack.count if ctx.stack else 2
+    version = create_pipeline(ctx, pipelines.fan("fan50", n))
+    run_and_wait(ctx, version, force_rerun=True)
+    totals, floors = [], []
+    for _ in range(ctx.repeats(5)):
+        floors.append(pool_floor(n, workers=workers, root_and_join=True))
+        run, _wall = run_and_wait(ctx, version, force_rerun=True)
+        totals.append((run.finished_at - run.created_at).total_seconds())
+    total, floor = median(totals), median(floors)
+    return [
+        Result(
+            "fan50",
+            f"fan50: root, 50 parallel, join on {workers} workers",
+            total,
+            "s",
+            floor=floor,
+            target="<= 1.2x floor",
+            ok=total <= 1.2 * floor,
+            samples=totals,
+            details={"floor_s": floors, "floor": f"root, 50 on a pool of {workers}, join (bash -c)"},
+        )
+    ]
+
+
+# ---- 4: reused100 ----------------------------------------------------------------------------------
+
+
+def reused100(ctx: Context) -> list[Result]:
+    version = create_pipeline(ctx, pipelines.chain("reused100", 100))
+    run_and_wait(ctx, version, timeout=300)  # populate: every step executes once
+    walls, totals = [], []
+    for _ in range(ctx.repeats(5)):
+        run, wall = run_and_wait(ctx, version)
+        states = set(run.steps.values_list("state", flat=True))
+        if states != {StepState.REUSED}:
+            raise RuntimeError(f"reused100: run #{run.pk} has steps in {states}, expected all reused")
+        walls.append(wall)
+        totals.append((run.finished_at - run.created_at).total_seconds())
+    wall = median(walls)
+    return [
+        Result(
+            "reused100",
+            "reused100: 100 reused steps, submit -> succeeded",
+            wall,
+            "s",
+            target="< 1 s",
+            ok=wall < 1,
+            samples=walls,
+            details={"created_to_finished_s": totals},
+        )
+    ]
+
+
+# ---- 8: load ---------------------------------------------------------------------------------------
+
+
+def load(ctx: Context) -> list[Result]:
+    runs_n, steps_n = 50, 10
+    workers = ctx.stack.count if ctx.stack else 2
+    version = create_pipeline(ctx, pipelines.chain("load10", steps_n))
+    floor = pool_floor(runs_n * steps_n, workers=workers, root_and_join=False)
+    submit_started = time.perf_counter()
+    run_ids = [services.run_create(version=version, user=ctx.user, force_rerun=True).pk for _ in range(runs_n)]
+    submit_s = time.perf_counter() - submit_started
+    wait_for_runs(run_ids, timeout=600)
+    runs = list(Run.objects.filter(pk__in=run_ids))
+    check_succeeded(runs)
+    first = min(r.created_at for r in runs)
+    last = max(r.finished_at for r in runs)
+    span = (last - first).total_seconds()
+    slowest = max((r.finished_at - r.created_at).total_seconds() for r in runs)
+    rate = runs_n * steps_n / span
+    floor_rate = runs_n * steps_n / floor
+
+    # Exactly once: one transition to running per step run, one attempt, nothing else started.
+    step_runs = StepRun.objects.filter(run_id__in=run_ids)
+    started = dict(
+        Transition.objects.filter(run_id__in=run_ids, step_run__isnull=False, new=StepState.RUNNING)
+        .values_list("step_run")
+        .annotate(n=Count("id"))
+        .values_list("step_run", "n")
+    )
+    total_steps = step_runs.count()
+    twice = sum(1 for n in started.values() if n != 1)
+    never = total_steps - len(started)
+    retried = step_runs.exclude(attempt=1).count()
+    exactly_once = total_steps == runs_n * steps_n and twice == 0 and never == 0 and retried == 0
+    return [
+        Result(
+            "load",
+            f"load: {runs_n} runs x {steps_n} steps at once, {workers} workers",
+            rate,
+            "steps/s",
+            floor=floor_rate,
+            details={
+                "span_s": span,
+                "submit_s": submit_s,
+                "floor": f"{runs_n * steps_n} x bash -c on a pool of {workers}",
+                "floor_s": floor,
+            },
+        ),
+        Result("load", "load: slowest run, created -> finished", slowest, "s"),
+        Result(
+            "load",
+            "load: every step executed exactly once",
+            float(total_steps - twice - never - retried),
+            "steps",
+            target=f"= {runs_n * steps_n}",
+            ok=exactly_once,
+            details={
+                "step_runs": total_steps,
+                "started_more_than_once": twice,
+                "never_started": never,
+                "retried": retried,
+            },
+        ),
+    ]
+
+
+# ---- 5: live latency ---------------------------------------------------------------------------------
+
+
+def session_cookie(user) -> str:
+    from importlib import import_module
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
+
+
+_STAMP = {"queued": "queued_at", "running": "started_at"}
+
+
+def _event_time(event: dict) -> datetime | None:
+    if event.get("type") == "step":
+        key = _STAMP.get(event.get("state"), "finished_at")
+    elif event.get("type") == "run":
+        key = "finished_at" if event.get("state") in RUN_TERMINAL else "started_at"
+    else:
+        return None
+    value = event.get(key)
+    return datetime.fromisoformat(value) if value else None
+
+
+async def _watch(url: str, origin: str, cookie: str, *, snapshot: int, timeout: float) -> list[tuple[float, dict]]:
+    """Every message after the snapshot, with its arrival time, until the run's final state."""
+    from websockets.asyncio.client import connect
+
+    arrived: list[tuple[float, dict]] = []
+    async with connect(url, origin=origin, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+        for _ in range(snapshot):
+            await asyncio.wait_for(ws.recv(), timeout)
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), timeout)
+            arrived.append((time.time(), json.loads(raw)))
+            event = arrived[-1][1]
+            if event.get("type") == "run" and event.get("state") in RUN_TERMINAL:
+                return arrived
+
+
+def live(ctx: Context) -> list[Result]:
+    n = 30
+    server = Server(ctx.procs)
+    server.start()
+    try:
+        cookie = session_cookie(ctx.user)
+        origin = f"http://127.0.0.1:{server.port}"
+        # The first step sleeps so that the socket is connected before the events of interest.
+        version = create_pipeline(ctx, pipelines.chain("live30", n, first_command="sleep 1.5"))
+        latencies: list[float] = []
+        by_kind: dict[str, list[float]] = {}
+        received = 0
+        for index in range(ctx.repeats(3, 1) + 1):
+            run = services.run_create(version=version, user=ctx.user, force_rerun=True)
+            url = f"ws://127.0.0.1:{server.port}/ws/runs/{run.pk}/"
+            events = asyncio.run(_watch(url, origin, cookie, snapshot=n + 1, timeout=60))
+            if index == 0:
+                continue  # warm-up: daphne's first connection and database queries
+            received += len(events)
+            for arrival, event in events:
+                stamp = _event_time(event)
+                if stamp is None:
+                    continue
+                latency = (arrival - stamp.timestamp()) * 1000
+                latencies.append(latency)
+                by_kind.setdefault(f"{event['type']}:{event.get('state')}", []).append(latency)
+    finally:
+        server.stop()
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    details = {
+        "events": len(latencies),
+        "messages": received,
+        "from": "the transition's timestamp in the payload (taken before the commit) to arrival at the client",
+        "p50_by_event": {k: round(percentile(v, 50), 2) for k, v in sorted(by_kind.items())},
+        "p95_by_event": {k: round(percentile(v, 95), 2) for k, v in sorted(by_kind.items())},
+        "max_ms": max(latencies),
+    }
+    return [
+        Result("live", "live: state change -> websocket client, p50", p50, "ms", details=details),
+        Result("live", "live: state change -> websocket client, p95", p95, "ms", target="< 50 ms", ok=p95 < 50),
+    ]
+
+
+# ---- 6: big DAGs ----------------------------------------------------------------------------------------
+
+
+def clear_svg_cache() -> None:
+    with graph._lru_lock:
+        graph._lru.clear()
+    shutil.rmtree(graph._cache_dir(), ignore_errors=True)
+
+
+def timed(fn: Callable[[], object], *, repeats: int, budget_s: float, before: Callable[[], None] | None = None):
+    """Up to `repeats` timings of fn (at least one), stopping early once `budget_s` is spent."""
+    samples: list[float] = []
+    spent = 0.0
+    result = None
+    while len(samples) < repeats and (not samples or spent < budget_s):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - started
+        samples.append(elapsed)
+        spent += elapsed
+    return samples, result
+
+
+@dataclass
+class PageTiming:
+    samples_ms: list[float]
+    queries: int
+    size: int
+    status: int
+
+    @property
+    def median_ms(self) -> float:
+        return median(self.samples_ms)
+
+
+class QueryCounter:
+    """Counts the SQL statements of the default connection, across the Client's close and reopen.
+
+    CaptureQueriesContext reads `connection.queries_log`, which `request_started` resets
+    in the middle of an in-process request; an execute wrapper stays on the connection.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def page(client: Client, url: str, *, repeats: int, before: Callable[[], None] | None = None, budget_s: float = 5):
+    """Server time of GET url in-process (middleware, views, templates), its queries and size.
+
+    The first request counts the queries. With `before` (e.g. clearing the SVG cache) every
+    request is cold and the first one is a sample too; without, it is a warm-up and at least
+    one more request is timed. Then up to `repeats` samples, fewer once `budget_s` is spent.
+    """
+    if before is not None:
+        before()
+    counter = QueryCounter()
+    with connection.execute_wrapper(counter):
+        started = time.perf_counter()
+        response = client.get(url)
+        first = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url}: {response.status_code}")
+    samples: list[float] = []
+    if before is not None:
+        samples.append(first)
+    if len(samples) < repeats and (first < budget_s or before is None):
+        more, _ = timed(lambda: client.get(url), repeats=repeats - len(samples), budget_s=budget_s, before=before)
+        samples += more
+    return PageTiming(
+        samples_ms=[s * 1000 for s in samples],
+        queries=counter.count,
+        size=len(response.content),
+        status=response.status_code,
+    )
+
+
+def finished_run(version: PipelineVersion, spec: PipelineSpec, user) -> Run:
+    """A succeeded run of `version` with one step run per step (bulk inserted, no execution)."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            pipeline=version.pipeline,
+            version=version,
+            state=RunState.SUCCEEDED,
+            created_by=user,
+            started_at=now - timedelta(seconds=len(spec.jobs)),
+            finished_at=now,
+        )
+        StepRun.objects.bulk_create(
+            [
+                StepRun(
+                    run=run,
+                    name=name,
+                    state=StepState.SUCCEEDED,
+                    attempt=1,
+                    queue=pipelines.TARGET,
+                    queued_at=now - timedelta(seconds=len(spec.jobs) - i),
+                    started_at=now - timedelta(seconds=len(spec.jobs) - i - 0.1),
+                    finished_at=now - timedelta(seconds=len(spec.jobs) - i - 0.9),
+                    exit_code=0,
+                )
+                for i, name in enumerate(spec.jobs)
+            ],
+            batch_size=1000,
+        )
+    return run
+
+
+def big_dags(ctx: Context) -> list[Result]:
+    results: list[Result] = []
+    sizes = (100, 1000, 5000)
+    specs = {n: pipelines.layered(f"dag{n}", n) for n in sizes}
+    for n in sizes:
+        spec = specs[n]
+        samples, svg = timed(
+            lambda spec=spec: graph.render_svg(graph.pipeline_dot(spec)),
+            repeats=ctx.repeats(5, 1),
+            budget_s=5,
+            before=clear_svg_cache,
+        )
+        results.append(
+            Result(
+                "big_dags",
+                f"DAG SVG render, {n:,} steps (cold)",
+                median(samples) * 1000,
+                "ms",
+                samples=[s * 1000 for s in samples],
+                details={"svg_kib": round(len(svg) / 1024), "edges": len(spec.edges())},
+            )
+        )
+    client = Client()
+    client.force_login(ctx.user)
+    for n in (1000, 5000):
+        spec = specs[n]
+        setup_started = time.perf_counter()
+        version = create_pipeline(ctx, spec)
+        run = finished_run(version, spec, ctx.user)
+        setup_s = time.perf_counter() - setup_started
+        pages = [
+            ("editor page", f"/pipelines/{version.pipeline_id}/", None),
+            ("run page", f"/runs/{run.pk}/", "< 500 ms" if n == 5000 else None),
+        ]
+        for label, url, target in pages:
+            for cold in (True, False):
+                if cold and n >= 5000 and (ctx.quick or label == "editor page"):
+                    # Dominated by the dot layout measured above (tens of seconds): the run
+                    # page's, which has a target, is measured unless --quick.
+                    continue
+                timing = page(
+                    client, url, repeats=ctx.repeats(5, 2), before=clear_svg_cache if cold else None, budget_s=5
+                )
+                value = timing.median_ms
+                results.append(
+                    Result(
+                        "big_dags",
+                        f"{label}, {n:,} steps ({'cold SVG' if cold else 'cached SVG'})",
+                        value,
+                        "ms",
+                        target=target or "",
+                        ok=(value < 500) if target else None,
+                        samples=timing.samples_ms,
+                        details={
+                            "url": url,
+                            "response_kib": round(timing.size / 1024),
+                            "queries": timing.queries,
+                            "setup_s": round(setup_s, 2),
+                        },
+                    )
+                )
+    return results
+
+
+# ---- 7: history ---------------------------------------------------------------------------------------------
+
+
+def insert_rows(model, template, rows: list[dict[str, object]]) -> None:
+    """INSERT rows of `model` with executemany: `template`'s values, overridden per row by field name.
+
+    bulk_create prepares every value of every row through its field (about 0.5 ms per run with
+    its step runs here); this prepares the template once, so 400,000 rows take seconds.
+    """
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    base = {f.name: f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields}
+    by_name = {f.name: f for f in fields} | {f.attname: f for f in fields}
+    varying = sorted({key for row in rows for key in row})
+    prepared = {key: by_name[key] for key in varying}
+    columns = [f.column for f in fields]
+    order = [(f.name, f.attname) for f in fields]
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} "
+        f"({', '.join(connection.ops.quote_name(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    params = []
+    for row in rows:
+        values = []
+        for name, attname in order:
+            key = name if name in row else attname if attname in row else None
+            if key is None:
+                values.append(base[name])
+            else:
+                values.append(prepared[key].get_db_prep_save(row[key], connection))
+        params.append(values)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def add_history(version: PipelineVersion, user, count: int, *, steps_per_run: int = 3) -> float:
+    """Insert `count` finished runs of `version` with a few step runs each; seconds taken."""
+    started = time.perf_counter()
+    now = timezone.now()
+    states = [RunState.SUCCEEDED] * 8 + [RunState.FAILED, RunState.CANCELED]
+    run_template = Run(pipeline_id=version.pipeline_id, version=version, created_by=user)
+    step_template = StepRun(run_id=0, name="s", attempt=1, queue=pipelines.TARGET)
+    batch = 10_000
+    with transaction.atomic():
+        for offset in range(0, count, batch):
+            size = min(batch, count - offset)
+            rows = []
+            for i in range(size):
+                begun = now - timedelta(minutes=count - offset - i)
+                rows.append(
+                    {
+                        "state": states[i % len(states)],
+                        "created_at": begun,
+                        "started_at": begun,
+                        "finished_at": begun + timedelta(seconds=30),
+                    }
+                )
+            insert_rows(Run, run_template, rows)
+            runs = list(
+                Run.objects.filter(pipeline_id=version.pipeline_id)
+                .order_by("-id")
+                .values_list("id", "state", "started_at", "finished_at")[:size]
+            )
+            insert_rows(
+                StepRun,
+                step_template,
+                [
+                    {
+                        "run_id": run_id,
+                        "name": f"s{j}",
+                        "state": StepState.SUCCEEDED if state == RunState.SUCCEEDED else StepState.FAILED,
+                        "started_at": begun,
+                        "finished_at": ended,
+                    }
+                    for run_id, state, begun, ended in runs
+                    for j in range(steps_per_run)
+                ],
+            )
+    return time.perf_counter() - started
+
+
+def history(ctx: Context) -> list[Result]:
+    user, team = bench_user("history", "History")
+    version = create_pipeline(ctx, pipelines.chain("history3", 3), team=team, user=user)
+    client = Client()
+    client.force_login(user)
+    pages = {
+        "runs list": "/runs/",
+        "a pipeline's runs": f"/runs/?pipeline={version.pipeline_id}",
+        "pipeline page": f"/pipelines/{version.pipeline_id}/",
+        "pipelines list": "/pipelines/",
+    }
+    measured: dict[int, dict[str, PageTiming]] = {}
+    inserted = 0
+    setup: dict[int, float] = {}
+    for total in (1_000, 100_000):
+        setup[total] = add_history(version, user, total - inserted)
+        inserted = total
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        measured[total] = {}
+        for label, url in pages.items():
+            measured[total][label] = page(client, url, repeats=ctx.repeats(5, 3))
+    results = []
+    for label in pages:
+        small, big = measured[1_000][label], measured[100_000][label]
+        constant = small.queries == big.queries
+        results.append(
+            Result(
+                "history",
+                f"{label} with 1,000 runs",
+                small.median_ms,
+                "ms",
+                samples=small.samples_ms,
+                details={"url": pages[label], "queries": small.queries, "setup_s": round(setup[1_000], 2)},
+            )
+        )
+        results.append(
+            Result(
+                "history",
+                f"{label} with 100,000 runs",
+                big.median_ms,
+                "ms",
+                target="< 200 ms",
+                ok=big.median_ms < 200,
+                samples=big.samples_ms,
+                details={"url": pages[label], "queries": big.queries, "setup_s": round(setup[100_000], 2)},
+            )
+        )
+        results.append(
+            Result(
+                "history",
+                f"{label}: SQL queries at 100,000 runs (at 1,000: {small.queries})",
+                float(big.queries),
+                "queries",
+                target="constant",
+                ok=constant,
+                details={"queries_1000": small.queries, "queries_100000": big.queries},
+            )
+        )
+    return results
+
+
+FIGURES: dict[str, Callable[[Context], list[Result]]] = {
+    "chain50": chain50,
+    "fan50": fan50,
+    "reused100": reused100,
+    "load": load,
+    "live": live,
+    "big_dags": big_dags,
+    "history": history,
+}
+# Figures computed by another one's runs.
+ALIASES = {"step_latency": "chain50"}
+NEEDS_WORKERS = {"chain50", "fan50", "reused100", "load", "live"}
