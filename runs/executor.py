@@ -406,7 +406,12 @@ def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
 
 def execute(step_run_id: int, attempt: int) -> str:
     """Run one attempt of a step and advance its run; returns what happened, for the RQ job's result."""
-    step_run = StepRun.objects.select_related("run__version").filter(pk=step_run_id).first()
+    step_run = (
+        StepRun.objects.select_related("run__version")
+        .defer("run__version__spec", "run__version__files")
+        .filter(pk=step_run_id)
+        .first()
+    )
     if step_run is None:
         return "no such step run (deleted, or a job from another database)"
     if step_run.attempt != attempt or step_run.state != StepState.QUEUED:

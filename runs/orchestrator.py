@@ -148,6 +148,22 @@ def find_reusable(step_run: StepRun, fp: str) -> tuple[StepRun | None, str]:
 # ---- advancing a run ----------------------------------------------------------------
 
 
+class StepRows(dict):
+    """`name -> StepRun` of one run, read when first needed."""
+
+    def __init__(self, run_id: int):
+        super().__init__()
+        self.run_id = run_id
+
+    def load(self, names: Iterable[str]) -> dict[str, StepRun]:
+        names = list(names)
+        missing = [n for n in names if n not in self]
+        if missing:
+            rows = StepRun.objects.filter(run_id=self.run_id, name__in=missing).defer("fingerprint_parts")
+            self.update({s.name: s for s in rows})
+        return {n: self[n] for n in names}
+
+
 class RunOutputs(dict):
     """`(job, output) -> artifact sha256` of one run, read per upstream job when first needed.
 
@@ -182,15 +198,22 @@ def run_advance(run_id: int) -> None:
     """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run."""
     to_enqueue: list[StepRun] = []
     with transaction.atomic():
-        run = Run.objects.select_for_update().select_related("version").get(pk=run_id)
+        # The version's spec is cached per process: don't read (and parse) it with every advance.
+        run = (
+            Run.objects.select_for_update()
+            .select_related("version")
+            .defer("version__spec", "version__files")
+            .get(pk=run_id)
+        )
         if run.state in RUN_TERMINAL:
             return
         pipeline = version_spec(run.version)
         file_map = version_file_map(run.version)
         upstream = pipeline.upstream()
-        steps = {s.name: s for s in run.steps.defer("fingerprint_parts")}
+        # Every step's state, but whole rows only of the steps about to change.
+        states: dict[str, str] = dict(run.steps.values_list("name", "state"))
+        steps = StepRows(run.pk)
         outputs = RunOutputs(run.pk)
-        states = {name: s.state for name, s in steps.items()}
 
         stopping = run.cancel_requested or run.timed_out
         stop_all = stopping or (
@@ -203,7 +226,8 @@ def run_advance(run_id: int) -> None:
                 reason = "the run was canceled"
             else:
                 reason = "an upstream step failed"
-            for name, step_run in steps.items():
+            in_flight = [n for n, s in states.items() if s in (StepState.PENDING, StepState.QUEUED, StepState.RUNNING)]
+            for name, step_run in steps.load(in_flight).items():
                 if step_run.state == StepState.PENDING:
                     to = StepState.CANCELED if stopping else StepState.SKIPPED
                     step_run_transition(step_run=step_run, to=to, reason=reason)
@@ -215,13 +239,15 @@ def run_advance(run_id: int) -> None:
         changed = True
         while changed:
             changed = False
-            for name in blocked_steps(upstream, states):
+            for name in steps.load(blocked_steps(upstream, states)):
                 step_run_transition(
                     step_run=steps[name], to=StepState.SKIPPED, reason="an upstream step did not succeed"
                 )
                 states[name] = StepState.SKIPPED
                 changed = True
-            for name in sorted(ready_steps(upstream, states)):
+            ready = ready_steps(upstream, states)
+            steps.load(ready)
+            for name in sorted(ready):
                 step_run = steps[name]
                 step = pipeline.jobs[name]
                 outputs.load(upstream[name])
