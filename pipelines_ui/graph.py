@@ -206,7 +206,7 @@ def render_svg(dot: str) -> str:
     Dense graphs take seconds to lay out, so results are cached by the DOT's sha256 in
     memory and on disk (shared by every process of the checkout).
     """
-    key = hashlib.sha256(dot.encode("utf-8")).hexdigest()
+    key = _key(dot)
     with _lru_lock:
         if key in _lru:
             _lru.move_to_end(key)
@@ -229,6 +229,43 @@ def render_svg(dot: str) -> str:
         while len(_lru) > _LRU_SIZE:
             _lru.popitem(last=False)
     return svg
+
+
+def _key(dot: str) -> str:
+    return hashlib.sha256(dot.encode("utf-8")).hexdigest()
+
+
+def svg_cached(dot: str) -> bool:
+    key = _key(dot)
+    with _lru_lock:
+        if key in _lru:
+            return True
+    return (_cache_dir() / key[:2] / f"{key}.svg").exists()
+
+
+# Graphs with more steps than this are laid out in the background, never in a request.
+LARGE_GRAPH_STEPS = 1000
+_drawing: set[str] = set()
+
+
+def render_svg_in_background(dot: str) -> None:
+    """Lay out a big graph in a daemon thread (once per DOT), so that no request waits for it."""
+    key = _key(dot)
+    with _lru_lock:
+        if key in _drawing:
+            return
+        _drawing.add(key)
+
+    def draw() -> None:
+        try:
+            render_svg(dot)
+        except GraphRenderError:
+            pass
+        finally:
+            with _lru_lock:
+                _drawing.discard(key)
+
+    threading.Thread(target=draw, name=f"dot-{key[:8]}", daemon=True).start()
 
 
 def pipeline_svg(p: Pipeline, **kwargs) -> str:

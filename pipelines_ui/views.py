@@ -24,7 +24,15 @@ from pipelines_ui.forms import (
     PipelineSettingsForm,
     StepForms,
 )
-from pipelines_ui.graph import GraphRenderError, dom_id, pipeline_dot, render_svg
+from pipelines_ui.graph import (
+    LARGE_GRAPH_STEPS,
+    GraphRenderError,
+    dom_id,
+    pipeline_dot,
+    render_svg,
+    render_svg_in_background,
+    svg_cached,
+)
 from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.spec import SpecError, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
@@ -60,8 +68,13 @@ def _svg(spec: PipelineSpec, **kwargs) -> str:
     """The DAG as inline SVG, or "" when there is nothing to draw or graphviz failed."""
     if not (spec.jobs or spec.inputs or spec.outputs):
         return ""
+    dot = pipeline_dot(spec, **kwargs)
+    if len(spec.jobs) > LARGE_GRAPH_STEPS and not svg_cached(dot):
+        # Laying out thousands of nodes takes dot tens of seconds: never in a request.
+        render_svg_in_background(dot)
+        return ""
     try:
-        return render_svg(pipeline_dot(spec, **kwargs))
+        return render_svg(dot)
     except GraphRenderError:
         return ""
 

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
@@ -52,6 +53,7 @@ def run_for_user(*, user, run_id: int) -> Run:
     run = (
         Run.objects.for_user(user)
         .select_related("pipeline", "pipeline__team", "version", "created_by", "rerun_of")
+        .defer("version__spec", "version__files")
         .filter(pk=run_id)
         .first()
     )
@@ -208,11 +210,58 @@ class Progress:
         return [(kind, 100 * n / self.total, n) for kind, n in groups.items() if n]
 
 
-def run_steps(run: Run) -> list[StepRun]:
-    steps = list(run.steps.select_related("reused_from").order_by("id"))
-    for step in steps:
+# What the run page shows of every step; the rest (fingerprints, reuse origins) is read
+# for the few rows on screen only, which keeps a 5,000-step run page fast.
+STEP_LIST_FIELDS = (
+    "id",
+    "run_id",
+    "name",
+    "display_name",
+    "state",
+    "attempt",
+    "max_retries",
+    "queue",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "reason",
+    "reused_from_id",
+    "worker",
+    "log_lines",
+)
+
+
+class StepSummary(NamedTuple):
+    id: int
+    name: str
+    state: str
+    attempt: int
+
+
+def step_summaries(run: Run) -> list[StepSummary]:
+    """Every step of the run, light: enough for progress, states and choosing what to show."""
+    return [StepSummary(*row) for row in run.steps.order_by("id").values_list("id", "name", "state", "attempt")]
+
+
+def run_steps(run: Run, ids: list[int] | None = None) -> dict[int, StepRun]:
+    """Whole rows (with their reuse origins) of the run's steps, or of the steps `ids`, by id."""
+    rows = run.steps.select_related("reused_from").only(*STEP_LIST_FIELDS, "reused_from__run_id", "reused_from__name")
+    if ids is not None:
+        rows = rows.filter(id__in=ids)
+    steps = {step.id: step for step in rows.order_by("id")}
+    for step in steps.values():
         step.run = run
     return steps
+
+
+def most_telling(steps: list[StepRun], limit: int) -> list[StepRun]:
+    """At most `limit` steps in their order: failed, running and queued ones first."""
+    if len(steps) <= limit:
+        return steps
+    urgent = {StepState.FAILED: 0, StepState.RUNNING: 1, StepState.QUEUED: 2}
+    chosen = sorted(range(len(steps)), key=lambda i: (urgent.get(steps[i].state, 3), i))[:limit]
+    return [steps[i] for i in sorted(chosen)]
 
 
 def step_rows(steps: list[StepRun]) -> list[StepRow]:

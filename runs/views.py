@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from runs import artifacts, reuse, selectors
 from runs.forms import RunForm
-from runs.models import Artifact, RunState, StepRun
+from runs.models import Artifact, RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
 from runs.specs import version_spec
 
@@ -108,19 +109,25 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
     if selected_name and not selectors.valid_name(selected_name):
         raise Http404("No such step")
-    steps = selectors.run_steps(run)
+    # Every step as a light summary; whole rows only for the steps on screen.
+    steps = selectors.step_summaries(run)
+    chosen = steps if request.GET.get("all") else selectors.most_telling(steps, MAX_STEP_ROWS)
     selected = next((s for s in steps if s.name == selected_name), None) if selected_name else None
     if selected_name and selected is None:
         raise Http404("No such step")
     if selected is None:
         selected = selectors.default_selected_step(steps)
+    rows = selectors.run_steps(run, ids=[s.id for s in chosen] + ([selected.id] if selected else []))
+    shown = [rows[s.id] for s in chosen]
+    selected = rows[selected.id] if selected else None
     log_page = selectors.log_page(selected) if selected else None
     return {
         "run": run,
         "steps": steps,
-        "rows": selectors.step_rows(steps),
+        "rows": selectors.step_rows(shown),
+        "hidden_rows": len(steps) - len(shown),
         "progress": selectors.progress(steps),
-        "timeline": selectors.timeline(run, steps),
+        "timeline": selectors.timeline(run, shown),
         "selected": selected,
         "outputs": selectors.step_outputs(selected) if selected else [],
         "reuse": reuse.explain(selected) if selected else None,
@@ -132,18 +139,46 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
     }
 
 
-def _graph(run, steps: list[StepRun]) -> tuple[str, str, dict[str, str]]:
-    """(svg, error, step name -> node id); the page falls back to the table when dot fails."""
+# Above this many steps the page lists the most telling steps first and draws the graph
+# only once it has been laid out (dot takes tens of seconds at 5,000 nodes).
+MAX_STEP_ROWS = 100
+_RUN_PLACEHOLDER = 0
+
+
+def _graph(run) -> tuple[str, str, dict[str, str]]:
+    """(svg, note, step name -> node id); the page falls back to the table when there is no SVG.
+
+    The SVG is the version's, without states (the page's script paints them), so it is laid
+    out once per version and cached; only the run id in the step links differs per run.
+    """
     from pipelines_ui import graph
 
     spec = version_spec(run.version)
-    states = {s.name: s.state for s in steps}
-    dot = graph.pipeline_dot(spec, states=states, step_url=lambda name: reverse("run_step", args=[run.pk, name]))
+    node_ids = selectors.step_dom_ids(spec)
+    placeholder = _step_url_prefix(_RUN_PLACEHOLDER)
+    dot = _version_dot(run.version.pk, run.version.content_hash, placeholder)
+    if len(spec.jobs) > graph.LARGE_GRAPH_STEPS and not graph.svg_cached(dot):
+        graph.render_svg_in_background(dot)
+        return "", f"the graph of {len(spec.jobs):,} steps is being drawn; reload in a minute", node_ids
     try:
         svg = graph.render_svg(dot)
     except graph.GraphRenderError as exc:
-        return "", str(exc), selectors.step_dom_ids(spec)
-    return svg, "", selectors.step_dom_ids(spec)
+        return "", f"the graph could not be drawn ({exc})", node_ids
+    return svg.replace(placeholder, _step_url_prefix(run.pk)), "", node_ids
+
+
+def _step_url_prefix(run_id: int) -> str:
+    return reverse("run_step", args=[run_id, "x"]).removesuffix("x/")
+
+
+@functools.lru_cache(maxsize=32)
+def _version_dot(version_id: int, content_hash: str, url_prefix: str) -> str:
+    """A version's DOT (versions are immutable: building it for 5,000 steps takes a while)."""
+    from pipelines_ui import graph
+    from pipelines_ui.models import PipelineVersion
+
+    spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
+    return graph.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/")
 
 
 @login_required
@@ -153,7 +188,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
 
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     context = _run_context(request, run, step_name)
-    svg, graph_error, node_ids = _graph(run, context["steps"])
+    svg, graph_error, node_ids = _graph(run)
     context.update(
         svg=svg,
         graph_error=graph_error,

@@ -302,6 +302,9 @@
 
   drawSparklines();
 
+  // The graph is drawn once per version, uncoloured: paint the states this page was rendered with.
+  Object.keys(steps).forEach(function (name) { paintNode(name, steps[name][0]); });
+
   // ---- the socket ----------------------------------------------------------------------------
 
   if (!window.WebSocket || !window.StepwiseLive) {

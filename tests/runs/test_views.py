@@ -247,7 +247,9 @@ def test_run_page_shows_graph_steps_and_state(finished_run, client, alice):
     # dot writes hyphens in ids and classes as the entity &#45;; the DOM sees "step-train".
     html = response.content.decode().replace("&#45;", "-")
     assert "<svg" in html and 'id="step-train"' in html
-    assert 'class="node step state-succeeded"' in html
+    # One uncoloured SVG per version; the page's states (painted by run.js) ride in its config.
+    assert '"prep": ["reused", 0]' in html
+    assert reverse("run_step", args=[finished_run.pk, "train"]) in html
     assert '"nodes": {"prep": "step-prep", "train": "step-train", "report": "step-report"}' in html
     assert "1 / 3 steps" in html or "2 / 3 steps" in html
     assert 'data-step="prep"' in html and 'data-step="report"' in html
@@ -363,3 +365,29 @@ def test_membership_is_what_grants_access(finished_run, client, charlie, team):
     Membership.objects.create(team=team, user=charlie, role=Role.VIEWER)
     client.force_login(charlie)
     assert client.get(reverse("run_detail", args=[finished_run.pk])).status_code == 200
+
+
+def test_run_page_graph_is_shared_by_runs_of_a_version_and_links_to_its_own_run(finished_run, client, alice):
+    from pipelines_ui import graph
+
+    other = make_run(finished_run.pipeline, alice)
+    client.force_login(alice)
+    client.get(reverse("run_detail", args=[finished_run.pk]))
+    laid_out = len(graph._lru)
+    html = client.get(reverse("run_detail", args=[other.pk])).content.decode()
+    assert len(graph._lru) == laid_out, "the second run of the version reuses the cached layout"
+    assert reverse("run_step", args=[other.pk, "train"]) in html
+    assert reverse("run_step", args=[finished_run.pk, "train"]) not in html
+
+
+def test_a_large_run_lists_the_most_telling_steps_first(finished_run, client, alice, monkeypatch):
+    from runs import views
+
+    monkeypatch.setattr(views, "MAX_STEP_ROWS", 1)
+    set_step(finished_run, "report", state=StepState.FAILED)
+    client.force_login(alice)
+    html = client.get(reverse("run_detail", args=[finished_run.pk])).content.decode()
+    assert 'data-step="report"' in html and 'data-step="prep"' not in html
+    assert "Show all steps" in html
+    html = client.get(reverse("run_detail", args=[finished_run.pk]) + "?all=1").content.decode()
+    assert 'data-step="prep"' in html
