@@ -231,3 +231,12 @@ def test_two_simultaneous_runs_of_a_new_step_both_succeed(workers, alice, team, 
         assert artifacts.artifact_intact(artifact, verify_content=True)
     assert Artifact.objects.count() == len({o.artifact_id for o in StepOutput.objects.all()})
     shutil.rmtree(tmp_path / "twins")
+
+
+def test_yaml_force_rerun_setting_executes_every_step(workers, alice, team, tmp_path):
+    workers.start(1)
+    forced = DIAMOND.replace("display_name: diamond", "display_name: diamond\nsettings:\n  force_rerun: true")
+    version = import_yaml(tmp_path, forced, alice, team, name="forced")
+    wait_run(services.run_create(version=version, user=alice))
+    second = wait_run(services.run_create(version=version, user=alice))
+    assert executed(second) == {"a", "b", "c", "d"}
