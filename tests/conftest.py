@@ -39,3 +39,22 @@ def bob(team):
 def charlie(other_team):
     """Outside alice's team."""
     return make_user("charlie", other_team, Role.ADMIN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_test_database(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end the sessions that still hold it.
+
+    The threads Channels runs consumers' queries in, and any worker a test left dying,
+    keep connections open; PostgreSQL refuses to drop a database in use.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
