@@ -97,7 +97,12 @@ def run_visible(*, user, run_id: int) -> bool:
 def run_list(*, user, pipeline_id: int | None = None, state: str | None = None) -> QuerySet[Run]:
     # No per-row aggregates here: annotating step counts would group every visible run
     # before the page's LIMIT applies (seconds at 100,000 runs). See `with_step_counts`.
-    qs = Run.objects.for_user(user).select_related("pipeline", "version", "created_by").order_by("-id")
+    qs = (
+        Run.objects.for_user(user)
+        .select_related("pipeline", "version", "created_by")
+        .defer("inputs", "version__spec", "version__files")
+        .order_by("-id")
+    )
     if pipeline_id is not None:
         qs = qs.filter(pipeline_id=pipeline_id)
     if state:

@@ -101,8 +101,13 @@ def run_transition(*, run: Run, to: RunState, reason: str = "") -> bool:
     return True
 
 
+@transaction.atomic
 def step_run_fail(*, step_run: StepRun, reason: str, exit_code: int | None = None) -> bool:
-    """Fail this attempt; with retries left (and the run not canceled) queue the next attempt."""
+    """Fail this attempt; with retries left (and the run not canceled) queue the next attempt.
+
+    Both in one transaction: no one advancing the run may see the failure of an attempt
+    that is about to be retried (it would skip everything downstream).
+    """
     if not step_run_try_transition(step_run=step_run, to=StepState.FAILED, reason=reason, exit_code=exit_code):
         return False
     if step_run.attempt <= step_run.max_retries:
