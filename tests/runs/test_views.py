@@ -391,3 +391,12 @@ def test_a_large_run_lists_the_most_telling_steps_first(finished_run, client, al
     assert "Show all steps" in html
     html = client.get(reverse("run_detail", args=[finished_run.pk]) + "?all=1").content.decode()
     assert 'data-step="prep"' in html
+
+
+def test_admin_lists_compute_targets_and_runs_read_only(finished_run, client, alice):
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client.force_login(alice)
+    assert client.get("/admin/runs/computetarget/").status_code == 200
+    assert client.get(f"/admin/runs/run/{finished_run.pk}/change/").status_code == 200
+    assert client.get("/admin/runs/run/add/").status_code == 403

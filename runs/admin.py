@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from runs.models import ComputeTarget, Run, StepRun
+
+
+@admin.register(ComputeTarget)
+class ComputeTargetAdmin(admin.ModelAdmin):
+    list_display = ("name", "queue", "aliases", "is_default", "description")
+    search_fields = ("name", "queue")
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    fields = ("name", "state", "attempt", "started_at", "finished_at", "exit_code", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    """Read-only: states change only through runs.transitions."""
+
+    list_display = ("id", "pipeline", "version", "state", "created_by", "created_at", "finished_at")
+    list_filter = ("state",)
+    list_select_related = ("pipeline", "version", "created_by")
+    inlines = [StepRunInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
