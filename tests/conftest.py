@@ -6,6 +6,18 @@ from django.contrib.auth import get_user_model
 from pipelines_ui.models import Membership, Role, Team
 
 
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for the servers and workers a test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    auth = f"{user}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
 @pytest.fixture
 def team(db) -> Team:
     return Team.objects.create(name="Data Science")

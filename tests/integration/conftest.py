@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from runs.models import ComputeTarget
+from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url_for_workers() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or ""
-    auth = f"{user}@" if user else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 class Workers:
@@ -40,7 +31,7 @@ class Workers:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=database_url_for_workers(),
+            DATABASE_URL=database_url(),
             STEPWISE_ARTIFACTS=str(settings.STEPWISE_ARTIFACTS),
             STEPWISE_WORKDIR=str(settings.STEPWISE_WORKDIR),
             STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
