@@ -27,7 +27,8 @@ def _snapshot(run_id: int) -> list[dict[str, Any]]:
     if run is None:
         return []
     messages = [broadcast.run_payload(run)]
-    messages.extend(broadcast.step_payload(step) for step in run.steps.select_related("reused_from").order_by("id"))
+    steps = run.steps.select_related("reused_from").defer("fingerprint_parts", "reused_from__fingerprint_parts")
+    messages.extend(broadcast.step_payload(step) for step in steps.order_by("id"))
     return messages
 
 
