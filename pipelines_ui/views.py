@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
@@ -72,7 +73,10 @@ def _svg(spec: PipelineSpec, **kwargs) -> str:
     if len(spec.jobs) > LARGE_GRAPH_STEPS and not svg_cached(dot):
         # Laying out thousands of nodes takes dot tens of seconds: never in a request.
         render_svg_in_background(dot)
-        return ""
+        return format_html(
+            '<p class="text-muted text-center py-5 mb-0">The graph of {} steps is being drawn: reload in a minute.</p>',
+            f"{len(spec.jobs):,}",
+        )
     try:
         return render_svg(dot)
     except GraphRenderError:

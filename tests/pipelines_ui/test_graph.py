@@ -159,3 +159,18 @@ def test_render_svg_is_cached_in_memory_and_on_disk(settings, monkeypatch):
 def test_render_svg_reports_dot_errors():
     with pytest.raises(graph.GraphRenderError):
         render_svg("digraph { this is not dot")
+
+
+def test_editor_draws_a_huge_graph_in_the_background(monkeypatch, tmp_path, settings):
+    from pipelines_ui import graph, views
+    from pipelines_ui.spec.model import Pipeline, Step
+
+    settings.VAR_DIR = tmp_path
+    started = []
+    monkeypatch.setattr(graph, "LARGE_GRAPH_STEPS", 2)
+    monkeypatch.setattr(views, "LARGE_GRAPH_STEPS", 2)
+    monkeypatch.setattr(views, "render_svg_in_background", started.append)
+    spec = Pipeline(name="big", jobs={f"s{i}": Step(name=f"s{i}", command="true") for i in range(3)})
+    html = views._svg(spec)
+    assert "is being drawn" in html and "<svg" not in html
+    assert len(started) == 1
