@@ -121,28 +121,38 @@ def fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def find_reusable(step_run: StepRun, fp: str) -> tuple[StepRun | None, str]:
+def find_reusable(step_run: StepRun, fp: str, *, output_count: int) -> tuple[StepRun | None, list[StepOutput], str]:
     """The newest earlier successful step run with this fingerprint whose outputs are intact.
 
-    Returns (origin, why not) where `why not` explains a rejected candidate: outputs whose
-    files went missing or no longer match their hash are never reused.
+    Returns (origin, its outputs, why not) where `why not` explains a rejected candidate:
+    outputs whose files went missing or no longer match their hash are never reused. Equal
+    fingerprints mean equal output names, so an origin has exactly `output_count` outputs.
     """
     verify = settings.STEPWISE_REUSE_VERIFY == "hash"
-    candidates = (
-        StepRun.objects.filter(fingerprint=fp, state=StepState.SUCCEEDED)
-        .exclude(run_id=step_run.run_id)
-        .order_by("-id")
-        .prefetch_related("outputs__artifact")[:5]
-    )
+    earlier = {"fingerprint": fp, "state": StepState.SUCCEEDED}
+    if output_count:
+        # One query for the candidates and their outputs: reuse runs this once per step.
+        rows = (
+            StepOutput.objects.filter(**{f"step_run__{k}": v for k, v in earlier.items()})
+            .exclude(step_run__run_id=step_run.run_id)
+            .select_related("artifact", "step_run")
+            .defer("step_run__fingerprint_parts")
+            .order_by("-step_run_id", "name")[: 5 * output_count]
+        )
+        by_origin: dict[int, list[StepOutput]] = {}
+        for row in rows:
+            by_origin.setdefault(row.step_run_id, []).append(row)
+        candidates = [(outs[0].step_run, outs) for outs in by_origin.values() if len(outs) == output_count]
+    else:
+        origins = StepRun.objects.filter(**earlier).exclude(run_id=step_run.run_id).defer("fingerprint_parts")
+        candidates = [(origin, []) for origin in origins.order_by("-id")[:1]]
     why_not = ""
-    for candidate in candidates:
-        broken = [
-            o.name for o in candidate.outputs.all() if not artifacts.artifact_intact(o.artifact, verify_content=verify)
-        ]
+    for candidate, outs in candidates:
+        broken = [o.name for o in outs if not artifacts.artifact_intact(o.artifact, verify_content=verify)]
         if not broken:
-            return candidate, ""
+            return candidate, outs, ""
         why_not = f"not reused: the outputs of run #{candidate.run_id} ({', '.join(broken)}) are missing or corrupted"
-    return None, why_not
+    return None, [], why_not
 
 
 # ---- advancing a run ----------------------------------------------------------------
@@ -236,6 +246,7 @@ def run_advance(run_id: int) -> None:
                     step_run_transition(step_run=step_run, to=StepState.CANCELED, reason=reason)
                 states[name] = step_run.state
 
+        reusing = False
         changed = True
         while changed:
             changed = False
@@ -255,28 +266,36 @@ def run_advance(run_id: int) -> None:
                     pipeline, step, run_inputs=run.inputs, file_map=file_map, upstream_outputs=outputs
                 )
                 fp = fingerprint(parts)
-                StepRun.objects.filter(pk=step_run.pk).update(fingerprint=fp, fingerprint_parts=parts)
                 step_run.fingerprint, step_run.fingerprint_parts = fp, parts
-                origin, why_not = None, ""
+                # Written by the transition below, in the same UPDATE.
+                recorded = {"fingerprint": fp, "fingerprint_parts": parts}
+                origin, origin_outputs, why_not = None, [], ""
                 if not step.is_deterministic:
                     why_not = "is_deterministic is false: always executes"
                 elif run.force_rerun or step_run.force:
                     why_not = "rerun forced"
                 else:
-                    origin, why_not = find_reusable(step_run, fp)
+                    origin, origin_outputs, why_not = find_reusable(step_run, fp, output_count=len(step.output_decls))
                 if origin is not None:
-                    for out in origin.outputs.all():
-                        StepOutput.objects.create(step_run=step_run, name=out.name, artifact=out.artifact)
+                    linked = [StepOutput(step_run=step_run, name=o.name, artifact=o.artifact) for o in origin_outputs]
+                    StepOutput.objects.bulk_create(linked)
+                    for out in linked:
                         outputs[(name, out.name)] = out.artifact.sha256
                     outputs.loaded.add(name)
+                    if not reusing:
+                        # One reuse tends to make the next step ready and reusable too (a rerun):
+                        # read every pending row now rather than one query per step.
+                        reusing = True
+                        steps.load(n for n, s in states.items() if s == StepState.PENDING)
                     step_run_transition(
                         step_run=step_run,
                         to=StepState.REUSED,
                         reused_from=origin,
                         reason=f"reused from run #{origin.run_id}, step {origin.name}",
+                        **recorded,
                     )
                 else:
-                    step_run_transition(step_run=step_run, to=StepState.QUEUED, reason=why_not)
+                    step_run_transition(step_run=step_run, to=StepState.QUEUED, reason=why_not, **recorded)
                     to_enqueue.append(step_run)
                 states[name] = step_run.state
                 changed = True

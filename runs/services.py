@@ -7,7 +7,7 @@ from django.db import transaction
 from pipelines_ui.models import PipelineVersion
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs import orchestrator
-from runs.models import Run, RunState, StepRun, StepState
+from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.specs import coerce_literal, version_spec
 
@@ -60,8 +60,12 @@ def run_create(
     values = run_inputs_clean(spec, inputs or {})
     missing_targets: dict[str, str] = {}
     queues: dict[str, str] = {}
+    targets: dict[str, ComputeTarget | None] = {}
     for name, step in spec.jobs.items():
-        target = resolve_target(step.compute or spec.settings.default_compute)
+        compute = step.compute or spec.settings.default_compute
+        if compute not in targets:
+            targets[compute] = resolve_target(compute)
+        target = targets[compute]
         if target is None:
             missing_targets[name] = f"unknown compute target {step.compute or spec.settings.default_compute!r}"
         else:
