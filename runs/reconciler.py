@@ -23,6 +23,11 @@ from runs.transitions import step_run_fail
 log = logging.getLogger(__name__)
 
 
+# Canceled attempts looked at once each, by this reconciler process, within this window.
+REAP_WINDOW = timedelta(hours=1)
+_reaped: set[tuple[int, int]] = set()
+
+
 def heartbeat_limit() -> timedelta:
     return timedelta(seconds=max(3 * settings.STEPWISE_HEARTBEAT_S, 15))
 
@@ -38,7 +43,7 @@ def _job_alive(connection, step_run: StepRun) -> bool:
 def tick() -> dict[str, list[int]]:
     """One pass; returns the ids it acted on, by what it did."""
     now = timezone.now()
-    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": [], "timed_out": []}
+    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": [], "timed_out": [], "reaped": []}
 
     stale = StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=now - heartbeat_limit())
     for step_run in stale:
@@ -50,6 +55,21 @@ def tick() -> dict[str, list[int]]:
             if host == socket.gethostname():
                 executor.kill_attempt_processes(step_run.pk, lost_attempt)
             orchestrator.run_advance(step_run.run_id)
+
+    # A step canceled (or stopped by a run timeout) while its worker was dead was never
+    # killed by that worker: once its heartbeat is stale, kill what it left on this host.
+    ended = StepRun.objects.filter(
+        state=StepState.CANCELED,
+        heartbeat_at__lt=now - heartbeat_limit(),
+        finished_at__gt=now - REAP_WINDOW,
+    ).only("id", "attempt", "worker")
+    for step_run in ended:
+        key = (step_run.pk, step_run.attempt)
+        if key in _reaped or step_run.worker.rpartition(":")[0] != socket.gethostname():
+            continue
+        _reaped.add(key)
+        if executor.kill_attempt_processes(step_run.pk, step_run.attempt):
+            done["reaped"].append(step_run.pk)
 
     connection = queues.get_queue("default").connection
     grace = now - timedelta(seconds=5)

@@ -18,7 +18,7 @@ from rq.job import Job
 from runs import queues, reconciler
 from runs.artifacts import artifact_path
 from runs.models import Artifact, LogChunk, Run, RunState, StepOutput, StepRun, StepState, Transition
-from runs.services import run_create
+from runs.services import run_cancel, run_create
 from tests.integration.conftest import Workers, wait_for
 from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
 
@@ -533,3 +533,29 @@ def test_a_bad_second_output_leaves_no_half_registered_first_output(workers, ali
     assert "missing" in step.reason, step.reason
     assert not StepOutput.objects.filter(step_run__run=run).exists()
     assert not Artifact.objects.exists()
+
+
+def test_a_step_canceled_while_its_worker_is_dead_has_its_processes_killed(workers, alice, team, tmp_path, marker):
+    workers.start(1)
+    run = start_run(
+        tmp_path,
+        f"""
+        type: pipeline
+        jobs:
+          long:
+            type: command
+            command: exec -a {marker} sleep 600
+        """,
+        alice,
+        team,
+    )
+    wait_for(lambda: pids_matching(marker), message="the step's process")
+    victim = workers.procs[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    run_cancel(run=Run.objects.get(pk=run.pk))
+    assert wait_run(run, timeout=10).state == RunState.CANCELED
+    assert pids_matching(marker), "nobody is left to stop the step: its process still runs"
+
+    acted = tick_until(lambda: not pids_matching(marker), timeout=60, message="the reconciler to reap the process")
+    assert steps_of(run)["long"].pk in acted["reaped"]
