@@ -102,7 +102,7 @@ def pipeline_save_version(*, pipeline: Pipeline, spec: PipelineSpec, author, mes
     return version
 
 
-def version_spec(version: PipelineVersion) -> PipelineSpec:
+def version_spec_with_files(version: PipelineVersion) -> PipelineSpec:
     """The version as a spec, with the contents of every file."""
     shas = dict(version.files or {})
     blobs = {b.sha256: bytes(b.content) for b in FileBlob.objects.filter(sha256__in=set(shas.values()))}
@@ -115,7 +115,7 @@ def version_spec(version: PipelineVersion) -> PipelineSpec:
 def pipeline_working_spec(*, pipeline: Pipeline) -> PipelineSpec:
     """What the editor starts from: the latest version, or an empty spec for a new pipeline."""
     if pipeline.latest_version_id:
-        return version_spec(pipeline.latest_version)
+        return version_spec_with_files(pipeline.latest_version)
     return PipelineSpec(name=pipeline.name, display_name=pipeline.name, description=pipeline.description)
 
 
@@ -266,5 +266,5 @@ def pipeline_update(
 @transaction.atomic
 def pipeline_restore_version(*, pipeline: Pipeline, version: PipelineVersion, author) -> PipelineVersion:
     return pipeline_save_version(
-        pipeline=pipeline, spec=version_spec(version), author=author, message=f"Restored v{version.number}"
+        pipeline=pipeline, spec=version_spec_with_files(version), author=author, message=f"Restored v{version.number}"
     )

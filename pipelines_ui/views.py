@@ -9,7 +9,7 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -35,7 +35,7 @@ from pipelines_ui.graph import (
     svg_cached,
 )
 from pipelines_ui.models import Pipeline, PipelineVersion
-from pipelines_ui.spec import SpecError, to_zip_bytes
+from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem
 from pipelines_ui.uploads import UploadError, save_upload
@@ -366,7 +366,7 @@ def pipeline_versions(request: HttpRequest, pk: int) -> HttpResponse:
     )
     rows = []
     for version in page.object_list:
-        spec = services.version_spec(version)
+        spec = from_json(version.spec)  # the graph needs no file contents
         rows.append({"version": version, "spec": spec, "svg": _svg(spec), "dag_id": f"dag-v{version.number}"})
     return render(
         request,
@@ -386,7 +386,7 @@ def pipeline_versions(request: HttpRequest, pk: int) -> HttpResponse:
 def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     version = _get_version_for_user(request, pipeline, number)
-    spec = services.version_spec(version)
+    spec = services.version_spec_with_files(version)
     files = sorted((key, len(data)) for key, data in spec.files.items())
     return render(
         request,
@@ -414,8 +414,7 @@ def version_restore(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         return _forbidden(request, pipeline)
     version = _get_version_for_user(request, pipeline, number)
     try:
-        with transaction.atomic():
-            restored = services.pipeline_restore_version(pipeline=pipeline, version=version, author=request.user)
+        restored = services.pipeline_restore_version(pipeline=pipeline, version=version, author=request.user)
     except SpecError as exc:
         for problem in exc.problems:
             if problem.severity == "error":
@@ -440,7 +439,7 @@ def pipeline_export(request: HttpRequest, pk: int) -> HttpResponse:
         version = pipeline.latest_version
     else:
         raise Http404("This pipeline has no version yet")
-    data = to_zip_bytes(services.version_spec(version))
+    data = to_zip_bytes(services.version_spec_with_files(version))
     filename = f"{slugify(pipeline.name) or 'pipeline'}-v{version.number}.zip"
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -80,16 +80,15 @@ def tick() -> dict[str, list[int]]:
         queues.enqueue_steps(lost)
         done["requeued"] = [s.pk for s in lost]
 
-    for run in Run.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING], created_at__lt=grace):
-        states = set(run.steps.values_list("state", flat=True))
-        # Only a run with nothing queued or running can be stuck: otherwise the worker that
-        # ends the step in flight advances it, and advancing here would only contend for its lock.
-        if not states & {StepState.QUEUED, StepState.RUNNING}:
-            before = run.state
-            orchestrator.run_advance(run.pk)
-            run.refresh_from_db(fields=["state"])
-            if run.state != before:
-                done["settled"].append(run.pk)
+    # Only a run with nothing queued or running can be stuck: otherwise the worker that
+    # ends the step in flight advances it, and advancing here would only contend for its lock.
+    active = Run.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING], created_at__lt=grace)
+    in_flight = StepRun.objects.filter(run__in=active, state__in=[StepState.QUEUED, StepState.RUNNING])
+    for run_id, before in active.exclude(pk__in=in_flight.values("run_id")).values_list("pk", "state"):
+        orchestrator.run_advance(run_id)
+        if Run.objects.values_list("state", flat=True).get(pk=run_id) != before:
+            done["settled"].append(run_id)
+
     running = Run.objects.filter(state=RunState.RUNNING, timeout_s__isnull=False, timed_out=False)
     for run in running.exclude(started_at=None):
         if run.started_at + timedelta(seconds=run.timeout_s) < now and services.run_time_out(run=run):

@@ -30,6 +30,14 @@ def start_run(tmp_path: Path, yaml_text: str, user, team, **kwargs) -> Run:
     return run_create(version=version, user=user, **kwargs)
 
 
+def start_sleeper(tmp_path: Path, marker: str, user, team) -> Run:
+    """A one-step run whose step sleeps as a process named `marker`; returns once it runs."""
+    yaml_text = f"type: pipeline\njobs:\n  long:\n    type: command\n    command: exec -a {marker} sleep 600\n"
+    run = start_run(tmp_path, yaml_text, user, team)
+    wait_for(lambda: pids_matching(marker), message="the step's process")
+    return run
+
+
 def pids_matching(marker: str) -> list[str]:
     return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
 
@@ -256,19 +264,7 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
 
 def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tmp_path, marker):
     workers.start(1)
-    run = start_run(
-        tmp_path,
-        f"""
-        type: pipeline
-        jobs:
-          long:
-            type: command
-            command: exec -a {marker} sleep 600
-        """,
-        alice,
-        team,
-    )
-    wait_for(lambda: pids_matching(marker), message="the step's process")
+    run = start_sleeper(tmp_path, marker, alice, team)
     victim = workers.procs[0]
     scheduler = [pid for pid in child_pids(victim.pid) if str(pid) not in pids_matching(marker)]
     assert len(scheduler) == 1  # the only worker of the queue runs RQ's scheduler in a child process
@@ -537,19 +533,7 @@ def test_a_bad_second_output_leaves_no_half_registered_first_output(workers, ali
 
 def test_a_step_canceled_while_its_worker_is_dead_has_its_processes_killed(workers, alice, team, tmp_path, marker):
     workers.start(1)
-    run = start_run(
-        tmp_path,
-        f"""
-        type: pipeline
-        jobs:
-          long:
-            type: command
-            command: exec -a {marker} sleep 600
-        """,
-        alice,
-        team,
-    )
-    wait_for(lambda: pids_matching(marker), message="the step's process")
+    run = start_sleeper(tmp_path, marker, alice, team)
     victim = workers.procs[0]
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)

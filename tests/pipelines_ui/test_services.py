@@ -42,7 +42,7 @@ def test_invalid_spec_saves_nothing(team, alice, compute):
 
 
 def test_versions_are_numbered_and_identical_content_is_not_a_new_version(pipeline, alice):
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     same = services.pipeline_save_version(pipeline=pipeline, spec=spec, author=alice)
     assert same.number == 1
     spec.jobs["prep"].command = "python prep.py --out ${{outputs.data}} --fast"
@@ -54,14 +54,14 @@ def test_versions_are_numbered_and_identical_content_is_not_a_new_version(pipeli
 
 
 def test_unchanged_files_are_shared_between_versions(pipeline, alice):
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     spec.jobs["prep"].display_name = "Prepare"
     services.pipeline_save_version(pipeline=pipeline, spec=spec, author=alice)
     assert FileBlob.objects.count() == 2
 
 
 def test_version_spec_round_trips(pipeline):
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     assert spec.jobs["train"].inputs["data"] == JobOutput(job="prep", output="data")
     assert spec.files["code/train/train.py"] == b"print('train')\n"
 
@@ -75,11 +75,11 @@ def test_step_save_adds_and_renames_with_references(pipeline, alice):
     v2 = services.pipeline_step_save(pipeline=pipeline, step=step, author=alice, code_files={"score.py": b"s"})
     assert v2.number == 2 and "code/score/score.py" in v2.files
 
-    spec = services.version_spec(v2)
+    spec = services.version_spec_with_files(v2)
     renamed = spec.jobs["prep"]
     renamed.name = "prepare"
     v3 = services.pipeline_step_save(pipeline=pipeline, step=renamed, author=alice, original_name="prep")
-    spec3 = services.version_spec(v3)
+    spec3 = services.version_spec_with_files(v3)
     assert "prep" not in spec3.jobs and "prepare" in spec3.jobs
     assert spec3.jobs["train"].inputs["data"] == JobOutput(job="prepare", output="data")
     assert "code/prepare/prep.py" in spec3.files and "code/prep/prep.py" not in spec3.files

@@ -333,7 +333,7 @@ def test_add_step_creates_version_with_bindings_and_code(client, alice, pipeline
     response = client.post(reverse("step_create", args=[pipeline.pk]), step_post())
     assert response.status_code == 302 and response.url == reverse("pipeline_detail", args=[pipeline.pk])
     pipeline.refresh_from_db()
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     step = spec.jobs["score"]
     assert step.inputs["threshold"] == 0.5
     assert step.inputs["data"].job == "prep"
@@ -363,11 +363,11 @@ def test_edit_step_changes_make_a_new_version(client, alice, pipeline):
     assert client.post(url, data).status_code == 302
     pipeline.refresh_from_db()
     assert pipeline.latest_version.number == 2
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     assert spec.jobs["train"].display_name == "Train v2"
     assert spec.jobs["train"].max_retries == 2
     assert spec.files["code/train/train.py"] == b"print('train v2')\n"
-    v1 = services.version_spec(pipeline.versions.get(number=1))
+    v1 = services.version_spec_with_files(pipeline.versions.get(number=1))
     assert v1.jobs["train"].display_name == "Train model"  # old versions never change
 
 
@@ -377,7 +377,7 @@ def test_step_code_from_zip(client, alice, pipeline):
     data["code_zip"] = SimpleUploadedFile("code.zip", make_zip({"score.py": b"zipped", "lib/u.py": b"u"}))
     assert client.post(reverse("step_create", args=[pipeline.pk]), data).status_code == 302
     pipeline.refresh_from_db()
-    files = services.version_spec(pipeline.latest_version).step_files("score")
+    files = services.version_spec_with_files(pipeline.latest_version).step_files("score")
     assert files == {"score.py": b"zipped", "lib/u.py": b"u"}
 
 
@@ -440,7 +440,7 @@ def test_remove_step(client, alice, pipeline):
     client.post(reverse("step_delete", args=[pipeline.pk, "train"]))
     pipeline.refresh_from_db()
     assert pipeline.latest_version.number == 2
-    assert "train" not in services.version_spec(pipeline.latest_version).jobs
+    assert "train" not in services.version_spec_with_files(pipeline.latest_version).jobs
 
 
 def test_settings_and_interface(client, alice, pipeline, compute):
@@ -452,7 +452,7 @@ def test_settings_and_interface(client, alice, pipeline, compute):
     assert response.status_code == 302
     pipeline.refresh_from_db()
     assert pipeline.name == "demo renamed" and pipeline.description == "about"
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     assert spec.settings.default_compute == "local" and spec.display_name == "Demo"
 
     interface = {
@@ -469,7 +469,7 @@ def test_settings_and_interface(client, alice, pipeline, compute):
     }
     assert client.post(reverse("pipeline_interface", args=[pipeline.pk]), interface).status_code == 302
     pipeline.refresh_from_db()
-    spec = services.version_spec(pipeline.latest_version)
+    spec = services.version_spec_with_files(pipeline.latest_version)
     assert spec.inputs["epochs"].default == 5 and spec.inputs["lr"].default == 0.01
 
     interface["pin-1-default"] = "fast"
@@ -563,8 +563,8 @@ def test_export_round_trips_through_import(client, alice, pipeline, team, tmp_pa
     data = client.get(reverse("pipeline_export", args=[pipeline.pk])).content
     zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path)
     version = services.pipeline_import(team=team, path=tmp_path / "pipeline.yml", user=alice, name="copy")
-    original = services.version_spec(pipeline.latest_version)
-    copy = services.version_spec(version)
+    original = services.version_spec_with_files(pipeline.latest_version)
+    copy = services.version_spec_with_files(version)
     assert copy.jobs.keys() == original.jobs.keys()
     assert copy.files == original.files
     assert copy.jobs["train"].inputs == original.jobs["train"].inputs
@@ -575,6 +575,7 @@ def test_environment_as_json_object(client, alice, pipeline):
     data = step_post(environment='{"image": "python:3.11-slim"}')
     assert client.post(reverse("step_create", args=[pipeline.pk]), data).status_code == 302
     pipeline.refresh_from_db()
-    assert services.version_spec(pipeline.latest_version).jobs["score"].environment == {"image": "python:3.11-slim"}
+    saved = services.version_spec_with_files(pipeline.latest_version)
+    assert saved.jobs["score"].environment == {"image": "python:3.11-slim"}
     response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment="{nope"))
     assert response.status_code == 400 and "Not valid JSON" in response.content.decode()

@@ -13,8 +13,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from pipelines_ui.models import Pipeline, Team
 from pipelines_ui.selectors import known_compute_names
-from pipelines_ui.services import pipeline_import
-from pipelines_ui.services import version_spec as version_spec_with_files
+from pipelines_ui.services import pipeline_import, version_spec_with_files
 from pipelines_ui.spec import SpecError, dump_folder, load_pipeline
 from runs import gc, services
 from runs.artifacts import artifact_path
