@@ -400,3 +400,14 @@ def test_admin_lists_compute_targets_and_runs_read_only(finished_run, client, al
     assert client.get("/admin/runs/computetarget/").status_code == 200
     assert client.get(f"/admin/runs/run/{finished_run.pk}/change/").status_code == 200
     assert client.get("/admin/runs/run/add/").status_code == 403
+
+
+def test_a_fully_reused_run_says_nothing_executed_and_where_the_logs_are(finished_run, client, alice):
+    later = make_run(finished_run.pipeline, alice)
+    for step in StepRun.objects.filter(run=finished_run):
+        set_step(later, step.name, state=StepState.REUSED, reused_from=step)
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[later.pk, "train"])).content.decode()
+    assert "Every step was reused from earlier runs: nothing executed." in html
+    assert "Nothing ran here: the log is on" in html
+    assert "No step has started yet." not in html
