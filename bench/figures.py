@@ -280,7 +280,8 @@ def load(ctx: Context) -> list[Result]:
     first = min(r.created_at for r in runs)
     last = max(r.finished_at for r in runs)
     span = (last - first).total_seconds()
-    slowest = max((r.finished_at - r.created_at).total_seconds() for r in runs)
+    latencies = sorted((r.finished_at - r.created_at).total_seconds() for r in runs)
+    slowest = latencies[-1]
     rate = runs_n * steps_n / span
     floor_rate = runs_n * steps_n / floor
 
@@ -311,6 +312,7 @@ def load(ctx: Context) -> list[Result]:
                 "floor_s": floor,
             },
         ),
+        Result("load", "load: run latency p50, created -> finished", median(latencies), "s"),
         Result("load", "load: slowest run, created -> finished", slowest, "s"),
         Result(
             "load",
@@ -327,6 +329,132 @@ def load(ctx: Context) -> list[Result]:
             },
         ),
     ]
+
+
+# ---- recovery ------------------------------------------------------------------------------------
+
+
+def _worker_of(step_run: StepRun, stack: Stack) -> subprocess.Popen:
+    pid = int(step_run.worker.rpartition(":")[2])
+    return next(proc for proc in stack.workers if proc.pid == pid)
+
+
+def _running(run_id: int, name: str) -> StepRun | None:
+    return StepRun.objects.filter(run_id=run_id, name=name, state=StepState.RUNNING).first()
+
+
+def _recover_from_a_dead_worker(ctx: Context) -> list[Result]:
+    """SIGKILL the worker of a running step; the reconciler (every 5 s, heartbeat limit 15 s)
+    fails the attempt as "worker lost" and the retry runs on the other worker."""
+    sleeper = pipelines.step("sleeper", command="sleep 4")
+    sleeper.max_retries = 1
+    version = create_pipeline(ctx, pipelines.pipeline_of("recovery_worker", [sleeper]))
+    run = services.run_create(version=version, user=ctx.user, force_rerun=True)
+    step = wait_until(lambda: _running(run.pk, "sleeper"), timeout=60, what="the step to start")
+    victim = _worker_of(step, ctx.stack)
+    victim.kill()
+    victim.wait()
+    killed = timezone.now()
+    wait_for_runs([run.pk], timeout=180)
+    run.refresh_from_db()
+    check_succeeded([run])
+    lost = Transition.objects.get(step_run=step, attempt=1, new=StepState.FAILED)
+    ctx.stack.start_worker()
+    ctx.stack.wait_ready()
+    return [
+        Result(
+            "recovery",
+            "recovery: SIGKILLed worker -> attempt failed as worker lost",
+            (lost.created_at - killed).total_seconds(),
+            "s",
+            target="< 60 s",
+            ok=(lost.created_at - killed) < timedelta(seconds=60) and "worker lost" in lost.reason,
+        ),
+        Result(
+            "recovery",
+            "recovery: SIGKILLed worker -> run succeeded by a retry",
+            ms(run.finished_at - killed) / 1000,
+            "s",
+        ),
+    ]
+
+
+def _recover_from_an_emptied_redis(ctx: Context) -> list[Result]:
+    """Restart Redis empty while a step runs and five wait in the queue; the run started from
+    the CLI, by workers and a reconciler on a private redis-server, still completes."""
+    from redis import Redis
+
+    from bench.harness import ROOT, free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server_args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    server = ctx.procs.start(server_args, log_name="private-redis")
+    wait_until(lambda: _pings(url), timeout=10, what="the private redis-server")
+    # Only this stack may see the run: the bench's own reconciler would re-enqueue its steps elsewhere.
+    ctx.stack.stop()
+    private = Stack(ctx.procs, workers=1, env={"REDIS_URL": url})
+    private.queue = ctx.stack.queue
+    try:
+        private.start()
+        first = pipelines.step("a_first", command="sleep 3")
+        rest = [pipelines.step("after", ["a_first"])] + [pipelines.step(f"x{i}") for i in range(4)]
+        create_pipeline(ctx, pipelines.pipeline_of("recovery_redis", [first, *rest]))
+        manage = [sys.executable, str(ROOT / "manage.py"), "pipelines", "run", "recovery_redis"]
+        cli = ctx.procs.start(
+            [*manage, "--team", ctx.team.name, "--user", ctx.user.username, "--force-rerun", "--json"],
+            log_name="recovery-cli",
+            env={"REDIS_URL": url},
+        )
+        running = StepRun.objects.filter(
+            run__version__pipeline__name="recovery_redis", name="a_first", state=StepState.RUNNING
+        )
+        step = wait_until(running.first, timeout=60, what="a_first to start")
+        server.kill()
+        server.wait()
+        server = ctx.procs.start(server_args, log_name="private-redis")
+        wait_until(lambda: _pings(url), timeout=10, what="the restarted redis-server")
+        restarted = timezone.now()
+        assert Redis.from_url(url).dbsize() <= 2, "the restarted Redis keeps nothing"
+        wait_for_runs([step.run_id], timeout=180)
+        cli.wait(timeout=60)
+        run = Run.objects.get(pk=step.run_id)
+        check_succeeded([run])
+        twice = (
+            Transition.objects.filter(run=run, step_run__isnull=False, new=StepState.RUNNING)
+            .values("step_run")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count()
+        )
+    finally:
+        private.stop()
+        ctx.procs.stop([server])
+        ctx.stack.start()
+    return [
+        Result(
+            "recovery",
+            "recovery: Redis restarted empty -> run succeeded",
+            ms(run.finished_at - restarted) / 1000,
+            "s",
+            target="completes, each step once",
+            ok=cli.returncode == 0 and twice == 0,
+            details={"cli_exit": cli.returncode, "steps_started_twice": twice},
+        )
+    ]
+
+
+def _pings(url: str) -> bool:
+    from redis import Redis, RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_timeout=0.5).ping())
+    except RedisError:
+        return False
+
+
+def recovery(ctx: Context) -> list[Result]:
+    return _recover_from_a_dead_worker(ctx) + _recover_from_an_emptied_redis(ctx)
 
 
 # ---- 5: live latency ---------------------------------------------------------------------------------
@@ -745,7 +873,8 @@ FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "live": live,
     "big_dags": big_dags,
     "history": history,
+    "recovery": recovery,
 }
 # Figures computed by another one's runs.
 ALIASES = {"step_latency": "chain50"}
-NEEDS_WORKERS = {"chain50", "fan50", "reused100", "load", "live"}
+NEEDS_WORKERS = {"chain50", "fan50", "reused100", "load", "live", "recovery"}

@@ -193,9 +193,10 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, args: list[str], *, log_name: str) -> subprocess.Popen:
+    def start(self, args: list[str], *, log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(STATE_DIR / "logs" / f"{log_name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.procs.append(proc)
         return proc
@@ -218,9 +219,10 @@ class Processes:
 class Stack:
     """The bench's compute target, its step workers and the reconciler, as `make run` starts them."""
 
-    def __init__(self, procs: Processes, *, workers: int = 2):
+    def __init__(self, procs: Processes, *, workers: int = 2, env: dict[str, str] | None = None):
         self.procs = procs
         self.count = workers
+        self.env = env or {}
         self.workers: list[subprocess.Popen] = []
         self.reconciler: subprocess.Popen | None = None
         self.target_name = "bench"
@@ -235,27 +237,39 @@ class Stack:
         ComputeTarget.objects.exclude(name=self.target_name).update(is_default=False)
 
     def start(self) -> None:
-        from rq import Worker
+        for _ in range(self.count):
+            self.start_worker()
+        self.reconciler = self.procs.start(
+            [sys.executable, str(ROOT / "manage.py"), "reconcile", "--loop"], log_name="reconciler", env=self.env
+        )
+        self.wait_ready()
+
+    def start_worker(self) -> subprocess.Popen:
+        index = len(self.workers)
+        name = f"bench-{os.getpid()}-{index}-{uuid.uuid4().hex[:4]}"
+        proc = self.procs.start(
+            [sys.executable, str(ROOT / "manage.py"), "stepwise_worker", self.target_name, "--name", name],
+            log_name=f"worker-{index}",
+            env=self.env,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def wait_ready(self) -> None:
+        from redis import Redis
+        from rq import Queue, Worker
 
         from runs.queues import get_queue
 
-        manage = str(ROOT / "manage.py")
-        for index in range(self.count):
-            name = f"bench-{os.getpid()}-{index}-{uuid.uuid4().hex[:4]}"
-            self.workers.append(
-                self.procs.start(
-                    [sys.executable, manage, "stepwise_worker", self.target_name, "--name", name],
-                    log_name=f"worker-{index}",
-                )
-            )
-        self.reconciler = self.procs.start([sys.executable, manage, "reconcile", "--loop"], log_name="reconciler")
-        queue = get_queue(self.queue)
+        url = self.env.get("REDIS_URL")
+        queue = Queue(self.queue, connection=Redis.from_url(url)) if url else get_queue(self.queue)
+        live = [proc for proc in self.workers if proc.returncode is None]
 
         def ready() -> bool:
-            for proc in self.workers:
+            for proc in live:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a worker exited with {proc.returncode}: see {STATE_DIR / 'logs'}")
-            return len(Worker.all(connection=queue.connection, queue=queue)) >= self.count
+            return Worker.count(queue=queue) >= len(live)
 
         wait_until(ready, timeout=60, interval=0.1, what="the step workers")
 

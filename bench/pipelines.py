@@ -20,7 +20,7 @@ def step(name: str, ups: list[str] | tuple[str, ...] = (), *, command: str = NOO
     )
 
 
-def _pipeline(name: str, steps: list[Step]) -> Pipeline:
+def pipeline_of(name: str, steps: list[Step]) -> Pipeline:
     return Pipeline(
         name=name, display_name=name, settings=Settings(default_compute=TARGET), jobs={s.name: s for s in steps}
     )
@@ -30,13 +30,13 @@ def chain(name: str, n: int, *, first_command: str = NOOP) -> Pipeline:
     """s0 -> s1 -> ... -> s(n-1)."""
     steps = [step("s0", command=first_command)]
     steps += [step(f"s{i}", [f"s{i - 1}"]) for i in range(1, n)]
-    return _pipeline(name, steps)
+    return pipeline_of(name, steps)
 
 
 def fan(name: str, n: int) -> Pipeline:
     """root -> n independent steps -> join."""
     middle = [step(f"m{i}", ["root"]) for i in range(n)]
-    return _pipeline(name, [step("root"), *middle, step("join", [s.name for s in middle])])
+    return pipeline_of(name, [step("root"), *middle, step("join", [s.name for s in middle])])
 
 
 def layered(name: str, n: int, *, width: int = 10) -> Pipeline:
@@ -56,4 +56,4 @@ def layered(name: str, n: int, *, width: int = 10) -> Pipeline:
             if width > 1:
                 ups.append(f"s{base + (pos + 1) % width}")
         steps.append(step(f"s{i}", ups))
-    return _pipeline(name, steps)
+    return pipeline_of(name, steps)

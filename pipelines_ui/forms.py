@@ -18,6 +18,7 @@ from pipelines_ui.spec.model import (
     INPUT_TYPES,
     LITERAL_TYPES,
     OUTPUT_TYPES,
+    SECRET_TYPE,
     DataPath,
     InputDecl,
     JobOutput,
@@ -201,7 +202,9 @@ class PipelineInputForm(_Form):
     def clean(self):
         data = super().clean()
         type_, default = data.get("type"), data.get("default", "")
-        if type_ in LITERAL_TYPES and default not in ("", None):
+        if type_ == SECRET_TYPE and default not in ("", None):
+            self.add_error("default", "A secret takes no default: its value is given when a run starts.")
+        elif type_ in LITERAL_TYPES and default not in ("", None):
             try:
                 data["default_value"] = coerce_literal(type_, default)
             except ValidationError as exc:
@@ -341,6 +344,8 @@ def source_choices(spec: PipelineSpec, *, exclude_step: str | None, extra: list[
 
 def source_to_binding(source: str, type_: str, value: str):
     if source == SOURCE_LITERAL:
+        if type_ == SECRET_TYPE:
+            raise ValidationError("A secret input takes a secret pipeline input, never a typed value.")
         if type_ in DATA_TYPES:
             raise ValidationError("A data input takes a pipeline input or another step's output, not a typed value.")
         return coerce_literal(type_, value)

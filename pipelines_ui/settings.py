@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_json_object(name: str, default: dict) -> dict:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f'{name} must be a JSON object, like {{"endpoint_url": "http://..."}}')
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -55,9 +69,27 @@ if not SECRET_KEY:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         _key_file.write_text(secrets.token_urlsafe(50))
     SECRET_KEY = _key_file.read_text().strip()
+# Earlier keys, comma-separated, still accepted after a rotation: sessions signed with them,
+# and secret run inputs encrypted with them (runs/secrets.py).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Production over HTTPS is opted into, not inferred from DEBUG (off by default): `make run`
+# serves plain http://127.0.0.1, where secure cookies and an HTTPS redirect would lock users out.
+STEPWISE_HTTPS = env_bool("STEPWISE_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", STEPWISE_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", STEPWISE_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", STEPWISE_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if STEPWISE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", STEPWISE_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", STEPWISE_HTTPS)
+# Behind a proxy that terminates TLS: the header it sets to "https" (e.g. X-Forwarded-Proto).
+# Only with a proxy that overwrites the header: otherwise clients could claim HTTPS themselves.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip().upper().replace("-", "_")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = (_proxy_header if _proxy_header.startswith("HTTP_") else f"HTTP_{_proxy_header}", "https")
 
 INSTALLED_APPS = [
     "daphne",
@@ -124,6 +156,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": -1}}
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# django-rq's dashboard, inside the admin at /admin/django_rq/dashboard/: staff only (the admin's login).
+RQ_SHOW_ADMIN_LINK = True
 
 CHANNEL_LAYERS = {
     "default": {
@@ -133,6 +167,11 @@ CHANNEL_LAYERS = {
 }
 
 STEPWISE_ARTIFACTS = env_str("STEPWISE_ARTIFACTS", str(VAR_DIR / "artifacts"))
+# For an object store URL (s3://bucket/prefix): fsspec storage options as JSON, e.g.
+# {"endpoint_url": "http://minio:9000"}; s3fs also reads AWS_ENDPOINT_URL and the other AWS_* variables.
+STEPWISE_ARTIFACTS_OPTIONS = env_json_object("STEPWISE_ARTIFACTS_OPTIONS", {})
+# Where a worker keeps its downloaded copies of a remote store's artifacts (steps read local paths).
+STEPWISE_ARTIFACTS_CACHE = Path(env_str("STEPWISE_ARTIFACTS_CACHE", str(VAR_DIR / "cache" / "artifacts")))
 STEPWISE_WORKDIR = Path(env_str("STEPWISE_WORKDIR", str(VAR_DIR / "work")))
 STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)

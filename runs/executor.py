@@ -31,11 +31,13 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from pipelines_ui.models import FileBlob
-from pipelines_ui.spec import render_command
+from pipelines_ui.spec import EnvRef, render_command, secret_env_var
+from pipelines_ui.spec.command import SECRET_ENV_PREFIX
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
 from runs import artifacts, broadcast, orchestrator
 from runs.models import LogChunk, Metric, StepOutput, StepRun, StepState
-from runs.specs import resolve_literal_inputs, tree_hash, version_file_map, version_spec
+from runs.secrets import Masker, SecretError, secrets_decrypt
+from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,12 @@ FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 500
 CHECK_INTERVAL_S = 1.0
 KILL_GRACE_S = 3.0
+# How long output is still read after the step's shell ended while a stray holds the pipe.
+STRAY_DRAIN_S = 1.0
 # Tags every process of an attempt, so that it can be found after its worker died.
 ATTEMPT_ENV = "STEPWISE_ATTEMPT_ID"
+# Tags them with their worker (pid and start time), so that a worker can find a dead one's orphans.
+WORKER_ENV = "STEPWISE_WORKER"
 
 
 class StepSetupError(Exception):
@@ -64,29 +70,31 @@ def attempt_id(step_run_id: int, attempt: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
-    """SIGKILL what an attempt left running on this host after its worker died or froze.
-
-    The processes are found by the tag in their environment (Linux /proc); their process
-    groups are killed too, which catches children that cleared their environment.
-    Returns the tagged pids found.
-    """
+def _tagged_processes(variable: str) -> dict[int, str]:
+    """pid -> value of the environment variable, for every process of this host that has it (Linux /proc)."""
     proc = Path("/proc")
     if not proc.is_dir():
-        return []
-    needle = f"\0{ATTEMPT_ENV}={attempt_id(step_run_id, attempt)}\0".encode()
-    found: list[int] = []
+        return {}
+    needle = f"\0{variable}=".encode()
+    found: dict[int, str] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = b"\0" + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in b"\0" + environ:
-            found.append(int(entry.name))
+        at = environ.find(needle)
+        if at >= 0:
+            value = environ[at + len(needle) :].split(b"\0", 1)[0]
+            found[int(entry.name)] = value.decode(errors="replace")
+    return found
+
+
+def _kill_processes(pids: list[int]) -> None:
+    """SIGKILL the processes and their process groups (which catches children that cleared their environment)."""
     groups: set[int] = set()
-    for pid in found:
+    for pid in pids:
         try:
             groups.add(os.getpgid(pid))
         except OSError:
@@ -97,12 +105,66 @@ def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
-    for pid in found:
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
+    """SIGKILL what an attempt left running on this host: strays after it ended, or everything
+    after its worker died or froze. Returns the tagged pids found."""
+    tag = attempt_id(step_run_id, attempt)
+    found = [pid for pid, value in _tagged_processes(ATTEMPT_ENV).items() if value == tag]
+    _kill_processes(found)
     return found
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot: with the pid, it names one process for good."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+@functools.cache
+def worker_tag() -> str:
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def kill_orphans() -> list[int]:
+    """SIGKILL step processes on this host whose worker is gone (SIGKILLed, crashed).
+
+    Each worker runs this when it starts, so that a host's leftovers are reaped even where no
+    reconciler runs; the pid and start time of the step's worker tell a dead worker from a live one.
+    """
+    orphans = []
+    for pid, tag in _tagged_processes(WORKER_ENV).items():
+        worker_pid, _, started = tag.partition(":")
+        if not worker_pid.isdigit() or _start_time(int(worker_pid)) != started:
+            orphans.append(pid)
+    _kill_processes(orphans)
+    return orphans
+
+
+# The worker's own configuration and credentials: a step (any team's code) must not read them
+# from its environment. Everything else of the worker's environment is the step's too.
+WORKER_ONLY_PREFIXES = ("DJANGO_", "RQ_", SECRET_ENV_PREFIX)
+WORKER_ONLY = {
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TEST_REDIS_URL",
+    "STEPWISE_ARTIFACTS_OPTIONS",
+    "STEPWISE_ADMIN_PASSWORD",
+}
+
+
+def _worker_only(key: str) -> bool:
+    return key in WORKER_ONLY or key.startswith(WORKER_ONLY_PREFIXES)
 
 
 @dataclass
@@ -112,6 +174,8 @@ class Prepared:
     env: dict[str, str]
     outputs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (path, type)
     metrics_file: Path | None = None
+    # The values of the step's secret inputs, to mask in its log.
+    secrets: list[str] = field(default_factory=list)
 
 
 def _write_files(dest: Path, files: dict[str, str]) -> None:
@@ -169,6 +233,14 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
     _write_files(code_dir, _files_under(file_map, f"code/{step.name}"))
 
     values: dict[str, object | None] = dict(resolve_literal_inputs(pipeline, step, run.inputs))
+    try:
+        secrets = resolve_secret_inputs(pipeline, step, secrets_decrypt(run.secrets))
+    except SecretError as exc:
+        raise StepSetupError(str(exc)) from None
+    # The command refers to a secret by its environment variable, so the value is in no command line.
+    secret_env = {secret_env_var(name): value for name, value in secrets.items() if value is not None}
+    for name, value in secrets.items():
+        values[name] = EnvRef(secret_env_var(name)) if value is not None else None
     upstream = {
         (o.step_run.name, o.name): o.artifact
         for o in StepOutput.objects.filter(
@@ -207,10 +279,10 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
         raise StepSetupError(str(exc)) from exc
 
     metrics_file = workdir / "metrics.jsonl"
-    env = dict(os.environ)
-    for key in [k for k in env if k.startswith(("DJANGO_", "RQ_"))]:
-        env.pop(key)
+    env = {key: value for key, value in os.environ.items() if not _worker_only(key)}
     env.update(step.environment_variables)
+    # After the step's own variables: a secret is never replaced by a value written in the YAML.
+    env.update(secret_env)
     env.update(
         {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
@@ -221,9 +293,20 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
             "STEPWISE_ATTEMPT": str(step_run.attempt),
             "STEPWISE_METRICS_FILE": str(metrics_file),
             ATTEMPT_ENV: attempt_id(step_run.pk, step_run.attempt),
+            WORKER_ENV: worker_tag(),
         }
     )
-    return Prepared(command=command, cwd=code_dir, env=env, outputs=outputs, metrics_file=metrics_file)
+    return Prepared(
+        command=command,
+        cwd=code_dir,
+        env=env,
+        outputs=outputs,
+        metrics_file=metrics_file,
+        secrets=list(secret_env.values()),
+    )
+
+
+LINE_TRUNCATED = " … [line truncated]"
 
 
 class LineSplitter:
@@ -247,7 +330,7 @@ class LineSplitter:
                 continue
             lines.append(self._decode(raw))
         if len(buffer) > self.limit and not self.dropping:
-            lines.append(self._decode(buffer[: self.limit]) + " … [line truncated]")
+            lines.append(self._decode(buffer[: self.limit]) + LINE_TRUNCATED)
             self.dropping = True
             buffer = b""
         elif self.dropping:
@@ -277,12 +360,22 @@ class Attempt:
         self.metrics_offset = 0
         self.stop_reason = ""
         self.fenced = False
+        self.masker = Masker(prepared.secrets)
 
     # -- log, heartbeat, fencing ---------------------------------------------------
     def add_lines(self, lines: list[str]) -> None:
+        if self.masker:
+            # Before anything stores or broadcasts them, as GitHub Actions masks secrets.
+            lines = [self._mask(line) for line in lines]
         self.pending_lines.extend(lines)
         if len(self.pending_lines) >= FLUSH_LINES:
             self.flush()
+
+    def _mask(self, line: str) -> str:
+        # A line the splitter cut (marked, or silently at the limit) may end in half a secret.
+        if line.endswith(LINE_TRUNCATED):
+            return self.masker.mask(line[: -len(LINE_TRUNCATED)], cut=True) + LINE_TRUNCATED
+        return self.masker.mask(line, cut=len(line) >= settings.STEPWISE_LOG_LINE_MAX)
 
     def flush(self) -> bool:
         """Store pending lines and beat the heart; False when this attempt no longer owns the step."""
@@ -317,9 +410,11 @@ class Attempt:
         for raw in complete.splitlines():
             try:
                 record = json.loads(raw)
-                name, value, index = str(record["name"])[:255], float(record["value"]), int(record.get("step", 0))
+                name, value, index = str(record["name"]), float(record["value"]), int(record.get("step", 0))
             except (ValueError, KeyError, TypeError, OverflowError):
                 continue
+            # Metric names are shown on the run page too.
+            name = self.masker.mask(name)[:255]
             # What the database cannot store would fail the attempt: NUL in text (PostgreSQL),
             # NaN (SQLite stores NULL), a step index beyond a 32-bit integer.
             if "\x00" in name or not math.isfinite(value) or not -(2**31) <= index < 2**31:
@@ -347,6 +442,7 @@ class Attempt:
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ)
         fd = proc.stdout.fileno()
+        exited_at: float | None = None
         try:
             while True:
                 events = selector.select(timeout=FLUSH_INTERVAL_S)
@@ -356,6 +452,13 @@ class Attempt:
                         break
                     self.add_lines(splitter.feed(data))
                 now = time.monotonic()
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                # The step's shell has ended but something it started in the background still holds
+                # the pipe open: once the pipe is drained, the step is over (the stray is killed below).
+                # The select(0) because a select interrupted by SIGSTOP returns nothing when resumed.
+                if exited_at is not None and (now - exited_at > STRAY_DRAIN_S or not selector.select(timeout=0)):
+                    break
                 if self.pending_lines and now - self.last_flush >= FLUSH_INTERVAL_S:
                     if not self.flush():
                         self._kill(proc, "superseded")
@@ -369,16 +472,25 @@ class Attempt:
         except BaseException:
             # A database error (or a bug) here must not leave the step's processes running.
             self._kill(proc, "the worker failed while running the step")
+            self.kill_strays()
             raise
         finally:
             selector.close()
             proc.stdout.close()
         self.add_lines(splitter.close())
         returncode = proc.wait()
+        strays = self.kill_strays()
+        if strays and not self.stop_reason:
+            self.add_lines([f"[stepwise] stopped {len(strays)} process(es) the step left running: {strays}"])
         if not self.fenced and self.pending_lines:
             self.flush()
         self.read_metrics()
         return returncode
+
+    def kill_strays(self) -> list[int]:
+        """Kill what the step started and left behind (`cmd &`, `setsid`, daemons): no
+        process outlives its step. They carry the attempt's tag in their environment."""
+        return kill_attempt_processes(self.step_run.pk, self.step_run.attempt)
 
     def _kill(self, proc: subprocess.Popen, reason: str) -> None:
         if not self.stop_reason:
@@ -424,7 +536,8 @@ def execute(step_run_id: int, attempt: int) -> str:
     workdir = settings.STEPWISE_WORKDIR / f"run-{step_run.run_id}" / f"{step_run.name}-{step_run.attempt}"
     try:
         prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir)
-    except (StepSetupError, OSError) as exc:
+    except (StepSetupError, artifacts.ArtifactError, OSError) as exc:
+        # ArtifactError: an input could not be fetched from the artifact store.
         _fail(step_run, f"could not start: {exc}")
         return "setup failed"
 
@@ -453,14 +566,13 @@ def execute(step_run_id: int, attempt: int) -> str:
     # Advancing the run in the same transaction saves a commit between a step and the next.
     with transaction.atomic():
         orchestrator.lock_run(step_run.run_id)
+        # The compare-and-set first: an attempt canceled or superseded meanwhile writes no row.
+        if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
+            return "finished after being canceled or superseded"
         StepOutput.objects.bulk_create(
             StepOutput(step_run=step_run, name=name, artifact=artifacts.register(manifest, kind))
             for name, (manifest, kind) in stored.items()
         )
-        if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
-            # Canceled or superseded at the last moment: keep no outputs for this attempt.
-            transaction.set_rollback(True)
-            return "finished after being canceled"
         orchestrator.run_advance(step_run.run_id)
     shutil.rmtree(workdir, ignore_errors=True)
     return "succeeded"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from pipelines_ui.spec.model import DATA_TYPES, InputDecl
+from pipelines_ui.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.services import RunInputError, run_inputs_clean
 
@@ -13,6 +13,8 @@ FIELD_PREFIX = "in_"
 
 def _help(decl: InputDecl) -> str:
     parts = [decl.type + (", optional" if decl.optional else "")]
+    if decl.type == SECRET_TYPE:
+        parts.append("never shown or logged; steps read it from their environment")
     if decl.description:
         parts.append(decl.description)
     return " · ".join(parts)
@@ -23,6 +25,10 @@ def _field(decl: InputDecl) -> forms.Field:
     # form, the CLI and the API reject the same values with the same messages.
     initial = decl.default
     common = {"required": False, "help_text": _help(decl)}
+    if decl.type == SECRET_TYPE:
+        # Never rendered back into the page, not even after a form error; not kept by the browser.
+        widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+        return forms.CharField(widget=widget, strip=False, **common)
     if decl.type == "boolean":
         return forms.BooleanField(initial=bool(initial), **common)
     if decl.enum:

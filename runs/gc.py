@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,19 +34,16 @@ def collect(*, dry_run: bool) -> GcReport:
             artifacts.remove_artifact_files(artifact)
             artifact.delete()
 
-    objects = artifacts.store_root() / "objects"
+    # Objects without a row: a worker died between storing files and recording them, or
+    # (in an object store) an upload that never wrote its completion marker.
+    store = artifacts.store()
     known = set(Artifact.objects.values_list("sha256", flat=True))
-    if objects.is_dir():
-        for shard in objects.iterdir():
-            for folder in shard.iterdir():
-                if folder.name in known or time.time() - folder.stat().st_mtime < GRACE.total_seconds():
-                    continue
-                report.orphan_dirs.append(folder.name)
-                if not dry_run:
-                    artifacts.remove_tree(folder)
-    staging = artifacts.store_root() / "staging"
-    if staging.is_dir() and not dry_run:
-        for leftover in staging.iterdir():
-            if time.time() - leftover.stat().st_mtime > GRACE.total_seconds():
-                shutil.rmtree(leftover, ignore_errors=True)
+    for sha, modified in store.stored().items():
+        if sha in known or time.time() - modified < GRACE.total_seconds():
+            continue
+        report.orphan_dirs.append(sha)
+        if not dry_run:
+            store.remove(sha)
+    if not dry_run:
+        store.clean_staging(older_than_s=GRACE.total_seconds())
     return report

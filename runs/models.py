@@ -81,6 +81,9 @@ class Run(models.Model):
     version = models.ForeignKey("pipelines_ui.PipelineVersion", on_delete=models.PROTECT, related_name="runs")
     state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
     inputs = models.JSONField(default=dict, blank=True)
+    # `{input name: Fernet token}` of the run's secret inputs (runs.secrets); never in `inputs`.
+    # Not editable, so the admin does not show it either.
+    secrets = models.JSONField(default=dict, blank=True, editable=False)
     force_rerun = models.BooleanField(default=False)
     continue_on_step_failure = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
-from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
+from pipelines_ui.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
 from runs import artifacts, queues
 from runs.models import RUN_TERMINAL, STEP_DONE, STEP_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
@@ -86,15 +86,26 @@ def fingerprint_parts(
     run_inputs: dict,
     file_map: dict[str, str],
     upstream_outputs: Mapping[tuple[str, str], str],
+    secret_names: Iterable[str] = (),
 ) -> dict:
-    """Everything that decides a step's outputs; `upstream_outputs[(job, output)]` is an artifact sha."""
+    """Everything that decides a step's outputs; `upstream_outputs[(job, output)]` is an artifact sha.
+
+    A secret input counts only as given or not (`secret_names`: the run's secrets): its value
+    takes no part, so rotating a token reuses the results made with the old one, and the parts
+    (shown as "why reused") hold nothing secret.
+    """
     literals = resolve_literal_inputs(pipeline, step, run_inputs)
+    given = set(secret_names)
     inputs: dict[str, object] = {}
     for name in sorted(step.input_decls):
         if name in literals:
             inputs[name] = {"value": literals[name]}
             continue
         binding = step.inputs.get(name)
+        if step.input_decls[name].type == SECRET_TYPE:
+            source = binding.name if isinstance(binding, ParentInput) else None
+            inputs[name] = {"secret": "given" if source in given else "not given"}
+            continue
         if isinstance(binding, JobOutput):
             inputs[name] = {"data": upstream_outputs.get((binding.job, binding.output))}
         elif isinstance(binding, DataPath):
@@ -263,7 +274,12 @@ def run_advance(run_id: int) -> None:
                 step = pipeline.jobs[name]
                 outputs.load(upstream[name])
                 parts = fingerprint_parts(
-                    pipeline, step, run_inputs=run.inputs, file_map=file_map, upstream_outputs=outputs
+                    pipeline,
+                    step,
+                    run_inputs=run.inputs,
+                    file_map=file_map,
+                    upstream_outputs=outputs,
+                    secret_names=run.secrets,
                 )
                 fp = fingerprint(parts)
                 step_run.fingerprint, step_run.fingerprint_parts = fp, parts

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from runs import executor, orchestrator, queues, services
 from runs.models import Run, RunState, StepRun, StepState
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Canceled attempts looked at once each, by this reconciler process, within this window.
 REAP_WINDOW = timedelta(hours=1)
+# How late a scheduled retry may be before the reconciler enqueues it itself.
+SCHEDULER_SLACK = timedelta(seconds=10)
 _reaped: set[tuple[int, int]] = set()
 
 
@@ -32,12 +35,22 @@ def heartbeat_limit() -> timedelta:
     return timedelta(seconds=max(3 * settings.STEPWISE_HEARTBEAT_S, 15))
 
 
-def _job_alive(connection, step_run: StepRun) -> bool:
+def _job_alive(connection, step_run: StepRun, now) -> bool:
     try:
         job = Job.fetch(queues.job_id(step_run), connection=connection)
     except NoSuchJobError:
         return False
-    return job.get_status(refresh=True) in ("queued", "started", "deferred", "scheduled")
+    status = job.get_status(refresh=True)
+    if status == "scheduled":
+        # A retry waiting out its backoff. RQ's scheduler runs in one worker per queue, elected by
+        # a lock: when that worker was SIGKILLed, no other takes over for minutes. Overdue is lost.
+        registry = ScheduledJobRegistry(queue=queues.get_queue(step_run.queue))
+        try:
+            due = registry.get_scheduled_time(job)
+        except NoSuchJobError:
+            return False
+        return due > now - SCHEDULER_SLACK
+    return status in ("queued", "started", "deferred")
 
 
 def tick() -> dict[str, list[int]]:
@@ -74,7 +87,9 @@ def tick() -> dict[str, list[int]]:
     connection = queues.get_queue("default").connection
     grace = now - timedelta(seconds=5)
     lost = [
-        s for s in StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=grace) if not _job_alive(connection, s)
+        s
+        for s in StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=grace)
+        if not _job_alive(connection, s, now)
     ]
     if lost:
         queues.enqueue_steps(lost)

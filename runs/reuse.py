@@ -21,6 +21,11 @@ def diff_parts(old: dict, new: dict) -> list[str]:
             changes.append(f"input {name} was added")
         elif after is None:
             changes.append(f"input {name} was removed")
+        elif "secret" in before and "secret" in after:
+            # Parts hold only whether a secret was given, never its value.
+            changes.append(f"secret input {name} was {before['secret']}, now {after['secret']}")
+        elif "secret" in before or "secret" in after:
+            changes.append(f"input {name} {'became a secret' if 'secret' in after else 'is no longer secret'}")
         elif "value" in after and "value" in before:
             changes.append(f"input {name} changed from {before['value']!r} to {after['value']!r}")
         else:

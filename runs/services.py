@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from pipelines_ui.models import PipelineVersion
+from pipelines_ui.spec.model import SECRET_TYPE
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs import orchestrator
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
+from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import coerce_literal, version_spec
 
 
@@ -44,6 +47,9 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
     return values
 
 
+# Keeps secret values out of Django's error reports (the debug page, mails to ADMINS), in this
+# frame and the frames it calls (run_inputs_clean, coerce_literal).
+@sensitive_variables("inputs", "values", "secrets", "raw", "value")
 @transaction.atomic
 def run_create(
     *,
@@ -55,9 +61,14 @@ def run_create(
     rerun_of: Run | None = None,
     timeout_s: int | None = None,
 ) -> Run:
-    """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots)."""
+    """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots).
+
+    `inputs` holds secret inputs' values too: they are stored encrypted in `Run.secrets`,
+    never in `Run.inputs`.
+    """
     spec = version_spec(version)
     values = run_inputs_clean(spec, inputs or {})
+    secrets = {name: values.pop(name) for name in list(values) if spec.inputs[name].type == SECRET_TYPE}
     missing_targets: dict[str, str] = {}
     queues: dict[str, str] = {}
     targets: dict[str, ComputeTarget | None] = {}
@@ -76,6 +87,7 @@ def run_create(
         pipeline=version.pipeline,
         version=version,
         inputs=values,
+        secrets=secrets_encrypt({k: v for k, v in secrets.items() if v is not None}),
         force_rerun=force_rerun or spec.settings.force_rerun,
         continue_on_step_failure=spec.settings.continue_on_step_failure,
         created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -116,6 +128,7 @@ def run_time_out(*, run: Run) -> bool:
     return True
 
 
+@sensitive_variables("secrets")
 def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None) -> Run:
     """Rerun a finished run's version with its inputs; reuse applies.
 
@@ -136,6 +149,16 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         )
         # Their successful siblings are reused by fingerprint; the failed ones execute even if
         # an older success with the same fingerprint exists.
+    try:
+        # A rerun gets the secrets its run was given, as it gets the other inputs.
+        secrets = secrets_decrypt(run.secrets)
+    except SecretError as exc:
+        raise RunInputError({exc.name: str(exc)}) from None
     return run_create(
-        version=run.version, user=user, inputs=run.inputs, force_steps=force, rerun_of=run, timeout_s=run.timeout_s
+        version=run.version,
+        user=user,
+        inputs={**run.inputs, **secrets},
+        force_steps=force,
+        rerun_of=run,
+        timeout_s=run.timeout_s,
     )

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pipelines_ui.models import PipelineVersion
 from pipelines_ui.spec import from_json
-from pipelines_ui.spec.model import DataPath, InputDecl, ParentInput, Pipeline, Step
+from pipelines_ui.spec.model import SECRET_TYPE, DataPath, InputDecl, ParentInput, Pipeline, Step
 
 
 @lru_cache(maxsize=256)
@@ -37,6 +37,13 @@ def tree_hash(file_map: dict[str, str], prefix: str) -> str | None:
 
 def coerce_literal(decl: InputDecl, value: object) -> object:
     """Turn a form or CLI string into the input's type; ValueError names what is wrong."""
+    if decl.type == SECRET_TYPE and value is not None:
+        # The messages never quote the value, unlike the others below.
+        if not isinstance(value, str):
+            raise ValueError("a secret is text")
+        if value == "":
+            raise ValueError("a secret cannot be empty")
+        return value
     if value is None or not isinstance(value, str):
         return value
     if decl.type == "integer":
@@ -76,4 +83,19 @@ def resolve_literal_inputs(pipeline: Pipeline, step: Step, run_inputs: dict) -> 
         else:
             value = binding
         values[name] = value
+    return values
+
+
+def resolve_secret_inputs(pipeline: Pipeline, step: Step, run_secrets: dict[str, str]) -> dict[str, str | None]:
+    """Every secret input of the step with its value from the run (None when not given).
+
+    Validation lets a secret input be bound only to a secret pipeline input, so its value
+    comes from the run's secrets or nowhere.
+    """
+    values: dict[str, str | None] = {}
+    for name, decl in step.input_decls.items():
+        if decl.type != SECRET_TYPE:
+            continue
+        binding = step.inputs.get(name)
+        values[name] = run_secrets.get(binding.name) if isinstance(binding, ParentInput) else None
     return values

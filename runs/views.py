@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,6 +14,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import artifacts, reuse, selectors
@@ -48,6 +47,8 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
 # ---- starting a run --------------------------------------------------------------------
 
 
+# Secret inputs are posted here: keep them out of Django's error reports.
+@sensitive_post_parameters()
 @login_required
 def run_create_view(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     pipeline = selectors.pipeline_for_user(user=request.user, pipeline_id=pipeline_id)
@@ -299,21 +300,17 @@ class _ZipSink:
         return data
 
 
-def _zip_stream(folder: Path) -> Iterator[bytes]:
+def _zip_stream(artifact: Artifact, files: list[str]) -> Iterator[bytes]:
+    """The artifact's files zipped on the fly, read straight from the store (local or remote)."""
     sink = _ZipSink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                path = Path(dirpath) / filename
-                if path.is_symlink() or not path.is_file():
-                    continue
-                arcname = path.relative_to(folder).as_posix()
-                with path.open("rb") as source, archive.open(arcname, "w", force_zip64=True) as target:
-                    while chunk := source.read(1024 * 1024):
-                        target.write(chunk)
-                        yield sink.drain()
-                yield sink.drain()
+        for rel in files:
+            source = artifacts.open_stored_file(artifact, rel)
+            with source, archive.open(rel, "w", force_zip64=True) as target:
+                while chunk := source.read(1024 * 1024):
+                    target.write(chunk)
+                    yield sink.drain()
+            yield sink.drain()
     yield sink.drain()
 
 
@@ -328,17 +325,15 @@ def step_output_download(request: HttpRequest, run_id: int, step_name: str, outp
         raise Http404("No such output")
     artifact = output.artifact
     try:
+        files = artifacts.stored_files(artifact)
         if artifact.kind == Artifact.Kind.FILE:
-            path = artifacts.artifact_path(artifact, output.name)
-            if not path.is_file():
+            if not files:
                 raise Http404("The output's file is missing from the artifact store")
-            return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
-        folder = artifacts.artifact_dir(artifact.sha256)
+            name = files[0].rpartition("/")[2]
+            return FileResponse(artifacts.open_stored_file(artifact, files[0]), as_attachment=True, filename=name)
     except (OSError, artifacts.ArtifactError):
         raise Http404("The output is missing from the artifact store")
-    if not folder.is_dir():
-        raise Http404("The output is missing from the artifact store")
-    response = StreamingHttpResponse(_zip_stream(folder), content_type="application/zip")
+    response = StreamingHttpResponse(_zip_stream(artifact, files), content_type="application/zip")
     filename = f"run-{run.pk}-{_safe_filename(step_name)}-{_safe_filename(output.name)}.zip"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -16,6 +18,12 @@ def database_url() -> str:
     user = db.get("USER") or ""
     auth = f"{user}@" if user else ""
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -63,7 +71,9 @@ def _release_test_database(django_db_setup, django_db_blocker):
     yield
     from django.db import connection
 
-    if connection.vendor != "postgresql":
+    # pytest-django creates no test database when no collected test asks for one: the connection
+    # then names the real database, whose other sessions are not this run's to end.
+    if connection.vendor != "postgresql" or not connection.settings_dict["NAME"].startswith("test_"):
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(

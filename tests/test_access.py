@@ -1,6 +1,8 @@
 """Every URL of the project, walked: anonymous users are sent to log in, outsiders get 404
-(their objects do not exist for them), members get the page. A URL pattern with a parameter
-this walk cannot fill in fails the walk, so new URLs are covered as they are added."""
+(their objects do not exist for them), members get the page; the admin (the RQ dashboard
+with it) is for staff only; no state-changing request gets through without a CSRF token.
+A URL pattern with a parameter this walk cannot fill in fails the walk, so new URLs are
+covered as they are added."""
 
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from runs import artifacts
 from runs.models import StepOutput, StepState
+from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline, make_run, set_step
 
 SECRET = "alice-secret-pipeline"
+# Walked below as staff-only instead (every pattern but the admin's own login page).
 SKIPPED_PREFIXES = ("admin/",)
 SKIPPED_NAMES = {"login", "logout"}
 # Parameters the walk knows how to fill, from the objects of alice's team below.
@@ -179,6 +183,167 @@ def test_members_get_the_page(db, objects, alice, route, name):
         assert response.status_code not in (404, 500), (method.__name__, url, response.status_code)
 
 
+# ---- the admin and the RQ dashboard: staff only ---------------------------------------------
+
+ADMIN_PUBLIC = {"admin/login/"}
+# Values for the admin's (and django-rq's) parameters: staff-only refusals come before any lookup.
+ADMIN_PARAMETERS = {
+    "object_id": "1",
+    "id": "1",
+    "content_type_id": "1",
+    "app_label": "pipelines_ui",
+    "url": "no-such-page/",
+    "queue_index": "0",
+    "scheduler_index": "0",
+    "connection_index": "0",
+    "job_id": "no-such-job",
+    "result_id": "no-such-result",
+    "key": "no-such-worker",
+    "scheduler_name": "no-such-scheduler",
+    "cron_job_name": "no-such-cron-job",
+    "token": "nosuchtoken",
+}
+_REGEX_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>[^()]*\)\??")
+
+
+def admin_routes() -> list[str]:
+    routes = []
+    for route, _pattern in walk(get_resolver().url_patterns):
+        if route.startswith("admin/") and route not in ADMIN_PUBLIC and route not in routes:
+            routes.append(route)
+    return routes
+
+
+ADMIN_ROUTES = admin_routes()
+
+
+def fill_admin(route: str) -> str:
+    url = _REGEX_GROUP.sub(lambda m: ADMIN_PARAMETERS[m.group("name")], route)
+    url = _PARAM.sub(lambda m: ADMIN_PARAMETERS[m.group("name")], url)
+    return "/" + url.replace("^", "").replace("/?", "/").replace("$", "")
+
+
+def fill_any(route: str, objects: dict[str, str]) -> str:
+    return fill_admin(route) if route.startswith("admin/") else fill(route, objects)
+
+
+def test_every_admin_pattern_is_walked():
+    assert "admin/django_rq/dashboard/" in ADMIN_ROUTES  # the RQ dashboard is mounted
+    assert len(ADMIN_ROUTES) >= 50
+    unknown = {
+        route: name
+        for route in ADMIN_ROUTES
+        for name in [m.group("name") for m in _PARAM.finditer(route)] + _REGEX_GROUP.findall(route)
+        if name not in ADMIN_PARAMETERS
+    }
+    assert not unknown, f"admin URL parameters the walk cannot fill in (add them to ADMIN_PARAMETERS): {unknown}"
+    # Each filled-in URL reaches the pattern it was made from, not a catch-all.
+    wrong = {}
+    for route in ADMIN_ROUTES:
+        reached = resolve(fill_admin(route)).route.replace("^", "")
+        if reached != route.replace("^", ""):
+            wrong[route] = reached
+    assert not wrong
+
+
+def refused_to_non_staff(response) -> bool:
+    """Given a followed response: refused, or sent to a login page (admin/logout/ goes by the index)."""
+    if response.status_code in (401, 403):
+        return True
+    hops = [url for url, _status in response.redirect_chain]
+    return bool(hops) and hops[-1].startswith((reverse("admin:login"), login_url()))
+
+
+@pytest.mark.parametrize("route", ADMIN_ROUTES)
+def test_the_admin_refuses_anonymous_users_and_members(db, objects, team, alice, bob, route):
+    url = fill_admin(route)
+    before = snapshot(team)
+    # alice administers her team in Stepwise, but is not staff.
+    for user in (None, bob, alice):
+        client = client_for(user)
+        for method in (client.get, client.post):
+            response = method(url, {"name": "planted", "team": team.pk}, follow=True)
+            assert refused_to_non_staff(response), (user, method.__name__, url, response.status_code)
+    assert snapshot(team) == before
+
+
+def test_the_rq_dashboard_is_for_staff(db, team, bob):
+    url = reverse("admin:django_rq_home")
+    assert url == "/admin/django_rq/dashboard/"
+    anonymous = client_for().get(url)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("admin:login"))
+    member = client_for(bob).get(url)
+    assert member.status_code == 302 and member["Location"].startswith(reverse("admin:login"))
+    # Staff without any model permission: the dashboard asks for staff status, nothing more.
+    operator = make_user("olga")
+    operator.is_staff = True
+    operator.save()
+    page = client_for(operator).get(url)
+    assert page.status_code == 200
+    assert b"default" in page.content  # the queue this project uses
+    assert client_for(operator).get(reverse("admin:django_rq_jobs", args=[0])).status_code == 200
+
+
+# ---- CSRF: no state-changing request without a token ----------------------------------------
+
+
+def every_route() -> list[str]:
+    routes = []
+    for route, _pattern in walk(get_resolver().url_patterns):
+        if route not in routes:
+            routes.append(route)
+    return routes
+
+
+ALL_ROUTES = every_route()
+
+
+def database_snapshot() -> dict[str, list]:
+    """Every row of every table."""
+    from django.apps import apps
+
+    return {
+        model._meta.label: list(model._default_manager.order_by("pk").values_list())
+        for model in apps.get_models()
+        if model._meta.managed  # django-rq's Dashboard has no table
+    }
+
+
+def refused_for_csrf(response) -> bool:
+    return response.status_code == 403 and b"CSRF verification failed" in response.content
+
+
+@pytest.mark.parametrize("route", ALL_ROUTES)
+def test_state_changing_requests_without_a_csrf_token_are_refused(db, objects, team, alice, route):
+    # alice may do anything, in her team and in the admin: only the missing token can stop her.
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    url = fill_any(route, objects)
+    before = database_snapshot()
+    form = {"name": "planted", "team": team.pk, "pipeline": objects["pipeline"], "username": "alice"}
+    for method in ("post", "put", "patch", "delete"):
+        response = client.post(url, form) if method == "post" else getattr(client, method)(url)
+        # 405 only where a view never takes the method and is exempt from the check (none today).
+        assert refused_for_csrf(response) or response.status_code == 405, (method, url, response.status_code)
+    assert database_snapshot() == before
+
+
+def test_the_same_post_with_a_token_gets_through(db, objects, alice):
+    # The walk above fails if the 403 came from anything but the missing token.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get(reverse("run_detail", args=[objects["run"]]))
+    before = database_snapshot()
+    url = reverse("run_cancel", args=[objects["run"]])
+    assert refused_for_csrf(client.post(url))
+    assert database_snapshot() == before
+    response = client.post(url, {"csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+    assert response.status_code == 302
+    assert database_snapshot() != before
+
+
 # ---- artifact downloads: only the output the database names --------------------------------
 
 
@@ -196,6 +361,28 @@ def test_members_get_the_page(db, objects, alice, route, name):
         "outputs/%5C..%5C..%5Cetc%5Cpasswd/",
         "outputs/.%2e/",
         "../../outputs/data/",
+        # Upper case, double-encoded, overlong UTF-8 and full-width dots, path parameters.
+        "outputs/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd/",
+        "outputs/%252e%252e/",
+        "outputs/%252e%252e%252f%252e%252e%252fetc%252fpasswd/",
+        "outputs/data%252f..%252f..%252f/",
+        "outputs/%25252e%25252e/",
+        "outputs/%c0%ae%c0%ae/",
+        "outputs/%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afetc%c0%afpasswd/",
+        "outputs/%ef%bc%8e%ef%bc%8e/",
+        "outputs/..;/",
+        "outputs/data;/../../",
+        # Backslashes, raw and encoded, alone and mixed with slashes.
+        "outputs/..\\..\\etc\\passwd/",
+        "outputs/%2e%2e%5c%2e%2e%5cetc%5cpasswd/",
+        "outputs/%255c..%255c/",
+        "outputs/..%5C/",
+        "outputs/data%5C..%5C..%2F/",
+        # Absolute paths as the output name.
+        "outputs/%2Fetc/",
+        "outputs/%2F/",
+        "outputs/C:%5Cwindows%5Cwin.ini/",
+        "outputs/file:%2F%2F%2Fetc%2Fpasswd/",
     ],
 )
 def test_artifact_download_urls_with_traversal_are_404(db, objects, alice, tail):
@@ -206,7 +393,37 @@ def test_artifact_download_urls_with_traversal_are_404(db, objects, alice, tail)
     assert response.status_code == 404, (tail, response.status_code)
 
 
-@pytest.mark.parametrize("step", ["..", "%2e%2e", "..%2F..", "%2Fetc", "prep%00", "prep%2F..%2Fprep"])
+def test_the_artifact_stores_own_paths_as_output_names_are_404(db, objects, alice, settings):
+    from urllib.parse import quote
+
+    client = client_for(alice)
+    digest = StepOutput.objects.get(name="data").artifact.sha256
+    root = settings.STEPWISE_ARTIFACTS
+    for name in (root, digest, digest[:12], f"{root}/{digest}", f"../../{digest}", "data/rows.csv", "rows.csv"):
+        for encoded in (quote(name, safe=""), quote(quote(name, safe=""), safe="")):
+            response = client.get(f"/runs/{objects['run']}/steps/prep/outputs/{encoded}/")
+            assert response.status_code == 404, (encoded, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "..",
+        "%2e%2e",
+        "%2E%2E",
+        "%252e%252e",
+        "..%2F..",
+        "..%252F..",
+        "%2Fetc",
+        "%252Fetc",
+        "prep%00",
+        "prep%2F..%2Fprep",
+        "prep%252F..%252Fprep",
+        "..%5C..",
+        "%c0%ae%c0%ae",
+        "..;",
+    ],
+)
 def test_step_names_with_traversal_are_404(db, objects, alice, step):
     client = client_for(alice)
     for tail in ("log/", "outputs/data/", ""):

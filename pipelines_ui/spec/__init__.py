@@ -5,13 +5,14 @@ Pure Python, no Django: limits come in as parameters.
 
 from __future__ import annotations
 
-from .command import command_references, render_command
+from .command import EnvRef, command_references, render_command, secret_env_var
 from .loader import load_pipeline, parse_text
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
     LITERAL_TYPES,
     OUTPUT_TYPES,
+    SECRET_TYPE,
     Binding,
     DataPath,
     InputDecl,
@@ -35,8 +36,10 @@ __all__ = [
     "INPUT_TYPES",
     "LITERAL_TYPES",
     "OUTPUT_TYPES",
+    "SECRET_TYPE",
     "Binding",
     "DataPath",
+    "EnvRef",
     "InputDecl",
     "JobOutput",
     "OutputDecl",
@@ -56,6 +59,7 @@ __all__ = [
     "load_pipeline",
     "parse_text",
     "render_command",
+    "secret_env_var",
     "to_json",
     "to_zip_bytes",
     "validate_pipeline",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from .model import DATA_TYPES, LITERAL_TYPES, JobOutput, ParentInput, ParentOutputRef
+from .model import DATA_TYPES, LITERAL_TYPES, SECRET_TYPE, JobOutput, ParentInput, ParentOutputRef
 
 # Azure ML's rule for pipeline node names: a lower-case Python identifier.
 JOB_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -63,6 +63,12 @@ def literal_type(value: object) -> str | None:
 
 def literal_error(value: object, type_: str, enum: list[str] | None = None) -> str | None:
     """Why `value` cannot be a value of input type `type_`, or None when it can."""
+    if type_ == SECRET_TYPE:
+        # Never echo the value: whoever wrote it in the YAML meant it to stay secret.
+        return (
+            "a secret cannot be written in the pipeline: bind a secret pipeline input "
+            "(${{parent.inputs.NAME}}) and give its value when the run starts"
+        )
     if type_ in DATA_TYPES:
         return f"a {type_} input needs data ({{type: {type_}, path: ...}}), not the literal {value!r}"
     if type_ == "boolean" and not isinstance(value, bool):
@@ -87,6 +93,10 @@ def types_compatible(source: str, target: str) -> bool:
     """Whether a value of type `source` may feed an input of type `target`."""
     if source == target:
         return True
+    if SECRET_TYPE in (source, target):
+        # A secret feeding a string would be rendered and shown in clear; a string feeding a
+        # secret would be a secret written in the YAML.
+        return False
     if source in DATA_TYPES or target in DATA_TYPES:
         # Azure ML lets a file feed a folder input and the reverse; data never feeds a literal.
         return source in DATA_TYPES and target in DATA_TYPES

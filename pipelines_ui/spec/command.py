@@ -1,17 +1,37 @@
 """Command templates: `${{inputs.X}}`, `${{outputs.Y}}` and optional `$[[ ... ]]` segments.
 
 Values are substituted shell-quoted, so whatever a user types into a parameter reaches the
-step as one literal argument and is never interpreted by the shell.
+step as one literal argument and is never interpreted by the shell. A secret input is never
+substituted: the command gets a quoted reference to the environment variable that holds it
+(`EnvRef`), so its value appears in no stored or shown command line.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
+
+SECRET_ENV_PREFIX = "STEPWISE_SECRET_"
 
 _REF = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _ANY_EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 _OPEN, _CLOSE = "$[[", "]]"
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """An input whose value the step reads from the environment variable `name`."""
+
+    name: str
+
+
+def secret_env_var(input_name: str) -> str:
+    """The environment variable that carries a secret input to its step: `STEPWISE_SECRET_<NAME>`.
+
+    The prefix keeps a secret named `path` or `home` from replacing PATH or HOME.
+    """
+    return SECRET_ENV_PREFIX + input_name.upper()
 
 
 def _segments(command: str) -> list[tuple[bool, str]]:
@@ -84,6 +104,8 @@ def format_value(value: object) -> str:
 def render_command(command: str, *, inputs: dict[str, object | None], outputs: dict[str, str]) -> str:
     """Substitute references with shell-quoted values; drop optional segments whose inputs are unset.
 
+    An `EnvRef` value becomes `"${NAME}"`: the shell expands it, as one word, when the step runs.
+
     Raises ValueError naming the input (or output) when a reference outside an optional
     segment has no value, or when the template itself is malformed.
     """
@@ -96,6 +118,8 @@ def render_command(command: str, *, inputs: dict[str, object | None], outputs: d
             value = inputs.get(name)
             if value is None:
                 raise ValueError(f"input '{name}' is required by the command but has no value")
+            if isinstance(value, EnvRef):
+                return f'"${{{value.name}}}"'
             return shlex.quote(format_value(value))
         if outputs.get(name) is None:
             raise ValueError(f"output '{name}' is used by the command but has no path")

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
 DATA_TYPES = ("uri_file", "uri_folder")
-INPUT_TYPES = LITERAL_TYPES + DATA_TYPES
+# A Stepwise extension to Azure ML's types: a value given only when a run starts, never
+# written in the YAML, passed to the step through its environment and masked in its logs.
+SECRET_TYPE = "secret"
+INPUT_TYPES = LITERAL_TYPES + DATA_TYPES + (SECRET_TYPE,)
 OUTPUT_TYPES = DATA_TYPES
 
 

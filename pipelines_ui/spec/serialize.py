@@ -17,6 +17,7 @@ import yaml
 from .bindings import JOB_NAME, format_binding, literal_type
 from .files import safe_key
 from .model import (
+    SECRET_TYPE,
     DataPath,
     InputDecl,
     JobOutput,
@@ -225,7 +226,8 @@ def _data_path(p: Pipeline, data: DataPath) -> str:
 
 def _input_yaml(decl: InputDecl) -> dict:
     d: dict = {"type": decl.type}
-    if decl.default is not None:
+    # Validation refuses a secret's default; an export never writes one even so.
+    if decl.default is not None and decl.type != SECRET_TYPE:
         d["default"] = decl.default
     if decl.optional:
         d["optional"] = True

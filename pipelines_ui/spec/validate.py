@@ -7,13 +7,14 @@ adds the file and line, since only it knows where the YAML came from.
 from __future__ import annotations
 
 from .bindings import JOB_NAME, MAX_NAME_LENGTH, PORT_NAME, literal_error, literal_type, types_compatible
-from .command import command_errors, command_references, required_inputs_used
+from .command import command_errors, command_references, required_inputs_used, secret_env_var
 from .files import safe_key
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
     LITERAL_TYPES,
     OUTPUT_TYPES,
+    SECRET_TYPE,
     DataPath,
     InputDecl,
     JobOutput,
@@ -83,7 +84,15 @@ def _check_decl(found: _Findings, decl: InputDecl, *, job: str, field: str) -> N
             found.error("enum is a list of strings, for string inputs only", job=job, field=f"{field}.enum")
             return
     if decl.default is not None:
-        if decl.type in DATA_TYPES:
+        if decl.type == SECRET_TYPE:
+            # The message leaves the value out: it must not reach a page or a log either.
+            found.error(
+                "a secret input takes no default: its value is given only when a run starts "
+                "(the run form, or `pipelines run --secret`)",
+                job=job,
+                field=f"{field}.default",
+            )
+        elif decl.type in DATA_TYPES:
             found.error("a data input takes no default; give it a path", job=job, field=f"{field}.default")
         elif error := literal_error(decl.default, decl.type, decl.enum):
             found.error(f"default: {error}", job=job, field=f"{field}.default")
@@ -143,10 +152,20 @@ def _check_step(
             f"command uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field="command"
         )
 
+    secret_vars: dict[str, str] = {}
     for name, decl in step.input_decls.items():
         if not PORT_NAME.fullmatch(name):
             found.error(f"invalid input name '{name}'", job=job, field=f"inputs.{name}")
         _check_decl(found, decl, job=job, field=f"inputs.{name}")
+        if decl.type == SECRET_TYPE:
+            var = secret_env_var(name)
+            if var in secret_vars:
+                found.error(
+                    f"secret inputs '{secret_vars[var]}' and '{name}' would both be passed as ${var}: rename one",
+                    job=job,
+                    field=f"inputs.{name}.type",
+                )
+            secret_vars.setdefault(var, name)
     for name, out in step.output_decls.items():
         if not PORT_NAME.fullmatch(name):
             found.error(f"invalid output name '{name}'", job=job, field=f"outputs.{name}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +35,8 @@ class Workers:
         env.update(
             DATABASE_URL=database_url(),
             STEPWISE_ARTIFACTS=str(settings.STEPWISE_ARTIFACTS),
+            STEPWISE_ARTIFACTS_OPTIONS=json.dumps(settings.STEPWISE_ARTIFACTS_OPTIONS),
+            STEPWISE_ARTIFACTS_CACHE=str(settings.STEPWISE_ARTIFACTS_CACHE),
             STEPWISE_WORKDIR=str(settings.STEPWISE_WORKDIR),
             STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
             STEPWISE_RETRY_BACKOFF_S=str(settings.STEPWISE_RETRY_BACKOFF_S),
@@ -70,12 +74,29 @@ class Workers:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker-*.log")))
 
 
+def pids_matching(marker: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+
+
+@pytest.fixture
+def marker():
+    """A unique string to find a test's step processes by; whatever is left of them dies after the test."""
+    value = f"stepwise-fault-{uuid.uuid4().hex}"
+    yield value
+    for pid in pids_matching(value):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(autouse=True)
 def isolated_store(settings, tmp_path_factory):
     # Each test session gets its own artifact store and working folders.
     base = tmp_path_factory.getbasetemp()
     settings.STEPWISE_ARTIFACTS = str(base / "artifacts")
     settings.STEPWISE_WORKDIR = base / "work"
+    settings.STEPWISE_ARTIFACTS_CACHE = base / "cache"
     settings.STEPWISE_HEARTBEAT_S = 1
 
 

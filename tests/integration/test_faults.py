@@ -19,7 +19,7 @@ from runs import queues, reconciler
 from runs.artifacts import artifact_path
 from runs.models import Artifact, LogChunk, Run, RunState, StepOutput, StepRun, StepState, Transition
 from runs.services import run_cancel, run_create
-from tests.integration.conftest import Workers, wait_for
+from tests.integration.conftest import Workers, pids_matching, wait_for
 from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
 
 pytestmark = pytest.mark.integration
@@ -36,22 +36,6 @@ def start_sleeper(tmp_path: Path, marker: str, user, team) -> Run:
     run = start_run(tmp_path, yaml_text, user, team)
     wait_for(lambda: pids_matching(marker), message="the step's process")
     return run
-
-
-def pids_matching(marker: str) -> list[str]:
-    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
-
-
-@pytest.fixture
-def marker():
-    """A unique string to find a test's step processes by; whatever is left of them dies after the test."""
-    value = f"stepwise-fault-{uuid.uuid4().hex}"
-    yield value
-    for pid in pids_matching(value):
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def running_transitions(step_run: StepRun) -> Counter[int]:
@@ -194,11 +178,14 @@ def test_timeout_fails_the_step_and_kills_its_whole_process_tree(workers, alice,
 # ---- a worker that dies ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backoff_s", [0, 1])
 def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_killed(
-    workers, alice, team, tmp_path, settings, marker
+    workers, alice, team, tmp_path, settings, marker, backoff_s
 ):
-    settings.STEPWISE_RETRY_BACKOFF_S = 0
-    workers.start(2)
+    # With a backoff, the retry waits for RQ's scheduler, which runs in the worker that is killed
+    # (the first to start); the reconciler enqueues the overdue retry itself.
+    settings.STEPWISE_RETRY_BACKOFF_S = backoff_s
+    workers.start(1)
     run = start_run(
         tmp_path,
         f"""
@@ -223,9 +210,11 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
         team,
     )
     wait_for(lambda: len(pids_matching(marker)) == 2, message="the first attempt's processes")
+    workers.start(1)
     first = steps_of(run)["long"]
     assert first.state == StepState.RUNNING
     victim = worker_proc(workers, first)
+    assert victim is workers.procs[0]
     orphans = child_pids(victim.pid)  # the step's shell, and RQ's scheduler if this worker runs it
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
@@ -503,6 +492,48 @@ def test_an_unwritable_store_fails_the_step_and_registers_nothing(workers, alice
     assert not StepOutput.objects.filter(step_run__run=run).exists()
     assert not Artifact.objects.exists()
     assert list(read_only_store.iterdir()) == []
+
+
+@pytest.fixture
+def full_store(settings, tmp_path, workers):
+    """The workers see a 64 KiB tmpfs as the artifact store, in a mount namespace of their own
+    (nothing is mounted for the rest of the machine, and it vanishes with them)."""
+    store = tmp_path / "small-store"
+    store.mkdir()
+    settings.STEPWISE_ARTIFACTS = str(store)
+    mount = f'mount -t tmpfs -o size=64k stepwise-test {store} && exec "$@"'
+    workers.prefix = ["unshare", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", mount, "--"]
+    return store
+
+
+def test_a_full_disk_fails_the_step_with_the_reason_and_registers_nothing(workers, alice, team, tmp_path, full_store):
+    workers.start(1)
+    run = wait_run(
+        start_run(
+            tmp_path,
+            """
+            type: pipeline
+            jobs:
+              make:
+                type: command
+                command: >-
+                  echo small > ${{outputs.small}}/data.txt &&
+                  head -c 1000000 /dev/urandom > ${{outputs.big}}/data.bin
+                outputs:
+                  small: {type: uri_folder}
+                  big: {type: uri_folder}
+            """,
+            alice,
+            team,
+        )
+    )
+    step = steps_of(run)["make"]
+    assert run.state == RunState.FAILED
+    assert step.state == StepState.FAILED
+    assert "artifact store" in step.reason and "No space left on device" in step.reason, step.reason
+    assert not StepOutput.objects.filter(step_run__run=run).exists()
+    assert not Artifact.objects.exists()
+    assert "Traceback" not in workers.logs()
 
 
 def test_a_bad_second_output_leaves_no_half_registered_first_output(workers, alice, team, tmp_path):

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
+import tempfile
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
+from pipelines_ui import services
+from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.uploads import UploadError, extract_zip, find_pipeline_yaml, save_upload, zip_to_files
 
 
@@ -93,3 +99,174 @@ def test_save_upload_rejects_other_types(tmp_path):
 def test_zip_to_files_unwraps_single_folder():
     files = zip_to_files(io.BytesIO(make_zip({"src/main.py": b"print(1)", "src/lib/u.py": b"u"})))
     assert files == {"main.py": b"print(1)", "lib/u.py": b"u"}
+
+
+def test_symlinks_anywhere_are_rejected_and_nothing_written(tmp_path):
+    for target in ("/etc/passwd", "../../outside", "pipeline.yml"):
+        data = make_zip({"pipeline.yml": b"a"}, symlinks={"src/link": target})
+        with pytest.raises(UploadError, match="symbolic link"):
+            extract_zip(io.BytesIO(data), tmp_path / "out")
+        assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_zip_that_lies_about_its_sizes_is_refused(tmp_path):
+    # A member that says "10 bytes" and inflates to 100 kB: never more than the limit is written.
+    data = bytearray(make_zip({"bomb.bin": b"\0" * 100_000}))
+    header = data.find(b"PK\x01\x02")
+    data[header + 24 : header + 28] = (10).to_bytes(4, "little")  # the central directory's size
+    with pytest.raises(UploadError, match="bomb.bin"):
+        extract_zip(io.BytesIO(bytes(data)), tmp_path / "out", limit_bytes=1000)
+    written = tmp_path / "out" / "bomb.bin"
+    assert not written.exists() or written.stat().st_size <= 1000
+
+
+# --- through the views: the import page and a step's code zip ---------------------------
+
+IMPORT_YAML = b"""\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+display_name: uploaded
+jobs:
+  hello:
+    type: command
+    code: ./src
+    command: python a.py
+"""
+
+
+def hostile_zips(tmp_path) -> dict[str, tuple[bytes, str]]:
+    """Name -> (zip bytes, the message the page shows). Each would land in tmp_path if obeyed."""
+    good = {"pipeline.yml": IMPORT_YAML, "src/a.py": b"print('a')\n"}
+    return {
+        "dot-dot": (make_zip({**good, "../../../evil.py": b"x"}), "not allowed in zip paths"),
+        "dot-dot-inside": (make_zip({**good, "src/../../../../evil.py": b"x"}), "not allowed in zip paths"),
+        "backslashes": (make_zip({**good, "..\\..\\..\\evil.py": b"x"}), "not allowed in zip paths"),
+        "absolute": (make_zip({**good, str(tmp_path / "evil.py"): b"x"}), "absolute paths are not allowed"),
+        "drive-letter": (make_zip({**good, "C:/evil.py": b"x"}), "absolute paths are not allowed"),
+        "symlink-out": (make_zip(good, symlinks={"src/evil.py": "/etc/passwd"}), "symbolic links are not allowed"),
+        "symlink-up": (make_zip(good, symlinks={"src/evil.py": "../../../../"}), "symbolic links are not allowed"),
+    }
+
+
+HOSTILE = ["dot-dot", "dot-dot-inside", "backslashes", "absolute", "drive-letter", "symlink-out", "symlink-up"]
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """The folder the views' temporary directories are made in: the test's own."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def assert_nothing_left(tmp_path: Path, private_tmp: Path) -> None:
+    assert list(private_tmp.iterdir()) == []  # the upload's temporary folder is gone
+    assert not [p for p in tmp_path.rglob("*evil*")]
+
+
+def test_the_import_page_takes_a_safe_zip(client, alice, team, compute, tmp_path, private_tmp):
+    # The hostile zips below differ from this one by one entry.
+    client.force_login(alice)
+    upload = SimpleUploadedFile("proj.zip", make_zip({"pipeline.yml": IMPORT_YAML, "src/a.py": b"print('a')\n"}))
+    response = client.post(reverse("pipeline_import"), {"file": upload, "team": team.pk})
+    assert response.status_code == 302
+    assert "code/hello/a.py" in Pipeline.objects.get().latest_version.files
+    assert_nothing_left(tmp_path, private_tmp)
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_the_import_page_refuses_a_hostile_zip(client, alice, team, compute, tmp_path, private_tmp, kind):
+    data, message = hostile_zips(tmp_path)[kind]
+    client.force_login(alice)
+    upload = SimpleUploadedFile("proj.zip", data)
+    response = client.post(reverse("pipeline_import"), {"file": upload, "team": team.pk})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Pipeline.objects.exists()
+    assert_nothing_left(tmp_path, private_tmp)
+
+
+@pytest.mark.parametrize(
+    ("yaml_code", "message"),
+    [("../../../etc", "outside the pipeline folder"), ("/etc", "outside the pipeline folder")],
+)
+def test_the_import_page_refuses_code_from_outside_the_zip(
+    client, alice, team, compute, private_tmp, yaml_code, message
+):
+    client.force_login(alice)
+    yaml = IMPORT_YAML.replace(b"code: ./src", b"code: " + yaml_code.encode())
+    upload = SimpleUploadedFile("proj.zip", make_zip({"pipeline.yml": yaml, "src/a.py": b"a"}))
+    response = client.post(reverse("pipeline_import"), {"file": upload, "team": team.pk})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Pipeline.objects.exists()
+
+
+def test_the_import_page_refuses_oversize_uploads(client, alice, team, compute, settings, tmp_path, private_tmp):
+    settings.STEPWISE_UPLOAD_MAX_BYTES = 2000
+    client.force_login(alice)
+    cases = [
+        # An archive bigger than the limit itself (random bytes do not compress).
+        (make_zip({"pipeline.yml": IMPORT_YAML, "src/a.py": os.urandom(5000)}), "larger than 2000 bytes"),
+        # A small archive that unpacks past it.
+        (make_zip({"pipeline.yml": IMPORT_YAML, "src/a.py": b"\0" * 100_000}), "unpacks to more than 2000 bytes"),
+    ]
+    for data, message in cases:
+        upload = SimpleUploadedFile("proj.zip", data)
+        response = client.post(reverse("pipeline_import"), {"file": upload, "team": team.pk})
+        assert response.status_code == 200
+        assert message in response.content.decode()
+    settings.STEPWISE_YAML_MAX_BYTES = 100
+    upload = SimpleUploadedFile("pipeline.yml", IMPORT_YAML)
+    response = client.post(reverse("pipeline_import"), {"file": upload, "team": team.pk})
+    assert "larger than 100 bytes" in response.content.decode()
+    assert not Pipeline.objects.exists()
+    assert_nothing_left(tmp_path, private_tmp)
+
+
+def step_with_code_zip(data: bytes) -> dict:
+    return {
+        "name": "score",
+        "command": "python a.py",
+        "max_retries": "0",
+        "in-TOTAL_FORMS": "0",
+        "in-INITIAL_FORMS": "0",
+        "out-TOTAL_FORMS": "0",
+        "out-INITIAL_FORMS": "0",
+        "code-TOTAL_FORMS": "0",
+        "code-INITIAL_FORMS": "0",
+        "code_zip": SimpleUploadedFile("code.zip", data),
+    }
+
+
+def test_a_step_takes_a_safe_code_zip(client, alice, pipeline, tmp_path, private_tmp):
+    client.force_login(alice)
+    data = make_zip({"src/a.py": b"print('a')\n"})
+    response = client.post(reverse("step_create", args=[pipeline.pk]), step_with_code_zip(data))
+    assert response.status_code == 302
+    pipeline.refresh_from_db()
+    assert services.version_spec_with_files(pipeline.latest_version).step_files("score") == {"a.py": b"print('a')\n"}
+    assert_nothing_left(tmp_path, private_tmp)
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_step_refuses_a_hostile_code_zip(client, alice, pipeline, tmp_path, private_tmp, kind):
+    data, message = hostile_zips(tmp_path)[kind]
+    client.force_login(alice)
+    response = client.post(reverse("step_create", args=[pipeline.pk]), step_with_code_zip(data))
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert PipelineVersion.objects.filter(pipeline=pipeline).count() == 1
+    assert_nothing_left(tmp_path, private_tmp)
+
+
+def test_a_step_refuses_an_oversize_code_zip(client, alice, pipeline, settings, tmp_path, private_tmp):
+    settings.STEPWISE_UPLOAD_MAX_BYTES = 2000
+    client.force_login(alice)
+    data = make_zip({"a.py": b"\0" * 100_000})
+    response = client.post(reverse("step_create", args=[pipeline.pk]), step_with_code_zip(data))
+    assert response.status_code == 400
+    assert "unpacks to more than 2000 bytes" in response.content.decode()
+    assert PipelineVersion.objects.filter(pipeline=pipeline).count() == 1
+    assert_nothing_left(tmp_path, private_tmp)

@@ -94,6 +94,47 @@ def test_sockets_without_an_allowed_origin_are_rejected(live_run, alice):
     assert run_async(scenario, headers) is False
 
 
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,  # no Origin header at all: not a browser on our page
+        b"http://evil.example",
+        b"https://evil.example",
+        b"http://testserver.evil.example",
+        b"http://evil.example/http://testserver",
+        b"null",  # a sandboxed frame or a file:// page
+        b"",
+    ],
+)
+def test_a_members_socket_from_a_foreign_or_missing_origin_is_refused(live_run, alice, origin):
+    async def scenario(headers):
+        comm = communicator(live_run.pk, headers)
+        connected, _code = await comm.connect(timeout=5)
+        await comm.disconnect()
+        return connected
+
+    headers = [h for h in session_headers(alice) if h[0] != b"origin"]
+    if origin is not None:
+        headers.append((b"origin", origin))
+    assert run_async(scenario, headers) is False
+
+
+@pytest.mark.parametrize("origin", [b"http://testserver", b"https://testserver", b"http://localhost:8000"])
+def test_a_members_socket_from_our_own_origin_is_accepted(live_run, alice, origin):
+    # The same session and run as the refusals above: only the Origin header differs.
+    async def scenario(headers):
+        comm = communicator(live_run.pk, headers)
+        connected, _code = await comm.connect(timeout=5)
+        first = await comm.receive_json_from(timeout=5) if connected else None
+        await comm.disconnect()
+        return connected, first
+
+    headers = [h for h in session_headers(alice) if h[0] != b"origin"] + [(b"origin", origin)]
+    connected, first = run_async(scenario, headers)
+    assert connected is True
+    assert first["type"] == "run" and first["run"] == live_run.pk
+
+
 def test_members_get_the_current_state_first(live_run, alice, bob):
     StepRun.objects.filter(run=live_run, name="prep").update(state=StepState.SUCCEEDED, attempt=1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,10 +15,11 @@ from django.core.management.base import BaseCommand, CommandParser
 from pipelines_ui.models import Pipeline, Team
 from pipelines_ui.selectors import known_compute_names
 from pipelines_ui.services import pipeline_import, version_spec_with_files
-from pipelines_ui.spec import SpecError, dump_folder, load_pipeline
+from pipelines_ui.spec import SECRET_TYPE, SpecError, dump_folder, load_pipeline
 from runs import gc, services
-from runs.artifacts import artifact_path
+from runs.artifacts import ArtifactError, artifact_path
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
+from runs.specs import version_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -50,6 +52,14 @@ class Command(BaseCommand):
         p = sub.add_parser("run", help="run a pipeline YAML or an imported pipeline")
         p.add_argument("target", help="FILE.yml or the name of an imported pipeline")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
+        p.add_argument(
+            "--secret",
+            action="append",
+            default=[],
+            metavar="NAME[=ENVVAR]",
+            help="a secret input's value, read from the environment variable ENVVAR (default: NAME), "
+            "so that it stays out of the shell's history",
+        )
         p.add_argument("--force-rerun", action="store_true")
         p.add_argument("--timeout", type=int, metavar="SECONDS", help="fail the run if it takes longer")
         p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
@@ -67,6 +77,10 @@ class Command(BaseCommand):
             for problem in exc.problems:
                 self.stderr.write(f"{problem.severity}: {problem}")
             sys.exit(EXIT_INVALID)
+        except ArtifactError as exc:
+            # The artifact store failed (gc, or fetching outputs for --json): say why, not a traceback.
+            self.stderr.write(str(exc))
+            sys.exit(EXIT_FAILED)
         sys.exit(code or EXIT_OK)
 
     # ---- helpers ------------------------------------------------------------------
@@ -150,7 +164,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {sha}")
         return EXIT_OK
 
-    def do_run(self, *, target: str, set: list[str], force_rerun: bool, wait: bool, json: bool, **options) -> int:
+    def do_run(
+        self, *, target: str, set: list[str], secret: list[str], force_rerun: bool, wait: bool, json: bool, **options
+    ) -> int:
         author = self._user(options.get("user"))
         path = Path(target)
         if path.suffix in (".yml", ".yaml") or path.is_file():
@@ -167,6 +183,7 @@ class Command(BaseCommand):
             if not sep or not key:
                 raise Invalid(f"--set {item!r}: expected KEY=VALUE")
             inputs[key] = value
+        inputs.update(self._secrets(version, given=secret, set_names=inputs.keys()))
         try:
             run = services.run_create(
                 version=version, user=author, inputs=inputs, force_rerun=force_rerun, timeout_s=options.get("timeout")
@@ -181,6 +198,26 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(jsonlib.dumps(run_summary(run, url)))
         return EXIT_OK if run.state == RunState.SUCCEEDED else EXIT_FAILED
+
+    def _secrets(self, version, *, given: list[str], set_names) -> dict[str, str]:
+        """`--secret NAME[=ENVVAR]` values; warns about secrets given with --set."""
+        spec = version_spec(version)
+        secret_inputs = {name for name, decl in spec.inputs.items() if decl.type == SECRET_TYPE}
+        for name in sorted(secret_inputs & set(set_names)):
+            self.stderr.write(
+                f"warning: --set {name}=... leaves the secret in your shell's history; use --secret {name}=ENVVAR"
+            )
+        values: dict[str, str] = {}
+        for item in given:
+            name, _, variable = item.partition("=")
+            variable = variable or name
+            if name not in secret_inputs:
+                kind = f"an input of type {spec.inputs[name].type}" if name in spec.inputs else "no such input"
+                raise Invalid(f"--secret {name}: {kind}; --secret is for inputs of type secret (use --set)")
+            if variable not in os.environ:
+                raise Invalid(f"--secret {item}: the environment variable {variable} is not set")
+            values[name] = os.environ[variable]
+        return values
 
     def _wait(self, run: Run) -> Run:
         seen: dict[str, tuple[str, int]] = {}

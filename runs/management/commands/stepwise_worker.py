@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_rq
 from django.core.management.base import BaseCommand
 
+from runs.executor import kill_orphans
 from runs.models import ComputeTarget
 from runs.queues import get_queue
 from runs.worker import StepWorker
@@ -30,6 +31,11 @@ class Command(BaseCommand):
                 self.stderr.write("no default compute target: run `python manage.py migrate` first")
                 raise SystemExit(2)
             queue_names = [default.queue]
+        # Steps of a worker that died on this host (SIGKILL, OOM killer, a crash) may still run:
+        # their attempts are failed by the reconciler, and their processes end here.
+        orphans = kill_orphans()
+        if orphans:
+            self.stderr.write(f"killed {len(orphans)} process(es) left by a dead worker: {orphans}")
         worker = StepWorker(
             [get_queue(q) for q in queue_names], connection=django_rq.get_connection("default"), name=name
         )

@@ -1,0 +1,90 @@
+"""No user process outlives its step: what a step leaves running in the background, detaches
+with setsid, or leaves behind a dead worker is killed, with real workers and real signals."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from rq import Worker
+
+from runs import queues
+from runs.models import RunState, StepState
+from tests.integration.conftest import pids_matching, wait_for
+from tests.integration.test_execution import log_text, steps_of, wait_run
+from tests.integration.test_faults import alive, start_run, start_sleeper
+
+pytestmark = pytest.mark.integration
+
+
+def one_step(command: str) -> str:
+    return f"type: pipeline\njobs:\n  step:\n    type: command\n    command: {command}\n"
+
+
+@pytest.mark.parametrize(
+    "detach",
+    [
+        pytest.param("{sleeper} &", id="background-job-holding-the-pipe"),
+        pytest.param("setsid {sleeper} &", id="own-session-holding-the-pipe"),
+        pytest.param("setsid {sleeper} >/dev/null 2>&1 </dev/null &", id="own-session-detached"),
+        pytest.param("(setsid nohup {sleeper} >/dev/null 2>&1 &);", id="double-fork-daemon"),
+    ],
+)
+def test_what_a_step_leaves_running_is_killed_when_it_ends(workers, alice, team, tmp_path, marker, detach):
+    workers.start(1)
+    # A `sleep 600` named after the marker, so that the test finds it.
+    detach = detach.format(sleeper=f"bash -c 'exec -a {marker} sleep 600'")
+    run = start_run(tmp_path, one_step(f"{detach} echo started"), alice, team)
+
+    run = wait_run(run, timeout=30)
+    assert run.state == RunState.SUCCEEDED, steps_of(run)["step"].reason
+    step = steps_of(run)["step"]
+    assert step.state == StepState.SUCCEEDED
+    assert not pids_matching(marker), "a process of the step outlived it"
+    log = log_text(step)
+    assert "started" in log
+    assert "[stepwise] stopped" in log and "left running" in log
+
+
+def test_a_canceled_step_loses_its_detached_processes_too(workers, alice, team, tmp_path, marker):
+    from runs.services import run_cancel
+
+    workers.start(1)
+    run = start_run(
+        tmp_path,
+        one_step(f"setsid bash -c 'exec -a {marker} sleep 600' >/dev/null 2>&1 </dev/null & sleep 600"),
+        alice,
+        team,
+    )
+    wait_for(lambda: pids_matching(marker), message="the detached process")
+    run_cancel(run=run)
+    assert wait_run(run, timeout=30).state == RunState.CANCELED
+    wait_for(lambda: not pids_matching(marker), timeout=10, message="the detached process to be killed")
+
+
+def test_a_new_worker_kills_what_a_dead_worker_left_on_its_host(workers, alice, team, tmp_path, marker):
+    workers.start(1)
+    start_sleeper(tmp_path, marker, alice, team)
+    (orphan,) = (int(pid) for pid in pids_matching(marker))
+    victim = workers.procs[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    time.sleep(0.5)
+    assert alive(orphan), "nothing but the next worker should kill it (no reconciler runs here)"
+
+    workers.start(1)
+    wait_for(lambda: not alive(orphan), timeout=20, message="the new worker to kill the orphan")
+    wait_for(lambda: "left by a dead worker" in workers.logs(), timeout=5, message="the worker to say so")
+
+
+def test_a_new_worker_leaves_a_live_workers_steps_alone(workers, alice, team, tmp_path, marker):
+    workers.start(1)
+    start_sleeper(tmp_path, marker, alice, team)
+    (step_pid,) = (int(pid) for pid in pids_matching(marker))
+    workers.start(1)
+    # A worker registers with RQ after its start-up sweep for orphans.
+    queue = queues.get_queue(workers.queue)
+    wait_for(lambda: Worker.count(queue=queue) == 2, timeout=20, message="the second worker to be up")
+    assert alive(step_pid)
+    assert "left by a dead worker" not in workers.logs()
