@@ -212,6 +212,9 @@ BOOTSTRAP4 = {
     "jquery_url": {"url": "/static/vendor/jquery/jquery.min.js"},
     "jquery_slim_url": {"url": "/static/vendor/jquery/jquery.min.js"},
     "include_jquery": True,
+    # No green "valid" marks on a form shown again for its errors: a secret field comes back
+    # empty on purpose, and a tick next to it (or any untouched field) says nothing useful.
+    "success_css_class": "",
 }
 
 LOGGING = {
