@@ -516,8 +516,24 @@ def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
         orchestrator.run_advance(step_run.run_id)
 
 
+def execute_chain(step_run_id: int, attempt: int) -> str:
+    """Run a step, then each step its success made ready on the same queue that this worker
+    kept for itself (see `run_advance`); returns what happened to each, for the RQ job's result."""
+    outcomes = []
+    following: tuple[int, int] | None = (step_run_id, attempt)
+    while following is not None:
+        outcome, kept = _execute(*following, keep_next=True)
+        outcomes.append(outcome if not outcomes else f"then step run {following[0]}: {outcome}")
+        following = (kept.pk, kept.attempt) if kept is not None else None
+    return "; ".join(outcomes)
+
+
 def execute(step_run_id: int, attempt: int) -> str:
     """Run one attempt of a step and advance its run; returns what happened, for the RQ job's result."""
+    return _execute(step_run_id, attempt, keep_next=False)[0]
+
+
+def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, StepRun | None]:
     step_run = (
         StepRun.objects.select_related("run__version")
         .defer("run__version__spec", "run__version__files")
@@ -525,11 +541,11 @@ def execute(step_run_id: int, attempt: int) -> str:
         .first()
     )
     if step_run is None:
-        return "no such step run (deleted, or a job from another database)"
+        return "no such step run (deleted, or a job from another database)", None
     if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
-        return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}"
+        return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}", None
     if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_name()):
-        return "another worker took it"
+        return "another worker took it", None
     version = step_run.run.version
     pipeline = version_spec(version)
     step = pipeline.jobs[step_run.name]
@@ -539,7 +555,7 @@ def execute(step_run_id: int, attempt: int) -> str:
     except (StepSetupError, artifacts.ArtifactError, OSError) as exc:
         # ArtifactError: an input could not be fetched from the artifact store.
         _fail(step_run, f"could not start: {exc}")
-        return "setup failed"
+        return "setup failed", None
 
     attempt_ = Attempt(step_run, prepared)
     try:
@@ -547,20 +563,20 @@ def execute(step_run_id: int, attempt: int) -> str:
     except Exception as exc:
         log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
         _fail(step_run, f"worker error: {exc}")
-        return "worker error"
+        return "worker error", None
     if attempt_.fenced:
-        return "superseded or canceled while running"
+        return "superseded or canceled while running", None
     if attempt_.stop_reason:
         _fail(step_run, attempt_.stop_reason, exit_code=returncode)
-        return attempt_.stop_reason
+        return attempt_.stop_reason, None
     if returncode != 0:
         _fail(step_run, f"exit code {returncode}", exit_code=returncode)
-        return "failed"
+        return "failed", None
     try:
         stored = {name: (artifacts.store_files(path, kind), kind) for name, (path, kind) in prepared.outputs.items()}
     except artifacts.ArtifactError as exc:
         _fail(step_run, str(exc), exit_code=returncode)
-        return "failed to store outputs"
+        return "failed to store outputs", None
     # Files first, then every row at once: an output that fails to store leaves no Artifact row
     # of its siblings behind (their files are content-addressed, and gc removes unreferenced ones).
     # Advancing the run in the same transaction saves a commit between a step and the next.
@@ -568,11 +584,11 @@ def execute(step_run_id: int, attempt: int) -> str:
         orchestrator.lock_run(step_run.run_id)
         # The compare-and-set first: an attempt canceled or superseded meanwhile writes no row.
         if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
-            return "finished after being canceled or superseded"
+            return "finished after being canceled or superseded", None
         StepOutput.objects.bulk_create(
             StepOutput(step_run=step_run, name=name, artifact=artifacts.register(manifest, kind))
             for name, (manifest, kind) in stored.items()
         )
-        orchestrator.run_advance(step_run.run_id)
+        kept = orchestrator.run_advance(step_run.run_id, keep_one_of_queue=step_run.queue if keep_next else None)
     shutil.rmtree(workdir, ignore_errors=True)
-    return "succeeded"
+    return "succeeded", kept

@@ -6,4 +6,4 @@ from runs import executor
 
 
 def execute_step(step_run_id: int, attempt: int) -> str:
-    return executor.execute(step_run_id, attempt)
+    return executor.execute_chain(step_run_id, attempt)

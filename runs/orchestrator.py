@@ -215,9 +215,15 @@ def lock_run(run_id: int) -> None:
     Run.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True).first()
 
 
-def run_advance(run_id: int) -> None:
-    """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run."""
+def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun | None:
+    """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run.
+
+    With `keep_one_of_queue`, one step made ready on that queue is queued in the database but
+    not sent to RQ: it is returned, for the calling worker to run next itself (a chain then
+    costs no queue round trip per step). Should that worker die first, the reconciler enqueues it.
+    """
     to_enqueue: list[StepRun] = []
+    kept: StepRun | None = None
     with transaction.atomic():
         # The version's spec is cached per process: don't read (and parse) it with every advance.
         run = (
@@ -227,7 +233,7 @@ def run_advance(run_id: int) -> None:
             .get(pk=run_id)
         )
         if run.state in RUN_TERMINAL:
-            return
+            return None
         pipeline = version_spec(run.version)
         file_map = version_file_map(run.version)
         upstream = pipeline.upstream()
@@ -325,5 +331,10 @@ def run_advance(run_id: int) -> None:
             if run.timed_out:
                 outcome, reason = RunState.FAILED, f"timeout: the run ran longer than {run.timeout_s} s"
             run_transition(run=run, to=outcome, reason=reason)
+        if keep_one_of_queue is not None:
+            kept = next((s for s in to_enqueue if s.queue == keep_one_of_queue), None)
+            if kept is not None:
+                to_enqueue.remove(kept)
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))
+    return kept

@@ -40,6 +40,10 @@ def _job_alive(connection, step_run: StepRun, now) -> bool:
         job = Job.fetch(queues.job_id(step_run), connection=connection)
     except NoSuchJobError:
         return False
+    if job.origin != step_run.queue:
+        # Not this step's job: another database's (ids repeat across databases sharing a Redis),
+        # or its compute target moved to another queue.
+        return False
     status = job.get_status(refresh=True)
     if status == "scheduled":
         # A retry waiting out its backoff. RQ's scheduler runs in one worker per queue, elected by

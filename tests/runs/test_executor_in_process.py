@@ -1,0 +1,161 @@
+"""The executor run in-process (no worker): late events change nothing, and a worker runs the
+step a success made ready itself, without a queue round trip."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from runs import artifacts, executor, queues, reconciler
+from runs.models import Artifact, ComputeTarget, LogChunk, RunState, StepOutput, StepRun, StepState, Transition
+from runs.services import run_cancel, run_create
+from tests.integration.test_execution import import_yaml
+
+PIPELINE = """
+type: pipeline
+jobs:
+  make:
+    type: command
+    command: echo done > ${{outputs.out}}/data.txt
+    outputs:
+      out: {type: uri_folder}
+  after:
+    type: command
+    command: echo after
+    inputs:
+      x: ${{parent.jobs.make.outputs.out}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def target(settings, tmp_path, transactional_db) -> ComputeTarget:
+    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
+    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    # No worker serves this queue: the test runs the steps itself.
+    ComputeTarget.objects.all().delete()
+    return ComputeTarget.objects.create(name="local", queue=f"test-{uuid.uuid4().hex[:8]}", is_default=True)
+
+
+def test_a_completion_after_a_cancel_registers_nothing_and_advances_nothing(
+    transactional_db, alice, team, tmp_path, monkeypatch
+):
+    run = run_create(version=import_yaml(tmp_path, PIPELINE, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="make")
+    store_files = artifacts.store_files
+
+    def cancel_while_storing(path, kind):
+        # The step's process has exited 0; the cancel lands while its outputs are stored.
+        run_cancel(run=run)
+        return store_files(path, kind)
+
+    monkeypatch.setattr(artifacts, "store_files", cancel_while_storing)
+
+    assert executor.execute(step.pk, step.attempt) == "finished after being canceled or superseded"
+
+    run.refresh_from_db()
+    step.refresh_from_db()
+    assert run.state == RunState.CANCELED
+    assert step.state == StepState.CANCELED
+    assert not StepOutput.objects.filter(step_run__run=run).exists()
+    assert not Artifact.objects.exists()
+    assert not Transition.objects.filter(step_run=step, new=StepState.SUCCEEDED).exists()
+    after = StepRun.objects.get(run=run, name="after")
+    assert after.state == StepState.CANCELED
+    assert not Transition.objects.filter(step_run=after, new=StepState.QUEUED).exists()
+
+
+def test_a_second_delivery_of_a_finished_attempt_changes_nothing(transactional_db, alice, team, tmp_path):
+    run = run_create(version=import_yaml(tmp_path, PIPELINE, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="make")
+    assert executor.execute(step.pk, step.attempt) == "succeeded"
+    transitions = list(Transition.objects.values_list("pk", flat=True))
+
+    assert executor.execute(step.pk, step.attempt).startswith("stale delivery")
+    assert list(Transition.objects.values_list("pk", flat=True)) == transitions
+    assert StepOutput.objects.filter(step_run=step).count() == 1
+
+
+# ---- a worker runs the next step of a chain itself ----------------------------------------------
+
+CHAIN = """
+type: pipeline
+jobs:
+  a:
+    type: command
+    command: echo a > ${{outputs.out}}/v.txt
+    outputs:
+      out: {type: uri_folder}
+  b:
+    type: command
+    command: cat ${{inputs.x}}/v.txt > ${{outputs.out}}/v.txt && echo b >> ${{outputs.out}}/v.txt
+    inputs:
+      x: ${{parent.jobs.a.outputs.out}}
+    outputs:
+      out: {type: uri_folder}
+  c:
+    type: command
+    command: cat ${{inputs.x}}/v.txt
+    inputs:
+      x: ${{parent.jobs.b.outputs.out}}
+"""
+
+
+def test_a_chain_runs_in_one_job_without_queueing_its_next_steps(alice, team, tmp_path, target):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    queue = queues.get_queue(target.queue)
+    assert queue.count == 1  # a's job
+    first = StepRun.objects.get(run=run, name="a")
+
+    outcome = executor.execute_chain(first.pk, first.attempt)
+
+    run.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED, outcome
+    assert outcome.count("succeeded") == 3
+    assert queue.count == 1, "b and c were never sent to Redis"
+    steps = {s.name: s for s in run.steps.all()}
+    assert {s.state for s in steps.values()} == {StepState.SUCCEEDED}
+    # Each still went through queued -> running -> succeeded, in order.
+    for name in "bc":
+        assert list(Transition.objects.filter(step_run=steps[name]).values_list("new", flat=True)) == [
+            StepState.QUEUED,
+            StepState.RUNNING,
+            StepState.SUCCEEDED,
+        ]
+    assert steps["b"].started_at >= steps["a"].finished_at
+    assert "a\nb" in "\n".join(LogChunk.objects.filter(step_run=steps["c"]).values_list("text", flat=True))
+
+
+def test_a_fan_out_keeps_one_step_and_queues_the_others(alice, team, tmp_path, target):
+    fan = CHAIN.replace("${{parent.jobs.b.outputs.out}}", "${{parent.jobs.a.outputs.out}}")
+    run = run_create(version=import_yaml(tmp_path, fan, alice, team), user=alice)
+    queue = queues.get_queue(target.queue)
+    first = StepRun.objects.get(run=run, name="a")
+    queue.empty()
+
+    outcome, kept = executor._execute(first.pk, first.attempt, keep_next=True)
+
+    assert outcome == "succeeded"
+    assert kept is not None and kept.name in ("b", "c")
+    assert kept.state == StepState.QUEUED
+    assert [job.args for job in queue.jobs] == [
+        (s.pk, s.attempt) for s in run.steps.filter(name__in="bc").exclude(pk=kept.pk)
+    ]
+
+
+def test_a_kept_step_whose_worker_died_is_enqueued_by_the_reconciler(alice, team, tmp_path, target):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    queue = queues.get_queue(target.queue)
+    first = StepRun.objects.get(run=run, name="a")
+    queue.empty()
+    # The worker ran a and kept b for itself, then died before starting it.
+    _, kept = executor._execute(first.pk, first.attempt, keep_next=True)
+    assert kept.name == "b" and queue.count == 0
+    StepRun.objects.filter(pk=kept.pk).update(queued_at=timezone.now() - timedelta(seconds=30))
+
+    acted = reconciler.tick()
+
+    assert acted["requeued"] == [kept.pk]
+    assert [job.args for job in queue.jobs] == [(kept.pk, kept.attempt)]
