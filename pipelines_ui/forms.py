@@ -98,6 +98,39 @@ class _Form(forms.Form):
     bound_css_class = ""
 
 
+_NOT_A_BASE = "This form names no version of this pipeline to start from (it may have been altered)."
+
+
+class BaseVersionForm(_Form):
+    """`base_version`, which every editing form posts: the version it was opened on (0: none yet)."""
+
+    base_version = forms.IntegerField(
+        min_value=0,
+        max_value=2**31 - 1,
+        error_messages={
+            "required": "This form does not say which version of the pipeline it was opened on "
+            "(it may come from a page loaded before an update).",
+            "invalid": _NOT_A_BASE,
+            "min_value": _NOT_A_BASE,
+            "max_value": _NOT_A_BASE,
+        },
+    )
+
+    def __init__(self, *args, pipeline: Pipeline, **kwargs):
+        self.pipeline = pipeline
+        super().__init__(*args, **kwargs)
+
+    def clean_base_version(self) -> int:
+        number = self.cleaned_data["base_version"]
+        if number and not self.pipeline.versions.filter(number=number).exists():
+            raise ValidationError(f"This form was opened on v{number}, a version this pipeline does not have.")
+        return number
+
+    @property
+    def error_text(self) -> str:
+        return " ".join(self.errors.get("base_version", []))
+
+
 # --- pipeline level ------------------------------------------------------------------
 
 

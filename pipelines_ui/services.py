@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +18,16 @@ from django.db import transaction
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import known_compute_names
 from pipelines_ui.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
-from pipelines_ui.spec.model import DataPath, JobOutput, Problem, Step, code_key, data_key
+from pipelines_ui.spec.model import (
+    DataPath,
+    JobOutput,
+    ParentInput,
+    ParentOutputRef,
+    Problem,
+    Step,
+    code_key,
+    data_key,
+)
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 
 
@@ -112,11 +122,25 @@ def version_spec_with_files(version: PipelineVersion) -> PipelineSpec:
     return from_json(version.spec, {key: blobs[sha] for key, sha in shas.items()})
 
 
+def _empty_spec(pipeline: Pipeline) -> PipelineSpec:
+    return PipelineSpec(name=pipeline.name, display_name=pipeline.name, description=pipeline.description)
+
+
 def pipeline_working_spec(*, pipeline: Pipeline) -> PipelineSpec:
     """What the editor starts from: the latest version, or an empty spec for a new pipeline."""
     if pipeline.latest_version_id:
         return version_spec_with_files(pipeline.latest_version)
-    return PipelineSpec(name=pipeline.name, display_name=pipeline.name, description=pipeline.description)
+    return _empty_spec(pipeline)
+
+
+def pipeline_base_spec(*, pipeline: Pipeline, number: int) -> PipelineSpec:
+    """The spec an editing form was opened on: version `number`, or (0) the empty spec of a new pipeline.
+
+    Raises PipelineVersion.DoesNotExist for a number this pipeline has no version of.
+    """
+    if number == 0:
+        return _empty_spec(pipeline)
+    return version_spec_with_files(pipeline.versions.get(number=number))
 
 
 @transaction.atomic
@@ -206,7 +230,386 @@ def spec_without_step(*, spec: PipelineSpec, name: str) -> PipelineSpec:
     return replace(spec, jobs=jobs, files=files)
 
 
+# --- concurrent edits ----------------------------------------------------------------
+#
+# Every editing form carries the number of the version it was opened on: its base. When
+# others saved since, the save is a three-way merge at the grain of *parts*: the
+# pipeline's own fields, each pipeline input, each pipeline output, each step with its
+# files. It goes through when the two sides changed different parts and neither side's
+# new wiring leans on a part whose interface (a step's outputs, an input's or output's
+# type, its very existence) the other side changed; otherwise it is a conflict, and
+# nothing is saved.
+
+PIPELINE_PART = "pipeline"
+_MISSING = object()
+
+# How a step's fields read in a sentence ("changed its command, code").
+_STEP_FIELD_WORDS = {
+    "name": "name",
+    "command": "command",
+    "display_name": "display name",
+    "description": "description",
+    "component_name": "component",
+    "component_version": "component",
+    "input_decls": "inputs",
+    "inputs": "inputs",
+    "output_decls": "outputs",
+    "outputs": "outputs",
+    "has_code": "code",
+    "environment": "environment",
+    "compute": "compute",
+    "environment_variables": "environment variables",
+    "timeout_s": "timeout",
+    "max_retries": "retries",
+    "is_deterministic": "reuse setting",
+}
+
+
+def _file_part(key: str) -> str:
+    """The part a file belongs to: `code/<step>/…` and `data/<step>.<input>/…` to the step,
+    `data/<input>/…` to the pipeline input."""
+    head, _, rest = key.partition("/")
+    first = rest.partition("/")[0]
+    if head == "code":
+        return f"step:{first}"
+    if head == "data":
+        job, dot, _input = first.partition(".")
+        return f"step:{job}" if dot else f"input:{first}"
+    return PIPELINE_PART
+
+
+def _part_files(spec: PipelineSpec) -> dict[str, dict[str, object]]:
+    files: dict[str, dict[str, object]] = {}
+    for key, data in spec.files.items():
+        files.setdefault(_file_part(key), {})[key] = data
+    return files
+
+
+def spec_parts(spec: PipelineSpec) -> dict[str, object]:
+    """`spec` cut into the parts that merge independently: part key -> a value compared with ==.
+
+    Keys: `pipeline`, `input:<name>`, `output:<name>`, `step:<name>`. File values are only
+    compared, so a version's `{key: sha256}` map stands in for the bytes.
+    """
+    files = _part_files(spec)
+    parts: dict[str, object] = {
+        PIPELINE_PART: (
+            spec.name,
+            spec.display_name,
+            spec.description,
+            spec.experiment_name,
+            spec.tags,
+            spec.settings,
+            files.get(PIPELINE_PART, {}),
+        )
+    }
+    for name, decl in spec.inputs.items():
+        parts[f"input:{name}"] = (decl, files.get(f"input:{name}", {}))
+    for name, out in spec.outputs.items():
+        parts[f"output:{name}"] = out
+    for name, step in spec.jobs.items():
+        parts[f"step:{name}"] = (step, files.get(f"step:{name}", {}))
+    return parts
+
+
+def _interface(spec: PipelineSpec, part: str) -> object:
+    """What bindings elsewhere rely on: a step's outputs, an input's or output's type; None when absent."""
+    kind, _, name = part.partition(":")
+    if kind == "step":
+        step = spec.jobs.get(name)
+        return None if step is None else {out: decl.type for out, decl in step.output_decls.items()}
+    if kind == "input":
+        decl = spec.inputs.get(name)
+        return None if decl is None else decl.type
+    if kind == "output":
+        out = spec.outputs.get(name)
+        return None if out is None else out.type
+    return None
+
+
+def _binding_part(binding) -> str | None:
+    if isinstance(binding, JobOutput):
+        return f"step:{binding.job}"
+    if isinstance(binding, ParentInput):
+        return f"input:{binding.name}"
+    if isinstance(binding, ParentOutputRef):
+        return f"output:{binding.name}"
+    return None
+
+
+def _new_wiring(before: Step | None, after: Step) -> set[str]:
+    """The parts that `after`'s bindings lean on where `before` did not bind the same way."""
+    old_inputs = before.inputs if before is not None else {}
+    old_outputs = before.outputs if before is not None else {}
+    parts = {_binding_part(b) for k, b in after.inputs.items() if old_inputs.get(k, _MISSING) != b}
+    parts |= {_binding_part(r) for k, r in after.outputs.items() if old_outputs.get(k, _MISSING) != r}
+    return {p for p in parts if p is not None}
+
+
+@dataclass(frozen=True)
+class SpecChange:
+    """What one save did to a spec."""
+
+    changed: frozenset[str]  # parts that differ
+    interface: frozenset[str]  # changed parts whose interface differs (see `_interface`)
+    wiring: frozenset[str]  # parts that the changed steps' new bindings lean on
+
+
+def spec_change(before: PipelineSpec, after: PipelineSpec) -> SpecChange:
+    a, b = spec_parts(before), spec_parts(after)
+    changed = frozenset(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
+    interface = frozenset(k for k in changed if _interface(before, k) != _interface(after, k))
+    wiring: set[str] = set()
+    for key in changed:
+        kind, _, name = key.partition(":")
+        if kind == "step" and name in after.jobs:
+            wiring |= _new_wiring(before.jobs.get(name), after.jobs[name])
+    return SpecChange(changed=changed, interface=interface, wiring=frozenset(wiring))
+
+
+def spec_conflicts(*, base: PipelineSpec, theirs: PipelineSpec, mine: PipelineSpec) -> list[str]:
+    """The parts where `mine` and `theirs`, two edits of `base`, collide; [] when they merge cleanly.
+
+    A part collides when both sides changed it differently (one edited step `train`, the
+    other edited, renamed or removed it), or when one side's new wiring leans on a part
+    whose interface the other side changed (an input bound to `prep.data` while the other
+    side dropped that output).
+    """
+    t, m = spec_change(base, theirs), spec_change(base, mine)
+    theirs_parts, mine_parts = spec_parts(theirs), spec_parts(mine)
+    both = {k for k in t.changed & m.changed if theirs_parts.get(k, _MISSING) != mine_parts.get(k, _MISSING)}
+    return sorted(both | (m.wiring & t.interface) | (t.wiring & m.interface))
+
+
+def _merged_order(theirs: list[str], mine: list[str], keep: set[str]) -> list[str]:
+    """Their order; a name only mine has goes after its neighbour in mine (else before the next one, else last)."""
+    order = [k for k in theirs if k in keep]
+    placed = set(order)
+    for i, key in enumerate(mine):
+        if key in keep and key not in placed:
+            before = next((p for p in reversed(mine[:i]) if p in placed), None)
+            after = next((p for p in mine[i + 1 :] if p in placed), None)
+            if before is not None:
+                order.insert(order.index(before) + 1, key)
+            elif after is not None:
+                order.insert(order.index(after), key)
+            else:
+                order.append(key)
+            placed.add(key)
+    return order
+
+
+def spec_merge(*, base: PipelineSpec, theirs: PipelineSpec, mine: PipelineSpec) -> PipelineSpec:
+    """`theirs` with every part that `mine` changed since `base` taken whole from `mine`.
+
+    Meant for edits that `spec_conflicts` found apart: each part then comes from one side.
+    """
+    changed = spec_change(base, mine).changed
+
+    def pick(kind: str, their_items: dict, my_items: dict) -> dict:
+        kept = {k: v for k, v in their_items.items() if f"{kind}:{k}" not in changed}
+        kept.update({k: v for k, v in my_items.items() if f"{kind}:{k}" in changed})
+        return {k: kept[k] for k in _merged_order(list(their_items), list(my_items), set(kept))}
+
+    files = {k: v for k, v in theirs.files.items() if _file_part(k) not in changed}
+    files.update({k: v for k, v in mine.files.items() if _file_part(k) in changed})
+    top = mine if PIPELINE_PART in changed else theirs
+    return replace(
+        top,
+        inputs=pick("input", theirs.inputs, mine.inputs),
+        outputs=pick("output", theirs.outputs, mine.outputs),
+        jobs=pick("step", theirs.jobs, mine.jobs),
+        files=files,
+    )
+
+
+def part_label(part: str) -> str:
+    kind, _, name = part.partition(":")
+    if kind == "step":
+        return f"step {name}"
+    if kind == "input":
+        return f"pipeline input {name}"
+    if kind == "output":
+        return f"pipeline output {name}"
+    return "the pipeline's settings"
+
+
+def part_change_text(before: PipelineSpec, after: PipelineSpec, part: str) -> str:
+    """What became of `part` from `before` to `after`, in words: "removed or renamed", "changed its command, code"."""
+    before_parts, after_parts = spec_parts(before), spec_parts(after)
+    old, new = before_parts.get(part), after_parts.get(part)
+    if old == new:
+        # Untouched itself: the other side wired something new to it.
+        readers = [
+            f"step {name}"
+            for name, step in after.jobs.items()
+            if before_parts.get(f"step:{name}") != after_parts.get(f"step:{name}")
+            and part in _new_wiring(before.jobs.get(name), step)
+        ]
+        return "newly wired to " + ", ".join(readers) if readers else "unchanged"
+    if old is None:
+        return "added"
+    if new is None:
+        return "removed or renamed"
+    kind, _, name = part.partition(":")
+    if kind != "step":
+        return "changed"
+    a, b = before.jobs[name], after.jobs[name]
+    words = [_STEP_FIELD_WORDS.get(f.name, f.name) for f in fields(Step) if getattr(a, f.name) != getattr(b, f.name)]
+    old_files, new_files = _part_files(before).get(part, {}), _part_files(after).get(part, {})
+    for prefix, word in (("code/", "code"), ("data/", "input data")):
+        if {k: v for k, v in old_files.items() if k.startswith(prefix)} != {
+            k: v for k, v in new_files.items() if k.startswith(prefix)
+        }:
+            words.append(word)
+    return "changed its " + ", ".join(dict.fromkeys(words)) if words else "changed"
+
+
+@dataclass(frozen=True)
+class ConflictPart:
+    key: str
+    label: str  # "step train"
+    change: str  # what the newer versions did to it: "changed its command, code"
+
+
+class EditConflict(Exception):
+    """Versions saved since an edit's base changed what the edit changes: nothing was saved."""
+
+    def __init__(
+        self,
+        *,
+        base_number: int,
+        latest: PipelineVersion,
+        versions: list[PipelineVersion],
+        parts: list[ConflictPart],
+        problems: list[Problem] | None = None,
+    ):
+        self.base_number = base_number
+        self.latest = latest
+        self.versions = versions  # the saves whose changes collide, oldest first
+        self.parts = parts
+        self.problems = problems or []  # when both fit part by part but not together
+        what = ", ".join(p.label for p in parts) or "; ".join(p.message for p in self.problems)
+        super().__init__(f"v{latest.number} changed {what} since v{base_number}")
+
+    @property
+    def authors(self) -> list[str]:
+        return list(dict.fromkeys(v.author.get_username() if v.author else "someone" for v in self.versions))
+
+
+@dataclass(frozen=True)
+class SavedEdit:
+    """What an edit saved: its version (the latest one when nothing changed), and what it was merged with."""
+
+    version: PipelineVersion
+    created: bool
+    merged_with: list[PipelineVersion] = field(default_factory=list)  # others' saves since the base
+    their_changes: list[str] = field(default_factory=list)  # labels of the parts those saves changed
+
+
+def _compare_spec(version: PipelineVersion | None, pipeline: Pipeline) -> PipelineSpec:
+    """A version's spec with its sha map as `files`: enough to compare, no blob read."""
+    if version is None:
+        return _empty_spec(pipeline)
+    return from_json(version.spec, dict(version.files or {}))
+
+
+def _edit_conflict(
+    *,
+    pipeline: Pipeline,
+    base: PipelineVersion | None,
+    base_spec: PipelineSpec,
+    theirs: PipelineSpec,
+    others: list[PipelineVersion],
+    parts: list[str],
+    problems: list[Problem] | None = None,
+) -> EditConflict:
+    """The conflict, naming the versions since `base` whose own change touched `parts`."""
+    culprits = []
+    previous = _compare_spec(base, pipeline)
+    for version in others:
+        current = _compare_spec(version, pipeline)
+        change = spec_change(previous, current)
+        if (change.changed | change.wiring) & set(parts):
+            culprits.append(version)
+        previous = current
+    return EditConflict(
+        base_number=base.number if base else 0,
+        latest=others[-1],
+        versions=culprits or others[-1:],
+        parts=[ConflictPart(key=p, label=part_label(p), change=part_change_text(base_spec, theirs, p)) for p in parts],
+        problems=problems,
+    )
+
+
 @transaction.atomic
+def pipeline_edit(
+    *,
+    pipeline: Pipeline,
+    base_version: int | None,
+    author,
+    message: str,
+    change: Callable[[PipelineSpec], PipelineSpec],
+) -> SavedEdit:
+    """Apply `change` to the version an editor opened (`base_version`) and save the result.
+
+    `base_version` None means the latest, 0 the empty spec of a pipeline that had no version
+    yet. When others saved since the base, their versions and this change merge if they
+    touched different parts (`spec_conflicts`); otherwise EditConflict is raised and nothing
+    is saved. Raises PipelineVersion.DoesNotExist for a base this pipeline does not have.
+    """
+    # The row lock makes check-and-save one step: a second save of this pipeline waits here
+    # until the first commits, then finds the first one's version as the latest.
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    latest = locked.versions.select_related("author").order_by("-number").first()
+    latest_number = latest.number if latest else 0
+    if base_version is None:
+        base = latest
+    else:
+        base = locked.versions.get(number=base_version) if base_version else None
+    base_number = base.number if base else 0
+    base_spec = version_spec_with_files(base) if base else _empty_spec(locked)
+    mine = change(base_spec)
+    if base_number == latest_number:
+        version = pipeline_save_version(pipeline=pipeline, spec=mine, author=author, message=message)
+        return SavedEdit(version=version, created=version.number > latest_number)
+
+    assert latest is not None  # a base behind the latest means there is a latest
+    theirs = version_spec_with_files(latest)
+    others = list(locked.versions.filter(number__gt=base_number).select_related("author").order_by("number"))
+    parts = spec_conflicts(base=base_spec, theirs=theirs, mine=mine)
+    if parts:
+        raise _edit_conflict(pipeline=locked, base=base, base_spec=base_spec, theirs=theirs, others=others, parts=parts)
+    merged = spec_merge(base=base_spec, theirs=theirs, mine=mine)
+    try:
+        version = pipeline_save_version(pipeline=pipeline, spec=merged, author=author, message=message)
+    except SpecError as exc:
+        own = _errors(spec_validate(spec=mine))
+        if own:
+            raise SpecError(own)  # the edit is wrong in itself: say so as if nobody else had saved
+        # Each side is valid alone but not together (say, two new bindings closing a cycle).
+        jobs = sorted({f"step:{p.job}" for p in _errors(exc.problems) if p.job in merged.jobs})
+        raise _edit_conflict(
+            pipeline=locked,
+            base=base,
+            base_spec=base_spec,
+            theirs=theirs,
+            others=others,
+            parts=jobs,
+            problems=_errors(exc.problems),
+        )
+    return SavedEdit(
+        version=version,
+        created=version.number > latest_number,
+        merged_with=others,
+        their_changes=[part_label(p) for p in sorted(spec_change(base_spec, theirs).changed)],
+    )
+
+
+def _step_name_taken(name: str) -> SpecError:
+    return SpecError([Problem(message=f"a step named '{name}' already exists", job=name, field="name")])
+
+
 def pipeline_step_save(
     *,
     pipeline: Pipeline,
@@ -214,22 +617,29 @@ def pipeline_step_save(
     author,
     original_name: str | None = None,
     code_files: dict[str, bytes] | None = None,
-) -> PipelineVersion:
-    base = pipeline_working_spec(pipeline=pipeline)
-    if original_name is None and step.name in base.jobs:
-        raise SpecError([Problem(message=f"a step named '{step.name}' already exists", job=step.name, field="name")])
-    if original_name is not None and original_name != step.name and step.name in base.jobs:
-        raise SpecError([Problem(message=f"a step named '{step.name}' already exists", job=step.name, field="name")])
-    spec = spec_with_step(spec=base, step=step, original_name=original_name, code_files=code_files)
+    base_version: int | None = None,
+) -> SavedEdit:
+    """Add `step`, or replace step `original_name` with it (a rename follows through to its readers)."""
+
+    def change(base: PipelineSpec) -> PipelineSpec:
+        if step.name in base.jobs and step.name != original_name:
+            raise _step_name_taken(step.name)
+        return spec_with_step(spec=base, step=step, original_name=original_name, code_files=code_files)
+
     verb = "Added" if original_name is None else "Edited"
-    return pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=f"{verb} step {step.name}")
+    return pipeline_edit(
+        pipeline=pipeline, base_version=base_version, author=author, message=f"{verb} step {step.name}", change=change
+    )
 
 
-@transaction.atomic
-def pipeline_step_remove(*, pipeline: Pipeline, name: str, author) -> PipelineVersion:
-    base = pipeline_working_spec(pipeline=pipeline)
-    spec = spec_without_step(spec=base, name=name)
-    return pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=f"Removed step {name}")
+def pipeline_step_remove(*, pipeline: Pipeline, name: str, author, base_version: int | None = None) -> SavedEdit:
+    return pipeline_edit(
+        pipeline=pipeline,
+        base_version=base_version,
+        author=author,
+        message=f"Removed step {name}",
+        change=lambda base: spec_without_step(spec=base, name=name),
+    )
 
 
 @transaction.atomic
@@ -241,15 +651,20 @@ def pipeline_update(
     name: str | None = None,
     description: str | None = None,
     message: str = "",
-) -> PipelineVersion | None:
+    base_version: int | None = None,
+) -> SavedEdit | None:
     """Save pipeline-level changes (settings, inputs, outputs) and the row's name/description.
 
-    A pipeline without steps has no version yet (a version is a runnable spec); then
-    only the row changes and None is returned.
+    `spec` is the edit applied to version `base_version` (None: the latest). A pipeline
+    without steps has no version yet (a version is a runnable spec); then only the row
+    changes and None is returned.
     """
-    version = None
-    if spec.jobs or pipeline.latest_version_id:
-        version = pipeline_save_version(pipeline=pipeline, spec=spec, author=author, message=message)
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    saved = None
+    if spec.jobs or locked.latest_version_id:
+        saved = pipeline_edit(
+            pipeline=pipeline, base_version=base_version, author=author, message=message, change=lambda _base: spec
+        )
     # The row changes only after the spec validated, so a failed save leaves it as it was.
     changes = {}
     if name is not None and name != pipeline.name:
@@ -260,11 +675,33 @@ def pipeline_update(
         for field_name, value in changes.items():
             setattr(pipeline, field_name, value)
         pipeline.save(update_fields=[*changes, "updated_at"])
-    return version
+    return saved
 
 
 @transaction.atomic
-def pipeline_restore_version(*, pipeline: Pipeline, version: PipelineVersion, author) -> PipelineVersion:
+def pipeline_restore_version(
+    *, pipeline: Pipeline, version: PipelineVersion, author, base_version: int | None = None
+) -> PipelineVersion:
+    """Save `version` again as the newest.
+
+    With `base_version` (the latest when the user chose to restore), refuse with
+    EditConflict when others saved since: restoring would silently undo their saves.
+    """
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    latest = locked.versions.select_related("author").order_by("-number").first()
+    if base_version is not None and latest is not None and latest.number != base_version:
+        base = locked.versions.get(number=base_version) if base_version else None
+        base_spec = _compare_spec(base, locked)
+        theirs = _compare_spec(latest, locked)
+        others = list(locked.versions.filter(number__gt=base_version).select_related("author").order_by("number"))
+        raise _edit_conflict(
+            pipeline=locked,
+            base=base,
+            base_spec=base_spec,
+            theirs=theirs,
+            others=others,
+            parts=sorted(spec_change(base_spec, theirs).changed),
+        )
     return pipeline_save_version(
         pipeline=pipeline, spec=version_spec_with_files(version), author=author, message=f"Restored v{version.number}"
     )

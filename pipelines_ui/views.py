@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from pipelines_ui import selectors, services
 from pipelines_ui.forms import (
+    BaseVersionForm,
     InterfaceForms,
     PipelineCreateForm,
     PipelineImportForm,
@@ -37,7 +38,7 @@ from pipelines_ui.graph import (
 from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
-from pipelines_ui.spec.model import Problem
+from pipelines_ui.spec.model import Problem, Step
 from pipelines_ui.uploads import UploadError, save_upload
 
 PAGE_SIZE = 20
@@ -179,19 +180,68 @@ def pipeline_import(request: HttpRequest) -> HttpResponse:
 # --- the editor ----------------------------------------------------------------------
 
 
+def _latest_number(pipeline: Pipeline) -> int:
+    """What an editing form opened now says it is based on (0: the pipeline has no version yet)."""
+    return pipeline.latest_version.number if pipeline.latest_version_id else 0
+
+
+def _who(version: PipelineVersion) -> str:
+    return version.author.get_username() if version.author else "someone"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _merged_text(saved: services.SavedEdit | None) -> str:
+    """The sentence a success message gains when the save was merged with others' saves."""
+    if saved is None or not (saved.created and saved.merged_with):
+        return ""
+    others = saved.merged_with
+    if len(others) <= 3:
+        saves = _and([f"v{v.number} by {_who(v)}" for v in others])
+    else:
+        saves = f"v{others[0].number}–v{others[-1].number} by {_and(sorted({_who(v) for v in others}))}"
+    what = f" ({_and(saved.their_changes)} changed there)" if saved.their_changes else ""
+    return (
+        f" It is v{saved.version.number}: merged with {saves}, saved while you were editing{what}."
+        " Your changes did not overlap, so both are kept."
+    )
+
+
+def _base_error(form: BaseVersionForm, then: str) -> str:
+    return f"{form.error_text} Nothing was saved. {then}"
+
+
+def _check_and_resave(latest: int) -> str:
+    return f"The form below holds what you sent, now over the latest version (v{latest}): check it and save again."
+
+
+def _with_latest(pipeline: Pipeline, conflict: services.EditConflict) -> Pipeline:
+    """The page after a conflict shows the version that won, even if this request read an older one."""
+    pipeline.latest_version = conflict.latest
+    return pipeline
+
+
 def _render_editor(
     request: HttpRequest,
     pipeline: Pipeline,
     *,
     spec: PipelineSpec | None = None,
     settings_form: PipelineSettingsForm | None = None,
+    settings_base: int | None = None,
     interface: InterfaceForms | None = None,
+    interface_base: int | None = None,
     problems: list[Problem] = (),
+    conflict: services.EditConflict | None = None,
+    conflict_hint: str = "",
+    base_error: str = "",
     status: int = 200,
 ) -> HttpResponse:
     base = services.pipeline_working_spec(pipeline=pipeline)
     shown = spec if spec is not None else base
     can_edit = selectors.user_can_edit(request.user, pipeline)
+    latest = _latest_number(pipeline)
     return render(
         request,
         "pipelines_ui/pipeline_detail.html",
@@ -203,8 +253,18 @@ def _render_editor(
             "can_edit": can_edit,
             "settings_form": settings_form or PipelineSettingsForm(pipeline=pipeline, spec=base),
             "interface": interface or InterfaceForms(spec=base),
+            # Each form posts the version it was filled from: a form re-shown with the user's
+            # input keeps its own base, so a save after fixing it still sees others' saves.
+            "bases": {
+                "page": latest,
+                "settings": latest if settings_base is None else settings_base,
+                "interface": latest if interface_base is None else interface_base,
+            },
             "svg": _svg(shown, step_url=_step_url(pipeline)),
             "dom_ids": {name: dom_id(name) for name in base.jobs},
+            "conflict": conflict,
+            "conflict_hint": conflict_hint,
+            "base_error": base_error,
             "nav": "pipelines",
             "tab": "editor",
             **_problems_context(list(problems)),
@@ -225,26 +285,48 @@ def pipeline_settings(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     if not selectors.user_can_edit(request.user, pipeline):
         return _forbidden(request, pipeline)
-    base = services.pipeline_working_spec(pipeline=pipeline)
+    base_form = BaseVersionForm(request.POST, pipeline=pipeline)
+    if not base_form.is_valid():
+        form = PipelineSettingsForm(request.POST, pipeline=pipeline)
+        form.is_valid()
+        then = _check_and_resave(_latest_number(pipeline))
+        return _render_editor(
+            request, pipeline, settings_form=form, base_error=_base_error(base_form, then), status=400
+        )
+    number = base_form.cleaned_data["base_version"]
+    base = services.pipeline_base_spec(pipeline=pipeline, number=number)
     form = PipelineSettingsForm(request.POST, pipeline=pipeline, spec=base)
     if not form.is_valid():
-        return _render_editor(request, pipeline, settings_form=form, status=400)
+        return _render_editor(request, pipeline, settings_form=form, settings_base=number, status=400)
     spec = form.apply(base)
     try:
-        services.pipeline_update(
+        saved = services.pipeline_update(
             pipeline=pipeline,
             spec=spec,
             author=request.user,
             name=form.cleaned_data["name"],
             description=spec.description,
             message="Edited settings",
+            base_version=number,
+        )
+    except services.EditConflict as conflict:
+        return _render_editor(
+            request,
+            _with_latest(pipeline, conflict),
+            settings_form=form,
+            settings_base=conflict.latest.number,
+            conflict=conflict,
+            conflict_hint=_resubmit_hint(conflict, "Save settings"),
+            status=409,
         )
     except SpecError as exc:
-        return _render_editor(request, pipeline, settings_form=form, problems=exc.problems, status=400)
+        return _render_editor(
+            request, pipeline, settings_form=form, settings_base=number, problems=exc.problems, status=400
+        )
     except IntegrityError:
         form.add_error("name", "This team already has a pipeline with this name.")
-        return _render_editor(request, pipeline, settings_form=form, status=400)
-    messages.success(request, "Settings saved.")
+        return _render_editor(request, pipeline, settings_form=form, settings_base=number, status=400)
+    messages.success(request, "Settings saved." + _merged_text(saved))
     return redirect(pipeline)
 
 
@@ -254,51 +336,132 @@ def pipeline_interface(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     if not selectors.user_can_edit(request.user, pipeline):
         return _forbidden(request, pipeline)
-    base = services.pipeline_working_spec(pipeline=pipeline)
+    base_form = BaseVersionForm(request.POST, pipeline=pipeline)
+    if not base_form.is_valid():
+        interface = InterfaceForms(request.POST, spec=services.pipeline_working_spec(pipeline=pipeline))
+        interface.is_valid()
+        then = _check_and_resave(_latest_number(pipeline))
+        return _render_editor(
+            request, pipeline, interface=interface, base_error=_base_error(base_form, then), status=400
+        )
+    number = base_form.cleaned_data["base_version"]
+    base = services.pipeline_base_spec(pipeline=pipeline, number=number)
     interface = InterfaceForms(request.POST, spec=base)
     if not interface.is_valid():
-        return _render_editor(request, pipeline, interface=interface, status=400)
+        return _render_editor(request, pipeline, interface=interface, interface_base=number, status=400)
     spec = interface.apply(base)
     if not spec.jobs:
         messages.info(request, "Add a step first: a pipeline is saved with its first step.")
         return redirect(pipeline)
     try:
-        services.pipeline_update(pipeline=pipeline, spec=spec, author=request.user, message="Edited inputs and outputs")
+        saved = services.pipeline_update(
+            pipeline=pipeline, spec=spec, author=request.user, message="Edited inputs and outputs", base_version=number
+        )
+    except services.EditConflict as conflict:
+        return _render_editor(
+            request,
+            _with_latest(pipeline, conflict),
+            interface=interface,
+            interface_base=conflict.latest.number,
+            conflict=conflict,
+            conflict_hint=_resubmit_hint(conflict, "Save inputs and outputs"),
+            status=409,
+        )
     except SpecError as exc:
-        return _render_editor(request, pipeline, interface=interface, problems=exc.problems, status=400)
-    messages.success(request, "Inputs and outputs saved.")
+        return _render_editor(
+            request, pipeline, interface=interface, interface_base=number, problems=exc.problems, status=400
+        )
+    messages.success(request, "Inputs and outputs saved." + _merged_text(saved))
     return redirect(pipeline)
+
+
+def _resubmit_hint(conflict: services.EditConflict, button: str) -> str:
+    return (
+        f"Your changes are still in the form below; nothing was saved. To keep them anyway, check them"
+        f" and press “{button}” again: that saves them over v{conflict.latest.number}."
+    )
 
 
 # --- steps ---------------------------------------------------------------------------
 
 
-def _step_page(request: HttpRequest, pipeline: Pipeline, *, spec: PipelineSpec, step_name: str | None) -> HttpResponse:
-    step = spec.jobs.get(step_name) if step_name is not None else None
-    if step_name is not None and step is None:
-        raise Http404("No such step")
+def _step_page(request: HttpRequest, pipeline: Pipeline, *, step_name: str | None) -> HttpResponse:
     can_edit = selectors.user_can_edit(request.user, pipeline)
     if request.method == "POST" and not can_edit:
         return _forbidden(request, pipeline)
-    page = StepForms(request.POST or None, request.FILES or None, spec=spec, step=step)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if page.is_valid():
-            new_step = page.to_step()
-            try:
-                services.pipeline_step_save(
-                    pipeline=pipeline,
-                    step=new_step,
-                    author=request.user,
-                    original_name=step_name,
-                    code_files=page.code_files(),
-                )
-            except SpecError as exc:
-                page.add_problems(exc.problems, step_name=new_step.name)
-            else:
-                messages.success(request, f"Saved step {new_step.name}.")
-                return redirect(pipeline)
+    spec = services.pipeline_working_spec(pipeline=pipeline)
+    base_number = _latest_number(pipeline)
+    if request.method != "POST":
+        step = spec.jobs.get(step_name) if step_name is not None else None
+        if step_name is not None and step is None:
+            raise Http404("No such step")
+        page = StepForms(spec=spec, step=step)
+        return _render_step_page(request, pipeline, spec=spec, step=step, page=page, base_version=base_number)
+
+    base_form = BaseVersionForm(request.POST, pipeline=pipeline)
+    base_spec = spec
+    if base_form.is_valid() and base_form.cleaned_data["base_version"] != base_number:
+        base_number = base_form.cleaned_data["base_version"]
+        base_spec = services.pipeline_base_spec(pipeline=pipeline, number=base_number)
+    # The step as the form found it. A step missing there was removed or renamed by someone
+    # else, and this is the deliberate second save the conflict message offered: it is added back.
+    step = base_spec.jobs.get(step_name) if step_name is not None else None
+    page = StepForms(request.POST, request.FILES or None, spec=base_spec, step=step)
+    if not base_form.is_valid():
+        page.is_valid()  # field errors show beside the missing base
+        then = _check_and_resave(base_number)
+        return _render_step_page(
+            request,
+            pipeline,
+            spec=spec,
+            step=step,
+            page=page,
+            base_version=base_number,
+            base_error=_base_error(base_form, then),
+            status=400,
+        )
+    if page.is_valid():
+        new_step = page.to_step()
+        try:
+            saved = services.pipeline_step_save(
+                pipeline=pipeline,
+                step=new_step,
+                author=request.user,
+                original_name=step.name if step is not None else None,
+                code_files=page.code_files(),
+                base_version=base_number,
+            )
+        except services.EditConflict as conflict:
+            return _render_step_page(
+                request,
+                _with_latest(pipeline, conflict),
+                spec=from_json(conflict.latest.spec),  # the graph needs no file contents
+                step=step,
+                page=page,
+                base_version=conflict.latest.number,
+                conflict=conflict,
+                status=409,
+            )
+        except SpecError as exc:
+            page.add_problems(exc.problems, step_name=new_step.name)
+        else:
+            messages.success(request, f"Saved step {new_step.name}." + _merged_text(saved))
+            return redirect(pipeline)
+    return _render_step_page(request, pipeline, spec=spec, step=step, page=page, base_version=base_number, status=400)
+
+
+def _render_step_page(
+    request: HttpRequest,
+    pipeline: Pipeline,
+    *,
+    spec: PipelineSpec,
+    step: Step | None,
+    page: StepForms,
+    base_version: int,
+    conflict: services.EditConflict | None = None,
+    base_error: str = "",
+    status: int = 200,
+) -> HttpResponse:
     return render(
         request,
         "pipelines_ui/step_form.html",
@@ -307,7 +470,11 @@ def _step_page(request: HttpRequest, pipeline: Pipeline, *, spec: PipelineSpec, 
             "spec": spec,
             "step": step,
             "page": page,
-            "can_edit": can_edit,
+            "can_edit": selectors.user_can_edit(request.user, pipeline),
+            "base_version": base_version,
+            "conflict": conflict,
+            "conflict_hint": _resubmit_hint(conflict, "Save step") if conflict else "",
+            "base_error": base_error,
             # The step page's graph sits in a narrow column: top to bottom reads better there.
             "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB"),
             "current_dom_id": dom_id(step.name) if step else "",
@@ -324,15 +491,13 @@ def step_create(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     if not selectors.user_can_edit(request.user, pipeline):
         return _forbidden(request, pipeline)
-    spec = services.pipeline_working_spec(pipeline=pipeline)
-    return _step_page(request, pipeline, spec=spec, step_name=None)
+    return _step_page(request, pipeline, step_name=None)
 
 
 @login_required
 def step_edit(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
-    spec = services.pipeline_working_spec(pipeline=pipeline)
-    return _step_page(request, pipeline, spec=spec, step_name=name)
+    return _step_page(request, pipeline, step_name=name)
 
 
 @login_required
@@ -341,17 +506,29 @@ def step_delete(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     if not selectors.user_can_edit(request.user, pipeline):
         return _forbidden(request, pipeline)
-    spec = services.pipeline_working_spec(pipeline=pipeline)
-    if name not in spec.jobs:
+    base_form = BaseVersionForm(request.POST, pipeline=pipeline)
+    if not base_form.is_valid():
+        then = f"Step {name} is still there: press its Remove button again to remove it."
+        return _render_editor(request, pipeline, base_error=_base_error(base_form, then), status=400)
+    number = base_form.cleaned_data["base_version"]
+    if name not in services.pipeline_base_spec(pipeline=pipeline, number=number).jobs:
         raise Http404("No such step")
     try:
-        services.pipeline_step_remove(pipeline=pipeline, name=name, author=request.user)
+        saved = services.pipeline_step_remove(pipeline=pipeline, name=name, author=request.user, base_version=number)
+    except services.EditConflict as conflict:
+        hint = (
+            f"Step {name} was not removed. If you still want it gone from v{conflict.latest.number},"
+            " press its Remove button again."
+        )
+        return _render_editor(
+            request, _with_latest(pipeline, conflict), conflict=conflict, conflict_hint=hint, status=409
+        )
     except SpecError as exc:
         for problem in exc.problems:
             if problem.severity == "error":
                 messages.error(request, f"Could not remove {name}: {problem.message}")
     else:
-        messages.success(request, f"Removed step {name}.")
+        messages.success(request, f"Removed step {name}." + _merged_text(saved))
     return redirect(pipeline)
 
 
@@ -382,10 +559,16 @@ def pipeline_versions(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    pipeline = _get_pipeline_for_user(request, pk)
-    version = _get_version_for_user(request, pipeline, number)
+def _render_version(
+    request: HttpRequest,
+    pipeline: Pipeline,
+    version: PipelineVersion,
+    *,
+    conflict: services.EditConflict | None = None,
+    conflict_hint: str = "",
+    base_error: str = "",
+    status: int = 200,
+) -> HttpResponse:
     spec = services.version_spec_with_files(version)
     files = sorted((key, len(data)) for key, data in spec.files.items())
     return render(
@@ -400,10 +583,21 @@ def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
             "svg": _svg(spec),
             "is_latest": version.pk == pipeline.latest_version_id,
             "can_edit": selectors.user_can_edit(request.user, pipeline),
+            "base_version": _latest_number(pipeline),
+            "conflict": conflict,
+            "conflict_hint": conflict_hint,
+            "base_error": base_error,
             "nav": "pipelines",
             "tab": "versions",
         },
+        status=status,
     )
+
+
+@login_required
+def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    return _render_version(request, pipeline, _get_version_for_user(request, pipeline, number))
 
 
 @login_required
@@ -413,8 +607,22 @@ def version_restore(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     if not selectors.user_can_edit(request.user, pipeline):
         return _forbidden(request, pipeline)
     version = _get_version_for_user(request, pipeline, number)
+    base_form = BaseVersionForm(request.POST, pipeline=pipeline)
+    if not base_form.is_valid():
+        then = f"Press “Restore as newest” again to restore v{number}."
+        return _render_version(request, pipeline, version, base_error=_base_error(base_form, then), status=400)
     try:
-        restored = services.pipeline_restore_version(pipeline=pipeline, version=version, author=request.user)
+        restored = services.pipeline_restore_version(
+            pipeline=pipeline, version=version, author=request.user, base_version=base_form.cleaned_data["base_version"]
+        )
+    except services.EditConflict as conflict:
+        hint = (
+            f"v{number} was not restored: restoring it now would undo these changes too."
+            " Press “Restore as newest” again if that is what you want."
+        )
+        return _render_version(
+            request, _with_latest(pipeline, conflict), version, conflict=conflict, conflict_hint=hint, status=409
+        )
     except SpecError as exc:
         for problem in exc.problems:
             if problem.severity == "error":

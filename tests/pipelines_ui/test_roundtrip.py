@@ -72,7 +72,7 @@ def _resave_every_step(client, pipeline) -> None:
         assert response.status_code == 302, (name, response.content.decode()[:2000])
     url = reverse("pipeline_detail", args=[pipeline.pk])
     data = edit_post_from_page(client, url)
-    pin = {k: v for k, v in data.items() if k.startswith(("pin-", "pout-"))}
+    pin = {k: v for k, v in data.items() if k.startswith(("pin-", "pout-", "base_version"))}
     assert client.post(reverse("pipeline_interface", args=[pipeline.pk]), pin).status_code == 302
     settings_data = {k: v for k, v in data.items() if not k.startswith(("pin-", "pout-"))}
     assert client.post(reverse("pipeline_settings", args=[pipeline.pk]), settings_data).status_code == 302

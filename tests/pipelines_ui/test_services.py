@@ -72,13 +72,13 @@ def test_step_save_adds_and_renames_with_references(pipeline, alice):
         command="python score.py ${{outputs.scores}}",
         output_decls={"scores": OutputDecl()},
     )
-    v2 = services.pipeline_step_save(pipeline=pipeline, step=step, author=alice, code_files={"score.py": b"s"})
+    v2 = services.pipeline_step_save(pipeline=pipeline, step=step, author=alice, code_files={"score.py": b"s"}).version
     assert v2.number == 2 and "code/score/score.py" in v2.files
 
     spec = services.version_spec_with_files(v2)
     renamed = spec.jobs["prep"]
     renamed.name = "prepare"
-    v3 = services.pipeline_step_save(pipeline=pipeline, step=renamed, author=alice, original_name="prep")
+    v3 = services.pipeline_step_save(pipeline=pipeline, step=renamed, author=alice, original_name="prep").version
     spec3 = services.version_spec_with_files(v3)
     assert "prep" not in spec3.jobs and "prepare" in spec3.jobs
     assert spec3.jobs["train"].inputs["data"] == JobOutput(job="prepare", output="data")
@@ -94,7 +94,7 @@ def test_step_save_rejects_duplicate_name(pipeline, alice):
 def test_step_remove_refuses_when_others_depend_on_it(pipeline, alice):
     with pytest.raises(SpecError, match="feeds train"):
         services.pipeline_step_remove(pipeline=pipeline, name="prep", author=alice)
-    v2 = services.pipeline_step_remove(pipeline=pipeline, name="train", author=alice)
+    v2 = services.pipeline_step_remove(pipeline=pipeline, name="train", author=alice).version
     assert v2.number == 2
     assert "code/train/train.py" not in v2.files
 

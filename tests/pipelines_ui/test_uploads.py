@@ -227,6 +227,7 @@ def test_the_import_page_refuses_oversize_uploads(client, alice, team, compute, 
 
 def step_with_code_zip(data: bytes) -> dict:
     return {
+        "base_version": "1",
         "name": "score",
         "command": "python a.py",
         "max_retries": "0",

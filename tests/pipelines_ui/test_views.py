@@ -48,6 +48,7 @@ def pipeline_urls(p: Pipeline) -> list[tuple[str, str]]:
 def step_post(**overrides) -> dict:
     """A full step form submission: a step `score` reading prep's output."""
     data = {
+        "base_version": "1",
         "name": "score",
         "display_name": "",
         "description": "",
@@ -84,7 +85,11 @@ def step_post(**overrides) -> dict:
 
 def edit_post_from_page(client, url: str) -> dict:
     """The form fields as the edit page renders them (what a browser would submit unchanged)."""
-    html = client.get(url).content.decode()
+    return form_data(client.get(url).content.decode())
+
+
+def form_data(html: str) -> dict:
+    """The fields of the forms in `html`, as a browser would submit them unchanged."""
     data: dict[str, str] = {}
     for m in re.finditer(r"<input[^>]*>", html):
         tag = m.group(0)
@@ -247,7 +252,7 @@ def test_create_pipeline_then_first_step(client, alice, team, compute):
     assert "Add the first step" in page
     data = step_post(
         command="echo hi > ${{outputs.out}}",
-        **{"in-TOTAL_FORMS": "0", "out-0-name": "out"},
+        **{"in-TOTAL_FORMS": "0", "out-0-name": "out", "base_version": "0"},
     )
     assert client.post(reverse("step_create", args=[pipeline.pk]), data).status_code == 302
     pipeline.refresh_from_db()
@@ -434,10 +439,10 @@ def test_reserved_step_name(client, alice, pipeline):
 
 def test_remove_step(client, alice, pipeline):
     client.force_login(alice)
-    response = client.post(reverse("step_delete", args=[pipeline.pk, "prep"]), follow=True)
+    response = client.post(reverse("step_delete", args=[pipeline.pk, "prep"]), {"base_version": "1"}, follow=True)
     assert "Could not remove prep" in response.content.decode()
     assert PipelineVersion.objects.count() == 1
-    client.post(reverse("step_delete", args=[pipeline.pk, "train"]))
+    client.post(reverse("step_delete", args=[pipeline.pk, "train"]), {"base_version": "1"})
     pipeline.refresh_from_db()
     assert pipeline.latest_version.number == 2
     assert "train" not in services.version_spec_with_files(pipeline.latest_version).jobs
@@ -447,7 +452,13 @@ def test_settings_and_interface(client, alice, pipeline, compute):
     client.force_login(alice)
     response = client.post(
         reverse("pipeline_settings", args=[pipeline.pk]),
-        {"name": "demo renamed", "display_name": "Demo", "description": "about", "default_compute": "local"},
+        {
+            "base_version": "1",
+            "name": "demo renamed",
+            "display_name": "Demo",
+            "description": "about",
+            "default_compute": "local",
+        },
     )
     assert response.status_code == 302
     pipeline.refresh_from_db()
@@ -456,6 +467,7 @@ def test_settings_and_interface(client, alice, pipeline, compute):
     assert spec.settings.default_compute == "local" and spec.display_name == "Demo"
 
     interface = {
+        "base_version": "2",
         "pin-TOTAL_FORMS": "2",
         "pin-INITIAL_FORMS": "1",
         "pin-0-name": "epochs",
@@ -480,6 +492,7 @@ def test_settings_and_interface(client, alice, pipeline, compute):
 def test_removing_a_used_pipeline_input_is_refused(client, alice, pipeline):
     client.force_login(alice)
     interface = {
+        "base_version": "1",
         "pin-TOTAL_FORMS": "1",
         "pin-INITIAL_FORMS": "1",
         "pin-0-name": "epochs",
@@ -503,7 +516,7 @@ def test_script_in_display_name_and_description_is_escaped(client, alice, pipeli
     assert client.post(reverse("step_create", args=[pipeline.pk]), data).status_code == 302
     client.post(
         reverse("pipeline_settings", args=[pipeline.pk]),
-        {"name": "demo", "display_name": XSS, "description": XSS},
+        {"base_version": "2", "name": "demo", "display_name": XSS, "description": XSS},
     )
     for url in [
         reverse("pipeline_detail", args=[pipeline.pk]),
@@ -537,7 +550,7 @@ def test_versions_page_lists_each_version_with_graph(client, alice, pipeline):
 def test_restore_version(client, alice, pipeline):
     client.force_login(alice)
     client.post(reverse("step_create", args=[pipeline.pk]), step_post())
-    response = client.post(reverse("version_restore", args=[pipeline.pk, 1]))
+    response = client.post(reverse("version_restore", args=[pipeline.pk, 1]), {"base_version": "2"})
     assert response.status_code == 302
     pipeline.refresh_from_db()
     assert pipeline.latest_version.number == 3
