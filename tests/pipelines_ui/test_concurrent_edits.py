@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 
 from pipelines_ui import services
+from pipelines_ui.concurrent_edits import part_change_text, spec_conflicts, spec_merge
 from pipelines_ui.models import Pipeline, PipelineVersion
-from pipelines_ui.services import EditConflict, spec_conflicts, spec_merge
-from pipelines_ui.spec.model import InputDecl, JobOutput, OutputDecl, Step
+from pipelines_ui.services import EditConflict
+from pipelines_ui.spec.model import InputDecl, JobOutput, OutputDecl, ParentInput, Step
 from tests.conftest import make_user
 from tests.pipelines_ui.conftest import make_spec
 
@@ -65,7 +66,7 @@ def test_both_editing_the_same_step_conflict():
     theirs = edited(base, train={"command": "python train.py --bob"})
     mine = edited(base, train={"display_name": "Alice's training"})
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == ["step:train"]
-    assert services.part_change_text(base, theirs, "step:train") == "changed its command"
+    assert part_change_text(base, theirs, "step:train") == "changed its command"
 
 
 def test_a_code_file_of_the_same_step_is_the_same_step():
@@ -74,7 +75,7 @@ def test_a_code_file_of_the_same_step_is_the_same_step():
     theirs.files["code/train/train.py"] = b"print('bob')\n"
     mine = edited(base, train={"command": "python train.py --alice"})
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == ["step:train"]
-    assert services.part_change_text(base, theirs, "step:train") == "changed its code"
+    assert part_change_text(base, theirs, "step:train") == "changed its code"
 
 
 def test_the_same_change_on_both_sides_is_no_conflict():
@@ -89,7 +90,7 @@ def test_removed_or_renamed_step_conflicts_with_an_edit_of_it():
     removed = services.spec_without_step(spec=base, name="train")
     mine = edited(base, train={"command": "python train.py --alice"})
     assert spec_conflicts(base=base, theirs=removed, mine=mine) == ["step:train"]
-    assert services.part_change_text(base, removed, "step:train") == "removed or renamed"
+    assert part_change_text(base, removed, "step:train") == "removed or renamed"
 
     fit = replace(base.jobs["train"], name="fit", inputs=dict(base.jobs["train"].inputs))
     renamed = services.spec_with_step(spec=base, step=fit, original_name="train")
@@ -146,7 +147,7 @@ def test_new_wiring_to_a_step_whose_outputs_the_other_side_changed_conflicts():
     # Alice adds a step reading prep.data.
     mine = with_step(base, replace(SCORE))
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == ["step:prep"]
-    assert services.part_change_text(base, theirs, "step:prep") == "changed its command, outputs"
+    assert part_change_text(base, theirs, "step:prep") == "changed its command, outputs"
 
 
 def test_new_wiring_to_a_step_the_other_side_only_edited_merges():
@@ -164,7 +165,7 @@ def test_their_new_reader_conflicts_with_my_dropping_the_output_it_reads():
     theirs = with_step(base, replace(EVAL))
     mine = edited(base, train={"output_decls": {}, "command": "python train.py ${{inputs.data}}"})
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == ["step:train"]
-    assert services.part_change_text(base, theirs, "step:train") == "newly wired to step eval"
+    assert part_change_text(base, theirs, "step:train") == "newly wired to step eval"
     # Editing train without touching its outputs goes along with the new reader.
     mine = edited(base, train={"display_name": "Alice's training"})
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == []
@@ -197,7 +198,7 @@ def test_removing_an_input_conflicts_with_new_wiring_to_it():
     mine.jobs["prep"] = replace(
         base.jobs["prep"],
         input_decls={"n": InputDecl(type="integer")},
-        inputs={"n": services.ParentInput(name="epochs")},
+        inputs={"n": ParentInput(name="epochs")},
     )
     assert spec_conflicts(base=base, theirs=theirs, mine=mine) == ["input:epochs"]
 
