@@ -174,3 +174,17 @@ def test_editor_draws_a_huge_graph_in_the_background(monkeypatch, tmp_path, sett
     html = views._svg(spec)
     assert "is being drawn" in html and "<svg" not in html
     assert len(started) == 1
+
+
+def test_large_graphs_get_the_fast_layout_and_small_ones_the_careful_one():
+    def chain(n: int) -> PipelineSpec:
+        jobs = {f"s{i}": Step(name=f"s{i}", command="true") for i in range(n)}
+        return PipelineSpec(name="chain", jobs=jobs)
+
+    small = pipeline_dot(chain(graph.FAST_LAYOUT_STEPS))
+    large = pipeline_dot(chain(graph.FAST_LAYOUT_STEPS + 1))
+    assert 'splines="line"' not in small and "remincross" not in small
+    assert 'splines="line"' in large and 'remincross="false"' in large
+    # Still a drawing dot accepts: straight edges, same nodes.
+    svg = render_svg(pipeline_dot(chain(graph.FAST_LAYOUT_STEPS + 1)))
+    assert svg.count('class="node') == graph.FAST_LAYOUT_STEPS + 1
