@@ -35,7 +35,7 @@ class RunState(models.TextChoices):
 # Every legal edge; terminal states have none, except that a failed attempt with
 # retries left goes back to queued (the service checks the retry budget).
 STEP_TRANSITIONS: dict[str, frozenset[str]] = {
-    StepState.PENDING: frozenset({StepState.QUEUED, StepState.REUSED, StepState.SKIPPED, StepState.CANCELED}),
+    StepState.PENDING: frozenset({StepState.QUEUED, StepState.REUSED, StepState.SKIPPED}),
     StepState.QUEUED: frozenset({StepState.RUNNING, StepState.CANCELED, StepState.FAILED}),
     StepState.RUNNING: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELED}),
     StepState.FAILED: frozenset({StepState.QUEUED}),

@@ -256,8 +256,8 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
             in_flight = [n for n, s in states.items() if s in (StepState.PENDING, StepState.QUEUED, StepState.RUNNING)]
             for name, step_run in steps.load(in_flight).items():
                 if step_run.state == StepState.PENDING:
-                    to = StepState.CANCELED if stopping else StepState.SKIPPED
-                    step_run_transition(step_run=step_run, to=to, reason=reason)
+                    # Never started: skipped, whatever stopped the run (design.md, States).
+                    step_run_transition(step_run=step_run, to=StepState.SKIPPED, reason=reason)
                 elif step_run.state in (StepState.QUEUED, StepState.RUNNING):
                     # A running step's worker sees this on its next heartbeat and kills the process tree.
                     step_run_transition(step_run=step_run, to=StepState.CANCELED, reason=reason)

@@ -63,7 +63,7 @@ def test_a_completion_after_a_cancel_registers_nothing_and_advances_nothing(
     assert not Artifact.objects.exists()
     assert not Transition.objects.filter(step_run=step, new=StepState.SUCCEEDED).exists()
     after = StepRun.objects.get(run=run, name="after")
-    assert after.state == StepState.CANCELED
+    assert after.state == StepState.SKIPPED
     assert not Transition.objects.filter(step_run=after, new=StepState.QUEUED).exists()
 
 

@@ -208,7 +208,7 @@ def test_run_form_of_another_teams_pipeline_is_404(client, charlie, other_team):
 # ---- cancel and rerun -----------------------------------------------------------------------------
 
 
-def test_cancel_ends_pending_steps(run, client, alice, monkeypatch):
+def test_cancel_skips_steps_that_never_started(run, client, alice, monkeypatch):
     sent = []
     monkeypatch.setattr("runs.broadcast.send", lambda run_id, payload, **kw: sent.append(payload))
     client.force_login(alice)
@@ -217,7 +217,7 @@ def test_cancel_ends_pending_steps(run, client, alice, monkeypatch):
     run.refresh_from_db()
     assert run.cancel_requested
     assert run.state == RunState.CANCELED
-    assert set(run.steps.values_list("state", flat=True)) == {StepState.CANCELED}
+    assert set(run.steps.values_list("state", "reason")) == {(StepState.SKIPPED, "the run was canceled")}
 
 
 def test_rerun_from_a_step_forces_it_and_its_downstream(run, client, alice):
