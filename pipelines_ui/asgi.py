@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+An oversize request body is refused before it is read (pipelines_ui/body_limit.py): by
+daphne's request as it arrives, and by the ASGI layer around Django under other servers.
+"""
 
 import os
 
@@ -11,11 +15,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from pipelines_ui.body_limit import BodyLimitMiddleware, install_daphne_limit  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
 
+install_daphne_limit()
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

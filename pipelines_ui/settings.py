@@ -172,6 +172,11 @@ STEPWISE_ARTIFACTS = env_str("STEPWISE_ARTIFACTS", str(VAR_DIR / "artifacts"))
 STEPWISE_ARTIFACTS_OPTIONS = env_json_object("STEPWISE_ARTIFACTS_OPTIONS", {})
 # Where a worker keeps its downloaded copies of a remote store's artifacts (steps read local paths).
 STEPWISE_ARTIFACTS_CACHE = Path(env_str("STEPWISE_ARTIFACTS_CACHE", str(VAR_DIR / "cache" / "artifacts")))
+# Above this size the least recently used copies in that cache go, never one a step on the host is
+# using; 0 keeps only what running steps use.
+STEPWISE_ARTIFACTS_CACHE_MAX_BYTES = env_int("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES", 20 * 1024**3)
+if STEPWISE_ARTIFACTS_CACHE_MAX_BYTES < 0:
+    raise ImproperlyConfigured("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES must be 0 or more")
 STEPWISE_WORKDIR = Path(env_str("STEPWISE_WORKDIR", str(VAR_DIR / "work")))
 STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)

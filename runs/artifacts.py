@@ -8,6 +8,7 @@ never learn which store it is; a step is always handed local paths.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,6 +30,9 @@ class Store(Protocol):
     def local_dir(self, sha256: str) -> Path:
         """A local read-only folder holding the object's files (a remote store downloads it first)."""
 
+    def hold(self, sha256: str) -> contextlib.AbstractContextManager[Path]:
+        """local_dir, which a remote store's cache keeps until the block ends."""
+
     def intact(self, sha256: str, *, verify_content: bool) -> bool: ...
 
     def files(self, sha256: str) -> list[str]:
@@ -49,16 +53,17 @@ def store() -> Store:
         str(settings.STEPWISE_ARTIFACTS),
         json.dumps(settings.STEPWISE_ARTIFACTS_OPTIONS, sort_keys=True),
         str(settings.STEPWISE_ARTIFACTS_CACHE),
+        settings.STEPWISE_ARTIFACTS_CACHE_MAX_BYTES,
         os.getpid(),
     )
 
 
 @functools.lru_cache(maxsize=8)
-def _store(url: str, options: str, cache: str, pid: int) -> Store:
+def _store(url: str, options: str, cache: str, cache_max_bytes: int, pid: int) -> Store:
     # Keyed by pid: an fsspec filesystem's event loop is not usable in a forked child.
     if "://" not in url:
         return LocalStore(Path(url))
-    return FsspecStore(url, json.loads(options), Path(cache))
+    return FsspecStore(url, json.loads(options), Path(cache), cache_max_bytes)
 
 
 def artifact_dir(sha256: str) -> Path:
@@ -69,9 +74,13 @@ def artifact_dir(sha256: str) -> Path:
     return current.folder(sha256)
 
 
-def artifact_path(artifact: Artifact, output_name: str = "") -> Path:
-    """The local path a step sees: the folder, or for uri_file the one file inside it."""
-    folder = store().local_dir(artifact.sha256)
+def artifact_path(artifact: Artifact, output_name: str = "", *, held: contextlib.ExitStack | None = None) -> Path:
+    """The local path a step sees: the folder, or for uri_file the one file inside it.
+
+    With `held`, a remote store's cache keeps the copy until that stack closes.
+    """
+    current = store()
+    folder = current.local_dir(artifact.sha256) if held is None else held.enter_context(current.hold(artifact.sha256))
     if artifact.kind == Artifact.Kind.FILE:
         files = [p for p in folder.iterdir() if p.is_file()]
         return files[0] if files else folder / (output_name or "data")

@@ -9,8 +9,8 @@ states and artifacts alike.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
 import importlib.util
 import json
 import logging
@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from pipelines_ui.models import FileBlob
 from pipelines_ui.spec import EnvRef, render_command, secret_env_var
 from pipelines_ui.spec.command import SECRET_ENV_PREFIX
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
-from runs import artifacts, broadcast, orchestrator
+from runs import artifacts, broadcast, orchestrator, processes
 from runs.models import LogChunk, Metric, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
@@ -49,10 +49,6 @@ CHECK_INTERVAL_S = 1.0
 KILL_GRACE_S = 3.0
 # How long output is still read after the step's shell ended while a stray holds the pipe.
 STRAY_DRAIN_S = 1.0
-# Tags every process of an attempt, so that it can be found after its worker died.
-ATTEMPT_ENV = "STEPWISE_ATTEMPT_ID"
-# Tags them with their worker (pid and start time), so that a worker can find a dead one's orphans.
-WORKER_ENV = "STEPWISE_WORKER"
 
 
 class StepSetupError(Exception):
@@ -61,92 +57,6 @@ class StepSetupError(Exception):
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def attempt_id(step_run_id: int, attempt: int) -> str:
-    """The tag of one attempt's processes: database, step run and attempt (pids get reused; this does not)."""
-    db = connections["default"].settings_dict
-    key = f"{db.get('HOST') or ''}:{db.get('PORT') or ''}/{db['NAME']}#{step_run_id}.{attempt}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def _tagged_processes(variable: str) -> dict[int, str]:
-    """pid -> value of the environment variable, for every process of this host that has it (Linux /proc)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return {}
-    needle = f"\0{variable}=".encode()
-    found: dict[int, str] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = b"\0" + (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        at = environ.find(needle)
-        if at >= 0:
-            value = environ[at + len(needle) :].split(b"\0", 1)[0]
-            found[int(entry.name)] = value.decode(errors="replace")
-    return found
-
-
-def _kill_processes(pids: list[int]) -> None:
-    """SIGKILL the processes and their process groups (which catches children that cleared their environment)."""
-    groups: set[int] = set()
-    for pid in pids:
-        try:
-            groups.add(os.getpgid(pid))
-        except OSError:
-            pass
-    # A step runs in a session of its own: its groups never include this process or init.
-    for pgid in groups - {0, 1, os.getpgrp()}:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
-    """SIGKILL what an attempt left running on this host: strays after it ended, or everything
-    after its worker died or froze. Returns the tagged pids found."""
-    tag = attempt_id(step_run_id, attempt)
-    found = [pid for pid, value in _tagged_processes(ATTEMPT_ENV).items() if value == tag]
-    _kill_processes(found)
-    return found
-
-
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot: with the pid, it names one process for good."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-@functools.cache
-def worker_tag() -> str:
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def kill_orphans() -> list[int]:
-    """SIGKILL step processes on this host whose worker is gone (SIGKILLed, crashed).
-
-    Each worker runs this when it starts, so that a host's leftovers are reaped even where no
-    reconciler runs; the pid and start time of the step's worker tell a dead worker from a live one.
-    """
-    orphans = []
-    for pid, tag in _tagged_processes(WORKER_ENV).items():
-        worker_pid, _, started = tag.partition(":")
-        if not worker_pid.isdigit() or _start_time(int(worker_pid)) != started:
-            orphans.append(pid)
-    _kill_processes(orphans)
-    return orphans
 
 
 # The worker's own configuration and credentials: a step (any team's code) must not read them
@@ -225,7 +135,16 @@ def _python_path_extra() -> list[str]:
     return paths
 
 
-def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[str, str], workdir: Path) -> Prepared:
+def prepare(
+    step_run: StepRun,
+    pipeline: Pipeline,
+    step: Step,
+    file_map: dict[str, str],
+    workdir: Path,
+    *,
+    held: contextlib.ExitStack | None = None,
+) -> Prepared:
+    """The step's command, folder and environment; with `held`, its inputs stay in the cache until it closes."""
     run = step_run.run
     shutil.rmtree(workdir, ignore_errors=True)
     code_dir = workdir / "code"
@@ -255,7 +174,7 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
             artifact = upstream.get((binding.job, binding.output))
             if artifact is None:
                 raise StepSetupError(f"input {name}: step {binding.job} has no output {binding.output}")
-            values[name] = str(artifacts.artifact_path(artifact, binding.output))
+            values[name] = str(artifacts.artifact_path(artifact, binding.output, held=held))
         elif isinstance(binding, DataPath):
             values[name] = str(_data_path(file_map, binding.key, binding.type))
         elif isinstance(binding, ParentInput) and pipeline.inputs.get(binding.name) is not None:
@@ -292,8 +211,8 @@ def prepare(step_run: StepRun, pipeline: Pipeline, step: Step, file_map: dict[st
             "STEPWISE_STEP": step.name,
             "STEPWISE_ATTEMPT": str(step_run.attempt),
             "STEPWISE_METRICS_FILE": str(metrics_file),
-            ATTEMPT_ENV: attempt_id(step_run.pk, step_run.attempt),
-            WORKER_ENV: worker_tag(),
+            processes.ATTEMPT_ENV: processes.attempt_id(step_run.pk, step_run.attempt),
+            processes.WORKER_ENV: processes.worker_tag(),
         }
     )
     return Prepared(
@@ -488,9 +407,8 @@ class Attempt:
         return returncode
 
     def kill_strays(self) -> list[int]:
-        """Kill what the step started and left behind (`cmd &`, `setsid`, daemons): no
-        process outlives its step. They carry the attempt's tag in their environment."""
-        return kill_attempt_processes(self.step_run.pk, self.step_run.attempt)
+        """Kill what the step started and left behind (`cmd &`, `setsid`, daemons): no process outlives its step."""
+        return processes.kill_leftovers(self.step_run.pk, self.step_run.attempt)
 
     def _kill(self, proc: subprocess.Popen, reason: str) -> None:
         if not self.stop_reason:
@@ -550,20 +468,23 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
     pipeline = version_spec(version)
     step = pipeline.jobs[step_run.name]
     workdir = settings.STEPWISE_WORKDIR / f"run-{step_run.run_id}" / f"{step_run.name}-{step_run.attempt}"
-    try:
-        prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir)
-    except (StepSetupError, artifacts.ArtifactError, OSError) as exc:
-        # ArtifactError: an input could not be fetched from the artifact store.
-        _fail(step_run, f"could not start: {exc}")
-        return "setup failed", None
+    # A remote store's cache keeps the step's inputs until the step has ended: other workers of this
+    # host trimming the cache meanwhile pass over what this stack holds (see runs/artifact_cache.py).
+    with contextlib.ExitStack() as inputs:
+        try:
+            prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir, held=inputs)
+        except (StepSetupError, artifacts.ArtifactError, OSError) as exc:
+            # ArtifactError: an input could not be fetched from the artifact store.
+            _fail(step_run, f"could not start: {exc}")
+            return "setup failed", None
 
-    attempt_ = Attempt(step_run, prepared)
-    try:
-        returncode = attempt_.run()
-    except Exception as exc:
-        log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
-        _fail(step_run, f"worker error: {exc}")
-        return "worker error", None
+        attempt_ = Attempt(step_run, prepared)
+        try:
+            returncode = attempt_.run()
+        except Exception as exc:
+            log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
+            _fail(step_run, f"worker error: {exc}")
+            return "worker error", None
     if attempt_.fenced:
         return "superseded or canceled while running", None
     if attempt_.stop_reason:

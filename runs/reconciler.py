@@ -17,7 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from runs import executor, orchestrator, queues, services
+from runs import orchestrator, processes, queues, services
 from runs.models import Run, RunState, StepRun, StepState
 from runs.transitions import step_run_fail
 
@@ -68,9 +68,9 @@ def tick() -> dict[str, list[int]]:
         if step_run_fail(step_run=step_run, reason="worker lost: no heartbeat"):
             done["worker_lost"].append(step_run.pk)
             # The lost attempt's processes outlive a SIGKILLed worker and keep running under a
-            # frozen one; they can be reached from this host only (see executor.ATTEMPT_ENV).
+            # frozen one; they can be reached from this host only (see runs/processes.py).
             if host == socket.gethostname():
-                executor.kill_attempt_processes(step_run.pk, lost_attempt)
+                processes.kill_attempt_processes(step_run.pk, lost_attempt)
             orchestrator.run_advance(step_run.run_id)
 
     # A step canceled (or stopped by a run timeout) while its worker was dead was never
@@ -85,7 +85,7 @@ def tick() -> dict[str, list[int]]:
         if key in _reaped or step_run.worker.rpartition(":")[0] != socket.gethostname():
             continue
         _reaped.add(key)
-        if executor.kill_attempt_processes(step_run.pk, step_run.attempt):
+        if processes.kill_attempt_processes(step_run.pk, step_run.attempt):
             done["reaped"].append(step_run.pk)
 
     connection = queues.get_queue("default").connection

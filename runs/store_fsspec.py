@@ -5,7 +5,8 @@ Layout under the prefix, as in the local store: `objects/<sha[:2]>/<sha>/<files>
 without its marker is not complete: nothing reads or reuses it, and gc removes it.
 
 Steps need local paths: a worker downloads an input once into its cache (checked
-against the hash, read-only, renamed into place atomically) and hands out that path.
+against the hash, read-only, renamed into place atomically) and hands out that path. The cache
+is kept under a size bound, never evicting what a step uses (runs/artifact_cache.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 
+from runs import artifact_cache
 from runs.artifact_files import (
     ArtifactError,
     Entry,
@@ -48,12 +50,13 @@ class Marker:
 
 
 class FsspecStore:
-    def __init__(self, url: str, options: dict[str, Any], cache: Path):
+    def __init__(self, url: str, options: dict[str, Any], cache: Path, cache_max_bytes: int):
         self.url = url
         # Listings are never cached: another machine may have added or removed objects since.
         # Our own caching of this store is per process (see artifacts.store), not fsspec's.
         self.options = {"use_listings_cache": False, "skip_instance_cache": True, **options}
         self.cache = cache
+        self.cache_max_bytes = cache_max_bytes
         self._connection: tuple[Any, str] | None = None  # (filesystem, "bucket/prefix")
 
     def __repr__(self) -> str:
@@ -81,7 +84,7 @@ class FsspecStore:
         return self._object(sha256) + ".manifest"
 
     def _cached(self, sha256: str) -> Path:
-        return self.cache / "objects" / sha256[:2] / sha256
+        return artifact_cache.object_dir(self.cache, sha256)
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -106,11 +109,13 @@ class FsspecStore:
                 if not self.intact(manifest.sha256, verify_content=True):
                     self._upload(staging, manifest)
             # The worker that made it keeps a copy: a next step here needs no download.
-            with contextlib.suppress(OSError):
-                install(staging, self._cached(manifest.sha256))
+            with contextlib.suppress(OSError), artifact_cache.held(self.cache, manifest.sha256) as final:
+                install(staging, final)
+                artifact_cache.touch(final)
         finally:
             if staging.exists():
                 force_remove(staging)
+        self._trim()
         return manifest
 
     def _upload(self, staging: Path, manifest: Manifest) -> None:
@@ -181,9 +186,28 @@ class FsspecStore:
         return True
 
     def local_dir(self, sha256: str) -> Path:
-        """A local read-only copy of the object, downloaded into this machine's cache once."""
+        """A local read-only copy of the object, downloaded into this machine's cache if not there.
+
+        Nothing holds it afterwards: a later trim may evict it (a step's inputs use hold).
+        """
+        with artifact_cache.held(self.cache, sha256):
+            return self._fetch(sha256)
+
+    @contextlib.contextmanager
+    def hold(self, sha256: str) -> Iterator[Path]:
+        """local_dir, kept in the cache until the block ends."""
+        try:
+            with artifact_cache.held(self.cache, sha256):
+                yield self._fetch(sha256)
+        finally:
+            # What running steps kept above the bound may go now (with a bound of 0, all they used).
+            self._trim()
+
+    def _fetch(self, sha256: str) -> Path:
+        """The object's copy in the cache, downloaded if not there; the caller holds it."""
         final = self._cached(sha256)
         if final.is_dir():
+            artifact_cache.touch(final)
             return final
         staging = self.cache / "staging" / uuid.uuid4().hex
         try:
@@ -204,7 +228,14 @@ class FsspecStore:
         finally:
             if staging.exists():
                 force_remove(staging)
+        artifact_cache.touch(final)
+        self._trim()
         return final
+
+    def _trim(self) -> None:
+        evicted = artifact_cache.trim(self.cache, self.cache_max_bytes)
+        if evicted:
+            log.info("evicted %d object(s) from the artifact cache %s", len(evicted), self.cache)
 
     def files(self, sha256: str) -> list[str]:
         with self._errors("reading an artifact from"):

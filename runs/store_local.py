@@ -39,6 +39,9 @@ class LocalStore:
     def local_dir(self, sha256: str) -> Path:
         return self.folder(sha256)
 
+    def hold(self, sha256: str) -> contextlib.nullcontext[Path]:
+        return contextlib.nullcontext(self.folder(sha256))
+
     def put(self, source: Path, kind: str) -> Manifest:
         staging = self.root / "staging" / uuid.uuid4().hex
         try:

@@ -1,16 +1,18 @@
 """The authoring flows in a real browser: build a pipeline step by step, edit it from the
-graph, escape what users type, and import a zip or a broken YAML."""
+graph, escape what users type, and import a zip, a broken YAML or one too large to read."""
 
 from __future__ import annotations
 
 import io
+import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipelines_ui.models import Pipeline, PipelineVersion, Role, Team
-from tests.browser.conftest import ROOT, sign_in
+from tests.browser.conftest import ROOT, serve_app, sign_in
 from tests.conftest import make_user
 from tests.runs.conftest import default_target
 
@@ -272,4 +274,29 @@ def test_import_a_zip_and_a_broken_yaml(web, member, page, dialogs):
     assert "nothing was imported" in page.inner_text("#problems")
     shot(page, "import-broken")
     assert Pipeline.objects.count() == 1
+    assert dialogs == []
+
+
+@pytest.fixture
+def small_web(transactional_db, tmp_path, monkeypatch) -> Iterator[str]:
+    """The app with STEPWISE_UPLOAD_MAX_BYTES=100000: request bodies over 1.2 MiB are refused unread."""
+    monkeypatch.setenv("STEPWISE_UPLOAD_MAX_BYTES", "100000")
+    with serve_app(tmp_path) as base:
+        yield base
+
+
+def test_an_upload_too_large_to_read_gets_a_readable_refusal(small_web, member, page, dialogs):
+    page.set_default_timeout(15_000)
+    sign_in(page, small_web, "bob")
+    page.goto(small_web + "/pipelines/import/")
+    page.set_input_files(
+        "input[name=file]", files=[{"name": "big.zip", "mimeType": "application/zip", "buffer": os.urandom(4 << 20)}]
+    )
+    with page.expect_navigation():
+        page.click("main form button[type=submit]")
+    text = page.inner_text("body")
+    assert "413 Content Too Large" in text
+    assert "Request body over 1.2 MiB: Stepwise takes uploads of up to 97.7 KiB (STEPWISE_UPLOAD_MAX_BYTES)" in text
+    shot(page, "import-too-large")
+    assert not Pipeline.objects.exists()
     assert dialogs == []

@@ -3,9 +3,12 @@ real s3fs, against a moto S3 server on this machine."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import subprocess
+import sys
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -19,9 +22,11 @@ from django.urls import reverse
 from moto.server import ThreadedMotoServer
 
 from runs import artifacts, gc, services
-from runs.artifact_files import remove_tree
+from runs.artifact_files import ArtifactError, remove_tree
 from runs.management.commands.pipelines import run_summary
 from runs.models import Artifact, Run, RunState, StepOutput, StepState
+from runs.store_fsspec import FsspecStore
+from tests.integration.conftest import ROOT
 from tests.integration.test_execution import steps_of, wait_run
 from tests.integration.test_faults import start_run
 
@@ -243,3 +248,134 @@ def test_gc_removes_unreferenced_objects_and_abandoned_uploads_from_s3(workers, 
     assert report.orphan_dirs == [abandoned]
     assert not s3.fs.find(s3.key(abandoned) + "/")
     assert artifacts.artifact_intact(kept, verify_content=True)
+
+
+# -- the worker's cache, under its size bound ---------------------------------------------
+
+
+def cache_store(cache: Path, max_bytes: int) -> FsspecStore:
+    """The store as one worker process of a host sees it; processes of one host share `cache`."""
+    return FsspecStore(settings.STEPWISE_ARTIFACTS, {}, cache, max_bytes)
+
+
+def put_object(store: FsspecStore, tmp_path: Path, content: bytes) -> str:
+    source = tmp_path / uuid.uuid4().hex
+    source.mkdir()
+    (source / "data.bin").write_bytes(content)
+    return store.put(source, Artifact.Kind.FOLDER).sha256
+
+
+def cached(cache: Path, *shas: str) -> dict[str, bool]:
+    return {sha: (cache / "objects" / sha[:2] / sha).is_dir() for sha in shas}
+
+
+def test_above_its_bound_the_cache_evicts_the_least_recently_used_object(s3, tmp_path):
+    store = cache_store(tmp_path / "cache", max_bytes=2500)
+    a = put_object(store, tmp_path, b"a" * 1000)
+    b = put_object(store, tmp_path, b"b" * 1000)
+    assert cached(store.cache, a, b) == {a: True, b: True}, "the uploader keeps a copy"
+
+    with store.hold(a):
+        pass  # a use: b is now the least recently used, though a came first
+    c = put_object(store, tmp_path, b"c" * 1000)
+
+    assert cached(store.cache, a, b, c) == {a: True, b: False, c: True}
+    assert not (store.cache / "locks" / b[:2] / b).exists()
+
+
+def test_an_object_a_step_uses_is_not_evicted(s3, tmp_path, settings):
+    settings.STEPWISE_ARTIFACTS_CACHE = cache = tmp_path / "cache"
+    settings.STEPWISE_ARTIFACTS_CACHE_MAX_BYTES = 2500
+    other_worker = cache_store(cache, max_bytes=2500)
+    a = put_object(other_worker, tmp_path, b"a" * 1000)
+
+    # As the executor holds a step's inputs while the step runs.
+    with contextlib.ExitStack() as held:
+        folder = artifacts.artifact_path(Artifact(sha256=a, kind=Artifact.Kind.FOLDER), held=held)
+        b = put_object(other_worker, tmp_path, b"b" * 1000)
+        c = put_object(other_worker, tmp_path, b"c" * 1000)
+        # a is the least recently used, but in use: b went instead.
+        assert cached(cache, a, b, c) == {a: True, b: False, c: True}
+
+        # Another process trimming the cache to nothing passes over it too.
+        trim = f"from pathlib import Path; from runs.artifact_cache import trim; print(trim(Path({str(cache)!r}), 0))"
+        evicted = subprocess.run([sys.executable, "-c", trim], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert evicted.stdout.strip() == repr([c])
+        assert (folder / "data.bin").read_bytes() == b"a" * 1000
+
+    assert cached(cache, a) == {a: True}, "within the bound once released"
+
+
+def test_an_evicted_object_is_downloaded_again_and_checked(s3, tmp_path):
+    store = cache_store(tmp_path / "cache", max_bytes=1000)
+    a = put_object(store, tmp_path, b"a" * 1000)
+    b = put_object(store, tmp_path, b"b" * 1000)
+    assert cached(store.cache, a, b) == {a: False, b: True}
+
+    with store.hold(a) as folder:
+        assert (folder / "data.bin").read_bytes() == b"a" * 1000
+        assert not (folder / "data.bin").stat().st_mode & 0o222
+    assert cached(store.cache, a, b) == {a: True, b: False}
+
+    # Changed in the bucket behind its marker's back: the copy downloaded fails its hash, and is not kept.
+    s3.fs.pipe_file(s3.key(b, "data.bin"), b"x" * 1000)
+    with pytest.raises(ArtifactError, match="no longer matches its hash"):
+        store.local_dir(b)
+    assert cached(store.cache, b) == {b: False}
+    assert list((store.cache / "staging").iterdir()) == []
+
+
+def test_a_bound_of_0_keeps_only_what_steps_use(s3, tmp_path):
+    store = cache_store(tmp_path / "cache", max_bytes=0)
+    a = put_object(store, tmp_path, b"a" * 1000)
+    assert cached(store.cache, a) == {a: False}, "the uploader keeps no copy"
+
+    with store.hold(a) as folder:
+        b = put_object(store, tmp_path, b"b" * 1000)
+        assert cached(store.cache, a, b) == {a: True, b: False}
+        assert (folder / "data.bin").read_bytes() == b"a" * 1000
+
+    assert list((store.cache / "objects").glob("*/*")) == []
+    assert list((store.cache / "locks").glob("*/*")) == []
+
+
+# `slow` reads its input after `fast`, on another worker, has trimmed the cache to nothing (when it let
+# go of its input, and after storing its output).
+PARALLEL_READERS = """
+type: pipeline
+jobs:
+  make:
+    type: command
+    command: echo from-make > ${{outputs.out}}/value.txt
+    outputs:
+      out: {type: uri_folder}
+  slow:
+    type: command
+    command: sleep 3 && cat ${{inputs.x}}/value.txt > ${{outputs.result}}
+    inputs:
+      x: ${{parent.jobs.make.outputs.out}}
+    outputs:
+      result: {type: uri_file}
+  fast:
+    type: command
+    command: sleep 1 && cat ${{inputs.x}}/value.txt > ${{outputs.result}}
+    inputs:
+      x: ${{parent.jobs.make.outputs.out}}
+    outputs:
+      result: {type: uri_file}
+"""
+
+
+def test_workers_sharing_a_cache_of_0_bytes_keep_a_running_steps_input(workers, s3, alice, team, tmp_path, settings):
+    settings.STEPWISE_ARTIFACTS_CACHE = cache = tmp_path / "cache"
+    workers.extra_env["STEPWISE_ARTIFACTS_CACHE_MAX_BYTES"] = "0"
+    workers.start(2)
+    run = wait_run(start_run(tmp_path, PARALLEL_READERS, alice, team))
+
+    assert run.state == RunState.SUCCEEDED, {n: (s.state, s.reason) for n, s in steps_of(run).items()}
+    slow, fast = steps_of(run)["slow"], steps_of(run)["fast"]
+    assert slow.worker != fast.worker
+    assert slow.started_at < fast.finished_at < slow.finished_at, "fast trimmed the cache while slow ran"
+    assert s3.fs.cat(s3.key(output_of(run, "slow").sha256, "result")) == b"from-make\n"
+    # No step runs now: nothing is left in the cache.
+    assert list((cache / "objects").glob("*/*")) == []

@@ -3,8 +3,8 @@ from __future__ import annotations
 import django_rq
 from django.core.management.base import BaseCommand
 
-from runs.executor import kill_orphans
 from runs.models import ComputeTarget
+from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
 from runs.worker import StepWorker
 
@@ -31,6 +31,8 @@ class Command(BaseCommand):
                 self.stderr.write("no default compute target: run `python manage.py migrate` first")
                 raise SystemExit(2)
             queue_names = [default.queue]
+        # What this worker's steps leave running becomes its child, killed when the step ends.
+        become_subreaper()
         # Steps of a worker that died on this host (SIGKILL, OOM killer, a crash) may still run:
         # their attempts are failed by the reconciler, and their processes end here.
         orphans = kill_orphans()

@@ -1,0 +1,176 @@
+"""The processes of steps on this host: tagging them, and killing what a step or a dead
+worker left behind, so that no user process outlives its step.
+
+Every process of an attempt carries two tags in its environment (inherited by whatever it
+starts): the attempt's, to find its processes after its worker died or froze, and its
+worker's (pid and start time), to tell a dead worker's orphans from a live one's steps.
+A worker is also a child subreaper (Linux): whatever its step leaves running, once that
+step's shell has ended, becomes the worker's own child, found by parentage, which no
+`setsid`, double fork or cleared environment escapes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+from django.db import connections
+
+ATTEMPT_ENV = "STEPWISE_ATTEMPT_ID"
+WORKER_ENV = "STEPWISE_WORKER"
+PR_SET_CHILD_SUBREAPER = 36
+REAP_TIMEOUT_S = 5.0
+
+_subreaper = False
+
+
+def attempt_id(step_run_id: int, attempt: int) -> str:
+    """The tag of one attempt's processes: database, step run and attempt (pids get reused; this does not)."""
+    db = connections["default"].settings_dict
+    key = f"{db.get('HOST') or ''}:{db.get('PORT') or ''}/{db['NAME']}#{step_run_id}.{attempt}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _tagged_processes(variable: str) -> dict[int, str]:
+    """pid -> value of the environment variable, for every process of this host that has it (Linux /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    needle = f"\0{variable}=".encode()
+    found: dict[int, str] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = b"\0" + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        at = environ.find(needle)
+        if at >= 0:
+            value = environ[at + len(needle) :].split(b"\0", 1)[0]
+            found[int(entry.name)] = value.decode(errors="replace")
+    return found
+
+
+def _kill_processes(pids: list[int]) -> None:
+    """SIGKILL the processes and their process groups (which catches children that cleared their environment)."""
+    groups: set[int] = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    # A step runs in a session of its own: its groups never include this process or init.
+    for pgid in groups - {0, 1, os.getpgrp()}:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
+    """SIGKILL what an attempt left running on this host: strays after it ended, or everything
+    after its worker died or froze. Returns the tagged pids found."""
+    tag = attempt_id(step_run_id, attempt)
+    found = [pid for pid, value in _tagged_processes(ATTEMPT_ENV).items() if value == tag]
+    _kill_processes(found)
+    return found
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot: with the pid, it names one process for good."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+@functools.cache
+def worker_tag() -> str:
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def kill_orphans() -> list[int]:
+    """SIGKILL step processes on this host whose worker is gone (SIGKILLed, crashed).
+
+    Each worker runs this when it starts, so that a host's leftovers are reaped even where no
+    reconciler runs; the pid and start time of the step's worker tell a dead worker from a live one.
+    """
+    orphans = []
+    for pid, tag in _tagged_processes(WORKER_ENV).items():
+        worker_pid, _, started = tag.partition(":")
+        if not worker_pid.isdigit() or _start_time(int(worker_pid)) != started:
+            orphans.append(pid)
+    _kill_processes(orphans)
+    return orphans
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its steps' orphans; False where the kernel has no such thing."""
+    global _subreaper
+    try:
+        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        _subreaper = False
+    return _subreaper
+
+
+def _children() -> list[int]:
+    """This process's children, by the parent pid in /proc/<pid>/stat (always readable, even mid-exec)."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(me):
+            found.append(int(entry.name))
+    return found
+
+
+def _reap(pid: int) -> None:
+    deadline = time.monotonic() + REAP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
+
+
+def kill_leftovers(step_run_id: int, attempt: int) -> list[int]:
+    """Kill what an ended step left running on this host; returns the pids killed.
+
+    In a subreaper worker, its leftovers are its children other than its own helpers (RQ's
+    scheduler, a multiprocessing child): killed with their groups and reaped, until none is
+    left (a killed one's own children come up next). Elsewhere, by the attempt's tag, which
+    a process misses while it is in the middle of an exec.
+    """
+    if not _subreaper:
+        return kill_attempt_processes(step_run_id, attempt)
+    own = {child.pid for child in multiprocessing.active_children()}
+    killed: list[int] = []
+    for _ in range(20):
+        leftovers = [pid for pid in _children() if pid not in own]
+        if not leftovers:
+            break
+        _kill_processes(leftovers)
+        for pid in leftovers:
+            _reap(pid)
+        killed += leftovers
+    return killed
