@@ -14,6 +14,7 @@ urlpatterns = [
     path("pipelines/<int:pk>/steps/<str:name>/delete/", views.step_delete, name="step_delete"),
     path("pipelines/<int:pk>/versions/", views.pipeline_versions, name="pipeline_versions"),
     path("pipelines/<int:pk>/versions/<int:number>/", views.version_detail, name="version_detail"),
+    path("pipelines/<int:pk>/versions/<int:number>/diff/", views.version_diff, name="version_diff"),
     path("pipelines/<int:pk>/versions/<int:number>/restore/", views.version_restore, name="version_restore"),
     path("pipelines/<int:pk>/export/", views.pipeline_export, name="pipeline_export"),
 ]

@@ -40,6 +40,7 @@ from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem, Step
 from pipelines_ui.uploads import UploadError, save_upload
+from pipelines_ui.version_diff import changed_parts, yaml_diff
 
 PAGE_SIZE = 20
 VERSIONS_PAGE_SIZE = 10
@@ -598,6 +599,47 @@ def _render_version(
 def version_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     pipeline = _get_pipeline_for_user(request, pk)
     return _render_version(request, pipeline, _get_version_for_user(request, pipeline, number))
+
+
+def _against_number(request: HttpRequest, pipeline: Pipeline, number: int) -> int | None:
+    """The version to compare with: `?against=<m>`, else the one before `number` (None for the first)."""
+    raw = request.GET.get("against")
+    if raw is None or raw == "":
+        return pipeline.versions.filter(number__lt=number).order_by("-number").values_list("number", flat=True).first()
+    try:
+        return int(raw)
+    except ValueError:
+        raise Http404("No such version to compare with.") from None
+
+
+@login_required
+def version_diff(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    pipeline = _get_pipeline_for_user(request, pk)
+    version = _get_version_for_user(request, pipeline, number)
+    against_number = _against_number(request, pipeline, number)
+    against = _get_version_for_user(request, pipeline, against_number) if against_number is not None else None
+    parts, lines = [], []
+    if against is not None:
+        # The sha256 map stands in for file contents: enough to tell which code changed, no blob read.
+        before = from_json(against.spec, dict(against.files or {}))
+        after = from_json(version.spec, dict(version.files or {}))
+        parts = changed_parts(before, after)
+        lines = yaml_diff(before, after, before_name=f"v{against.number}", after_name=f"v{version.number}")
+    return render(
+        request,
+        "pipelines_ui/version_diff.html",
+        {
+            "pipeline": pipeline,
+            "version": version,
+            "against": against,
+            "parts": parts,
+            "lines": lines,
+            "numbers": selectors.pipeline_versions(pipeline=pipeline).values_list("number", flat=True),
+            "can_edit": selectors.user_can_edit(request.user, pipeline),
+            "nav": "pipelines",
+            "tab": "versions",
+        },
+    )
 
 
 @login_required

@@ -28,7 +28,7 @@ from .model import (
     code_key,
     data_key,
 )
-from .serialize import dump_folder, export_files, from_json, to_json, to_zip_bytes
+from .serialize import dump_folder, export_files, from_json, to_json, to_zip_bytes, yaml_files
 from .validate import validate_pipeline
 
 __all__ = [
@@ -63,4 +63,5 @@ __all__ = [
     "to_json",
     "to_zip_bytes",
     "validate_pipeline",
+    "yaml_files",
 ]

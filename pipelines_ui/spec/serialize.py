@@ -347,12 +347,18 @@ def _check_exportable(p: Pipeline) -> None:
             raise ValueError(f"cannot export file '{key}': not under code/ or data/")
 
 
-def export_files(p: Pipeline) -> tuple[dict[str, bytes], list[str]]:
-    """The export as (relative path -> bytes, empty folders to create); raises ValueError on unsafe names."""
-    _check_exportable(p)
+def yaml_files(p: Pipeline) -> dict[str, bytes]:
+    """The export's YAML files (`pipeline.yml`, then `components/<step>.yml`), without the name checks."""
     out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
     for name, step in p.jobs.items():
         out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
+    return out
+
+
+def export_files(p: Pipeline) -> tuple[dict[str, bytes], list[str]]:
+    """The export as (relative path -> bytes, empty folders to create); raises ValueError on unsafe names."""
+    _check_exportable(p)
+    out = yaml_files(p)
     out.update(p.files)
     # Folders that must exist even with no files, so the export loads back the same.
     folders = [code_key(name) for name, step in p.jobs.items() if step.has_code]

@@ -72,6 +72,7 @@ def test_a_conflicting_edit_is_refused_with_her_input_kept(alice_client, pipelin
     assert "Not saved: bob changed the same thing while you were editing" in conflict
     assert "You opened this form on v1" in conflict
     assert f'href="{reverse("version_detail", args=[pipeline.pk, 2])}"' in conflict
+    assert f'href="{reverse("version_diff", args=[pipeline.pk, 2])}?against=1">See what changed</a>' in conflict
     assert f'href="{reverse("pipeline_versions", args=[pipeline.pk])}"' in conflict
     assert "Step train</strong>: changed its command" in conflict
     assert "press “Save step” again" in conflict
