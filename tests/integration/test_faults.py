@@ -291,34 +291,26 @@ def forget_queue(queue_name: str) -> int:
     return len(doomed)
 
 
+# On one worker: a_first runs for 3 s while the four x steps wait in the queue.
+BUSY_AND_WAITING = """
+type: pipeline
+jobs:
+  a_first:
+    type: command
+    command: sleep 3 && echo first
+    outputs:
+      out: {type: uri_folder}
+  after:
+    type: command
+    command: echo after
+    inputs:
+      x: ${{parent.jobs.a_first.outputs.out}}
+""" + "".join(f"  x{i}:\n    type: command\n    command: echo x{i}\n" for i in range(4))
+
+
 def test_redis_losing_queued_jobs_is_repaired_by_the_reconciler(workers, alice, team, tmp_path):
     workers.start(1)
-    jobs = "\n".join(
-        f"""
-          x{i}:
-            type: command
-            command: echo x{i}"""
-        for i in range(4)
-    )
-    run = start_run(
-        tmp_path,
-        f"""
-        type: pipeline
-        jobs:
-          a_first:
-            type: command
-            command: sleep 3 && echo first
-            outputs:
-              out: {{type: uri_folder}}
-          after:
-            type: command
-            command: echo after
-            inputs:
-              x: ${{{{parent.jobs.a_first.outputs.out}}}}{jobs}
-        """,
-        alice,
-        team,
-    )
+    run = start_run(tmp_path, BUSY_AND_WAITING, alice, team)
     # One worker: while it runs a_first, the four x steps wait in Redis, and Redis loses them.
     wait_for(lambda: steps_of(run)["a_first"].state == StepState.RUNNING, message="a_first to start")
     assert {steps_of(run)[f"x{i}"].state for i in range(4)} == {StepState.QUEUED}
@@ -454,6 +446,18 @@ def test_a_frozen_worker_cannot_change_anything_after_its_attempt_is_fenced(work
 # ---- a broken artifact store -----------------------------------------------------------------
 
 
+def failed_by_the_store(run: Run, reason: str) -> StepRun:
+    """The run's one step `make` failed storing its outputs, with `reason`, and nothing was registered."""
+    run = wait_run(run)
+    step = steps_of(run)["make"]
+    assert run.state == RunState.FAILED
+    assert step.state == StepState.FAILED
+    assert "artifact store" in step.reason and reason in step.reason, step.reason
+    assert not StepOutput.objects.filter(step_run__run=run).exists()
+    assert not Artifact.objects.exists()
+    return step
+
+
 @pytest.fixture
 def read_only_store(settings, tmp_path, workers):
     store = tmp_path / "read-only-store"
@@ -469,28 +473,16 @@ def read_only_store(settings, tmp_path, workers):
 
 def test_an_unwritable_store_fails_the_step_and_registers_nothing(workers, alice, team, tmp_path, read_only_store):
     workers.start(1)
-    run = wait_run(
-        start_run(
-            tmp_path,
-            """
-            type: pipeline
-            jobs:
-              make:
-                type: command
-                command: echo data > ${{outputs.out}}/data.txt
-                outputs:
-                  out: {type: uri_folder}
-            """,
-            alice,
-            team,
-        )
-    )
-    step = steps_of(run)["make"]
-    assert run.state == RunState.FAILED
-    assert step.state == StepState.FAILED
-    assert "artifact store" in step.reason and "Permission denied" in step.reason, step.reason
-    assert not StepOutput.objects.filter(step_run__run=run).exists()
-    assert not Artifact.objects.exists()
+    yaml_text = """
+        type: pipeline
+        jobs:
+          make:
+            type: command
+            command: echo data > ${{outputs.out}}/data.txt
+            outputs:
+              out: {type: uri_folder}
+        """
+    failed_by_the_store(start_run(tmp_path, yaml_text, alice, team), "Permission denied")
     assert list(read_only_store.iterdir()) == []
 
 
@@ -508,31 +500,19 @@ def full_store(settings, tmp_path, workers):
 
 def test_a_full_disk_fails_the_step_with_the_reason_and_registers_nothing(workers, alice, team, tmp_path, full_store):
     workers.start(1)
-    run = wait_run(
-        start_run(
-            tmp_path,
-            """
-            type: pipeline
-            jobs:
-              make:
-                type: command
-                command: >-
-                  echo small > ${{outputs.small}}/data.txt &&
-                  head -c 1000000 /dev/urandom > ${{outputs.big}}/data.bin
-                outputs:
-                  small: {type: uri_folder}
-                  big: {type: uri_folder}
-            """,
-            alice,
-            team,
-        )
-    )
-    step = steps_of(run)["make"]
-    assert run.state == RunState.FAILED
-    assert step.state == StepState.FAILED
-    assert "artifact store" in step.reason and "No space left on device" in step.reason, step.reason
-    assert not StepOutput.objects.filter(step_run__run=run).exists()
-    assert not Artifact.objects.exists()
+    yaml_text = """
+        type: pipeline
+        jobs:
+          make:
+            type: command
+            command: >-
+              echo small > ${{outputs.small}}/data.txt &&
+              head -c 1000000 /dev/urandom > ${{outputs.big}}/data.bin
+            outputs:
+              small: {type: uri_folder}
+              big: {type: uri_folder}
+        """
+    failed_by_the_store(start_run(tmp_path, yaml_text, alice, team), "No space left on device")
     assert "Traceback" not in workers.logs()
 
 

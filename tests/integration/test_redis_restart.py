@@ -16,7 +16,7 @@ from runs.models import Run, RunState, StepState
 from tests.conftest import free_port
 from tests.integration.conftest import wait_for
 from tests.integration.test_execution import steps_of
-from tests.integration.test_faults import describe, running_transitions, start_run, tick_until
+from tests.integration.test_faults import BUSY_AND_WAITING, describe, running_transitions, start_run, tick_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,26 +68,9 @@ def private_redis(settings, monkeypatch, workers):
     server.kill()
 
 
-PIPELINE = """
-type: pipeline
-jobs:
-  a_first:
-    type: command
-    command: sleep 3 && echo first
-    outputs:
-      out: {type: uri_folder}
-  after:
-    type: command
-    command: echo after
-    inputs:
-      x: ${{parent.jobs.a_first.outputs.out}}
-"""
-
-
 def test_a_run_survives_redis_restarted_empty_and_no_step_runs_twice(workers, private_redis, alice, team, tmp_path):
     workers.start(1)
-    independent = "".join(f"\n  x{i}:\n    type: command\n    command: echo x{i}\n" for i in range(4))
-    run = start_run(tmp_path, PIPELINE + independent, alice, team)
+    run = start_run(tmp_path, BUSY_AND_WAITING, alice, team)
     # One worker: while it runs a_first, the x steps wait in Redis, and Redis loses them.
     wait_for(lambda: steps_of(run)["a_first"].state == StepState.RUNNING, message="a_first to start")
     assert {steps_of(run)[f"x{i}"].state for i in range(4)} == {StepState.QUEUED}
