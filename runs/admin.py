@@ -5,7 +5,7 @@ from runs.models import ComputeTarget, Run, StepRun
 
 @admin.register(ComputeTarget)
 class ComputeTargetAdmin(admin.ModelAdmin):
-    list_display = ("name", "queue", "aliases", "is_default", "description")
+    list_display = ("name", "queue", "aliases", "is_default", "isolation", "network", "description")
     search_fields = ("name", "queue")
 
 

@@ -52,6 +52,11 @@ STEP_TERMINAL = frozenset(
 RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED})
 
 
+class Isolation(models.TextChoices):
+    SANDBOX = "sandbox", "sandbox (bubblewrap: the step sees only its own files)"
+    NONE = "none", "none (the step runs as the worker, seeing all it sees: single-user installs only)"
+
+
 class ComputeTarget(models.Model):
     """A named place to run steps: one RQ queue, served by one or more workers."""
 
@@ -60,6 +65,19 @@ class ComputeTarget(models.Model):
     queue = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=255, blank=True)
     is_default = models.BooleanField(default=False)
+    isolation = models.CharField(
+        max_length=10,
+        choices=Isolation.choices,
+        default=Isolation.SANDBOX,
+        help_text="How steps are isolated from the server, the worker and each other (runs/sandbox.py)",
+    )
+    network = models.BooleanField(
+        default=True,
+        help_text="Steps may open outbound connections (never to this host's loopback services)",
+    )
+    environment_variables = models.JSONField(
+        default=dict, blank=True, help_text='Variables every step of this target gets, e.g. {"HF_HOME": "/data/hf"}'
+    )
 
     class Meta:
         ordering = ["name"]
