@@ -240,3 +240,42 @@ class Metric(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["step_run", "name"])]
+
+
+class WorkerState(models.TextChoices):
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+
+class Worker(models.Model):
+    """A step worker process (`manage.py stepwise_worker`) as it last reported itself.
+
+    Kept in the database rather than in RQ's worker registry, which a flushed Redis forgets
+    and which never says that a worker went away. Every write is in runs/worker_status.py: the
+    worker writes its own row; the Workers page only sets `drain`. A worker that never said it
+    stopped (SIGKILL, a lost host) is lost once its heartbeat is too old.
+    """
+
+    # host:pid, as the StepRun.worker of the steps it runs.
+    name = models.CharField(max_length=255, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    rq_name = models.CharField(max_length=255, blank=True, help_text="Its name in RQ's dashboard")
+    targets = models.JSONField(default=list, help_text="Names of the compute targets whose steps it takes")
+    state = models.CharField(max_length=10, choices=WorkerState.choices, default=WorkerState.IDLE)
+    drain = models.BooleanField(default=False, help_text="Finish the current step, then take no more")
+    drain_requested_at = models.DateTimeField(null=True, blank=True)
+    drain_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    steps_done = models.PositiveIntegerField(default=0, help_text="Step attempts it ran, whatever their outcome")
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "name"]
+
+    def __str__(self) -> str:
+        return self.name
