@@ -57,6 +57,36 @@ def _job_alive(connection, step_run: StepRun, now) -> bool:
     return status in ("queued", "started", "deferred")
 
 
+def _lose(step_run: StepRun, reason: str) -> bool:
+    """Fail an attempt whose worker is gone (a retry is queued if it has retries left)."""
+    lost_attempt, host = step_run.attempt, step_run.worker.rpartition(":")[0]
+    if not step_run_fail(step_run=step_run, reason=reason):
+        return False
+    # The lost attempt's processes outlive a SIGKILLed worker and keep running under a
+    # frozen one; they can be reached from this host only (see runs/processes.py).
+    if host == socket.gethostname():
+        processes.kill_attempt_processes(step_run.pk, lost_attempt)
+    orchestrator.run_advance(step_run.run_id)
+    return True
+
+
+def worker_exited(*, pid: int, why: str) -> list[int]:
+    """Fail at once the attempts of a worker of this host that its supervisor saw exit (`serve`),
+    instead of after heartbeat_limit(); returns the step runs failed.
+
+    Only while the supervisor has not reaped the dead worker: until then no other process can
+    have its pid, so every attempt running under its name (`host:pid`, as the executor names
+    it) is the dead worker's, never a live one's.
+    """
+    name = f"{socket.gethostname()}:{pid}"
+    lost = [
+        s.pk for s in StepRun.objects.filter(state=StepState.RUNNING, worker=name) if _lose(s, f"worker lost: {why}")
+    ]
+    if lost:
+        log.warning("reconciler worker_lost (%s): %s", why, lost)
+    return lost
+
+
 def tick() -> dict[str, list[int]]:
     """One pass; returns the ids it acted on, by what it did."""
     now = timezone.now()
@@ -64,14 +94,8 @@ def tick() -> dict[str, list[int]]:
 
     stale = StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=now - heartbeat_limit())
     for step_run in stale:
-        lost_attempt, host = step_run.attempt, step_run.worker.rpartition(":")[0]
-        if step_run_fail(step_run=step_run, reason="worker lost: no heartbeat"):
+        if _lose(step_run, "worker lost: no heartbeat"):
             done["worker_lost"].append(step_run.pk)
-            # The lost attempt's processes outlive a SIGKILLed worker and keep running under a
-            # frozen one; they can be reached from this host only (see runs/processes.py).
-            if host == socket.gethostname():
-                processes.kill_attempt_processes(step_run.pk, lost_attempt)
-            orchestrator.run_advance(step_run.run_id)
 
     # A step canceled (or stopped by a run timeout) while its worker was dead was never
     # killed by that worker: once its heartbeat is stale, kill what it left on this host.
