@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from pipelines_ui.models import Membership, PipelineVersion, Role, Team
 from pipelines_ui.services import pipeline_create
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs import executor, services
-from runs.models import RUN_TERMINAL, Run, RunState, StepRun, StepState, Transition
+from runs.models import RUN_TERMINAL, ComputeTarget, Run, RunState, StepRun, StepState, Transition
 
 # ---- shared helpers ------------------------------------------------------------------------
 
@@ -457,6 +458,105 @@ def recovery(ctx: Context) -> list[Result]:
     return _recover_from_a_dead_worker(ctx) + _recover_from_an_emptied_redis(ctx)
 
 
+def _serve_children(pid: int) -> dict[int, list[str]]:
+    """pid -> argv of each live child of `pid` (by the parent pid in /proc/<pid>/stat)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+            found[int(entry.name)] = argv
+    return found
+
+
+def serve_recovery(ctx: Context) -> list[Result]:
+    """`manage.py serve` as `make run` starts it; SIGKILL the worker of a running step (as the OOM
+    killer does). serve fails the attempt as "worker lost" as soon as it sees the worker die,
+    restarts the worker, and the retry (after the retry backoff) makes the run succeed."""
+    from rq import Worker
+
+    from bench.harness import ROOT, free_port
+    from runs.queues import get_queue
+
+    if ctx.stack is not None:
+        ctx.stack.stop()  # serve's workers take the bench target's steps: no other worker may
+    serve = ctx.procs.start(
+        [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(free_port()), "--workers", "2"],
+        log_name="serve",
+    )
+    queue = get_queue(ComputeTarget.objects.get(is_default=True).queue)
+
+    def serve_workers() -> set[int]:
+        if serve.poll() is not None:
+            raise RuntimeError(f"serve exited with {serve.returncode}: see {STATE_DIR / 'logs' / 'serve.log'}")
+        return {pid for pid, argv in _serve_children(serve.pid).items() if "stepwise_worker" in argv}
+
+    def workers_ready() -> bool:
+        pids = serve_workers()
+        return len(pids) == 2 and pids <= {w.pid for w in Worker.all(queue=queue)}
+
+    sleeper = pipelines.step("sleeper", command='if [ "$STEPWISE_ATTEMPT" = 1 ]; then sleep 600; fi')
+    sleeper.max_retries = 1
+    version = create_pipeline(ctx, pipelines.pipeline_of("recovery_serve", [sleeper]))
+    lost_s, back_s, done_s = [], [], []
+    try:
+        for _ in range(ctx.repeats(5, 2)):
+            wait_until(workers_ready, timeout=60, interval=0.1, what="serve's two workers")
+            run = services.run_create(version=version, user=ctx.user, force_rerun=True)
+            step = wait_until(lambda r=run: _running(r.pk, "sleeper"), timeout=60, what="the step to start")
+            victim = int(step.worker.rpartition(":")[2])
+            if victim not in _serve_children(serve.pid):
+                raise RuntimeError(f"the step ran on {step.worker}, not on a worker of serve")
+            os.kill(victim, signal.SIGKILL)
+            killed, killed_clock = timezone.now(), time.perf_counter()
+            wait_until(lambda v=victim: len(serve_workers() - {v}) == 2, timeout=60, what="serve to restart the worker")
+            back_s.append(time.perf_counter() - killed_clock)
+            wait_for_runs([run.pk], timeout=180)
+            run.refresh_from_db()
+            check_succeeded([run])
+            lost = Transition.objects.get(step_run=step, attempt=1, new=StepState.FAILED)
+            if "worker lost" not in lost.reason:
+                raise RuntimeError(f"attempt 1 failed for another reason: {lost.reason}")
+            lost_s.append((lost.created_at - killed).total_seconds())
+            done_s.append((run.finished_at - killed).total_seconds())
+    finally:
+        ctx.procs.stop([serve])
+        if ctx.stack is not None:
+            ctx.stack.start()
+    return [
+        Result(
+            "serve_recovery",
+            "recovery under serve: SIGKILLed worker -> attempt failed as worker lost",
+            median(lost_s),
+            "s",
+            target="< 60 s",
+            ok=max(lost_s) < 60,
+            samples=lost_s,
+        ),
+        Result(
+            "serve_recovery",
+            "recovery under serve: SIGKILLed worker -> restarted",
+            median(back_s),
+            "s",
+            target="< 10 s",
+            ok=max(back_s) < 10,
+            samples=back_s,
+        ),
+        Result(
+            "serve_recovery",
+            "recovery under serve: SIGKILLed worker -> run succeeded by a retry",
+            median(done_s),
+            "s",
+            samples=done_s,
+        ),
+    ]
+
+
 # ---- 5: live latency ---------------------------------------------------------------------------------
 
 
@@ -874,6 +974,7 @@ FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "big_dags": big_dags,
     "history": history,
     "recovery": recovery,
+    "serve_recovery": serve_recovery,
 }
 # Figures computed by another one's runs.
 ALIASES = {"step_latency": "chain50"}
