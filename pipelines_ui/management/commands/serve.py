@@ -124,7 +124,8 @@ def redis_requires_password(url: str) -> bool | None:
 
 def postgres_requires_password(db: dict[str, Any]) -> bool | None:
     """Whether the PostgreSQL server refuses a client that does not know the password (trust
-    authentication lets anyone in, whatever password it gives); None when it does not answer."""
+    authentication lets anyone in, whatever password it gives); None when it does not answer.
+    A server that asks for passwords logs this probe as one failed authentication."""
     import psycopg
 
     try:
@@ -242,7 +243,7 @@ class Command(BaseCommand):
         if own_redis:
             self.stdout.write(
                 f"Redis: {redis_text}, a redis-server started by serve for itself"
-                f" (nothing answered there; restarted if it dies)"
+                " (nothing answered there; restarted if it dies)"
             )
         else:
             self.stdout.write(f"Redis: {redis_text}, already running (not started by serve)")
@@ -255,12 +256,13 @@ class Command(BaseCommand):
                 supervisor.start()
             except (SupervisorError, OSError) as exc:
                 raise CommandError(f"could not start: {exc}") from None
-            self._warn_about_open_services()
-            self.stdout.write(
-                self.style.SUCCESS(f"Stepwise is serving on http://{host}:{port}/ with {workers} workers")
-            )
-            self.stdout.write("A worker, the reconciler or Redis that dies is restarted; Ctrl-C stops everything.")
-            reason = supervisor.run()
+            if not supervisor.stopping:  # a Ctrl-C while the children started
+                self._warn_about_open_services()
+                self.stdout.write(
+                    self.style.SUCCESS(f"Stepwise is serving on http://{host}:{port}/ with {workers} workers")
+                )
+                self.stdout.write("A worker, the reconciler or Redis that dies is restarted; Ctrl-C stops everything.")
+                reason = supervisor.run()
         finally:
             if reason is not None:
                 self.stderr.write(f"serve: the web server stopped ({reason}): stopping everything")
