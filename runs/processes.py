@@ -28,6 +28,16 @@ PR_SET_CHILD_SUBREAPER = 36
 REAP_TIMEOUT_S = 5.0
 
 _subreaper = False
+# Long-lived children of this worker that are not a step's (the steps' network helper).
+_helpers: set[int] = set()
+
+
+def register_helper(pid: int) -> None:
+    _helpers.add(pid)
+
+
+def unregister_helper(pid: int) -> None:
+    _helpers.discard(pid)
 
 
 def attempt_id(step_run_id: int, attempt: int) -> str:
@@ -88,7 +98,7 @@ def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
     return found
 
 
-def _start_time(pid: int) -> str:
+def start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot: with the pid, it names one process for good."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
@@ -98,7 +108,7 @@ def _start_time(pid: int) -> str:
 
 @functools.cache
 def worker_tag() -> str:
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
+    return f"{os.getpid()}:{start_time(os.getpid())}"
 
 
 def kill_orphans() -> list[int]:
@@ -110,7 +120,7 @@ def kill_orphans() -> list[int]:
     orphans = []
     for pid, tag in _tagged_processes(WORKER_ENV).items():
         worker_pid, _, started = tag.partition(":")
-        if not worker_pid.isdigit() or _start_time(int(worker_pid)) != started:
+        if not worker_pid.isdigit() or start_time(int(worker_pid)) != started:
             orphans.append(pid)
     _kill_processes(orphans)
     return orphans
@@ -163,7 +173,7 @@ def kill_leftovers(step_run_id: int, attempt: int) -> list[int]:
     """
     if not _subreaper:
         return kill_attempt_processes(step_run_id, attempt)
-    own = {child.pid for child in multiprocessing.active_children()}
+    own = {child.pid for child in multiprocessing.active_children()} | _helpers
     killed: list[int] = []
     for _ in range(20):
         leftovers = [pid for pid in _children() if pid not in own]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from runs.models import ComputeTarget
+from runs.models import ComputeTarget, Isolation
 from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +24,8 @@ class Workers:
     def __init__(self, queue: str, tmp: Path):
         self.queue = queue
         self.tmp = tmp
+        # Steps of a root worker run as nobody (runs/sandbox.py).
+        tmp.chmod(0o777)
         self.procs: list[subprocess.Popen] = []
         # Per-test overrides of the workers' environment (set before start()).
         self.extra_env: dict[str, str] = {}
@@ -41,6 +43,9 @@ class Workers:
             STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
             STEPWISE_RETRY_BACKOFF_S=str(settings.STEPWISE_RETRY_BACKOFF_S),
             STEPWISE_LOG_LINE_MAX=str(settings.STEPWISE_LOG_LINE_MAX),
+            # Tests coordinate with their steps through files in their tmp_path (flags, counters,
+            # records of what ran): a folder every sandboxed step of these workers may write.
+            STEPWISE_SANDBOX_SHARED=str(self.tmp),
         )
         env.update(self.extra_env)
         return env
@@ -75,7 +80,17 @@ class Workers:
 
 
 def pids_matching(marker: str) -> list[str]:
-    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    """The step processes whose command line holds `marker`; not the sandbox around them
+    (bubblewrap's processes carry the step's command line among their arguments)."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    return [pid for pid in found if _comm(pid) != "bwrap"]
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @pytest.fixture
@@ -101,10 +116,16 @@ def isolated_store(settings, tmp_path_factory):
 
 
 @pytest.fixture
-def compute_target(transactional_db) -> ComputeTarget:
+def compute_target(transactional_db, request) -> ComputeTarget:
+    """The default target, sandboxed as `make run` makes it unless the test is marked `isolation("none")`."""
     ComputeTarget.objects.all().delete()
+    marker = request.node.get_closest_marker("isolation")
     return ComputeTarget.objects.create(
-        name="test-target", aliases=["cpu-cluster", "local"], queue=f"test-{uuid.uuid4().hex[:8]}", is_default=True
+        name="test-target",
+        aliases=["cpu-cluster", "local"],
+        queue=f"test-{uuid.uuid4().hex[:8]}",
+        is_default=True,
+        isolation=marker.args[0] if marker else Isolation.SANDBOX,
     )
 
 

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connections
 
 from pipelines_ui.supervisor import Program, Supervisor, SupervisorError, describe_exit
-from runs import reconciler
+from runs import reconciler, sandbox
 from runs.models import ComputeTarget, Isolation
 
 LOCAL_HOSTS = {"", "localhost", "localhost.localdomain"}
@@ -186,12 +186,6 @@ def open_services_warning(services: list[OpenService]) -> str:
     return "\n".join(lines)
 
 
-def steps_share_host_network() -> bool:
-    # Not known to serve yet (the worker decides when it starts a step's sandbox): assume the
-    # worst, so that the warning is never missing where it is due.
-    return True
-
-
 # ---- the command ------------------------------------------------------------------------------
 
 
@@ -307,7 +301,8 @@ class Command(BaseCommand):
             redis_url=settings.REDIS_URL,
             database=connections["default"].settings_dict,
             targets=ComputeTarget.objects.all(),
-            steps_share_host_network=steps_share_host_network(),
+            # The workers serve starts run on this host, as this user: what holds here holds for them.
+            steps_share_host_network=sandbox.steps_share_host_network(),
         )
         connections.close_all()
         if found:

@@ -1,0 +1,372 @@
+"""The sandbox a step runs in: bubblewrap, as Flatpak uses it.
+
+A step is any team's code, so it sees only what is its own: its working folder (code,
+outputs, a private HOME and /tmp), its inputs read-only, the Python environment it runs in
+and the system's read-only files. Not the database, `var/`, the secret key, the artifact
+store as a whole, other runs' folders or the worker's processes (new mount, PID, IPC and
+UTS namespaces). A worker running as root hands the step to an unprivileged uid.
+
+Network: with the compute target's `network` on, steps of a root worker share one network
+namespace per worker, outbound through `pasta` (Debian's passt) with the host's loopback
+unmapped, so Redis, PostgreSQL and the app's own ports on 127.0.0.1 are out of reach; with
+it off, a namespace with nothing but its own loopback. Where no such namespace can be made
+(a non-root worker, no pasta), steps share the host's network: the services on it must then
+require credentials, and `serve` says so loudly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from runs import processes
+from runs.processes import start_time
+
+log = logging.getLogger(__name__)
+
+# The system's read-only files a program may need; nothing of /etc that is the instance's own.
+ETC_ALLOWED = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "crypto-policies",
+    "debian_version",
+    "fonts",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "pki",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+)
+# Top-level system folders: bound read-only, or re-created as the symlinks they are (merged /usr).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+# What a step finds when it lists the CPUs and cgroup limits (numpy, joblib, torch read them).
+SYS_ALLOWED = ("/sys/devices/system/cpu", "/sys/fs/cgroup")
+NETNS_PREFIX = "stepwise-"
+NETNS_READY_S = 5.0
+
+
+class SandboxError(Exception):
+    """The sandbox cannot start here: the step fails with this message."""
+
+
+@dataclass
+class Sandbox:
+    """What one step may see, beyond the system: built by the executor, turned into argv here."""
+
+    workdir: Path
+    cwd: Path
+    read_only: list[Path] = field(default_factory=list)
+    network: bool = True
+
+
+def running_as_root() -> bool:
+    """Root of the host, not of a user namespace (a rootless container), where other uids do not exist."""
+    return os.geteuid() == 0 and _uid_mapped(settings.STEPWISE_SANDBOX_UID)
+
+
+def _uid_mapped(uid: int) -> bool:
+    try:
+        lines = Path("/proc/self/uid_map").read_text().splitlines()
+    except OSError:
+        return True
+    for line in lines:
+        inside, _outside, count = (int(part) for part in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
+
+
+def step_uid() -> tuple[int, int] | None:
+    """The unprivileged uid and gid that steps of a root worker run as; None when not root."""
+    if not running_as_root():
+        return None
+    return settings.STEPWISE_SANDBOX_UID, settings.STEPWISE_SANDBOX_GID
+
+
+def _bwrap() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxError(
+            "bubblewrap (bwrap) is not installed on this worker's host: install it (apt-get install bubblewrap), "
+            "or set this compute target's isolation to `none` (single-user installs only)"
+        )
+    return path
+
+
+@functools.cache
+def check() -> None:
+    """Start one empty sandbox, once per process: a clear error when the kernel refuses."""
+    argv = [_bwrap(), "--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc"]
+    if not running_as_root():
+        argv.append("--unshare-user")
+    result = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise SandboxError(
+            f"the step sandbox cannot start on this host: {result.stderr.strip() or 'bwrap failed'}. "
+            "Unprivileged user namespaces may be off (sysctl kernel.unprivileged_userns_clone=1, "
+            "user.max_user_namespaces > 0), or run the worker as root; or set this compute target's "
+            "isolation to `none` (single-user installs only)"
+        )
+
+
+def python_roots() -> list[Path]:
+    """The Python environment steps run in (the worker's own), read-only."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
+    return sorted(p for p in roots if not any(p.is_relative_to(d) for d in ("/usr", "/bin", "/lib")))
+
+
+def _system_args() -> list[str]:
+    args: list[str] = []
+    for top in SYSTEM_DIRS:
+        path = Path(top)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), top]
+        elif path.is_dir():
+            args += ["--ro-bind", top, top]
+    for name in ETC_ALLOWED:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for path in SYS_ALLOWED:
+        args += ["--ro-bind-try", path, path]
+    return args
+
+
+def prepare_workdir(workdir: Path, *, hand_over: bool) -> None:
+    """Make the step's HOME and /tmp; with `hand_over`, give its folder to the uid it runs as."""
+    for sub in ("home", "tmp"):
+        (workdir / sub).mkdir(exist_ok=True)
+    ids = step_uid() if hand_over else None
+    if ids is None:
+        return
+    uid, gid = ids
+    os.chown(workdir, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+
+def _parents_args(paths: list[Path], existing: list[str]) -> list[str]:
+    """`--dir` for the missing parents of mount points, mode 0755: bwrap would make them 0700,
+    which the step's uid cannot enter (they are empty folders of the sandbox, or of its /tmp)."""
+    made: set[str] = set()
+    args: list[str] = []
+    for path in paths:
+        for parent in reversed(path.parents):
+            name = str(parent)
+            if name == "/" or name in made or any(name == e or name.startswith(e + "/") for e in existing):
+                continue
+            made.add(name)
+            args += ["--perms", "0755", "--dir", name]
+    return args
+
+
+def argv(command: list[str], sandbox: Sandbox) -> list[str]:
+    """The command line that runs `command` inside the sandbox."""
+    check()
+    roots = [str(root) for root in python_roots()]
+    args = [_bwrap(), *_system_args(), *_parents_args([Path(r) for r in roots], existing=list(SYSTEM_DIRS))]
+    for root in roots:
+        args += ["--ro-bind", root, root]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    # The step's /tmp is on disk in its own folder (datasets do not fit in a tmpfs); bound before
+    # the folders under it, in case the worker's own folders live under /tmp.
+    args += ["--bind", str(sandbox.workdir / "tmp"), "/tmp"]
+    shared = [Path(p) for p in settings.STEPWISE_SANDBOX_SHARED]
+    shared_ro = [Path(p) for p in settings.STEPWISE_SANDBOX_SHARED_RO]
+    mounts = [*shared, *shared_ro, sandbox.workdir, *sandbox.read_only]
+    args += _parents_args(mounts, existing=list(SYSTEM_DIRS))
+    for path in shared:
+        args += ["--bind", str(path), str(path)]
+    for path in shared_ro:
+        args += ["--ro-bind", str(path), str(path)]
+    args += ["--bind", str(sandbox.workdir), str(sandbox.workdir)]
+    for path in sandbox.read_only:
+        args += ["--ro-bind-try", str(path), str(path)]
+    args += [
+        "--chdir",
+        str(sandbox.cwd),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "step",
+        # The whole sandbox dies with the worker: nothing of a step outlives it.
+        "--die-with-parent",
+    ]
+    netns = None
+    if sandbox.network:
+        netns = network_namespace()
+    else:
+        args.append("--unshare-net")
+    ids = step_uid()
+    if ids is None:
+        args += ["--unshare-user", "--", *command]
+    else:
+        # bwrap runs privileged (it needs no user namespace then) and the step itself as an
+        # unprivileged uid: in a user namespace of its own, the step's uid would be root outside.
+        uid, gid = ids
+        args += ["--", "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+        args += ["--inh-caps=-all", "--bounding-set=-all", *command]
+    if netns is not None:
+        args = ["nsenter", f"--net={netns}", "--", *args]
+    return args
+
+
+class StepNetwork:
+    """One network namespace per worker process, outbound through pasta, the host's loopback unmapped.
+
+    Made on the first step that wants the network and kept: creating one per step would cost
+    tens of milliseconds. Steps of one worker run one at a time, and their processes die with
+    their PID namespace, so the namespace carries nothing from one step to the next.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.name: str | None = None
+        self.pasta: subprocess.Popen | None = None
+        self.unavailable: str | None = None
+
+    def path(self) -> str | None:
+        with self.lock:
+            if self.unavailable is not None:
+                return None
+            if self.name is not None and self.pasta is not None and self.pasta.poll() is None:
+                return f"/run/netns/{self.name}"
+            try:
+                self._start()
+            except (OSError, subprocess.SubprocessError, SandboxError) as exc:
+                self.unavailable = str(exc)
+                log.warning(
+                    "steps with network share this host's network (%s): Redis, the database and any other "
+                    "service on this host must require credentials",
+                    exc,
+                )
+                return None
+            return f"/run/netns/{self.name}"
+
+    def _start(self) -> None:
+        if not running_as_root():
+            raise SandboxError("a worker that is not root cannot make a network namespace for its steps")
+        for tool in ("ip", "pasta", "nsenter"):
+            if shutil.which(tool) is None:
+                hint = " (apt-get install passt)" if tool == "pasta" else ""
+                raise SandboxError(f"`{tool}` is not installed{hint}")
+        remove_stale_namespaces()
+        self.stop()
+        name = f"{NETNS_PREFIX}{os.getpid()}-{start_time(os.getpid())}"
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=30)
+        self.name = name
+        # Outbound only: no port forwarded either way (-t/-u/-T/-U none), and the gateway
+        # address not mapped to the host (--no-map-gw): 127.0.0.1 is the namespace's own.
+        self.pasta = subprocess.Popen(
+            [
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "pasta",
+                "--config-net",
+                "--no-map-gw",
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+                "--quiet",
+                "--foreground",
+                "--runas",
+                "0:0",
+                "--netns",
+                f"/run/netns/{name}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.register_helper(self.pasta.pid)
+        deadline = time.monotonic() + NETNS_READY_S
+        while not _has_default_route(name):
+            if self.pasta.poll() is not None:
+                err = self.pasta.stderr.read().decode(errors="replace") if self.pasta.stderr else ""
+                raise SandboxError(f"pasta stopped: {err.strip()[-300:]}")
+            if time.monotonic() > deadline:
+                raise SandboxError("pasta did not configure the steps' network in time")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.pasta is not None:
+            processes.unregister_helper(self.pasta.pid)
+            if self.pasta.poll() is None:
+                self.pasta.kill()
+                self.pasta.wait()
+        self.pasta = None
+        if self.name is not None:
+            subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=30)
+            self.name = None
+
+
+def _has_default_route(name: str) -> bool:
+    result = subprocess.run(
+        ["ip", "-n", name, "-4", "route", "show", "default"], capture_output=True, text=True, timeout=10
+    )
+    return "default" in result.stdout
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete the namespaces of workers of this host that are gone (SIGKILL leaves them behind)."""
+    removed = []
+    folder = Path("/run/netns")
+    if not folder.is_dir():
+        return removed
+    for entry in folder.glob(f"{NETNS_PREFIX}*"):
+        pid, _, ticks = entry.name[len(NETNS_PREFIX) :].partition("-")
+        if pid.isdigit() and start_time(int(pid)) == ticks:
+            continue
+        subprocess.run(["ip", "netns", "delete", entry.name], capture_output=True, timeout=30)
+        removed.append(entry.name)
+    return removed
+
+
+_network = StepNetwork()
+
+
+def network_namespace() -> str | None:
+    return _network.path()
+
+
+def steps_share_host_network() -> bool:
+    """Whether sandboxed steps with network would share this host's network (and reach its
+    loopback services), judged without making a namespace: a worker must be root and have the tools."""
+    return not running_as_root() or any(shutil.which(tool) is None for tool in ("ip", "pasta", "nsenter"))
+
+
+def stop() -> None:
+    """Remove this worker's network namespace (on a clean exit; a killed worker's goes at the next start)."""
+    _network.stop()
