@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from pipelines_ui.models import Pipeline
 from pipelines_ui.selectors import compute_choices, default_compute_name, user_editable_teams
-from pipelines_ui.spec.bindings import JOB_NAME, PORT_NAME
+from pipelines_ui.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, literal_error
 from pipelines_ui.spec.model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -57,16 +57,15 @@ def _lf(value: str) -> str:
 def coerce_literal(type_: str, raw: str):
     """The typed value of a literal typed in a form; ValidationError names what is wrong."""
     raw = raw.strip() if type_ != "string" else raw
-    if type_ == "integer":
+    if type_ in ("integer", "number"):
         try:
-            return int(raw)
+            value = int(raw) if type_ == "integer" else float(raw)
         except ValueError:
-            raise ValidationError(f"'{raw}' is not an integer.")
-    if type_ == "number":
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValidationError(f"'{raw}' is not a number.")
+            raise ValidationError(f"'{raw[:100]}' is not {'an integer' if type_ == 'integer' else 'a number'}.")
+        # Out of range or not finite: what the run form and the YAML refuse too.
+        if error := literal_error(value, type_):
+            raise ValidationError(error[0].upper() + error[1:] + ".")
+        return value
     if type_ == "boolean":
         lowered = raw.lower()
         if lowered in ("true", "1", "yes"):
@@ -417,8 +416,14 @@ class StepForm(_Form):
         required=False,
         help_text="One KEY=VALUE per line.",
     )
-    max_retries = forms.IntegerField(min_value=0, max_value=10, initial=0, label="Retries")
-    timeout_s = forms.IntegerField(min_value=1, required=False, label="Timeout (seconds)")
+    max_retries = forms.IntegerField(min_value=0, max_value=MAX_RETRIES, initial=0, label="Retries")
+    timeout_s = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TIMEOUT_S,
+        required=False,
+        label="Timeout (seconds)",
+        error_messages={"max_value": f"A timeout of at most {MAX_TIMEOUT_S} seconds (a year)."},
+    )
     is_deterministic = forms.BooleanField(
         required=False, initial=True, label="Deterministic", help_text="Reuse earlier results when nothing changed."
     )

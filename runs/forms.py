@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_TIMEOUT_S
 from pipelines_ui.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.services import RunInputError, run_inputs_clean
@@ -37,7 +38,7 @@ def _field(decl: InputDecl) -> forms.Field:
             choices.insert(0, ("", "—"))
         return forms.ChoiceField(choices=choices, initial=initial, **common)
     if decl.type == "integer":
-        widget = forms.NumberInput(attrs={"step": "1"})
+        widget = forms.NumberInput(attrs={"step": "1", "min": INTEGER_MIN, "max": INTEGER_MAX})
     elif decl.type == "number":
         widget = forms.NumberInput(attrs={"step": "any"})
     else:
@@ -54,6 +55,8 @@ class RunForm(forms.Form):
     timeout_s = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=MAX_TIMEOUT_S,
+        error_messages={"max_value": f"A timeout of at most {MAX_TIMEOUT_S} seconds (a year)."},
         label="Timeout (seconds)",
         help_text="Fail the run, stopping its steps, if it takes longer. Empty: no limit.",
     )

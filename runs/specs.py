@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from pipelines_ui.models import PipelineVersion
 from pipelines_ui.spec import from_json
+from pipelines_ui.spec.bindings import literal_error
 from pipelines_ui.spec.model import SECRET_TYPE, DataPath, InputDecl, ParentInput, Pipeline, Step
 
 
@@ -46,10 +47,12 @@ def coerce_literal(decl: InputDecl, value: object) -> object:
         return value
     if value is None or not isinstance(value, str):
         return value
-    if decl.type == "integer":
-        return int(value)
-    if decl.type == "number":
-        return float(value)
+    if decl.type in ("integer", "number"):
+        number = int(value) if decl.type == "integer" else float(value)
+        # Out of range or not finite: no database or JSON reader would hold it.
+        if error := literal_error(number, decl.type):
+            raise ValueError(error)
+        return number
     if decl.type == "boolean":
         lowered = value.strip().lower()
         if lowered in ("true", "1", "yes"):

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN
 from runs import artifacts, reuse, selectors
 from runs.forms import RunForm
 from runs.models import Artifact, RunState
@@ -37,11 +38,15 @@ RUN_PARTS = {
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
+    """A whole number from the query string; None when absent, malformed or beyond what a
+    database integer holds (a lookup with such a number raises OverflowError on SQLite).
+    """
     raw = request.GET.get(name, "")
     try:
-        return int(raw) if raw != "" else None
+        value = int(raw) if raw != "" else None
     except ValueError:
         return None
+    return value if value is None or INTEGER_MIN <= value <= INTEGER_MAX else None
 
 
 # ---- starting a run --------------------------------------------------------------------

@@ -18,6 +18,14 @@ _PARENT_INPUT = re.compile(rf"\$\{{\{{\s*parent\.inputs\.{_WORD}\s*\}}\}}")
 _PARENT_OUTPUT = re.compile(rf"\$\{{\{{\s*parent\.outputs\.{_WORD}\s*\}}\}}")
 _JOB_OUTPUT = re.compile(rf"\$\{{\{{\s*parent\.jobs\.{_WORD}\.outputs\.{_WORD}\s*\}}\}}")
 
+# What an `integer` input may hold: a signed 64-bit integer, as every database column, JSON
+# reader and program argument parser that a value passes through can hold it.
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
+# A step's `limits.timeout` and a run's timeout: a year at most (a database integer holds 68).
+MAX_TIMEOUT_S = 366 * 24 * 3600
+# `retry_settings.max_retries`: retries beyond this retry a step that will not succeed.
+MAX_RETRIES = 100
+
 # Folder-like Azure ML asset types that Stepwise handles as plain folders.
 FOLDER_ALIASES = ("mlflow_model", "custom_model", "mltable", "triton_model")
 
@@ -73,8 +81,11 @@ def literal_error(value: object, type_: str, enum: list[str] | None = None) -> s
         return f"a {type_} input needs data ({{type: {type_}, path: ...}}), not the literal {value!r}"
     if type_ == "boolean" and not isinstance(value, bool):
         return f"expected a boolean (true/false), got {value!r}"
-    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        return f"expected an integer, got {value!r}"
+    if type_ == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        if not INTEGER_MIN <= value <= INTEGER_MAX:
+            return f"expected an integer from {INTEGER_MIN} to {INTEGER_MAX}, got {value}"
     if type_ == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, got {value!r}"

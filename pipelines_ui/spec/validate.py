@@ -6,7 +6,16 @@ adds the file and line, since only it knows where the YAML came from.
 
 from __future__ import annotations
 
-from .bindings import JOB_NAME, MAX_NAME_LENGTH, PORT_NAME, literal_error, literal_type, types_compatible
+from .bindings import (
+    JOB_NAME,
+    MAX_NAME_LENGTH,
+    MAX_RETRIES,
+    MAX_TIMEOUT_S,
+    PORT_NAME,
+    literal_error,
+    literal_type,
+    types_compatible,
+)
 from .command import command_errors, command_references, required_inputs_used, secret_env_var
 from .files import safe_key
 from .model import (
@@ -211,14 +220,24 @@ def _check_step(
 
     _check_compute(found, step.compute, known_computes, job=job, field="compute")
     if step.timeout_s is not None and (
-        isinstance(step.timeout_s, bool) or not isinstance(step.timeout_s, int) or step.timeout_s <= 0
+        isinstance(step.timeout_s, bool)
+        or not isinstance(step.timeout_s, int)
+        or not 0 < step.timeout_s <= MAX_TIMEOUT_S
     ):
         found.error(
-            f"timeout must be a positive number of seconds, got {step.timeout_s!r}", job=job, field="limits.timeout"
+            f"timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT_S} (a year), got {step.timeout_s!r}",
+            job=job,
+            field="limits.timeout",
         )
-    if isinstance(step.max_retries, bool) or not isinstance(step.max_retries, int) or step.max_retries < 0:
+    if (
+        isinstance(step.max_retries, bool)
+        or not isinstance(step.max_retries, int)
+        or not 0 <= step.max_retries <= MAX_RETRIES
+    ):
         found.error(
-            f"max_retries must be zero or more, got {step.max_retries!r}", job=job, field="retry_settings.max_retries"
+            f"max_retries must be from 0 to {MAX_RETRIES}, got {step.max_retries!r}",
+            job=job,
+            field="retry_settings.max_retries",
         )
     for var, value in step.environment_variables.items():
         if not isinstance(value, str) or not var or "=" in var or "\x00" in var + value:
