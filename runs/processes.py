@@ -136,10 +136,11 @@ def become_subreaper() -> bool:
     return _subreaper
 
 
-def _children() -> list[int]:
-    """This process's children, by the parent pid in /proc/<pid>/stat (always readable, even mid-exec)."""
+def _children() -> dict[int, str]:
+    """This process's children and their states, by the parent pid in /proc/<pid>/stat (always
+    readable, even mid-exec)."""
     me = os.getpid()
-    found = []
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -148,7 +149,7 @@ def _children() -> list[int]:
         except OSError:
             continue
         if len(fields) > 1 and fields[1] == str(me):
-            found.append(int(entry.name))
+            found[int(entry.name)] = fields[0]
     return found
 
 
@@ -176,7 +177,11 @@ def kill_leftovers(step_run_id: int, attempt: int) -> list[int]:
     own = {child.pid for child in multiprocessing.active_children()} | _helpers
     killed: list[int] = []
     for _ in range(20):
-        leftovers = [pid for pid in _children() if pid not in own]
+        children = {pid: state for pid, state in _children().items() if pid not in own}
+        # One that has already exited is no stray: reaped, not reported.
+        for pid in [pid for pid, state in children.items() if state == "Z"]:
+            _reap(pid)
+        leftovers = [pid for pid, state in children.items() if state != "Z"]
         if not leftovers:
             break
         _kill_processes(leftovers)
