@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from axes import helpers as axes_helpers
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -694,3 +697,22 @@ def pipeline_export(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# --- sign-in ---------------------------------------------------------------------------
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
+    """The sign-in page again, saying that this username is locked out from this address and
+    for how long (django-axes' AXES_LOCKOUT_CALLABLE); 429, whatever password was given.
+    """
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    cool_off = axes_helpers.get_cool_off(request)
+    context = {
+        "form": AuthenticationForm(request, initial={"username": username}),
+        "next": request.POST.get("next") or request.GET.get("next", ""),
+        "locked_out_minutes": math.ceil(cool_off.total_seconds() / 60) if cool_off else None,
+    }
+    return render(request, "registration/login.html", context, status=429)
