@@ -10,7 +10,7 @@ import pytest
 from rq import Worker
 
 from runs import queues
-from runs.models import RunState, StepState
+from runs.models import ComputeTarget, Isolation, RunState, StepState
 from tests.integration.conftest import pids_matching, wait_for
 from tests.integration.test_execution import log_text, steps_of, wait_run
 from tests.integration.test_faults import alive, start_run, start_sleeper
@@ -31,7 +31,9 @@ def one_step(command: str) -> str:
         pytest.param("(setsid nohup {sleeper} >/dev/null 2>&1 &);", id="double-fork-daemon"),
     ],
 )
-def test_what_a_step_leaves_running_is_killed_when_it_ends(workers, alice, team, tmp_path, marker, detach):
+@pytest.mark.parametrize("isolation", [Isolation.SANDBOX, Isolation.NONE])
+def test_what_a_step_leaves_running_is_killed_when_it_ends(workers, alice, team, tmp_path, marker, detach, isolation):
+    ComputeTarget.objects.update(isolation=isolation)
     workers.start(1)
     # A `sleep 600` named after the marker, so that the test finds it.
     detach = detach.format(sleeper=f"bash -c 'exec -a {marker} sleep 600'")
@@ -44,7 +46,9 @@ def test_what_a_step_leaves_running_is_killed_when_it_ends(workers, alice, team,
     assert not pids_matching(marker), "a process of the step outlived it"
     log = log_text(step)
     assert "started" in log
-    assert "[stepwise] stopped" in log and "left running" in log
+    if isolation == Isolation.NONE:
+        assert "[stepwise] stopped" in log and "left running" in log
+    # In the sandbox they end with its PID namespace, as the step's shell ends, unseen by the worker.
 
 
 def test_a_canceled_step_loses_its_detached_processes_too(workers, alice, team, tmp_path, marker):
@@ -63,6 +67,7 @@ def test_a_canceled_step_loses_its_detached_processes_too(workers, alice, team, 
     wait_for(lambda: not pids_matching(marker), timeout=10, message="the detached process to be killed")
 
 
+@pytest.mark.isolation("none")  # a sandboxed step dies with its worker (test_sandbox.py)
 def test_a_new_worker_kills_what_a_dead_worker_left_on_its_host(workers, alice, team, tmp_path, marker):
     workers.start(1)
     start_sleeper(tmp_path, marker, alice, team)
@@ -78,6 +83,7 @@ def test_a_new_worker_kills_what_a_dead_worker_left_on_its_host(workers, alice, 
     wait_for(lambda: "left by a dead worker" in workers.logs(), timeout=5, message="the worker to say so")
 
 
+@pytest.mark.isolation("none")  # a sandboxed step dies with its worker (test_sandbox.py)
 def test_a_new_worker_leaves_a_live_workers_steps_alone(workers, alice, team, tmp_path, marker):
     workers.start(1)
     start_sleeper(tmp_path, marker, alice, team)
