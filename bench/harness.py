@@ -259,10 +259,10 @@ class Stack:
         from redis import Redis
         from rq import Queue, Worker
 
-        from runs.queues import get_queue
+        from runs.queues import get_queue, queue_name
 
         url = self.env.get("REDIS_URL")
-        queue = Queue(self.queue, connection=Redis.from_url(url)) if url else get_queue(self.queue)
+        queue = Queue(queue_name(self.queue), connection=Redis.from_url(url)) if url else get_queue(self.queue)
         live = [proc for proc in self.workers if proc.returncode is None]
 
         def ready() -> bool:

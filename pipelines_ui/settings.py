@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +46,38 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_instance(database: dict) -> str:
+    """A short id of one install, from the identity of its database: the same for every process
+    pointed at that database, different for another database (its name first, to be recognisable).
+    """
+    engine = database["ENGINE"].rpartition(".")[2]
+    name = str(database["NAME"])
+    if engine == "sqlite3":
+        name = os.path.realpath(name)
+        identity = f"{engine}:{name}"
+        label = Path(name).stem
+    else:
+        # A DATABASE_URL spelled another way (127.0.0.1 or localhost, the default port or none)
+        # names the same database: one install.
+        host = (database.get("HOST") or "").lower()
+        host = "localhost" if host in ("", "127.0.0.1", "::1") else host
+        port = str(database.get("PORT") or ("5432" if engine.startswith("postgres") else ""))
+        identity = f"{engine}:{host}:{port}/{name}"
+        label = name
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', label)[:24]}-{digest}"
+
+
+def env_instance(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    # It ends up in RQ job ids and channel-layer group names, which allow no more than this.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", raw):
+        raise ImproperlyConfigured(f"{name}={raw!r}: use up to 40 letters, digits, '_' or '-'")
+    return raw
 
 
 def env_json_object(name: str, default: dict) -> dict:
@@ -157,6 +191,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Namespaces every queue, job id, worker name and channel-layer group this install puts in Redis,
+# so that installs sharing one Redis never take each other's work. Read it through
+# runs.queues.instance_id(): it may be empty (test settings), meaning "derive it from the
+# database connection when used".
+STEPWISE_INSTANCE = env_instance("STEPWISE_INSTANCE", database_instance(DATABASES["default"]))
+
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": -1}}
 RQ = {"COMMIT_MODE": "on_db_commit"}
@@ -166,7 +206,7 @@ RQ_SHOW_ADMIN_LINK = True
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60, "prefix": f"stepwise:{STEPWISE_INSTANCE}:"},
     }
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.db.models import Count, Q
 
+from runs import queues
 from runs.models import STEP_TERMINAL, Run, StepRun
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ _send_lock: asyncio.Lock | None = None
 
 
 def group_name(run_id: int) -> str:
-    return f"run-{run_id}"
+    # Run ids repeat across installs sharing a Redis: a page must not get another install's run.
+    return f"{queues.instance_id()}.run-{run_id}"
 
 
 def _iso(value) -> str | None:

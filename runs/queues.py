@@ -1,13 +1,23 @@
-"""Compute targets are RQ queues; this module is the one place that enqueues step jobs."""
+"""Compute targets are RQ queues; this module is the one place that names queues and jobs and
+enqueues step jobs.
+
+Several installs may share one Redis: every queue name, job id and worker name carries this
+install's instance id (settings.STEPWISE_INSTANCE), so that each install's workers take only its
+own jobs. A compute target's `queue` is the logical name; the Redis name is derived here.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
 import django_rq
+from django.conf import settings
+from django.db import connections
 from rq import Queue
 
+from pipelines_ui.settings import database_instance
 from runs.models import ComputeTarget, StepRun
 
 JOB_FUNC = "runs.jobs.execute_step"
@@ -16,19 +26,47 @@ JOB_FUNC = "runs.jobs.execute_step"
 _queues: dict[str, Queue] = {}
 
 
+def instance_id() -> str:
+    """This install's id: STEPWISE_INSTANCE, else derived from the database this process uses."""
+    # Derived at use, not import, where settings leave it empty: under test settings the
+    # database is renamed to the test database after settings are loaded.
+    return settings.STEPWISE_INSTANCE or database_instance(connections["default"].settings_dict)
+
+
+def queue_name(name: str) -> str:
+    """The Redis name of a compute target's queue `name`."""
+    # The instance cannot hold a dot: "<instance>.<name>" never reads as another install's.
+    return f"{instance_id()}.{name}"
+
+
+def worker_name(name: str | None = None) -> str:
+    """An RQ worker's name (a global key in Redis), within this install's names."""
+    return f"{instance_id()}.{name or uuid.uuid4().hex}"
+
+
 def get_queue(name: str) -> Queue:
+    """This install's RQ queue of the compute target queue `name`."""
     # django_rq's configured connection, whatever the queue name: every target shares one Redis.
     # Cached: each new Queue opens a connection pool and asks Redis for INFO on first use.
-    queue = _queues.get(name)
+    full_name = queue_name(name)
+    queue = _queues.get(full_name)
     if queue is None:
-        queue = _queues[name] = Queue(name, connection=django_rq.get_connection("default"), default_timeout=-1)
+        queue = _queues[full_name] = Queue(
+            full_name, connection=django_rq.get_connection("default"), default_timeout=-1
+        )
     return queue
 
 
 def job_id(step_run: StepRun) -> str:
     # One RQ job id per attempt: enqueueing the same attempt twice (reconciler, duplicate
     # delivery) overwrites instead of duplicating, and the executor's CAS lets one win.
-    return f"step-{step_run.pk}-{step_run.attempt}"
+    return f"{instance_id()}-step-{step_run.pk}-{step_run.attempt}"
+
+
+def job_args(step_run: StepRun) -> tuple[int, int, str]:
+    """The arguments of `runs.jobs.execute_step` for this attempt: the instance lets a worker
+    refuse a job of another install that reached its queue anyway."""
+    return (step_run.pk, step_run.attempt, instance_id())
 
 
 def enqueue_step_later(step_run: StepRun, delay_s: float) -> None:
@@ -36,7 +74,7 @@ def enqueue_step_later(step_run: StepRun, delay_s: float) -> None:
     get_queue(step_run.queue).enqueue_in(
         timedelta(seconds=delay_s),
         JOB_FUNC,
-        args=(step_run.pk, step_run.attempt),
+        args=job_args(step_run),
         job_id=job_id(step_run),
         job_timeout=-1,
         result_ttl=600,
@@ -54,7 +92,7 @@ def enqueue_steps(step_runs: Iterable[StepRun]) -> None:
             [
                 Queue.prepare_data(
                     JOB_FUNC,
-                    args=(s.pk, s.attempt),
+                    args=job_args(s),
                     job_id=job_id(s),
                     timeout=-1,
                     result_ttl=600,

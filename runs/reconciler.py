@@ -40,9 +40,8 @@ def _job_alive(connection, step_run: StepRun, now) -> bool:
         job = Job.fetch(queues.job_id(step_run), connection=connection)
     except NoSuchJobError:
         return False
-    if job.origin != step_run.queue:
-        # Not this step's job: another database's (ids repeat across databases sharing a Redis),
-        # or its compute target moved to another queue.
+    if job.origin != queues.queue_name(step_run.queue):
+        # Not this step's job: its compute target moved to another queue.
         return False
     status = job.get_status(refresh=True)
     if status == "scheduled":

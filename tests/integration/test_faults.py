@@ -279,12 +279,13 @@ def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tm
 
 def forget_queue(queue_name: str) -> int:
     """Delete every Redis key of this test's queue and jobs, as a flush would (others' keys stay)."""
-    connection = queues.get_queue(queue_name).connection
-    doomed = [key for key in connection.scan_iter(match=f"rq:*{queue_name}*")]
-    for key in connection.scan_iter(match="rq:job:step-*", count=1000):
+    queue = queues.get_queue(queue_name)
+    connection = queue.connection
+    doomed = [key for key in connection.scan_iter(match=f"rq:*{queue.name}*")]
+    for key in connection.scan_iter(match=f"rq:job:{queues.instance_id()}-step-*", count=1000):
         if key.endswith(b":dependents") or key.endswith(b":dependencies"):
             continue
-        if connection.hget(key, "origin") == queue_name.encode():
+        if connection.hget(key, "origin") == queue.name.encode():
             doomed.append(key)
     if doomed:
         connection.delete(*doomed)
@@ -356,7 +357,7 @@ def test_a_step_delivered_four_times_executes_once(workers, alice, team, tmp_pat
     queues.enqueue_steps([step, step])
     queue = queues.get_queue(step.queue)
     for suffix in ("dup-a", "dup-b"):
-        queue.enqueue(queues.JOB_FUNC, args=(step.pk, step.attempt), job_id=f"{queues.job_id(step)}-{suffix}")
+        queue.enqueue(queues.JOB_FUNC, args=queues.job_args(step), job_id=f"{queues.job_id(step)}-{suffix}")
     assert queue.count >= 3
     workers.start(2)
     run = wait_run(run)
@@ -422,7 +423,7 @@ def test_a_frozen_worker_cannot_change_anything_after_its_attempt_is_fenced(work
     finally:
         frozen.send_signal(signal.SIGCONT)
     # The frozen worker wakes up, reads the rest of attempt 1's output, and finds itself fenced.
-    job = Job.fetch(f"step-{first.pk}-1", connection=queues.get_queue(workers.queue).connection)
+    job = Job.fetch(queues.job_id(first), connection=queues.get_queue(workers.queue).connection)
     wait_for(lambda: job.get_status(refresh=True) == "finished", timeout=30, message="the stale attempt to end")
     assert job.return_value() == "superseded or canceled while running"
 

@@ -141,7 +141,7 @@ def test_a_fan_out_keeps_one_step_and_queues_the_others(alice, team, tmp_path, t
     assert kept is not None and kept.name in ("b", "c")
     assert kept.state == StepState.QUEUED
     assert [job.args for job in queue.jobs] == [
-        (s.pk, s.attempt) for s in run.steps.filter(name__in="bc").exclude(pk=kept.pk)
+        queues.job_args(s) for s in run.steps.filter(name__in="bc").exclude(pk=kept.pk)
     ]
 
 
@@ -158,4 +158,4 @@ def test_a_kept_step_whose_worker_died_is_enqueued_by_the_reconciler(alice, team
     acted = reconciler.tick()
 
     assert acted["requeued"] == [kept.pk]
-    assert [job.args for job in queue.jobs] == [(kept.pk, kept.attempt)]
+    assert [job.args for job in queue.jobs] == [queues.job_args(kept)]
