@@ -66,6 +66,12 @@
     if (box) markDeleted(row, box.checked);
   });
 
+  // The step being edited stands out in the graph.
+  document.querySelectorAll("[data-current-node]").forEach(function (holder) {
+    var node = document.getElementById(holder.getAttribute("data-current-node"));
+    if (node) node.classList.add("dag-current");
+  });
+
   // Hovering a step in the list highlights its node in the graph.
   document.querySelectorAll("[data-node]").forEach(function (item) {
     var node = document.getElementById(item.getAttribute("data-node"));
