@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from runs.models import ComputeTarget, Run, StepRun
+from runs.models import ComputeTarget, Run, StepRun, Worker
 
 
 @admin.register(ComputeTarget)
@@ -26,6 +26,21 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     list_select_related = ("pipeline", "version", "created_by")
     inlines = [StepRunInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Read-only: each worker writes its own row; drain it from the Workers page."""
+
+    list_display = ("name", "host", "targets", "state", "drain", "steps_done", "started_at", "heartbeat_at")
+    list_filter = ("state", "drain", "host")
+    search_fields = ("name", "host")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from runs import views
+from runs import views, worker_views
 
 
 class NameConverter:
@@ -31,4 +31,7 @@ urlpatterns = [
         views.step_output_download,
         name="step_output",
     ),
+    path("workers/", worker_views.worker_list, name="worker_list"),
+    path("workers/<int:worker_id>/drain/", worker_views.worker_drain_view, name="worker_drain"),
+    path("workers/<int:worker_id>/undrain/", worker_views.worker_undrain_view, name="worker_undrain"),
 ]

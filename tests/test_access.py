@@ -16,9 +16,10 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+from django.utils import timezone
 
 from runs import artifacts
-from runs.models import StepOutput, StepState
+from runs.models import StepOutput, StepState, Worker
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline, make_run, set_step
 
@@ -35,9 +36,20 @@ PARAMETERS = {
     "name": "step",
     "step_name": "step",
     "output_name": "output",
+    "worker_id": "worker",
 }
 # The same parameters, naming nothing that exists.
-MISSING = {"pipeline": "987654", "version": "987", "run": "987654", "step": "no-such-step", "output": "no-such-output"}
+MISSING = {
+    "pipeline": "987654",
+    "version": "987",
+    "run": "987654",
+    "step": "no-such-step",
+    "output": "no-such-output",
+    "worker": "987654",
+}
+# Objects of the install, not of a team: what an outsider may do with them is a matter of role
+# (the Workers page is for staff and team admins, and charlie administers his team).
+INSTANCE_ROUTES = {"worker_drain", "worker_undrain"}
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 
 
@@ -100,12 +112,17 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     data.mkdir()
     (data / "rows.csv").write_text("a,b\n1,2\n")
     StepOutput.objects.create(step_run=step, name="data", artifact=artifacts.store_output(data, "uri_folder"))
+    now = timezone.now()
+    worker = Worker.objects.create(
+        name="host-a:1", host="host-a", pid=1, targets=["local"], started_at=now, heartbeat_at=now
+    )
     return {
         "pipeline": str(pipeline.pk),
         "version": str(pipeline.latest_version.number),
         "run": str(run.pk),
         "step": "prep",
         "output": "data",
+        "worker": str(worker.pk),
     }
 
 
@@ -154,7 +171,7 @@ def test_outsiders_get_404_and_change_nothing(db, objects, team, charlie, route,
     url = fill(route, objects)
     client = client_for(charlie)
     before = snapshot(team)
-    has_object = bool(route_parameters(route))
+    has_object = bool(route_parameters(route)) and name not in INSTANCE_ROUTES
     for method in (client.get, client.post):
         response = method(url)
         if has_object and response.status_code == 405:

@@ -1,36 +1,50 @@
 from __future__ import annotations
 
 import django_rq
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from runs.models import ComputeTarget
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
-from runs.worker import StepWorker
+from runs.worker import StepWorker, worker_name
+
+
+def target_list(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 class Command(BaseCommand):
-    help = "Run a worker that executes pipeline steps from one or more compute targets' queues."
+    help = (
+        "Run a worker that executes pipeline steps of one or more compute targets. Any host pointed at the "
+        "same DATABASE_URL, REDIS_URL and artifact store (STEPWISE_ARTIFACTS=s3://...) may run workers."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("targets", nargs="*", help="compute target names (default: the default target)")
+        parser.add_argument("targets", nargs="*", help="compute target names (or use --queues)")
+        parser.add_argument(
+            "--queues",
+            type=target_list,
+            default=[],
+            metavar="A,B",
+            help="compute target names, comma-separated (default: the default target)",
+        )
         parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
-        parser.add_argument("--name", default=None)
+        parser.add_argument("--name", default=None, help="the worker's name in RQ (default: random)")
 
-    def handle(self, *args, targets: list[str], burst: bool, name: str | None, **options) -> None:
-        if targets:
-            found = {t.name: t for t in ComputeTarget.objects.filter(name__in=targets)}
-            unknown = sorted(set(targets) - set(found))
+    def handle(self, *args, targets: list[str], queues: list[str], burst: bool, name: str | None, **options) -> None:
+        names = list(dict.fromkeys([*targets, *queues]))
+        if names:
+            found = {t.name: t for t in ComputeTarget.objects.filter(name__in=names)}
+            unknown = [t for t in names if t not in found]
             if unknown:
-                self.stderr.write(f"unknown compute target(s): {', '.join(unknown)}")
-                raise SystemExit(2)
-            queue_names = [found[t].queue for t in targets]
+                known = ", ".join(ComputeTarget.objects.values_list("name", flat=True)) or "none"
+                raise CommandError(f"unknown compute target(s): {', '.join(unknown)} (known: {known})", returncode=2)
+            chosen = [found[t] for t in names]
         else:
             default = ComputeTarget.objects.filter(is_default=True).first()
             if default is None:
-                self.stderr.write("no default compute target: run `python manage.py migrate` first")
-                raise SystemExit(2)
-            queue_names = [default.queue]
+                raise CommandError("no default compute target: run `python manage.py migrate` first", returncode=2)
+            chosen = [default]
         # What this worker's steps leave running becomes its child, killed when the step ends.
         become_subreaper()
         # Steps of a worker that died on this host (SIGKILL, OOM killer, a crash) may still run:
@@ -39,7 +53,11 @@ class Command(BaseCommand):
         if orphans:
             self.stderr.write(f"killed {len(orphans)} process(es) left by a dead worker: {orphans}")
         worker = StepWorker(
-            [get_queue(q) for q in queue_names], connection=django_rq.get_connection("default"), name=name
+            [get_queue(t.queue) for t in chosen],
+            connection=django_rq.get_connection("default"),
+            name=name,
+            targets=[t.name for t in chosen],
         )
+        self.stderr.write(f"worker {worker_name()} takes steps of {', '.join(t.name for t in chosen)}")
         # The scheduler moves delayed retries (backoff) onto the queue; RQ elects one per queue.
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
