@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from runs.models import ComputeTarget
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
+from runs.queues import worker_name as rq_worker_name
 from runs.worker import StepWorker, worker_name
 
 
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         worker = StepWorker(
             [get_queue(t.queue) for t in chosen],
             connection=django_rq.get_connection("default"),
-            name=name,
+            name=rq_worker_name(name),
             targets=[t.name for t in chosen],
         )
         self.stderr.write(f"worker {worker_name()} takes steps of {', '.join(t.name for t in chosen)}")
