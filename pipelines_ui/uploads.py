@@ -64,8 +64,11 @@ def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_fil
     dest.mkdir(parents=True, exist_ok=True)
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except zipfile.BadZipFile as exc:
         raise UploadError(f"not a valid zip file ({exc})") from None
+    except OSError as exc:
+        # strerror, not str(exc): that would name the server's temporary file.
+        raise UploadError(f"not a valid zip file ({exc.strerror or 'unreadable'})") from None
     with archive:
         members: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
         declared = 0

@@ -100,9 +100,25 @@ def _problems_context(problems: list[Problem]) -> dict:
 
 
 def _relative_to(problems: list[Problem], root: Path) -> list[Problem]:
-    """Problems naming files by their path inside the upload, not the server's temp folder."""
-    prefix = str(root) + "/"
-    return [replace(p, file=p.file.removeprefix(prefix)) for p in problems]
+    """Problems naming files by their path inside the upload, never by a path of the server.
+
+    The folder is removed from messages too, spelled as given and resolved (a /tmp that is a
+    symbolic link); a file outside it (none should be) is named by its name alone.
+    """
+    prefixes = sorted({str(root) + "/", str(root.resolve()) + "/"}, key=len, reverse=True)
+
+    def relative(file: str) -> str:
+        for prefix in prefixes:
+            if file.startswith(prefix):
+                return file.removeprefix(prefix)
+        return Path(file).name if Path(file).is_absolute() else file
+
+    def scrubbed(message: str) -> str:
+        for prefix in prefixes:
+            message = message.replace(prefix, "").replace(prefix.rstrip("/"), "the upload")
+        return message
+
+    return [replace(p, file=relative(p.file), message=scrubbed(p.message)) for p in problems]
 
 
 # --- list, create, import ------------------------------------------------------------

@@ -46,7 +46,8 @@ def resolve_local(base_dir: Path, ref: str, root: Path) -> Path:
     ref = ref.removeprefix("file:")
     path = (base_dir / ref).resolve()
     if not within(path, root.resolve()):
-        raise FilesError(f"'{ref}' is outside the pipeline folder {root}")
+        # Never the folder itself: on the server it is a temporary upload folder.
+        raise FilesError(f"'{ref}' is outside the pipeline folder (the folder of its YAML file)")
     if not path.exists():
         raise FilesError(f"'{ref}' does not exist")
     return path
