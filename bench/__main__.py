@@ -10,7 +10,18 @@ from datetime import UTC, datetime
 
 from bench.harness import BENCH_DIR, STATE_DIR, Processes, prepare_environment
 
-ORDER = ["chain50", "fan50", "reused100", "load", "live", "big_dags", "history", "recovery", "serve_recovery"]
+ORDER = [
+    "chain50",
+    "fan50",
+    "reused100",
+    "load",
+    "live",
+    "big_dags",
+    "history",
+    "recovery",
+    "serve_recovery",
+    "biglog",
+]
 NAMES = ORDER + ["step_latency"]
 
 

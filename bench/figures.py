@@ -965,6 +965,75 @@ def history(ctx: Context) -> list[Result]:
     return results
 
 
+# ---- a step printing a million lines ------------------------------------------------------------
+
+# As steps print (PYTHONUNBUFFERED: one write a line), and as fast as a pipe takes them.
+MILLION_PRINTS = "python -c \"for i in range(1000000): print(f'line {i}: a step that talks a lot')\""
+MILLION_LINES_AT_ONCE = "seq 1000000"
+
+
+def big_log(ctx: Context) -> list[Result]:
+    """A step printing a million lines against the same command writing them to a file: the worker
+    reads, numbers and gzips every line, keeps the head and tail in the database and stores the
+    whole log in the artifact store."""
+    from runs import logs
+    from runs.models import AttemptLog, LogChunk
+
+    env, cwd = step_env(), floor_dir()
+    results = []
+    for name, command in (("prints", MILLION_PRINTS), ("seq", MILLION_LINES_AT_ONCE)):
+        version = create_pipeline(
+            ctx, pipelines.pipeline_of(f"biglog-{name}", [pipelines.step("loud", command=command)])
+        )
+        durations, floors = [], []
+        for _ in range(ctx.repeats(3)):
+            started = time.perf_counter()
+            run_step_process(f"{command} > million.log", env=env, cwd=cwd)
+            floors.append(time.perf_counter() - started)
+            run, _wall = run_and_wait(ctx, version, force_rerun=True, timeout=600)
+            step = run.steps.get(name="loud")
+            durations.append(step.duration_s)
+        duration, floor = median(durations), median(floors)
+        if name == "prints":
+            label, target, ok = "biglog: a step printing 1,000,000 lines", "<= 1.25x floor", duration <= 1.25 * floor
+        else:
+            # The command costs next to nothing: what is left is the worker's own work on the lines.
+            label, target, ok = "biglog: `seq 1000000` as a step", "<= 1 s", duration <= 1
+        results.append(
+            Result(
+                "biglog",
+                label,
+                duration,
+                "s",
+                floor=floor,
+                target=target,
+                ok=ok,
+                samples=durations,
+                details={"floor_s": floors, "floor": f"{command} > file (bash -c)"},
+            )
+        )
+    (cwd / "million.log").unlink(missing_ok=True)
+    kept = sum(LogChunk.objects.filter(step_run=step, omitted=False).values_list("line_count", flat=True))
+    archive = AttemptLog.objects.select_related("artifact").get(step_run=step)
+    bound = settings.STEPWISE_LOG_HEAD_LINES + settings.STEPWISE_LOG_TAIL_LINES + logs.CHUNK_LINES
+    results.append(
+        Result(
+            "biglog",
+            "biglog: its log lines kept in the database",
+            kept,
+            "lines",
+            target=f"<= {bound:,} (head + tail + a row)",
+            ok=kept <= bound,
+            details={
+                "lines": archive.line_count,
+                "whole_log_bytes": archive.size,
+                "whole_log_gzip_bytes": archive.artifact.size,
+            },
+        )
+    )
+    return results
+
+
 FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "chain50": chain50,
     "fan50": fan50,
@@ -975,7 +1044,8 @@ FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "history": history,
     "recovery": recovery,
     "serve_recovery": serve_recovery,
+    "biglog": big_log,
 }
 # Figures computed by another one's runs.
 ALIASES = {"step_latency": "chain50"}
-NEEDS_WORKERS = {"chain50", "fan50", "reused100", "load", "live", "recovery"}
+NEEDS_WORKERS = {"chain50", "fan50", "reused100", "load", "live", "recovery", "biglog"}

@@ -229,6 +229,12 @@ STEPWISE_WORKDIR = Path(env_str("STEPWISE_WORKDIR", str(VAR_DIR / "work")))
 STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)
 STEPWISE_LOG_LINE_MAX = env_int("STEPWISE_LOG_LINE_MAX", 4096)
+# The database keeps the first and the last this many lines of each step attempt's log (the run
+# page and the log endpoint show them); the whole log goes to the artifact store, gzipped.
+STEPWISE_LOG_HEAD_LINES = env_int("STEPWISE_LOG_HEAD_LINES", 1000)
+STEPWISE_LOG_TAIL_LINES = env_int("STEPWISE_LOG_TAIL_LINES", 1000)
+if STEPWISE_LOG_HEAD_LINES < 0 or STEPWISE_LOG_TAIL_LINES < 0:
+    raise ImproperlyConfigured("STEPWISE_LOG_HEAD_LINES and STEPWISE_LOG_TAIL_LINES must be 0 or more")
 STEPWISE_HEARTBEAT_S = env_int("STEPWISE_HEARTBEAT_S", 5)
 # Before reusing an earlier output: "hash" re-hashes its files, "exists" only checks they are there
 # (for stores of very large outputs, where re-hashing on every rerun costs too much).

@@ -68,7 +68,9 @@ def run_payload(run: Run) -> dict[str, Any]:
     }
 
 
-def log_payload(step_run: StepRun, *, seq: int, lines: list[str]) -> dict[str, Any]:
+def log_payload(step_run: StepRun, *, seq: int, lines: list[str], skipped: int = 0) -> dict[str, Any]:
+    """`skipped`: lines right before `seq` that the live stream leaves out (fast output past the
+    head of the log, see runs/logs.py); a client that holds every line up to them shows a marker."""
     return {
         "type": "log",
         "run": step_run.run_id,
@@ -76,6 +78,7 @@ def log_payload(step_run: StepRun, *, seq: int, lines: list[str]) -> dict[str, A
         "attempt": step_run.attempt,
         "seq": seq,
         "lines": lines,
+        "skipped": skipped,
     }
 
 

@@ -34,8 +34,8 @@ from pipelines_ui.models import FileBlob
 from pipelines_ui.spec import EnvRef, render_command, secret_env_var
 from pipelines_ui.spec.command import SECRET_ENV_PREFIX
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
-from runs import artifacts, broadcast, orchestrator, processes
-from runs.models import LogChunk, Metric, StepOutput, StepRun, StepState
+from runs import artifacts, broadcast, logs, orchestrator, processes
+from runs.models import Metric, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
@@ -229,7 +229,12 @@ LINE_TRUNCATED = " … [line truncated]"
 
 
 class LineSplitter:
-    """Bytes in, complete text lines out; a line longer than `limit` is cut, never buffered whole."""
+    """Bytes in, complete text lines out; a line longer than `limit` is cut, never buffered whole.
+
+    Each read is decoded and split at once, not line by line: a step printing a million lines
+    costs the worker little more than the bytes themselves (UTF-8 never has a newline byte inside
+    a character, so decoding the block replaces the same bytes as decoding each line would).
+    """
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -237,19 +242,20 @@ class LineSplitter:
         self.dropping = False
 
     def feed(self, data: bytes) -> list[str]:
-        lines: list[str] = []
         buffer = self.partial + data
-        while True:
-            newline = buffer.find(b"\n")
-            if newline < 0:
-                break
-            raw, buffer = buffer[:newline], buffer[newline + 1 :]
+        end = buffer.rfind(b"\n")
+        lines: list[str] = []
+        if end >= 0:
+            complete, buffer = buffer[:end], buffer[end + 1 :]
             if self.dropping:
+                # The rest of a line already cut and marked, up to its newline.
                 self.dropping = False
-                continue
-            lines.append(self._decode(raw))
+                first = complete.find(b"\n")
+                lines = self._decode(complete[first + 1 :]) if first >= 0 else []
+            else:
+                lines = self._decode(complete)
         if len(buffer) > self.limit and not self.dropping:
-            lines.append(self._decode(buffer[: self.limit]) + LINE_TRUNCATED)
+            lines.append(self._decode(buffer[: self.limit])[0] + LINE_TRUNCATED)
             self.dropping = True
             buffer = b""
         elif self.dropping:
@@ -259,12 +265,19 @@ class LineSplitter:
 
     def close(self) -> list[str]:
         rest, self.partial = self.partial, b""
-        return [self._decode(rest)] if rest and not self.dropping else []
+        return self._decode(rest) if rest and not self.dropping else []
 
-    def _decode(self, raw: bytes) -> str:
-        # PostgreSQL text cannot hold NUL: it would make the log write (and the attempt) fail.
-        text = raw.decode("utf-8", errors="replace").rstrip("\r").replace("\x00", "\ufffd")
-        return text[: self.limit]
+    def _decode(self, raw: bytes) -> list[str]:
+        text = raw.decode("utf-8", errors="replace")
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL: it would make the log write (and the attempt) fail.
+            text = text.replace("\x00", "\ufffd")
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [line.rstrip("\r") for line in lines]
+        if len(text) > self.limit:
+            lines = [line[: self.limit] for line in lines]
+        return lines
 
 
 class Attempt:
@@ -273,8 +286,13 @@ class Attempt:
     def __init__(self, step_run: StepRun, prepared: Prepared):
         self.step_run = step_run
         self.prepared = prepared
-        self.pending_lines: list[str] = []
-        self.next_seq = step_run.log_lines
+        # The workdir is the folder of the step's code (see prepare); the whole log goes beside it.
+        self.recorder = logs.AttemptLogRecorder(
+            step_run,
+            logs.full_log_path(prepared.cwd.parent),
+            head=settings.STEPWISE_LOG_HEAD_LINES,
+            tail=settings.STEPWISE_LOG_TAIL_LINES,
+        )
         self.last_flush = time.monotonic()
         self.metrics_offset = 0
         self.stop_reason = ""
@@ -286,9 +304,14 @@ class Attempt:
         if self.masker:
             # Before anything stores or broadcasts them, as GitHub Actions masks secrets.
             lines = [self._mask(line) for line in lines]
-        self.pending_lines.extend(lines)
-        if len(self.pending_lines) >= FLUSH_LINES:
+        self.recorder.add(lines)
+        if self.recorder.head_pending() >= FLUSH_LINES:
             self.flush()
+
+    @property
+    def pending_lines(self) -> list[str]:
+        """Lines not stored yet: `run` flushes while there are some."""
+        return self.recorder.pending
 
     def _mask(self, line: str) -> str:
         # A line the splitter cut (marked, or silently at the limit) may end in half a secret.
@@ -296,26 +319,36 @@ class Attempt:
             return self.masker.mask(line[: -len(LINE_TRUNCATED)], cut=True) + LINE_TRUNCATED
         return self.masker.mask(line, cut=len(line) >= settings.STEPWISE_LOG_LINE_MAX)
 
-    def flush(self) -> bool:
+    def flush(self, *, force: bool = False) -> bool:
         """Store pending lines and beat the heart; False when this attempt no longer owns the step."""
-        lines, self.pending_lines = self.pending_lines, []
-        self.last_flush = time.monotonic()
+        now = time.monotonic()
+        self.last_flush = now
+        # Fast output past the log's head is stored once a second (runs/logs.py); the heartbeat
+        # goes with it, well within the reconciler's limit.
+        if not force and not self.recorder.due(now):
+            return True
         sr = self.step_run
         with transaction.atomic():
             owned = StepRun.objects.filter(pk=sr.pk, state=StepState.RUNNING, attempt=sr.attempt).update(
-                heartbeat_at=timezone.now(), log_lines=self.next_seq + len(lines)
+                heartbeat_at=timezone.now(), log_lines=self.recorder.next_seq
             )
             if not owned:
                 self.fenced = True
                 return False
-            if lines:
-                LogChunk.objects.create(
-                    step_run=sr, attempt=sr.attempt, seq=self.next_seq, line_count=len(lines), text="\n".join(lines)
-                )
-        if lines:
-            broadcast.send(sr.run_id, broadcast.log_payload(sr, seq=self.next_seq, lines=lines))
-            self.next_seq += len(lines)
+            messages = self.recorder.store(now)
+        for message in messages:
+            broadcast.send(sr.run_id, message)
         return True
+
+    def finish_log(self) -> None:
+        """Store the lines still pending, then the whole log (runs/logs.py): once the step's process
+        is over, before its fate is written, on every path. Never raises."""
+        try:
+            if not self.fenced and self.pending_lines:
+                self.flush(force=True)
+        except Exception:
+            log.exception("the last lines of attempt %s of %s were not stored", self.step_run.attempt, self.step_run)
+        self.recorder.archive()
 
     def read_metrics(self) -> None:
         path = self.prepared.metrics_file
@@ -483,8 +516,10 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
             returncode = attempt_.run()
         except Exception as exc:
             log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
+            attempt_.finish_log()
             _fail(step_run, f"worker error: {exc}")
             return "worker error", None
+        attempt_.finish_log()
     if attempt_.fenced:
         return "superseded or canceled while running", None
     if attempt_.stop_reason:

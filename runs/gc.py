@@ -1,4 +1,4 @@
-"""Garbage collection of the artifact store: what no step output references goes."""
+"""Garbage collection of the artifact store: what no step output or attempt log references goes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.utils import timezone
 from runs import artifacts
 from runs.models import Artifact
 
-# A worker stores an output's files before it records the step output that references
-# them; anything younger than this may be such an output in flight.
+# A worker stores an output's (or a whole log's) files before it records the row that
+# references them; anything younger than this may be such an object in flight.
 GRACE = timedelta(hours=1)
 
 
@@ -26,7 +26,7 @@ class GcReport:
 def collect(*, dry_run: bool) -> GcReport:
     report = GcReport()
     cutoff = timezone.now() - GRACE
-    unreferenced = Artifact.objects.filter(step_outputs__isnull=True, created_at__lt=cutoff)
+    unreferenced = Artifact.objects.filter(step_outputs__isnull=True, attempt_logs__isnull=True, created_at__lt=cutoff)
     for artifact in unreferenced:
         report.artifacts.append(artifact.sha256)
         report.bytes_freed += artifact.size

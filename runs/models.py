@@ -217,17 +217,38 @@ class StepOutput(models.Model):
 
 
 class LogChunk(models.Model):
-    """A batch of consecutive log lines of one attempt; `seq` is the first line's number."""
+    """A batch of consecutive log lines of one attempt; `seq` is the first line's number.
+
+    The database keeps the first and the last lines of an attempt (runs/logs.py); an `omitted`
+    row, without text, stands for the `line_count` lines between them, which only its
+    AttemptLog holds.
+    """
 
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="log_chunks")
     attempt = models.PositiveIntegerField()
     seq = models.PositiveIntegerField()
     line_count = models.PositiveIntegerField()
     text = models.TextField()
+    omitted = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["step_run", "seq"], name="unique_log_seq")]
+
+
+class AttemptLog(models.Model):
+    """The whole log of one attempt, every line (secrets masked), gzipped in the artifact store."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="attempt_logs")
+    attempt = models.PositiveIntegerField()
+    first_seq = models.PositiveIntegerField(help_text="The number of its first line in the step's log")
+    line_count = models.PositiveIntegerField()
+    size = models.BigIntegerField(help_text="Bytes of text, uncompressed")
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="attempt_logs")
+
+    class Meta:
+        ordering = ["attempt"]
+        constraints = [models.UniqueConstraint(fields=["step_run", "attempt"], name="unique_log_per_attempt")]
 
 
 class Metric(models.Model):

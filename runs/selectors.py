@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from pipelines_ui.models import Membership, Pipeline, Role
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from runs.logs import omitted_text
 from runs.models import (
     RUN_TERMINAL,
     STEP_DONE,
@@ -401,18 +402,59 @@ def step_dom_ids(spec: PipelineSpec) -> dict[str, str]:
 
 @dataclass
 class LogPage:
+    """Consecutive stored lines of a step's log: `lines` are lines first_seq .. next_seq - 1.
+
+    `omitted` is (seq, count) of every run of lines that the database left out (runs/logs.py);
+    a page never spans one, so that its lines stay consecutive.
+    """
+
     lines: list[str]
     first_seq: int
     next_seq: int
     total: int
+    omitted: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def omitted_before(self) -> int:
+        """Lines left out right before the page (a marker goes there)."""
+        return next((count for seq, count in self.omitted if seq + count == self.first_seq), 0)
+
+    @property
+    def omitted_after(self) -> int:
+        """Lines left out right after the page."""
+        return next((count for seq, count in self.omitted if seq == self.next_seq), 0)
+
+    @property
+    def shown_first_seq(self) -> int:
+        """Where the page starts, counting the omitted lines its marker before the lines stands for."""
+        return self.first_seq - self.omitted_before
+
+    @property
+    def shown_next_seq(self) -> int:
+        return self.next_seq + self.omitted_after
+
+    @property
+    def omitted_total(self) -> int:
+        return sum(count for _seq, count in self.omitted)
 
     def as_json(self) -> dict:
-        return {"lines": self.lines, "first_seq": self.first_seq, "next_seq": self.next_seq, "total": self.total}
+        return {
+            "lines": self.lines,
+            "first_seq": self.first_seq,
+            "next_seq": self.next_seq,
+            "total": self.total,
+            "omitted": [{"seq": seq, "count": count, "text": omitted_text(count)} for seq, count in self.omitted],
+        }
 
 
 def log_total(step_run: StepRun) -> int:
     last = LogChunk.objects.filter(step_run=step_run).order_by("-seq").values_list("seq", "line_count").first()
     return last[0] + last[1] if last else 0
+
+
+def log_omitted(step_run: StepRun) -> list[tuple[int, int]]:
+    rows = LogChunk.objects.filter(step_run=step_run, omitted=True).order_by("seq").values_list("seq", "line_count")
+    return list(rows)
 
 
 def log_page(
@@ -424,42 +466,43 @@ def log_page(
 ) -> LogPage:
     """A window of the step's log; lines are numbered from 0 across attempts.
 
-    `after_seq=N` skips the first N lines (N is the `next_seq` a client already holds);
-    `before_seq=N` gives the `limit` lines before line N ("load earlier"); neither gives the tail.
+    `after_seq=N` gives the lines from N on (N is the `next_seq` a client already holds), or
+    from the end of the omitted lines N is among; `before_seq=N` gives the `limit` lines before
+    line N ("load earlier"); neither gives the tail. A window stops where lines were left out.
     """
     limit = max(1, min(limit, LOG_PAGE_MAX))
     total = log_total(step_run)
+    omitted = log_omitted(step_run)
     if after_seq is not None:
         start = max(0, after_seq)
-    elif before_seq is not None:
-        start = max(0, min(before_seq, total) - limit)
-        limit = max(0, min(before_seq, total) - start)
+        for seq, count in omitted:
+            if seq <= start < seq + count:
+                start = seq + count
+        stop = min([total, start + limit] + [seq for seq, _count in omitted if seq >= start])
     else:
-        start = max(0, total - limit)
-    stop = min(total, start + limit)
+        stop = total if before_seq is None else min(max(before_seq, 0), total)
+        for seq, count in reversed(omitted):
+            if seq < stop <= seq + count:
+                stop = seq
+        start = max([0, stop - limit] + [seq + count for seq, count in omitted if seq + count <= stop])
     lines: list[str] = []
     if stop > start:
         chunks = (
-            LogChunk.objects.filter(step_run=step_run)
+            LogChunk.objects.filter(step_run=step_run, omitted=False)
             .annotate(end=F("seq") + F("line_count"))
             .filter(end__gt=start, seq__lt=stop)
             .order_by("seq")
             .values_list("seq", "text")
         )
         for seq, text in chunks:
+            if seq > start + len(lines):
+                # The worker dropped rows from its rolling tail since `omitted` was read: the page
+                # starts after them (the client marks them omitted) or ends before them.
+                if lines:
+                    break
+                start = seq
             chunk_lines = text.split("\n")
-            lo = max(start - seq, 0)
+            lo = max(start + len(lines) - seq, 0)
             hi = min(stop - seq, len(chunk_lines))
             lines.extend(chunk_lines[lo:hi])
-    return LogPage(lines=lines, first_seq=start, next_seq=start + len(lines), total=total)
-
-
-def log_text_iter(step_run: StepRun):
-    """The whole log as text, chunk by chunk (for downloads; never loaded whole)."""
-    for text in (
-        LogChunk.objects.filter(step_run=step_run)
-        .order_by("seq")
-        .values_list("text", flat=True)
-        .iterator(chunk_size=200)
-    ):
-        yield text + "\n"
+    return LogPage(lines=lines, first_seq=start, next_seq=start + len(lines), total=total, omitted=omitted)

@@ -18,7 +18,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN
-from runs import artifacts, reuse, selectors
+from runs import artifacts, logs, reuse, selectors
 from runs.forms import RunForm
 from runs.models import Artifact, RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
@@ -265,9 +265,16 @@ def run_rerun_view(request: HttpRequest, run_id: int) -> HttpResponse:
 def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     step_run = selectors.step_run_for_run(run=run, name=step_name)
-    if request.GET.get("download"):
-        response = StreamingHttpResponse(selectors.log_text_iter(step_run), content_type="text/plain; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{_safe_filename(step_name)}.log"'
+    download = request.GET.get("download")
+    if download:
+        # The whole log, every line of every attempt, streamed: as text, or `download=gz` as gzip.
+        compressed = download == "gz"
+        response = StreamingHttpResponse(
+            logs.full_log(step_run, compressed=compressed),
+            content_type="application/gzip" if compressed else "text/plain; charset=utf-8",
+        )
+        filename = f"run-{run.pk}-{_safe_filename(step_name)}.log" + (".gz" if compressed else "")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
     page = selectors.log_page(
         step_run,
@@ -275,7 +282,9 @@ def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
         before_seq=_int_param(request, "before_seq"),
         limit=_int_param(request, "limit") or selectors.LOG_TAIL_LINES,
     )
-    return JsonResponse(page.as_json())
+    # Where the lines a page leaves out are.
+    download_url = reverse("step_log", args=[run.pk, step_run.name]) + "?download=1"
+    return JsonResponse({**page.as_json(), "download": request.build_absolute_uri(download_url)})
 
 
 def _safe_filename(name: str) -> str:

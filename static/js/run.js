@@ -72,6 +72,8 @@
     paintNode(msg.name, msg.state);
     var row = rowFor(msg.name);
     if (row) paintBadge(row.querySelector(".step-state .badge"), msg.state);
+    // Its last lines were sent before it ended: if that message was lost, nothing else would say so.
+    if (msg.name === config.selected && STEP_RANK[msg.state] === 3) resync();
     scheduleRefresh();
   }
 
@@ -135,6 +137,9 @@
   }, ACTIVE_REFRESH_MS);
 
   // ---- the log ----------------------------------------------------------------------------
+  // The database keeps the first and last lines of each attempt: where lines were left out (on
+  // the server, or by the live stream, which sends fast output a window a second), the view
+  // shows a marker that counts them and links to the full log.
 
   var logEl = document.getElementById("log");
   var earlierBtn = document.getElementById("log-earlier");
@@ -153,10 +158,29 @@
     return div;
   }
 
+  function formatCount(n) { return n.toLocaleString("en-US"); }
+
+  function markerNode(count) {
+    var div = document.createElement("div");
+    div.className = "log-omitted";
+    div.setAttribute("data-count", String(count));
+    div.appendChild(document.createTextNode("… " + formatCount(count) + (count === 1 ? " line" : " lines") + " omitted: "));
+    var link = document.createElement("a");
+    link.href = logEl.getAttribute("data-download");
+    link.textContent = "download the full log";
+    div.appendChild(link);
+    return div;
+  }
+
+  // How many lines of the log an element of the view stands for.
+  function linesOf(el) {
+    return el.classList.contains("log-omitted") ? parseInt(el.getAttribute("data-count"), 10) || 0 : 1;
+  }
+
   function scrollToEnd() { if (logEl) logEl.scrollTop = logEl.scrollHeight; }
 
   function updateCount(total) {
-    if (countEl) countEl.textContent = total + (total === 1 ? " line" : " lines");
+    if (countEl) countEl.textContent = formatCount(total) + (total === 1 ? " line" : " lines");
   }
 
   function setFirstSeq(value) {
@@ -164,16 +188,22 @@
     if (earlierBtn) earlierBtn.classList.toggle("d-none", firstSeq <= 0);
   }
 
-  function appendLines(lines) {
-    if (!lines.length) return;
+  // `omitted` lines left out between what the view holds and `lines`.
+  function appendLines(lines, omitted) {
+    if (!lines.length && !omitted) return;
     var fragment = document.createDocumentFragment();
+    if (omitted > 0) fragment.appendChild(markerNode(omitted));
     lines.forEach(function (text) { fragment.appendChild(lineNode(text)); });
     logEl.appendChild(fragment);
-    nextSeq += lines.length;
+    nextSeq += (omitted || 0) + lines.length;
     var extra = logEl.childElementCount - LOG_DOM_MAX;
     if (extra > 0 && follow) {
-      for (var i = 0; i < extra; i++) logEl.removeChild(logEl.firstElementChild);
-      setFirstSeq(firstSeq + extra);
+      var dropped = 0;
+      for (var i = 0; i < extra; i++) {
+        dropped += linesOf(logEl.firstElementChild);
+        logEl.removeChild(logEl.firstElementChild);
+      }
+      setFirstSeq(firstSeq + dropped);
     }
     updateCount(nextSeq);
     if (follow) scrollToEnd();
@@ -186,14 +216,20 @@
       backlog.push(msg);
       return;
     }
+    var skipped = typeof msg.skipped === "number" ? msg.skipped : 0;
     if (msg.seq > nextSeq) {
+      if (msg.seq - skipped <= nextSeq) {
+        // Fast output: the stream left these lines out on purpose.
+        appendLines(msg.lines, msg.seq - nextSeq);
+        return;
+      }
       // A gap: messages were dropped (over capacity, or while disconnected).
       backlog.push(msg);
       resync();
       return;
     }
     var skip = nextSeq - msg.seq;  // lines we already hold
-    if (skip < msg.lines.length) appendLines(msg.lines.slice(skip));
+    if (skip < msg.lines.length) appendLines(msg.lines.slice(skip), 0);
   }
 
   function fetchLog(params) {
@@ -209,7 +245,8 @@
     resyncing = true;
     fetchLog("after_seq=" + nextSeq + "&limit=5000")
       .then(function (page) {
-        if (page.first_seq === nextSeq) appendLines(page.lines);
+        // A page starts later than asked when the lines asked for were left out.
+        if (page.first_seq >= nextSeq) appendLines(page.lines, page.first_seq - nextSeq);
         updateCount(page.total);
         resyncing = false;
         if (page.lines.length && page.next_seq < page.total) {
@@ -234,6 +271,8 @@
         var before = logEl.scrollHeight;
         var fragment = document.createDocumentFragment();
         page.lines.forEach(function (text) { fragment.appendChild(lineNode(text)); });
+        // A page ends early when the lines right before the view were left out.
+        if (page.next_seq < firstSeq) fragment.appendChild(markerNode(firstSeq - page.next_seq));
         logEl.insertBefore(fragment, logEl.firstChild);
         logEl.scrollTop += logEl.scrollHeight - before;  // keep the lines the user was reading in view
         setFirstSeq(page.first_seq);
