@@ -20,6 +20,7 @@ ORDER = [
     "history",
     "recovery",
     "serve_recovery",
+    "sandbox",
     "biglog",
 ]
 NAMES = ORDER + ["step_latency"]

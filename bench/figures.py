@@ -93,13 +93,7 @@ def check_succeeded(runs: list[Run]) -> None:
 
 def step_env() -> dict[str, str]:
     """The environment the executor gives a step (runs.executor.prepare), for the floors."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_"))}
-    env.update(
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        PYTHONPATH=os.pathsep.join(executor._python_path_extra() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return executor.step_environment(workdir=floor_dir(), declared={}, stepwise={"PYTHONUNBUFFERED": "1"})
 
 
 def run_step_process(command: str = pipelines.NOOP, *, env: dict[str, str], cwd: Path) -> None:
@@ -965,6 +959,55 @@ def history(ctx: Context) -> list[Result]:
     return results
 
 
+# ---- the step sandbox's start-up cost ----------------------------------------------------------
+
+
+def sandbox_startup(ctx: Context) -> list[Result]:
+    """One step's process in the sandbox (runs/sandbox.py) against the same process without it."""
+    from runs import sandbox
+
+    n = 50
+    workdir = floor_dir() / "sandboxed"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "code").mkdir(parents=True)
+    sandbox.prepare_workdir(workdir, hand_over=True)
+    env = step_env()
+    results = []
+    try:
+        for network in (True, False):
+            box = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", network=network)
+            argv = sandbox.argv(["/bin/bash", "-c", pipelines.NOOP], box)  # the network namespace is made once
+            plain, boxed = [], []
+            for _ in range(ctx.repeats(5)):
+                started = time.perf_counter()
+                for _ in range(n):
+                    run_step_process(env=env, cwd=workdir / "code")
+                plain.append((time.perf_counter() - started) / n)
+                started = time.perf_counter()
+                for _ in range(n):
+                    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+                boxed.append((time.perf_counter() - started) / n)
+            cost_ms = (median(boxed) - median(plain)) * 1000
+            shared = sandbox.steps_share_host_network()
+            kind = "network namespace (pasta)" if network and not shared else "no network" if not network else "host"
+            results.append(
+                Result(
+                    "sandbox",
+                    f"sandbox start-up per step, network: {kind}",
+                    cost_ms,
+                    "ms",
+                    target="< 5 ms",
+                    ok=cost_ms < 5,
+                    samples=[(b - p) * 1000 for b, p in zip(boxed, plain, strict=True)],
+                    details={"floor_ms": median(plain) * 1000, "sandboxed_ms": median(boxed) * 1000, "steps": n},
+                )
+            )
+    finally:
+        sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
 # ---- a step printing a million lines ------------------------------------------------------------
 
 # As steps print (PYTHONUNBUFFERED: one write a line), and as fast as a pipe takes them.
@@ -1044,6 +1087,7 @@ FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "history": history,
     "recovery": recovery,
     "serve_recovery": serve_recovery,
+    "sandbox": sandbox_startup,
     "biglog": big_log,
 }
 # Figures computed by another one's runs.

@@ -242,6 +242,21 @@ STEPWISE_REUSE_VERIFY = env_str("STEPWISE_REUSE_VERIFY", "hash")
 if STEPWISE_REUSE_VERIFY not in ("hash", "exists"):
     raise ImproperlyConfigured(f"STEPWISE_REUSE_VERIFY={STEPWISE_REUSE_VERIFY!r}: use hash or exists")
 STEPWISE_RETRY_BACKOFF_S = env_int("STEPWISE_RETRY_BACKOFF_S", 2)
+# A root worker runs sandboxed steps as this unprivileged uid and gid (runs/sandbox.py): nobody.
+STEPWISE_SANDBOX_UID = env_int("STEPWISE_SANDBOX_UID", 65534)
+STEPWISE_SANDBOX_GID = env_int("STEPWISE_SANDBOX_GID", 65534)
+if STEPWISE_SANDBOX_UID <= 0 or STEPWISE_SANDBOX_GID <= 0:
+    raise ImproperlyConfigured("STEPWISE_SANDBOX_UID and STEPWISE_SANDBOX_GID must name an unprivileged user, not root")
+# Names of the worker's environment variables that steps get too (e.g. HTTP_PROXY,NO_PROXY);
+# steps get nothing else of it but the locale and time zone.
+STEPWISE_STEP_ENV_PASSTHROUGH = env_list("STEPWISE_STEP_ENV_PASSTHROUGH", [])
+# Folders of this host that every sandboxed step sees at the same path, read-write or read-only
+# (a shared scratch or dataset mount): comma-separated absolute paths.
+STEPWISE_SANDBOX_SHARED = env_list("STEPWISE_SANDBOX_SHARED", [])
+STEPWISE_SANDBOX_SHARED_RO = env_list("STEPWISE_SANDBOX_SHARED_RO", [])
+for _shared in STEPWISE_SANDBOX_SHARED + STEPWISE_SANDBOX_SHARED_RO:
+    if not os.path.isabs(_shared):
+        raise ImproperlyConfigured(f"STEPWISE_SANDBOX_SHARED(_RO): {_shared!r} is not an absolute path")
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -19,7 +19,6 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,10 +31,11 @@ from django.utils import timezone
 
 from pipelines_ui.models import FileBlob
 from pipelines_ui.spec import EnvRef, render_command, secret_env_var
-from pipelines_ui.spec.command import SECRET_ENV_PREFIX
 from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
-from runs import artifacts, broadcast, logs, orchestrator, processes
-from runs.models import Metric, StepOutput, StepRun, StepState
+from runs import artifacts, broadcast, logs, orchestrator, processes, queues
+from runs import sandbox as sandbox_
+from runs import worker as worker_
+from runs.models import ComputeTarget, Isolation, Metric, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
@@ -51,30 +51,40 @@ KILL_GRACE_S = 3.0
 STRAY_DRAIN_S = 1.0
 
 
+def attempt_workdir(step_run: StepRun) -> Path:
+    """An attempt's folder on its worker's host: per install, since run ids repeat across databases."""
+    return (
+        settings.STEPWISE_WORKDIR
+        / queues.instance_id()
+        / f"run-{step_run.run_id}"
+        / f"{step_run.name}-{step_run.attempt}"
+    )
+
+
 class StepSetupError(Exception):
     """The step cannot start (a missing input, a bad binding): it fails with this reason."""
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+# The worker's environment is not the step's: a step gets these of it (the locale, the time
+# zone) and settings.STEPWISE_STEP_ENV_PASSTHROUGH, never its credentials or configuration.
+ENV_PASSTHROUGH = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Targets this worker warned about once: their steps run unsandboxed (`isolation: none`).
+_unisolated_targets: set[str] = set()
 
 
-# The worker's own configuration and credentials: a step (any team's code) must not read them
-# from its environment. Everything else of the worker's environment is the step's too.
-WORKER_ONLY_PREFIXES = ("DJANGO_", "RQ_", SECRET_ENV_PREFIX)
-WORKER_ONLY = {
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "TEST_REDIS_URL",
-    "STEPWISE_ARTIFACTS_OPTIONS",
-    "STEPWISE_ADMIN_PASSWORD",
-}
-
-
-def _worker_only(key: str) -> bool:
-    return key in WORKER_ONLY or key.startswith(WORKER_ONLY_PREFIXES)
+def step_environment(*, workdir: Path, declared: dict[str, str], stepwise: dict[str, str]) -> dict[str, str]:
+    """The step's whole environment: an allow-list, then the variables its target and spec declare,
+    then Stepwise's own (its inputs, outputs, metrics and secrets), which nothing replaces."""
+    allowed = (*ENV_PASSTHROUGH, *settings.STEPWISE_STEP_ENV_PASSTHROUGH)
+    env = {key: os.environ[key] for key in allowed if key in os.environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HOME=str(workdir / "home"), TMPDIR=str(workdir / "tmp"), PATH=SYSTEM_PATH)
+    env.update(declared)
+    env.update(stepwise)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env["PYTHONPATH"] = os.pathsep.join(_python_path_extra() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
 @dataclass
@@ -86,6 +96,8 @@ class Prepared:
     metrics_file: Path | None = None
     # The values of the step's secret inputs, to mask in its log.
     secrets: list[str] = field(default_factory=list)
+    # None when its compute target runs steps without isolation (`isolation: none`).
+    sandbox: sandbox_.Sandbox | None = None
 
 
 def _write_files(dest: Path, files: dict[str, str]) -> None:
@@ -143,9 +155,11 @@ def prepare(
     workdir: Path,
     *,
     held: contextlib.ExitStack | None = None,
+    target: ComputeTarget | None = None,
 ) -> Prepared:
     """The step's command, folder and environment; with `held`, its inputs stay in the cache until it closes."""
     run = step_run.run
+    target = target or ComputeTarget(name="default")
     shutil.rmtree(workdir, ignore_errors=True)
     code_dir = workdir / "code"
     code_dir.mkdir(parents=True)
@@ -166,10 +180,12 @@ def prepare(
             step_run__run=run, step_run__name__in={b.job for b in step.inputs.values() if isinstance(b, JobOutput)}
         ).select_related("artifact", "step_run")
     }
+    data_inputs: set[str] = set()
     for name in step.input_decls:
         if name in values:
             continue
         binding = step.inputs.get(name)
+        data_inputs.add(name)
         if isinstance(binding, JobOutput):
             artifact = upstream.get((binding.job, binding.output))
             if artifact is None:
@@ -198,14 +214,12 @@ def prepare(
         raise StepSetupError(str(exc)) from exc
 
     metrics_file = workdir / "metrics.jsonl"
-    env = {key: value for key, value in os.environ.items() if not _worker_only(key)}
-    env.update(step.environment_variables)
-    # After the step's own variables: a secret is never replaced by a value written in the YAML.
-    env.update(secret_env)
-    env.update(
-        {
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "PYTHONPATH": os.pathsep.join(_python_path_extra() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    env = step_environment(
+        workdir=workdir,
+        declared={**(target.environment_variables or {}), **step.environment_variables},
+        # A secret is never replaced by a value written in the YAML.
+        stepwise={
+            **secret_env,
             "PYTHONUNBUFFERED": "1",
             "STEPWISE_RUN_ID": str(run.pk),
             "STEPWISE_STEP": step.name,
@@ -213,8 +227,17 @@ def prepare(
             "STEPWISE_METRICS_FILE": str(metrics_file),
             processes.ATTEMPT_ENV: processes.attempt_id(step_run.pk, step_run.attempt),
             processes.WORKER_ENV: processes.worker_tag(),
-        }
+        },
     )
+    sandbox = None
+    if target.isolation == Isolation.NONE and target.name not in _unisolated_targets:
+        _unisolated_targets.add(target.name)
+        log.warning("compute target %s has isolation none: its steps run as this worker, seeing all it sees", target)
+    if target.isolation == Isolation.SANDBOX:
+        sandbox_.check()
+        read_only = [SDK_DIR] + [Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)]
+        sandbox = sandbox_.Sandbox(workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network)
+    sandbox_.prepare_workdir(workdir, hand_over=sandbox is not None)
     return Prepared(
         command=command,
         cwd=code_dir,
@@ -222,6 +245,7 @@ def prepare(
         outputs=outputs,
         metrics_file=metrics_file,
         secrets=list(secret_env.values()),
+        sandbox=sandbox,
     )
 
 
@@ -378,8 +402,11 @@ class Attempt:
     # -- the process ------------------------------------------------------------------
     def run(self) -> int:
         prepared = self.prepared
+        argv = ["/bin/bash", "-c", prepared.command]
+        if prepared.sandbox is not None:
+            argv = sandbox_.argv(argv, prepared.sandbox)
         proc = subprocess.Popen(
-            ["/bin/bash", "-c", prepared.command],
+            argv,
             cwd=prepared.cwd,
             env=prepared.env,
             stdin=subprocess.DEVNULL,
@@ -475,6 +502,8 @@ def execute_chain(step_run_id: int, attempt: int) -> str:
     while following is not None:
         outcome, kept = _execute(*following, keep_next=True)
         outcomes.append(outcome if not outcomes else f"then step run {following[0]}: {outcome}")
+        # A draining (or stopping) worker runs no further step: the one it kept goes to its queue.
+        kept = worker_.next_in_chain(kept)
         following = (kept.pk, kept.attempt) if kept is not None else None
     return "; ".join(outcomes)
 
@@ -495,18 +524,19 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
         return "no such step run (deleted, or a job from another database)", None
     if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
         return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}", None
-    if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_name()):
+    if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_.worker_name()):
         return "another worker took it", None
     version = step_run.run.version
     pipeline = version_spec(version)
     step = pipeline.jobs[step_run.name]
-    workdir = settings.STEPWISE_WORKDIR / f"run-{step_run.run_id}" / f"{step_run.name}-{step_run.attempt}"
+    workdir = attempt_workdir(step_run)
     # A remote store's cache keeps the step's inputs until the step has ended: other workers of this
     # host trimming the cache meanwhile pass over what this stack holds (see runs/artifact_cache.py).
     with contextlib.ExitStack() as inputs:
         try:
-            prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir, held=inputs)
-        except (StepSetupError, artifacts.ArtifactError, OSError) as exc:
+            target = ComputeTarget.objects.filter(queue=step_run.queue).first()
+            prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir, held=inputs, target=target)
+        except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
             # ArtifactError: an input could not be fetched from the artifact store.
             _fail(step_run, f"could not start: {exc}")
             return "setup failed", None

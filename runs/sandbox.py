@@ -147,11 +147,49 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(path), top]
         elif path.is_dir():
             args += ["--ro-bind", top, top]
-    for name in ETC_ALLOWED:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind", str(_staged_etc()), "/etc"]
     for path in SYS_ALLOWED:
         args += ["--ro-bind-try", path, path]
     return args
+
+
+# Files of /etc that change while a worker lives (DHCP, an added user): the staged copy follows them.
+ETC_WATCHED = ("resolv.conf", "hosts", "passwd", "group")
+_etc_lock = threading.Lock()
+_etc: tuple[Path, tuple[float, ...]] | None = None
+
+
+def _staged_etc() -> Path:
+    """A copy of the allowed part of /etc, made once per worker and mounted as the step's /etc:
+    one mount instead of one per entry, which would cost each step a few milliseconds."""
+    global _etc
+    stamp = tuple(_mtime(Path("/etc", name)) for name in ETC_WATCHED)
+    with _etc_lock:
+        if _etc is not None and _etc[1] == stamp and _etc[0].is_dir():
+            return _etc[0]
+        folder = Path(settings.STEPWISE_WORKDIR) / f".etc-{os.getpid()}-{time.monotonic_ns()}"
+        folder.mkdir(parents=True, mode=0o755)
+        for name in ETC_ALLOWED:
+            source = Path("/etc", name)
+            try:
+                if source.is_dir() and not source.is_symlink():
+                    shutil.copytree(source, folder / name, symlinks=True)
+                else:
+                    shutil.copy2(source, folder / name, follow_symlinks=False)
+            except OSError:
+                continue  # absent here, or unreadable: the step does without it
+        folder.chmod(0o755)
+        if _etc is not None:
+            shutil.rmtree(_etc[0], ignore_errors=True)
+        _etc = (folder, stamp)
+        return folder
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def prepare_workdir(workdir: Path, *, hand_over: bool) -> None:
@@ -368,5 +406,11 @@ def steps_share_host_network() -> bool:
 
 
 def stop() -> None:
-    """Remove this worker's network namespace (on a clean exit; a killed worker's goes at the next start)."""
+    """Remove this worker's network namespace and /etc copy (on a clean exit; a killed worker's
+    namespace goes at the next start of a worker on this host)."""
+    global _etc
     _network.stop()
+    with _etc_lock:
+        if _etc is not None:
+            shutil.rmtree(_etc[0], ignore_errors=True)
+            _etc = None

@@ -251,6 +251,9 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
     assert running_transitions(steps["long"]) == {1: 1, 2: 1}
 
 
+# Without a sandbox, the dead worker's step lives on until something kills it (a sandboxed one dies
+# with its worker: test_sandbox.py); that something is what these tests are about.
+@pytest.mark.isolation("none")
 def test_sigkilled_worker_without_retries_fails_the_run(workers, alice, team, tmp_path, marker):
     workers.start(1)
     run = start_sleeper(tmp_path, marker, alice, team)
@@ -472,6 +475,9 @@ def read_only_store(settings, tmp_path, workers):
     store.chmod(stat.S_IRWXU)
 
 
+# The workers run without the capabilities (or inside a user namespace) that the sandbox needs:
+# these tests are about the artifact store, written by the worker itself.
+@pytest.mark.isolation("none")
 def test_an_unwritable_store_fails_the_step_and_registers_nothing(workers, alice, team, tmp_path, read_only_store):
     workers.start(1)
     yaml_text = """
@@ -499,6 +505,7 @@ def full_store(settings, tmp_path, workers):
     return store
 
 
+@pytest.mark.isolation("none")
 def test_a_full_disk_fails_the_step_with_the_reason_and_registers_nothing(workers, alice, team, tmp_path, full_store):
     workers.start(1)
     yaml_text = """
@@ -543,6 +550,7 @@ def test_a_bad_second_output_leaves_no_half_registered_first_output(workers, ali
     assert not Artifact.objects.exists()
 
 
+@pytest.mark.isolation("none")
 def test_a_step_canceled_while_its_worker_is_dead_has_its_processes_killed(workers, alice, team, tmp_path, marker):
     workers.start(1)
     run = start_sleeper(tmp_path, marker, alice, team)

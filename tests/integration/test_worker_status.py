@@ -114,7 +114,6 @@ def test_a_drained_worker_takes_nothing_until_undrained_and_stops_at_once(worker
 
 
 # Until runs/executor.py's execute_chain passes the step it kept through runs.worker.next_in_chain.
-@pytest.mark.xfail(strict=True, reason="a draining worker still runs the next step of its chain")
 def test_a_worker_stopped_mid_chain_finishes_its_step_and_leaves_the_next_to_others(
     workers, alice, team, tmp_path, settings
 ):

@@ -237,7 +237,9 @@ def test_prepare_drops_inherited_secret_variables_and_wins_over_environment_vari
     assert "STEPWISE_SECRET_EXTRA" not in prepared.env
 
 
-def test_prepare_keeps_the_workers_own_credentials_from_the_step(secret_pipeline, alice, tmp_path, monkeypatch):
+def test_prepare_keeps_the_workers_own_credentials_from_the_step(
+    secret_pipeline, alice, tmp_path, monkeypatch, settings
+):
     worker_only = {
         "SECRET_KEY": "the-signing-key",
         "DATABASE_URL": "postgres://stepwise:pw@db/stepwise",
@@ -248,13 +250,17 @@ def test_prepare_keeps_the_workers_own_credentials_from_the_step(secret_pipeline
     for key, value in worker_only.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("CLOUD_TOKEN", "a-credential-nobody-listed")
+    settings.STEPWISE_STEP_ENV_PASSTHROUGH = ["HTTPS_PROXY"]
     run = start(secret_pipeline, alice, api_token=SECRET)
     step_run = StepRun.objects.select_related("run").get(run=run, name="push")
     spec = version_spec(secret_pipeline.latest_version)
     prepared = executor.prepare(step_run, spec, spec.jobs["push"], {}, tmp_path / "work")
     assert not set(worker_only) & set(prepared.env)
     assert not any(value in prepared.env.values() for value in worker_only.values())
-    assert prepared.env["HTTPS_PROXY"] == "http://proxy:3128", "the rest of the environment is the step's"
+    # An allow-list: what the worker's environment holds reaches the step only when named.
+    assert "CLOUD_TOKEN" not in prepared.env
+    assert prepared.env["HTTPS_PROXY"] == "http://proxy:3128"
 
 
 def test_masker_stars_every_form_of_a_secret_in_a_line():

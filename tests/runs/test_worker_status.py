@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import executor, worker
+from runs import worker
 from runs.models import StepState, Worker, WorkerState
 from runs.worker_status import KEEP, WorkerRecord, worker_drain, worker_prune, worker_undrain
 from tests.runs.conftest import make_run, set_step
@@ -29,7 +29,7 @@ def row(rec: WorkerRecord) -> Worker:
 
 
 def test_a_worker_is_named_as_the_steps_it_runs_record_it():
-    assert worker.worker_name() == executor.worker_name() == f"{socket.gethostname()}:{os.getpid()}"
+    assert worker.worker_name() == f"{socket.gethostname()}:{os.getpid()}"
 
 
 def test_register_takes_over_the_row_of_a_dead_process_with_the_same_pid(alice):

@@ -1,0 +1,352 @@
+"""A step reaches only what is its own: a hostile step of another team's editor, run by a real
+worker in the sandbox (runs/sandbox.py), tries everything it should not be able to do."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from pipelines_ui.models import Role
+from runs import queues, reconciler, services
+from runs.artifacts import artifact_path
+from runs.models import ComputeTarget, RunState, StepOutput, StepState, Transition
+from tests.conftest import make_user
+from tests.integration.conftest import pids_matching, wait_for
+from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
+from tests.integration.test_faults import alive, start_run
+
+pytestmark = pytest.mark.integration
+
+# Every attempt prints one line `ATTEMPT <what> <blocked|REACHED> <detail>`; the step's own input
+# and output must work, and it exits 0 only when they do.
+ATTACK = r"""
+import json, os, signal, socket, sys
+from pathlib import Path
+
+cfg = json.loads(Path("config.json").read_text())
+
+
+def attempt(what, action):
+    try:
+        detail = action()
+    except Exception as exc:
+        print("ATTEMPT", what, "blocked", type(exc).__name__, str(exc)[:120])
+    else:
+        print("ATTEMPT", what, "REACHED", str(detail)[:120])
+
+
+def read(path):
+    return lambda: Path(path).read_bytes()[:40]
+
+
+def write(path):
+    return lambda: Path(path).write_text("owned")
+
+
+def connect(host, port):
+    def action():
+        with socket.create_connection((host, port), timeout=3):
+            return f"connected to {host}:{port}"
+    return action
+
+
+def push_job():
+    import redis
+    client = redis.Redis(host="127.0.0.1", port=cfg["redis_port"], socket_connect_timeout=3)
+    return client.rpush("rq:queue:" + cfg["queue"], "evil")
+
+
+def open_database():
+    import psycopg
+    with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3) as conn:
+        return conn.execute("select 1").fetchone()
+
+
+def worker_environment():
+    found = [key for key in cfg["worker_only_env"] if key in os.environ]
+    if found:
+        return found
+    raise LookupError("none of the worker's variables")
+
+
+if cfg["database_file"]:
+    attempt("read-database-file", read(cfg["database_file"]))
+attempt("read-secret-key", read(cfg["secret_key"]))
+attempt("read-other-run-output", read(cfg["other_output"]))
+attempt("list-artifact-store", lambda: os.listdir(cfg["artifact_store"]))
+
+
+def other_runs_folders():
+    own = "run-" + os.environ["STEPWISE_RUN_ID"]
+    found = [name for name in os.listdir(cfg["workdir_root"]) if name.startswith("run-") and name != own]
+    if found:
+        return found
+    raise LookupError("only its own run's folder")
+
+
+attempt("list-other-runs-folders", other_runs_folders)
+attempt("worker-environment", worker_environment)
+attempt("worker-proc-environ", read(f"/proc/{cfg['worker_pid']}/environ"))
+attempt("signal-worker", lambda: os.kill(cfg["worker_pid"], signal.SIGTERM))
+for target in cfg["write_targets"]:
+    attempt("write-" + target, write(target))
+attempt("push-redis-job", push_job)
+attempt("connect-redis", connect("127.0.0.1", cfg["redis_port"]))
+attempt("open-postgresql", open_database)
+for address in cfg["host_addresses"]:
+    attempt("connect-redis-at-" + address, connect(address, cfg["redis_port"]))
+
+print("visible processes:", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+print("uid:", os.getuid())
+data = Path(sys.argv[1], "value.txt").read_text()
+Path(sys.argv[2], "result.txt").write_text("read " + data)
+"""
+
+PIPELINE = """
+type: pipeline
+inputs:
+  raw: {type: uri_folder, path: ./data}
+jobs:
+  attack:
+    type: command
+    code: ./code
+    command: python attack.py ${{inputs.raw}} ${{outputs.out}}
+    inputs:
+      raw: ${{parent.inputs.raw}}
+    outputs:
+      out: {type: uri_folder}
+"""
+
+VICTIM = """
+type: pipeline
+jobs:
+  private:
+    type: command
+    command: echo team secret > ${{outputs.out}}/model.txt
+    outputs:
+      out: {type: uri_folder}
+"""
+
+
+def host_addresses() -> list[str]:
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return [a for a in out if ":" not in a]
+
+
+def redis_port() -> int:
+    from urllib.parse import urlparse
+
+    return urlparse(settings.REDIS_URL).port or 6379
+
+
+def attempts(log: str) -> dict[str, str]:
+    found = {}
+    for line in log.splitlines():
+        if line.startswith("ATTEMPT "):
+            _, what, outcome, *_ = line.split(" ", 3) + [""]
+            found[what] = outcome
+    return found
+
+
+def test_a_hostile_step_of_another_team_reaches_nothing_but_its_own_files(
+    workers, alice, team, other_team, tmp_path, compute_target
+):
+    workers.extra_env["AWS_SECRET_ACCESS_KEY"] = "canary-" + uuid.uuid4().hex
+    (worker,) = workers.start(1)
+    victim_run = wait_run(services.run_create(version=import_yaml(tmp_path, VICTIM, alice, team), user=alice))
+    assert victim_run.state == RunState.SUCCEEDED
+    other_output = artifact_path(StepOutput.objects.get(step_run__run=victim_run).artifact) / "model.txt"
+    assert other_output.read_text() == "team secret\n"
+
+    mallory = make_user("mallory", other_team, Role.EDITOR)
+    folder = tmp_path / "attack"
+    (folder / "code").mkdir(parents=True)
+    (folder / "data").mkdir()
+    (folder / "data" / "value.txt").write_text("my own data")
+    host_tmp_marker = Path("/tmp") / f"stepwise-escape-{uuid.uuid4().hex}"
+    db = connection.settings_dict
+    config = {
+        "database_file": db["NAME"] if connection.vendor == "sqlite" else "",
+        "secret_key": str(settings.VAR_DIR / "secret_key"),
+        "other_output": str(other_output),
+        "artifact_store": settings.STEPWISE_ARTIFACTS,
+        "workdir_root": str(settings.STEPWISE_WORKDIR / queues.instance_id()),
+        "worker_only_env": [
+            "DATABASE_URL",
+            "SECRET_KEY",
+            "REDIS_URL",
+            "AWS_SECRET_ACCESS_KEY",
+            "DJANGO_SETTINGS_MODULE",
+        ],
+        "worker_pid": worker.pid,
+        "write_targets": [
+            str(Path(settings.STEPWISE_ARTIFACTS) / "evil"),
+            str(settings.STEPWISE_WORKDIR / "evil"),
+            str(settings.BASE_DIR / "evil"),
+            str(settings.VAR_DIR / "evil"),
+            str(Path(settings.STEPWISE_ARTIFACTS).parent / "evil"),
+        ],
+        "redis_port": redis_port(),
+        "queue": compute_target.queue,
+        "host_addresses": host_addresses(),
+    }
+    (folder / "code" / "attack.py").write_text(ATTACK + f"\nPath({str(host_tmp_marker)!r}).write_text('x')\n")
+    (folder / "code" / "config.json").write_text(json.dumps(config))
+    (folder / "pipeline.yml").write_text(PIPELINE)
+    from pipelines_ui.services import pipeline_import
+
+    version = pipeline_import(team=other_team, path=folder / "pipeline.yml", user=mallory, name="attack")
+    run = wait_run(services.run_create(version=version, user=mallory))
+
+    step = steps_of(run)["attack"]
+    log = log_text(step)
+    assert run.state == RunState.SUCCEEDED, (step.reason, log)
+    outcomes = attempts(log)
+    expected = {"read-secret-key", "read-other-run-output", "list-artifact-store", "list-other-runs-folders"}
+    expected |= {"worker-environment", "worker-proc-environ", "signal-worker", "push-redis-job", "connect-redis"}
+    expected |= {"open-postgresql"} | {f"write-{t}" for t in config["write_targets"]}
+    expected |= {"read-database-file"} if config["database_file"] else set()
+    assert expected <= set(outcomes), log
+    reached = {what: outcome for what, outcome in outcomes.items() if outcome != "blocked"}
+    assert reached == {}, log
+    # Its own input and output worked, as nobody, seeing only its own processes.
+    result = artifact_path(StepOutput.objects.get(step_run=step).artifact) / "result.txt"
+    assert result.read_text() == "read my own data"
+    assert f"uid: {settings.STEPWISE_SANDBOX_UID}" in log
+    assert "visible processes: [1, 2]" in log
+    # The worker's own helpers (the steps' network) are not taken for what the step left running.
+    assert "[stepwise] stopped" not in log
+    # Nothing it wrote reached the host; the worker lived on.
+    assert not host_tmp_marker.exists()
+    assert not any(Path(t).exists() for t in config["write_targets"])
+    assert worker.poll() is None
+    assert len(list(Path(settings.STEPWISE_ARTIFACTS).glob("**/model.txt"))) == 1
+
+
+NETWORK_PROBE = """
+type: pipeline
+jobs:
+  probe:
+    type: command
+    command: >-
+      python -c "import socket; print('interfaces:', sorted(n for _, n in socket.if_nameindex()))"
+"""
+
+
+def test_a_target_without_network_gives_its_steps_only_their_own_loopback(workers, alice, team, tmp_path):
+    ComputeTarget.objects.update(network=False)
+    workers.start(1)
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, NETWORK_PROBE, alice, team), user=alice))
+    assert run.state == RunState.SUCCEEDED
+    assert "interfaces: ['lo']" in log_text(steps_of(run)["probe"])
+
+
+def test_a_target_with_network_gives_its_steps_an_interface_of_their_own(workers, alice, team, tmp_path):
+    workers.start(1)
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, NETWORK_PROBE, alice, team), user=alice))
+    assert run.state == RunState.SUCCEEDED
+    # pasta's interface in the worker's namespace: outbound traffic, but no route to the host's loopback.
+    log = log_text(steps_of(run)["probe"])
+    assert "interfaces: ['lo']" not in log and "'lo'" in log, log
+
+
+@pytest.mark.isolation("none")
+def test_isolation_none_runs_the_step_as_the_worker(workers, alice, team, tmp_path):
+    secret = tmp_path / "readable-by-the-worker.txt"
+    secret.write_text("the worker's file")
+    secret.chmod(0o600)
+    workers.start(1)
+    yaml_text = f"""
+        type: pipeline
+        jobs:
+          plain:
+            type: command
+            command: cat {secret}
+        """
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice))
+    assert run.state == RunState.SUCCEEDED
+    assert "the worker's file" in log_text(steps_of(run)["plain"])
+
+
+def test_a_sandboxed_step_dies_with_its_sigkilled_worker_and_is_failed_as_lost(workers, alice, team, tmp_path, marker):
+    (worker,) = workers.start(1)
+    run = start_run(
+        tmp_path,
+        f"type: pipeline\njobs:\n  long:\n    type: command\n    command: exec -a {marker} sleep 600\n",
+        alice,
+        team,
+    )
+    wait_for(lambda: pids_matching(marker), message="the step's process")
+    (step_pid,) = (int(pid) for pid in pids_matching(marker))
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    # No reconciler and no other worker: the sandbox itself ends with its worker.
+    wait_for(lambda: not alive(step_pid), timeout=10, message="the step to die with its worker")
+
+    def lost():
+        reconciler.tick()
+        return Transition.objects.filter(step_run__run=run, new=StepState.FAILED).exists()
+
+    wait_for(lost, timeout=60, interval=0.5, message="the reconciler to fail the lost attempt")
+    step = steps_of(run)["long"]
+    assert step.state == StepState.FAILED and "worker lost" in step.reason
+
+
+def test_a_host_without_bubblewrap_fails_the_step_with_what_to_do(workers, alice, team, tmp_path):
+    # A PATH without bwrap, as on a host where bubblewrap is not installed.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "sh", "python3", "setpriv", "nsenter", "ip", "pasta", "env"):
+        found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    workers.extra_env["PATH"] = str(bin_dir)
+    workers.start(1)
+    yaml_text = "type: pipeline\njobs:\n  any:\n    type: command\n    command: echo never\n"
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice))
+    step = steps_of(run)["any"]
+    assert step.state == StepState.FAILED
+    assert "bubblewrap" in step.reason and "isolation" in step.reason, step.reason
+    assert "never" not in log_text(step)
+
+
+def test_the_sandbox_mounts_nothing_of_the_instance_but_the_steps_own_folder(tmp_path):
+    from runs import sandbox
+
+    workdir = settings.STEPWISE_WORKDIR / "run-1" / "step-1"
+    (workdir / "code").mkdir(parents=True)
+    data = Path(settings.STEPWISE_ARTIFACTS) / "ab" / "cd"
+    argv = sandbox.argv(["true"], sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", read_only=[data]))
+    sources = {argv[i + 1] for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind", "--ro-bind-try")}
+    instance = {settings.BASE_DIR, settings.VAR_DIR, Path(settings.STEPWISE_ARTIFACTS), settings.STEPWISE_WORKDIR}
+    assert not {str(p) for p in instance} & sources
+    assert "/" not in sources and "/etc" not in sources and "/home" not in sources and "/root" not in sources
+    assert str(workdir) in sources and str(data) in sources
+    assert {"--unshare-pid", "--unshare-ipc", "--die-with-parent"} <= set(argv)
+
+
+def test_the_step_environment_is_an_allow_list(settings, monkeypatch, tmp_path):
+    from runs.executor import step_environment
+
+    monkeypatch.setenv("SECRET_KEY", "server-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-key")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    settings.STEPWISE_STEP_ENV_PASSTHROUGH = ["HTTP_PROXY"]
+    env = step_environment(
+        workdir=tmp_path,
+        declared={"MY_VAR": "1", "STEPWISE_RUN_ID": "forged", "PATH": "/opt/tool/bin"},
+        stepwise={"STEPWISE_RUN_ID": "7"},
+    )
+    assert "SECRET_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["HTTP_PROXY"] == "http://proxy:3128" and env["LANG"] == "de_DE.UTF-8"
+    assert env["MY_VAR"] == "1" and env["STEPWISE_RUN_ID"] == "7"
+    assert env["HOME"] == str(tmp_path / "home") and env["TMPDIR"] == str(tmp_path / "tmp")
+    assert env["PATH"].endswith("/opt/tool/bin")
