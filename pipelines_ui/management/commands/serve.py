@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connections
 
 from pipelines_ui.supervisor import Program, Supervisor, SupervisorError, describe_exit
-from runs import reconciler, sandbox
+from runs import queues, reconciler, sandbox
 from runs.models import ComputeTarget, Isolation
 
 LOCAL_HOSTS = {"", "localhost", "localhost.localdomain"}
@@ -233,7 +233,7 @@ class Command(BaseCommand):
 
         database = describe_database(connections["default"].settings_dict)
         redis_text = redis_display_url(settings.REDIS_URL)
-        self.stdout.write(f"Database: {database}")
+        self.stdout.write(f"Database: {database} (install {queues.instance_id()}: its queues and jobs in Redis)")
         if own_redis:
             self.stdout.write(
                 f"Redis: {redis_text}, a redis-server started by serve for itself"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_rq
 from django.core.management.base import BaseCommand, CommandError
 
+from runs import sandbox
 from runs.models import ComputeTarget
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
@@ -61,4 +62,8 @@ class Command(BaseCommand):
         )
         self.stderr.write(f"worker {worker_name()} takes steps of {', '.join(t.name for t in chosen)}")
         # The scheduler moves delayed retries (backoff) onto the queue; RQ elects one per queue.
-        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        finally:
+            # The steps' network namespace (a killed worker's is removed by the next one to make its own).
+            sandbox.stop()
