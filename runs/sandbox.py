@@ -224,23 +224,20 @@ def _parents_args(paths: list[Path], existing: list[str]) -> list[str]:
 def argv(command: list[str], sandbox: Sandbox) -> list[str]:
     """The command line that runs `command` inside the sandbox."""
     check()
-    roots = [str(root) for root in python_roots()]
-    args = [_bwrap(), *_system_args(), *_parents_args([Path(r) for r in roots], existing=list(SYSTEM_DIRS))]
-    for root in roots:
-        args += ["--ro-bind", root, root]
+    roots = [Path(root) for root in python_roots()]
+    args = [_bwrap(), *_system_args()]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
-    # The step's /tmp is on disk in its own folder (datasets do not fit in a tmpfs); bound before
-    # the folders under it, in case the worker's own folders live under /tmp.
+    # The step's /tmp is on disk in its own folder (datasets do not fit in a tmpfs). Bound before
+    # everything else under it: a checkout, a virtualenv or the worker's folders may live in /tmp.
     args += ["--bind", str(sandbox.workdir / "tmp"), "/tmp"]
     shared = [Path(p) for p in settings.STEPWISE_SANDBOX_SHARED]
     shared_ro = [Path(p) for p in settings.STEPWISE_SANDBOX_SHARED_RO]
-    mounts = [*shared, *shared_ro, sandbox.workdir, *sandbox.read_only]
+    mounts = [*roots, *shared, *shared_ro, sandbox.workdir, *sandbox.read_only]
     args += _parents_args(mounts, existing=list(SYSTEM_DIRS))
-    for path in shared:
-        args += ["--bind", str(path), str(path)]
-    for path in shared_ro:
+    for path in [*roots, *shared_ro]:
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(sandbox.workdir), str(sandbox.workdir)]
+    for path in [*shared, sandbox.workdir]:
+        args += ["--bind", str(path), str(path)]
     for path in sandbox.read_only:
         args += ["--ro-bind-try", str(path), str(path)]
     args += [

@@ -317,9 +317,12 @@ def test_a_host_without_bubblewrap_fails_the_step_with_what_to_do(workers, alice
     assert "never" not in log_text(step)
 
 
-def test_the_sandbox_mounts_nothing_of_the_instance_but_the_steps_own_folder(tmp_path):
+def test_the_sandbox_mounts_nothing_of_the_instance_but_the_steps_own_folder(tmp_path, monkeypatch):
     from runs import sandbox
 
+    # A checkout in /tmp, as `git clone` into /tmp then `make run` makes it.
+    venv = tmp_path / "checkout" / ".venv"
+    monkeypatch.setattr(sandbox, "python_roots", lambda: [venv])
     workdir = settings.STEPWISE_WORKDIR / "run-1" / "step-1"
     (workdir / "code").mkdir(parents=True)
     data = Path(settings.STEPWISE_ARTIFACTS) / "ab" / "cd"
@@ -328,8 +331,12 @@ def test_the_sandbox_mounts_nothing_of_the_instance_but_the_steps_own_folder(tmp
     instance = {settings.BASE_DIR, settings.VAR_DIR, Path(settings.STEPWISE_ARTIFACTS), settings.STEPWISE_WORKDIR}
     assert not {str(p) for p in instance} & sources
     assert "/" not in sources and "/etc" not in sources and "/home" not in sources and "/root" not in sources
-    assert str(workdir) in sources and str(data) in sources
+    assert str(workdir) in sources and str(data) in sources and str(venv) in sources
     assert {"--unshare-pid", "--unshare-ipc", "--die-with-parent"} <= set(argv)
+    # The step's own /tmp is mounted before anything under /tmp (a checkout or virtualenv there too).
+    destinations = [argv[i + 2] for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind", "--ro-bind-try")]
+    under_tmp = [i for i, dest in enumerate(destinations) if dest.startswith("/tmp/")]
+    assert all(destinations.index("/tmp") < i for i in under_tmp)
 
 
 def test_the_step_environment_is_an_allow_list(settings, monkeypatch, tmp_path):
