@@ -459,7 +459,9 @@ class Attempt:
         self.add_lines(splitter.close())
         returncode = proc.wait()
         strays = self.kill_strays()
-        if strays and not self.stop_reason:
+        # A sandbox's leftovers are killed with its PID namespace as its shell ends; one still
+        # dying may pass through this worker (their subreaper) and is no stray of the step's.
+        if strays and not self.stop_reason and self.prepared.sandbox is None:
             self.add_lines([f"[stepwise] stopped {len(strays)} process(es) the step left running: {strays}"])
         if not self.fenced and self.pending_lines:
             self.flush()
