@@ -1,4 +1,4 @@
-"""Authoring: teams, pipelines and their immutable versions."""
+"""Authoring: teams, pipelines and their immutable versions; what teams share (templates, components)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ class Pipeline(models.Model):
     latest_version = models.ForeignKey(
         "PipelineVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # A clone made with "Use template": the template version it follows (moved on by "apply").
+    origin = models.ForeignKey(
+        "TemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="clones"
+    )
 
     objects = PipelineQuerySet.as_manager()
 
@@ -104,3 +108,107 @@ class FileBlob(models.Model):
 
     def __str__(self) -> str:
         return self.sha256
+
+
+class Invitation(models.Model):
+    """A link that makes whoever opens it (signed in, or signing up) a member of a team.
+
+    Only the token's sha256 is stored: the link is shown once, to the admin who made it.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.EDITOR)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.role})"
+
+
+class Visibility(models.TextChoices):
+    TEAM = "team", "My team"
+    INSTANCE = "instance", "Everyone on this instance"
+
+
+class Template(models.Model):
+    """A pipeline published for others to start from; each publish adds a TemplateVersion."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="templates")
+    pipeline = models.OneToOneField(Pipeline, on_delete=models.CASCADE, related_name="template")
+    title = models.CharField(max_length=200)
+    # Markdown, rendered through pipelines_ui.markdown (no raw HTML, no unsafe links).
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.TEAM)
+    times_used = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    latest_version = models.ForeignKey(
+        "TemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TemplateVersion(models.Model):
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    pipeline_version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="+")
+    # Pipeline input name -> what it means, shown on the template's page and its "use" form.
+    parameter_descriptions = models.JSONField(default=dict)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="unique_template_version_number"),
+            models.UniqueConstraint(fields=["template", "pipeline_version"], name="unique_template_pipeline_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.title} v{self.number}"
+
+
+class Component(models.Model):
+    """A registered command component (`azureml:NAME:VERSION`): its YAML body and its code's files.
+
+    `spec` is the component's mapping as the loader reads a component file (command, inputs,
+    outputs, environment, ...; `code` left out); `files` maps each code file's relative path to
+    a FileBlob sha256. Versions are immutable once registered.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="components")
+    name = models.CharField(max_length=255)
+    version = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    spec = OrderedJSONField()
+    files = models.JSONField(default=dict)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.TEAM)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name", "version"], name="unique_component_version_per_team")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"

@@ -9,5 +9,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("runs.urls")),
     path("", include("pipelines_ui.authoring_urls")),
+    path("", include("pipelines_ui.team_urls")),
+    path("", include("pipelines_ui.template_urls")),
+    path("", include("pipelines_ui.component_urls")),
     path("", RedirectView.as_view(pattern_name="pipeline_list", permanent=False), name="home"),
 ]
