@@ -265,6 +265,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pipeline_list"
 LOGOUT_REDIRECT_URL = "login"
+# Invitation emails. The console backend prints them where `make run` logs; set EMAIL_BACKEND
+# (and Django's EMAIL_HOST etc.) to send them for real. The test runner swaps in locmem.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "stepwise@localhost")
 
 # Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from
 # one address, that pair is locked out for AXES_COOLOFF_TIME, the right password included. The
