@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import functools
-import zipfile
-from collections.abc import Iterator
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -18,9 +16,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN
-from runs import artifacts, logs, reuse, selectors
+from runs import downloads, logs, reuse, selectors
 from runs.forms import RunForm
-from runs.models import Artifact, RunState
+from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
 from runs.specs import version_spec
 
@@ -273,7 +271,7 @@ def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
             logs.full_log(step_run, compressed=compressed),
             content_type="application/gzip" if compressed else "text/plain; charset=utf-8",
         )
-        filename = f"run-{run.pk}-{_safe_filename(step_name)}.log" + (".gz" if compressed else "")
+        filename = f"run-{run.pk}-{downloads.safe_filename(step_name)}.log" + (".gz" if compressed else "")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
     page = selectors.log_page(
@@ -287,67 +285,9 @@ def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
     return JsonResponse({**page.as_json(), "download": request.build_absolute_uri(download_url)})
 
 
-def _safe_filename(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "download"
-
-
-class _ZipSink:
-    """A write-only, unseekable file for zipfile, drained between writes (zipfile then uses data descriptors)."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.offset = 0
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        self.offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.offset
-
-    def flush(self) -> None:
-        pass
-
-    def drain(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
-        return data
-
-
-def _zip_stream(artifact: Artifact, files: list[str]) -> Iterator[bytes]:
-    """The artifact's files zipped on the fly, read straight from the store (local or remote)."""
-    sink = _ZipSink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for rel in files:
-            source = artifacts.open_stored_file(artifact, rel)
-            with source, archive.open(rel, "w", force_zip64=True) as target:
-                while chunk := source.read(1024 * 1024):
-                    target.write(chunk)
-                    yield sink.drain()
-            yield sink.drain()
-    yield sink.drain()
-
-
 @login_required
 @require_GET
 def step_output_download(request: HttpRequest, run_id: int, step_name: str, output_name: str) -> HttpResponse:
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     step_run = selectors.step_run_for_run(run=run, name=step_name)
-    # The output is looked up by name in the database; the path comes only from its artifact's hash.
-    output = step_run.outputs.select_related("artifact").filter(name=output_name).first()
-    if output is None:
-        raise Http404("No such output")
-    artifact = output.artifact
-    try:
-        files = artifacts.stored_files(artifact)
-        if artifact.kind == Artifact.Kind.FILE:
-            if not files:
-                raise Http404("The output's file is missing from the artifact store")
-            name = files[0].rpartition("/")[2]
-            return FileResponse(artifacts.open_stored_file(artifact, files[0]), as_attachment=True, filename=name)
-    except (OSError, artifacts.ArtifactError):
-        raise Http404("The output is missing from the artifact store")
-    response = StreamingHttpResponse(_zip_stream(artifact, files), content_type="application/zip")
-    filename = f"run-{run.pk}-{_safe_filename(step_name)}-{_safe_filename(output.name)}.zip"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return downloads.output_response(run, step_run, output_name)

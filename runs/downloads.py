@@ -1,0 +1,73 @@
+"""A step output as a download: the file itself, or its folder zipped on the fly (pages and the API)."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+
+from runs import artifacts
+from runs.models import Artifact, StepRun
+
+
+def safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "download"
+
+
+class _ZipSink:
+    """A write-only, unseekable file for zipfile, drained between writes (zipfile then uses data descriptors)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_stream(artifact: Artifact, files: list[str]) -> Iterator[bytes]:
+    """The artifact's files zipped on the fly, read straight from the store (local or remote)."""
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for rel in files:
+            source = artifacts.open_stored_file(artifact, rel)
+            with source, archive.open(rel, "w", force_zip64=True) as target:
+                while chunk := source.read(1024 * 1024):
+                    target.write(chunk)
+                    yield sink.drain()
+            yield sink.drain()
+    yield sink.drain()
+
+
+def output_response(run, step_run: StepRun, output_name: str) -> HttpResponse:
+    # The output is looked up by name in the database; the path comes only from its artifact's hash.
+    output = step_run.outputs.select_related("artifact").filter(name=output_name).first()
+    if output is None:
+        raise Http404("No such output")
+    artifact = output.artifact
+    try:
+        files = artifacts.stored_files(artifact)
+        if artifact.kind == Artifact.Kind.FILE:
+            if not files:
+                raise Http404("The output's file is missing from the artifact store")
+            name = files[0].rpartition("/")[2]
+            return FileResponse(artifacts.open_stored_file(artifact, files[0]), as_attachment=True, filename=name)
+    except (OSError, artifacts.ArtifactError):
+        raise Http404("The output is missing from the artifact store") from None
+    response = StreamingHttpResponse(zip_stream(artifact, files), content_type="application/zip")
+    filename = f"run-{run.pk}-{safe_filename(step_run.name)}-{safe_filename(output.name)}.zip"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
