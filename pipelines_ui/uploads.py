@@ -11,9 +11,12 @@ from __future__ import annotations
 import stat
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+
+from pipelines_ui.spec.model import Problem
 
 DEFAULT_MAX_FILES = 2000
 _CHUNK = 64 * 1024
@@ -168,3 +171,25 @@ def zip_to_files(uploaded) -> dict[str, bytes]:
             root = entries[0]
         files = read_tree(root)
     return files
+
+
+def relative_problems(problems: list[Problem], root: Path) -> list[Problem]:
+    """Problems naming files by their path inside the upload, never by a path of the server.
+
+    The folder is removed from messages too, spelled as given and resolved (a /tmp that is a
+    symbolic link); a file outside it (none should be) is named by its name alone.
+    """
+    prefixes = sorted({str(root) + "/", str(root.resolve()) + "/"}, key=len, reverse=True)
+
+    def relative(file: str) -> str:
+        for prefix in prefixes:
+            if file.startswith(prefix):
+                return file.removeprefix(prefix)
+        return Path(file).name if Path(file).is_absolute() else file
+
+    def scrubbed(message: str) -> str:
+        for prefix in prefixes:
+            message = message.replace(prefix, "").replace(prefix.rstrip("/"), "the upload")
+        return message
+
+    return [replace(p, file=relative(p.file), message=scrubbed(p.message)) for p in problems]

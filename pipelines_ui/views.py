@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from axes import helpers as axes_helpers
@@ -42,7 +41,7 @@ from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem, Step
-from pipelines_ui.uploads import UploadError, save_upload
+from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from pipelines_ui.version_diff import changed_parts, yaml_diff
 
 PAGE_SIZE = 20
@@ -97,28 +96,6 @@ def _problems_context(problems: list[Problem]) -> dict:
         "errors": [p for p in problems if p.severity == "error"],
         "warnings": [p for p in problems if p.severity != "error"],
     }
-
-
-def _relative_to(problems: list[Problem], root: Path) -> list[Problem]:
-    """Problems naming files by their path inside the upload, never by a path of the server.
-
-    The folder is removed from messages too, spelled as given and resolved (a /tmp that is a
-    symbolic link); a file outside it (none should be) is named by its name alone.
-    """
-    prefixes = sorted({str(root) + "/", str(root.resolve()) + "/"}, key=len, reverse=True)
-
-    def relative(file: str) -> str:
-        for prefix in prefixes:
-            if file.startswith(prefix):
-                return file.removeprefix(prefix)
-        return Path(file).name if Path(file).is_absolute() else file
-
-    def scrubbed(message: str) -> str:
-        for prefix in prefixes:
-            message = message.replace(prefix, "").replace(prefix.rstrip("/"), "the upload")
-        return message
-
-    return [replace(p, file=relative(p.file), message=scrubbed(p.message)) for p in problems]
 
 
 # --- list, create, import ------------------------------------------------------------
@@ -184,7 +161,7 @@ def pipeline_import(request: HttpRequest) -> HttpResponse:
             except UploadError as exc:
                 form.add_error("file", str(exc))
             except SpecError as exc:
-                problems = _relative_to(exc.problems, Path(tmp) / "upload")
+                problems = relative_problems(exc.problems, Path(tmp) / "upload")
             except IntegrityError:
                 form.add_error("name", "This team already has a pipeline with this name.")
             else:
