@@ -18,6 +18,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
+from pipelines_ui import teams
 from runs import artifacts
 from runs.models import StepOutput, StepState, Worker
 from tests.conftest import make_user
@@ -37,6 +38,10 @@ PARAMETERS = {
     "step_name": "step",
     "output_name": "output",
     "worker_id": "worker",
+    "team_id": "team",
+    "membership_id": "membership",
+    "invitation_id": "invitation",
+    "token": "token",
 }
 # The same parameters, naming nothing that exists.
 MISSING = {
@@ -46,10 +51,16 @@ MISSING = {
     "step": "no-such-step",
     "output": "no-such-output",
     "worker": "987654",
+    "team": "987654",
+    "membership": "987654",
+    "invitation": "987654",
+    "token": "no-such-token",
 }
 # Objects of the install, not of a team: what an outsider may do with them is a matter of role
 # (the Workers page is for staff and team admins, and charlie administers his team).
-INSTANCE_ROUTES = {"worker_drain", "worker_undrain"}
+INSTANCE_ROUTES = {"worker_drain", "worker_undrain", "invitation_accept"}
+# Open without signing in: an invitation link is its own credential (it offers a sign-up form).
+PUBLIC_ROUTES = {"invitation_accept"}
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 
 
@@ -116,6 +127,9 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     worker = Worker.objects.create(
         name="host-a:1", host="host-a", pid=1, targets=["local"], started_at=now, heartbeat_at=now
     )
+    invited = teams.invitation_create(
+        team=team, email="dana@example.com", role="viewer", by=alice, accept_url=lambda token: token
+    )
     return {
         "pipeline": str(pipeline.pk),
         "version": str(pipeline.latest_version.number),
@@ -123,6 +137,10 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
         "step": "prep",
         "output": "data",
         "worker": str(worker.pk),
+        "team": str(team.pk),
+        "membership": str(team.memberships.get(user=alice).pk),
+        "invitation": str(invited.invitation.pk),
+        "token": invited.link,
     }
 
 
@@ -163,6 +181,9 @@ def test_anonymous_users_are_sent_to_log_in(db, objects, route, name):
     client = client_for()
     for method in (client.get, client.post):
         response = method(url, follow=True)
+        if name in PUBLIC_ROUTES:
+            assert response.status_code in (200, 400), (method.__name__, url, response.status_code)
+            continue
         assert refuses_anonymous(response), (method.__name__, url, response.status_code)
 
 
