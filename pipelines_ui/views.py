@@ -37,7 +37,7 @@ from pipelines_ui.graph import (
     render_svg_in_background,
     svg_cached,
 )
-from pipelines_ui.models import Pipeline, PipelineVersion
+from pipelines_ui.models import Membership, Pipeline, PipelineVersion
 from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem, Step
@@ -67,6 +67,21 @@ def _forbidden(request: HttpRequest, pipeline: Pipeline) -> HttpResponse:
         {"pipeline": pipeline, "role": selectors.user_role(request.user, pipeline.team), "nav": "pipelines"},
         status=403,
     )
+
+
+def _refuse_viewer_team(request: HttpRequest) -> HttpResponse | None:
+    """A POST naming a team where the user may only view: 403, like every change a viewer asks for.
+
+    (Teams the user is not in are left to the form, whose choices are the user's editable teams.)
+    """
+    raw = request.POST.get("team", "") if request.method == "POST" else ""
+    if not (raw.isdigit() and len(raw) <= 18):
+        return None
+    membership = Membership.objects.select_related("team").filter(user=request.user, team_id=int(raw)).first()
+    if membership is None or membership.role in selectors.EDIT_ROLES:
+        return None
+    context = {"team": membership.team, "role": membership.role, "what": "add pipelines to it", "needs": "editor"}
+    return render(request, "teams/forbidden.html", {**context, "nav": "pipelines"}, status=403)
 
 
 def _svg(spec: PipelineSpec, **kwargs) -> str:
@@ -131,6 +146,8 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def pipeline_create(request: HttpRequest) -> HttpResponse:
+    if refused := _refuse_viewer_team(request):
+        return refused
     form = PipelineCreateForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -148,6 +165,8 @@ def pipeline_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def pipeline_import(request: HttpRequest) -> HttpResponse:
+    if refused := _refuse_viewer_team(request):
+        return refused
     form = PipelineImportForm(request.POST or None, request.FILES or None, user=request.user)
     problems: list[Problem] = []
     if request.method == "POST" and form.is_valid():
