@@ -144,6 +144,10 @@ INSTALLED_APPS = [
     "runs",
     "axes",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "pipelines_ui.api",
 ]
 
 MIDDLEWARE = [
@@ -206,6 +210,13 @@ RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": -1}}
 RQ = {"COMMIT_MODE": "on_db_commit"}
 # django-rq's dashboard, inside the admin at /admin/django_rq/dashboard/: staff only (the admin's login).
 RQ_SHOW_ADMIN_LINK = True
+
+# The API's per-token rate limits are counted in Redis, shared by every server process
+# (keys carry the instance: pipelines_ui/api/throttling.py).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -332,4 +343,34 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# ---- the REST API (design.md, REST API; pipelines_ui/api/) ---------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "pipelines_ui.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["pipelines_ui.api.throttling.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pipelines_ui.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Requests per token: "N/s", "N/min", "N/hour" or "N/day"; over it, 429 with Retry-After.
+STEPWISE_API_RATE = env_str("STEPWISE_API_RATE", "600/min")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stepwise API",
+    "DESCRIPTION": "Pipelines, runs, logs and outputs of a Stepwise instance. Authenticate with "
+    "`Authorization: Bearer <token>` (tokens: /account/tokens/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {"RunState": "runs.models.RunState", "StepState": "runs.models.StepState"},
 }

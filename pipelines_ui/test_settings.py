@@ -7,6 +7,7 @@ from pipelines_ui.settings import env_instance, env_str
 # A Redis database of the tests' own, so test jobs never land in a developer's queues.
 REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": -1}}
+CACHES = {**CACHES, "api": {**CACHES["api"], "LOCATION": REDIS_URL}}  # noqa: F405
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

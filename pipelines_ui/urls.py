@@ -8,6 +8,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("runs.urls")),
+    path("api/v1/", include("pipelines_ui.api.urls")),
+    path("", include("pipelines_ui.api.account_urls")),
     path("", include("pipelines_ui.authoring_urls")),
     path("", include("pipelines_ui.team_urls")),
     path("", include("pipelines_ui.template_urls")),

@@ -1,0 +1,1 @@
+"""The REST API (design.md, REST API): tokens, resources, the OpenAPI schema."""

@@ -1,0 +1,64 @@
+"""Every API error as `{"detail": ..., "errors": [{"file", "job", "field", "line", "message"}]}`."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from pipelines_ui.spec.model import Problem
+
+
+def problem_json(problem: Problem) -> dict:
+    return {
+        "file": problem.file or None,
+        "job": problem.job or None,
+        "field": problem.field or None,
+        "line": problem.line,
+        "message": problem.message,
+    }
+
+
+def field_error(field: str | None, message: str) -> dict:
+    return {"file": None, "job": None, "field": field, "line": None, "message": message}
+
+
+def field_problems(detail, prefix: str = "") -> list[dict]:
+    """DRF's nested validation detail flattened into problems naming the field."""
+    if isinstance(detail, dict):
+        out = []
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            out += field_problems(value, name)
+        return out
+    if isinstance(detail, list):
+        out = []
+        for index, value in enumerate(detail):
+            nested = isinstance(value, (dict, list))
+            out += field_problems(value, f"{prefix}.{index}" if nested and prefix else prefix)
+        return out
+    return [field_error(prefix or None, str(detail))]
+
+
+def error_response(detail: str, errors: list[dict] | None = None, *, status_code: int = 400, headers=None) -> Response:
+    body: dict = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return Response(body, status=status_code, headers=headers)
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, exceptions.ValidationError):
+        errors = field_problems(exc.detail)
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        return error_response(detail or "invalid request", errors, status_code=status.HTTP_400_BAD_REQUEST)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"])}
+    return response

@@ -1,0 +1,32 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from pipelines_ui.api import views
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    # The split view serves Swagger UI's start-up script as a file: the CSP forbids inline scripts.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+    path("teams/", views.TeamList.as_view(), name="api_teams"),
+    path("pipelines/", views.PipelineList.as_view(), name="api_pipelines"),
+    path("pipelines/<int:pipeline_id>/", views.PipelineDetail.as_view(), name="api_pipeline"),
+    path("pipelines/<int:pipeline_id>/versions/", views.VersionList.as_view(), name="api_versions"),
+    path("pipelines/<int:pipeline_id>/versions/<int:number>/", views.VersionDetail.as_view(), name="api_version"),
+    path(
+        "pipelines/<int:pipeline_id>/versions/<int:number>/export/",
+        views.VersionExport.as_view(),
+        name="api_version_export",
+    ),
+    path("pipelines/<int:pipeline_id>/runs/", views.PipelineRuns.as_view(), name="api_pipeline_runs"),
+    path("runs/", views.RunList.as_view(), name="api_runs"),
+    path("runs/<int:run_id>/", views.RunDetail.as_view(), name="api_run"),
+    path("runs/<int:run_id>/cancel/", views.RunCancel.as_view(), name="api_run_cancel"),
+    path("runs/<int:run_id>/rerun/", views.RunRerun.as_view(), name="api_run_rerun"),
+    path("runs/<int:run_id>/metrics/", views.RunMetrics.as_view(), name="api_run_metrics"),
+    path("runs/<int:run_id>/steps/<name:step_name>/log/", views.StepLog.as_view(), name="api_step_log"),
+    path(
+        "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/",
+        views.StepOutput.as_view(),
+        name="api_step_output",
+    ),
+]
