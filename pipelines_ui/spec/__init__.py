@@ -6,7 +6,7 @@ Pure Python, no Django: limits come in as parameters.
 from __future__ import annotations
 
 from .command import EnvRef, command_references, render_command, secret_env_var
-from .loader import load_pipeline, parse_text
+from .loader import ComponentLookupError, ComponentResolver, load_component, load_pipeline, parse_text
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -28,7 +28,7 @@ from .model import (
     code_key,
     data_key,
 )
-from .serialize import dump_folder, export_files, from_json, to_json, to_zip_bytes, yaml_files
+from .serialize import component_mapping, dump_folder, export_files, from_json, to_json, to_zip_bytes, yaml_files
 from .validate import validate_pipeline
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "OUTPUT_TYPES",
     "SECRET_TYPE",
     "Binding",
+    "ComponentLookupError",
+    "ComponentResolver",
     "DataPath",
     "EnvRef",
     "InputDecl",
@@ -52,10 +54,12 @@ __all__ = [
     "Step",
     "code_key",
     "command_references",
+    "component_mapping",
     "data_key",
     "dump_folder",
     "export_files",
     "from_json",
+    "load_component",
     "load_pipeline",
     "parse_text",
     "render_command",

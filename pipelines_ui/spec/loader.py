@@ -39,6 +39,11 @@ from .yaml_safe import LineDict, load_yaml, read_text
 
 ComponentResolver = Callable[[str, str | None], dict | None]
 
+
+class ComponentLookupError(LookupError):
+    """Raised by a ComponentResolver to say why a reference does not resolve (reported as given)."""
+
+
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
@@ -567,7 +572,11 @@ class _PipelineReader:
         if self.resolve_component is None:
             self.error(f"registered component '{ref}' cannot be resolved here", where, "component", job=step)
             return None
-        found = self.resolve_component(name, version)
+        try:
+            found = self.resolve_component(name, version)
+        except ComponentLookupError as exc:
+            self.error(str(exc), where, "component", job=step)
+            return None
         if not isinstance(found, dict):
             label = f"{name}:{version}" if version else f"{name}@latest"
             self.error(f"component '{label}' is not registered in Stepwise", where, "component", job=step)
@@ -887,3 +896,78 @@ class _PipelineReader:
                 declared = step.output_decls[name]
                 if declared == OutputDecl():
                     declared.type = p.outputs[ref.name].type
+
+
+# The job name a component is read under when it is loaded on its own (registration).
+_ALONE = "component"
+
+
+def load_component(
+    path: Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_files_bytes: int = MAX_FILES_BYTES,
+    root: Path | None = None,
+) -> tuple[Step, dict[str, bytes], list[Problem]]:
+    """A command component file on its own: (the step it makes, its code files by relative path, warnings).
+
+    Read and validated by the code that reads `component: ./x.yml` in a pipeline, so a
+    component that registers is one that a pipeline can use. Raises SpecError naming the
+    file and field of every problem.
+    """
+    path = Path(path)
+    filename = str(path)
+    reader = _PipelineReader(
+        filename=filename,
+        base_dir=path.parent,
+        root=root or path.parent,
+        known_computes=None,
+        resolve_component=None,
+        max_bytes=max_bytes,
+        max_files_bytes=max_files_bytes,
+    )
+    tree = load_yaml(read_text(path, filename=filename, max_bytes=max_bytes), filename=filename)
+    if not isinstance(tree, LineDict):
+        kind = "empty" if tree is None else f"a {type(tree).__name__}"
+        raise SpecError([Problem(f"expected a command component (a YAML mapping), found {kind}", file=filename)])
+    where = _Where(filename, tree)
+    comp = reader._component_dict(_ALONE, tree, where, base=path.parent, code_files=None)
+    if comp is not None:
+        step = Step(
+            name=_ALONE,
+            command=comp.command,
+            display_name=comp.display_name,
+            description=comp.description,
+            # As written: registration defaults a missing name or version itself.
+            component_name=_str_or_empty(tree.get("name")),
+            component_version=_str_or_empty(tree.get("version")),
+            input_decls=comp.input_decls,
+            output_decls=comp.output_decls,
+            has_code=comp.has_code,
+            environment=comp.environment,
+            is_deterministic=comp.is_deterministic,
+        )
+        # Bound to same-typed pipeline inputs, so validation checks the component, not a missing binding.
+        wrapper = Pipeline(name=_ALONE, files=reader.files)
+        for name, decl in step.input_decls.items():
+            step.inputs[name] = ParentInput(name)
+            wrapper.inputs[name] = InputDecl(type=decl.type, optional=True)
+        wrapper.jobs[_ALONE] = step
+        for problem in validate_pipeline(wrapper):
+            if problem.job != _ALONE:
+                continue  # the wrapper's own inputs: they repeat the component's
+            problem.job, problem.file = "", filename
+            problem.line = _line(tree, tuple(problem.field.split("."))) if problem.field else None
+            reader.problems.append(problem)
+        step.inputs = {}
+    for problem in reader.problems:
+        problem.job = ""
+    if comp is None or any(p.severity == "error" for p in reader.problems):
+        raise SpecError(reader.problems)
+    prefix = code_key(_ALONE) + "/"
+    files = {key[len(prefix) :]: data for key, data in reader.files.items() if key.startswith(prefix)}
+    return step, files, reader.problems
+
+
+def _str_or_empty(value: object) -> str:
+    return "" if value is None or isinstance(value, bool | dict | list) else str(value)

@@ -315,6 +315,14 @@ def _component_yaml(step: Step) -> dict:
     return c
 
 
+def component_mapping(step: Step) -> dict:
+    """The step as a command component's mapping, without `$schema` and `code` (a registered component's body)."""
+    c = _component_yaml(step)
+    c.pop("$schema", None)
+    c.pop("code", None)
+    return c
+
+
 def _pipeline_yaml(p: Pipeline) -> dict:
     doc: dict = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "name": p.name}
     for key in ("display_name", "description", "experiment_name"):
