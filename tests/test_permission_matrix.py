@@ -1,0 +1,493 @@
+"""The permission matrix: every URL pattern, for every role, gets the status written here.
+
+Roles: anonymous (signed out), outsider (charlie, admin of another team), and the three roles
+of team A (vera views, bob edits, alice administers). Each row names one URL pattern, one
+method, how to fill the URL in for an object of team A, the data to send, and the status each
+role gets; `LOGIN` means a redirect to the sign-in page. A refused request (login, 403, 404,
+405, 410) must leave every table as it was. Team A's pipeline name must never reach the outsider.
+
+A URL pattern without a row fails `test_every_url_pattern_has_a_row`: add rows for new URLs to
+ROWS below (one per method the view takes), with the statuses the design asks for (design.md,
+Sharing: viewer sees and downloads, editor also edits and runs, admin also manages members and
+deletes; another team's object is 404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.apps import apps
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from pipelines_ui import teams
+from pipelines_ui.api import tokens as api_tokens
+from pipelines_ui.models import Role, Team
+from runs import artifacts
+from runs.forms import FIELD_PREFIX
+from runs.models import Run, RunState, StepOutput, StepState, Worker
+from tests.conftest import make_user
+from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
+
+SECRET = "team-a-secret-pipeline"
+LOGIN = "login"
+PERSONAS = ("anonymous", "outsider", "viewer", "editor", "admin")
+# Not the project's own pages: the admin (walked as staff-only by test_access.py) and static files.
+EXCLUDED_PREFIXES = ("admin/", "static/")
+REFUSED = {LOGIN, 401, 403, 404, 405, 409, 410}
+
+
+@dataclass(frozen=True)
+class Expect:
+    anonymous: int | str
+    outsider: int | str
+    viewer: int | str
+    editor: int | str
+    admin: int | str
+
+    def for_(self, persona: str) -> int | str:
+        return getattr(self, persona)
+
+
+API_READ = Expect(401, 404, 200, 200, 200)  # the REST API, signed in with the browser session
+API_RUN = Expect(401, 404, 403, 201, 201)
+# The usual shapes.
+PAGE = Expect(LOGIN, 404, 200, 200, 200)  # a page of a team A object: members see it
+LIST = Expect(LOGIN, 200, 200, 200, 200)  # a list or form of the user's own teams
+EDIT = Expect(LOGIN, 404, 403, 302, 302)  # a change editors and admins may make
+ADMIN = Expect(LOGIN, 404, 403, 403, 302)  # a change only admins may make
+POST_ONLY = Expect(LOGIN, 405, 405, 405, 405)  # GET on a POST-only view
+
+
+def _no_args(w) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # the URL pattern's name
+    method: str  # "get" or "post"
+    expect: Expect
+    args: Callable[[SimpleNamespace], list] = _no_args
+    data: Callable[[SimpleNamespace], dict] = lambda w: {}
+    query: str = ""  # a query string, without the "?"
+    json: bool = False  # send `data` as a JSON body (the API's POSTs)
+    # Personas whose request, though answered like an allowed one, must change nothing either.
+    unchanged: frozenset[str] = frozenset()
+    variant: str = ""  # tells apart rows of the same name and method
+    why: str = ""  # when a status is not the usual one for its shape
+
+    @property
+    def id(self) -> str:
+        return "-".join(part for part in (self.name, self.method, self.variant or self.query) if part)
+
+
+def pipeline(w) -> list:
+    return [w.pipeline.pk]
+
+
+def run(w) -> list:
+    return [w.run.pk]
+
+
+def step(w) -> list:
+    return [w.pipeline.pk, "prep"]
+
+
+def version(w) -> list:
+    return [w.pipeline.pk, w.pipeline.latest_version.number]
+
+
+def run_step(w) -> list:
+    return [w.run.pk, "prep"]
+
+
+def team(w) -> list:
+    return [w.team.pk]
+
+
+def member(w) -> list:
+    return [w.team.pk, w.erin_membership.pk]
+
+
+def base(w) -> dict:
+    return {"base_version": w.pipeline.latest_version.number}
+
+
+ROWS: list[Row] = [
+    # ---- home and sign-in
+    Row("home", "get", Expect(302, 302, 302, 302, 302), why="a redirect to the pipelines list, for anyone"),
+    Row("login", "get", Expect(200, 200, 200, 200, 200)),
+    Row("login", "post", Expect(200, 200, 200, 200, 200), why="no credentials: the form again"),
+    Row("logout", "post", Expect(302, 302, 302, 302, 302)),
+    Row("logout", "get", Expect(405, 405, 405, 405, 405)),
+    # ---- pipelines: lists and creation
+    Row("pipeline_list", "get", LIST),
+    Row("pipeline_create", "get", LIST),
+    Row(
+        "pipeline_create",
+        "post",
+        Expect(LOGIN, 200, 403, 302, 302),
+        data=lambda w: {"team": w.team.pk, "name": "planted"},
+        why="an outsider's form refuses a team not theirs (200 with the error)",
+    ),
+    Row("pipeline_import", "get", LIST),
+    Row(
+        "pipeline_import",
+        "post",
+        Expect(LOGIN, 200, 403, 302, 302),
+        data=lambda w: {
+            "team": w.team.pk,
+            "name": "planted",
+            "file": SimpleUploadedFile("p.yml", PIPELINE_YAML.encode()),
+        },
+        why="an outsider's form refuses a team not theirs (200 with the error)",
+    ),
+    # ---- one pipeline
+    Row("pipeline_detail", "get", PAGE, pipeline),
+    Row("pipeline_settings", "get", POST_ONLY, pipeline),
+    Row(
+        "pipeline_settings",
+        "post",
+        Expect(LOGIN, 404, 403, 302, 302),
+        pipeline,
+        data=lambda w: {**base(w), "name": SECRET, "description": "new words"},
+    ),
+    Row("pipeline_interface", "post", Expect(LOGIN, 404, 403, 400, 400), pipeline, base, why="no formset data"),
+    Row("step_create", "get", Expect(LOGIN, 404, 403, 200, 200), pipeline),
+    Row("step_create", "post", Expect(LOGIN, 404, 403, 400, 400), pipeline, base, why="an empty step form"),
+    Row("step_edit", "get", PAGE, step, why="a viewer reads the step, the form disabled"),
+    Row("step_edit", "post", Expect(LOGIN, 404, 403, 400, 400), step, base, why="an empty step form"),
+    Row("step_delete", "post", Expect(LOGIN, 404, 403, 400, 400), step, why="no base version: nothing removed"),
+    Row("step_delete", "post", Expect(LOGIN, 404, 403, 302, 302), step, base, variant="with-base"),
+    Row("pipeline_versions", "get", PAGE, pipeline),
+    Row("version_detail", "get", PAGE, version),
+    Row("version_diff", "get", PAGE, version),
+    Row("version_restore", "post", Expect(LOGIN, 404, 403, 302, 302), version, base),
+    Row("pipeline_export", "get", PAGE, pipeline),
+    Row("pipeline_delete", "get", Expect(LOGIN, 404, 403, 403, 200), pipeline),
+    Row("pipeline_delete", "post", ADMIN, pipeline),
+    # ---- runs
+    Row("run_create", "get", Expect(LOGIN, 404, 403, 200, 200), lambda w: [w.pipeline.pk]),
+    Row("run_create", "post", EDIT, lambda w: [w.pipeline.pk], data=lambda w: {FIELD_PREFIX + "mode": "fast"}),
+    Row("run_list", "get", LIST),
+    Row("run_detail", "get", PAGE, run),
+    Row("run_parts", "get", PAGE, run),
+    Row(
+        "run_cancel",
+        "post",
+        EDIT,
+        run,
+        why="the run has finished: a message, nothing changes",
+        unchanged=frozenset(PERSONAS),
+    ),
+    Row("run_rerun", "post", EDIT, run, data=lambda w: {"mode": "all"}),
+    Row("run_step", "get", PAGE, run_step),
+    Row("step_log", "get", PAGE, run_step),
+    Row("step_log", "get", PAGE, run_step, query="download=1"),
+    Row("step_output", "get", PAGE, lambda w: [w.run.pk, "prep", "data"]),
+    # ---- workers: the install's, for staff and the admins of any team
+    Row("worker_list", "get", Expect(LOGIN, 200, 403, 403, 200)),
+    Row("worker_drain", "post", Expect(LOGIN, 302, 403, 403, 302), lambda w: [w.worker.pk]),
+    Row("worker_undrain", "post", Expect(LOGIN, 302, 403, 403, 302), lambda w: [w.worker.pk]),
+    # ---- teams
+    Row("team_list", "get", LIST),
+    Row("team_create", "get", LIST),
+    Row("team_create", "post", Expect(LOGIN, 302, 302, 302, 302), data=lambda w: {"name": "A new team"}),
+    Row("team_detail", "get", PAGE, team),
+    Row("team_member_add", "get", POST_ONLY, team),
+    Row(
+        "team_member_add",
+        "post",
+        ADMIN,
+        team,
+        data=lambda w: {"identifier": "dora", "role": Role.EDITOR},
+    ),
+    Row(
+        "team_member_add",
+        "post",
+        Expect(LOGIN, 404, 403, 403, 200),
+        team,
+        data=lambda w: {"identifier": "new@example.com", "role": Role.VIEWER},
+        variant="invite",
+        why="the invitation link is shown in this response, not after a redirect",
+    ),
+    Row("team_member_role", "post", ADMIN, member, data=lambda w: {"role": Role.EDITOR}),
+    Row("team_member_remove", "post", ADMIN, member),
+    Row(
+        "team_leave",
+        "post",
+        Expect(LOGIN, 404, 302, 302, 302),
+        team,
+        why="the last admin's refusal is a message",
+        unchanged=frozenset({"admin"}),
+    ),
+    Row("team_invitation_revoke", "post", ADMIN, lambda w: [w.team.pk, w.invitation.pk]),
+    Row(
+        "invitation_accept",
+        "get",
+        Expect(200, 200, 200, 200, 200),
+        lambda w: [w.token],
+        why="the link is its own credential: a sign-up form, or a Join button",
+    ),
+    Row(
+        "invitation_accept",
+        "post",
+        Expect(302, 302, 302, 302, 302),
+        lambda w: [w.token],
+        data=lambda w: {"username": "newbie", "password1": "a long passphrase", "password2": "a long passphrase"},
+        why="signs up, joins, or (a member) is told so",
+    ),
+]
+
+
+# The REST API through the browser session (tokens narrow these further: tests/api).
+ROWS += [
+    Row("api_schema", "get", Expect(200, 200, 200, 200, 200), why="the OpenAPI schema is public"),
+    Row("api_docs", "get", Expect(200, 200, 200, 200, 200)),
+    Row("api_teams", "get", Expect(401, 200, 200, 200, 200)),
+    Row("api_pipelines", "get", Expect(401, 200, 200, 200, 200)),
+    Row(
+        "api_pipelines",
+        "post",
+        Expect(401, 404, 403, 201, 201),
+        data=lambda w: {
+            "team": w.team.name,
+            "name": "planted",
+            "file": SimpleUploadedFile("p.yml", PIPELINE_YAML.encode()),
+        },
+    ),
+    Row("api_pipeline", "get", API_READ, pipeline),
+    Row("api_versions", "get", API_READ, pipeline),
+    Row("api_version", "get", API_READ, version),
+    Row("api_version_export", "get", API_READ, version),
+    Row("api_pipeline_runs", "post", API_RUN, pipeline, json=True),
+    Row("api_runs", "get", Expect(401, 200, 200, 200, 200)),
+    Row("api_run", "get", API_READ, run),
+    Row(
+        "api_run_cancel",
+        "post",
+        Expect(401, 404, 403, 409, 409),
+        run,
+        json=True,
+        why="the run has finished",
+        unchanged=frozenset(PERSONAS),
+    ),
+    Row("api_run_rerun", "post", API_RUN, run, json=True),
+    Row("api_run_metrics", "get", API_READ, run),
+    Row("api_step_log", "get", API_READ, run_step),
+    Row("api_step_output", "get", API_READ, lambda w: [w.run.pk, "prep", "data"]),
+    # ---- API tokens: the user's own, on their account page
+    Row("token_list", "get", LIST),
+    Row("token_list", "post", Expect(LOGIN, 302, 302, 302, 302), data=lambda w: {"name": "ci", "scopes": ["read"]}),
+    Row(
+        "token_revoke",
+        "post",
+        Expect(LOGIN, 302, 302, 302, 302),
+        lambda w: [w.api_token.pk],
+        why="alice's token: anyone else is told there is no such token",
+        unchanged=frozenset({"anonymous", "outsider", "viewer", "editor"}),
+    ),
+]
+
+
+# ---- the walk: every URL pattern has a row -------------------------------------------------
+
+
+def walk(patterns, prefix: str = ""):
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            yield route, pattern
+
+
+def project_patterns() -> dict[str, str]:
+    """URL name -> route, for every pattern outside the excluded prefixes."""
+    found = {}
+    for route, pattern in walk(get_resolver().url_patterns):
+        if route.startswith(EXCLUDED_PREFIXES):
+            continue
+        found[pattern.name or route] = route
+    return found
+
+
+def test_every_url_pattern_has_a_row():
+    patterns = project_patterns()
+    assert {"pipeline_detail", "run_detail", "team_detail", "invitation_accept"} <= patterns.keys()
+    covered = {row.name for row in ROWS}
+    missing = sorted(f"{name} ({route})" for name, route in patterns.items() if name not in covered)
+    assert not missing, f"URL patterns with no row in the permission matrix (add rows to ROWS): {missing}"
+    stale = sorted(covered - patterns.keys())
+    assert not stale, f"rows for URL patterns that no longer exist: {stale}"
+
+
+def test_row_ids_are_unique():
+    ids = [row.id for row in ROWS]
+    assert len(ids) == len(set(ids))
+
+
+# ---- team A's world ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(db, tmp_path, settings) -> SimpleNamespace:
+    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
+    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    team_a = Team.objects.create(name="Team A")
+    team_b = Team.objects.create(name="Team B")
+    alice = make_user("alice", team_a, Role.ADMIN)
+    w = SimpleNamespace(
+        team=team_a,
+        alice=alice,
+        bob=make_user("bob", team_a, Role.EDITOR),
+        vera=make_user("vera", team_a, Role.VIEWER),
+        erin=make_user("erin", team_a, Role.VIEWER),  # the member whose role an admin changes
+        charlie=make_user("charlie", team_b, Role.ADMIN),
+    )
+    make_user("dora")  # not in a team: added by name
+    w.erin_membership = team_a.memberships.get(user=w.erin)
+    w.pipeline = make_pipeline(team_a, alice, name=SECRET)
+    w.run = make_run(w.pipeline, alice)
+    Run.objects.filter(pk=w.run.pk).update(state=RunState.SUCCEEDED, finished_at=timezone.now())
+    step_run = set_step(w.run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n")
+    StepOutput.objects.create(step_run=step_run, name="data", artifact=artifacts.store_output(data, "uri_folder"))
+    now = timezone.now()
+    w.worker = Worker.objects.create(
+        name="host-a:1", host="host-a", pid=1, targets=["local"], started_at=now, heartbeat_at=now
+    )
+    invited = teams.invitation_create(
+        team=team_a, email="dana@example.com", role=Role.VIEWER, by=alice, accept_url=lambda token: token
+    )
+    w.invitation, w.token = invited.invitation, invited.link
+    w.api_token = api_tokens.token_create(user=alice, name="alice's", scopes=["read"]).token
+    return w
+
+
+def persona_user(w, persona: str):
+    return {"anonymous": None, "outsider": w.charlie, "viewer": w.vera, "editor": w.bob, "admin": w.alice}[persona]
+
+
+# Rows that sessions and sign-in bookkeeping may write to whatever the answer.
+UNTRACKED = {"sessions.Session", "axes.AccessAttempt", "axes.AccessLog", "axes.AccessFailureLog"}
+
+
+def database_snapshot() -> dict[str, list]:
+    return {
+        model._meta.label: list(model._default_manager.order_by("pk").values_list())
+        for model in apps.get_models()
+        if model._meta.managed and model._meta.label not in UNTRACKED
+    }
+
+
+def status_of(response) -> int | str:
+    if response.status_code == 302 and response["Location"].startswith(reverse("login") + "?"):
+        return LOGIN
+    return response.status_code
+
+
+def body_of(response) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_permission_matrix(world, row: Row, persona: str):
+    client = Client()
+    user = persona_user(world, persona)
+    if user is not None:
+        client.force_login(user)
+    url = reverse(row.name, args=row.args(world))
+    if row.query:
+        url += "?" + row.query
+    before = database_snapshot()
+    if row.json:
+        response = getattr(client, row.method)(url, row.data(world), content_type="application/json")
+    else:
+        response = getattr(client, row.method)(url, row.data(world))
+    expected = row.expect.for_(persona)
+    got = status_of(response)
+    assert got == expected, f"{row.method.upper()} {url} as {persona}: {got}, expected {expected}"
+    if expected in REFUSED or persona in row.unchanged:
+        assert database_snapshot() == before, f"a refused {row.method.upper()} {url} as {persona} changed data"
+    if persona == "outsider":
+        assert SECRET.encode() not in body_of(response), f"{url} shows team A's pipeline to an outsider"
+
+
+# ---- the run page's websocket -------------------------------------------------------------
+
+ORIGIN = (b"origin", b"http://testserver")
+WEBSOCKET = {"anonymous": False, "outsider": False, "viewer": True, "editor": True, "admin": True}
+
+
+def websocket_routes() -> list[str]:
+    from runs.routing import websocket_urlpatterns
+
+    return [route for route, _pattern in walk(websocket_urlpatterns)]
+
+
+def test_every_websocket_route_is_in_the_matrix():
+    assert websocket_routes() == ["ws/runs/<int:run_id>/"], "add the new websocket route to the matrix"
+
+
+async def _connects(path: str, headers) -> bool:
+    from pipelines_ui.asgi import application
+
+    comm = WebsocketCommunicator(application, path, headers=headers)
+    connected, _code = await comm.connect(timeout=5)
+    await comm.disconnect()
+    return connected
+
+
+def _run_async(fn, *args):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, fn(*args)).result(timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_websocket_follows_the_matrix(tmp_path, settings, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    team_a = Team.objects.create(name="Team A")
+    team_b = Team.objects.create(name="Team B")
+    users = {
+        "anonymous": None,
+        "outsider": make_user("charlie", team_b, Role.ADMIN),
+        "viewer": make_user("vera", team_a, Role.VIEWER),
+        "editor": make_user("bob", team_a, Role.EDITOR),
+        "admin": make_user("alice", team_a, Role.ADMIN),
+    }
+    with mock.patch("runs.orchestrator.run_advance"):
+        the_run = make_run(make_pipeline(team_a, users["admin"], name=SECRET), users["admin"])
+    got = {}
+    for persona, user in users.items():
+        headers = [ORIGIN]
+        if user is not None:
+            client = Client()
+            client.force_login(user)
+            headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+        got[persona] = _run_async(_connects, f"/ws/runs/{the_run.pk}/", headers)
+    assert got == WEBSOCKET
+
+
+def test_rows_cover_both_methods_of_views_that_take_both(db):
+    """A view that answers GET and POST has a row for each (checked on the rows' own names)."""
+    both = {"pipeline_create", "pipeline_import", "step_create", "step_edit", "run_create", "team_create"}
+    both |= {"invitation_accept", "pipeline_delete", "login"}
+    methods: dict[str, set[str]] = {}
+    for row in ROWS:
+        methods.setdefault(row.name, set()).add(row.method)
+    assert all(methods[name] == {"get", "post"} for name in both), {n: methods[n] for n in both}
