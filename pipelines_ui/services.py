@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import known_compute_names
@@ -148,6 +149,7 @@ def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) ->
     spec, _warnings = load_pipeline(
         Path(path),
         known_computes=known_compute_names(),
+        resolve_component=component_resolver(team),
         max_bytes=settings.STEPWISE_YAML_MAX_BYTES,
         max_files_bytes=settings.STEPWISE_UPLOAD_MAX_BYTES,
     )

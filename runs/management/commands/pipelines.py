@@ -12,12 +12,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
+from pipelines_ui.component_selectors import component_resolver
+from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Pipeline, Team
 from pipelines_ui.selectors import known_compute_names
 from pipelines_ui.services import pipeline_import, version_spec_with_files
 from pipelines_ui.spec import SECRET_TYPE, SpecError, dump_folder, load_pipeline
+from pipelines_ui.uploads import UploadError
 from runs import gc, services
 from runs.artifacts import ArtifactError, artifact_path
+from runs.management.component_cli import add_component_arguments, component_command
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
 from runs.specs import version_spec
 
@@ -35,6 +39,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         p = sub.add_parser("validate", help="check a pipeline YAML and list errors and warnings")
         p.add_argument("file")
+        p.add_argument("--team", help="resolve azureml: components as this team does (default: instance-wide ones)")
         p = sub.add_parser("import", help="import a pipeline YAML as a new pipeline or a new version")
         p.add_argument("file")
         p.add_argument("--team", help="team name (default: the user's only team)")
@@ -45,6 +50,7 @@ class Command(BaseCommand):
         p.add_argument("--version", type=int)
         p.add_argument("--team")
         p.add_argument("-o", "--output", default=".")
+        add_component_arguments(sub)
         p = sub.add_parser("cancel", help="cancel a queued or running run")
         p.add_argument("run_id", type=int)
         p = sub.add_parser("gc", help="remove artifacts that no run references")
@@ -107,24 +113,25 @@ class Command(BaseCommand):
             raise Invalid("several teams (or none): pass --team")
         return teams[0]
 
-    def _load(self, file: str):
+    def _load(self, file: str, team: Team | None = None):
         path = Path(file)
         if not path.is_file():
             raise Invalid(f"{file}: no such file")
-        return load_pipeline(path, known_computes=known_compute_names())
+        return load_pipeline(path, known_computes=known_compute_names(), resolve_component=component_resolver(team))
 
     # ---- actions --------------------------------------------------------------------
-    def do_validate(self, *, file: str, **_options) -> int:
-        pipeline, warnings = self._load(file)
+    def do_validate(self, *, file: str, team: str | None = None, **_options) -> int:
+        pipeline, warnings = self._load(file, self._team(team, None) if team else None)
         for problem in warnings:
             self.stderr.write(f"warning: {problem}")
         self.stdout.write(f"{file}: valid pipeline with {len(pipeline.jobs)} steps")
         return EXIT_OK
 
     def do_import(self, *, file: str, team: str | None, name: str | None, user: str | None, **_options) -> int:
-        self._load(file)  # validate first: nothing is half-imported
         author = self._user(user)
-        version = pipeline_import(team=self._team(team, author), path=Path(file), user=author, name=name)
+        chosen = self._team(team, author)
+        self._load(file, chosen)  # validate first: nothing is half-imported
+        version = pipeline_import(team=chosen, path=Path(file), user=author, name=name)
         self.stdout.write(f"imported {version.pipeline.name} version {version.number}")
         return EXIT_OK
 
@@ -143,6 +150,12 @@ class Command(BaseCommand):
         dump_folder(version_spec_with_files(chosen), dest)
         self.stdout.write(f"exported {name} version {chosen.number} to {dest}")
         return EXIT_OK
+
+    def do_component(self, *, component_action: str, **options) -> int:
+        try:
+            return component_command(self, component_action, **options)
+        except (ComponentError, UploadError) as exc:
+            raise Invalid(str(exc)) from None
 
     def do_cancel(self, *, run_id: int, **_options) -> int:
         run = Run.objects.filter(pk=run_id).first()
@@ -170,8 +183,9 @@ class Command(BaseCommand):
         author = self._user(options.get("user"))
         path = Path(target)
         if path.suffix in (".yml", ".yaml") or path.is_file():
-            self._load(target)
-            version = pipeline_import(team=self._team(options.get("team"), author), path=path, user=author)
+            chosen = self._team(options.get("team"), author)
+            self._load(target, chosen)
+            version = pipeline_import(team=chosen, path=path, user=author)
         else:
             pipeline = Pipeline.objects.filter(name=target).select_related("latest_version").first()
             if pipeline is None or pipeline.latest_version is None:
