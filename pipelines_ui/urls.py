@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("runs.urls")),
     path("api/v1/", include("pipelines_ui.api.urls")),
     path("", include("pipelines_ui.api.account_urls")),
+    path("", include("pipelines_ui.api.endpoint_urls")),
     path("", include("pipelines_ui.authoring_urls")),
     path("", include("pipelines_ui.team_urls")),
     path("", include("pipelines_ui.template_urls")),

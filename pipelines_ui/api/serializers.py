@@ -148,3 +148,42 @@ def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.S
 PipelinePage = page_of(PipelineSerializer, "PipelinePage")
 VersionPage = page_of(VersionSerializer, "VersionPage")
 RunPage = page_of(RunSummarySerializer, "RunPage")
+
+
+# ---- endpoints -------------------------------------------------------------------------
+
+
+class EndpointCreateSerializer(serializers.Serializer):
+    team = serializers.CharField(help_text="the team's name")
+    name = serializers.CharField(max_length=100, help_text="lowercase letters, digits, - and _")
+    pipeline = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="default: latest")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class EndpointSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.name")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    pipeline = serializers.IntegerField(source="pipeline_id")
+    default_version = serializers.IntegerField(source="default_version.number")
+    versions = serializers.SerializerMethodField()
+    runs_url = serializers.SerializerMethodField()
+
+    def get_versions(self, endpoint) -> list[int]:
+        return sorted(row.version.number for row in endpoint.versions.select_related("version"))
+
+    def get_runs_url(self, endpoint) -> str:
+        from urllib.parse import quote
+
+        path = f"/api/v1/endpoints/{quote(endpoint.team.name, safe='')}/{endpoint.name}/runs/"
+        return self.context["request"].build_absolute_uri(path)
+
+
+class EndpointRunSerializer(serializers.Serializer):
+    inputs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+
+
+EndpointPage = page_of(EndpointSerializer, "EndpointPage")

@@ -29,4 +29,8 @@ urlpatterns = [
         views.StepOutput.as_view(),
         name="api_step_output",
     ),
+    path("endpoints/", views.EndpointList.as_view(), name="api_endpoints"),
+    # The team's name is URL-encoded and may hold a "/" once decoded: `path` takes all but the last two parts.
+    path("endpoints/<path:team>/<name:name>/runs/", views.EndpointRuns.as_view(), name="api_endpoint_runs"),
+    path("endpoints/<path:team>/<name:name>/", views.EndpointDetail.as_view(), name="api_endpoint"),
 ]

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines_ui import services
-from pipelines_ui.api import access
+from pipelines_ui.api import access, endpoints
 from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
@@ -375,3 +375,115 @@ class RunMetrics(APIView):
             for m in rows
         ]
         return Response(s.MetricsSerializer({"metrics": metrics}).data)
+
+
+# ---- published endpoints ------------------------------------------------------------------
+
+
+def _endpoint(request, team: str, name: str, scope: str = Scope.READ):
+    endpoint = endpoints.endpoint_by_name(team_ids=access.visible_team_ids(request), team=team, name=name)
+    if endpoint is None:
+        raise Http404("No such endpoint")
+    access.require(request, endpoint.team_id, scope)
+    return endpoint
+
+
+def _endpoint_error(exc: endpoints.EndpointError) -> Response:
+    return error_response(str(exc), [field_error(exc.field, str(exc))])
+
+
+class EndpointList(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        responses={200: s.EndpointPage, **_errors(401, 403, 429)}, tags=["endpoints"], operation_id="endpoints_list"
+    )
+    def get(self, request):
+        access.require_scope(request, Scope.READ)
+        qs = endpoints.endpoints_visible(access.visible_team_ids(request)).order_by("team__name", "name")
+        return paginate(request, qs, s.EndpointSerializer)
+
+    @extend_schema(
+        request=s.EndpointCreateSerializer, responses={201: s.EndpointSerializer, **ERRORS}, tags=["endpoints"]
+    )
+    def post(self, request):
+        """Publish a pipeline version as an endpoint (team admins)."""
+        access.require_scope(request, Scope.ADMIN)
+        form = s.EndpointCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
+        if team is None:
+            raise Http404(f"No team named {data['team']!r}")
+        access.require(request, team, Scope.ADMIN)
+        pipeline = Pipeline.objects.filter(pk=data["pipeline"], team=team).select_related("latest_version").first()
+        if pipeline is None:
+            return error_response(
+                f"team {team.name} has no pipeline {data['pipeline']}",
+                [field_error("pipeline", f"team {team.name} has no pipeline {data['pipeline']}")],
+            )
+        try:
+            endpoint = endpoints.endpoint_create(
+                team=team,
+                name=data["name"],
+                pipeline=pipeline,
+                user=request.user,
+                version=data.get("version"),
+                description=data.get("description", ""),
+            )
+        except endpoints.EndpointError as exc:
+            return _endpoint_error(exc)
+        body = s.EndpointSerializer(endpoint, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class EndpointDetail(APIView):
+    @extend_schema(responses={200: s.EndpointSerializer, **READ_ERRORS}, tags=["endpoints"])
+    def get(self, request, team: str, name: str):
+        endpoint = _endpoint(request, team, name)
+        return Response(s.EndpointSerializer(endpoint, context={"request": request}).data)
+
+
+class EndpointRuns(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=s.EndpointRunSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                description="the same key within 24 h returns the first call's run (200) and starts nothing",
+            )
+        ],
+        responses={
+            201: s.RunSerializer,
+            200: OpenApiResponse(s.RunSerializer, description="an earlier call with this Idempotency-Key"),
+            **ERRORS,
+        },
+        tags=["endpoints"],
+    )
+    def post(self, request, team: str, name: str):
+        """Start a run of the endpoint's default version (or `version`, one of its versions)."""
+        endpoint = _endpoint(request, team, name, Scope.RUN)
+        form = s.EndpointRunSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            call = endpoints.endpoint_call(
+                endpoint=endpoint,
+                user=request.user,
+                inputs=data["inputs"],
+                version=data.get("version"),
+                token=access.token_of(request),
+                idempotency_key=request.headers.get("Idempotency-Key"),
+            )
+        except endpoints.EndpointError as exc:
+            return _endpoint_error(exc)
+        except RunInputError as exc:
+            return error_response(
+                "the run's inputs are invalid", [field_error(f"inputs.{k}", v) for k, v in exc.errors.items()]
+            )
+        run = Run.objects.select_related("pipeline", "version", "created_by").get(pk=call.run.pk)
+        return Response(run_json(request, run), status=status.HTTP_201_CREATED if call.created else status.HTTP_200_OK)
