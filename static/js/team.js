@@ -12,3 +12,9 @@ document.querySelectorAll("[data-copy]").forEach((button) => {
     }
   });
 });
+
+// Removing a member, revoking an invitation and leaving ask first.
+document.addEventListener("submit", (event) => {
+  const message = event.target.getAttribute("data-confirm");
+  if (message && !window.confirm(message)) event.preventDefault();
+});
