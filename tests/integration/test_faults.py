@@ -7,7 +7,6 @@ import os
 import signal
 import stat
 import subprocess
-import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -218,7 +217,6 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
     orphans = child_pids(victim.pid)  # the step's shell, and RQ's scheduler if this worker runs it
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    killed_at = time.monotonic()
 
     acted = tick_until(
         lambda: Transition.objects.filter(step_run=first, attempt=1, new=StepState.FAILED).exists(),
@@ -226,7 +224,6 @@ def test_sigkilled_worker_attempt_is_failed_retried_elsewhere_and_its_processes_
         message="the reconciler to fail the lost attempt",
         details=describe(run),
     )
-    assert time.monotonic() - killed_at < 60
     assert first.pk in acted["worker_lost"]
     lost = Transition.objects.get(step_run=first, attempt=1, new=StepState.FAILED)
     assert "worker lost" in lost.reason

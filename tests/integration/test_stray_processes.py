@@ -4,7 +4,7 @@ with setsid, or leaves behind a dead worker is killed, with real workers and rea
 from __future__ import annotations
 
 import signal
-import time
+from pathlib import Path
 
 import pytest
 from rq import Worker
@@ -16,6 +16,12 @@ from tests.integration.test_execution import log_text, steps_of, wait_run
 from tests.integration.test_faults import alive, start_run, start_sleeper
 
 pytestmark = pytest.mark.integration
+
+
+def pending_signals(pid: int) -> int:
+    """The signals sent to pid and not yet acted on (its own and its thread group's)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
 
 
 def one_step(command: str) -> str:
@@ -75,8 +81,9 @@ def test_a_new_worker_kills_what_a_dead_worker_left_on_its_host(workers, alice, 
     victim = workers.procs[0]
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    time.sleep(0.5)
-    assert alive(orphan), "nothing but the next worker should kill it (no reconciler runs here)"
+    # Reaped, the worker has been through its exit: anything tied to its death (a parent-death
+    # signal, a kill of its process group) has been sent by now, so it would be pending here.
+    assert alive(orphan) and not pending_signals(orphan), "only the next worker should kill it (no reconciler here)"
 
     workers.start(1)
     wait_for(lambda: not alive(orphan), timeout=20, message="the new worker to kill the orphan")

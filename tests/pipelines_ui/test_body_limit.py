@@ -287,10 +287,9 @@ def test_daphne_refuses_a_declared_length_over_the_limit_before_the_body(web):
             "/pipelines/import/",
             {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(10 * 1024**3)},
         )
-        began = time.monotonic()
         sock.sendall(head + b"--x\r\n")  # of 10 GiB, a few bytes: the rest is never sent
+        # Answered and closed with the body still owed: a server waiting for it would never close.
         response = read_response(sock)
-    assert time.monotonic() - began < 5
     assert response.startswith(b"HTTP/1.1 413 ")
     assert REFUSAL in response
 

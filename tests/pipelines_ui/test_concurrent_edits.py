@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -365,24 +366,44 @@ def _race(pipeline_pk: int, edits, monkeypatch) -> list[object]:
     from django.db import connection
 
     real_save = services.pipeline_save_version
+    idents: list[int] = []  # the racing threads
+    at_save: set[int] = set()  # those that reached the write, or finished
 
-    def slow_save(**kwargs):
-        # Widens the window between the check and the write: a save that checked outside
-        # the lock would now see the same latest version as its rival.
-        time.sleep(0.3)
+    def waiting_for_a_lock(ident: int) -> bool:
+        """Whether the thread is inside a database call that takes the pipeline's lock."""
+        frame = sys._current_frames().get(ident)
+        while frame is not None:
+            if "django/db/backends" in frame.f_code.co_filename:
+                sql = frame.f_locals.get("sql") or frame.f_locals.get("query")
+                if isinstance(sql, str) and ("FOR UPDATE" in sql or sql.startswith("BEGIN")):
+                    return True
+            frame = frame.f_back
+        return False
+
+    def save_when_the_rival_is_there(**kwargs):
+        # Holds the write until every rival has reached it too, or waits for the lock this one
+        # holds: a save that checked outside the lock would now see the same latest version as
+        # its rival. Waits on that condition, not on the clock.
+        at_save.add(threading.get_ident())
+        deadline = time.monotonic() + 30
+        while not all(t in at_save or waiting_for_a_lock(t) for t in idents):
+            assert time.monotonic() < deadline, "the rival save never reached the write nor the lock"
+            time.sleep(0.005)
         return real_save(**kwargs)
 
-    monkeypatch.setattr(services, "pipeline_save_version", slow_save)
+    monkeypatch.setattr(services, "pipeline_save_version", save_when_the_rival_is_there)
     barrier = threading.Barrier(len(edits))
     results: list[object] = [None] * len(edits)
 
     def run(i: int) -> None:
         try:
+            idents.append(threading.get_ident())
             barrier.wait()
             results[i] = edits[i](Pipeline.objects.get(pk=pipeline_pk))
         except BaseException as exc:  # noqa: BLE001 - the outcome under test
             results[i] = exc
         finally:
+            at_save.add(threading.get_ident())
             connection.close()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(edits))]
