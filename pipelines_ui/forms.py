@@ -589,10 +589,18 @@ class StepForms:
         *,
         spec: PipelineSpec,
         step: Step | None = None,
+        start_from: Step | None = None,
+        start_files: dict[str, bytes] | None = None,
     ):
+        """`start_from` (with `start_files`, its code) prefills a new step, e.g. from a registered component."""
         self.spec = spec
         self.original = step
+        self.start_from = start_from if step is None else None
+        self.start_files = dict(start_files or {}) if self.start_from else {}
         code_text, self.binary_files = _text_files(spec.step_files(step.name)) if step else ({}, {})
+        if self.start_from is not None:
+            code_text, self.binary_files = _text_files(self.start_files)
+            step = self.start_from
         if step is not None:
             initial = {
                 "name": step.name,
@@ -671,10 +679,11 @@ class StepForms:
     def to_step(self) -> Step:
         d = self.step_form.cleaned_data
         old = self.original
+        src = old or self.start_from  # where defaults and descriptions the form does not show come from
         input_decls: dict[str, InputDecl] = {}
         inputs: dict[str, object] = {}
         for row in self.inputs.live():
-            prev = old.input_decls.get(row["name"]) if old else None
+            prev = src.input_decls.get(row["name"]) if src else None
             keep = prev is not None and prev.type == row["type"]
             input_decls[row["name"]] = InputDecl(
                 type=row["type"],
@@ -688,13 +697,15 @@ class StepForms:
         output_decls: dict[str, OutputDecl] = {}
         outputs: dict[str, ParentOutputRef | None] = {}
         for row in self.outputs.live():
-            prev_out = old.output_decls.get(row["name"]) if old else None
+            prev_out = src.output_decls.get(row["name"]) if src else None
             output_decls[row["name"]] = OutputDecl(
                 type=row["type"], description=prev_out.description if prev_out else ""
             )
             if row["pipeline_output"]:
                 outputs[row["name"]] = ParentOutputRef(name=row["pipeline_output"])
         base = old if old is not None else Step(name=d["name"], command="")
+        if old is None and self.start_from is not None and self._still_the_component(d["command"]):
+            base = self.start_from  # the step remembers the component it was made from
         return replace(
             base,
             name=d["name"],
@@ -711,8 +722,13 @@ class StepForms:
             inputs=inputs,
             output_decls=output_decls,
             outputs=outputs,
-            component_name=base.component_name if old is not None else "",
+            component_name=base.component_name if old is not None or base is self.start_from else "",
+            component_version=base.component_version if old is not None or base is self.start_from else "",
         )
+
+    def _still_the_component(self, command: str) -> bool:
+        assert self.start_from is not None
+        return command == self.start_from.command and self.code_files() == self.start_files
 
     def code_files(self) -> dict[str, bytes]:
         uploaded = self.step_form.cleaned_data.get("code_zip")

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from pipelines_ui import selectors, services
+from pipelines_ui.component_selectors import component_code, component_for_user, component_step, components_visible_to
 from pipelines_ui.forms import (
     BaseVersionForm,
     InterfaceForms,
@@ -411,7 +412,7 @@ def _step_page(request: HttpRequest, pipeline: Pipeline, *, step_name: str | Non
         step = spec.jobs.get(step_name) if step_name is not None else None
         if step_name is not None and step is None:
             raise Http404("No such step")
-        page = StepForms(spec=spec, step=step)
+        page = StepForms(spec=spec, step=step, **_start_from(request, step_name))
         return _render_step_page(request, pipeline, spec=spec, step=step, page=page, base_version=base_number)
 
     base_form = BaseVersionForm(request.POST, pipeline=pipeline)
@@ -422,7 +423,7 @@ def _step_page(request: HttpRequest, pipeline: Pipeline, *, step_name: str | Non
     # The step as the form found it. A step missing there was removed or renamed by someone
     # else, and this is the deliberate second save the conflict message offered: it is added back.
     step = base_spec.jobs.get(step_name) if step_name is not None else None
-    page = StepForms(request.POST, request.FILES or None, spec=base_spec, step=step)
+    page = StepForms(request.POST, request.FILES or None, spec=base_spec, step=step, **_start_from(request, step_name))
     if not base_form.is_valid():
         page.is_valid()  # field errors show beside the missing base
         then = _check_and_resave(base_number)
@@ -466,6 +467,15 @@ def _step_page(request: HttpRequest, pipeline: Pipeline, *, step_name: str | Non
     return _render_step_page(request, pipeline, spec=spec, step=step, page=page, base_version=base_number, status=400)
 
 
+def _start_from(request: HttpRequest, step_name: str | None) -> dict:
+    """A new step's prefill from the registered component `?component=<id>` (or its hidden field)."""
+    raw = request.POST.get("component") if request.method == "POST" else request.GET.get("component")
+    component = component_for_user(request.user, raw) if step_name is None else None
+    if component is None:
+        return {}
+    return {"start_from": component_step(component), "start_files": component_code(component)}
+
+
 def _render_step_page(
     request: HttpRequest,
     pipeline: Pipeline,
@@ -494,6 +504,9 @@ def _render_step_page(
             # The step page's graph sits in a narrow column: top to bottom reads better there.
             "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB"),
             "current_dom_id": dom_id(step.name) if step else "",
+            "start_from": page.start_from,
+            "start_component_id": request.POST.get("component") or request.GET.get("component") or "",
+            "components": components_visible_to(request.user).order_by("name", "-created_at") if step is None else None,
             "nav": "pipelines",
             "tab": "editor",
             **_problems_context(page.problems),
