@@ -179,7 +179,7 @@ def test_viewer_can_look_but_not_edit(client, pipeline, viewer):
 def test_viewer_cannot_create_in_their_team(client, team, viewer):
     client.force_login(viewer)
     response = client.post(reverse("pipeline_create"), {"name": "x", "team": team.pk})
-    assert response.status_code == 200
+    assert response.status_code == 403
     assert not Pipeline.objects.exists()
 
 
