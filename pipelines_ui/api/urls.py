@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from pipelines_ui.api import views
@@ -30,7 +30,9 @@ urlpatterns = [
         name="api_step_output",
     ),
     path("endpoints/", views.EndpointList.as_view(), name="api_endpoints"),
-    # The team's name is URL-encoded and may hold a "/" once decoded: `path` takes all but the last two parts.
-    path("endpoints/<path:team>/<name:name>/runs/", views.EndpointRuns.as_view(), name="api_endpoint_runs"),
-    path("endpoints/<path:team>/<name:name>/", views.EndpointDetail.as_view(), name="api_endpoint"),
+    # {team}: the team's name, URL-encoded (team names hold no "/").
+    path("endpoints/<name:team>/<name:name>/runs/", views.EndpointRuns.as_view(), name="api_endpoint_runs"),
+    path("endpoints/<name:team>/<name:name>/", views.EndpointDetail.as_view(), name="api_endpoint"),
+    # Anything else under /api/v1/ is a JSON 404, not the site's HTML page.
+    re_path(r"^.*$", views.not_found),
 ]

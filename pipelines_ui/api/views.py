@@ -12,6 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -46,7 +47,7 @@ def _errors(*codes: int) -> dict:
 
 
 def _int_or_400(value: str | None, name: str) -> int | None:
-    if value in (None, ""):
+    if value is None:
         return None
     if not value.isdigit() or len(value) > 10:
         raise ValidationError({name: "a positive integer"})
@@ -120,6 +121,14 @@ def run_summary_json(request, run: Run) -> dict:
         "created_by": run.created_by.get_username() if run.created_by else None,
         "url": request.build_absolute_uri(run.get_absolute_url()),
     }
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])
+@permission_classes([])
+def not_found(request, *args, **kwargs):
+    return error_response("No such resource: see /api/v1/docs/", status_code=status.HTTP_404_NOT_FOUND)
 
 
 # ---- teams -------------------------------------------------------------------------------
@@ -282,7 +291,7 @@ class RunList(APIView):
     def get(self, request):
         access.require_scope(request, Scope.READ)
         pipeline_id = _int_or_400(request.query_params.get("pipeline"), "pipeline")
-        state = request.query_params.get("state") or None
+        state = request.query_params.get("state")
         if state is not None and state not in RunState.values:
             raise ValidationError({"state": f"one of {', '.join(RunState.values)}"})
         qs = Run.objects.filter(pipeline__team_id__in=access.visible_team_ids(request)).select_related(
