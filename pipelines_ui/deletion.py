@@ -3,7 +3,7 @@
 A run's rows (steps, logs kept in the database, metrics, transitions) mean nothing without its
 pipeline and version, so they are deleted too rather than protecting the pipeline forever. The
 artifacts its steps made are content-addressed and may be shared with other runs (reuse): they
-stay, and `manage.py gc` removes those nothing references any more. A pipeline with a run still
+stay, and `manage.py pipelines gc` removes those nothing references any more. A pipeline with a run still
 queued or running is refused: its worker would write rows for a run that no longer exists.
 """
 

@@ -277,9 +277,15 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pipeline_list"
 LOGOUT_REDIRECT_URL = "login"
 # Invitation emails. The console backend prints them where `make run` logs; set EMAIL_BACKEND
-# (and Django's EMAIL_HOST etc.) to send them for real. The test runner swaps in locmem.
+# (django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST...) to send them for real.
+# The test runner swaps in locmem.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "stepwise@localhost")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 
 # Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from
 # one address, that pair is locked out for AXES_COOLOFF_TIME, the right password included. The
