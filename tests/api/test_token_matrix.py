@@ -1,0 +1,200 @@
+"""Every API route against each scope and each role: the status design.md promises, and no
+change of state on a refused request."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+import pytest
+from django.urls import get_resolver
+from django.utils import timezone
+
+from pipelines_ui.api import endpoints
+from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall
+from pipelines_ui.api.tokens import digest
+from pipelines_ui.models import Pipeline, PipelineVersion
+from runs.models import Run
+from tests.api.conftest import bearer, token_for
+from tests.conftest import make_user
+from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("viewer", "editor", "admin")
+SCOPES = ("read", "run", "write", "admin")
+RANK = {"viewer": 0, "editor": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # the URL pattern's name
+    method: str
+    scope: str  # the scope it needs
+    role: str  # the least role it needs
+    ok: int  # the status when allowed
+    listing: bool = False  # a list: an outsider gets 200 and sees nothing, not 404
+
+
+ROUTES = [
+    Route("api_teams", "get", "read", "viewer", 200, listing=True),
+    Route("api_pipelines", "get", "read", "viewer", 200, listing=True),
+    Route("api_pipelines", "post", "write", "editor", 201),
+    Route("api_pipeline", "get", "read", "viewer", 200),
+    Route("api_versions", "get", "read", "viewer", 200),
+    Route("api_version", "get", "read", "viewer", 200),
+    Route("api_version_export", "get", "read", "viewer", 200),
+    Route("api_pipeline_runs", "post", "run", "editor", 201),
+    Route("api_runs", "get", "read", "viewer", 200, listing=True),
+    Route("api_run", "get", "read", "viewer", 200),
+    Route("api_run_cancel", "post", "run", "editor", 200),
+    Route("api_run_rerun", "post", "run", "editor", 201),
+    Route("api_run_metrics", "get", "read", "viewer", 200),
+    Route("api_step_log", "get", "read", "viewer", 200),
+    Route("api_step_output", "get", "read", "viewer", 404),  # the step has not run: no such output
+    Route("api_endpoints", "get", "read", "viewer", 200, listing=True),
+    Route("api_endpoints", "post", "admin", "admin", 201),
+    Route("api_endpoint", "get", "read", "viewer", 200),
+    Route("api_endpoint_runs", "post", "run", "editor", 201),
+]
+# Served to anyone: the schema and its docs.
+NOT_HERE = {"api_schema", "api_docs"}
+
+
+@dataclass
+class World:
+    team: object
+    pipeline: Pipeline
+    run: Run
+    endpoint: Endpoint
+
+    def url(self, route: Route) -> str:
+        team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
+        return {
+            "api_teams": "/api/v1/teams/",
+            "api_pipelines": "/api/v1/pipelines/",
+            "api_pipeline": f"/api/v1/pipelines/{p}/",
+            "api_versions": f"/api/v1/pipelines/{p}/versions/",
+            "api_version": f"/api/v1/pipelines/{p}/versions/1/",
+            "api_version_export": f"/api/v1/pipelines/{p}/versions/1/export/",
+            "api_pipeline_runs": f"/api/v1/pipelines/{p}/runs/",
+            "api_runs": "/api/v1/runs/",
+            "api_run": f"/api/v1/runs/{r}/",
+            "api_run_cancel": f"/api/v1/runs/{r}/cancel/",
+            "api_run_rerun": f"/api/v1/runs/{r}/rerun/",
+            "api_run_metrics": f"/api/v1/runs/{r}/metrics/",
+            "api_step_log": f"/api/v1/runs/{r}/steps/prep/log/",
+            "api_step_output": f"/api/v1/runs/{r}/steps/prep/outputs/data/",
+            "api_endpoints": "/api/v1/endpoints/",
+            "api_endpoint": f"/api/v1/endpoints/{team}/{self.endpoint.name}/",
+            "api_endpoint_runs": f"/api/v1/endpoints/{team}/{self.endpoint.name}/runs/",
+        }[route.name]
+
+    def body(self, route: Route):
+        if (route.name, route.method) == ("api_pipelines", "post"):
+            upload = io.BytesIO(PIPELINE_YAML.encode())
+            upload.name = "pipeline.yml"
+            return {"file": upload, "team": self.team.name, "name": "imported"}, "multipart"
+        if (route.name, route.method) == ("api_endpoints", "post"):
+            return {"team": self.team.name, "name": "second", "pipeline": self.pipeline.pk}, "json"
+        return {}, "json"
+
+
+def state() -> tuple:
+    return (
+        Pipeline.objects.count(),
+        PipelineVersion.objects.count(),
+        Run.objects.count(),
+        Run.objects.filter(cancel_requested=True).count(),
+        Endpoint.objects.count(),
+        EndpointCall.objects.count(),
+    )
+
+
+@pytest.fixture
+def world(team, alice) -> World:
+    pipeline = make_pipeline(team, alice)
+    run = make_run(pipeline, alice)
+    endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
+    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint)
+
+
+def call(client, route: Route, world: World):
+    data, fmt = world.body(route)
+    return getattr(client, route.method)(world.url(route), data, format=fmt)
+
+
+def test_the_matrix_covers_every_api_route():
+    api = next(p for p in get_resolver().url_patterns if str(p.pattern) == "api/v1/")
+    named = {p.name for p in api.url_patterns if p.name}
+    assert named - {r.name for r in ROUTES} - NOT_HERE == set(), "add a row to ROUTES for each new API route"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_with_every_scope(route, role, world, team):
+    user = make_user(f"u-{role}", team, role)
+    before = state()
+    response = call(bearer(token_for(user, *SCOPES)), route, world)
+    if RANK[role] >= RANK[route.role]:
+        assert response.status_code == route.ok, response.content
+    else:
+        assert response.status_code == 403, response.content
+        assert f"this needs {route.role}" in response.json()["detail"]
+        assert state() == before
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+@pytest.mark.parametrize("scope", SCOPES)
+def test_each_scope_for_an_admin(route, scope, world, team):
+    user = make_user("boss", team, "admin")
+    before = state()
+    response = call(bearer(token_for(user, scope)), route, world)
+    if scope == route.scope:
+        assert response.status_code == route.ok, response.content
+    else:
+        assert response.status_code == 403, response.content
+        assert f"'{route.scope}' scope" in response.json()["detail"]
+        assert state() == before
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+def test_another_team_s_objects_are_404(route, world, other_team):
+    outsider = make_user("outsider", other_team, "admin")
+    before = state()
+    response = call(bearer(token_for(outsider, *SCOPES)), route, world)
+    if route.listing:
+        assert response.status_code == 200
+        body = response.json()
+        results = body if isinstance(body, list) else body["results"]
+        assert all(item.get("team") in (None, other_team.name) for item in results)
+        assert world.team.name not in str(body)
+    elif (route.name, route.method) in (("api_pipelines", "post"), ("api_endpoints", "post")):
+        assert response.status_code == 404  # the team named in the body is not theirs
+    else:
+        assert response.status_code == 404, response.content
+    assert state() == before
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+@pytest.mark.parametrize("how", ["missing", "wrong", "expired", "revoked"])
+def test_no_valid_token_is_401(route, how, world, alice):
+    if how == "missing":
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+    elif how == "wrong":
+        client = bearer("swt_" + "x" * 43)
+    else:
+        secret = token_for(alice, *SCOPES)
+        field = {
+            "expired": {"expires_at": timezone.now() - timedelta(minutes=1)},
+            "revoked": {"revoked_at": timezone.now()},
+        }
+        ApiToken.objects.filter(token_sha256=digest(secret)).update(**field[how])
+        client = bearer(secret)
+    before = state()
+    assert call(client, route, world).status_code == 401
+    assert state() == before
