@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
@@ -209,6 +210,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
             "colors": STATE_COLORS,
             "states": {s.name: [s.state, s.attempt] for s in context["steps"]},
             "run_state": run.state,
+            "now": timezone.now().isoformat(),
         },
     )
     return render(request, "runs/run_detail.html", context)
@@ -221,7 +223,9 @@ def run_parts(request: HttpRequest, run_id: int) -> JsonResponse:
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     context = _run_context(request, run, request.GET.get("step") or None)
     html = {key: render_to_string(template, context, request=request) for key, template in RUN_PARTS.items()}
-    return JsonResponse({"run_state": run.state, "parts": html})
+    # The states these parts show: the page refreshes again while an event said something newer.
+    states = {s.name: [s.state, s.attempt] for s in context["steps"]}
+    return JsonResponse({"run_state": run.state, "states": states, "now": timezone.now().isoformat(), "parts": html})
 
 
 @login_required

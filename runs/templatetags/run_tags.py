@@ -68,3 +68,13 @@ def metric_value(value: float) -> str:
     if value == int(value) and abs(value) < 1e12:
         return str(int(value))
     return f"{value:.4g}"
+
+
+@register.simple_tag
+def live_elapsed(obj) -> str:
+    """The duration of a run or step run; while it runs, a span that the page's script ticks."""
+    started: datetime | None = getattr(obj, "started_at", None)
+    text = duration(elapsed(obj))
+    if started is None or getattr(obj, "finished_at", None) is not None:
+        return text
+    return format_html('<span class="live-elapsed" data-since="{}">{}</span>', started.isoformat(), text)

@@ -9,25 +9,28 @@
 
   var STEP_RANK = { pending: 0, queued: 1, running: 2, succeeded: 3, failed: 3, reused: 3, skipped: 3, canceled: 3 };
   var RUN_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 };
-  var BADGE = {
-    pending: "light", queued: "secondary", running: "primary", succeeded: "success",
-    failed: "danger", reused: "info", skipped: "warning", canceled: "dark"
-  };
   var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics"];
   var REFRESH_DEBOUNCE_MS = 250;
+  var REFRESH_RETRY_MAX_MS = 10000;
+  var TICK_MS = 1000;
   var ACTIVE_REFRESH_MS = 5000;
   var LOG_DOM_MAX = 5000;
   var LOG_PAGE = 500;
 
-  var steps = config.states || {};  // name -> [state, attempt]
+  var steps = config.states || {};  // name -> [state, attempt], as the parts on screen show them
   var runState = config.run_state;
+  // The newest state each event announced. The parts on screen are refreshed until they show at
+  // least this much: events can arrive in any order, twice, or before a refresh that read older rows.
+  var known = {};
+  Object.keys(steps).forEach(function (name) { known[name] = steps[name]; });
+  var knownRun = runState;
   var statusEl = document.getElementById("live-status");
 
   function isTerminalRun(state) { return RUN_RANK[state] === 2; }
 
   function setStatus(text) { if (statusEl) statusEl.textContent = text; }
 
-  // ---- node colours and badges -------------------------------------------------------
+  // ---- node colours ---------------------------------------------------------------------
 
   function paintNode(name, state) {
     var id = config.nodes[name];
@@ -43,35 +46,33 @@
     node.setAttribute("data-state", state);
   }
 
-  function paintBadge(badge, state) {
-    if (!badge) return;
-    badge.className = "badge badge-" + (BADGE[state] || "light") + " state-badge";
-    badge.setAttribute("data-state", state);
-    badge.textContent = state;
-  }
-
-  function rowFor(name) {
-    var rows = document.querySelectorAll("#part-steps tr[data-step]");
-    for (var i = 0; i < rows.length; i++) {
-      if (rows[i].getAttribute("data-step") === name) return rows[i];
-    }
-    return null;
-  }
-
   function isNewer(previous, state, attempt) {
     if (!previous) return true;
     if (attempt !== previous[1]) return attempt > previous[1];
     return (STEP_RANK[state] || 0) >= (STEP_RANK[previous[0]] || 0);
   }
 
+  function isStrictlyNewer(previous, current) {
+    if (!current) return false;
+    if (!previous) return true;
+    if (current[1] !== previous[1]) return current[1] > previous[1];
+    return (STEP_RANK[current[0]] || 0) > (STEP_RANK[previous[0]] || 0);
+  }
+
+  // Whether an event told of something newer than the parts on screen show.
+  function behind() {
+    if ((RUN_RANK[knownRun] || 0) > (RUN_RANK[runState] || 0)) return true;
+    return Object.keys(known).some(function (name) { return isStrictlyNewer(steps[name], known[name]); });
+  }
+
   function onStep(msg) {
     if (msg.run !== config.run || typeof msg.name !== "string") return;
-    // Events published while the socket joined can arrive after the snapshot: never go back.
-    if (!isNewer(steps[msg.name], msg.state, msg.attempt)) return;
-    steps[msg.name] = [msg.state, msg.attempt];
+    // Older or repeated events change nothing.
+    if (!isNewer(known[msg.name], msg.state, msg.attempt)) return;
+    known[msg.name] = [msg.state, msg.attempt];
+    // The node turns at once; everything else comes from the server's parts, so that the page
+    // never mixes a new badge with an old row (the refresh follows within a quarter second).
     paintNode(msg.name, msg.state);
-    var row = rowFor(msg.name);
-    if (row) paintBadge(row.querySelector(".step-state .badge"), msg.state);
     // Its last lines were sent before it ended: if that message was lost, nothing else would say so.
     if (msg.name === config.selected && STEP_RANK[msg.state] === 3) resync();
     scheduleRefresh();
@@ -79,11 +80,10 @@
 
   function onRun(msg) {
     if (msg.run !== config.run) return;
-    if ((RUN_RANK[msg.state] || 0) < (RUN_RANK[runState] || 0)) return;
-    var changed = msg.state !== runState;
-    runState = msg.state;
-    paintBadge(document.querySelector("#run-state .badge"), msg.state);
-    if (changed) scheduleRefresh();
+    if ((RUN_RANK[msg.state] || 0) < (RUN_RANK[knownRun] || 0)) return;
+    var changed = msg.state !== knownRun;
+    knownRun = msg.state;
+    if (changed || behind()) scheduleRefresh();
   }
 
   // ---- server-rendered parts -----------------------------------------------------------
@@ -91,13 +91,43 @@
   var refreshTimer = null;
   var refreshing = false;
   var refreshAgain = false;
+  var failures = 0;
 
-  function scheduleRefresh() {
+  function setSync(value) { document.body.setAttribute("data-sync", value); }
+
+  function scheduleRefresh(delay) {
+    setSync("pending");
     if (refreshTimer !== null) return;
     refreshTimer = window.setTimeout(function () {
       refreshTimer = null;
       refresh();
-    }, REFRESH_DEBOUNCE_MS);
+    }, delay || REFRESH_DEBOUNCE_MS);
+  }
+
+  // After a failed or stale refresh: again, backing off, until the page shows what the events said.
+  function retryLater() {
+    failures += 1;
+    scheduleRefresh(Math.min(REFRESH_RETRY_MAX_MS, REFRESH_DEBOUNCE_MS * Math.pow(2, failures)));
+  }
+
+  function applyParts(data) {
+    // These parts are our own templates' output (Django-escaped), never log text.
+    PARTS.forEach(function (key) {
+      var el = document.getElementById("part-" + key);
+      if (el && typeof data.parts[key] === "string") el.innerHTML = data.parts[key];
+    });
+    runState = data.run_state || runState;
+    if ((RUN_RANK[runState] || 0) > (RUN_RANK[knownRun] || 0)) knownRun = runState;
+    if (data.states) {
+      steps = data.states;
+      Object.keys(steps).forEach(function (name) {
+        if (isStrictlyNewer(known[name], steps[name]) || !known[name]) known[name] = steps[name];
+        // A node keeps the newest state known: a refresh that read older rows is followed by another.
+        paintNode(name, known[name][0]);
+      });
+    }
+    drawSparklines();
+    tickDurations();
   }
 
   function refresh() {
@@ -106,6 +136,7 @@
       return;
     }
     refreshing = true;
+    var failed = false;
     var url = config.parts + (config.selected ? "?step=" + encodeURIComponent(config.selected) : "");
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
@@ -113,25 +144,25 @@
         return response.json();
       })
       .then(function (data) {
-        // These parts are our own templates' output (Django-escaped), never log text.
-        PARTS.forEach(function (key) {
-          var el = document.getElementById("part-" + key);
-          if (el && typeof data.parts[key] === "string") el.innerHTML = data.parts[key];
-        });
-        runState = data.run_state || runState;
-        drawSparklines();
+        setServerNow(data.now);
+        applyParts(data);
       })
-      .catch(function () { /* the next event or the periodic refresh tries again */ })
+      .catch(function () { failed = true; })
       .then(function () {
         refreshing = false;
         if (refreshAgain) {
           refreshAgain = false;
           scheduleRefresh();
+        } else if (failed || behind()) {
+          retryLater();
+        } else {
+          failures = 0;
+          setSync("current");
         }
       });
   }
 
-  // Durations and the timeline grow while steps run.
+  // The timeline grows while steps run (durations tick in the page itself).
   window.setInterval(function () {
     if (!isTerminalRun(runState) && !document.hidden) scheduleRefresh();
   }, ACTIVE_REFRESH_MS);
@@ -341,8 +372,43 @@
 
   drawSparklines();
 
+  // ---- durations of what still runs ------------------------------------------------------
+  // Rendered by the server with the start time; ticked here against the server's clock.
+
+  var clockOffset = 0;  // server time - this browser's time, in milliseconds
+
+  function setServerNow(iso) {
+    var t = Date.parse(iso);
+    if (isFinite(t)) clockOffset = t - Date.now();
+  }
+
+  // The same text as runs.templatetags.run_tags.duration.
+  function formatDuration(seconds) {
+    seconds = Math.max(0, seconds);
+    if (seconds < 10) return seconds.toFixed(1) + "s";
+    var whole = Math.round(seconds);
+    var hours = Math.floor(whole / 3600), minutes = Math.floor((whole % 3600) / 60), secs = whole % 60;
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    if (hours) return hours + "h " + two(minutes) + "m";
+    if (minutes) return minutes + "m " + two(secs) + "s";
+    return secs + "s";
+  }
+
+  function tickDurations() {
+    var now = Date.now() + clockOffset;
+    var els = document.querySelectorAll("[data-since]");
+    Array.prototype.forEach.call(els, function (el) {
+      var since = Date.parse(el.getAttribute("data-since"));
+      if (isFinite(since)) el.textContent = formatDuration((now - since) / 1000);
+    });
+  }
+
+  setServerNow(config.now);
+  window.setInterval(function () { if (!document.hidden) tickDurations(); }, TICK_MS);
+
   // The graph is drawn once per version, uncoloured: paint the states this page was rendered with.
   Object.keys(steps).forEach(function (name) { paintNode(name, steps[name][0]); });
+  document.body.setAttribute("data-sync", "current");
 
   // ---- the socket ----------------------------------------------------------------------------
 
