@@ -401,3 +401,60 @@ def test_deleting_a_published_pipeline_deletes_its_template_and_keeps_the_clones
     assert not Template.objects.exists()
     clone.refresh_from_db()
     assert clone.origin is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(monkeypatch):
+    """The team's row lock serializes member changes: the second waits, then sees one admin left."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (select_for_update does nothing on SQLite)")
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    team = Team.objects.create(name="Pair")
+    ann = Membership.objects.create(team=team, user=make_user("ann"), role=Role.ADMIN)
+    ben = Membership.objects.create(team=team, user=make_user("ben"), role=Role.ADMIN)
+    checked, release = threading.Event(), threading.Event()
+    real_check = teams._other_admins
+
+    def slow_first_check(team, membership):
+        answer = real_check(team, membership)
+        if threading.current_thread().name == "first":
+            checked.set()
+            release.wait(30)
+        return answer
+
+    monkeypatch.setattr(teams, "_other_admins", slow_first_check)
+    outcomes: dict[str, str] = {}
+
+    def demote(name: str, membership: Membership) -> None:
+        try:
+            teams.member_change_role(membership=membership, role=Role.VIEWER)
+            outcomes[name] = "demoted"
+        except teams.TeamError:
+            outcomes[name] = "refused"
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=demote, args=("first", ann), name="first")
+    second = threading.Thread(target=demote, args=("second", ben), name="second")
+    first.start()
+    assert checked.wait(30)
+    second.start()
+    # The second waits for the first's lock on the team row (PostgreSQL says so), then goes on.
+    deadline = timezone.now() + timedelta(seconds=30)
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] >= 1:
+                break
+            assert timezone.now() < deadline, "the second change never waited for the first"
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert outcomes == {"first": "demoted", "second": "refused"}
+    assert list(team.memberships.filter(role=Role.ADMIN).values_list("user__username", flat=True)) == ["ben"]
