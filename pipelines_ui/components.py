@@ -136,7 +136,7 @@ def _register(
     *, team: Team, step: Step, files: dict[str, bytes], user, name: str, version: str, visibility: str
 ) -> Registered:
     name = (name or step.component_name).strip()
-    version = str(version or "").strip()
+    version = str(version or step.component_version or "").strip()
     if not name:
         raise ComponentError("the component has no name: add 'name:' to its YAML or give one")
     if not NAME.fullmatch(name):
