@@ -1,0 +1,84 @@
+"""`make run`'s setup on an empty var/: `migrate` then `stepwise_setup`, as the Makefile runs
+them, with the real settings (an SQLite file under STEPWISE_VAR, not the test database)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/pipeline.yml"))
+CREATED = re.compile(r"^Created the first user: (\S+) / (\S+)  \(shown once\)$", re.M)
+
+
+def make_run_env(var: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "STEPWISE_ADMIN_"))}
+    env.update(DJANGO_SETTINGS_MODULE="pipelines_ui.settings", STEPWISE_VAR=str(var), **extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def setup(env: dict[str, str]) -> str:
+    manage("migrate", "--noinput", env=env)
+    return manage("stepwise_setup", env=env).stdout
+
+
+def query(code: str, env: dict[str, str]) -> str:
+    # Its last line: Django 5.2's shell first says how many models it imported.
+    return manage("shell", "-c", code, env=env).stdout.strip().splitlines()[-1]
+
+
+def test_the_first_setup_prints_the_first_user_once_and_imports_the_examples_once(tmp_path):
+    var = tmp_path / "var"
+    env = make_run_env(var)
+    first = setup(env)
+    assert (var / "stepwise.sqlite3").is_file(), "the embedded database lives under var/"
+    (user, password), *more = CREATED.findall(first)
+    assert user == "admin" and not more
+    assert len(password) >= 12
+    for name in EXAMPLES:
+        assert f"imported example pipeline {name}" in first
+    # The printed password signs in.
+    signs_in = (
+        "from django.contrib.auth.models import User; "
+        f"print(User.objects.get(username='admin').check_password('{password}'))"
+    )
+    assert query(signs_in, env) == "True"
+    assert query("from pipelines_ui.models import Pipeline; print(Pipeline.objects.count())", env) == str(len(EXAMPLES))
+
+    second = setup(env)
+    assert "Created the first user" not in second and password not in second
+    assert "imported example" not in second
+    assert query("from pipelines_ui.models import Pipeline; print(Pipeline.objects.count())", env) == str(len(EXAMPLES))
+    assert query("from django.contrib.auth.models import User; print(User.objects.count())", env) == "1"
+
+
+def test_stepwise_admin_user_and_password_are_honoured_and_the_password_never_printed(tmp_path):
+    env = make_run_env(tmp_path / "var", STEPWISE_ADMIN_USER="ops", STEPWISE_ADMIN_PASSWORD="s3cret-Pass-for-ops")
+    out = setup(env)
+    assert "Created the first user: ops / (from STEPWISE_ADMIN_PASSWORD)  (shown once)" in out
+    assert "s3cret-Pass-for-ops" not in out
+    who = (
+        "from django.contrib.auth.models import User; u = User.objects.get(username='ops'); "
+        "print(u.check_password('s3cret-Pass-for-ops'), u.is_superuser, [m.team.name for m in u.memberships.all()])"
+    )
+    assert query(who, env) == "True True ['Default']"
+    assert (
+        query("from django.contrib.auth.models import User; print(User.objects.filter(username='admin').count())", env)
+        == "0"
+    )
