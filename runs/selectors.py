@@ -112,12 +112,12 @@ def run_list(*, user, pipeline_id: int | None = None, state: str | None = None) 
 
 
 def with_step_counts(runs: list[Run]) -> list[Run]:
-    """Attach `step_total` and `step_finished` to one page of runs, in one grouped query."""
+    """Attach `step_total` and `step_finished` (succeeded or reused) to one page of runs, in one grouped query."""
     counts = {
         row["run_id"]: row
         for row in StepRun.objects.filter(run_id__in=[r.pk for r in runs])
         .values("run_id")
-        .annotate(total=Count("id"), finished=Count("id", filter=Q(state__in=STEP_TERMINAL)))
+        .annotate(total=Count("id"), finished=Count("id", filter=Q(state__in=STEP_DONE)))
     }
     for run in runs:
         row = counts.get(run.pk, {})
@@ -195,13 +195,21 @@ class MetricSeries:
 
 @dataclass
 class Progress:
+    """`done` counts the steps that succeeded or were reused: a failed, canceled or skipped step
+    ended, but is not done, and the bar says so in its own colour."""
+
     total: int
-    finished: int
+    done: int
     counts: dict[str, int]
 
     @property
     def percent(self) -> int:
-        return round(100 * self.finished / self.total) if self.total else 0
+        return round(100 * self.done / self.total) if self.total else 0
+
+    def others(self) -> list[tuple[str, int]]:
+        """(state, count) of the steps that ended without being done, for the text beside the bar."""
+        wanted = (StepState.FAILED, StepState.CANCELED, StepState.SKIPPED)
+        return [(state.value, self.counts[state]) for state in wanted if self.counts.get(state)]
 
     def segments(self) -> list[tuple[str, float, int]]:
         """(kind, width %, count) for the stacked bar: done, failed, stopped, running."""
@@ -281,8 +289,8 @@ def progress(steps: list[StepRun]) -> Progress:
     counts: dict[str, int] = defaultdict(int)
     for step in steps:
         counts[step.state] += 1
-    finished = sum(n for state, n in counts.items() if state in STEP_TERMINAL)
-    return Progress(total=len(steps), finished=finished, counts=dict(counts))
+    done = sum(n for state, n in counts.items() if state in STEP_DONE)
+    return Progress(total=len(steps), done=done, counts=dict(counts))
 
 
 def timeline(run: Run, steps: list[StepRun], *, now: datetime | None = None) -> list[TimelineBar]:
@@ -374,9 +382,8 @@ def run_is_active(run: Run) -> bool:
 
 
 def run_can_retry_failed(run: Run, steps: list[StepRun]) -> bool:
-    return run.state in (RunState.FAILED, RunState.CANCELED) and any(
-        s.state in (StepState.FAILED, StepState.SKIPPED, StepState.CANCELED) for s in steps
-    )
+    """Only when a step failed: a canceled run with nothing failed offers Rerun alone."""
+    return run.state in (RunState.FAILED, RunState.CANCELED) and any(s.state == StepState.FAILED for s in steps)
 
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

@@ -1,0 +1,73 @@
+"""The run page says what happened: progress counts only done steps, actions fit the run's state."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from runs.models import Run, RunState, StepState
+from tests.runs.conftest import set_step
+
+pytestmark = pytest.mark.django_db
+
+
+def end_run(run: Run, state: str, **steps: str) -> None:
+    now = timezone.now()
+    for name, step_state in steps.items():
+        ran = step_state in (StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELED)
+        set_step(
+            run,
+            name,
+            state=step_state,
+            attempt=1 if ran else 0,
+            started_at=now - timedelta(seconds=5) if ran else None,
+            finished_at=now,
+            exit_code={StepState.SUCCEEDED: 0, StepState.FAILED: 1}.get(step_state),
+        )
+    Run.objects.filter(pk=run.pk).update(state=state, started_at=now - timedelta(seconds=6), finished_at=now)
+
+
+def progress_text(html: str) -> str:
+    text = re.search(r'<span[^>]*id="progress-text"[^>]*>([^<]*)</span>', html).group(1)
+    others = re.findall(r'class="[^"]*progress-other[^"]*" data-state="(\w+)">· (\d+)', html)
+    return " ".join([text, *(f"{n} {state}" for state, n in others)])
+
+
+def test_a_canceled_run_where_one_step_ran_is_not_three_of_three(run, client, alice):
+    end_run(run, RunState.CANCELED, prep=StepState.SUCCEEDED, train=StepState.CANCELED, report=StepState.SKIPPED)
+    client.force_login(alice)
+    html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert progress_text(html) == "1 / 3 steps 1 canceled 1 skipped"
+    assert "Retry failed steps" not in html
+    assert ">Rerun<" in html
+
+
+def test_a_failed_run_counts_its_failure_apart_and_offers_a_retry(run, client, alice):
+    end_run(run, RunState.FAILED, prep=StepState.SUCCEEDED, train=StepState.FAILED, report=StepState.SKIPPED)
+    client.force_login(alice)
+    html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert progress_text(html) == "1 / 3 steps 1 failed 1 skipped"
+    assert "Retry failed steps" in html
+
+
+def test_the_runs_list_counts_done_steps(run, client, alice):
+    end_run(run, RunState.CANCELED, prep=StepState.SUCCEEDED, train=StepState.CANCELED, report=StepState.SKIPPED)
+    client.force_login(alice)
+    html = client.get(reverse("run_list")).content.decode()
+    assert ">1/3<" in html
+
+
+def test_a_running_step_duration_is_rendered_to_tick(run, client, alice):
+    started = timezone.now() - timedelta(minutes=5)
+    set_step(run, "prep", state=StepState.RUNNING, attempt=1, started_at=started)
+    Run.objects.filter(pk=run.pk).update(state=RunState.RUNNING, started_at=started)
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[run.pk, "prep"])).content.decode()
+    # The row, the step panel and the header each carry the start for the page's script.
+    assert html.count(f'data-since="{started.isoformat()}"') == 3
+    config = client.get(reverse("run_parts", args=[run.pk]) + "?step=prep").json()
+    assert config["states"]["prep"] == ["running", 1]
