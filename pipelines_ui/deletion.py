@@ -1,20 +1,26 @@
-"""Deleting a pipeline: its versions, its runs' rows and its template go with it; files stay for the GC.
+"""Deleting a pipeline: its versions and whatever belongs to it go too; artifact files stay for the GC.
 
-A run's rows (steps, logs kept in the database, metrics, transitions) mean nothing without its
-pipeline and version, so they are deleted too rather than protecting the pipeline forever. The
-artifacts its steps made are content-addressed and may be shared with other runs (reuse): they
-stay, and `manage.py pipelines gc` removes those nothing references any more. A pipeline with a run still
-queued or running is refused: its worker would write rows for a run that no longer exists.
+What belongs to a pipeline is every row pointing at it with on_delete=CASCADE: its runs (with
+their steps, the log lines kept in the database, metrics, transitions), its template, its
+endpoints and schedules, its notifications. They are deleted first, then the pipeline with its
+versions: several of them protect the versions they ran or published (PROTECT), so deleting the
+pipeline alone would be refused. Found through the model graph, so a model added later that
+cascades from Pipeline is covered without a change here.
+
+The artifacts its steps made are content-addressed and may be shared with other runs (reuse):
+they stay, and `manage.py pipelines gc` removes those nothing references any more. A pipeline
+with a run still queued or running is refused: its worker would write rows for a run that no
+longer exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import ProtectedError, RestrictedError
 
-from pipelines_ui.models import Pipeline, Template
+from pipelines_ui.models import Pipeline, PipelineVersion, Template
 from runs.models import RUN_TERMINAL, Run
 
 
@@ -25,44 +31,61 @@ class PipelineDeleteError(Exception):
 @dataclass(frozen=True)
 class DeleteSummary:
     versions: int
-    runs: int
     active_runs: int
     template: Template | None
     template_clones: int
+    # (what, how many) for every kind of row that goes with the pipeline, runs first.
+    belongings: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _belongings(pipeline: Pipeline) -> list[models.QuerySet]:
+    """Querysets of the rows that cascade from the pipeline, other than its versions; runs first."""
+    querysets = []
+    for relation in Pipeline._meta.related_objects:
+        if relation.related_model is PipelineVersion or relation.on_delete is not models.CASCADE:
+            continue
+        querysets.append(relation.related_model._base_manager.filter(**{relation.field.name: pipeline}))
+    return sorted(querysets, key=lambda qs: qs.model is not Run)
 
 
 def pipeline_delete_summary(pipeline: Pipeline) -> DeleteSummary:
     """What deleting the pipeline takes with it, for the confirmation page."""
     template = Template.objects.filter(pipeline=pipeline).first()
     clones = Pipeline.objects.filter(origin__template=template).count() if template else 0
-    runs = Run.objects.filter(pipeline=pipeline)
+    belongings = []
+    for qs in _belongings(pipeline):
+        if qs.model is Template:
+            continue  # named on its own, with the clones that follow it
+        count = qs.count()
+        if count:
+            meta = qs.model._meta
+            belongings.append((str(meta.verbose_name if count == 1 else meta.verbose_name_plural), count))
     return DeleteSummary(
         versions=pipeline.versions.count(),
-        runs=runs.count(),
-        active_runs=runs.exclude(state__in=RUN_TERMINAL).count(),
+        active_runs=Run.objects.filter(pipeline=pipeline).exclude(state__in=RUN_TERMINAL).count(),
         template=template,
         template_clones=clones,
+        belongings=belongings,
     )
 
 
 @transaction.atomic
 def pipeline_delete(*, pipeline: Pipeline) -> None:
+    # The row lock makes a run started meanwhile wait for this transaction (its foreign key
+    # check), then fail, rather than slip in between the check below and the delete.
     locked = Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()
     if locked is None:
         return
     active = Run.objects.filter(pipeline=locked).exclude(state__in=RUN_TERMINAL).count()
     if active:
+        them, they, finish = ("them", "they", "finish") if active != 1 else ("it", "it", "finishes")
         raise PipelineDeleteError(
             f"{locked.name} has {active} run{'s' if active != 1 else ''} still queued or running:"
-            " cancel {0} or wait until {0} finish{1}, then delete the pipeline.".format(
-                "them" if active != 1 else "it", "" if active != 1 else "es"
-            )
+            f" cancel {them} or wait until {they} {finish}, then delete the pipeline."
         )
     try:
-        # The template first (its versions protect the pipeline's), then the runs (they protect
-        # the versions), then the pipeline with its versions.
-        Template.objects.filter(pipeline=locked).delete()
-        Run.objects.filter(pipeline=locked).delete()
+        for qs in _belongings(locked):
+            qs.delete()
         locked.delete()
     except (ProtectedError, RestrictedError) as exc:
         blocking = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())

@@ -458,3 +458,15 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(monkeypatch):
     second.join(30)
     assert outcomes == {"first": "demoted", "second": "refused"}
     assert list(team.memberships.filter(role=Role.ADMIN).values_list("user__username", flat=True)) == ["ben"]
+
+
+def test_deleting_a_pipeline_takes_its_endpoints_along(db, team, alice, finished_run):
+    from pipelines_ui.api import endpoints
+    from pipelines_ui.api.models import Endpoint
+
+    pipeline = finished_run.pipeline
+    endpoints.endpoint_create(team=team, name="demo", pipeline=pipeline, user=alice)
+    confirm = client_for(alice).get(reverse("pipeline_delete", args=[pipeline.pk])).content.decode()
+    assert "1 endpoint" in confirm and "1 run with its steps" in confirm
+    assert client_for(alice).post(reverse("pipeline_delete", args=[pipeline.pk])).status_code == 302
+    assert not Endpoint.objects.exists() and not Pipeline.objects.filter(pk=pipeline.pk).exists()
