@@ -43,9 +43,24 @@ def validate_identifier(value: str) -> None:
         raise ValidationError(f"'{value}' is not a valid name. {IDENTIFIER_HELP}")
 
 
+def _step_name_problem(value: str) -> str:
+    """What is wrong with a step name, in words (the field's help text already gives the rule)."""
+    if not value:
+        return "A step needs a name."
+    if value[0].isdigit():
+        return f"'{value}' starts with a digit."
+    if any(c.isupper() for c in value):
+        return f"'{value}' has upper-case letters: try '{value.lower()}'."
+    bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c == "_"))})
+    if bad:
+        shown = " ".join("space" if c == " " else repr(c) for c in bad)
+        return f"'{value}' has characters a step name cannot hold: {shown}."
+    return f"'{value}' is not a valid step name."
+
+
 def validate_step_name(value: str) -> None:
     if not JOB_NAME.fullmatch(value or ""):
-        raise ValidationError(f"'{value}' is not a valid step name. {STEP_NAME_HELP}")
+        raise ValidationError(_step_name_problem(value or ""))
     if value in RESERVED_STEP_NAMES:
         raise ValidationError(f"'{value}' is reserved; pick another name.")
 

@@ -48,7 +48,12 @@ def coerce_literal(decl: InputDecl, value: object) -> object:
     if value is None or not isinstance(value, str):
         return value
     if decl.type in ("integer", "number"):
-        number = int(value) if decl.type == "integer" else float(value)
+        try:
+            number = int(value.strip()) if decl.type == "integer" else float(value.strip())
+        except ValueError:
+            # Python's own text ("invalid literal for int() with base 10") means nothing to a user.
+            kind = "a whole number" if decl.type == "integer" else "a number"
+            raise ValueError(f"{value[:100]!r} is not {kind}") from None
         # Out of range or not finite: no database or JSON reader would hold it.
         if error := literal_error(number, decl.type):
             raise ValueError(error)

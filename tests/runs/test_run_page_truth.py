@@ -71,3 +71,35 @@ def test_a_running_step_duration_is_rendered_to_tick(run, client, alice):
     assert html.count(f'data-since="{started.isoformat()}"') == 3
     config = client.get(reverse("run_parts", args=[run.pk]) + "?step=prep").json()
     assert config["states"]["prep"] == ["running", 1]
+
+
+# ---- messages in words -----------------------------------------------------------------------
+
+
+def test_a_wrong_literal_is_named_in_words_not_pythons(pipeline, client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("run_create", args=[pipeline.pk]), {"in_epochs": "three", "in_rate": "fast"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "invalid literal" not in html and "could not convert" not in html
+    assert "&#x27;three&#x27; is not a whole number" in html
+    assert "&#x27;fast&#x27; is not a number" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Train", "'Train' has upper-case letters: try 'train'."),
+        ("1st", "'1st' starts with a digit."),
+        ("pre-process data", "'pre-process data' has characters a step name cannot hold: space '-'."),
+    ],
+)
+def test_a_step_name_error_says_what_is_wrong_once(name, message):
+    from django.core.exceptions import ValidationError
+
+    from pipelines_ui.forms import STEP_NAME_HELP, validate_step_name
+
+    with pytest.raises(ValidationError) as caught:
+        validate_step_name(name)
+    assert caught.value.messages == [message]
+    assert STEP_NAME_HELP not in message
