@@ -30,7 +30,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from pipelines_ui import teams
+from pipelines_ui import components, teams
+from pipelines_ui.api import endpoints
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.models import Role, Team
 from runs import artifacts
@@ -82,6 +83,7 @@ class Row:
     data: Callable[[SimpleNamespace], dict] = lambda w: {}
     query: str = ""  # a query string, without the "?"
     json: bool = False  # send `data` as a JSON body (the API's POSTs)
+    path: str = ""  # for a pattern without a name (its route is then the row's name): the URL to ask
     # Personas whose request, though answered like an allowed one, must change nothing either.
     unchanged: frozenset[str] = frozenset()
     variant: str = ""  # tells apart rows of the same name and method
@@ -301,6 +303,54 @@ ROWS += [
 ]
 
 
+# Registered components (the library) and published endpoints' pages.
+ROWS += [
+    Row("component_list", "get", LIST),
+    Row("component_register", "get", LIST),
+    Row(
+        "component_register",
+        "post",
+        Expect(LOGIN, 400, 403, 400, 400),
+        data=lambda w: {"team": w.team.pk, "name": "planted"},
+        why="no file: the form again; an outsider's form refuses a team not theirs",
+    ),
+    Row("component_detail", "get", PAGE, lambda w: [w.component.pk], why="a team-visible component"),
+    Row("component_register_step", "get", Expect(LOGIN, 404, 403, 200, 200), step),
+    Row(
+        "component_register_step",
+        "post",
+        Expect(LOGIN, 404, 403, 302, 302),
+        step,
+        data=lambda w: {"name": "prep-again", "version": "", "visibility": "team"},
+    ),
+    Row("endpoint_list", "get", LIST),
+    Row("endpoint_detail", "get", PAGE, lambda w: [w.endpoint.pk]),
+    Row("endpoint_create", "get", Expect(LOGIN, 404, 403, 403, 200), pipeline),
+    Row("endpoint_create", "post", ADMIN, pipeline, data=lambda w: {"name": "second", "version": 1}),
+    Row(
+        "endpoint_add_version",
+        "post",
+        ADMIN,
+        lambda w: [w.endpoint.pk],
+        data=lambda w: {"version": 1},
+        why="v1 is already there: a message",
+    ),
+    Row("endpoint_set_default", "post", ADMIN, lambda w: [w.endpoint.pk], data=lambda w: {"version": 1}),
+    # The API's endpoints (team by name) and its JSON 404 for any other /api/v1/ path.
+    Row("api_endpoints", "get", Expect(401, 200, 200, 200, 200)),
+    Row(
+        "api_endpoints",
+        "post",
+        Expect(401, 404, 403, 403, 201),
+        json=True,
+        data=lambda w: {"team": w.team.name, "name": "second", "pipeline": w.pipeline.pk},
+    ),
+    Row("api_endpoint", "get", API_READ, lambda w: [w.team.name, w.endpoint.name]),
+    Row("api_endpoint_runs", "post", API_RUN, lambda w: [w.team.name, w.endpoint.name], json=True),
+    Row("api/v1/^.*$", "get", Expect(404, 404, 404, 404, 404), path="/api/v1/no-such-thing/"),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -375,6 +425,10 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     )
     w.invitation, w.token = invited.invitation, invited.link
     w.api_token = api_tokens.token_create(user=alice, name="alice's", scopes=["read"]).token
+    w.component = components.component_register_step(
+        team=team_a, version=w.pipeline.latest_version, step_name="prep", user=alice, name="prep", component_version="1"
+    ).component
+    w.endpoint = endpoints.endpoint_create(team=team_a, name="demo", pipeline=w.pipeline, user=alice)
     return w
 
 
@@ -411,7 +465,7 @@ def test_permission_matrix(world, row: Row, persona: str):
     user = persona_user(world, persona)
     if user is not None:
         client.force_login(user)
-    url = reverse(row.name, args=row.args(world))
+    url = row.path or reverse(row.name, args=row.args(world))
     if row.query:
         url += "?" + row.query
     before = database_snapshot()
