@@ -211,14 +211,111 @@ def test_outsiders_get_404_and_change_nothing(db, objects, team, charlie, route,
     assert snapshot(team) == before
 
 
+# What a member of the objects' team gets from each route: the GET's status, the POST's status
+# (without a form: 400 where a form is required, 405 where the route takes no POST), and what the
+# first of them that is not a 405 must show: a piece of its page, its content type for downloads
+# and JSON, or where it redirects. The POST follows the GET: it may change (or delete) the objects
+# the URL names.
+MEMBER_SEES: dict[str, tuple[int, int, str]] = {
+    "run_create": (200, 200, "Run alice-secret-pipeline"),
+    "run_list": (200, 405, SECRET),
+    "run_detail": (200, 405, "Run #1"),
+    "run_parts": (200, 405, "application/json"),
+    "run_cancel": (405, 302, "/runs/1/"),
+    "run_rerun": (405, 302, "/runs/2/"),
+    "run_step": (200, 405, SECRET),
+    "step_log": (200, 405, "application/json"),
+    "step_output": (200, 405, "application/zip"),
+    "worker_list": (200, 405, "host-a"),
+    "worker_drain": (405, 302, "/workers/"),
+    "worker_undrain": (405, 302, "/workers/"),
+    "api_schema": (200, 405, "application/vnd.oai.openapi"),
+    "api_docs": (200, 405, "Stepwise API"),
+    "api_teams": (200, 405, "Data Science"),
+    "api_pipelines": (200, 400, SECRET),
+    "api_pipeline": (200, 405, SECRET),
+    "api_versions": (200, 405, "application/json"),
+    "api_version": (200, 405, "application/json"),
+    "api_version_export": (200, 405, "application/zip"),
+    "api_pipeline_runs": (405, 415, ""),
+    "api_runs": (200, 405, "application/json"),
+    "api_run": (200, 405, "application/json"),
+    "api_run_cancel": (405, 200, ""),
+    "api_run_rerun": (405, 415, ""),
+    "api_run_metrics": (200, 405, "application/json"),
+    "api_step_log": (200, 405, "application/json"),
+    "api_step_output": (200, 405, "application/zip"),
+    "api_endpoints": (200, 415, "application/json"),
+    "token_list": (200, 200, "API tokens"),
+    "endpoint_list": (200, 200, "Published endpoints"),
+    "endpoint_create": (200, 200, "Publish alice-secret-pipeline as an endpoint"),
+    "pipeline_list": (200, 200, SECRET),
+    "pipeline_create": (200, 200, "New pipeline"),
+    "pipeline_import": (200, 200, "Import a pipeline YAML"),
+    "pipeline_detail": (200, 200, SECRET),
+    "pipeline_settings": (405, 400, ""),
+    "pipeline_interface": (405, 400, ""),
+    "step_create": (200, 400, "New step"),
+    "step_edit": (200, 400, "prep"),
+    "step_delete": (405, 400, ""),
+    "pipeline_versions": (200, 200, SECRET),
+    "version_detail": (200, 200, SECRET),
+    "version_diff": (200, 200, "Compare v1"),
+    "version_restore": (405, 400, ""),
+    "pipeline_export": (200, 200, "application/zip"),
+    "team_list": (200, 200, "Data Science"),
+    "team_create": (200, 200, "New team"),
+    "team_detail": (200, 200, "Data Science"),
+    "team_member_add": (405, 400, ""),
+    "team_member_role": (405, 302, "/teams/1/"),
+    "team_member_remove": (405, 302, "/teams/1/"),
+    "team_leave": (405, 302, "/teams/1/"),
+    "team_invitation_revoke": (405, 302, "/teams/1/"),
+    "invitation_accept": (200, 302, "Join Data Science"),
+    "pipeline_delete": (200, 409, "Delete alice-secret-pipeline"),
+    "component_list": (200, 200, "Components"),
+    "component_register": (200, 400, "Register a command component"),
+    "component_register_step": (200, 400, "as a component"),
+    "home": (302, 302, "/pipelines/"),
+}
+
+
+def _shows(response, expected: str) -> bool:
+    if response.status_code in (301, 302):
+        return response["Location"] == expected
+    if expected.startswith("application/"):
+        return response["Content-Type"].startswith(expected)
+    return expected in response.content.decode(errors="replace")
+
+
 @pytest.mark.parametrize(("route", "name"), ROUTES, ids=[r or "home" for r, _ in ROUTES])
 def test_members_get_the_page(db, objects, alice, route, name):
     url = fill(route, objects)
     client = client_for(alice)
-    # GET first: a POST may change (or delete) the objects the URL names.
-    for method in (client.get, client.post):
-        response = method(url)
-        assert response.status_code not in (404, 500), (method.__name__, url, response.status_code)
+    if name not in MEMBER_SEES:
+        # A route added since this table was written: at least no refusal and no error.
+        for method in (client.get, client.post):
+            response = method(url)
+            assert response.status_code not in (404, 500), (method.__name__, url, response.status_code)
+        return
+    get_status, post_status, shows = MEMBER_SEES[name]
+    got = client.get(url)
+    assert got.status_code == get_status, (url, got.status_code)
+    posted = client.post(url)
+    assert posted.status_code == post_status, (url, posted.status_code)
+    if shows:
+        assert _shows(got if get_status != 405 else posted, shows), (url, shows)
+
+
+def test_members_see_the_objects_of_their_team_and_not_those_of_others(db, objects, alice):
+    other = make_user("dora")
+    elsewhere = teams.team_create(name="Elsewhere", user=other)
+    make_pipeline(elsewhere, other, name="dora-private-pipeline")
+    client = client_for(alice)
+    for url in (reverse("pipeline_list"), reverse("run_list")):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert SECRET in page.content.decode() and "dora-private-pipeline" not in page.content.decode()
 
 
 # ---- the admin and the RQ dashboard: staff only ---------------------------------------------
