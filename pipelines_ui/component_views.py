@@ -63,9 +63,9 @@ def _file_rows(component, shown: str) -> tuple[list[dict], dict | None]:
 
 
 @login_required
-def component_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def component_detail(request: HttpRequest, component_id: int) -> HttpResponse:
     visible = cs.components_visible_to(request.user)
-    component = get_object_or_404(visible, pk=pk)
+    component = get_object_or_404(visible, pk=component_id)
     shown = request.GET.get("file", "")
     files, current = _file_rows(component, shown)
     if shown and current is None:
@@ -132,7 +132,7 @@ def component_register(request: HttpRequest) -> HttpResponse:
             else:
                 done = messages.success if registered.created else messages.info
                 done(request, registered.message[:1].upper() + registered.message[1:] + ".")
-                return redirect("component_detail", pk=registered.component.pk)
+                return redirect("component_detail", component_id=registered.component.pk)
     return render(
         request,
         "components/component_register.html",
@@ -177,7 +177,7 @@ def component_register_step(request: HttpRequest, pk: int, name: str) -> HttpRes
             else:
                 done = messages.success if registered.created else messages.info
                 done(request, registered.message[:1].upper() + registered.message[1:] + ".")
-                return redirect("component_detail", pk=registered.component.pk)
+                return redirect("component_detail", component_id=registered.component.pk)
     return render(
         request,
         "components/component_register_step.html",
