@@ -261,10 +261,43 @@ def reused100(ctx: Context) -> list[Result]:
 # ---- 8: load ---------------------------------------------------------------------------------------
 
 
+def repeated(rounds: list[list[Result]]) -> list[Result]:
+    """Rounds of the same rows as one row each: the median, every sample, the spread (min, max);
+    a target is met only when it was met in every round."""
+    merged = []
+    for rows in zip(*rounds, strict=True):
+        first = rows[0]
+        values = [r.value for r in rows]
+        floors = [r.floor for r in rows if r.floor is not None]
+        judged = [r.ok for r in rows if r.ok is not None]
+        merged.append(
+            Result(
+                first.figure,
+                first.label,
+                median(values),
+                first.unit,
+                floor=median(floors) if floors else None,
+                target=first.target,
+                ok=all(judged) if judged else None,
+                samples=values,
+                details={
+                    "rounds": len(rows),
+                    "spread": [min(values), max(values)],
+                    "per_round": [r.details for r in rows],
+                },
+            )
+        )
+    return merged
+
+
 def load(ctx: Context) -> list[Result]:
+    return repeated([_load_once(ctx, n) for n in range(ctx.repeats(3, 2))])
+
+
+def _load_once(ctx: Context, round_no: int) -> list[Result]:
     runs_n, steps_n = 50, 10
     workers = ctx.stack.count if ctx.stack else 2
-    version = create_pipeline(ctx, pipelines.chain("load10", steps_n))
+    version = create_pipeline(ctx, pipelines.chain(f"load10_r{round_no}", steps_n))
     floor = pool_floor(runs_n * steps_n, workers=workers, root_and_join=False)
     submit_started = time.perf_counter()
     run_ids = [services.run_create(version=version, user=ctx.user, force_rerun=True).pk for _ in range(runs_n)]
@@ -338,12 +371,12 @@ def _running(run_id: int, name: str) -> StepRun | None:
     return StepRun.objects.filter(run_id=run_id, name=name, state=StepState.RUNNING).first()
 
 
-def _recover_from_a_dead_worker(ctx: Context) -> list[Result]:
+def _recover_from_a_dead_worker(ctx: Context, round_no: int) -> list[Result]:
     """SIGKILL the worker of a running step; the reconciler (every 5 s, heartbeat limit 15 s)
     fails the attempt as "worker lost" and the retry runs on the other worker."""
     sleeper = pipelines.step("sleeper", command="sleep 4")
     sleeper.max_retries = 1
-    version = create_pipeline(ctx, pipelines.pipeline_of("recovery_worker", [sleeper]))
+    version = create_pipeline(ctx, pipelines.pipeline_of(f"recovery_worker_r{round_no}", [sleeper]))
     run = services.run_create(version=version, user=ctx.user, force_rerun=True)
     step = wait_until(lambda: _running(run.pk, "sleeper"), timeout=60, what="the step to start")
     victim = _worker_of(step, ctx.stack)
@@ -374,7 +407,7 @@ def _recover_from_a_dead_worker(ctx: Context) -> list[Result]:
     ]
 
 
-def _recover_from_an_emptied_redis(ctx: Context) -> list[Result]:
+def _recover_from_an_emptied_redis(ctx: Context, round_no: int) -> list[Result]:
     """Restart Redis empty while a step runs and five wait in the queue; the run started from
     the CLI, by workers and a reconciler on a private redis-server, still completes."""
     from redis import Redis
@@ -394,16 +427,15 @@ def _recover_from_an_emptied_redis(ctx: Context) -> list[Result]:
         private.start()
         first = pipelines.step("a_first", command="sleep 3")
         rest = [pipelines.step("after", ["a_first"])] + [pipelines.step(f"x{i}") for i in range(4)]
-        create_pipeline(ctx, pipelines.pipeline_of("recovery_redis", [first, *rest]))
-        manage = [sys.executable, str(ROOT / "manage.py"), "pipelines", "run", "recovery_redis"]
+        name = f"recovery_redis_r{round_no}"
+        create_pipeline(ctx, pipelines.pipeline_of(name, [first, *rest]))
+        manage = [sys.executable, str(ROOT / "manage.py"), "pipelines", "run", name]
         cli = ctx.procs.start(
             [*manage, "--team", ctx.team.name, "--user", ctx.user.username, "--force-rerun", "--json"],
             log_name="recovery-cli",
             env={"REDIS_URL": url},
         )
-        running = StepRun.objects.filter(
-            run__version__pipeline__name="recovery_redis", name="a_first", state=StepState.RUNNING
-        )
+        running = StepRun.objects.filter(run__version__pipeline__name=name, name="a_first", state=StepState.RUNNING)
         step = wait_until(running.first, timeout=60, what="a_first to start")
         server.kill()
         server.wait()
@@ -449,7 +481,10 @@ def _pings(url: str) -> bool:
 
 
 def recovery(ctx: Context) -> list[Result]:
-    return _recover_from_a_dead_worker(ctx) + _recover_from_an_emptied_redis(ctx)
+    rounds = ctx.repeats(3, 2)
+    return repeated([_recover_from_a_dead_worker(ctx, n) for n in range(rounds)]) + repeated(
+        [_recover_from_an_emptied_redis(ctx, n) for n in range(rounds)]
+    )
 
 
 def _serve_children(pid: int) -> dict[int, list[str]]:

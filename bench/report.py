@@ -83,7 +83,12 @@ def describe_machine(m: dict[str, object]) -> str:
     )
 
 
+# Results to commit: the README's Performance table is generated from the newest (bench/readme.py).
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
 def write_json(directory: Path, *, results: list[Result], machine: dict, options: dict, started: datetime) -> Path:
+    """var/bench/<time>.json and latest.json, and bench/results/<time>-<git>.json to commit."""
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "started_at": started.isoformat(),
@@ -96,4 +101,6 @@ def write_json(directory: Path, *, results: list[Result], machine: dict, options
     path = directory / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(text)
     (directory / "latest.json").write_text(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{machine.get('git') or 'nogit'}.json").write_text(text)
     return path
