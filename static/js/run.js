@@ -7,6 +7,12 @@
   if (!configEl) return;
   var config = JSON.parse(configEl.textContent);
 
+  // Cancel and the reruns ask first. Delegated: the header and the step panel are re-rendered live.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   var STEP_RANK = { pending: 0, queued: 1, running: 2, succeeded: 3, failed: 3, reused: 3, skipped: 3, canceled: 3 };
   var RUN_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 };
   var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics"];
