@@ -95,6 +95,7 @@ def pipeline_save_version(*, pipeline: Pipeline, spec: PipelineSpec, author, mes
     locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     latest = locked.versions.order_by("-number").first()
     if latest is not None and latest.content_hash == digest:
+        latest.unchanged = True  # callers say so: saving the same content makes no version
         return latest
     version = PipelineVersion.objects.create(
         pipeline=locked,

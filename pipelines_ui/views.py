@@ -185,7 +185,14 @@ def pipeline_import(request: HttpRequest) -> HttpResponse:
             except IntegrityError:
                 form.add_error("name", "This team already has a pipeline with this name.")
             else:
-                messages.success(request, f"Imported {version.pipeline.name} as version {version.number}.")
+                if getattr(version, "unchanged", False):
+                    messages.info(
+                        request,
+                        f"Nothing changed: {version.pipeline.name} is already at version {version.number}"
+                        " with exactly this content, so no version was added.",
+                    )
+                else:
+                    messages.success(request, f"Imported {version.pipeline.name} as version {version.number}.")
                 return redirect(version.pipeline)
     return render(
         request,
