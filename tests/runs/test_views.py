@@ -53,11 +53,27 @@ def finished_run(run, tmp_path):
     return run
 
 
+def body(response) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
 @pytest.mark.parametrize("who", ["alice", "bob"])
 def test_team_members_see_every_run_url(finished_run, client, request, who):
     client.force_login(request.getfixturevalue(who))
-    for url in run_urls(finished_run):
-        assert client.get(url).status_code == 200, url
+    # What each URL must show: the run, its step's log and output, the pipeline's run form.
+    shows = [
+        f"Run #{finished_run.pk}".encode(),
+        f"Run #{finished_run.pk}".encode(),
+        b"two",
+        b'"two"',
+        b"one\ntwo",
+        b"weights",
+        finished_run.pipeline.name.encode(),
+    ]
+    for url, expected in zip(run_urls(finished_run), shows, strict=True):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert expected in body(response), (url, expected)
 
 
 def test_outsiders_get_404_on_every_run_url(finished_run, client, charlie):
@@ -89,7 +105,8 @@ def test_viewers_can_watch_but_not_start_cancel_or_rerun(finished_run, client, t
 
     viewer = make_user("vera", team, Role.VIEWER)
     client.force_login(viewer)
-    assert client.get(reverse("run_detail", args=[finished_run.pk])).status_code == 200
+    page = client.get(reverse("run_detail", args=[finished_run.pk]))
+    assert page.status_code == 200 and f"Run #{finished_run.pk}" in page.content.decode()
     assert client.get(reverse("run_create", args=[finished_run.pipeline_id])).status_code == 403
     assert client.post(reverse("run_create", args=[finished_run.pipeline_id]), {}).status_code == 403
     assert client.post(reverse("run_cancel", args=[finished_run.pk])).status_code == 403
@@ -364,7 +381,9 @@ def test_pipeline_link_filters_the_list(pipeline, client, alice):
 def test_membership_is_what_grants_access(finished_run, client, charlie, team):
     Membership.objects.create(team=team, user=charlie, role=Role.VIEWER)
     client.force_login(charlie)
-    assert client.get(reverse("run_detail", args=[finished_run.pk])).status_code == 200
+    response = client.get(reverse("run_detail", args=[finished_run.pk]))
+    assert response.status_code == 200
+    assert f"Run #{finished_run.pk}" in response.content.decode()
 
 
 def test_run_page_graph_is_shared_by_runs_of_a_version_and_links_to_its_own_run(finished_run, client, alice):
