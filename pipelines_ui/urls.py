@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("pipelines_ui.api.urls")),
     path("", include("pipelines_ui.api.account_urls")),
     path("", include("pipelines_ui.api.endpoint_urls")),
+    path("", include("pipelines_ui.api.schedule_urls")),
     path("", include("pipelines_ui.authoring_urls")),
     path("", include("pipelines_ui.team_urls")),
     path("", include("pipelines_ui.template_urls")),

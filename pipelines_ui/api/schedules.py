@@ -245,7 +245,12 @@ def schedule_update(*, schedule: Schedule, changes: dict) -> Schedule:
 
 
 def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
-    return schedule_update(schedule=schedule, changes={"enabled": enabled})
+    """Pause (always possible) or resume (its settings checked again: the pipeline may have changed)."""
+    if not enabled:
+        Schedule.objects.filter(pk=schedule.pk).update(enabled=False)
+        schedule.enabled = False
+        return schedule
+    return schedule_update(schedule=schedule, changes={"enabled": True})
 
 
 # ---- fire times -------------------------------------------------------------------------------

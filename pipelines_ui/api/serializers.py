@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from pipelines_ui.api.schedules import next_fire_times, recent_fires
 from runs.models import RunState, StepState
 
 # ---- errors --------------------------------------------------------------------------
@@ -187,3 +190,81 @@ class EndpointRunSerializer(serializers.Serializer):
 
 
 EndpointPage = page_of(EndpointSerializer, "EndpointPage")
+
+
+# ---- schedules -------------------------------------------------------------------------
+
+
+class ScheduleCreateSerializer(serializers.Serializer):
+    team = serializers.CharField(help_text="the team's name")
+    name = serializers.CharField(max_length=100)
+    pipeline = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="run this pipeline's latest version"
+    )
+    endpoint = serializers.CharField(
+        required=False, max_length=100, help_text="or: run this endpoint's default version (its name in the team)"
+    )
+    cron = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="five fields, e.g. '0 9 * * 1-5', or @daily"
+    )
+    timezone = serializers.CharField(required=False, default="UTC", max_length=64, help_text="an IANA time zone")
+    interval_seconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**31 - 1, help_text="or: every N seconds"
+    )
+    inputs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    enabled = serializers.BooleanField(required=False, default=True)
+    catchup = serializers.CharField(
+        required=False, default="latest", help_text="after downtime: none, latest (the default) or all"
+    )
+
+
+class ScheduleUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=100)
+    cron = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    timezone = serializers.CharField(required=False, max_length=64)
+    interval_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    inputs = serializers.DictField(child=serializers.JSONField(), required=False)
+    enabled = serializers.BooleanField(required=False, help_text="false pauses; true resumes from now")
+    catchup = serializers.CharField(required=False)
+
+
+class ScheduleFireSerializer(serializers.Serializer):
+    fire_time = serializers.DateTimeField()
+    run = serializers.IntegerField(source="run_id", allow_null=True)
+    run_state = serializers.CharField(source="run.state", allow_null=True, default=None)
+    skipped = serializers.BooleanField(help_text="missed while no scheduler ran; not run (catch-up policy)")
+    error = serializers.CharField(help_text="why no run started, if none did")
+
+
+class ScheduleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.name")
+    name = serializers.CharField()
+    pipeline = serializers.IntegerField(source="pipeline_id", allow_null=True)
+    endpoint = serializers.CharField(source="endpoint.name", allow_null=True, default=None)
+    cron = serializers.CharField()
+    timezone = serializers.CharField()
+    interval_seconds = serializers.IntegerField(allow_null=True)
+    inputs = serializers.DictField(child=serializers.JSONField(allow_null=True))
+    enabled = serializers.BooleanField()
+    catchup = serializers.ChoiceField(choices=["none", "latest", "all"])
+    created_by = serializers.CharField(source="created_by.get_username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    next_fire_times = serializers.SerializerMethodField()
+    fires = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_next_fire_times(self, schedule) -> list[str]:
+        field = serializers.DateTimeField()
+        return [field.to_representation(t) for t in next_fire_times(schedule)]
+
+    @extend_schema_field(ScheduleFireSerializer(many=True))
+    def get_fires(self, schedule) -> list[dict]:
+        return ScheduleFireSerializer(recent_fires(schedule), many=True).data
+
+    def get_url(self, schedule) -> str:
+        return self.context["request"].build_absolute_uri(reverse("schedule_detail", args=[schedule.pk]))
+
+
+SchedulePage = page_of(ScheduleSerializer, "SchedulePage")

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from pipelines_ui.api import views
+from pipelines_ui.api import schedule_views, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
@@ -33,6 +33,8 @@ urlpatterns = [
     # {team}: the team's name, URL-encoded (team names hold no "/").
     path("endpoints/<name:team>/<name:name>/runs/", views.EndpointRuns.as_view(), name="api_endpoint_runs"),
     path("endpoints/<name:team>/<name:name>/", views.EndpointDetail.as_view(), name="api_endpoint"),
+    path("schedules/", schedule_views.ScheduleList.as_view(), name="api_schedules"),
+    path("schedules/<int:schedule_id>/", schedule_views.ScheduleDetail.as_view(), name="api_schedule"),
     # Anything else under /api/v1/ is a JSON 404, not the site's HTML page.
     re_path(r"^.*$", views.not_found),
 ]

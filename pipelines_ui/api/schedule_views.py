@@ -1,0 +1,135 @@
+"""`/api/v1/schedules/`: members read a team's schedules; its admins (admin scope) change them."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pipelines_ui.api import access, schedules
+from pipelines_ui.api import serializers as s
+from pipelines_ui.api.errors import error_response, field_error
+from pipelines_ui.api.models import Endpoint, Schedule, Scope
+from pipelines_ui.api.pagination import paginate
+from pipelines_ui.models import Pipeline, Team
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="bad input: `errors` names each problem"),
+    401: OpenApiResponse(s.ErrorSerializer, description="no token, or an unknown, expired or revoked one"),
+    403: OpenApiResponse(s.ErrorSerializer, description="a scope or role that does not allow it"),
+    404: OpenApiResponse(s.ErrorSerializer, description="no such object, or another team's"),
+    429: OpenApiResponse(s.ErrorSerializer, description="throttled: see Retry-After"),
+}
+READ_ERRORS = {k: v for k, v in ERRORS.items() if k != 400}
+TAGS = ["schedules"]
+
+
+def _schedule(request, schedule_id: int, scope: str = Scope.READ) -> Schedule:
+    schedule = schedules.schedules_visible(access.visible_team_ids(request)).filter(pk=schedule_id).first()
+    if schedule is None:
+        raise Http404("No such schedule")
+    access.require(request, schedule.team_id, scope)
+    return schedule
+
+
+def _schedule_error(exc: schedules.ScheduleError) -> Response:
+    return error_response(str(exc), [field_error(k, v) for k, v in exc.errors.items()])
+
+
+def _body(request, schedule: Schedule, code: int = status.HTTP_200_OK) -> Response:
+    schedule = schedules.schedules_visible([schedule.team_id]).get(pk=schedule.pk)
+    return Response(s.ScheduleSerializer(schedule, context={"request": request}).data, status=code)
+
+
+class ScheduleList(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("pipeline", int, description="only this pipeline's schedules")],
+        responses={200: s.SchedulePage, **{k: ERRORS[k] for k in (400, 401, 403, 429)}},
+        tags=TAGS,
+        operation_id="schedules_list",
+    )
+    def get(self, request):
+        access.require_scope(request, Scope.READ)
+        qs = schedules.schedules_visible(access.visible_team_ids(request))
+        if (pipeline := request.query_params.get("pipeline")) is not None:
+            if not pipeline.isdigit() or len(pipeline) > 18:
+                raise ValidationError({"pipeline": "a positive integer"})
+            qs = qs.filter(pipeline_id=int(pipeline)) | qs.filter(endpoint__pipeline_id=int(pipeline))
+        return paginate(request, qs.order_by("team__name", "name", "pk"), s.ScheduleSerializer)
+
+    @extend_schema(request=s.ScheduleCreateSerializer, responses={201: s.ScheduleSerializer, **ERRORS}, tags=TAGS)
+    def post(self, request):
+        """Schedule runs of a pipeline or an endpoint (team admins): cron + timezone, or interval_seconds."""
+        access.require_scope(request, Scope.ADMIN)
+        form = s.ScheduleCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
+        if team is None:
+            raise Http404(f"No team named {data['team']!r}")
+        access.require(request, team, Scope.ADMIN)
+        pipeline = endpoint = None
+        if ("pipeline" in data) == ("endpoint" in data):
+            message = "give pipeline (an id) or endpoint (a name), not both or neither"
+            return error_response(message, [field_error("pipeline", message)])
+        if "pipeline" in data:
+            pipeline = Pipeline.objects.filter(pk=data["pipeline"], team=team).select_related("latest_version").first()
+            if pipeline is None:
+                message = f"team {team.name} has no pipeline {data['pipeline']}"
+                return error_response(message, [field_error("pipeline", message)])
+        else:
+            endpoint = (
+                Endpoint.objects.filter(name=data["endpoint"], team=team).select_related("default_version").first()
+            )
+            if endpoint is None:
+                message = f"team {team.name} has no endpoint {data['endpoint']!r}"
+                return error_response(message, [field_error("endpoint", message)])
+        settings = schedules.Settings(
+            name=data["name"],
+            cron=data.get("cron") or "",
+            timezone=data["timezone"],
+            interval_seconds=data.get("interval_seconds"),
+            inputs=data["inputs"],
+            enabled=data["enabled"],
+            catchup=data["catchup"],
+        )
+        try:
+            schedule = schedules.schedule_create(
+                team=team, settings=settings, user=request.user, pipeline=pipeline, endpoint=endpoint
+            )
+        except schedules.ScheduleError as exc:
+            return _schedule_error(exc)
+        return _body(request, schedule, status.HTTP_201_CREATED)
+
+
+class ScheduleDetail(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses={200: s.ScheduleSerializer, **READ_ERRORS}, tags=TAGS)
+    def get(self, request, schedule_id: int):
+        return _body(request, _schedule(request, schedule_id))
+
+    @extend_schema(request=s.ScheduleUpdateSerializer, responses={200: s.ScheduleSerializer, **ERRORS}, tags=TAGS)
+    def patch(self, request, schedule_id: int):
+        """Change settings; `enabled: false` pauses, `true` resumes (from now: nothing paused is caught up)."""
+        schedule = _schedule(request, schedule_id, Scope.ADMIN)
+        form = s.ScheduleUpdateSerializer(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        try:
+            schedule = schedules.schedule_update(schedule=schedule, changes=dict(form.validated_data))
+        except schedules.ScheduleError as exc:
+            return _schedule_error(exc)
+        return _body(request, schedule)
+
+    @extend_schema(responses={204: None, **READ_ERRORS}, tags=TAGS)
+    def delete(self, request, schedule_id: int):
+        """Delete the schedule and its record of fires (the runs stay)."""
+        schedule = _schedule(request, schedule_id, Scope.ADMIN)
+        schedule.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
