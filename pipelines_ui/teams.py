@@ -274,6 +274,10 @@ def invitation_sign_up(*, token: str, username: str, password: str, email: str):
     state, _invitation = invitation_lookup(token)
     if state is not InvitationState.VALID:
         raise TeamError("This invitation link can no longer be used: ask a team admin for a new one.")
-    user = get_user_model().objects.create_user(username=username, email=email, password=password)
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:  # taken since the form checked
+        raise TeamError(f"The username “{username}” is taken: choose another.") from None
     invitation_accept(token=token, user=user)
     return user
