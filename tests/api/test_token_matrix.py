@@ -12,8 +12,8 @@ import pytest
 from django.urls import get_resolver
 from django.utils import timezone
 
-from pipelines_ui.api import endpoints
-from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall
+from pipelines_ui.api import endpoints, schedules
+from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
 from pipelines_ui.models import Pipeline, PipelineVersion
 from runs.models import Run
@@ -58,6 +58,11 @@ ROUTES = [
     Route("api_endpoints", "post", "admin", "admin", 201),
     Route("api_endpoint", "get", "read", "viewer", 200),
     Route("api_endpoint_runs", "post", "run", "editor", 201),
+    Route("api_schedules", "get", "read", "viewer", 200, listing=True),
+    Route("api_schedules", "post", "admin", "admin", 201),
+    Route("api_schedule", "get", "read", "viewer", 200),
+    Route("api_schedule", "patch", "admin", "admin", 200),
+    Route("api_schedule", "delete", "admin", "admin", 204),
 ]
 # Served to anyone: the schema and its docs.
 NOT_HERE = {"api_schema", "api_docs"}
@@ -69,6 +74,7 @@ class World:
     pipeline: Pipeline
     run: Run
     endpoint: Endpoint
+    schedule: Schedule
 
     def url(self, route: Route) -> str:
         team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
@@ -90,6 +96,8 @@ class World:
             "api_endpoints": "/api/v1/endpoints/",
             "api_endpoint": f"/api/v1/endpoints/{team}/{self.endpoint.name}/",
             "api_endpoint_runs": f"/api/v1/endpoints/{team}/{self.endpoint.name}/runs/",
+            "api_schedules": "/api/v1/schedules/",
+            "api_schedule": f"/api/v1/schedules/{self.schedule.pk}/",
         }[route.name]
 
     def body(self, route: Route):
@@ -99,6 +107,15 @@ class World:
             return {"file": upload, "team": self.team.name, "name": "imported"}, "multipart"
         if (route.name, route.method) == ("api_endpoints", "post"):
             return {"team": self.team.name, "name": "second", "pipeline": self.pipeline.pk}, "json"
+        if (route.name, route.method) == ("api_schedules", "post"):
+            return {
+                "team": self.team.name,
+                "name": "second",
+                "pipeline": self.pipeline.pk,
+                "interval_seconds": 60,
+            }, "json"
+        if (route.name, route.method) == ("api_schedule", "patch"):
+            return {"enabled": False}, "json"
         return {}, "json"
 
 
@@ -110,6 +127,7 @@ def state() -> tuple:
         Run.objects.filter(cancel_requested=True).count(),
         Endpoint.objects.count(),
         EndpointCall.objects.count(),
+        list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
     )
 
 
@@ -118,7 +136,10 @@ def world(team, alice) -> World:
     pipeline = make_pipeline(team, alice)
     run = make_run(pipeline, alice)
     endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
-    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint)
+    schedule = schedules.schedule_create(
+        team=team, pipeline=pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
+    )
+    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule)
 
 
 def call(client, route: Route, world: World):
@@ -171,7 +192,11 @@ def test_another_team_s_objects_are_404(route, world, other_team):
         results = body if isinstance(body, list) else body["results"]
         assert all(item.get("team") in (None, other_team.name) for item in results)
         assert world.team.name not in str(body)
-    elif (route.name, route.method) in (("api_pipelines", "post"), ("api_endpoints", "post")):
+    elif (route.name, route.method) in (
+        ("api_pipelines", "post"),
+        ("api_endpoints", "post"),
+        ("api_schedules", "post"),
+    ):
         assert response.status_code == 404  # the team named in the body is not theirs
     else:
         assert response.status_code == 404, response.content
