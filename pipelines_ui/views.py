@@ -44,6 +44,7 @@ from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem, Step
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from pipelines_ui.version_diff import changed_parts, yaml_diff
+from runs import selectors as run_selectors
 
 PAGE_SIZE = 20
 VERSIONS_PAGE_SIZE = 10
@@ -127,9 +128,11 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         team_id = int(raw_team)
     pipelines = selectors.pipeline_list(user=request.user, query=query, team_id=team_id)
     page = Paginator(pipelines, PAGE_SIZE).get_page(request.GET.get("page"))
+    last_runs = run_selectors.last_runs([p.pk for p in page.object_list])
     for pipeline in page.object_list:
         version = pipeline.latest_version
         pipeline.step_count = selectors.spec_step_count(version.spec if version else None)
+        pipeline.last_run = last_runs.get(pipeline.pk)
     return render(
         request,
         "pipelines_ui/pipeline_list.html",

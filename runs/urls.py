@@ -20,6 +20,7 @@ register_converter(NameConverter, "name")
 urlpatterns = [
     path("pipelines/<int:pipeline_id>/run/", views.run_create_view, name="run_create"),
     path("runs/", views.run_list, name="run_list"),
+    path("pipelines/<int:pipeline_id>/runs/", views.pipeline_runs, name="pipeline_runs"),
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/parts/", views.run_parts, name="run_parts"),
     path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run_cancel"),

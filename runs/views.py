@@ -108,6 +108,27 @@ def run_list(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/run_list.html", context)
 
 
+@login_required
+@require_GET
+def pipeline_runs(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """A pipeline's Runs tab: its runs, newest first, under the pipeline's own header."""
+    pipeline = selectors.pipeline_for_user(user=request.user, pipeline_id=pipeline_id)
+    runs = selectors.run_list(user=request.user, pipeline_id=pipeline.pk)
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    can_run = selectors.user_can_run(request.user, pipeline)
+    context = {
+        "pipeline": pipeline,
+        "page": page,
+        "runs": selectors.with_step_counts(list(page.object_list)),
+        "can_edit": can_run,
+        "tab": "runs",
+        "nav": "pipelines",
+        "empty_text": "No runs of this pipeline yet."
+        + (" Start one with the Run button above." if can_run and pipeline.latest_version_id else ""),
+    }
+    return render(request, "runs/pipeline_runs.html", context)
+
+
 # ---- the run page -------------------------------------------------------------------------
 
 

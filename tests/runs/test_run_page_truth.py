@@ -103,3 +103,37 @@ def test_a_step_name_error_says_what_is_wrong_once(name, message):
         validate_step_name(name)
     assert caught.value.messages == [message]
     assert STEP_NAME_HELP not in message
+
+
+# ---- where runs are found -------------------------------------------------------------------
+
+
+def test_the_pipelines_list_shows_each_pipelines_last_run(pipeline, run, client, alice, team):
+    from tests.runs.conftest import make_pipeline, make_run
+
+    newer = make_run(pipeline, alice)
+    Run.objects.filter(pk=newer.pk).update(state=RunState.FAILED)
+    make_pipeline(team, alice, name="never")
+    client.force_login(alice)
+    html = client.get(reverse("pipeline_list")).content.decode()
+    assert "<th>Last run</th>" in html
+    cells = re.findall(r'<td class="last-run">(.*?)</td>', html, re.S)
+    assert len(cells) == 2
+    assert any(f'href="/runs/{newer.pk}/">#{newer.pk}</a>' in c and 'data-state="failed"' in c for c in cells)
+    assert any("never run" in c for c in cells)
+
+
+def test_a_pipeline_has_a_runs_tab(pipeline, run, client, alice, charlie):
+    client.force_login(alice)
+    detail = client.get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
+    assert f'href="{reverse("pipeline_runs", args=[pipeline.pk])}" id="runs-tab">Runs</a>' in detail
+    html = client.get(reverse("pipeline_runs", args=[pipeline.pk])).content.decode()
+    assert f'data-run="{run.pk}"' in html and 'nav-link active" href="/pipelines/' in html
+    client.force_login(charlie)
+    assert client.get(reverse("pipeline_runs", args=[pipeline.pk])).status_code == 404
+
+
+def test_a_pipeline_without_runs_says_how_to_start_one(pipeline, client, alice):
+    client.force_login(alice)
+    html = client.get(reverse("pipeline_runs", args=[pipeline.pk])).content.decode()
+    assert "No runs of this pipeline yet. Start one with the Run button above." in html
