@@ -31,7 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from pipelines_ui import components, teams
-from pipelines_ui.api import endpoints
+from pipelines_ui.api import endpoints, schedules
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.models import Role, Team
 from runs import artifacts
@@ -351,6 +351,49 @@ ROWS += [
 ]
 
 
+def schedule(w) -> list:
+    return [w.schedule.pk]
+
+
+ADMIN_API = Expect(401, 404, 403, 403, 200)
+# Schedules: members see them, team admins create, pause, resume and delete them.
+ROWS += [
+    Row("schedule_list", "get", LIST),
+    Row("pipeline_schedules", "get", PAGE, pipeline),
+    Row(
+        "pipeline_schedules",
+        "post",
+        ADMIN,
+        pipeline,
+        data=lambda w: {
+            "name": "planted",
+            "target": "pipeline",
+            "kind": "interval",
+            "interval_seconds": 60,
+            "timezone": "UTC",
+            "catchup": "latest",
+            "enabled": "on",
+        },
+    ),
+    Row("schedule_detail", "get", PAGE, schedule),
+    Row("schedule_enabled", "get", POST_ONLY, schedule),
+    Row("schedule_enabled", "post", ADMIN, schedule, data=lambda w: {"enabled": "0"}),
+    Row("schedule_delete", "get", POST_ONLY, schedule),
+    Row("schedule_delete", "post", ADMIN, schedule),
+    Row("api_schedules", "get", Expect(401, 200, 200, 200, 200)),
+    Row(
+        "api_schedules",
+        "post",
+        Expect(401, 404, 403, 403, 201),
+        json=True,
+        data=lambda w: {"team": w.team.name, "name": "planted", "pipeline": w.pipeline.pk, "interval_seconds": 60},
+    ),
+    Row("api_schedule", "get", API_READ, schedule),
+    Row("api_schedule", "patch", ADMIN_API, schedule, json=True, data=lambda w: {"enabled": False}),
+    Row("api_schedule", "delete", Expect(401, 404, 403, 403, 204), schedule, json=True),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -425,6 +468,9 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     )
     w.invitation, w.token = invited.invitation, invited.link
     w.api_token = api_tokens.token_create(user=alice, name="alice's", scopes=["read"]).token
+    w.schedule = schedules.schedule_create(
+        team=team_a, pipeline=w.pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
+    )
     w.component = components.component_register_step(
         team=team_a, version=w.pipeline.latest_version, step_name="prep", user=alice, name="prep", component_version="1"
     ).component
