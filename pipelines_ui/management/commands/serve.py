@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connections
 
+from pipelines_ui.first_login import first_login_banner
 from pipelines_ui.supervisor import Program, Supervisor, SupervisorError, describe_exit
 from runs import queues, reconciler, sandbox
 from runs.models import ComputeTarget, Isolation
@@ -257,6 +258,9 @@ class Command(BaseCommand):
                     self.style.SUCCESS(f"Stepwise is serving on http://{host}:{port}/ with {workers} workers")
                 )
                 self.stdout.write("A worker, the reconciler or Redis that dies is restarted; Ctrl-C stops everything.")
+                # Last, so that the first user's credentials are not lost among the install's output.
+                if banner := first_login_banner(url=f"http://{host}:{port}/"):
+                    self.stdout.write(self.style.SUCCESS(banner))
                 reason = supervisor.run()
         finally:
             if reason is not None:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from pipelines_ui.first_login import first_login_remember
 from pipelines_ui.models import Membership, Pipeline, Role, Team
 from pipelines_ui.services import pipeline_import
 from pipelines_ui.spec import SpecError
@@ -30,6 +31,9 @@ class Command(BaseCommand):
             admin = users.create_superuser(username=username, email="", password=password)
             shown = "(from STEPWISE_ADMIN_PASSWORD)" if os.environ.get("STEPWISE_ADMIN_PASSWORD") else password
             self.stdout.write(self.style.SUCCESS(f"Created the first user: {username} / {shown}  (shown once)"))
+            if not os.environ.get("STEPWISE_ADMIN_PASSWORD"):
+                # `serve` shows it again after its address, where it is not lost among install output.
+                first_login_remember(username=username, password=password)
         team, _ = Team.objects.get_or_create(name="Default")
         Membership.objects.get_or_create(team=team, user=admin, defaults={"role": Role.ADMIN})
 
