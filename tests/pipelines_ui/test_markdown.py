@@ -1,0 +1,76 @@
+"""Template descriptions: Markdown in, HTML that runs nothing and links nowhere unsafe out."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipelines_ui.markdown import render_markdown
+
+
+def hrefs(html: str) -> list[str]:
+    return re.findall(r'href="([^"]*)"', html)
+
+
+def test_markdown_becomes_html():
+    html = render_markdown("# Title\n\n* **one**\n* `two`\n\n```\ncode <b>\n```")
+    assert "<h1>Title</h1>" in html
+    assert "<li><strong>one</strong></li>" in html
+    assert "<code>two</code>" in html
+    assert "<pre><code>code &lt;b&gt;\n</code></pre>" in html
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<script>alert(1)</script>",
+        "before <script>alert(1)</script> after",
+        "<div>\n<script>alert(1)</script>\n</div>",
+        '<img src="x" onerror="alert(1)">',
+        '<a href="https://example.com" onclick="alert(1)">x</a>',
+        '<p onmouseover="alert(1)">hover</p>',
+        "<iframe src='https://evil.example'></iframe>",
+        "<style>body{display:none}</style>",
+        "<svg onload=alert(1)>",
+    ],
+)
+def test_raw_html_is_shown_as_text_never_as_markup(source):
+    html = render_markdown(source)
+    for tag in ("<script", "<img", "<iframe", "<style", "<svg", "<div"):
+        assert tag not in html.lower()
+    assert not re.search(r"<[a-z]+[^>]*\bon[a-z]+=", html, re.IGNORECASE)
+    assert "&lt;" in html  # the text is still there, escaped
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[x](javascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+        "[x](  javascript:alert(1))",
+        "[x](javascript&#58;alert(1))",
+        "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "[x](vbscript:msgbox(1))",
+        "<javascript:alert(1)>",
+        "[x][ref]\n\n[ref]: javascript:alert(1)",
+    ],
+)
+def test_unsafe_links_lose_their_target(source):
+    html = render_markdown(source)
+    assert "javascript" not in " ".join(hrefs(html)).lower()
+    assert not any(h.lower().startswith(("data:", "vbscript:", "javascript:")) for h in hrefs(html))
+    assert "javascript:" not in html.lower() or "&lt;javascript:" in html.lower()
+
+
+def test_safe_links_stay_with_noopener():
+    html = render_markdown(
+        "[docs](https://example.com/a?b=1) [rel](/templates/) <https://example.org> <me@example.com>"
+    )
+    assert hrefs(html) == ["https://example.com/a?b=1", "/templates/", "https://example.org", "mailto:me@example.com"]
+    assert html.count('rel="noopener noreferrer"') == 4
+
+
+def test_empty_is_empty():
+    assert render_markdown("") == ""
+    assert render_markdown("   \n") == ""
