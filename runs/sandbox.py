@@ -252,11 +252,9 @@ def argv(command: list[str], sandbox: Sandbox) -> list[str]:
         # The whole sandbox dies with the worker: nothing of a step outlives it.
         "--die-with-parent",
     ]
-    netns = None
-    if sandbox.network:
-        netns = network_namespace()
-    else:
-        args.append("--unshare-net")
+    netns = network_namespace(outbound=sandbox.network)
+    if netns is None and not sandbox.network:
+        args.append("--unshare-net")  # a namespace of its own per step: slower, as safe
     ids = step_uid()
     if ids is None:
         args += ["--unshare-user", "--", *command]
@@ -272,14 +270,17 @@ def argv(command: list[str], sandbox: Sandbox) -> list[str]:
 
 
 class StepNetwork:
-    """One network namespace per worker process, outbound through pasta, the host's loopback unmapped.
+    """A network namespace per worker process: outbound through pasta with the host's loopback
+    unmapped, or (`outbound=False`) with nothing but its own loopback.
 
-    Made on the first step that wants the network and kept: creating one per step would cost
-    tens of milliseconds. Steps of one worker run one at a time, and their processes die with
-    their PID namespace, so the namespace carries nothing from one step to the next.
+    Made on the first step that wants it and kept: creating one per step would cost a step
+    tens of milliseconds (`--unshare-net` took 27 ms a step, `make bench`). Steps of one worker
+    run one at a time, and their processes die with their PID namespace, so the namespace
+    carries nothing from one step to the next.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, outbound: bool = True) -> None:
+        self.outbound = outbound
         self.lock = threading.Lock()
         self.name: str | None = None
         self.pasta: subprocess.Popen | None = None
@@ -289,32 +290,41 @@ class StepNetwork:
         with self.lock:
             if self.unavailable is not None:
                 return None
-            if self.name is not None and self.pasta is not None and self.pasta.poll() is None:
+            if self.name is not None and self._alive():
                 return f"/run/netns/{self.name}"
             try:
                 self._start()
             except (OSError, subprocess.SubprocessError, SandboxError) as exc:
                 self.unavailable = str(exc)
-                log.warning(
-                    "steps with network share this host's network (%s): Redis, the database and any other "
-                    "service on this host must require credentials",
-                    exc,
-                )
+                if self.outbound:
+                    log.warning(
+                        "steps with network share this host's network (%s): Redis, the database and any other "
+                        "service on this host must require credentials",
+                        exc,
+                    )
                 return None
             return f"/run/netns/{self.name}"
+
+    def _alive(self) -> bool:
+        if self.outbound:
+            return self.pasta is not None and self.pasta.poll() is None
+        return Path("/run/netns", self.name or "").exists()
 
     def _start(self) -> None:
         if not running_as_root():
             raise SandboxError("a worker that is not root cannot make a network namespace for its steps")
-        for tool in ("ip", "pasta", "nsenter"):
+        for tool in ("ip", "pasta", "nsenter") if self.outbound else ("ip", "nsenter"):
             if shutil.which(tool) is None:
                 hint = " (apt-get install passt)" if tool == "pasta" else ""
                 raise SandboxError(f"`{tool}` is not installed{hint}")
         remove_stale_namespaces()
         self.stop()
-        name = f"{NETNS_PREFIX}{os.getpid()}-{start_time(os.getpid())}"
+        name = f"{NETNS_PREFIX}{os.getpid()}-{start_time(os.getpid())}" + ("" if self.outbound else "-offline")
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=30)
         self.name = name
+        if not self.outbound:
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True, timeout=30)
+            return
         # Outbound only: no port forwarded either way (-t/-u/-T/-U none), and the gateway
         # address not mapped to the host (--no-map-gw): 127.0.0.1 is the namespace's own.
         self.pasta = subprocess.Popen(
@@ -381,7 +391,8 @@ def remove_stale_namespaces() -> list[str]:
     if not folder.is_dir():
         return removed
     for entry in folder.glob(f"{NETNS_PREFIX}*"):
-        pid, _, ticks = entry.name[len(NETNS_PREFIX) :].partition("-")
+        pid, _, rest = entry.name[len(NETNS_PREFIX) :].partition("-")
+        ticks = rest.partition("-")[0]  # then "-offline" for the namespace of steps without network
         if pid.isdigit() and start_time(int(pid)) == ticks:
             continue
         subprocess.run(["ip", "netns", "delete", entry.name], capture_output=True, timeout=30)
@@ -389,11 +400,11 @@ def remove_stale_namespaces() -> list[str]:
     return removed
 
 
-_network = StepNetwork()
+_networks = {True: StepNetwork(outbound=True), False: StepNetwork(outbound=False)}
 
 
-def network_namespace() -> str | None:
-    return _network.path()
+def network_namespace(*, outbound: bool = True) -> str | None:
+    return _networks[outbound].path()
 
 
 def steps_share_host_network() -> bool:
@@ -406,7 +417,8 @@ def stop() -> None:
     """Remove this worker's network namespace and /etc copy (on a clean exit; a killed worker's
     namespace goes at the next start of a worker on this host)."""
     global _etc
-    _network.stop()
+    for network in _networks.values():
+        network.stop()
     with _etc_lock:
         if _etc is not None:
             shutil.rmtree(_etc[0], ignore_errors=True)

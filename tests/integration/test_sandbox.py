@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -240,12 +241,44 @@ jobs:
 """
 
 
+OFFLINE_PROBE = """
+type: pipeline
+jobs:
+  first:
+    type: command
+    command: >-
+      python -c "import socket, sys; print('interfaces:', sorted(n for _, n in socket.if_nameindex()));
+      socket.socket(socket.AF_UNIX).bind('\\\\0stepwise-probe'); print('bound');
+      open(sys.argv[1], 'w').write('x')" ${{outputs.done}}
+    outputs:
+      done: {type: uri_file}
+  second:
+    type: command
+    command: >-
+      python -c "import socket, sys; s = socket.socket();
+      print('redis:', 'refused' if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) else 'reached');
+      socket.socket(socket.AF_UNIX).bind('\\\\0stepwise-probe'); print('bound again')"
+      ${{inputs.port}} ${{inputs.after}}
+    inputs:
+      port: REDIS_PORT
+      after: ${{parent.jobs.first.outputs.done}}
+"""
+
+
 def test_a_target_without_network_gives_its_steps_only_their_own_loopback(workers, alice, team, tmp_path):
+    """One worker's steps share its offline namespace one after another: nothing of the first
+    (an abstract socket's name) is left to the second, and the host's Redis is out of reach."""
     ComputeTarget.objects.update(network=False)
     workers.start(1)
-    run = wait_run(services.run_create(version=import_yaml(tmp_path, NETWORK_PROBE, alice, team), user=alice))
-    assert run.state == RunState.SUCCEEDED
-    assert "interfaces: ['lo']" in log_text(steps_of(run)["probe"])
+    port = redis.Redis.from_url(settings.REDIS_URL).connection_pool.connection_kwargs.get("port", 6379)
+    text = OFFLINE_PROBE.replace("REDIS_PORT", str(port))
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice))
+    assert run.state == RunState.SUCCEEDED, run.reason
+    steps = steps_of(run)
+    first = log_text(steps["first"])
+    assert "interfaces: ['lo']" in first and "bound" in first, first
+    second = log_text(steps["second"])
+    assert "redis: refused" in second and "bound again" in second, second
 
 
 def test_a_target_with_network_gives_its_steps_an_interface_of_their_own(workers, alice, team, tmp_path):
