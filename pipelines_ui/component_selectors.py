@@ -7,13 +7,15 @@ is the version registered most recently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
 from pipelines_ui.models import Component, FileBlob, Pipeline, Team, Visibility
 from pipelines_ui.selectors import EDIT_ROLES
-from pipelines_ui.spec import ComponentLookupError, ComponentResolver
+from pipelines_ui.spec import ComponentLookupError, ComponentResolver, InputDecl, OutputDecl, Step
+from pipelines_ui.spec.bindings import JOB_NAME
 
 
 def components_visible_to(user) -> QuerySet[Component]:
@@ -145,3 +147,44 @@ def component_used_by(*, component: Component, user) -> list[Pipeline]:
             pipeline.component_steps = steps  # type: ignore[attr-defined]
             used.append(pipeline)
     return used
+
+
+def component_step(component: Component) -> Step:
+    """A new step made from the component (no bindings yet), named after it where the name is a valid job name."""
+    body = component.spec or {}
+    name = re.sub(r"[^a-z0-9_]", "_", component.name.lower())
+    if not JOB_NAME.fullmatch(name):
+        name = f"step_{name}"
+    return Step(
+        name=name,
+        command=str(body.get("command", "")),
+        display_name=str(body.get("display_name", "")),
+        description=str(body.get("description", "")),
+        component_name=component.name,
+        component_version=component.version,
+        input_decls={
+            k: InputDecl(
+                type=v.get("type", "string"),
+                default=v.get("default"),
+                optional=bool(v.get("optional", False)),
+                description=v.get("description", ""),
+                enum=v.get("enum"),
+            )
+            for k, v in (body.get("inputs") or {}).items()
+        },
+        output_decls={
+            k: OutputDecl(type=v.get("type", "uri_folder"), description=v.get("description", ""))
+            for k, v in (body.get("outputs") or {}).items()
+        },
+        has_code=bool(component.files),
+        environment=body.get("environment", ""),
+        is_deterministic=body.get("is_deterministic", True) is not False,
+    )
+
+
+def component_for_user(user, pk: object) -> Component | None:
+    """The component with id `pk` if the user may see it (a bad or foreign id: None)."""
+    raw = str(pk or "")
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    return components_visible_to(user).filter(pk=int(raw)).first()
