@@ -43,7 +43,7 @@ class Command(BaseCommand):
             wait = interval
             try:
                 result = schedules.tick()
-                if result.fired or result.failed or result.skipped:
+                if result.fired or result.failed or result.skipped or result.lost:
                     self.stdout.write(str(result), ending="\n")
                     self.stdout.flush()
                 now = timezone.now()
