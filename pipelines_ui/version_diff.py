@@ -1,5 +1,6 @@
-"""What differs between two versions of a pipeline: the changed parts in words, and a unified
-diff of their YAML. Pure: specs in, plain data out."""
+"""What differs between two versions of a pipeline: the changed parts in words, a unified diff of
+their YAML, and one of every code file added, removed or changed. Pure but for
+`version_file_contents`, which reads the blobs of the files that differ."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import difflib
 from dataclasses import dataclass
 
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change
+from pipelines_ui.models import FileBlob, PipelineVersion
 from pipelines_ui.spec import yaml_files
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 
@@ -60,3 +62,72 @@ def yaml_diff(before: PipelineSpec, after: PipelineSpec, *, before_name: str, af
         )
         lines.extend(DiffLine(text=line, kind=_kind(line)) for line in diff)
     return lines
+
+
+# Past these, a file's diff is summed up in words: a page must stay readable and light.
+CODE_DIFF_MAX_BYTES = 256 * 1024
+CODE_DIFF_MAX_LINES = 2000
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    path: str
+    status: str  # "added", "removed" or "changed"
+    lines: list[DiffLine]
+    note: str = ""  # why the lines are missing or cut: a binary file, a large one
+
+
+def _text(data: bytes) -> str | None:
+    if b"\0" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def code_diff(old: dict[str, bytes], new: dict[str, bytes], *, before_name: str, after_name: str) -> list[FileDiff]:
+    """A unified diff per code file that differs (`path -> bytes` of each version), by path."""
+    diffs = []
+    for path in sorted(set(old) | set(new)):
+        a, b = old.get(path), new.get(path)
+        if a == b:
+            continue
+        status = "added" if a is None else "removed" if b is None else "changed"
+        size = max(len(a or b""), len(b or b""))
+        a_text, b_text = _text(a or b""), _text(b or b"")
+        if a_text is None or b_text is None:
+            diffs.append(FileDiff(path, status, [], note=f"binary file, {size:,} bytes"))
+            continue
+        if size > CODE_DIFF_MAX_BYTES:
+            diffs.append(FileDiff(path, status, [], note=f"{size:,} bytes: too large to show here"))
+            continue
+        diff = difflib.unified_diff(
+            a_text.splitlines(),
+            b_text.splitlines(),
+            fromfile=f"{before_name}/{path}" if a is not None else "/dev/null",
+            tofile=f"{after_name}/{path}" if b is not None else "/dev/null",
+            lineterm="",
+        )
+        lines = [DiffLine(text=line, kind=_kind(line)) for line in diff]
+        note = ""
+        if len(lines) > CODE_DIFF_MAX_LINES:
+            note = f"the first {CODE_DIFF_MAX_LINES:,} of {len(lines):,} diff lines"
+            lines = lines[:CODE_DIFF_MAX_LINES]
+        diffs.append(FileDiff(path, status, lines, note=note))
+    return diffs
+
+
+def version_file_contents(before: PipelineVersion, after: PipelineVersion) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The contents of the files that differ between two versions (unchanged files are not read)."""
+    old, new = dict(before.files or {}), dict(after.files or {})
+    differing = {path for path in set(old) | set(new) if old.get(path) != new.get(path)}
+    shas = {old[p] for p in differing if p in old} | {new[p] for p in differing if p in new}
+    blobs = {
+        sha: bytes(content)
+        for sha, content in FileBlob.objects.filter(sha256__in=shas).values_list("sha256", "content")
+    }
+    return (
+        {p: blobs.get(old[p], b"") for p in differing if p in old},
+        {p: blobs.get(new[p], b"") for p in differing if p in new},
+    )

@@ -43,7 +43,7 @@ from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
 from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.spec.model import Problem, Step
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
-from pipelines_ui.version_diff import changed_parts, yaml_diff
+from pipelines_ui.version_diff import changed_parts, code_diff, version_file_contents, yaml_diff
 from runs import selectors as run_selectors
 
 PAGE_SIZE = 20
@@ -656,13 +656,15 @@ def version_diff(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     version = _get_version_for_user(request, pipeline, number)
     against_number = _against_number(request, pipeline, number)
     against = _get_version_for_user(request, pipeline, against_number) if against_number is not None else None
-    parts, lines = [], []
+    parts, lines, files = [], [], []
     if against is not None:
         # The sha256 map stands in for file contents: enough to tell which code changed, no blob read.
         before = from_json(against.spec, dict(against.files or {}))
         after = from_json(version.spec, dict(version.files or {}))
         parts = changed_parts(before, after)
         lines = yaml_diff(before, after, before_name=f"v{against.number}", after_name=f"v{version.number}")
+        old_files, new_files = version_file_contents(against, version)
+        files = code_diff(old_files, new_files, before_name=f"v{against.number}", after_name=f"v{version.number}")
     return render(
         request,
         "pipelines_ui/version_diff.html",
@@ -672,6 +674,7 @@ def version_diff(request: HttpRequest, pk: int, number: int) -> HttpResponse:
             "against": against,
             "parts": parts,
             "lines": lines,
+            "files": files,
             "numbers": selectors.pipeline_versions(pipeline=pipeline).values_list("number", flat=True),
             "can_edit": selectors.user_can_edit(request.user, pipeline),
             "nav": "pipelines",
