@@ -75,7 +75,7 @@ def table(results: list[tuple[str, dict]]) -> str:
     if (newest.get("options") or {}).get("quick"):
         lines[0] += " With --quick: fewer rounds per figure and no cold 5,000-step page."
     for source, result, figures in older:
-        lines.append(f"{', '.join(figures)}: not in that result, from {describe(result, source)}.")
+        lines += ["", f"{', '.join(figures)}: not in that result, from {describe(result, source)}."]
     lines += ["", "| figure | value | floor | ratio | target | |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         floor = _fmt(row["floor"], row["unit"]) if row.get("floor") is not None else ""
