@@ -104,10 +104,11 @@ class UseTemplateForm(_TargetMixin, RunForm):
         super().__init__(*args, spec=replace(spec, inputs=parameter_inputs(spec)), **kwargs)
         del self.fields["force_rerun"], self.fields["timeout_s"]
         descriptions = template_version.parameter_descriptions or {}
-        for bound in self.input_fields():
-            name = bound.name[len(FIELD_PREFIX) :]
-            if descriptions.get(name):
-                self.fields[bound.name].help_text = f"{self.fields[bound.name].help_text} · {descriptions[name]}"
+        for key, field in self.fields.items():
+            name = key[len(FIELD_PREFIX) :]
+            # On the fields, before any BoundField (which copies the help text) is made.
+            if key.startswith(FIELD_PREFIX) and descriptions.get(name):
+                field.help_text = f"{field.help_text} · {descriptions[name]}"
         self._add_target_fields(teams, template_version.template.title[:255])
 
 
