@@ -3,8 +3,10 @@ them, with the real settings (an SQLite file under STEPWISE_VAR, not the test da
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +53,10 @@ def test_the_first_setup_prints_the_first_user_once_and_imports_the_examples_onc
     (user, password), *more = CREATED.findall(first)
     assert user == "admin" and not more
     assert len(password) >= 12
+    # Kept for `serve` to show after its address, readable by the owner alone.
+    kept = var / "first-login.json"
+    assert json.loads(kept.read_text()) == {"username": "admin", "password": password}
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     for name in EXAMPLES:
         assert f"imported example pipeline {name}" in first
     # The printed password signs in.
@@ -73,6 +79,7 @@ def test_stepwise_admin_user_and_password_are_honoured_and_the_password_never_pr
     out = setup(env)
     assert "Created the first user: ops / (from STEPWISE_ADMIN_PASSWORD)  (shown once)" in out
     assert "s3cret-Pass-for-ops" not in out
+    assert not (tmp_path / "var" / "first-login.json").exists(), "a password the admin chose is never stored"
     who = (
         "from django.contrib.auth.models import User; u = User.objects.get(username='ops'); "
         "print(u.check_password('s3cret-Pass-for-ops'), u.is_superuser, [m.team.name for m in u.memberships.all()])"
