@@ -30,7 +30,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from pipelines_ui import components, teams
+from pipelines_ui import components, teams, template_services
 from pipelines_ui.api import endpoints, schedules
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.models import Role, Team
@@ -394,6 +394,48 @@ ROWS += [
 ]
 
 
+# Templates (team-visible here), duplicating, following a template, and a pipeline's Runs tab.
+ROWS += [
+    Row("template_gallery", "get", LIST),
+    Row("template_detail", "get", PAGE, lambda w: [w.template.pk]),
+    Row("template_version_diff", "get", PAGE, lambda w: [w.template.pk, 1]),
+    Row("template_use", "get", Expect(LOGIN, 404, 403, 200, 200), lambda w: [w.template.pk]),
+    Row(
+        "template_use",
+        "post",
+        Expect(LOGIN, 404, 403, 302, 302),
+        lambda w: [w.template.pk],
+        data=lambda w: {"team": w.team.pk, "name": "from-template", FIELD_PREFIX + "mode": "fast"},
+    ),
+    Row("template_publish", "get", Expect(LOGIN, 404, 403, 403, 200), pipeline),
+    Row(
+        "template_publish",
+        "post",
+        ADMIN,
+        pipeline,
+        data=lambda w: {"title": "Team A template", "description": "", "tags": "", "visibility": "team", "version": 1},
+    ),
+    Row("pipeline_duplicate", "get", Expect(LOGIN, 404, 403, 200, 200), pipeline),
+    Row(
+        "pipeline_duplicate",
+        "post",
+        Expect(LOGIN, 404, 403, 302, 302),
+        pipeline,
+        data=lambda w: {"team": w.team.pk, "name": "a copy"},
+    ),
+    Row("template_update", "get", PAGE, lambda w: [w.clone.pk], why="a viewer sees what changed, read-only"),
+    Row(
+        "template_update",
+        "post",
+        EDIT,
+        lambda w: [w.clone.pk],
+        why="no newer template version: a message",
+        unchanged=frozenset(PERSONAS),
+    ),
+    Row("pipeline_runs", "get", PAGE, lambda w: [w.pipeline.pk]),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -475,6 +517,11 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
         team=team_a, version=w.pipeline.latest_version, step_name="prep", user=alice, name="prep", component_version="1"
     ).component
     w.endpoint = endpoints.endpoint_create(team=team_a, name="demo", pipeline=w.pipeline, user=alice)
+    published = template_services.template_publish(pipeline=w.pipeline, user=alice, title="Team A template")
+    w.template = published.template
+    w.clone = template_services.template_use(
+        template_version=published, team=team_a, name="from the template", values={}, user=alice
+    )
     return w
 
 
