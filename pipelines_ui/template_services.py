@@ -321,7 +321,7 @@ def template_update_apply(*, pipeline: Pipeline, user) -> Applied:
     Raises TemplateError when there is nothing newer, TemplateConflict when both sides changed
     the same parts (nothing is saved then).
     """
-    locked = Pipeline.objects.select_for_update().select_related("latest_version").get(pk=pipeline.pk)
+    locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     newer = newer_version_for(locked)
     if newer is None:
         raise TemplateError("This pipeline already follows the template's latest version.")
