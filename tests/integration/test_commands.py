@@ -107,9 +107,15 @@ def test_import_into_a_named_team_prints_the_version_and_saves_it(env, alice, te
     assert pipeline.team == other_team
     assert pipeline.latest_version.number == 1
 
+    # The same content again makes no version; a change makes version 2 of the same pipeline.
     again = manage("pipelines", "import", str(path), "--team", other_team.name, env=env)
     assert again.returncode == 0, again.stderr
-    assert Pipeline.objects.get(name="hello").versions.count() in (1, 2)
+    assert again.stdout.strip() == "imported hello version 1"
+    path.write_text(HELLO.replace("who: world", "who: everyone"))
+    changed = manage("pipelines", "import", str(path), "--team", other_team.name, env=env)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == "imported hello version 2"
+    assert Pipeline.objects.get(name="hello").versions.count() == 2
 
 
 def test_import_of_an_invalid_file_exits_2_and_imports_nothing(env, alice, team, tmp_path):
@@ -306,3 +312,41 @@ def test_a_wrong_reuse_verify_value_is_refused_by_name(env):
     result = manage("pipelines", "validate", "x.yml", env={**env, "STEPWISE_REUSE_VERIFY": "sometimes"})
     assert result.returncode != 0
     assert "STEPWISE_REUSE_VERIFY='sometimes': use hash or exists" in result.stderr
+
+
+# ---- pipelines run NAME --set --force-rerun ----------------------------------------------------
+
+
+def test_run_by_name_with_set_and_force_rerun(workers, env, alice, team, tmp_path):
+    alice.is_superuser = True
+    alice.save()
+    workers.start(1)
+    with_parameter = HELLO.replace("jobs:", "inputs:\n  who: world\njobs:").replace(
+        "      who: world", "      who: ${{parent.inputs.who}}"
+    )
+    import_yaml(tmp_path, with_parameter, alice, team, name="hello")
+
+    first = manage("pipelines", "run", "hello", "--set", "who=you", "--wait", env=env)
+    assert first.returncode == 0, first.stderr + workers.logs()
+    assert "greet: succeeded" in first.stderr
+
+    same = manage("pipelines", "run", "hello", "--set", "who=you", "--json", env=env)
+    assert same.returncode == 0, same.stderr
+    reused = json.loads(same.stdout)["steps"]["greet"]
+    assert reused["state"] == "reused"
+    assert Path(reused["outputs"]["out"], "greeting.txt").read_text() == "hello you\n"
+
+    forced = manage("pipelines", "run", "hello", "--set", "who=you", "--force-rerun", "--json", env=env)
+    assert forced.returncode == 0, forced.stderr
+    step = json.loads(forced.stdout)["steps"]["greet"]
+    assert step["state"] == "succeeded" and step["reused_from"] is None and step["attempts"] == 1
+
+    unknown = manage("pipelines", "run", "hello", "--set", "nobody=1", "--json", env=env)
+    assert unknown.returncode == 2
+    assert "nobody" in unknown.stderr and unknown.stdout == ""
+
+
+def test_validate_for_an_unknown_team_exits_2(env, tmp_path):
+    result = manage("pipelines", "validate", str(write(tmp_path / "h", HELLO)), "--team", "Nobody's", env=env)
+    assert result.returncode == 2
+    assert 'no team named "Nobody\'s"' in result.stderr
