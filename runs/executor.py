@@ -403,9 +403,12 @@ class Attempt:
     def run(self) -> int:
         prepared = self.prepared
         argv = ["/bin/bash", "-c", prepared.command]
-        if prepared.sandbox is not None:
-            argv = sandbox_.argv(argv, prepared.sandbox)
-        proc = subprocess.Popen(
+        start = (
+            subprocess.Popen
+            if prepared.sandbox is None
+            else functools.partial(sandbox_.start, sandbox=prepared.sandbox)
+        )
+        proc = start(
             argv,
             cwd=prepared.cwd,
             env=prepared.env,

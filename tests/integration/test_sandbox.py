@@ -359,7 +359,7 @@ def test_the_sandbox_mounts_nothing_of_the_instance_but_the_steps_own_folder(tmp
     workdir = settings.STEPWISE_WORKDIR / "run-1" / "step-1"
     (workdir / "code").mkdir(parents=True)
     data = Path(settings.STEPWISE_ARTIFACTS) / "ab" / "cd"
-    argv = sandbox.argv(["true"], sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", read_only=[data]))
+    argv, _netns = sandbox.argv(["true"], sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", read_only=[data]))
     sources = {argv[i + 1] for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind", "--ro-bind-try")}
     instance = {settings.BASE_DIR, settings.VAR_DIR, Path(settings.STEPWISE_ARTIFACTS), settings.STEPWISE_WORKDIR}
     assert not {str(p) for p in instance} & sources
