@@ -71,6 +71,64 @@ def _attrs(**attrs: str) -> str:
 
 
 FAST_LAYOUT_STEPS = 500
+# This many steps or more that read from the same nodes and feed the same nodes (a fan-out) are
+# drawn as one node, "N similar steps", which a click expands: a 500-wide fan-out stays legible.
+GROUP_MIN_STEPS = 12
+
+
+def _step_sources(p: Pipeline, step) -> set[str]:
+    sources = set()
+    for binding in step.inputs.values():
+        if isinstance(binding, JobOutput) and binding.job in p.jobs:
+            sources.add("step:" + binding.job)
+        elif isinstance(binding, ParentInput) and binding.name in p.inputs:
+            sources.add("input:" + binding.name)
+    return sources
+
+
+def fanout_groups(p: Pipeline, *, expand: frozenset[str] | set[str] = frozenset()) -> dict[str, list[str]]:
+    """Group node id -> the names of the similar steps it stands for (in pipeline order).
+
+    Steps are similar when they read from the same nodes and feed the same nodes. A group whose
+    id is in `expand` is drawn step by step.
+    """
+    sources = {name: _step_sources(p, step) for name, step in p.jobs.items()}
+    targets: dict[str, set[str]] = {name: set() for name in p.jobs}
+    for name, srcs in sources.items():
+        for src in srcs:
+            if src.startswith("step:"):
+                targets[src[5:]].add("step:" + name)
+    for name, step in p.jobs.items():
+        for ref in step.outputs.values():
+            if isinstance(ref, ParentOutputRef) and ref.name in p.outputs:
+                targets[name].add("output:" + ref.name)
+    similar: dict[tuple, list[str]] = {}
+    for name in p.jobs:
+        if not sources[name] and not targets[name]:
+            continue  # lone steps are not a fan-out
+        similar.setdefault((frozenset(sources[name]), frozenset(targets[name])), []).append(name)
+    groups = {}
+    for names in similar.values():
+        if len(names) >= GROUP_MIN_STEPS:
+            group_id = "group-" + dom_id(names[0])
+            if group_id not in expand:
+                groups[group_id] = names
+    return groups
+
+
+_GROUP_ID = re.compile(r"group-step-[A-Za-z0-9_-]{1,200}")
+EXPAND_MAX = 50
+
+
+def expand_from_query(query) -> dict:
+    """`pipeline_dot`'s `expand` and `expand_url` from a page's `?expand=ID,ID` (ids checked)."""
+    raw = query.get("expand", "") if query is not None else ""
+    expand = frozenset(sorted(x for x in raw.split(",") if _GROUP_ID.fullmatch(x))[:EXPAND_MAX])
+
+    def expand_url(group_id: str) -> str:
+        return "?expand=" + ",".join(sorted(expand | {group_id}))
+
+    return {"expand": expand, "expand_url": expand_url}
 
 
 def pipeline_dot(
@@ -79,7 +137,10 @@ def pipeline_dot(
     states: dict[str, str] | None = None,
     step_url: Callable[[str], str] | None = None,
     rankdir: str = "LR",
+    expand: frozenset[str] | set[str] = frozenset(),
+    expand_url: Callable[[str], str] | None = None,
 ) -> str:
+    """`expand`: ids of fan-out groups drawn step by step; `expand_url(group id)` links a group."""
     states = states or {}
     if rankdir not in {"LR", "TB", "RL", "BT"}:
         rankdir = "LR"
@@ -132,7 +193,30 @@ def pipeline_dot(
             + ";"
         )
 
+    groups = fanout_groups(p, expand=expand)
+    drawn_as: dict[str, str] = {}  # a grouped step's DOT node: its group's
+    for g, (group_id, names) in enumerate(groups.items()):
+        gid = f"g{g}"
+        for name in names:
+            drawn_as[step_ids[name]] = gid
+        first, last = p.jobs[names[0]], p.jobs[names[-1]]
+        attrs = {
+            "id": group_id,
+            "class": "step-group",
+            "shape": "box3d",
+            "style": "filled",
+            "fillcolor": DEFAULT_FILL,
+            "label": f"{len(names):,} similar steps\\n{_text(first.label, limit=25)} … {_text(last.label, limit=25)}",
+        }
+        if expand_url is not None:
+            attrs["URL"] = _safe_url(expand_url(group_id))
+            attrs["target"] = "_top"
+            attrs["tooltip"] = "Show these steps one by one"
+        lines.append(f"  {gid} " + _attrs(**attrs) + ";")
+
     for name, step in p.jobs.items():
+        if step_ids[name] in drawn_as:
+            continue
         node_id = dom_id(name)
         if node_id in used_ids:  # two names that sanitize alike: keep ids unique
             node_id = f"{node_id}-{step_ids[name]}"
@@ -158,6 +242,15 @@ def pipeline_dot(
             attrs["tooltip"] = "Open step"
         lines.append(f"  {step_ids[name]} " + _attrs(**attrs) + ";")
 
+    # (from, to, label) -> the labels it stands for; edges into or out of a group are merged.
+    edges: dict[tuple[str, str, str], list[str]] = {}
+    groups_drawn = set(drawn_as.values())
+
+    def add_edge(src: str, dst: str, label: str) -> None:
+        src, dst = drawn_as.get(src, src), drawn_as.get(dst, dst)
+        key = (src, dst, "" if src in groups_drawn or dst in groups_drawn else label)
+        edges.setdefault(key, []).append(label)
+
     for name, step in p.jobs.items():
         sid = step_ids[name]
         for input_name, binding in step.inputs.items():
@@ -171,10 +264,14 @@ def pipeline_dot(
                 continue
             else:
                 continue
-            lines.append(f"  {src} -> {sid} " + _attrs(label=label) + ";")
+            add_edge(src, sid, label)
         for output_name, ref in step.outputs.items():
             if isinstance(ref, ParentOutputRef) and ref.name in output_ids:
-                lines.append(f"  {sid} -> {output_ids[ref.name]} " + _attrs(label=_text(output_name, limit=30)) + ";")
+                add_edge(sid, output_ids[ref.name], _text(output_name, limit=30))
+    for (src, dst, _label), labels in edges.items():
+        # Edges into or out of a group stand for one edge per step: say how many.
+        label = labels[0] + (f" ×{len(labels):,}" if len(labels) > 1 else "")
+        lines.append(f"  {src} -> {dst} " + _attrs(label=label) + ";")
 
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from pipelines_ui import graph_prerender
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
@@ -108,6 +109,8 @@ def pipeline_save_version(*, pipeline: Pipeline, spec: PipelineSpec, author, mes
     )
     locked.latest_version = version
     locked.save(update_fields=["latest_version", "updated_at"])
+    # A big graph is laid out now, not when someone first opens a page showing it.
+    transaction.on_commit(lambda: graph_prerender.version_graphs_prerender(version))
     pipeline.latest_version = version
     pipeline.updated_at = locked.updated_at
     return version

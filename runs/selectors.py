@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -12,6 +13,7 @@ from typing import NamedTuple
 
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
 from pipelines_ui.models import Membership, Pipeline, Role
@@ -398,6 +400,28 @@ def run_can_retry_failed(run: Run, steps: list[StepRun]) -> bool:
 
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_RUN_PLACEHOLDER = 0
+
+
+def run_step_url_prefix(run_id: int) -> str:
+    return reverse("run_step", args=[run_id, "x"]).removesuffix("x/")
+
+
+def run_graph_placeholder() -> str:
+    """The step links' prefix in the run page's graph as laid out: each page puts its run's in."""
+    return run_step_url_prefix(_RUN_PLACEHOLDER)
+
+
+@functools.lru_cache(maxsize=32)
+def run_graph_dot(version_id: int, content_hash: str, url_prefix: str, expand: tuple[str, ...] = ()) -> str:
+    """A version's DOT for run pages (versions are immutable: building it for 5,000 steps takes a while)."""
+    from pipelines_ui import graph
+    from pipelines_ui.models import PipelineVersion
+    from runs.specs import version_spec
+
+    spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
+    expansion = graph.expand_from_query({"expand": ",".join(expand)})
+    return graph.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/", **expansion)
 
 
 def step_dom_ids(spec: PipelineSpec) -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -168,11 +166,11 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
 # Above this many steps the page lists the most telling steps first and draws the graph
 # only once it has been laid out (dot takes tens of seconds at 5,000 nodes).
 MAX_STEP_ROWS = 100
-_RUN_PLACEHOLDER = 0
 
 
-def _graph(run) -> tuple[str, str, dict[str, str]]:
-    """(svg, note, step name -> node id); the page falls back to the table when there is no SVG.
+def _graph(run, query=None) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
+    """(svg, note, step name -> node id, fan-out group id -> its steps); the page falls back to
+    the table when there is no SVG.
 
     The SVG is the version's, without states (the page's script paints them), so it is laid
     out once per version and cached; only the run id in the step links differs per run.
@@ -181,30 +179,22 @@ def _graph(run) -> tuple[str, str, dict[str, str]]:
 
     spec = version_spec(run.version)
     node_ids = selectors.step_dom_ids(spec)
-    placeholder = _step_url_prefix(_RUN_PLACEHOLDER)
-    dot = _version_dot(run.version.pk, run.version.content_hash, placeholder)
+    expansion = graph.expand_from_query(query)
+    groups = graph.fanout_groups(spec, expand=expansion["expand"])
+    for group_id, names in groups.items():
+        node_ids.update(dict.fromkeys(names, group_id))
+    placeholder = selectors.run_graph_placeholder()
+    dot = selectors.run_graph_dot(
+        run.version.pk, run.version.content_hash, placeholder, tuple(sorted(expansion["expand"]))
+    )
     if len(spec.jobs) > graph.LARGE_GRAPH_STEPS and not graph.svg_cached(dot):
         graph.render_svg_in_background(dot)
-        return "", f"the graph of {len(spec.jobs):,} steps is being drawn; reload in a minute", node_ids
+        return "", f"the graph of {len(spec.jobs):,} steps is being drawn; reload in a minute", node_ids, groups
     try:
         svg = graph.render_svg(dot)
     except graph.GraphRenderError as exc:
-        return "", f"the graph could not be drawn ({exc})", node_ids
-    return svg.replace(placeholder, _step_url_prefix(run.pk)), "", node_ids
-
-
-def _step_url_prefix(run_id: int) -> str:
-    return reverse("run_step", args=[run_id, "x"]).removesuffix("x/")
-
-
-@functools.lru_cache(maxsize=32)
-def _version_dot(version_id: int, content_hash: str, url_prefix: str) -> str:
-    """A version's DOT (versions are immutable: building it for 5,000 steps takes a while)."""
-    from pipelines_ui import graph
-    from pipelines_ui.models import PipelineVersion
-
-    spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
-    return graph.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/")
+        return "", f"the graph could not be drawn ({exc})", node_ids, groups
+    return svg.replace(placeholder, selectors.run_step_url_prefix(run.pk)), "", node_ids, groups
 
 
 @login_required
@@ -214,7 +204,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
 
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     context = _run_context(request, run, step_name)
-    svg, graph_error, node_ids = _graph(run)
+    svg, graph_error, node_ids, groups = _graph(run, request.GET)
     context.update(
         svg=svg,
         graph_error=graph_error,
@@ -228,6 +218,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
             "selected": context["selected"].name if context["selected"] else None,
             "log": reverse("step_log", args=[run.pk, context["selected"].name]) if context["selected"] else None,
             "nodes": node_ids,
+            "groups": groups,
             "colors": STATE_COLORS,
             "states": {s.name: [s.state, s.attempt] for s in context["steps"]},
             "run_state": run.state,

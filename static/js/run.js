@@ -38,8 +38,32 @@
 
   // ---- node colours ---------------------------------------------------------------------
 
+  // A fan-out drawn as one node takes the most telling state of its steps.
+  var GROUP_ORDER = ["failed", "running", "queued", "pending", "canceled", "skipped", "succeeded", "reused"];
+  var groupOf = {};
+  Object.keys(config.groups || {}).forEach(function (gid) {
+    config.groups[gid].forEach(function (name) { groupOf[name] = gid; });
+  });
+
+  function groupState(gid) {
+    var present = {};
+    config.groups[gid].forEach(function (name) {
+      var s = known[name] || steps[name];
+      if (s) present[s[0]] = (present[s[0]] || 0) + 1;
+    });
+    for (var i = 0; i < GROUP_ORDER.length; i++) if (present[GROUP_ORDER[i]]) return GROUP_ORDER[i];
+    return "pending";
+  }
+
   function paintNode(name, state) {
-    var id = config.nodes[name];
+    if (groupOf[name]) {
+      paintElement(groupOf[name], groupState(groupOf[name]));
+      return;
+    }
+    paintElement(config.nodes[name], state);
+  }
+
+  function paintElement(id, state) {
     var node = id ? document.getElementById(id) : null;
     if (!node) return;
     var shape = node.querySelector("path, polygon, ellipse");
