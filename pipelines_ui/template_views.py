@@ -334,6 +334,7 @@ def template_update(request: HttpRequest, pk: int) -> HttpResponse:
             "can_edit": can_edit,
             "apply_url": reverse("template_update", args=[pipeline.pk]),
             "nav": "pipelines",
+            "tab": "template-update",
             **(_diff(origin, newer) if newer else {"parts": [], "lines": []}),
         },
         status=409 if conflict else 200,

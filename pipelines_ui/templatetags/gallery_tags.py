@@ -23,7 +23,8 @@ def template_origin(context, pipeline) -> dict:
         "pipeline": pipeline,
         "visible": visible,
         # Only a template the user may still see offers its newer versions.
-        "newer": newer_version_for(pipeline) if visible else None,
+        # The update page itself shows the diff and its own Apply: no banner there.
+        "newer": newer_version_for(pipeline) if visible and context.get("tab") != "template-update" else None,
         "can_apply": selectors.user_can_edit(user, pipeline),
         "csrf_token": context.get("csrf_token"),
     }
