@@ -350,3 +350,24 @@ def test_validate_for_an_unknown_team_exits_2(env, tmp_path):
     result = manage("pipelines", "validate", str(write(tmp_path / "h", HELLO)), "--team", "Nobody's", env=env)
     assert result.returncode == 2
     assert 'no team named "Nobody\'s"' in result.stderr
+
+
+# ---- stepwise_token ----------------------------------------------------------------------------
+
+
+def test_stepwise_token_create_prints_only_a_token_that_works(env, alice, team):
+    from django.test import Client
+
+    result = manage(
+        "stepwise_token", "create", "alice", "--team", team.name, "--scope", "read", "--expires-days", "7", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("swt_") and result.stdout == token + "\n"
+    teams = Client().get("/api/v1/teams/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert teams.status_code == 200
+    assert [t["name"] for t in teams.json()] == [team.name]
+
+    unknown = manage("stepwise_token", "create", "nobody", env=env)
+    assert unknown.returncode == 1
+    assert "no user named 'nobody'" in unknown.stderr and unknown.stdout == ""
