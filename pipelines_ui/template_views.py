@@ -103,6 +103,7 @@ def template_gallery(request: HttpRequest) -> HttpResponse:
             "tags": template_selectors.tag_cloud(user=request.user),
             "filtered": bool(query or tag),
             "admin_teams": Membership.objects.filter(user=request.user, role=Role.ADMIN).exists(),
+            "can_use": selectors.user_editable_teams(request.user).exists(),
             "nav": "templates",
         },
     )

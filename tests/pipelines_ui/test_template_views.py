@@ -194,6 +194,9 @@ def test_viewers_cannot_use_templates(source, alice, carol, team_b, team):
     tv = publish(source, alice)
     url = reverse("template_use", args=[tv.template_id])
     assert client_for(carol).get(url).status_code == 403
+    for page in (reverse("template_gallery"), reverse("template_detail", args=[tv.template_id])):
+        body = client_for(carol).get(page).content.decode()
+        assert "Digits" in body and url not in body
     # An editor elsewhere naming a team where they only view.
     dora = make_user("dora", team, Role.EDITOR)
     team_b.memberships.create(user=dora, role=Role.VIEWER)
