@@ -98,7 +98,7 @@ def descendants(pid: int) -> set[int]:
 
 
 def role(pid: int) -> str | None:
-    """What a child of serve is: daphne, worker-N (its slot), reconciler or redis-server."""
+    """What a child of serve is: daphne, worker-N (its slot), reconciler, scheduler or redis-server."""
     argv = cmdline(pid)
     if "daphne" in argv:
         return "daphne"
@@ -107,6 +107,8 @@ def role(pid: int) -> str | None:
         return f"worker-{name.rpartition('-')[2].partition('.')[0]}"
     if "reconcile" in argv:
         return "reconciler"
+    if "stepwise_scheduler" in argv:
+        return "scheduler"
     if argv and argv[0].split(" ")[0].endswith("redis-server"):  # it sets its title to "redis-server HOST:PORT"
         return "redis-server"
     return None
@@ -169,7 +171,7 @@ def serve(compute_target, tmp_path) -> Iterator:
             )
         served = Served(proc, f"http://127.0.0.1:{port}", log)
         started.append(served)
-        expected = {"daphne", "reconciler", *(f"worker-{i}" for i in range(workers)), *(ready or [])}
+        expected = {"daphne", "reconciler", "scheduler", *(f"worker-{i}" for i in range(workers)), *(ready or [])}
         wait_for(
             lambda: served.page_answers() and expected <= set(served.roles()),
             timeout=60,
@@ -270,6 +272,9 @@ def test_children_killed_one_by_one_come_back_and_the_run_succeeds(serve, alice,
         reconciler = served.roles()["reconciler"]
         os.kill(reconciler, signal.SIGKILL)
         served.replaced("reconciler", reconciler)
+        scheduler = served.roles()["scheduler"]
+        os.kill(scheduler, signal.SIGKILL)
+        served.replaced("scheduler", scheduler)
         wait_run(run, timeout=60)
 
     assert page.failures == [] and page.answers > 0
