@@ -1,6 +1,6 @@
 from django.urls import path
 
-from pipelines_ui import views
+from pipelines_ui import step_preview, views
 
 urlpatterns = [
     path("pipelines/", views.pipeline_list, name="pipeline_list"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("pipelines/<int:pk>/settings/", views.pipeline_settings, name="pipeline_settings"),
     path("pipelines/<int:pk>/interface/", views.pipeline_interface, name="pipeline_interface"),
     path("pipelines/<int:pk>/steps/new/", views.step_create, name="step_create"),
+    path("pipelines/<int:pk>/preview/step/", step_preview.step_preview, name="step_preview"),
     path("pipelines/<int:pk>/steps/<str:name>/", views.step_edit, name="step_edit"),
     path("pipelines/<int:pk>/steps/<str:name>/delete/", views.step_delete, name="step_delete"),
     path("pipelines/<int:pk>/versions/", views.pipeline_versions, name="pipeline_versions"),
