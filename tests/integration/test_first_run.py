@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -89,3 +90,56 @@ def test_stepwise_admin_user_and_password_are_honoured_and_the_password_never_pr
         query("from django.contrib.auth.models import User; print(User.objects.filter(username='admin').count())", env)
         == "0"
     )
+
+
+def test_serve_on_the_fresh_install_starts_a_private_redis_shows_the_first_login_and_stops_it(tmp_path):
+    from tests.conftest import free_port
+    from tests.integration.conftest import wait_for
+    from tests.integration.test_serve import alive, descendants, role
+
+    var = tmp_path / "var"
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing answers there
+    port = free_port()
+    env = make_run_env(var, REDIS_URL=redis_url, PORT=str(port), WORKERS="1")
+    (user, password), *_ = CREATED.findall(setup(env))
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", "--grace", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        redis = wait_for(
+            lambda: next((pid for pid in descendants(proc.pid) if role(pid) == "redis-server"), None),
+            timeout=60,
+            message="serve's private redis-server",
+            details=lambda: log.read_text(errors="replace"),
+        )
+        wait_for(lambda: "password:" in log.read_text(errors="replace"), timeout=60, message="the first login")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/accounts/login/"), timeout=60, message="the sign-in page")
+        output = log.read_text(errors="replace")
+        assert f"Redis: {redis_url}, a redis-server started by serve for itself" in output
+        assert f"Sign in at http://127.0.0.1:{port}/" in output
+        assert f"user:     {user}" in output and f"password: {password}" in output
+        family = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
+        wait_for(lambda: not alive(redis), timeout=10, message="the private redis-server to stop with serve")
+        wait_for(lambda: not [p for p in family if alive(p)], timeout=10, message="every process of serve to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200 and b"Sign in" in response.read()
+    except OSError:
+        return False
