@@ -18,8 +18,10 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from types import SimpleNamespace
 from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -27,7 +29,7 @@ from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
 from pipelines_ui import components, teams, template_services
@@ -639,3 +641,52 @@ def test_rows_cover_both_methods_of_views_that_take_both(db):
     for row in ROWS:
         methods.setdefault(row.name, set()).add(row.method)
     assert all(methods[name] == {"get", "post"} for name in both), {n: methods[n] for n in both}
+
+
+# ---- what a viewer's pages offer -------------------------------------------------------------
+
+
+class _Targets(HTMLParser):
+    """Every link's href and every POST form's action on a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.posts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "a" and attributes.get("href"):
+            self.links.append(attributes["href"])
+        elif tag == "form" and (attributes.get("method") or "").lower() == "post" and attributes.get("action"):
+            self.posts.append(attributes["action"])
+
+
+def _url_name(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc != "testserver" or not parts.path.startswith("/"):
+        return None
+    try:
+        return resolve(parts.path).url_name
+    except Resolver404:
+        return None
+
+
+VIEWER_PAGES = [row for row in ROWS if row.method == "get" and row.expect.viewer == 200]
+
+
+@pytest.mark.parametrize("row", VIEWER_PAGES, ids=[row.id for row in VIEWER_PAGES])
+def test_a_viewers_pages_offer_nothing_the_viewer_may_not_do(world, row: Row):
+    """No link or form on a page a viewer sees leads to something the matrix refuses them (403)."""
+    refused = {(r.name, r.method) for r in ROWS if r.expect.viewer == 403}
+    client = Client()
+    client.force_login(world.vera)
+    url = row.path or reverse(row.name, args=row.args(world))
+    response = client.get(url + (f"?{row.query}" if row.query else ""))
+    if "text/html" not in response.get("Content-Type", "") or response.streaming:
+        return
+    targets = _Targets()
+    targets.feed(response.content.decode())
+    offered = {(_url_name(href), "get") for href in targets.links}
+    offered |= {(_url_name(action), "post") for action in targets.posts}
+    assert not offered & refused, f"{url} offers a viewer {sorted(offered & refused)}"
