@@ -16,7 +16,7 @@ from pipelines_ui.template_services import (
     parameter_inputs,
     tags_clean,
 )
-from runs.forms import FIELD_PREFIX, RunForm
+from runs.forms import RunForm
 
 PARAM_PREFIX = "param_"
 
@@ -101,14 +101,14 @@ class UseTemplateForm(_TargetMixin, RunForm):
     """Where the clone goes, and its parameters' defaults: the run form's typed fields, prefilled."""
 
     def __init__(self, *args, template_version: TemplateVersion, spec: PipelineSpec, teams, **kwargs):
-        super().__init__(*args, spec=replace(spec, inputs=parameter_inputs(spec)), **kwargs)
-        del self.fields["force_rerun"], self.fields["timeout_s"]
         descriptions = template_version.parameter_descriptions or {}
-        for key, field in self.fields.items():
-            name = key[len(FIELD_PREFIX) :]
-            # On the fields, before any BoundField (which copies the help text) is made.
-            if key.startswith(FIELD_PREFIX) and descriptions.get(name):
-                field.help_text = f"{field.help_text} · {descriptions[name]}"
+        # The template's word for a parameter stands in for the spec's own.
+        inputs = {
+            name: replace(decl, description=descriptions.get(name) or decl.description)
+            for name, decl in parameter_inputs(spec).items()
+        }
+        super().__init__(*args, spec=replace(spec, inputs=inputs), **kwargs)
+        del self.fields["force_rerun"], self.fields["timeout_s"]
         self._add_target_fields(teams, template_version.template.title[:255])
 
 
