@@ -117,3 +117,19 @@ def test_a_step_without_output_draws_no_empty_log_box(web, page, run):
     assert not page.is_visible("#log")
     assert page.is_visible(".log-empty-note")
     assert page.inner_text(".log-empty-note") == "No output."
+
+
+def test_a_canceled_run_counts_only_what_ran_and_offers_no_retry(web, page, run):
+    now = timezone.now()
+    set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1, started_at=now, finished_at=now, exit_code=0)
+    set_step(run, "train", state=StepState.CANCELED, attempt=1, started_at=now, finished_at=now, reason="canceled")
+    set_step(run, "report", state=StepState.SKIPPED, finished_at=now, reason="the run was canceled")
+    Run.objects.filter(pk=run.pk).update(state=RunState.CANCELED, started_at=now, finished_at=now)
+    page.set_default_timeout(20_000)
+    sign_in(page, web, "alice")
+    page.goto(f"{web}/runs/{run.pk}/")
+    assert page.inner_text("#progress-text") == "1 / 3 steps"
+    assert page.locator(".progress-other").all_inner_texts() == ["· 1 canceled", "· 1 skipped"]
+    assert page.locator("#run-actions button").all_inner_texts() == ["Rerun"]
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "run-canceled.png"), full_page=True)
