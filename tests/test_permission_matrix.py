@@ -682,15 +682,20 @@ def _url_name(url: str) -> str | None:
         return None
 
 
-VIEWER_PAGES = [row for row in ROWS if row.method == "get" and row.expect.viewer == 200]
+MEMBER_PAGES = [
+    (row, persona)
+    for persona in ("viewer", "editor")
+    for row in ROWS
+    if row.method == "get" and row.expect.for_(persona) == 200
+]
 
 
-@pytest.mark.parametrize("row", VIEWER_PAGES, ids=[row.id for row in VIEWER_PAGES])
-def test_a_viewers_pages_offer_nothing_the_viewer_may_not_do(world, row: Row):
-    """No link or form on a page a viewer sees leads to something the matrix refuses them (403)."""
-    refused = {(r.name, r.method) for r in ROWS if r.expect.viewer == 403}
+@pytest.mark.parametrize(("row", "persona"), MEMBER_PAGES, ids=[f"{row.id}-{p}" for row, p in MEMBER_PAGES])
+def test_a_members_pages_offer_nothing_their_role_may_not_do(world, row: Row, persona: str):
+    """No link or form on a page a viewer (or editor) sees leads to what the matrix refuses them (403)."""
+    refused = {(r.name, r.method) for r in ROWS if r.expect.for_(persona) == 403}
     client = Client()
-    client.force_login(world.vera)
+    client.force_login(persona_user(world, persona))
     url = row.path or reverse(row.name, args=row.args(world))
     response = client.get(url + (f"?{row.query}" if row.query else ""))
     if "text/html" not in response.get("Content-Type", "") or response.streaming:
@@ -699,4 +704,4 @@ def test_a_viewers_pages_offer_nothing_the_viewer_may_not_do(world, row: Row):
     targets.feed(response.content.decode())
     offered = {(_url_name(href), "get") for href in targets.links}
     offered |= {(_url_name(action), "post") for action in targets.posts}
-    assert not offered & refused, f"{url} offers a viewer {sorted(offered & refused)}"
+    assert not offered & refused, f"{url} offers the {persona} {sorted(offered & refused)}"
