@@ -19,6 +19,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
 from pipelines_ui import teams
+from pipelines_ui.api import schedules
+from pipelines_ui.api.models import Schedule
 from runs import artifacts
 from runs.models import StepOutput, StepState, Worker
 from tests.conftest import make_user
@@ -42,6 +44,7 @@ PARAMETERS = {
     "membership_id": "membership",
     "invitation_id": "invitation",
     "token": "token",
+    "schedule_id": "schedule",
 }
 # The same parameters, naming nothing that exists.
 MISSING = {
@@ -55,6 +58,7 @@ MISSING = {
     "membership": "987654",
     "invitation": "987654",
     "token": "no-such-token",
+    "schedule": "987654",
 }
 # Objects of the install, not of a team: what an outsider may do with them is a matter of role
 # (the Workers page is for staff and team admins, and charlie administers his team).
@@ -141,6 +145,11 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
         "membership": str(team.memberships.get(user=alice).pk),
         "invitation": str(invited.invitation.pk),
         "token": invited.link,
+        "schedule": str(
+            schedules.schedule_create(
+                team=team, pipeline=pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
+            ).pk
+        ),
     }
 
 
@@ -172,6 +181,7 @@ def snapshot(team) -> dict:
         "versions": PipelineVersion.objects.filter(pipeline__team=team).count(),
         "runs": list(Run.objects.filter(pipeline__team=team).values_list("pk", "state", "cancel_requested")),
         "steps": list(StepRun.objects.filter(run__pipeline__team=team).values_list("pk", "state")),
+        "schedules": list(Schedule.objects.filter(team=team).values_list("pk", "name", "enabled", "handled_until")),
     }
 
 
@@ -277,6 +287,13 @@ MEMBER_SEES: dict[str, tuple[int, int, str]] = {
     "component_register": (200, 400, "Register a command component"),
     "component_register_step": (200, 400, "as a component"),
     "home": (302, 302, "/pipelines/"),
+    "schedule_list": (200, 200, "hourly"),
+    "pipeline_schedules": (200, 400, SECRET),
+    "schedule_detail": (200, 200, "Next 5 fire times"),
+    "schedule_enabled": (405, 302, "/schedules/1/"),
+    "schedule_delete": (405, 302, "/pipelines/1/schedules/"),
+    "api_schedules": (200, 415, "application/json"),
+    "api_schedule": (200, 405, "application/json"),
 }
 
 
