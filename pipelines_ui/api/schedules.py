@@ -206,6 +206,8 @@ TIMING = ("cron", "timezone", "interval_seconds")
 def schedule_update(*, schedule: Schedule, changes: dict) -> Schedule:
     """Change some settings (PATCH). Resuming, or a new cron, time zone or interval, starts from
     now: fire times while paused, or of the old timing, are not caught up."""
+    if changes == {"enabled": False}:
+        return schedule_set_enabled(schedule=schedule, enabled=False)
     unknown = set(changes) - set(Settings.__dataclass_fields__)
     if unknown:
         raise ScheduleError({k: "cannot be changed" for k in sorted(unknown)})

@@ -290,6 +290,24 @@ def test_api_bad_settings_are_400_naming_the_field(pipeline, alice):
 
 
 @pytest.mark.django_db
+def test_api_pauses_a_schedule_whose_inputs_no_longer_fit_but_will_not_resume_it(pipeline, alice):
+    schedule = make_schedule(pipeline, alice, inputs={"gone": 1})
+    client = bearer(token_for(alice, "admin"))
+    url = f"/api/v1/schedules/{schedule.pk}/"
+    assert client.patch(url, {"enabled": False}, format="json").status_code == 200
+    response = client.patch(url, {"enabled": True}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "file": None,
+        "job": None,
+        "field": "inputs.gone",
+        "line": None,
+        "message": "the pipeline has no such input",
+    }
+    assert client.patch(url, {"enabled": True, "inputs": {}}, format="json").json()["enabled"] is True
+
+
+@pytest.mark.django_db
 def test_api_roles_and_scopes(pipeline, alice, bob, viewer, charlie):
     schedule = make_schedule(pipeline, alice)
     url = f"/api/v1/schedules/{schedule.pk}/"
