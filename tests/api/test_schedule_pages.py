@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from pipelines_ui.api import schedules
+from pipelines_ui.api.endpoints import endpoint_create
 from pipelines_ui.api.models import Schedule
 from runs.forms import FIELD_PREFIX
 from runs.models import Run
@@ -155,3 +156,15 @@ def test_an_admin_deletes_a_schedule_and_its_runs_stay(pipeline, alice):
     assert response["Location"] == f"/pipelines/{pipeline.pk}/schedules/"
     assert not Schedule.objects.exists()
     assert Run.objects.filter(pk=run_id).exists()
+
+
+def test_the_form_schedules_an_endpoint_of_the_pipeline(pipeline, alice, team):
+    endpoint = endpoint_create(team=team, name="nightly", pipeline=pipeline, user=alice)
+    page = client_for(alice).get(f"/pipelines/{pipeline.pk}/schedules/")
+    assert f'<option value="{endpoint.pk}">endpoint nightly (default v1)</option>' in page.content.decode()
+    response = client_for(alice).post(f"/pipelines/{pipeline.pk}/schedules/", form_data(target=str(endpoint.pk)))
+    assert response.status_code == 302
+    schedule = Schedule.objects.get()
+    assert (schedule.endpoint, schedule.pipeline) == (endpoint, None)
+    listed = client_for(alice).get(f"/pipelines/{pipeline.pk}/schedules/").content.decode()
+    assert "via endpoint nightly" in listed
