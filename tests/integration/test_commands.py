@@ -184,6 +184,15 @@ def test_export_of_an_unknown_pipeline_or_version_exits_2_and_writes_nothing(env
     assert not out.exists()
 
 
+def test_export_to_a_file_exits_2_naming_it(env, alice, team, tmp_path):
+    import_yaml(tmp_path, HELLO, alice, team, name="hello")
+    target = tmp_path / "taken.txt"
+    target.write_text("mine")
+    result = manage("pipelines", "export", "hello", "-o", str(target), env=env)
+    assert result.returncode == 2 and "is a file: -o takes a folder" in result.stderr
+    assert "Traceback" not in result.stderr and target.read_text() == "mine"
+
+
 # ---- pipelines gc ------------------------------------------------------------------------------
 
 

@@ -146,8 +146,14 @@ class Command(BaseCommand):
         chosen = versions.filter(number=version).first() if version else versions.first()
         if chosen is None:
             raise Invalid(f"{name!r} has no version {version}" if version else f"{name!r} has no versions")
-        dest = Path(output) / name if Path(output).exists() and any(Path(output).iterdir()) else Path(output)
-        dump_folder(version_spec_with_files(chosen), dest)
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise Invalid(f"{output} is a file: -o takes a folder (it is made if missing)")
+        dest = out / name if out.exists() and any(out.iterdir()) else out
+        try:
+            dump_folder(version_spec_with_files(chosen), dest)
+        except OSError as exc:
+            raise Invalid(f"cannot write {dest}: {exc.strerror}") from None
         self.stdout.write(f"exported {name} version {chosen.number} to {dest}")
         return EXIT_OK
 
