@@ -33,9 +33,9 @@ from bench.report import Result
 from pipelines_ui import graph
 from pipelines_ui.models import Membership, PipelineVersion, Role, Team
 from pipelines_ui.services import pipeline_create
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs import executor, services
 from runs.models import RUN_TERMINAL, ComputeTarget, Run, RunState, StepRun, StepState, Transition
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 # ---- shared helpers ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines_ui.spec.model import InputDecl, JobOutput, OutputDecl, Pipeline, Settings, Step
+from stepwise.spec.model import InputDecl, JobOutput, OutputDecl, Pipeline, Settings, Step
 
 NOOP = "python -c pass"
 TARGET = "bench"

@@ -14,8 +14,8 @@ from django.db.models import Q, QuerySet
 
 from pipelines_ui.models import Component, FileBlob, Pipeline, Team, Visibility
 from pipelines_ui.selectors import EDIT_ROLES
-from pipelines_ui.spec import ComponentLookupError, ComponentResolver, InputDecl, OutputDecl, Step
-from pipelines_ui.spec.bindings import JOB_NAME
+from stepwise.spec import ComponentLookupError, ComponentResolver, InputDecl, OutputDecl, Step
+from stepwise.spec.bindings import JOB_NAME
 
 
 def components_visible_to(user) -> QuerySet[Component]:

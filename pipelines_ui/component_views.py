@@ -17,10 +17,10 @@ from pipelines_ui.component_forms import ComponentRegisterForm, StepComponentFor
 from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Membership, Team
 from pipelines_ui.services import pipeline_working_spec
-from pipelines_ui.spec import SpecError
-from pipelines_ui.spec.model import Problem
 from pipelines_ui.uploads import UploadError
 from pipelines_ui.views import _forbidden, _get_pipeline_for_user
+from stepwise.spec import SpecError
+from stepwise.spec.model import Problem
 
 # The content viewer shows text files up to this size; larger or binary ones are only listed.
 MAX_SHOWN_BYTES = 256 * 1024

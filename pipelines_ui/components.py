@@ -19,9 +19,9 @@ from django.db import transaction
 from pipelines_ui.component_selectors import component_versions
 from pipelines_ui.models import Component, PipelineVersion, Team, Visibility
 from pipelines_ui.services import file_blob_store, version_spec_with_files
-from pipelines_ui.spec import SpecError, component_mapping, load_component
-from pipelines_ui.spec.model import Step
 from pipelines_ui.uploads import YAML_SUFFIXES, UploadError, extract_zip, max_bytes, relative_problems
+from stepwise.spec import SpecError, component_mapping, load_component
+from stepwise.spec.model import Step
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,254}")
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from pipelines_ui.spec.model import JobOutput, ParentInput, ParentOutputRef, Step
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.model import JobOutput, ParentInput, ParentOutputRef, Step
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 PIPELINE_PART = "pipeline"
 _MISSING = object()

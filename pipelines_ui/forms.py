@@ -12,8 +12,9 @@ from django.core.exceptions import ValidationError
 
 from pipelines_ui.models import Pipeline
 from pipelines_ui.selectors import compute_choices, default_compute_name, user_editable_teams
-from pipelines_ui.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, literal_error
-from pipelines_ui.spec.model import (
+from pipelines_ui.uploads import UploadError, zip_to_files
+from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, literal_error
+from stepwise.spec.model import (
     DATA_TYPES,
     INPUT_TYPES,
     LITERAL_TYPES,
@@ -28,8 +29,7 @@ from pipelines_ui.spec.model import (
     Problem,
     Step,
 )
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
-from pipelines_ui.uploads import UploadError, zip_to_files
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 IDENTIFIER_HELP = "Letters, digits and underscores; not starting with a digit."
 STEP_NAME_HELP = "Lower-case letters, digits and underscores; not starting with a digit."

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
+from stepwise.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
 
 # Fill colours by step state; the run page draws its legend from this map.
 STATE_COLORS: dict[str, str] = {

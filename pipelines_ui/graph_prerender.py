@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from pipelines_ui import graph
 from pipelines_ui.models import PipelineVersion
-from pipelines_ui.spec import from_json
+from stepwise.spec import from_json
 
 log = logging.getLogger(__name__)
 

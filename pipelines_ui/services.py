@@ -20,8 +20,8 @@ from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import known_compute_names
-from pipelines_ui.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
-from pipelines_ui.spec.model import (
+from stepwise.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
+from stepwise.spec.model import (
     DataPath,
     JobOutput,
     Problem,
@@ -29,7 +29,7 @@ from pipelines_ui.spec.model import (
     code_key,
     data_key,
 )
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 
 def _errors(problems: list[Problem]) -> list[Problem]:

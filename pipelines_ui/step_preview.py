@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from pipelines_ui import graph, selectors, services
 from pipelines_ui.forms import StepForms
 from pipelines_ui.models import Pipeline
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 
 def _form_error(page: StepForms) -> str:

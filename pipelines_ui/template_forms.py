@@ -8,7 +8,6 @@ from django import forms
 
 from pipelines_ui.markdown import MAX_SOURCE_CHARS
 from pipelines_ui.models import Pipeline, PipelineVersion, Template, TemplateVersion, Visibility
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.template_services import (
     PARAMETER_DESCRIPTION_MAX,
     TITLE_MAX,
@@ -17,6 +16,7 @@ from pipelines_ui.template_services import (
     tags_clean,
 )
 from runs.forms import RunForm
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 PARAM_PREFIX = "param_"
 

@@ -22,10 +22,10 @@ from pipelines_ui.services import (
     spec_validate,
     version_spec_with_files,
 )
-from pipelines_ui.spec import SpecError
-from pipelines_ui.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl, Problem
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.specs import coerce_literal
+from stepwise.spec import SpecError
+from stepwise.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl, Problem
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 TITLE_MAX = 200
 TAG_MAX = 30

@@ -20,11 +20,11 @@ from pipelines_ui.graph import LARGE_GRAPH_STEPS, GraphRenderError, pipeline_dot
 from pipelines_ui.markdown import render_markdown
 from pipelines_ui.models import Membership, Pipeline, Role, Template, TemplateVersion
 from pipelines_ui.services import version_spec_with_files
-from pipelines_ui.spec import SpecError, from_json
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from pipelines_ui.template_forms import DuplicateForm, PublishForm, UseTemplateForm
 from pipelines_ui.version_diff import changed_parts, yaml_diff
 from runs.forms import FIELD_PREFIX
+from stepwise.spec import SpecError, from_json
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 GALLERY_LIMIT = 60
 

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
-from pipelines_ui.spec.model import Problem
+from stepwise.spec.model import Problem
 
 DEFAULT_MAX_FILES = 2000
 _CHUNK = 64 * 1024

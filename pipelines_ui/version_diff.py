@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change
 from pipelines_ui.models import FileBlob, PipelineVersion
-from pipelines_ui.spec import yaml_files
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from stepwise.spec import yaml_files
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,12 @@ from pipelines_ui.graph import (
     svg_cached,
 )
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion
-from pipelines_ui.spec import SpecError, from_json, to_zip_bytes
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
-from pipelines_ui.spec.model import Problem, Step
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from pipelines_ui.version_diff import changed_parts, code_diff, version_file_contents, yaml_diff
 from runs import selectors as run_selectors
+from stepwise.spec import SpecError, from_json, to_zip_bytes
+from stepwise.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.model import Problem, Step
 
 PAGE_SIZE = 20
 VERSIONS_PAGE_SIZE = 10

@@ -30,8 +30,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from pipelines_ui.models import FileBlob
-from pipelines_ui.spec import EnvRef, render_command, secret_env_var
-from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
 from runs import artifacts, broadcast, logs, orchestrator, processes, queues
 from runs import sandbox as sandbox_
 from runs import worker as worker_
@@ -39,6 +37,8 @@ from runs.models import ComputeTarget, Isolation, Metric, StepOutput, StepRun, S
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
+from stepwise.spec import EnvRef, render_command, secret_env_var
+from stepwise.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
 
 log = logging.getLogger(__name__)
 

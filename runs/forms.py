@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 
-from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_TIMEOUT_S
-from pipelines_ui.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.services import RunInputError, run_inputs_clean
+from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_TIMEOUT_S
+from stepwise.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 FIELD_PREFIX = "in_"
 

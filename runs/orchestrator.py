@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
-from pipelines_ui.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
 from runs import artifacts, queues
 from runs.models import RUN_TERMINAL, STEP_DONE, STEP_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import run_transition, step_run_transition
+from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
 
 log = logging.getLogger(__name__)
 

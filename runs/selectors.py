@@ -17,7 +17,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipelines_ui.models import Membership, Pipeline, Role
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.logs import omitted_text
 from runs.models import (
     RUN_TERMINAL,
@@ -32,6 +31,7 @@ from runs.models import (
     StepRun,
     StepState,
 )
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from pipelines_ui.models import PipelineVersion
-from pipelines_ui.spec.model import SECRET_TYPE
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs import orchestrator
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import coerce_literal, version_spec
+from stepwise.spec.model import SECRET_TYPE
+from stepwise.spec.model import Pipeline as PipelineSpec
 
 
 class RunInputError(ValueError):

@@ -6,9 +6,9 @@ import hashlib
 from functools import lru_cache
 
 from pipelines_ui.models import PipelineVersion
-from pipelines_ui.spec import from_json
-from pipelines_ui.spec.bindings import literal_error
-from pipelines_ui.spec.model import SECRET_TYPE, DataPath, InputDecl, ParentInput, Pipeline, Step
+from stepwise.spec import from_json
+from stepwise.spec.bindings import literal_error
+from stepwise.spec.model import SECRET_TYPE, DataPath, InputDecl, ParentInput, Pipeline, Step
 
 
 @lru_cache(maxsize=256)

@@ -14,12 +14,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
-from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN
 from runs import downloads, logs, reuse, selectors
 from runs.forms import RunForm
 from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
 from runs.specs import version_spec
+from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN
 
 RUNS_PER_PAGE = 25
 

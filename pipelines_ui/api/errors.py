@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from pipelines_ui.spec.model import Problem
+from stepwise.spec.model import Problem
 
 
 def problem_json(problem: Problem) -> dict:

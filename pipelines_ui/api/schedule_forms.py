@@ -8,10 +8,10 @@ from django.utils.html import format_html, format_html_join
 from pipelines_ui.api import schedules
 from pipelines_ui.api.models import Catchup, Endpoint
 from pipelines_ui.models import Pipeline
-from pipelines_ui.spec.model import DATA_TYPES, SECRET_TYPE
 from runs.forms import FIELD_PREFIX
 from runs.forms import _field as input_field
 from runs.specs import version_spec
+from stepwise.spec.model import DATA_TYPES, SECRET_TYPE
 
 PIPELINE_TARGET = "pipeline"
 

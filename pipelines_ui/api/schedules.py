@@ -32,10 +32,10 @@ from pipelines_ui.api.endpoints import EndpointError, endpoint_call
 from pipelines_ui.api.models import Catchup, Endpoint, Schedule, ScheduleFire
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import EDIT_ROLES
-from pipelines_ui.spec.model import SECRET_TYPE
 from runs.models import Run
 from runs.services import RunInputError, run_create, run_inputs_clean
 from runs.specs import version_spec
+from stepwise.spec.model import SECRET_TYPE
 
 log = logging.getLogger(__name__)
 

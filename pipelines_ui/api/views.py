@@ -24,13 +24,13 @@ from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
-from pipelines_ui.spec import SpecError, to_zip_bytes
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from runs import downloads
 from runs import selectors as run_selectors
 from runs.management.commands.pipelines import run_summary
 from runs.models import Metric, Run, RunState, StepRun
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
+from stepwise.spec import SpecError, to_zip_bytes
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="bad input: `errors` names each problem"),

@@ -6,7 +6,7 @@ from django import template
 
 from pipelines_ui.forms import literal_text
 from pipelines_ui.graph import dom_id as _dom_id
-from pipelines_ui.spec.model import DataPath, JobOutput, ParentInput
+from stepwise.spec.model import DataPath, JobOutput, ParentInput
 
 register = template.Library()
 

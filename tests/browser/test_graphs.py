@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from pipelines_ui import services
 from pipelines_ui.models import Team
-from pipelines_ui.spec import parse_text
 from runs.models import Run, RunState, StepRun, StepState
+from stepwise.spec import parse_text
 from tests.browser.conftest import sign_in
 from tests.conftest import make_user
 from tests.pipelines_ui.test_graph_groups import fan_yaml

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from pipelines_ui.models import Pipeline
-from pipelines_ui.spec.model import InputDecl, JobOutput, OutputDecl, ParentInput, Step
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
 from runs.models import ComputeTarget
+from stepwise.spec.model import InputDecl, JobOutput, OutputDecl, ParentInput, Step
+from stepwise.spec.model import Pipeline as PipelineSpec
 from tests.conftest import make_user
 
 

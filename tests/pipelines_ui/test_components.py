@@ -18,8 +18,8 @@ from django.urls import reverse
 from pipelines_ui import component_selectors as cs
 from pipelines_ui import components, services
 from pipelines_ui.models import Component, Pipeline, Role, Team, Visibility
-from pipelines_ui.spec import ComponentLookupError, SpecError, load_pipeline, to_zip_bytes
 from pipelines_ui.uploads import UploadError, extract_zip
+from stepwise.spec import ComponentLookupError, SpecError, load_pipeline, to_zip_bytes
 from tests.conftest import make_user
 
 TRAIN = """\

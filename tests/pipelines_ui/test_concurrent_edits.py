@@ -13,7 +13,7 @@ from pipelines_ui import services
 from pipelines_ui.concurrent_edits import part_change_text, spec_conflicts, spec_merge
 from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.services import EditConflict
-from pipelines_ui.spec.model import InputDecl, JobOutput, OutputDecl, ParentInput, Step
+from stepwise.spec.model import InputDecl, JobOutput, OutputDecl, ParentInput, Step
 from tests.conftest import make_user
 from tests.pipelines_ui.conftest import make_spec
 

@@ -6,8 +6,8 @@ import pytest
 
 from pipelines_ui import graph
 from pipelines_ui.graph import STATE_COLORS, dom_id, pipeline_dot, render_svg
-from pipelines_ui.spec.model import InputDecl, OutputDecl, ParentOutputRef, Step
-from pipelines_ui.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.model import InputDecl, OutputDecl, ParentOutputRef, Step
+from stepwise.spec.model import Pipeline as PipelineSpec
 from tests.pipelines_ui.conftest import make_spec
 
 XSS = "<script>alert(1)</script>"
@@ -163,7 +163,7 @@ def test_render_svg_reports_dot_errors():
 
 def test_editor_draws_a_huge_graph_in_the_background(monkeypatch, tmp_path, settings):
     from pipelines_ui import graph, views
-    from pipelines_ui.spec.model import Pipeline, Step
+    from stepwise.spec.model import Pipeline, Step
 
     settings.VAR_DIR = tmp_path
     started = []

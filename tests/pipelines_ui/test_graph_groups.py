@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from pipelines_ui import graph, services
 from pipelines_ui.graph import GROUP_MIN_STEPS, expand_from_query, fanout_groups, pipeline_dot
-from pipelines_ui.spec import parse_text
+from stepwise.spec import parse_text
 
 
 def fan_yaml(width: int) -> str:

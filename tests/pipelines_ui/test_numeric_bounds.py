@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from pipelines_ui.models import PipelineVersion
-from pipelines_ui.spec.bindings import MAX_RETRIES, MAX_TIMEOUT_S
+from stepwise.spec.bindings import MAX_RETRIES, MAX_TIMEOUT_S
 from tests.pipelines_ui.test_views import step_post
 
 HUGE = "99999999999999999999999"

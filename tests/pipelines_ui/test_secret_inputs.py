@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from pipelines_ui.forms import SOURCE_LITERAL, PipelineInputForm, source_to_binding
-from pipelines_ui.spec import ParentInput
+from stepwise.spec import ParentInput
 
 
 def test_a_secret_pipeline_input_takes_no_default_in_the_editor():

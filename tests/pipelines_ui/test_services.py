@@ -5,8 +5,8 @@ import pytest
 from pipelines_ui import services
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion
 from pipelines_ui.selectors import known_compute_names
-from pipelines_ui.spec import SpecError
-from pipelines_ui.spec.model import JobOutput, OutputDecl, Step
+from stepwise.spec import SpecError
+from stepwise.spec.model import JobOutput, OutputDecl, Step
 from tests.pipelines_ui.conftest import make_spec
 
 

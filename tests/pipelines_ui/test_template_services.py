@@ -11,7 +11,7 @@ from django.db import connection
 from pipelines_ui import services, template_selectors
 from pipelines_ui import template_services as ts
 from pipelines_ui.models import Pipeline, Role, Team, Template, TemplateVersion, Visibility
-from pipelines_ui.spec import SpecError
+from stepwise.spec import SpecError
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline
 

@@ -6,8 +6,8 @@ import pytest
 
 from pipelines_ui.models import Pipeline, PipelineVersion
 from pipelines_ui.services import pipeline_create
-from pipelines_ui.spec import parse_text
 from runs.models import ComputeTarget, Run, StepRun
+from stepwise.spec import parse_text
 
 # prep -> train -> report, with one input of every literal type.
 PIPELINE_YAML = """

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from pipelines_ui.spec.bindings import INTEGER_MAX, MAX_TIMEOUT_S
 from runs.models import Run
+from stepwise.spec.bindings import INTEGER_MAX, MAX_TIMEOUT_S
 
 HUGE = "99999999999999999999999"
 

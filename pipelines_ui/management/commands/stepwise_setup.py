@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from pipelines_ui.first_login import first_login_remember
 from pipelines_ui.models import Membership, Pipeline, Role, Team
 from pipelines_ui.services import pipeline_import
-from pipelines_ui.spec import SpecError
+from stepwise.spec import SpecError
 
 
 class Command(BaseCommand):

@@ -17,13 +17,13 @@ from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Pipeline, Team
 from pipelines_ui.selectors import known_compute_names
 from pipelines_ui.services import pipeline_import, version_spec_with_files
-from pipelines_ui.spec import SECRET_TYPE, SpecError, dump_folder, load_pipeline
 from pipelines_ui.uploads import UploadError
 from runs import gc, services
 from runs.artifacts import ArtifactError, artifact_path
 from runs.management.component_cli import add_component_arguments, component_command
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
 from runs.specs import version_spec
+from stepwise.spec import SECRET_TYPE, SpecError, dump_folder, load_pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines_ui.spec import (
+from stepwise.spec import (
     DataPath,
     JobOutput,
     ParentInput,

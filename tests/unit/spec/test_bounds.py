@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines_ui.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_RETRIES, MAX_TIMEOUT_S
+from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_RETRIES, MAX_TIMEOUT_S
 
 from .helpers import errors_of, one
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from pipelines_ui.spec import command_references, render_command
-from pipelines_ui.spec.command import command_errors
+from stepwise.spec import command_references, render_command
+from stepwise.spec.command import command_errors
 
 ARGV = f"{sys.executable} -c 'import sys; print(repr(sys.argv[1:]))'"
 

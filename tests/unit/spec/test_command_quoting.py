@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines_ui.spec import EnvRef, render_command
-from pipelines_ui.spec.command import command_errors
+from stepwise.spec import EnvRef, render_command
+from stepwise.spec.command import command_errors
 
 from .helpers import load_errors, one, write
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines_ui.spec import ComponentLookupError, SpecError, component_mapping, load_component, parse_text
+from stepwise.spec import ComponentLookupError, SpecError, component_mapping, load_component, parse_text
 
 from .helpers import write
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pipelines_ui.spec import load_pipeline
+from stepwise.spec import load_pipeline
 
 from .helpers import EXAMPLES, run_locally
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pipelines_ui.spec import SpecError, load_pipeline, parse_text
+from stepwise.spec import SpecError, load_pipeline, parse_text
 
 from .helpers import errors_of, load_errors, one, write
 

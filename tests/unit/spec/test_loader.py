@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from pipelines_ui.spec import (
+from stepwise.spec import (
     DataPath,
     InputDecl,
     JobOutput,

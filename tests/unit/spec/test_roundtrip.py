@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines_ui.spec import (
+from stepwise.spec import (
     DataPath,
     InputDecl,
     JobOutput,

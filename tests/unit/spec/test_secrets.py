@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pipelines_ui.spec import (
+from stepwise.spec import (
     EnvRef,
     InputDecl,
     ParentInput,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines_ui.spec import (
+from stepwise.spec import (
     DataPath,
     InputDecl,
     JobOutput,
