@@ -36,5 +36,5 @@ urlpatterns = [
     path("schedules/", schedule_views.ScheduleList.as_view(), name="api_schedules"),
     path("schedules/<int:schedule_id>/", schedule_views.ScheduleDetail.as_view(), name="api_schedule"),
     # Anything else under /api/v1/ is a JSON 404, not the site's HTML page.
-    re_path(r"^.*$", views.not_found),
+    re_path(r"^[\s\S]*$", views.not_found),  # newlines too: a name may hold %0A
 ]
