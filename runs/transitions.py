@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from runs import broadcast, queues
-from runs.models import RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
+from runs import broadcast, queues, signals
+from runs.models import RUN_TERMINAL, RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ def _run_apply(run: Run, current: str, to: RunState, reason: str) -> bool:
     for key, value in changes.items():
         setattr(run, key, value)
     Transition.objects.create(run=run, old=current, new=to, reason=reason)
+    if to in RUN_TERMINAL:
+        # In this transaction: the notification outbox's rows commit with the run's end, or neither.
+        signals.run_ended.send(sender=Run, run=run, state=to)
     payload = broadcast.run_payload(run)
     transaction.on_commit(lambda: broadcast.send(run.pk, payload))
     return True

@@ -191,7 +191,10 @@ def open_services_warning(services: list[OpenService]) -> str:
 
 
 class Command(BaseCommand):
-    help = "Serve Stepwise: web (daphne), step workers, the reconciler, the scheduler and a local redis-server."
+    help = (
+        "Serve Stepwise: web (daphne), step workers, the reconciler, the scheduler, the notification "
+        "dispatcher and a local redis-server."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
@@ -232,6 +235,7 @@ class Command(BaseCommand):
             )
         programs.append(Program("reconciler", lambda _gen: [python, manage, "reconcile", "--loop"]))
         programs.append(Program("scheduler", lambda _gen: [python, manage, "stepwise_scheduler"]))
+        programs.append(Program("dispatcher", lambda _gen: [python, manage, "stepwise_dispatcher"]))
 
         database = describe_database(connections["default"].settings_dict)
         redis_text = redis_display_url(settings.REDIS_URL)
