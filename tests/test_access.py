@@ -19,8 +19,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
 from pipelines_ui import teams
-from pipelines_ui.api import schedules
-from pipelines_ui.api.models import Schedule
+from pipelines_ui.api import notifications, schedules
+from pipelines_ui.api.models import Delivery, Schedule
 from runs import artifacts
 from runs.models import StepOutput, StepState, Worker
 from tests.conftest import make_user
@@ -45,6 +45,8 @@ PARAMETERS = {
     "invitation_id": "invitation",
     "token": "token",
     "schedule_id": "schedule",
+    "notification_id": "notification",
+    "delivery_id": "delivery",
 }
 # The same parameters, naming nothing that exists.
 MISSING = {
@@ -59,6 +61,8 @@ MISSING = {
     "invitation": "987654",
     "token": "no-such-token",
     "schedule": "987654",
+    "notification": "987654",
+    "delivery": "987654",
 }
 # Objects of the install, not of a team: what an outsider may do with them is a matter of role
 # (the Workers page is for staff and team admins, and charlie administers his team).
@@ -134,6 +138,17 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     invited = teams.invitation_create(
         team=team, email="dana@example.com", role="viewer", by=alice, accept_url=lambda token: token
     )
+    notification = notifications.notification_create(
+        pipeline=pipeline,
+        user=alice,
+        kind="webhook",
+        url="https://hooks.example.com/x",
+        events=["run.failed"],
+        allow_private=True,
+    ).notification
+    delivery = Delivery.objects.create(
+        notification=notification, run=run, event="run.failed", payload={}, state="failed", next_attempt_at=now
+    )
     return {
         "pipeline": str(pipeline.pk),
         "version": str(pipeline.latest_version.number),
@@ -145,6 +160,8 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
         "membership": str(team.memberships.get(user=alice).pk),
         "invitation": str(invited.invitation.pk),
         "token": invited.link,
+        "notification": str(notification.pk),
+        "delivery": str(delivery.pk),
         "schedule": str(
             schedules.schedule_create(
                 team=team, pipeline=pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
@@ -294,6 +311,10 @@ MEMBER_SEES: dict[str, tuple[int, int, str]] = {
     "schedule_delete": (405, 302, "/pipelines/1/schedules/"),
     "api_schedules": (200, 415, "application/json"),
     "api_schedule": (200, 405, "application/json"),
+    "pipeline_notifications": (200, 400, "Deliveries"),
+    "notification_enabled": (405, 302, "/pipelines/1/notifications/"),
+    "notification_delete": (405, 302, "/pipelines/1/notifications/"),
+    "delivery_send_again": (405, 302, "/pipelines/1/notifications/"),
 }
 
 

@@ -33,8 +33,9 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.utils import timezone
 
 from pipelines_ui import components, teams, template_services
-from pipelines_ui.api import endpoints, schedules
+from pipelines_ui.api import endpoints, notifications, schedules
 from pipelines_ui.api import tokens as api_tokens
+from pipelines_ui.api.models import Delivery
 from pipelines_ui.models import Role, Team
 from runs import artifacts
 from runs.forms import FIELD_PREFIX
@@ -406,6 +407,30 @@ ROWS += [
 ]
 
 
+def notification(w) -> list:
+    return [w.notification.pk]
+
+
+# Notifications: members see them and their deliveries; team admins add, pause, delete, send again.
+ROWS += [
+    Row("pipeline_notifications", "get", PAGE, pipeline),
+    Row(
+        "pipeline_notifications",
+        "post",
+        Expect(LOGIN, 404, 403, 403, 200),
+        pipeline,
+        data=lambda w: {"kind": "webhook", "url": "https://hooks.example.com/y", "events": ["run.failed"]},
+        why="the new webhook's secret is shown once, on the page the POST answers",
+    ),
+    Row("notification_enabled", "get", POST_ONLY, notification),
+    Row("notification_enabled", "post", ADMIN, notification, data=lambda w: {"enabled": "0"}),
+    Row("notification_delete", "get", POST_ONLY, notification),
+    Row("notification_delete", "post", ADMIN, notification),
+    Row("delivery_send_again", "get", POST_ONLY, lambda w: [w.delivery.pk]),
+    Row("delivery_send_again", "post", ADMIN, lambda w: [w.delivery.pk]),
+]
+
+
 # Templates (team-visible here), duplicating, following a template, and a pipeline's Runs tab.
 ROWS += [
     Row("template_gallery", "get", LIST),
@@ -529,6 +554,17 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
         team=team_a, version=w.pipeline.latest_version, step_name="prep", user=alice, name="prep", component_version="1"
     ).component
     w.endpoint = endpoints.endpoint_create(team=team_a, name="demo", pipeline=w.pipeline, user=alice)
+    w.notification = notifications.notification_create(
+        pipeline=w.pipeline,
+        user=alice,
+        kind="webhook",
+        url="https://hooks.example.com/x",
+        events=["run.failed"],
+        allow_private=True,
+    ).notification
+    w.delivery = Delivery.objects.create(
+        notification=w.notification, run=w.run, event="run.failed", payload={}, state="failed", next_attempt_at=now
+    )
     published = template_services.template_publish(pipeline=w.pipeline, user=alice, title="Team A template")
     w.template = published.template
     w.clone = template_services.template_use(
