@@ -104,7 +104,7 @@ def pipeline_notifications(request: HttpRequest, pk: int) -> HttpResponse:
             "deliveries": deliveries,
             "form": form,
             "created": created,
-            "verify_snippet": VERIFY_SNIPPET.replace("SECRET", created.secret) if created and created.secret else "",
+            "verify_snippet": verify_snippet(created.secret) if created and created.secret else "",
             "is_admin": is_admin,
             "can_edit": role in selectors.EDIT_ROLES,
             "tab": "notifications",
@@ -159,18 +159,28 @@ def delivery_send_again(request: HttpRequest, delivery_id: int) -> HttpResponse:
     return redirect("pipeline_notifications", pipeline.pk)
 
 
-VERIFY_SNIPPET = '''import hashlib, hmac, time
+def verify_snippet(secret: str) -> str:
+    """The receiver's side, as docs/webhooks.md has it, with `secret` filled in."""
+    return VERIFY_SNIPPET.replace('SECRET = "SECRET"', f"SECRET = {secret!r}")
+
+
+VERIFY_SNIPPET = '''import hashlib
+import hmac
+import time
 
 SECRET = "SECRET"
 
 
 def verify(header: str, body: bytes, tolerance_s: int = 300) -> bool:
     """header: the X-Stepwise-Signature value; body: the raw request body, byte for byte."""
-    fields = [part.split("=", 1) for part in header.split(",")]
-    timestamps = [int(v) for k, v in fields if k == "t"]
-    if not timestamps or abs(time.time() - timestamps[0]) > tolerance_s:
-        return False  # no timestamp, or too old: a replay
-    signed = f"{timestamps[0]}.".encode() + body
+    fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
+    timestamps = [v for k, v in fields if k == "t"]
+    if not timestamps or not timestamps[0].isdigit():
+        return False
+    t = int(timestamps[0])
+    if abs(time.time() - t) > tolerance_s:
+        return False  # too old (or from the future): a replay
+    signed = f"{t}.".encode() + body
     expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     return any(hmac.compare_digest(expected, v) for k, v in fields if k == "v1")
 '''

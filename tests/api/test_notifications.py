@@ -196,3 +196,37 @@ def test_payload_has_the_run_and_no_inputs(pipeline, alice, settings):
     assert payload["team"] == {"id": pipeline.team_id, "name": pipeline.team.name}
     text = json.dumps(payload)
     assert "a-private-note-value" not in text and "gAAAA" not in text and "inputs" not in text
+
+
+# ---- the receiver's code as documented ----------------------------------------------------
+
+
+def _documented_verify():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
+    return namespace["verify"]
+
+
+def _page_verify(secret: str):
+    from pipelines_ui.api.notification_pages import verify_snippet
+
+    namespace: dict = {}
+    exec(compile(verify_snippet(secret), "snippet", "exec"), namespace)
+    return lambda header, body: namespace["verify"](header, body)
+
+
+def test_the_documented_and_shown_snippets_agree_with_the_signer():
+    docs_verify = _documented_verify()
+    body = b'{"event":"run.succeeded","run":{"id":1}}'
+    header = notifications.sign("whsec_d-o_c", body)
+    assert docs_verify("whsec_d-o_c", header, body)
+    assert _page_verify("whsec_d-o_c")(header, body)
+    assert not docs_verify("whsec_d-o_c", header, body + b"x")
+    assert not _page_verify("whsec_d-o_c")(header, body.replace(b"1", b"2"))
+    stale = notifications.sign("whsec_d-o_c", body, timestamp=1_000_000_000)
+    assert not docs_verify("whsec_d-o_c", stale, body) and not _page_verify("whsec_d-o_c")(stale, body)
+    assert not docs_verify("whsec_d-o_c", "t=abc,v1=00", body)
