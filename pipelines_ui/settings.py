@@ -269,6 +269,15 @@ for _shared in STEPWISE_SANDBOX_SHARED + STEPWISE_SANDBOX_SHARED_RO:
     if not os.path.isabs(_shared):
         raise ImproperlyConfigured(f"STEPWISE_SANDBOX_SHARED(_RO): {_shared!r} is not an absolute path")
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
+# Notification deliveries (docs/webhooks.md): the seconds before each retry (so their count + 1
+# attempts in all), and each send's timeout.
+try:
+    STEPWISE_WEBHOOK_BACKOFF_S = tuple(
+        int(s) for s in env_list("STEPWISE_WEBHOOK_BACKOFF_S", ["10", "30", "120", "600", "3600", "10800", "21600"])
+    )
+except ValueError:
+    raise ImproperlyConfigured("STEPWISE_WEBHOOK_BACKOFF_S: give whole seconds separated by commas") from None
+STEPWISE_WEBHOOK_TIMEOUT_S = env_int("STEPWISE_WEBHOOK_TIMEOUT_S", 10)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
