@@ -93,6 +93,10 @@ def metric_payload(step_run: StepRun, *, name: str, value: float, step: int) -> 
     }
 
 
+def param_payload(step_run: StepRun, *, name: str, value: str) -> dict[str, Any]:
+    return {"type": "param", "run": step_run.run_id, "step": step_run.name, "name": name, "value": value}
+
+
 def _event_loop() -> asyncio.AbstractEventLoop:
     global _loop, _send_lock
     with _loop_lock:

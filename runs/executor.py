@@ -33,7 +33,7 @@ from pipelines_ui.models import FileBlob
 from runs import artifacts, broadcast, logs, orchestrator, processes, queues
 from runs import sandbox as sandbox_
 from runs import worker as worker_
-from runs.models import ComputeTarget, Isolation, Metric, StepOutput, StepRun, StepState
+from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import step_run_fail, step_run_try_transition
@@ -250,6 +250,7 @@ def prepare(
 
 
 LINE_TRUNCATED = " … [line truncated]"
+PARAM_VALUE_MAX = 6000  # mlflow's own limit on a parameter's value
 
 
 class LineSplitter:
@@ -386,6 +387,9 @@ class Attempt:
         for raw in complete.splitlines():
             try:
                 record = json.loads(raw)
+                if isinstance(record, dict) and "param" in record:
+                    self.store_param(str(record["param"]), str(record.get("value", "")))
+                    continue
                 name, value, index = str(record["name"]), float(record["value"]), int(record.get("step", 0))
             except (ValueError, KeyError, TypeError, OverflowError):
                 continue
@@ -398,6 +402,15 @@ class Attempt:
             Metric.objects.create(step_run=self.step_run, name=name, value=value, step=index)
             payload = broadcast.metric_payload(self.step_run, name=name, value=value, step=index)
             broadcast.send(self.step_run.run_id, payload)
+
+    def store_param(self, name: str, value: str) -> None:
+        # Names and values are shown on the run and compare pages: secrets masked, NUL refused.
+        name = self.masker.mask(name)[:255]
+        value = self.masker.mask(value)[:PARAM_VALUE_MAX]
+        if not name or "\x00" in name or "\x00" in value:
+            return
+        Param.objects.update_or_create(step_run=self.step_run, name=name, defaults={"value": value})
+        broadcast.send(self.step_run.run_id, broadcast.param_payload(self.step_run, name=name, value=value))
 
     # -- the process ------------------------------------------------------------------
     def run(self) -> int:

@@ -263,6 +263,22 @@ class Metric(models.Model):
         indexes = [models.Index(fields=["step_run", "name"])]
 
 
+class Param(models.Model):
+    """A parameter a step logged (`mlflow.log_param`, `stepwise.log_param`): one value per name."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="params")
+    name = models.CharField(max_length=255)
+    value = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["step_run", "name"], name="unique_param_per_step")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value[:40]}"
+
+
 class WorkerState(models.TextChoices):
     IDLE = "idle"
     BUSY = "busy"

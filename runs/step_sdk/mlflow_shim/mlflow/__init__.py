@@ -5,6 +5,7 @@ import contextlib
 
 from stepwise import log_metric as _log_metric
 from stepwise import log_metrics as _log_metrics
+from stepwise import log_param as _log_param
 
 
 def log_metric(key, value, step=None, **_kwargs):
@@ -16,7 +17,7 @@ def log_metrics(metrics, step=None, **_kwargs):
 
 
 def log_param(key, value, **_kwargs):
-    print(f"param {key}={value}")
+    _log_param(key, value)
 
 
 def log_params(params, **_kwargs):
@@ -38,6 +39,30 @@ def autolog(*_args, **_kwargs):
 
 def log_artifact(*_args, **_kwargs):
     pass
+
+
+def log_artifacts(*_args, **_kwargs):
+    pass
+
+
+def log_text(*_args, **_kwargs):
+    pass
+
+
+def log_dict(*_args, **_kwargs):
+    pass
+
+
+def set_experiment(*_args, **_kwargs):
+    pass
+
+
+def set_tracking_uri(*_args, **_kwargs):
+    pass
+
+
+def active_run():
+    return None
 
 
 @contextlib.contextmanager
