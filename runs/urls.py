@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from runs import views, worker_views
+from runs import compare_views, views, worker_views
 
 
 class NameConverter:
@@ -23,6 +23,8 @@ urlpatterns = [
     path("pipelines/<int:pipeline_id>/runs/", views.pipeline_runs, name="pipeline_runs"),
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/parts/", views.run_parts, name="run_parts"),
+    path("runs/<int:run_id>/metrics/", compare_views.run_metrics, name="run_metrics"),
+    path("runs/compare/", compare_views.run_compare, name="run_compare"),
     path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/rerun/", views.run_rerun_view, name="run_rerun"),
     path("runs/<int:run_id>/steps/<name:step_name>/", views.run_detail, name="run_step"),

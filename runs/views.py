@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import downloads, logs, reuse, selectors
+from runs import compare, downloads, logs, reuse, selectors
 from runs.forms import RunForm
 from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
@@ -90,12 +90,29 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if state not in RunState.values:
         state = ""
     runs = selectors.run_list(user=request.user, pipeline_id=pipeline_id, state=state or None)
+    metric_text = request.GET.get("metric", "")
+    metric_error = ""
+    try:
+        metric_filter = compare.parse_metric_filter(metric_text)
+    except compare.FilterError as exc:
+        metric_filter, metric_error = None, str(exc)
+    if metric_filter is not None:
+        runs = compare.filter_runs(runs, metric_filter)
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    page_runs = selectors.with_step_counts(list(page.object_list))
+    metric_names = compare.key_metric_names(
+        [r.pk for r in page_runs], first=metric_filter.name if metric_filter else None
+    )
     context = {
         "page": page,
-        "runs": selectors.with_step_counts(list(page.object_list)),
+        "runs": compare.attach_key_metrics(page_runs, metric_names),
+        "metric_names": metric_names,
+        "metric_text": metric_text,
+        "metric_filter": metric_filter,
+        "metric_error": metric_error,
+        "compare": {"min": compare.MIN_COMPARE, "max": compare.MAX_COMPARE},
         "pipelines": selectors.pipeline_choices(user=request.user),
         "states": RunState.values,
         "selected_pipeline": pipeline_id,
@@ -114,10 +131,14 @@ def pipeline_runs(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     runs = selectors.run_list(user=request.user, pipeline_id=pipeline.pk)
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     can_run = selectors.user_can_run(request.user, pipeline)
+    page_runs = selectors.with_step_counts(list(page.object_list))
+    metric_names = compare.key_metric_names([r.pk for r in page_runs])
     context = {
         "pipeline": pipeline,
         "page": page,
-        "runs": selectors.with_step_counts(list(page.object_list)),
+        "runs": compare.attach_key_metrics(page_runs, metric_names),
+        "metric_names": metric_names,
+        "compare": {"min": compare.MIN_COMPARE, "max": compare.MAX_COMPARE},
         "can_edit": can_run,
         "tab": "runs",
         "nav": "pipelines",
@@ -156,6 +177,7 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
         "outputs": selectors.step_outputs(selected) if selected else [],
         "reuse": reuse.explain(selected) if selected else None,
         "metrics": selectors.step_metrics(selected) if selected else [],
+        "params": compare.step_params(selected) if selected else [],
         "log_page": log_page,
         "can_run": selectors.user_can_run(request.user, run.pipeline),
         "is_active": selectors.run_is_active(run),

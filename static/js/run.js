@@ -103,6 +103,7 @@
     // The node turns at once; everything else comes from the server's parts, so that the page
     // never mixes a new badge with an old row (the refresh follows within a quarter second).
     paintNode(msg.name, msg.state);
+    document.dispatchEvent(new CustomEvent("stepwise:step", { detail: msg }));
     // Its last lines were sent before it ended: if that message was lost, nothing else would say so.
     if (msg.name === config.selected && STEP_RANK[msg.state] === 3) resync();
     scheduleRefresh();
@@ -451,6 +452,7 @@
     open: function () {
       setStatus("");
       if (everOpened) scheduleRefresh();
+      document.dispatchEvent(new CustomEvent("stepwise:live-open", { detail: { reopened: everOpened } }));
       everOpened = true;
       document.body.setAttribute("data-live", "open");
       resync();  // lines logged while we were away
@@ -465,6 +467,11 @@
     step: onStep,
     log: onLog,
     metric: function (msg) {
+      // The charts (metric_charts.js) draw every step's points; the table shows the selected step's.
+      document.dispatchEvent(new CustomEvent("stepwise:metric", { detail: msg }));
+      if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
+    },
+    param: function (msg) {
       if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
     }
   });

@@ -1,0 +1,150 @@
+/* Metric line charts (Chart.js, vendored): one chart per metric name, one line per key (a step on
+ * the run page, a run on the compare page). Data comes from the server as
+ *   [{"name": "loss", "lines": [{"key": "train", "label": "train", "points": [[0, 1.2], ...]}]}]
+ * and, on the run page, point by point from the websocket's metric events. Points are kept by
+ * their step index, so a repeated or late event changes nothing and a refetch merges cleanly.
+ * Names are user text: they reach the page as text nodes and canvas text only. */
+(function (global) {
+  "use strict";
+
+  var PALETTE = ["#007bff", "#dc3545", "#28a745", "#fd7e14", "#6f42c1", "#20c997", "#e83e8c", "#6c757d", "#17a2b8", "#ffc107"];
+  var UPDATE_MS = 100;
+
+  function Charts(container, options) {
+    this.container = container;
+    this.options = options || {};
+    this.charts = {};  // name -> {chart, el, lines: {key: {dataset, values: {index: value}, lastIndex}}}
+    this.names = [];
+    this.dirty = {};
+    this.timer = null;
+    this.emptyEl = container.querySelector(".charts-empty");
+    this.grid = container.querySelector(".charts-grid");
+  }
+
+  Charts.prototype.colorFor = function (i) { return PALETTE[i % PALETTE.length]; };
+
+  Charts.prototype.ensureChart = function (name) {
+    if (this.charts[name]) return this.charts[name];
+    var col = document.createElement("div");
+    col.className = this.options.columnClass || "col-md-6 col-xl-4 mb-3";
+    col.setAttribute("data-chart", name);
+    var box = document.createElement("div");
+    box.className = "chart-box border rounded p-2 h-100";
+    var title = document.createElement("div");
+    title.className = "small font-weight-bold text-break chart-title";
+    title.textContent = name;
+    var wrap = document.createElement("div");
+    wrap.className = "chart-wrap";
+    var canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "Chart of " + name);
+    wrap.appendChild(canvas);
+    box.appendChild(title);
+    box.appendChild(wrap);
+    col.appendChild(box);
+    // Charts stay in name order, as the server lists them.
+    var names = this.names.concat([name]).sort();
+    var at = names.indexOf(name);
+    var next = names[at + 1] ? this.charts[names[at + 1]] : null;
+    this.grid.insertBefore(col, next ? next.el : null);
+    this.names = names;
+    if (this.emptyEl) this.emptyEl.classList.add("d-none");
+    var chart = new global.Chart(canvas, {
+      type: "line",
+      data: { datasets: [] },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        parsing: false,
+        normalized: true,
+        interaction: { mode: "nearest", intersect: false },
+        elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5 } },
+        scales: {
+          x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
+          y: { type: "linear" }
+        },
+        plugins: { legend: { display: true, labels: { boxWidth: 12 } } }
+      }
+    });
+    var entry = { chart: chart, el: col, lines: {}, count: 0 };
+    this.charts[name] = entry;
+    return entry;
+  };
+
+  Charts.prototype.ensureLine = function (entry, key, label) {
+    if (entry.lines[key]) return entry.lines[key];
+    var color = this.colorFor(entry.chart.data.datasets.length);
+    var dataset = { label: label || key, data: [], borderColor: color, backgroundColor: color, spanGaps: true };
+    entry.chart.data.datasets.push(dataset);
+    var line = { dataset: dataset, values: {}, lastIndex: -Infinity };
+    entry.lines[key] = line;
+    return line;
+  };
+
+  // Returns whether the point was new.
+  Charts.prototype.setPoint = function (name, key, label, index, value) {
+    if (typeof index !== "number" || typeof value !== "number" || !isFinite(value)) return false;
+    var entry = this.ensureChart(name);
+    var line = this.ensureLine(entry, key, label);
+    var known = Object.prototype.hasOwnProperty.call(line.values, index);
+    if (known && line.values[index] === value) return false;
+    line.values[index] = value;
+    if (!known && index > line.lastIndex) {
+      line.dataset.data.push({ x: index, y: value });
+      line.lastIndex = index;
+    } else {
+      // Out of order, or a retry logging the same index again: rebuild this line in index order.
+      line.dataset.data = Object.keys(line.values)
+        .map(Number)
+        .sort(function (a, b) { return a - b; })
+        .map(function (i) { return { x: i, y: line.values[i] }; });
+    }
+    if (!known) entry.count += 1;
+    this.dirty[name] = true;
+    this.schedule();
+    return true;
+  };
+
+  Charts.prototype.load = function (charts) {
+    var self = this;
+    (charts || []).forEach(function (c) {
+      (c.lines || []).forEach(function (l) {
+        if (!l.points.length) self.ensureLine(self.ensureChart(c.name), l.key, l.label);
+        l.points.forEach(function (p) { self.setPoint(c.name, l.key, l.label, p[0], p[1]); });
+      });
+    });
+    this.flush();
+  };
+
+  Charts.prototype.schedule = function () {
+    var self = this;
+    if (this.timer !== null) return;
+    this.timer = global.setTimeout(function () {
+      self.timer = null;
+      self.flush();
+    }, UPDATE_MS);
+  };
+
+  // Draw what changed; the counts in data attributes say what is drawn (tests read them).
+  Charts.prototype.flush = function () {
+    var self = this;
+    var total = 0;
+    Object.keys(this.dirty).forEach(function (name) {
+      var entry = self.charts[name];
+      entry.chart.update("none");
+      entry.el.setAttribute("data-points", String(entry.count));
+    });
+    this.dirty = {};
+    Object.keys(this.charts).forEach(function (name) { total += self.charts[name].count; });
+    this.container.setAttribute("data-points", String(total));
+    this.container.setAttribute("data-charts", String(Object.keys(this.charts).length));
+  };
+
+  Charts.prototype.pointCount = function (name) {
+    var entry = this.charts[name];
+    if (!entry) return 0;
+    return entry.chart.data.datasets.reduce(function (n, d) { return n + d.data.length; }, 0);
+  };
+
+  global.StepwiseCharts = { Charts: Charts };
+})(window);

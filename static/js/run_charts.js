@@ -1,0 +1,62 @@
+/* The run page's metric charts: drawn from the server's series, then grown point by point from
+ * the websocket (run.js re-dispatches its events). Events can be lost (a full channel layer, a
+ * reconnect): the series are fetched again when the socket opens and when a step ends, and merged,
+ * so the charts converge with what a reload draws. */
+(function () {
+  "use strict";
+
+  var container = document.getElementById("metric-charts");
+  if (!container || !window.Chart || !window.StepwiseCharts) return;
+  var url = container.getAttribute("data-url");
+  var runId = parseInt(container.getAttribute("data-run"), 10);
+  var charts = new window.StepwiseCharts.Charts(container);
+  window.stepwiseRunCharts = charts;
+  var TERMINAL = { succeeded: 1, failed: 1, reused: 1, skipped: 1, canceled: 1 };
+  var FETCH_DEBOUNCE_MS = 300;
+  var fetchTimer = null;
+  var fetching = false;
+  var fetchAgain = false;
+
+  function fetchSeries() {
+    if (fetching) {
+      fetchAgain = true;
+      return;
+    }
+    fetching = true;
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (data) { charts.load(data.charts); })
+      .catch(function () {})
+      .then(function () {
+        fetching = false;
+        container.setAttribute("data-loaded", "true");
+        if (fetchAgain) {
+          fetchAgain = false;
+          scheduleFetch();
+        }
+      });
+  }
+
+  function scheduleFetch() {
+    if (fetchTimer !== null) return;
+    fetchTimer = window.setTimeout(function () {
+      fetchTimer = null;
+      fetchSeries();
+    }, FETCH_DEBOUNCE_MS);
+  }
+
+  document.addEventListener("stepwise:metric", function (event) {
+    var msg = event.detail || {};
+    if (msg.run !== runId || typeof msg.name !== "string" || typeof msg.step !== "string") return;
+    charts.setPoint(msg.name, msg.step, msg.step, msg.index, msg.value);
+  });
+  // The first open too: points logged between the page's render and the socket joining its group.
+  document.addEventListener("stepwise:live-open", scheduleFetch);
+  document.addEventListener("stepwise:step", function (event) {
+    if (event.detail && TERMINAL[event.detail.state]) scheduleFetch();
+  });
+  fetchSeries();
+})();
