@@ -84,7 +84,8 @@ class Row:
     expect: Expect
     args: Callable[[SimpleNamespace], list] = _no_args
     data: Callable[[SimpleNamespace], dict] = lambda w: {}
-    query: str = ""  # a query string, without the "?"
+    # A query string, without the "?"; or a function of the world giving one (its row needs a variant).
+    query: str | Callable[[SimpleNamespace], str] = ""
     json: bool = False  # send `data` as a JSON body (the API's POSTs)
     path: str = ""  # for a pattern without a name (its route is then the row's name): the URL to ask
     # Personas whose request, though answered like an allowed one, must change nothing either.
@@ -94,7 +95,10 @@ class Row:
 
     @property
     def id(self) -> str:
-        return "-".join(part for part in (self.name, self.method, self.variant or self.query) if part)
+        return "-".join(part for part in (self.name, self.method, self.variant or str(self.query)) if part)
+
+    def query_for(self, w) -> str:
+        return self.query(w) if callable(self.query) else self.query
 
 
 def pipeline(w) -> list:
@@ -198,6 +202,15 @@ ROWS: list[Row] = [
     Row("run_list", "get", LIST),
     Row("run_detail", "get", PAGE, run),
     Row("run_parts", "get", PAGE, run),
+    Row("run_metrics", "get", PAGE, run),
+    Row("run_compare", "get", PAGE, query=lambda w: f"ids={w.run.pk},{w.run2.pk}", variant="two-runs"),
+    Row(
+        "run_compare",
+        "get",
+        Expect(LOGIN, 400, 400, 400, 400),
+        query="ids=1",
+        why="one run is no comparison: a message naming what to pick",
+    ),
     Row(
         "run_cancel",
         "post",
@@ -532,7 +545,8 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     w.erin_membership = team_a.memberships.get(user=w.erin)
     w.pipeline = make_pipeline(team_a, alice, name=SECRET)
     w.run = make_run(w.pipeline, alice)
-    Run.objects.filter(pk=w.run.pk).update(state=RunState.SUCCEEDED, finished_at=timezone.now())
+    w.run2 = make_run(w.pipeline, alice)  # the compare page needs two
+    Run.objects.filter(pk__in=[w.run.pk, w.run2.pk]).update(state=RunState.SUCCEEDED, finished_at=timezone.now())
     step_run = set_step(w.run, "prep", state=StepState.SUCCEEDED, attempt=1)
     data = tmp_path / "data"
     data.mkdir()
@@ -607,8 +621,8 @@ def test_permission_matrix(world, row: Row, persona: str):
     if user is not None:
         client.force_login(user)
     url = row.path or reverse(row.name, args=row.args(world))
-    if row.query:
-        url += "?" + row.query
+    if row.query_for(world):
+        url += "?" + row.query_for(world)
     expected = row.expect.for_(persona)
     must_not_change = expected in REFUSED or persona in row.unchanged
     before = database_snapshot() if must_not_change else None
@@ -733,7 +747,7 @@ def test_a_members_pages_offer_nothing_their_role_may_not_do(world, row: Row, pe
     client = Client()
     client.force_login(persona_user(world, persona))
     url = row.path or reverse(row.name, args=row.args(world))
-    response = client.get(url + (f"?{row.query}" if row.query else ""))
+    response = client.get(url + (f"?{row.query_for(world)}" if row.query_for(world) else ""))
     if "text/html" not in response.get("Content-Type", "") or response.streaming:
         return
     targets = _Targets()
