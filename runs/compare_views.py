@@ -25,8 +25,9 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     try:
         ids = compare.parse_ids(request.GET.get("ids", ""))
     except compare.CompareError as exc:
+        # Not an error page: what to pick, like an empty state (the runs list links here).
         context = {"error": str(exc), "nav": "runs", "min": compare.MIN_COMPARE, "max": compare.MAX_COMPARE}
-        return render(request, "runs/compare.html", context, status=400)
+        return render(request, "runs/compare.html", context)
     comparison = compare.compare(user=request.user, ids=ids)
     context = {"cmp": comparison, "charts": comparison.charts, "nav": "runs"}
     return render(request, "runs/compare.html", context)

@@ -248,6 +248,8 @@ MEMBER_SEES: dict[str, tuple[int, int, str]] = {
     "run_list": (200, 405, SECRET),
     "run_detail": (200, 405, "Run #1"),
     "run_parts": (200, 405, "application/json"),
+    "run_metrics": (200, 405, "application/json"),
+    "run_compare": (200, 405, "Pick 2 to 10 runs"),
     "run_cancel": (405, 302, "/runs/1/"),
     "run_rerun": (405, 302, "/runs/2/"),
     "run_step": (200, 405, SECRET),
