@@ -7,10 +7,11 @@
   var MIN = parseInt(button.getAttribute("data-min"), 10) || 2;
   var MAX = parseInt(button.getAttribute("data-max"), 10) || 10;
   var hint = document.getElementById("compare-hint");
+  var hintText = hint ? hint.textContent : "";
 
   function picked() {
     var boxes = document.querySelectorAll("input.run-pick:checked");
-    return Array.prototype.map.call(boxes, function (box) { return box.value; });
+    return Array.prototype.map.call(boxes, function (box) { return parseInt(box.value, 10); });
   }
 
   function update() {
@@ -19,7 +20,7 @@
     button.textContent = "Compare selected" + (ids.length ? " (" + ids.length + ")" : "");
     if (hint) {
       hint.textContent = ids.length > MAX ? "At most " + MAX + " runs can be compared." :
-        ids.length === 1 ? "Tick one more run to compare." : "";
+        ids.length === 1 ? "Tick one more run to compare." : ids.length ? "" : hintText;
     }
   }
 
@@ -29,6 +30,8 @@
   button.addEventListener("click", function () {
     var ids = picked();
     if (ids.length < MIN || ids.length > MAX) return;
+    // Oldest first: the page compares every run with the first one.
+    ids.sort(function (a, b) { return a - b; });
     window.location.href = button.getAttribute("data-url") + "?ids=" + ids.join(",");
   });
   update();

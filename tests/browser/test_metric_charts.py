@@ -1,0 +1,155 @@
+"""Metric charts: a curve grows live while a step logs, and the compare page of three runs
+shows the parameter that changed, the metric differences and overlaid charts."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipelines_ui.models import Team
+from runs.models import ComputeTarget, Isolation, Metric, Param, Run, RunState, StepState
+from runs.services import run_create
+from tests.browser.conftest import serve_app, sign_in
+from tests.conftest import make_user
+from tests.runs.conftest import make_pipeline, make_run, set_step
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SHOTS = Path("/tmp/shots18")
+
+# The step logs 25 points once the test opens gate 1, 25 more once it opens gate 2: the test
+# sees the curve at 25 points, live, before the rest exist. mlflow is the shim, unchanged calls.
+LIVE_YAML = """
+type: pipeline
+jobs:
+  train:
+    type: command
+    environment_variables:
+      GATE: {gate}
+    command: >-
+      python -c "import os, time, mlflow; g = os.environ['GATE'];
+      wait = lambda p: next(True for _ in iter(int, 1) if os.path.exists(p) or time.sleep(0.05));
+      mlflow.log_param('lr', 0.1); wait(g + '/1');
+      [mlflow.log_metric('loss', 1.0 / (i + 1), step=i) for i in range(25)]; wait(g + '/2');
+      [mlflow.log_metric('loss', 1.0 / (i + 1), step=i) for i in range(25, 50)]; print('done')"
+"""
+
+COUNT = "() => window.stepwiseRunCharts ? window.stepwiseRunCharts.pointCount('loss') : -1"
+
+
+@pytest.fixture
+def server(transactional_db, tmp_path):
+    """daphne and one step worker; the target unsandboxed, so that the step sees the test's gate files."""
+    ComputeTarget.objects.update(is_default=False)
+    ComputeTarget.objects.update_or_create(
+        name="local",
+        defaults={
+            "queue": f"stepwise-browser-{uuid.uuid4().hex[:8]}",
+            "is_default": True,
+            "aliases": ["cpu-cluster"],
+            "isolation": Isolation.NONE,
+        },
+    )
+    with serve_app(tmp_path, worker=True) as base:
+        yield base
+
+
+def test_a_curve_grows_live_while_a_step_logs(server, page, tmp_path):
+    SHOTS.mkdir(exist_ok=True)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    team = Team.objects.create(name="Data Science")
+    alice = make_user("alice", team)
+    pipeline = make_pipeline(team, alice, name="live metrics", yaml_text=LIVE_YAML.format(gate=gate))
+    run = run_create(version=pipeline.latest_version, user=alice)
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, server, "alice")
+    page.goto(f"{server}/runs/{run.pk}/")
+    page.wait_for_selector("body[data-live=open]")
+    page.wait_for_selector("#metric-charts[data-loaded=true]")
+    page.evaluate("window.__notReloaded = true")
+    assert page.evaluate(COUNT) == 0
+
+    (gate / "1").touch()
+    page.wait_for_function(COUNT + " === 25")
+    # What is drawn: the chart is updated (and counted) a tenth of a second after its points come.
+    page.wait_for_selector("#metric-charts [data-chart='loss'][data-points='25']")
+    assert page.is_visible("#metric-charts [data-chart='loss'] canvas")
+    page.screenshot(path=str(SHOTS / "run-chart-25.png"), full_page=True)
+
+    (gate / "2").touch()
+    page.wait_for_function(COUNT + " === 50")
+    page.wait_for_selector("#run-state .badge[data-state=succeeded]", timeout=60_000)
+    assert page.evaluate("window.__notReloaded") is True
+    # The live chart holds what the database holds, point for point.
+    live = page.evaluate("() => window.stepwiseRunCharts.charts.loss.chart.data.datasets[0].data.map(p => [p.x, p.y])")
+    stored = list(Metric.objects.filter(step_run__run=run, name="loss").order_by("step").values_list("step", "value"))
+    assert [tuple(p) for p in live] == stored and len(stored) == 50
+    # The selected step's parameters, logged with mlflow.log_param.
+    page.wait_for_selector("#part-metrics [data-param=lr]")
+    page.screenshot(path=str(SHOTS / "run-chart-50.png"), full_page=True)
+
+    page.reload()
+    page.wait_for_selector("#metric-charts[data-loaded=true]")
+    assert page.evaluate(COUNT) == 50
+    # Chart.js draws on a canvas and styles it through the CSSOM: nothing the CSP refuses.
+    assert errors == []
+
+
+@pytest.fixture
+def web_only(transactional_db, tmp_path):
+    with serve_app(tmp_path) as base:
+        yield base
+
+
+def test_compare_three_runs_shows_the_changed_parameter(web_only, page):
+    SHOTS.mkdir(exist_ok=True)
+    team = Team.objects.create(name="Data Science")
+    alice = make_user("alice", team)
+    pipeline = make_pipeline(team, alice, name="digits")
+    runs = []
+    for epochs, lr, final in ((3, "0.1", 0.81), (3, "0.1", 0.86), (5, "0.01", 0.93)):
+        run = make_run(pipeline, alice, epochs=epochs)
+        Run.objects.filter(pk=run.pk).update(state=RunState.SUCCEEDED)
+        train = set_step(run, "train", state=StepState.SUCCEEDED)
+        Param.objects.create(step_run=train, name="lr", value=lr)
+        Metric.objects.bulk_create(
+            [Metric(step_run=train, name="accuracy", value=final * (i + 1) / 10, step=i) for i in range(10)]
+            + [Metric(step_run=train, name="loss", value=1 / (i + 1), step=i) for i in range(10)]
+        )
+        runs.append(run)
+    page.set_default_timeout(20_000)
+    sign_in(page, web_only, "alice")
+
+    page.goto(web_only + "/runs/")
+    assert page.is_disabled("#compare-selected")
+    assert "Tick 2 to 10 runs" in page.inner_text("#compare-hint")
+    assert page.inner_text("#runs-table thead").count("accuracy") == 1
+    for run in runs:
+        page.check(f"#pick-{run.pk}")
+    page.screenshot(path=str(SHOTS / "run-list-picked.png"), full_page=True)
+    page.click("#compare-selected")
+    page.wait_for_url("**/runs/compare/?ids=*")
+    assert page.url.endswith("?ids=" + ",".join(str(r.pk) for r in runs))  # oldest first
+    page.wait_for_selector("#metric-charts[data-loaded=true]")
+
+    changed = page.locator("#compare-params tr.differs")
+    assert changed.count() == 1
+    assert changed.get_attribute("data-name") == "lr"
+    assert page.locator("#compare-inputs tr.differs").get_attribute("data-name") == "epochs"
+    assert "differs" in page.locator("#compare-metrics tr[data-name=accuracy]").get_attribute("class")
+    assert "differs" not in (page.locator("#compare-metrics tr[data-name=loss]").get_attribute("class") or "")
+    assert page.get_attribute("#metric-charts", "data-charts") == "2"
+    assert page.evaluate("window.stepwiseCompareCharts.charts.accuracy.chart.data.datasets.length") == 3
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+    page.goto(web_only + "/runs/?metric=accuracy+%3E+0.85")
+    assert page.locator("#runs-table tbody tr").count() == 2
+    page.goto(web_only + "/runs/?metric=accuracy+%3E+lots")
+    assert "is not a number" in page.inner_text("#metric-error")
+    page.screenshot(path=str(SHOTS / "run-list-bad-filter.png"), full_page=True)
