@@ -1,7 +1,7 @@
 """The run page's websocket: the current state first, then every event of the run.
 
 Protocol (server to client, JSON objects with a `type`; see runs.broadcast for the fields):
-`run`, `step`, `log` (with `seq`, the number of its first line), `metric`; `error` answers
+`run`, `step`, `log` (with `seq`, the number of its first line), `metric`, `param`; `error` answers
 anything the client sends except `{"type": "ping"}`, which gets `{"type": "pong"}`.
 """
 
