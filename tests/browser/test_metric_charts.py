@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from pipelines_ui.models import Team
+from pipelines_ui.services import pipeline_save_version
 from runs.models import ComputeTarget, Isolation, Metric, Param, Run, RunState, StepState
 from runs.services import run_create
+from stepwise.spec import parse_text
 from tests.browser.conftest import serve_app, sign_in
 from tests.conftest import make_user
-from tests.runs.conftest import make_pipeline, make_run, set_step
+from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -147,6 +149,17 @@ def test_compare_three_runs_shows_the_changed_parameter(web_only, page):
     assert page.get_attribute("#metric-charts", "data-charts") == "2"
     assert page.evaluate("window.stepwiseCompareCharts.charts.accuracy.chart.data.datasets.length") == 3
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+    # A run of a newer version: the versions card sums up the diff and links to it.
+    spec, _ = parse_text(PIPELINE_YAML.replace("default: 3", "default: 7"))
+    pipeline_save_version(pipeline=pipeline, spec=spec, author=alice, message="more epochs")
+    pipeline.refresh_from_db()
+    newer = make_run(pipeline, alice)
+    page.goto(f"{web_only}/runs/compare/?ids={runs[0].pk},{newer.pk}")
+    changes = page.inner_text(f"#compare-versions li[data-run='{newer.pk}']")
+    assert "diff v1 → v2" in changes and "epochs" in changes
+    assert page.locator("#compare-inputs tr.differs").get_attribute("data-name") == "epochs"
+    page.screenshot(path=str(SHOTS / "compare-versions.png"), full_page=True)
 
     page.goto(web_only + "/runs/?metric=accuracy+%3E+0.85")
     assert page.locator("#runs-table tbody tr").count() == 2
