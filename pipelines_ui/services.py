@@ -7,7 +7,6 @@ spec leaves nothing behind (`SpecError` carries the problems to show).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import known_compute_names
+from stepwise import hashing
 from stepwise.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
 from stepwise.spec.model import (
     DataPath,
@@ -42,9 +42,8 @@ def spec_validate(*, spec: PipelineSpec) -> list[Problem]:
 
 
 def content_hash(*, spec_json: dict, files: dict[str, str]) -> str:
-    """sha256 over the canonical JSON of the spec and the `{key: blob sha}` map."""
-    canonical = json.dumps({"spec": spec_json, "files": files}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 over the canonical JSON of the spec and the `{key: blob sha}` map (the SDK's hash too)."""
+    return hashing.content_hash(spec_json=spec_json, files=files)
 
 
 def file_blob_store(*, content: bytes) -> str:
