@@ -367,7 +367,7 @@ ROWS += [
     ),
     Row("api_endpoint", "get", API_READ, lambda w: [w.team.name, w.endpoint.name]),
     Row("api_endpoint_runs", "post", API_RUN, lambda w: [w.team.name, w.endpoint.name], json=True),
-    Row("api/v1/^.*$", "get", Expect(404, 404, 404, 404, 404), path="/api/v1/no-such-thing/"),
+    Row(r"api/v1/^[\s\S]*$", "get", Expect(404, 404, 404, 404, 404), path="/api/v1/no-such-thing/"),
 ]
 
 
