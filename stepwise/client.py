@@ -21,6 +21,7 @@ import requests
 
 from stepwise.sdk import PipelineJob
 from stepwise.sdk import load_pipeline as sdk_load_pipeline
+from stepwise.spec import SpecError
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 STEP_DONE = frozenset({"succeeded", "failed", "canceled", "reused", "skipped"})
@@ -305,7 +306,8 @@ class Pipelines(_Resource):
     def find(self, name: str, *, team: str | None = None) -> dict:
         found = [p for p in self.list(team=team) if p["name"] == name]
         if len(found) != 1:
-            raise NotFound(f"no pipeline named {name!r}" if not found else f"{name!r} is in several teams: pass team")
+            message = f"no pipeline named {name!r}" if not found else f"{name!r} is in several teams: pass team"
+            raise NotFound(message, status=404)
         return found[0]
 
 
@@ -315,8 +317,32 @@ def _upload(source: PipelineJob | str | Path) -> tuple[str, bytes]:
     path = Path(source)
     if path.suffix.lower() == ".zip":
         return path.name, path.read_bytes()
-    # A YAML file goes up with its folder (components, code, data) as the SDK reads it.
-    return f"{path.stem}.zip", sdk_load_pipeline(path).to_zip()
+    try:
+        # Read here as the server reads it: a small zip of just what the pipeline uses.
+        return f"{path.stem}.zip", sdk_load_pipeline(path).to_zip()
+    except SpecError:
+        # The server may know better (registered `azureml:` components) and names the problems itself.
+        return f"{path.stem}.zip", _folder_zip(path)
+
+
+_SKIPPED = {".git", ".venv", "venv", "__pycache__", "node_modules", ".ipynb_checkpoints"}
+
+
+def _folder_zip(yaml_path: Path) -> bytes:
+    """The YAML's folder as a zip, the YAML itself as `pipeline.yml` (which is what the server looks for)."""
+    folder = yaml_path.resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(yaml_path, "pipeline.yml")
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder)
+            if (
+                path.is_file()
+                and not _SKIPPED & set(rel.parts)
+                and rel.as_posix() not in ("pipeline.yml", "pipeline.yaml")
+            ):
+                zf.write(path, rel.as_posix())
+    return buffer.getvalue()
 
 
 class Runs(_Resource):

@@ -1,0 +1,282 @@
+"""`stepwise`: `manage.py pipelines` against a server, through the REST API (design.md, remote CLI).
+
+Exit status as `manage.py pipelines`: 0 done (a run that succeeded), 1 a run that failed or was
+canceled (or a server that cannot be reached), 2 invalid input (named on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from stepwise.client import TERMINAL, Client, Run, StepwiseError, write_config
+from stepwise.spec import SpecError
+from stepwise.spec.bindings import literal_error
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class Invalid(Exception):
+    """Bad input: printed to stderr, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepwise", description="Stepwise pipelines against a server.")
+    parser.add_argument("--url", help="the server (default: STEPWISE_URL, else `stepwise login`'s)")
+    parser.add_argument("--token", help="an API token (default: STEPWISE_TOKEN, else `stepwise login`'s)")
+    sub = parser.add_subparsers(dest="action", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+        return p
+
+    p = command("login", "store the server's URL and a token in your config (mode 0600)")
+    p.add_argument("server_url")
+    p.add_argument("--with-token", dest="login_token", help="the token (default: STEPWISE_TOKEN, else asked)")
+    p = command("validate", "check a pipeline YAML locally and list errors and warnings")
+    p.add_argument("file")
+    p = command("import", "import a pipeline YAML (with its folder) as a new pipeline or a new version")
+    p.add_argument("file")
+    p.add_argument("--team", required=True)
+    p.add_argument("--name", help="pipeline name (default: display_name, else name)")
+    p = command("export", "write a pipeline version as a folder")
+    p.add_argument("pipeline", help="the pipeline's name or id")
+    p.add_argument("--version", type=int)
+    p.add_argument("--team")
+    p.add_argument("-o", "--output", default=".")
+    p = command("run", "run a pipeline YAML (imported first) or an imported pipeline")
+    p.add_argument("target", help="FILE.yml, or an imported pipeline's name or id")
+    p.add_argument("--team", help="the team to import FILE.yml into, or to find NAME in")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
+    p.add_argument("--force-rerun", action="store_true")
+    p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
+    p = command("runs", "list runs, newest first")
+    p.add_argument("--pipeline", type=int)
+    p.add_argument("--state")
+    p.add_argument("--limit", type=int, default=20)
+    p = command("logs", "print a step's log")
+    p.add_argument("run_id", type=int)
+    p.add_argument("step")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the step ends")
+    p = command("cancel", "cancel a queued or running run")
+    p.add_argument("run_id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cli = _Cli(args)
+    try:
+        code = getattr(cli, "do_" + args.action)()
+    except Invalid as exc:
+        return cli.fail(str(exc), [], EXIT_INVALID)
+    except SpecError as exc:
+        problems = [_problem_dict(p) for p in exc.problems if p.severity == "error"]
+        for problem in exc.problems:
+            print(f"{problem.severity}: {problem}", file=sys.stderr)
+        return cli.fail("the pipeline is invalid", problems, EXIT_INVALID, printed=True)
+    except StepwiseError as exc:
+        # The server said no to the input (400, 404, 409) or the caller (401, 403): invalid input.
+        code = EXIT_FAILED if exc.status == 0 or exc.status >= 500 or exc.status == 429 else EXIT_INVALID
+        return cli.fail(exc.detail, exc.errors, code, text=str(exc))
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    return code
+
+
+def _problem_dict(p) -> dict:
+    return {"file": p.file, "job": p.job, "field": p.field, "line": p.line, "message": p.message}
+
+
+class _Cli:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.args.url, self.args.token)
+        return self._client
+
+    def out(self, text: str, obj: object) -> None:
+        print(json.dumps(obj, default=str) if self.args.json else text)
+
+    def fail(self, message: str, errors: list[dict], code: int, *, text: str = "", printed: bool = False) -> int:
+        if not printed:
+            print(text or message, file=sys.stderr)
+        if self.args.json:
+            print(json.dumps({"error": message, "errors": errors}))
+        return code
+
+    # ---- actions --------------------------------------------------------------------
+    def do_login(self) -> int:
+        token = self.args.login_token or os.environ.get("STEPWISE_TOKEN") or getpass.getpass("API token: ")
+        url = self.args.server_url.rstrip("/")
+        teams = Client(url, token).teams()  # a wrong URL or token fails here, before anything is stored
+        path = write_config(url=url, token=token)
+        self.out(f"logged in to {url} ({len(teams)} teams); saved in {path}", {"url": url, "config": str(path)})
+        return EXIT_OK
+
+    def do_validate(self) -> int:
+        from stepwise.spec import load_pipeline
+
+        path = Path(self.args.file)
+        if not path.is_file():
+            raise Invalid(f"{self.args.file}: no such file")
+        spec, warnings = load_pipeline(path)
+        for problem in warnings:
+            print(f"warning: {problem}", file=sys.stderr)
+        self.out(
+            f"{self.args.file}: valid pipeline with {len(spec.jobs)} steps",
+            {"file": self.args.file, "valid": True, "steps": list(spec.jobs), "warnings": [str(w) for w in warnings]},
+        )
+        return EXIT_OK
+
+    def do_import(self) -> int:
+        path = Path(self.args.file)
+        if not path.is_file():
+            raise Invalid(f"{self.args.file}: no such file")
+        created = self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
+        self.out(f"imported {created['name']} version {created['version']}", created)
+        return EXIT_OK
+
+    def _pipeline(self, ref: str, team: str | None) -> dict:
+        if ref.isdigit():
+            return self.client.pipelines.get(int(ref))
+        return self.client.pipelines.find(ref, team=team)
+
+    def do_export(self) -> int:
+        found = self._pipeline(self.args.pipeline, self.args.team)
+        out = Path(self.args.output)
+        if out.exists() and not out.is_dir():
+            raise Invalid(f"{self.args.output} is a file: -o takes a folder (it is made if missing)")
+        dest = out / found["name"] if out.exists() and any(out.iterdir()) else out
+        number = self.args.version or found["version"]
+        try:
+            self.client.pipelines.export(found["id"], dest, version=number)
+        except OSError as exc:
+            raise Invalid(f"cannot write {dest}: {exc.strerror}") from None
+        self.out(
+            f"exported {found['name']} version {number} to {dest}",
+            {"pipeline": found["id"], "name": found["name"], "version": number, "path": str(dest)},
+        )
+        return EXIT_OK
+
+    def do_run(self) -> int:
+        target = Path(self.args.target)
+        if target.suffix in (".yml", ".yaml", ".zip") or target.is_file():
+            if not target.is_file():
+                raise Invalid(f"{self.args.target}: no such file")
+            if not self.args.team:
+                raise Invalid("--team: the team to import the pipeline into")
+            created = self.client.pipelines.create(target, team=self.args.team)
+            pipeline_id, version = created["id"], created["version"]
+        else:
+            found = self._pipeline(self.args.target, self.args.team)
+            pipeline_id, version = found["id"], found["version"]
+        inputs = self._inputs(pipeline_id, version)
+        run = self.client.runs.create(pipeline_id, inputs=inputs, version=version, force_rerun=self.args.force_rerun)
+        print(f"run #{run.id} of pipeline {pipeline_id} version {version} started: {run.url}", file=sys.stderr)
+        if not (self.args.wait or self.args.json):
+            return EXIT_OK
+        run = self._wait(run)
+        if self.args.json:
+            print(json.dumps(run.data, default=str))
+        return EXIT_OK if run.state == "succeeded" else EXIT_FAILED
+
+    def _inputs(self, pipeline_id: int, version: int) -> dict:
+        """`--set` values typed as the pipeline declares them ("3" for an integer input is 3)."""
+        pairs = {}
+        for item in self.args.set:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise Invalid(f"--set {item!r}: expected KEY=VALUE")
+            pairs[key] = value
+        if not pairs:
+            return {}
+        declared = self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
+        typed = {}
+        for key, value in pairs.items():
+            kind = (declared.get(key) or {}).get("type", "string")
+            typed[key] = _typed(key, value, kind)
+        return typed
+
+    def _wait(self, run: Run) -> Run:
+        seen: dict[str, tuple[str, int]] = {}
+        while True:
+            run.refresh()
+            for name, step in run.steps.items():
+                key = (step.state, step.attempts)
+                if seen.get(name) != key:
+                    seen[name] = key
+                    reused = f" (from run #{step.reused_from})" if step.reused_from else ""
+                    print(f"  {name}: {step.state}{reused}", file=sys.stderr)
+            if run.state in TERMINAL:
+                reason = run.data.get("reason") or ""
+                print(f"run #{run.id} {run.state}" + (f": {reason}" if reason else ""), file=sys.stderr)
+                return run
+            time.sleep(0.3)
+
+    def do_runs(self) -> int:
+        rows = self.client.runs.list(pipeline=self.args.pipeline, state=self.args.state, limit=self.args.limit)
+        if self.args.json:
+            print(json.dumps({"runs": rows}, default=str))
+            return EXIT_OK
+        if not rows:
+            print("no runs yet: start one with `stepwise run FILE.yml --team TEAM`")
+        for row in rows:
+            print(
+                f"#{row['id']:<6} {row['state']:<10} pipeline {row['pipeline']} v{row['version']}  {row['created_at']}"
+            )
+        return EXIT_OK
+
+    def do_logs(self) -> int:
+        run = self.client.runs.get(self.args.run_id)
+        if self.args.step not in run.steps:
+            raise Invalid(f"run #{run.id} has no step {self.args.step!r} (steps: {', '.join(run.steps) or 'none'})")
+        lines = []
+        for line in run.logs(self.args.step, follow=self.args.follow):
+            if self.args.json:
+                lines.append(line)
+            else:
+                print(line, flush=True)
+        if self.args.json:
+            print(json.dumps({"run": run.id, "step": self.args.step, "lines": lines}))
+        return EXIT_OK
+
+    def do_cancel(self) -> int:
+        run = self.client.runs.cancel(self.args.run_id)
+        self.out(f"run #{run.id}: cancel requested; running steps stop within seconds", run.data)
+        return EXIT_OK
+
+
+def _typed(key: str, value: str, kind: str) -> object:
+    if kind == "integer":
+        try:
+            return int(value)
+        except ValueError:
+            raise Invalid(f"--set {key}={value}: input {key} is an integer") from None
+    if kind == "number":
+        try:
+            return float(value) if not value.lstrip("-").isdigit() else int(value)
+        except ValueError:
+            raise Invalid(f"--set {key}={value}: input {key} is a number") from None
+    if kind == "boolean":
+        if value.lower() not in ("true", "false"):
+            raise Invalid(f"--set {key}={value}: input {key} is a boolean (true or false)")
+        return value.lower() == "true"
+    error = literal_error(value, "string") if kind == "string" else None
+    if error:
+        raise Invalid(f"--set {key}={value}: {error}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
