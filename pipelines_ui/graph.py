@@ -22,19 +22,8 @@ from urllib.parse import quote
 from django.conf import settings
 
 from stepwise.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
+from stepwise.states import DEFAULT_FILL, STATE_FILLS
 
-# Fill colours by step state; the run page draws its legend from this map.
-STATE_COLORS: dict[str, str] = {
-    "pending": "#e9ecef",
-    "queued": "#d6d8db",
-    "running": "#b8daff",
-    "succeeded": "#c3e6cb",
-    "failed": "#f5c6cb",
-    "reused": "#bee5eb",
-    "skipped": "#fff3cd",
-    "canceled": "#ced4da",
-}
-DEFAULT_FILL = "#ffffff"
 LABEL_MAX = 60
 
 _FONT = "Helvetica,Arial,sans-serif"
@@ -229,10 +218,10 @@ def pipeline_dot(
         state = states.get(name, "")
         attrs = {
             "id": node_id,
-            "class": "step" + (f" state-{state}" if state in STATE_COLORS else ""),
+            "class": "step" + (f" state-{state}" if state in STATE_FILLS else ""),
             "shape": "box",
             "style": "rounded,filled",
-            "fillcolor": STATE_COLORS.get(state, DEFAULT_FILL),
+            "fillcolor": STATE_FILLS.get(state, DEFAULT_FILL),
             "label": label,
         }
         if step_url is not None:

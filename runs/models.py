@@ -1,7 +1,7 @@
 """Execution: compute targets, runs, step runs, their artifacts, logs and metrics.
 
-The status enums and the only table of legal transitions live here; every status write
-goes through `runs.services.step_run_transition` / `run_transition`.
+The status enums and the only table of legal transitions come from stepwise/states.py; every
+status write goes through `runs.services.step_run_transition` / `run_transition`.
 """
 
 from __future__ import annotations
@@ -11,45 +11,17 @@ from django.db import models
 from django.urls import reverse
 
 from pipelines_ui.models import Pipeline
+from stepwise import states
 
-
-class StepState(models.TextChoices):
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REUSED = "reused"
-    SKIPPED = "skipped"
-    CANCELED = "canceled"
-
-
-class RunState(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
-# Every legal edge; terminal states have none, except that a failed attempt with
-# retries left goes back to queued (the service checks the retry budget).
-STEP_TRANSITIONS: dict[str, frozenset[str]] = {
-    StepState.PENDING: frozenset({StepState.QUEUED, StepState.REUSED, StepState.SKIPPED}),
-    StepState.QUEUED: frozenset({StepState.RUNNING, StepState.CANCELED, StepState.FAILED}),
-    StepState.RUNNING: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELED}),
-    StepState.FAILED: frozenset({StepState.QUEUED}),
-}
-RUN_TRANSITIONS: dict[str, frozenset[str]] = {
-    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED}),
-    RunState.RUNNING: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED}),
-}
-
-STEP_DONE = frozenset({StepState.SUCCEEDED, StepState.REUSED})
-STEP_TERMINAL = frozenset(
-    {StepState.SUCCEEDED, StepState.REUSED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELED}
-)
-RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED})
+# The enums, the transition table and the terminal sets are the Django-free core's
+# (stepwise/states.py); the model fields take them as TextChoices.
+StepState = models.TextChoices("StepState", [(s.name, s.value) for s in states.StepState])
+RunState = models.TextChoices("RunState", [(s.name, s.value) for s in states.RunState])
+STEP_TRANSITIONS = states.STEP_TRANSITIONS
+RUN_TRANSITIONS = states.RUN_TRANSITIONS
+STEP_DONE = states.STEP_DONE
+STEP_TERMINAL = states.STEP_TERMINAL
+RUN_TERMINAL = states.RUN_TERMINAL
 
 
 class Isolation(models.TextChoices):

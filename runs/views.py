@@ -14,11 +14,13 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from pipelines_ui import graph
 from runs import compare, downloads, logs, reuse, selectors
 from runs.forms import RunForm
 from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
 from runs.specs import version_spec
+from stepwise import states
 from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN
 
 RUNS_PER_PAGE = 25
@@ -197,8 +199,6 @@ def _graph(run, query=None) -> tuple[str, str, dict[str, str], dict[str, list[st
     The SVG is the version's, without states (the page's script paints them), so it is laid
     out once per version and cached; only the run id in the step links differs per run.
     """
-    from pipelines_ui import graph
-
     spec = version_spec(run.version)
     node_ids = selectors.step_dom_ids(spec)
     expansion = graph.expand_from_query(query)
@@ -222,8 +222,6 @@ def _graph(run, query=None) -> tuple[str, str, dict[str, str], dict[str, list[st
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) -> HttpResponse:
-    from pipelines_ui.graph import STATE_COLORS
-
     run = selectors.run_for_user(user=request.user, run_id=run_id)
     context = _run_context(request, run, step_name)
     svg, graph_error, node_ids, groups = _graph(run, request.GET)
@@ -231,7 +229,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
         svg=svg,
         graph_error=graph_error,
         node_ids=node_ids,
-        state_colors=STATE_COLORS,
+        state_colors=states.STATE_FILLS,
         nav="runs",
         page_config={
             "run": run.pk,
@@ -241,7 +239,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
             "log": reverse("step_log", args=[run.pk, context["selected"].name]) if context["selected"] else None,
             "nodes": node_ids,
             "groups": groups,
-            "colors": STATE_COLORS,
+            "display": states.page_display(),
             "states": {s.name: [s.state, s.attempt] for s in context["steps"]},
             "run_state": run.state,
             "now": timezone.now().isoformat(),

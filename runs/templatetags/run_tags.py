@@ -8,24 +8,14 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
-register = template.Library()
+from stepwise.states import DEFAULT_CLASS, STATE_CLASSES
 
-# Bootstrap 4 contextual classes by run or step state.
-STATE_CLASSES = {
-    "pending": "light",
-    "queued": "secondary",
-    "running": "primary",
-    "succeeded": "success",
-    "failed": "danger",
-    "reused": "info",
-    "skipped": "warning",
-    "canceled": "dark",
-}
+register = template.Library()
 
 
 @register.filter
 def state_class(state: str) -> str:
-    return STATE_CLASSES.get(state, "light")
+    return STATE_CLASSES.get(state, DEFAULT_CLASS)
 
 
 @register.simple_tag

@@ -13,8 +13,11 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
-  var STEP_RANK = { pending: 0, queued: 1, running: 2, succeeded: 3, failed: 3, reused: 3, skipped: 3, canceled: 3 };
-  var RUN_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 };
+  // States, their ranks and colours come from the server (stepwise/states.py), never written here.
+  var display = config.display || {};
+  var STEP_RANK = display.step_rank || {};
+  var RUN_RANK = display.run_rank || {};
+  var COLORS = display.colors || {};
   var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics"];
   var REFRESH_DEBOUNCE_MS = 250;
   var REFRESH_RETRY_MAX_MS = 10000;
@@ -39,7 +42,7 @@
   // ---- node colours ---------------------------------------------------------------------
 
   // A fan-out drawn as one node takes the most telling state of its steps.
-  var GROUP_ORDER = ["failed", "running", "queued", "pending", "canceled", "skipped", "succeeded", "reused"];
+  var GROUP_ORDER = display.group_order || [];
   var groupOf = {};
   Object.keys(config.groups || {}).forEach(function (gid) {
     config.groups[gid].forEach(function (name) { groupOf[name] = gid; });
@@ -67,7 +70,7 @@
     var node = id ? document.getElementById(id) : null;
     if (!node) return;
     var shape = node.querySelector("path, polygon, ellipse");
-    if (shape && config.colors[state]) shape.setAttribute("fill", config.colors[state]);
+    if (shape && COLORS[state]) shape.setAttribute("fill", COLORS[state]);
     var classes = (node.getAttribute("class") || "").split(/\s+/).filter(function (c) {
       return c && c.indexOf("state-") !== 0;
     });

@@ -11,7 +11,9 @@
   var runId = parseInt(container.getAttribute("data-run"), 10);
   var charts = new window.StepwiseCharts.Charts(container);
   window.stepwiseRunCharts = charts;
-  var TERMINAL = { succeeded: 1, failed: 1, reused: 1, skipped: 1, canceled: 1 };
+  // A step is over at its highest rank (stepwise/states.py, handed over in the run page's config).
+  var configEl = document.getElementById("run-config");
+  var stepRank = configEl ? (JSON.parse(configEl.textContent).display || {}).step_rank || {} : {};
   var FETCH_DEBOUNCE_MS = 300;
   var fetchTimer = null;
   var fetching = false;
@@ -56,7 +58,7 @@
   // The first open too: points logged between the page's render and the socket joining its group.
   document.addEventListener("stepwise:live-open", scheduleFetch);
   document.addEventListener("stepwise:step", function (event) {
-    if (event.detail && TERMINAL[event.detail.state]) scheduleFetch();
+    if (event.detail && stepRank[event.detail.state] === 3) scheduleFetch();
   });
   fetchSeries();
 })();

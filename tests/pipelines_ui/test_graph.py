@@ -5,9 +5,10 @@ import re
 import pytest
 
 from pipelines_ui import graph
-from pipelines_ui.graph import STATE_COLORS, dom_id, pipeline_dot, render_svg
+from pipelines_ui.graph import dom_id, pipeline_dot, render_svg
 from stepwise.spec.model import InputDecl, OutputDecl, ParentOutputRef, Step
 from stepwise.spec.model import Pipeline as PipelineSpec
+from stepwise.states import STATE_FILLS
 from tests.pipelines_ui.conftest import make_spec
 
 XSS = "<script>alert(1)</script>"
@@ -51,9 +52,9 @@ def test_default_compute_is_shown_when_step_has_none():
 
 def test_state_colours_fill_nodes():
     dot = pipeline_dot(make_spec(), states={"prep": "succeeded", "train": "running"})
-    assert f'fillcolor="{STATE_COLORS["succeeded"]}"' in _node_line(dot, "step-prep")
+    assert f'fillcolor="{STATE_FILLS["succeeded"]}"' in _node_line(dot, "step-prep")
     assert 'class="step state-running"' in _node_line(dot, "step-train")
-    assert set(STATE_COLORS) >= {"pending", "queued", "running", "succeeded", "failed", "reused", "skipped", "canceled"}
+    assert set(STATE_FILLS) >= {"pending", "queued", "running", "succeeded", "failed", "reused", "skipped", "canceled"}
 
 
 def test_unknown_state_gets_default_fill_and_no_class():
