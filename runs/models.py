@@ -288,3 +288,118 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# -- Data: datastores, data assets and their versions --------------------------------------
+
+
+class DataType(models.TextChoices):
+    URI_FILE = "uri_file"
+    URI_FOLDER = "uri_folder"
+
+
+class Datastore(models.Model):
+    """A named place a team's data lives: a local folder, or an S3-compatible bucket (fsspec)."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local"
+        S3 = "s3"
+
+    team = models.ForeignKey("pipelines_ui.Team", on_delete=models.CASCADE, related_name="datastores")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOCAL)
+    # A local folder's path, or `s3://bucket/prefix`.
+    root = models.CharField(max_length=1000)
+    # S3 endpoint and options other than keys (plain JSON); keys live in `credentials`.
+    options = models.JSONField(default=dict, blank=True)
+    # Fernet-encrypted {name: value} (runs.secrets); never rendered, never passed to a step.
+    credentials = models.JSONField(default=dict, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_datastore_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team}/{self.name}"
+
+
+class DataAsset(models.Model):
+    """A team's named data; its content lives in immutable DataVersions."""
+
+    team = models.ForeignKey("pipelines_ui.Team", on_delete=models.CASCADE, related_name="data_assets")
+    name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_data_asset_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("runs:data_detail", args=[self.pk])
+
+
+class DataVersion(models.Model):
+    """One immutable version of a data asset: its files are an Artifact (content-hashed manifest)."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        PATH = "path"
+        DATASTORE = "datastore"
+        STEP_OUTPUT = "step_output"
+
+    asset = models.ForeignKey(DataAsset, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=64)
+    # Ordering among versions: `@latest` is the newest non-archived one by this number.
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=10, choices=DataType.choices, default=DataType.URI_FOLDER)
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="data_versions")
+    size = models.BigIntegerField(default=0)
+    file_count = models.PositiveIntegerField(default=0)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    archived = models.BooleanField(default=False)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    # Where it came from: a datastore path, or the step output that made it (lineage).
+    datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    source_path = models.CharField(max_length=1000, blank=True)
+    step_output = models.ForeignKey(
+        StepOutput, on_delete=models.SET_NULL, null=True, blank=True, related_name="data_versions"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "-seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "version"], name="unique_data_version"),
+            models.UniqueConstraint(fields=["asset", "seq"], name="unique_data_version_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset.name}:{self.version}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A version is immutable: runs recorded it by content; only its labels change.
+        fields = kwargs.get("update_fields")
+        if self.pk is not None and (fields is None or not set(fields) <= {"archived", "description", "tags"}):
+            raise ValueError(f"data version {self} is immutable: only archived, description and tags change")
+        super().save(*args, **kwargs)
+
+
+class RunDataInput(models.Model):
+    """The exact data version a run's input resolved to when the run was created."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="data_inputs")
+    name = models.CharField(max_length=255)
+    reference = models.CharField(max_length=400, help_text="As written, e.g. azureml:digits@latest")
+    data_version = models.ForeignKey(DataVersion, on_delete=models.PROTECT, related_name="run_inputs")
+
+    class Meta:
+        ordering = ["run", "name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_data_input_per_run")]

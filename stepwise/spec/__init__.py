@@ -6,7 +6,15 @@ Pure Python, no Django: limits come in as parameters.
 from __future__ import annotations
 
 from .command import EnvRef, command_references, render_command, secret_env_var
-from .loader import ComponentLookupError, ComponentResolver, load_component, load_pipeline, parse_text
+from .loader import (
+    ComponentLookupError,
+    ComponentResolver,
+    DataLookupError,
+    DataResolver,
+    load_component,
+    load_pipeline,
+    parse_text,
+)
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -39,6 +47,8 @@ __all__ = [
     "SECRET_TYPE",
     "Binding",
     "ComponentLookupError",
+    "DataLookupError",
+    "DataResolver",
     "ComponentResolver",
     "DataPath",
     "EnvRef",

@@ -32,6 +32,18 @@ FOLDER_ALIASES = ("mlflow_model", "custom_model", "mltable", "triton_model")
 _REMOTE_PREFIXES = ("azureml:", "http:", "https:", "wasb:", "wasbs:", "abfs:", "abfss:", "adl:", "s3:", "gs:", "git+")
 
 
+_ASSET_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}"
+_ASSET_REF = re.compile(rf"azureml:(?P<name>{_ASSET_NAME})(?:@(?P<label>latest)|:(?P<version>[A-Za-z0-9_.\-]{{1,64}}))")
+
+
+def parse_asset_ref(ref: str) -> tuple[str, str | None] | None:
+    """`azureml:NAME:VERSION` -> (NAME, VERSION), `azureml:NAME@latest` -> (NAME, None), else None."""
+    m = _ASSET_REF.fullmatch(ref.strip())
+    if m is None:
+        return None
+    return m.group("name"), m.group("version")
+
+
 def parse_expression(text: str) -> ParentInput | JobOutput | ParentOutputRef | None:
     """The binding a whole-value `${{...}}` string denotes, or None when it is not one."""
     text = text.strip()

@@ -38,10 +38,16 @@ from .validate import validate_pipeline
 from .yaml_safe import LineDict, load_yaml, read_text
 
 ComponentResolver = Callable[[str, str | None], dict | None]
+# (name, version or None for @latest) -> None when it resolves; raises DataLookupError when not.
+DataResolver = Callable[[str, str | None], None]
 
 
 class ComponentLookupError(LookupError):
     """Raised by a ComponentResolver to say why a reference does not resolve (reported as given)."""
+
+
+class DataLookupError(LookupError):
+    """Raised by a DataResolver to say why a data asset reference does not resolve (reported as given)."""
 
 
 MAX_BYTES = 1_048_576
@@ -69,6 +75,7 @@ def load_pipeline(
     *,
     known_computes: set[str] | None = None,
     resolve_component: ComponentResolver | None = None,
+    resolve_data: DataResolver | None = None,
     max_bytes: int = MAX_BYTES,
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
@@ -88,6 +95,7 @@ def load_pipeline(
         root=root or path.parent,
         known_computes=known_computes,
         resolve_component=resolve_component,
+        resolve_data=resolve_data,
         max_bytes=max_bytes,
         max_files_bytes=max_files_bytes,
     ).read(text)
@@ -100,6 +108,7 @@ def parse_text(
     base_dir: Path | None = None,
     known_computes: set[str] | None = None,
     resolve_component: ComponentResolver | None = None,
+    resolve_data: DataResolver | None = None,
     max_bytes: int = MAX_BYTES,
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
@@ -113,6 +122,7 @@ def parse_text(
         root=root or base_dir,
         known_computes=known_computes,
         resolve_component=resolve_component,
+        resolve_data=resolve_data,
         max_bytes=max_bytes,
         max_files_bytes=max_files_bytes,
     ).read(text.removeprefix("\ufeff"))
@@ -175,6 +185,7 @@ class _PipelineReader:
         known_computes: set[str] | None,
         resolve_component: ComponentResolver | None,
         max_bytes: int,
+        resolve_data: DataResolver | None = None,
         max_files_bytes: int,
     ) -> None:
         self.filename = filename
@@ -182,6 +193,7 @@ class _PipelineReader:
         self.root = root
         self.known_computes = known_computes
         self.resolve_component = resolve_component
+        self.resolve_data = resolve_data
         self.max_bytes = max_bytes
         self.budget = Budget(max_files_bytes)
         self.budget_exceeded = False
@@ -398,7 +410,12 @@ class _PipelineReader:
                 self.warn(f"input mode '{value}' is ignored: inputs are local paths", where, *path, key, job=job)
             else:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
-        if pipeline_level and type_ in DATA_TYPES and raw.get("path") is not None:
+        raw_path = raw.get("path")
+        if pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and raw_path.startswith("azureml:"):
+            decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
+            if decl.asset is None:
+                return None
+        elif pipeline_level and type_ in DATA_TYPES and raw.get("path") is not None:
             decl.data = self._local_data(raw["path"], type_, data_key(name), where, (*path, "path"), job=job)
             if decl.data is None:
                 return None
@@ -458,6 +475,15 @@ class _PipelineReader:
         if not isinstance(value, str) or not value.strip():
             self.error("path must be a string", where, *path, job=job)
             return None
+        if value.startswith("azureml:"):
+            self.error(
+                f"a data asset ('{value}') is given as a pipeline input: declare it under the pipeline's "
+                "inputs and bind ${{parent.inputs.NAME}}",
+                where,
+                *path,
+                job=job,
+            )
+            return None
         if b.is_remote(value):
             self.error(f"only local paths are supported for now, not '{value}'", where, *path, job=job)
             return None
@@ -481,6 +507,20 @@ class _PipelineReader:
         else:
             ok = self._read(lambda: read_folder(target, prefix=key, budget=self.budget), where, path, job)
         return DataPath(type=type_, key=key) if ok else None
+
+    def _asset(self, ref: str, where: _Where, path: tuple[str, ...], job: str = "") -> str | None:
+        """A data asset reference, checked against the registry when there is one (resolved per run)."""
+        parsed = b.parse_asset_ref(ref)
+        if parsed is None:
+            self.error(f"data asset '{ref}' is not azureml:NAME:VERSION or azureml:NAME@latest", where, *path, job=job)
+            return None
+        if self.resolve_data is not None:
+            try:
+                self.resolve_data(*parsed)
+            except DataLookupError as exc:
+                self.error(str(exc), where, *path, job=job)
+                return None
+        return ref.strip()
 
     def _base(self, where: _Where) -> Path | None:
         """The folder that paths in the pipeline file are relative to (components pass their own)."""

@@ -73,6 +73,9 @@ class InputDecl:
     enum: list[str] | None = None
     # For pipeline-level data inputs with a local path: the files key prefix.
     data: DataPath | None = None
+    # For pipeline-level data inputs naming a registered data asset: `azureml:NAME:VERSION` or
+    # `azureml:NAME@latest`, resolved to one exact version when a run is created.
+    asset: str | None = None
 
 
 @dataclass

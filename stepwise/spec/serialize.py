@@ -64,7 +64,7 @@ def _binding_from_json(d: object) -> object:
 
 
 def _decl_to_json(decl: InputDecl) -> dict:
-    return {
+    d = {
         "type": decl.type,
         "default": decl.default,
         "optional": decl.optional,
@@ -72,6 +72,10 @@ def _decl_to_json(decl: InputDecl) -> dict:
         "enum": list(decl.enum) if decl.enum is not None else None,
         "data": _binding_to_json(decl.data)["data"] if decl.data is not None else None,  # type: ignore[index]
     }
+    # Only when set, so versions saved before data assets keep their content hash.
+    if decl.asset is not None:
+        d["asset"] = decl.asset
+    return d
 
 
 def _decl_from_json(d: dict) -> InputDecl:
@@ -83,6 +87,7 @@ def _decl_from_json(d: dict) -> InputDecl:
         description=d.get("description", ""),
         enum=list(d["enum"]) if d.get("enum") is not None else None,
         data=DataPath(type=data["type"], key=data["key"]) if data else None,
+        asset=d.get("asset"),
     )
 
 
@@ -246,8 +251,9 @@ def _output_yaml(out: OutputDecl) -> dict:
 
 
 def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
-    if decl.data is not None:
-        d = {"type": decl.type, "path": _data_path(p, decl.data)}
+    if decl.data is not None or decl.asset is not None:
+        path = decl.asset if decl.asset is not None else _data_path(p, decl.data)  # type: ignore[arg-type]
+        d = {"type": decl.type, "path": path}
         if decl.optional:
             d["optional"] = True
         if decl.description:

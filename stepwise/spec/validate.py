@@ -14,6 +14,7 @@ from .bindings import (
     PORT_NAME,
     literal_error,
     literal_type,
+    parse_asset_ref,
     types_compatible,
 )
 from .command import command_errors, command_references, required_inputs_used, secret_env_var
@@ -129,6 +130,11 @@ def _check_pipeline_input(found: _Findings, p: Pipeline, name: str, decl: InputD
         if decl.data.type != decl.type:
             found.error(f"data is {decl.data.type} but the input is {decl.type}", field=field)
         _check_data(found, p, decl.data, data_key(name), job="", field=field)
+    elif decl.asset is not None:
+        if decl.type not in DATA_TYPES:
+            found.error(f"a data asset is given to a {decl.type} input", field=field)
+        elif parse_asset_ref(decl.asset) is None:
+            found.error(f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest", field=field)
     elif decl.type in DATA_TYPES and not decl.optional:
         found.warn("data input has no path; a value must be given when the pipeline runs", field=field)
 

@@ -1,0 +1,408 @@
+"""Data assets: named, versioned, content-hashed data, and their use as pipeline inputs.
+
+A version's files are an Artifact in the content-addressed store, so equal data is stored
+once and a version's hash is its manifest's. Versions are immutable: only `archived`,
+`description` and `tags` change after creation, and a version that a run read cannot be
+deleted (RunDataInput protects it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from pipelines_ui.models import Team
+from runs import artifacts
+from runs.artifact_files import ArtifactError
+from runs.models import DataAsset, Datastore, DataType, DataVersion, Run, RunDataInput, StepOutput
+from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
+from stepwise.spec import DataLookupError, DataResolver
+from stepwise.spec.bindings import parse_asset_ref
+from stepwise.spec.model import Pipeline
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
+VERSION_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MUTABLE_FIELDS = frozenset({"archived", "description", "tags"})
+
+
+class DataError(ValueError):
+    """Bad input for a data asset; the message names what is wrong."""
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.fullmatch(name):
+        raise DataError(
+            f"invalid data asset name {name[:100]!r}: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _check_version(version: str) -> str:
+    version = str(version).strip()
+    if not VERSION_RE.fullmatch(version) or version == "latest":
+        raise DataError(f"invalid version {version[:100]!r}: use letters, digits, '_', '-' and '.' (not 'latest')")
+    return version
+
+
+def _check_type(type_: str) -> str:
+    if type_ not in DataType.values:
+        raise DataError(f"unknown data type {type_!r} (use {', '.join(DataType.values)})")
+    return type_
+
+
+def _store_copy(source: Path, type_: str) -> artifacts.Artifact:
+    """Copy `source` into the artifact store (the store moves what it takes, so it gets a copy)."""
+    if type_ == DataType.URI_FILE and not source.is_file():
+        raise DataError(f"uri_file path '{source}' is not a file")
+    if type_ == DataType.URI_FOLDER and not source.is_dir():
+        raise DataError(f"uri_folder path '{source}' is not a folder")
+    with tempfile.TemporaryDirectory(prefix="stepwise-data-") as tmp:
+        staged = Path(tmp) / (source.name or "data")
+        try:
+            if type_ == DataType.URI_FILE:
+                shutil.copy2(source, staged)
+            else:
+                shutil.copytree(source, staged, symlinks=True)
+            manifest = artifacts.store_files(staged, type_)
+        except (OSError, ArtifactError) as exc:
+            raise DataError(f"cannot store '{source}': {exc}") from None
+    return artifacts.register(manifest, type_)
+
+
+@transaction.atomic
+def _version_create(
+    *,
+    team: Team,
+    name: str,
+    artifact: artifacts.Artifact,
+    type_: str,
+    version: str | None,
+    description: str,
+    tags: dict[str, str] | None,
+    user,
+    source: str,
+    datastore: Datastore | None = None,
+    source_path: str = "",
+    step_output: StepOutput | None = None,
+) -> DataVersion:
+    asset, _ = DataAsset.objects.get_or_create(team=team, name=name)
+    # Serializes version numbering per asset (a no-op on SQLite, whose writes are serialized anyway).
+    DataAsset.objects.select_for_update().filter(pk=asset.pk).first()
+    seq = (asset.versions.aggregate(m=Max("seq"))["m"] or 0) + 1
+    if version is None:
+        taken = set(asset.versions.values_list("version", flat=True))
+        numbers = [int(v) for v in taken if v.isdigit()]
+        version = str(max(numbers, default=0) + 1)
+    elif asset.versions.filter(version=version).exists():
+        raise DataError(f"data asset {name} already has a version {version}: versions are immutable, pick another")
+    if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+        raise DataError("tags must map names to text")
+    try:
+        with transaction.atomic():
+            return DataVersion.objects.create(
+                asset=asset,
+                version=version,
+                seq=seq,
+                type=type_,
+                artifact=artifact,
+                size=artifact.size,
+                file_count=artifact.file_count,
+                description=description,
+                tags=tags or {},
+                source=source,
+                datastore=datastore,
+                source_path=source_path[:1000],
+                step_output=step_output,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        raise DataError(f"data asset {name} already has a version {version}") from None
+
+
+def data_create_from_path(
+    *,
+    team: Team,
+    name: str,
+    path: Path,
+    type_: str = DataType.URI_FOLDER,
+    version: str | None = None,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+    user=None,
+    source: str = DataVersion.Source.PATH,
+) -> DataVersion:
+    """A new version of `name` holding a copy of the local file or folder at `path`."""
+    name = _check_name(name)
+    version = None if version in (None, "") else _check_version(version)  # type: ignore[arg-type]
+    type_ = _check_type(type_)
+    artifact = _store_copy(Path(path), type_)
+    return _version_create(
+        team=team,
+        name=name,
+        artifact=artifact,
+        type_=type_,
+        version=version,
+        description=description,
+        tags=tags,
+        user=user,
+        source=source,
+        source_path=str(path) if source == DataVersion.Source.PATH else "",
+    )
+
+
+def data_create_from_step_output(
+    *,
+    step_output: StepOutput,
+    name: str,
+    version: str | None = None,
+    description: str = "",
+    user=None,
+) -> DataVersion:
+    """Register a step's output as data: the same stored files, nothing copied."""
+    name = _check_name(name)
+    version = None if version in (None, "") else _check_version(version)  # type: ignore[arg-type]
+    artifact = step_output.artifact
+    return _version_create(
+        team=step_output.step_run.run.pipeline.team,
+        name=name,
+        artifact=artifact,
+        type_=artifact.kind,
+        version=version,
+        description=description,
+        tags=None,
+        user=user,
+        source=DataVersion.Source.STEP_OUTPUT,
+        step_output=step_output,
+    )
+
+
+def data_create_from_datastore(
+    *,
+    datastore: Datastore,
+    path: str,
+    name: str,
+    type_: str = DataType.URI_FOLDER,
+    version: str | None = None,
+    description: str = "",
+    user=None,
+) -> DataVersion:
+    """A new version holding a copy of `path` inside `datastore` (a path outside it is refused)."""
+    name = _check_name(name)
+    version = None if version in (None, "") else _check_version(version)  # type: ignore[arg-type]
+    type_ = _check_type(type_)
+    with tempfile.TemporaryDirectory(prefix="stepwise-ds-") as tmp:
+        local = datastore_fetch(datastore, path, Path(tmp))
+        artifact = _store_copy(local, type_)
+    return _version_create(
+        team=datastore.team,
+        name=name,
+        artifact=artifact,
+        type_=type_,
+        version=version,
+        description=description,
+        tags=None,
+        user=user,
+        source=DataVersion.Source.DATASTORE,
+        datastore=datastore,
+        source_path=path,
+    )
+
+
+def data_archive(*, version: DataVersion, archived: bool = True) -> DataVersion:
+    """Archive (or restore) a version: `@latest` skips archived versions; `:VERSION` still finds them."""
+    DataVersion.objects.filter(pk=version.pk).update(archived=archived)
+    version.archived = archived
+    return version
+
+
+def data_version_delete(*, version: DataVersion) -> None:
+    """Delete a version no run has read; DataError otherwise (archive it instead)."""
+    if RunDataInput.objects.filter(data_version=version).exists():
+        raise DataError(f"{version} was read by a run and cannot be deleted: archive it instead")
+    version.delete()
+
+
+def data_resolve(*, team: Team, name: str, version: str | None) -> DataVersion:
+    """The version `name:version`, or for None the newest version not archived; DataLookupError naming both."""
+    qs = DataVersion.objects.filter(asset__team=team, asset__name=name).select_related("artifact", "asset")
+    if version is None:
+        found = qs.filter(archived=False).order_by("-seq").first()
+        if found is None:
+            why = "has only archived versions" if qs.exists() else "is not registered"
+            raise DataLookupError(f"data asset '{name}@latest' {why} in team {team.name}")
+        return found
+    found = qs.filter(version=version).first()
+    if found is None:
+        if not qs.exists():
+            raise DataLookupError(f"data asset '{name}' (version {version}) is not registered in team {team.name}")
+        raise DataLookupError(f"data asset '{name}' has no version '{version}' in team {team.name}")
+    return found
+
+
+def data_resolver(team: Team) -> DataResolver:
+    """A `resolve_data` for the spec loader: checks that references exist when a pipeline is imported."""
+
+    def resolve(name: str, version: str | None) -> None:
+        data_resolve(team=team, name=name, version=version)
+
+    return resolve
+
+
+def run_data_inputs_resolve(
+    *, run: Run, spec: Pipeline, pinned: dict[str, DataVersion] | None = None
+) -> dict[str, str]:
+    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins. Errors by input name."""
+    errors: dict[str, str] = {}
+    rows = []
+    for name, decl in spec.inputs.items():
+        if decl.asset is None:
+            continue
+        if pinned and name in pinned:
+            rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=pinned[name]))
+            continue
+        parsed = parse_asset_ref(decl.asset)
+        if parsed is None:
+            errors[name] = f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest"
+            continue
+        try:
+            found = data_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
+        except DataLookupError as exc:
+            errors[name] = str(exc)
+            continue
+        if found.type != decl.type:
+            errors[name] = f"data asset {found} is {found.type} but the input is {decl.type}"
+            continue
+        rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=found))
+    if not errors:
+        RunDataInput.objects.bulk_create(rows)
+    return errors
+
+
+def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:
+    """`{pipeline input: Artifact}` of the data versions the run resolved."""
+    return {
+        row.name: row.data_version.artifact
+        for row in RunDataInput.objects.filter(run=run).select_related("data_version__artifact")
+    }
+
+
+def run_data_pins(run: Run) -> dict[str, DataVersion]:
+    return {row.name: row.data_version for row in RunDataInput.objects.filter(run=run).select_related("data_version")}
+
+
+def versions_referenced() -> set[str]:
+    """Artifact hashes that data versions hold: gc keeps them."""
+    return set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+
+
+# -- datastores ------------------------------------------------------------------------------
+
+
+def datastore_create(
+    *,
+    team: Team,
+    name: str,
+    kind: str,
+    root: str,
+    options: dict | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Datastore:
+    name = _check_name(name)
+    if kind not in Datastore.Kind.values:
+        raise DataError(f"unknown datastore kind {kind!r} (use {', '.join(Datastore.Kind.values)})")
+    if kind == Datastore.Kind.S3 and not root.startswith("s3://"):
+        raise DataError("an s3 datastore's root is s3://bucket/prefix")
+    if kind == Datastore.Kind.LOCAL and not Path(root).is_absolute():
+        raise DataError("a local datastore's root is an absolute folder path")
+    if Datastore.objects.filter(team=team, name=name).exists():
+        raise DataError(f"team {team.name} already has a datastore named {name}")
+    return Datastore.objects.create(
+        team=team,
+        name=name,
+        kind=kind,
+        root=root.rstrip("/"),
+        options=options or {},
+        credentials=secrets_encrypt({k: v for k, v in (credentials or {}).items() if v}),
+    )
+
+
+def _fs(datastore: Datastore):
+    import fsspec
+
+    try:
+        creds = secrets_decrypt(datastore.credentials)
+    except SecretError as exc:
+        raise DataError(f"datastore {datastore.name}: {exc}") from None
+    options = dict(datastore.options)
+    if "key" in creds:
+        options["key"] = creds["key"]
+    if "secret" in creds:
+        options["secret"] = creds["secret"]
+    return fsspec.filesystem("s3", **options)
+
+
+def _inside(datastore: Datastore, path: str) -> str:
+    rel = path.strip().lstrip("/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise DataError(f"'{path}' leaves the datastore {datastore.name}")
+    return "/".join(parts)
+
+
+def datastore_browse(datastore: Datastore, path: str = "", *, limit: int = 500) -> list[dict]:
+    """Entries under `path` (name, is_dir, size), at most `limit`."""
+    rel = _inside(datastore, path)
+    rows: list[dict] = []
+    try:
+        if datastore.kind == Datastore.Kind.LOCAL:
+            folder = Path(datastore.root) / rel
+            for entry in sorted(folder.iterdir())[:limit]:
+                if entry.is_symlink():
+                    continue
+                rows.append({"name": entry.name, "is_dir": entry.is_dir(), "size": entry.stat().st_size})
+        else:
+            fs = _fs(datastore)
+            for info in fs.ls(f"{datastore.root.removeprefix('s3://')}/{rel}".rstrip("/"), detail=True)[:limit]:
+                rows.append(
+                    {
+                        "name": info["name"].rsplit("/", 1)[-1],
+                        "is_dir": info["type"] == "directory",
+                        "size": info.get("size") or 0,
+                    }
+                )
+    except OSError as exc:
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {exc.strerror or exc}") from None
+    return rows
+
+
+def datastore_fetch(datastore: Datastore, path: str, dest: Path) -> Path:
+    """A local copy of `path` (file or folder) from the datastore, under dest."""
+    rel = _inside(datastore, path)
+    if datastore.kind == Datastore.Kind.LOCAL:
+        root = Path(datastore.root).resolve()
+        source = (root / rel).resolve()
+        if not source.is_relative_to(root):
+            raise DataError(f"'{path}' leaves the datastore {datastore.name}")
+        if not source.exists():
+            raise DataError(f"'{path}' does not exist in datastore {datastore.name}")
+        return source
+    fs = _fs(datastore)
+    remote = f"{datastore.root.removeprefix('s3://')}/{rel}".rstrip("/")
+    target = dest / (rel.rsplit("/", 1)[-1] or "data")
+    try:
+        if fs.isdir(remote):
+            fs.get(remote + "/", str(target) + "/", recursive=True)
+        elif fs.isfile(remote):
+            fs.get(remote, str(target))
+        else:
+            raise DataError(f"'{path}' does not exist in datastore {datastore.name}")
+    except OSError as exc:
+        raise DataError(f"cannot read '{path}' from datastore {datastore.name}: {exc}") from None
+    return target
