@@ -18,10 +18,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+import yaml
 
 from stepwise.sdk import PipelineJob
 from stepwise.sdk import load_pipeline as sdk_load_pipeline
 from stepwise.spec import SpecError
+from stepwise.spec import load_component as load_component_file
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 STEP_DONE = frozenset({"succeeded", "failed", "canceled", "reused", "skipped"})
@@ -458,14 +460,26 @@ class Components(_Resource):
     def list(self, *, team: str | None = None) -> list[dict]:
         return self._client._all("components/", params={"team": team} if team else None)
 
-    def create(self, source: str | Path, *, team: str) -> dict:
-        """Register a command component from its YAML file (with its code folder, zipped)."""
+    def create(self, source: str | Path, *, team: str, name: str | None = None, version: str | None = None) -> dict:
+        """Register a command component from its YAML file, with its code folder (`azureml:NAME:VERSION`)."""
         path = Path(source)
-        if path.suffix.lower() == ".zip":
-            filename, content = path.name, path.read_bytes()
-        else:
-            filename, content = path.name, path.read_bytes()
-        return self._client._json("POST", "components/", data={"team": team}, files={"file": (filename, content)})
+        content = path.read_bytes() if path.suffix.lower() == ".zip" else _component_zip(path)
+        data = {"team": team, **{k: v for k, v in {"name": name, "version": version}.items() if v}}
+        return self._client._json("POST", "components/", data=data, files={"file": (f"{path.stem}.zip", content)})
+
+
+def _component_zip(path: Path) -> bytes:
+    """The component file with its code folder moved beside it (`code: ./code`), as the server takes it."""
+    _step, files, _warnings = load_component_file(path)  # checked here first: errors name the local file
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        if isinstance(doc, dict) and doc.get("code"):
+            doc["code"] = "./code"
+            for rel, data in sorted(files.items()):
+                zf.writestr(f"code/{rel}", data)
+        zf.writestr(path.name if path.suffix else "component.yml", yaml.safe_dump(doc, sort_keys=False))
+    return buffer.getvalue()
 
 
 class Client:

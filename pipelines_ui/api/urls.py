@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from pipelines_ui.api import schedule_views, views
+from pipelines_ui.api import component_views, schedule_views, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
@@ -29,6 +29,7 @@ urlpatterns = [
         views.StepOutput.as_view(),
         name="api_step_output",
     ),
+    path("components/", component_views.ComponentList.as_view(), name="api_components"),
     path("endpoints/", views.EndpointList.as_view(), name="api_endpoints"),
     # {team}: the team's name, URL-encoded (team names hold no "/").
     path("endpoints/<name:team>/<name:name>/runs/", views.EndpointRuns.as_view(), name="api_endpoint_runs"),

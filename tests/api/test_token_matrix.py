@@ -15,7 +15,7 @@ from django.utils import timezone
 from pipelines_ui.api import endpoints, schedules
 from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
-from pipelines_ui.models import Pipeline, PipelineVersion
+from pipelines_ui.models import Component, Pipeline, PipelineVersion
 from runs.models import Run
 from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
@@ -54,6 +54,8 @@ ROUTES = [
     Route("api_run_metrics", "get", "read", "viewer", 200),
     Route("api_step_log", "get", "read", "viewer", 200),
     Route("api_step_output", "get", "read", "viewer", 404),  # the step has not run: no such output
+    Route("api_components", "get", "read", "viewer", 200, listing=True),
+    Route("api_components", "post", "write", "editor", 201),
     Route("api_endpoints", "get", "read", "viewer", 200, listing=True),
     Route("api_endpoints", "post", "admin", "admin", 201),
     Route("api_endpoint", "get", "read", "viewer", 200),
@@ -93,6 +95,7 @@ class World:
             "api_run_metrics": f"/api/v1/runs/{r}/metrics/",
             "api_step_log": f"/api/v1/runs/{r}/steps/prep/log/",
             "api_step_output": f"/api/v1/runs/{r}/steps/prep/outputs/data/",
+            "api_components": "/api/v1/components/",
             "api_endpoints": "/api/v1/endpoints/",
             "api_endpoint": f"/api/v1/endpoints/{team}/{self.endpoint.name}/",
             "api_endpoint_runs": f"/api/v1/endpoints/{team}/{self.endpoint.name}/runs/",
@@ -105,6 +108,10 @@ class World:
             upload = io.BytesIO(PIPELINE_YAML.encode())
             upload.name = "pipeline.yml"
             return {"file": upload, "team": self.team.name, "name": "imported"}, "multipart"
+        if (route.name, route.method) == ("api_components", "post"):
+            upload = io.BytesIO(b"type: command\nname: hello\ncommand: echo hello\n")
+            upload.name = "hello.yml"
+            return {"file": upload, "team": self.team.name}, "multipart"
         if (route.name, route.method) == ("api_endpoints", "post"):
             return {"team": self.team.name, "name": "second", "pipeline": self.pipeline.pk}, "json"
         if (route.name, route.method) == ("api_schedules", "post"):
@@ -127,6 +134,7 @@ def state() -> tuple:
         Run.objects.filter(cancel_requested=True).count(),
         Endpoint.objects.count(),
         EndpointCall.objects.count(),
+        Component.objects.count(),
         list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
     )
 
