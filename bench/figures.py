@@ -35,6 +35,7 @@ from pipelines_ui.models import Membership, PipelineVersion, Role, Team
 from pipelines_ui.services import pipeline_create
 from runs import executor, services
 from runs.models import RUN_TERMINAL, ComputeTarget, Run, RunState, StepRun, StepState, Transition
+from stepwise import dag
 from stepwise.spec.model import Pipeline as PipelineSpec
 
 # ---- shared helpers ------------------------------------------------------------------------
@@ -794,7 +795,7 @@ def big_dags(ctx: Context) -> list[Result]:
     for n in sizes:
         spec = specs[n]
         samples, svg = timed(
-            lambda spec=spec: graph.render_svg(graph.pipeline_dot(spec)),
+            lambda spec=spec: graph.render_svg(dag.pipeline_dot(spec)),
             repeats=ctx.repeats(5, 1),
             budget_s=5,
             before=clear_svg_cache,

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from pipelines_ui import graph
 from pipelines_ui.models import PipelineVersion
+from stepwise import dag
 from stepwise.spec import from_json
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,10 @@ def version_graph_dots(version: PipelineVersion) -> list[str]:
 
     spec = from_json(version.spec, dict(version.files or {}))
     pipeline_id = version.pipeline_id
-    editor = graph.pipeline_dot(
+    editor = dag.pipeline_dot(
         spec,
         step_url=lambda name: reverse("step_edit", args=[pipeline_id, name]),
-        **graph.expand_from_query(None),
+        **dag.expand_from_query(None),
     )
     runs = run_selectors.run_graph_dot(version.pk, version.content_hash, run_selectors.run_graph_placeholder())
     return [editor, runs]

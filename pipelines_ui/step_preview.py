@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from pipelines_ui import graph, selectors, services
 from pipelines_ui.forms import StepForms
 from pipelines_ui.models import Pipeline
+from stepwise import dag
 from stepwise.spec.model import Pipeline as PipelineSpec
 
 
@@ -60,14 +61,16 @@ def step_preview(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"html": "", "note": f"No preview for a graph of {len(preview.jobs):,} steps."})
     try:
         svg = graph.render_svg(
-            graph.pipeline_dot(
+            dag.pipeline_dot(
                 preview,
                 step_url=lambda name: reverse("step_edit", args=[pipeline.pk, name]),
                 rankdir="TB",
-                **graph.expand_from_query(request.GET),
+                **dag.expand_from_query(request.GET),
             )
         )
     except graph.GraphRenderError:
         return JsonResponse({"html": "", "note": "The preview could not be drawn."})
     html = render_to_string("pipelines_ui/_dag.html", {"svg": svg, "clickable": True}, request=request)
-    return JsonResponse({"html": html, "note": note, "current": graph.dom_id(current) if current else ""})
+    return JsonResponse(
+        {"html": html, "note": note, "current": dag.node_ids(preview).get(current, "") if current else ""}
+    )

@@ -16,13 +16,14 @@ from django.urls import reverse
 
 from pipelines_ui import selectors, template_selectors
 from pipelines_ui import template_services as services
-from pipelines_ui.graph import LARGE_GRAPH_STEPS, GraphRenderError, pipeline_dot, render_svg, svg_cached
+from pipelines_ui.graph import LARGE_GRAPH_STEPS, GraphRenderError, render_svg, svg_cached
 from pipelines_ui.markdown import render_markdown
 from pipelines_ui.models import Membership, Pipeline, Role, Template, TemplateVersion
 from pipelines_ui.services import version_spec_with_files
 from pipelines_ui.template_forms import DuplicateForm, PublishForm, UseTemplateForm
 from pipelines_ui.version_diff import changed_parts, yaml_diff
 from runs.forms import FIELD_PREFIX
+from stepwise.dag import pipeline_dot
 from stepwise.spec import SpecError, from_json
 from stepwise.spec.model import Pipeline as PipelineSpec
 

@@ -32,9 +32,6 @@ from pipelines_ui.forms import (
 from pipelines_ui.graph import (
     LARGE_GRAPH_STEPS,
     GraphRenderError,
-    dom_id,
-    expand_from_query,
-    pipeline_dot,
     render_svg,
     render_svg_in_background,
     svg_cached,
@@ -43,6 +40,7 @@ from pipelines_ui.models import Membership, Pipeline, PipelineVersion
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from pipelines_ui.version_diff import changed_parts, code_diff, version_file_contents, yaml_diff
 from runs import selectors as run_selectors
+from stepwise import dag
 from stepwise.spec import SpecError, from_json, to_zip_bytes
 from stepwise.spec.model import Pipeline as PipelineSpec
 from stepwise.spec.model import Problem, Step
@@ -91,7 +89,7 @@ def _svg(spec: PipelineSpec, **kwargs) -> str:
     """The DAG as inline SVG, or "" when there is nothing to draw or graphviz failed."""
     if not (spec.jobs or spec.inputs or spec.outputs):
         return ""
-    dot = pipeline_dot(spec, **kwargs)
+    dot = dag.pipeline_dot(spec, **kwargs)
     if len(spec.jobs) > LARGE_GRAPH_STEPS and not svg_cached(dot):
         # Laying out thousands of nodes takes dot tens of seconds: never in a request.
         render_svg_in_background(dot)
@@ -288,8 +286,8 @@ def _render_editor(
                 "settings": latest if settings_base is None else settings_base,
                 "interface": latest if interface_base is None else interface_base,
             },
-            "svg": _svg(shown, step_url=_step_url(pipeline), **expand_from_query(request.GET)),
-            "dom_ids": {name: dom_id(name) for name in base.jobs},
+            "svg": _svg(shown, step_url=_step_url(pipeline), **dag.expand_from_query(request.GET)),
+            "dom_ids": dag.node_ids(base),
             "conflict": conflict,
             "conflict_hint": conflict_hint,
             "base_error": base_error,
@@ -513,8 +511,8 @@ def _render_step_page(
             "conflict_hint": _resubmit_hint(conflict, "Save step") if conflict else "",
             "base_error": base_error,
             # The step page's graph sits in a narrow column: top to bottom reads better there.
-            "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB", **expand_from_query(request.GET)),
-            "current_dom_id": dom_id(step.name) if step else "",
+            "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB", **dag.expand_from_query(request.GET)),
+            "current_dom_id": dag.node_ids(spec).get(step.name, "") if step else "",
             "start_from": page.start_from,
             "start_component_id": request.POST.get("component") or request.GET.get("component") or "",
             "components": components_visible_to(request.user).order_by("name", "-created_at") if step is None else None,

@@ -1,4 +1,4 @@
-"""What runs next: pure DAG logic, plus `run_advance`, which applies it to a run.
+"""What runs next: `run_advance` applies the pure DAG logic (stepwise/dag.py) to a run.
 
 `run_advance` is called when a run is created and whenever a step run ends, by the
 worker that ended it, so a downstream step is enqueued the moment it becomes ready.
@@ -17,63 +17,14 @@ from django.conf import settings
 from django.db import transaction
 
 from runs import artifacts, queues
-from runs.models import RUN_TERMINAL, STEP_DONE, STEP_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
+from runs.data_assets import run_data_artifacts
+from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import run_transition, step_run_transition
+from stepwise.dag import blocked_steps, ready_steps, run_outcome
 from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
 
 log = logging.getLogger(__name__)
-
-STOPPED = frozenset({StepState.FAILED, StepState.CANCELED, StepState.SKIPPED})
-
-
-# ---- pure DAG logic -------------------------------------------------------------
-
-
-def ready_steps(upstream: Mapping[str, Iterable[str]], states: Mapping[str, str]) -> set[str]:
-    """Pending steps whose upstream steps all succeeded or were reused."""
-    return {
-        name
-        for name, ups in upstream.items()
-        if states[name] == StepState.PENDING and all(states[u] in STEP_DONE for u in ups)
-    }
-
-
-def blocked_steps(upstream: Mapping[str, Iterable[str]], states: Mapping[str, str]) -> set[str]:
-    """Pending steps that can never run because an upstream step failed, was canceled or skipped."""
-    return {
-        name
-        for name, ups in upstream.items()
-        if states[name] == StepState.PENDING and any(states[u] in STOPPED for u in ups)
-    }
-
-
-def downstream_closure(upstream: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
-    """`roots` and every step that depends on them, directly or not."""
-    children: dict[str, set[str]] = {name: set() for name in upstream}
-    for name, ups in upstream.items():
-        for up in ups:
-            children[up].add(name)
-    seen = set(roots)
-    stack = list(seen)
-    while stack:
-        for child in children[stack.pop()]:
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return seen
-
-
-def run_outcome(states: Iterable[str], *, cancel_requested: bool) -> RunState | None:
-    """The run's final state once every step is terminal, else None."""
-    states = list(states)
-    if any(s not in STEP_TERMINAL for s in states):
-        return None
-    if cancel_requested:
-        return RunState.CANCELED
-    if all(s in STEP_DONE for s in states):
-        return RunState.SUCCEEDED
-    return RunState.FAILED
 
 
 # ---- fingerprints (design.md, Reuse) ---------------------------------------------
@@ -87,6 +38,7 @@ def fingerprint_parts(
     file_map: dict[str, str],
     upstream_outputs: Mapping[tuple[str, str], str],
     secret_names: Iterable[str] = (),
+    data_assets: Mapping[str, str] | None = None,
 ) -> dict:
     """Everything that decides a step's outputs; `upstream_outputs[(job, output)]` is an artifact sha.
 
@@ -112,7 +64,10 @@ def fingerprint_parts(
             inputs[name] = {"data": tree_hash(file_map, binding.key)}
         elif isinstance(binding, ParentInput):
             parent = pipeline.inputs.get(binding.name)
-            if parent is not None and parent.data is not None:
+            if parent is not None and parent.asset is not None:
+                # The content hash of the version this run resolved, not the reference's text.
+                inputs[name] = {"data": (data_assets or {}).get(binding.name)}
+            elif parent is not None and parent.data is not None:
                 inputs[name] = {"data": tree_hash(file_map, parent.data.key)}
             else:
                 inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
@@ -236,6 +191,11 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
             return None
         pipeline = version_spec(run.version)
         file_map = version_file_map(run.version)
+        data_shas = (
+            {n: a.sha256 for n, a in run_data_artifacts(run).items()}
+            if any(d.asset is not None for d in pipeline.inputs.values())
+            else {}
+        )
         upstream = pipeline.upstream()
         # Every step's state, but whole rows only of the steps about to change.
         states: dict[str, str] = dict(run.steps.values_list("name", "state"))
@@ -286,6 +246,7 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
                     file_map=file_map,
                     upstream_outputs=outputs,
                     secret_names=run.secrets,
+                    data_assets=data_shas,
                 )
                 fp = fingerprint(parts)
                 step_run.fingerprint, step_run.fingerprint_parts = fp, parts

@@ -31,7 +31,7 @@ from runs.models import (
     StepRun,
     StepState,
 )
-from stepwise.spec.model import Pipeline as PipelineSpec
+from stepwise import dag
 
 log = logging.getLogger(__name__)
 
@@ -415,28 +415,12 @@ def run_graph_placeholder() -> str:
 @functools.lru_cache(maxsize=32)
 def run_graph_dot(version_id: int, content_hash: str, url_prefix: str, expand: tuple[str, ...] = ()) -> str:
     """A version's DOT for run pages (versions are immutable: building it for 5,000 steps takes a while)."""
-    from pipelines_ui import graph
     from pipelines_ui.models import PipelineVersion
     from runs.specs import version_spec
 
     spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
-    expansion = graph.expand_from_query({"expand": ",".join(expand)})
-    return graph.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/", **expansion)
-
-
-def step_dom_ids(spec: PipelineSpec) -> dict[str, str]:
-    """Step name -> id of its node in the SVG, as `pipelines_ui.graph.pipeline_dot` assigns them."""
-    from pipelines_ui.graph import dom_id
-
-    ids: dict[str, str] = {}
-    used: set[str] = set()
-    for i, name in enumerate(spec.jobs):
-        node_id = dom_id(name)
-        if node_id in used:
-            node_id = f"{node_id}-s{i}"
-        used.add(node_id)
-        ids[name] = node_id
-    return ids
+    expansion = dag.expand_from_query({"expand": ",".join(expand)})
+    return dag.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/", **expansion)
 
 
 # ---- logs ----------------------------------------------------------------------------

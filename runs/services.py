@@ -11,6 +11,7 @@ from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import coerce_literal, version_spec
+from stepwise import dag
 from stepwise.spec.model import SECRET_TYPE
 from stepwise.spec.model import Pipeline as PipelineSpec
 
@@ -140,7 +141,7 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         spec = version_spec(run.version)
         if from_step not in spec.jobs:
             raise RunInputError({"step": f"no step named {from_step!r}"})
-        force = orchestrator.downstream_closure(spec.upstream(), [from_step])
+        force = dag.downstream_closure(spec.upstream(), [from_step])
     elif mode == "failed":
         force = set(
             run.steps.filter(state__in=[StepState.FAILED, StepState.SKIPPED, StepState.CANCELED]).values_list(

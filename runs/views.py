@@ -20,7 +20,7 @@ from runs.forms import RunForm
 from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
 from runs.specs import version_spec
-from stepwise import states
+from stepwise import dag, states
 from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN
 
 RUNS_PER_PAGE = 25
@@ -200,9 +200,9 @@ def _graph(run, query=None) -> tuple[str, str, dict[str, str], dict[str, list[st
     out once per version and cached; only the run id in the step links differs per run.
     """
     spec = version_spec(run.version)
-    node_ids = selectors.step_dom_ids(spec)
-    expansion = graph.expand_from_query(query)
-    groups = graph.fanout_groups(spec, expand=expansion["expand"])
+    node_ids = dag.node_ids(spec)
+    expansion = dag.expand_from_query(query)
+    groups = dag.fanout_groups(spec, expand=expansion["expand"])
     for group_id, names in groups.items():
         node_ids.update(dict.fromkeys(names, group_id))
     placeholder = selectors.run_graph_placeholder()

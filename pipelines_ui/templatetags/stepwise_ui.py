@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from pipelines_ui.forms import literal_text
-from pipelines_ui.graph import dom_id as _dom_id
+from stepwise.dag import dom_id as _dom_id
 from stepwise.spec.model import DataPath, JobOutput, ParentInput
 
 register = template.Library()

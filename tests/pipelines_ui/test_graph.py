@@ -5,7 +5,9 @@ import re
 import pytest
 
 from pipelines_ui import graph
-from pipelines_ui.graph import dom_id, pipeline_dot, render_svg
+from pipelines_ui.graph import render_svg
+from stepwise import dag
+from stepwise.dag import dom_id, pipeline_dot
 from stepwise.spec.model import InputDecl, OutputDecl, ParentOutputRef, Step
 from stepwise.spec.model import Pipeline as PipelineSpec
 from stepwise.states import STATE_FILLS
@@ -182,10 +184,10 @@ def test_large_graphs_get_the_fast_layout_and_small_ones_the_careful_one():
         jobs = {f"s{i}": Step(name=f"s{i}", command="true") for i in range(n)}
         return PipelineSpec(name="chain", jobs=jobs)
 
-    small = pipeline_dot(chain(graph.FAST_LAYOUT_STEPS))
-    large = pipeline_dot(chain(graph.FAST_LAYOUT_STEPS + 1))
+    small = pipeline_dot(chain(dag.FAST_LAYOUT_STEPS))
+    large = pipeline_dot(chain(dag.FAST_LAYOUT_STEPS + 1))
     assert 'splines="line"' not in small and "remincross" not in small
     assert 'splines="line"' in large and 'remincross="false"' in large
     # Still a drawing dot accepts: straight edges, same nodes.
-    svg = render_svg(pipeline_dot(chain(graph.FAST_LAYOUT_STEPS + 1)))
-    assert svg.count('class="node') == graph.FAST_LAYOUT_STEPS + 1
+    svg = render_svg(pipeline_dot(chain(dag.FAST_LAYOUT_STEPS + 1)))
+    assert svg.count('class="node') == dag.FAST_LAYOUT_STEPS + 1

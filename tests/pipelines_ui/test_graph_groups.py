@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from pipelines_ui import graph, services
-from pipelines_ui.graph import GROUP_MIN_STEPS, expand_from_query, fanout_groups, pipeline_dot
+from stepwise.dag import GROUP_MIN_STEPS, expand_from_query, fanout_groups, pipeline_dot
 from stepwise.spec import parse_text
 
 

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from runs.models import RunState, StepState
-from runs.orchestrator import blocked_steps, downstream_closure, ready_steps, run_outcome
+from stepwise.dag import blocked_steps, dom_id, downstream_closure, node_ids, ready_steps, run_outcome
+from stepwise.spec.model import Pipeline, Step
+from stepwise.states import RunState, StepState
 
 DIAMOND = {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}}
 P, Q, R, S, F, U, K, C = (
@@ -54,3 +55,9 @@ def test_run_outcome():
     assert run_outcome([S, F, K], cancel_requested=False) == RunState.FAILED
     assert run_outcome([S, C], cancel_requested=True) == RunState.CANCELED
     assert run_outcome([], cancel_requested=False) == RunState.SUCCEEDED
+
+
+def test_node_ids_are_unique_when_names_sanitize_alike():
+    spec = Pipeline(name="p", jobs={"a b": Step(name="a b", command="true"), "a_b": Step(name="a_b", command="true")})
+    assert node_ids(spec) == {"a b": "step-a_b", "a_b": "step-a_b-s1"}
+    assert dom_id('a"b <c>') == "step-a_b__c_"
