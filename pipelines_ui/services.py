@@ -19,6 +19,7 @@ from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import known_compute_names
+from runs.data_assets import data_resolver
 from stepwise import hashing
 from stepwise.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
 from stepwise.spec.model import (
@@ -153,6 +154,7 @@ def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) ->
         Path(path),
         known_computes=known_compute_names(),
         resolve_component=component_resolver(team),
+        resolve_data=data_resolver(team),
         max_bytes=settings.STEPWISE_YAML_MAX_BYTES,
         max_files_bytes=settings.STEPWISE_UPLOAD_MAX_BYTES,
     )

@@ -33,6 +33,7 @@ from pipelines_ui.models import FileBlob
 from runs import artifacts, broadcast, logs, orchestrator, processes, queues
 from runs import sandbox as sandbox_
 from runs import worker as worker_
+from runs.data_assets import run_data_artifacts
 from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
@@ -181,6 +182,7 @@ def prepare(
         ).select_related("artifact", "step_run")
     }
     data_inputs: set[str] = set()
+    data_artifacts = run_data_artifacts(run) if any(d.asset for d in pipeline.inputs.values()) else {}
     for name in step.input_decls:
         if name in values:
             continue
@@ -193,6 +195,8 @@ def prepare(
             values[name] = str(artifacts.artifact_path(artifact, binding.output, held=held))
         elif isinstance(binding, DataPath):
             values[name] = str(_data_path(file_map, binding.key, binding.type))
+        elif isinstance(binding, ParentInput) and binding.name in data_artifacts:
+            values[name] = str(artifacts.artifact_path(data_artifacts[binding.name], binding.name, held=held))
         elif isinstance(binding, ParentInput) and pipeline.inputs.get(binding.name) is not None:
             parent = pipeline.inputs[binding.name]
             values[name] = str(_data_path(file_map, parent.data.key, parent.type)) if parent.data else None

@@ -1,4 +1,4 @@
-"""Garbage collection of the artifact store: what no step output or attempt log references goes."""
+"""Garbage collection of the artifact store: what no step output, attempt log or data version references goes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ class GcReport:
 def collect(*, dry_run: bool) -> GcReport:
     report = GcReport()
     cutoff = timezone.now() - GRACE
-    unreferenced = Artifact.objects.filter(step_outputs__isnull=True, attempt_logs__isnull=True, created_at__lt=cutoff)
+    unreferenced = Artifact.objects.filter(
+        step_outputs__isnull=True, attempt_logs__isnull=True, data_versions__isnull=True, created_at__lt=cutoff
+    )
     for artifact in unreferenced:
         report.artifacts.append(artifact.sha256)
         report.bytes_freed += artifact.size

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from pipelines_ui.models import PipelineVersion
-from runs import orchestrator
+from runs import data_assets, orchestrator
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
@@ -33,7 +33,7 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
         if decl is None:
             errors[name] = "the pipeline has no such input"
             continue
-        if decl.data is not None:
+        if decl.data is not None or decl.asset is not None:
             errors[name] = "data inputs cannot be overridden when starting a run yet"
             continue
         try:
@@ -41,7 +41,13 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
         except ValueError as exc:
             errors[name] = f"expected {decl.type}: {exc}"
     for name, decl in spec.inputs.items():
-        if decl.data is None and not decl.optional and decl.default is None and values.get(name) is None:
+        if (
+            decl.data is None
+            and decl.asset is None
+            and not decl.optional
+            and decl.default is None
+            and values.get(name) is None
+        ):
             errors.setdefault(name, "a value is required")
     if errors:
         raise RunInputError(errors)
@@ -61,6 +67,7 @@ def run_create(
     force_steps: set[str] | frozenset[str] = frozenset(),
     rerun_of: Run | None = None,
     timeout_s: int | None = None,
+    data_pins: dict | None = None,
 ) -> Run:
     """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots).
 
@@ -95,6 +102,9 @@ def run_create(
         rerun_of=rerun_of,
         timeout_s=timeout_s,
     )
+    # Data assets (`azureml:NAME@latest`) resolve now, once: the run keeps the exact versions.
+    if data_errors := data_assets.run_data_inputs_resolve(run=run, spec=spec, pinned=data_pins):
+        raise RunInputError(data_errors)
     StepRun.objects.bulk_create(
         StepRun(
             run=run,
@@ -162,4 +172,5 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         force_steps=force,
         rerun_of=run,
         timeout_s=run.timeout_s,
+        data_pins=data_assets.run_data_pins(run),
     )

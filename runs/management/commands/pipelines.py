@@ -20,6 +20,7 @@ from pipelines_ui.services import pipeline_import, version_spec_with_files
 from pipelines_ui.uploads import UploadError
 from runs import gc, services
 from runs.artifacts import ArtifactError, artifact_path
+from runs.data_assets import data_resolver
 from runs.management.component_cli import add_component_arguments, component_command
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput
 from runs.specs import version_spec
@@ -117,7 +118,12 @@ class Command(BaseCommand):
         path = Path(file)
         if not path.is_file():
             raise Invalid(f"{file}: no such file")
-        return load_pipeline(path, known_computes=known_compute_names(), resolve_component=component_resolver(team))
+        return load_pipeline(
+            path,
+            known_computes=known_compute_names(),
+            resolve_component=component_resolver(team),
+            resolve_data=data_resolver(team) if team is not None else None,
+        )
 
     # ---- actions --------------------------------------------------------------------
     def do_validate(self, *, file: str, team: str | None = None, **_options) -> int:

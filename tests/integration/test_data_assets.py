@@ -1,0 +1,73 @@
+"""A pipeline reading `azureml:NAME@latest`: a new data version reruns exactly the steps that read it."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs import services
+from runs.data_assets import data_create_from_path
+from runs.models import RunDataInput, RunState, StepState
+from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
+
+pytestmark = pytest.mark.integration
+
+# `reader` reads the asset, `after` depends on reader, `other` reads nothing of it.
+YAML = """
+type: pipeline
+inputs:
+  raw: {type: uri_folder, path: "azureml:digits@latest"}
+  pinned: {type: uri_file, path: "azureml:notes:1"}
+jobs:
+  reader:
+    command: >-
+      python -c "import pathlib, sys; t = pathlib.Path(sys.argv[1], 'value.txt').read_text();
+      print('read', t); pathlib.Path(sys.argv[2], 'v.txt').write_text(t)"
+      ${{inputs.data}} ${{outputs.out}}
+    inputs: {data: "${{parent.inputs.raw}}"}
+    outputs: {out: {type: uri_folder}}
+  after:
+    command: python -c "import pathlib, sys; print('after', pathlib.Path(sys.argv[1], 'v.txt').read_text())" ${{inputs.x}}
+    inputs: {x: "${{parent.jobs.reader.outputs.out}}"}
+  other:
+    command: python -c "import sys; print('notes', open(sys.argv[1]).read())" ${{inputs.n}}
+    inputs: {n: "${{parent.inputs.pinned}}"}
+"""
+
+
+def executed(run):
+    return {name for name, s in steps_of(run).items() if s.state == StepState.SUCCEEDED}
+
+
+def test_new_version_behind_latest_reruns_exactly_its_readers(workers, alice, team, tmp_path):
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "value.txt").write_text("one")
+    (tmp_path / "notes.txt").write_text("hello")
+    v1 = data_create_from_path(team=team, name="digits", path=tmp_path / "v1", user=alice)
+    data_create_from_path(team=team, name="notes", path=tmp_path / "notes.txt", type_="uri_file", user=alice)
+    workers.start(1)
+    version = import_yaml(tmp_path, YAML, alice, team)
+
+    first = wait_run(services.run_create(version=version, user=alice))
+    assert first.state == RunState.SUCCEEDED, workers.logs()
+    assert executed(first) == {"reader", "after", "other"}
+    assert "read one" in log_text(steps_of(first)["reader"])
+    assert "notes hello" in log_text(steps_of(first)["other"])
+    assert RunDataInput.objects.get(run=first, name="raw").data_version == v1
+
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "value.txt").write_text("two")
+    v2 = data_create_from_path(team=team, name="digits", path=tmp_path / "v2", user=alice)
+    assert v2.version == "2"
+
+    second = wait_run(services.run_create(version=version, user=alice))
+    assert second.state == RunState.SUCCEEDED, workers.logs()
+    assert executed(second) == {"reader", "after"}
+    assert steps_of(second)["other"].state == StepState.REUSED
+    assert "after two" in log_text(steps_of(second)["after"])
+    assert RunDataInput.objects.get(run=second, name="raw").data_version == v2
+
+    # A rerun of the first run reads the version that run recorded, so everything is reused.
+    again = wait_run(services.run_rerun(run=first, user=alice))
+    assert again.state == RunState.SUCCEEDED
+    assert RunDataInput.objects.get(run=again, name="raw").data_version == v1
+    assert {s.state for s in steps_of(again).values()} == {StepState.REUSED}
