@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from pipelines_ui.models import Pipeline
 from pipelines_ui.selectors import compute_choices, default_compute_name, user_editable_teams
 from pipelines_ui.uploads import UploadError, zip_to_files
-from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, literal_error
+from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, coerce_literal
 from stepwise.spec.model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -69,26 +69,13 @@ def _lf(value: str) -> str:
     return (value or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def coerce_literal(type_: str, raw: str):
-    """The typed value of a literal typed in a form; ValidationError names what is wrong."""
-    raw = raw.strip() if type_ != "string" else raw
-    if type_ in ("integer", "number"):
-        try:
-            value = int(raw) if type_ == "integer" else float(raw)
-        except ValueError:
-            raise ValidationError(f"'{raw[:100]}' is not {'an integer' if type_ == 'integer' else 'a number'}.")
-        # Out of range or not finite: what the run form and the YAML refuse too.
-        if error := literal_error(value, type_):
-            raise ValidationError(error[0].upper() + error[1:] + ".")
-        return value
-    if type_ == "boolean":
-        lowered = raw.lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValidationError(f"'{raw}' is not a boolean (use true or false).")
-    return raw
+def coerce_literal_field(type_: str, raw: str):
+    """The typed value of a literal typed in a form field; ValidationError names what is wrong."""
+    try:
+        return coerce_literal(type_, raw)
+    except ValueError as exc:
+        message = str(exc)
+        raise ValidationError(message[0].upper() + message[1:] + ".") from None
 
 
 def literal_text(value) -> str:
@@ -253,7 +240,7 @@ class PipelineInputForm(_Form):
             self.add_error("default", "A secret takes no default: its value is given when a run starts.")
         elif type_ in LITERAL_TYPES and default not in ("", None):
             try:
-                data["default_value"] = coerce_literal(type_, default)
+                data["default_value"] = coerce_literal_field(type_, default)
             except ValidationError as exc:
                 self.add_error("default", exc)
         else:
@@ -395,7 +382,7 @@ def source_to_binding(source: str, type_: str, value: str):
             raise ValidationError("A secret input takes a secret pipeline input, never a typed value.")
         if type_ in DATA_TYPES:
             raise ValidationError("A data input takes a pipeline input or another step's output, not a typed value.")
-        return coerce_literal(type_, value)
+        return coerce_literal_field(type_, value)
     if source == SOURCE_NONE or not source:
         return None
     if source.startswith("input:"):

@@ -22,8 +22,8 @@ from pipelines_ui.services import (
     spec_validate,
     version_spec_with_files,
 )
-from runs.specs import coerce_literal
 from stepwise.spec import SpecError
+from stepwise.spec.bindings import coerce_literal
 from stepwise.spec.model import DATA_TYPES, SECRET_TYPE, InputDecl, Problem
 from stepwise.spec.model import Pipeline as PipelineSpec
 
@@ -245,7 +245,7 @@ def spec_with_defaults(spec: PipelineSpec, values: dict[str, object]) -> Pipelin
         if value is None or value == "":
             continue
         try:
-            inputs[name] = replace(decl, default=coerce_literal(decl, value))
+            inputs[name] = replace(decl, default=coerce_literal(decl.type, value, enum=decl.enum))
         except ValueError as exc:
             errors.append(Problem(message=f"expected {decl.type}: {exc}", field=name))
     if errors:

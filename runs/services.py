@@ -10,8 +10,9 @@ from runs import data_assets, orchestrator
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
-from runs.specs import coerce_literal, version_spec
+from runs.specs import version_spec
 from stepwise import dag
+from stepwise.spec.bindings import coerce_literal
 from stepwise.spec.model import SECRET_TYPE
 from stepwise.spec.model import Pipeline as PipelineSpec
 
@@ -37,7 +38,7 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
             errors[name] = "data inputs cannot be overridden when starting a run yet"
             continue
         try:
-            values[name] = coerce_literal(decl, value)
+            values[name] = coerce_literal(decl.type, value, enum=decl.enum)
         except ValueError as exc:
             errors[name] = f"expected {decl.type}: {exc}"
     for name, decl in spec.inputs.items():

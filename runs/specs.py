@@ -7,8 +7,7 @@ from functools import lru_cache
 
 from pipelines_ui.models import PipelineVersion
 from stepwise.spec import from_json
-from stepwise.spec.bindings import literal_error
-from stepwise.spec.model import SECRET_TYPE, DataPath, InputDecl, ParentInput, Pipeline, Step
+from stepwise.spec.model import SECRET_TYPE, DataPath, ParentInput, Pipeline, Step
 
 
 @lru_cache(maxsize=256)
@@ -34,40 +33,6 @@ def tree_hash(file_map: dict[str, str], prefix: str) -> str | None:
     if not entries:
         return None
     return hashlib.sha256("".join(f"{rel}\0{sha}\n" for rel, sha in entries).encode()).hexdigest()
-
-
-def coerce_literal(decl: InputDecl, value: object) -> object:
-    """Turn a form or CLI string into the input's type; ValueError names what is wrong."""
-    if decl.type == SECRET_TYPE and value is not None:
-        # The messages never quote the value, unlike the others below.
-        if not isinstance(value, str):
-            raise ValueError("a secret is text")
-        if value == "":
-            raise ValueError("a secret cannot be empty")
-        return value
-    if value is None or not isinstance(value, str):
-        return value
-    if decl.type in ("integer", "number"):
-        try:
-            number = int(value.strip()) if decl.type == "integer" else float(value.strip())
-        except ValueError:
-            # Python's own text ("invalid literal for int() with base 10") means nothing to a user.
-            kind = "a whole number" if decl.type == "integer" else "a number"
-            raise ValueError(f"{value[:100]!r} is not {kind}") from None
-        # Out of range or not finite: no database or JSON reader would hold it.
-        if error := literal_error(number, decl.type):
-            raise ValueError(error)
-        return number
-    if decl.type == "boolean":
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"{value!r} is not a boolean")
-    if decl.enum and value not in decl.enum:
-        raise ValueError(f"{value!r} is not one of {', '.join(decl.enum)}")
-    return value
 
 
 def parent_input_value(pipeline: Pipeline, run_inputs: dict, name: str) -> object:

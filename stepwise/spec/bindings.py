@@ -112,6 +112,41 @@ def literal_error(value: object, type_: str, enum: list[str] | None = None) -> s
     return None
 
 
+def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) -> object:
+    """A literal typed in a form, on the command line or sent as JSON, as a value of input type
+    `type_`: text is parsed, typed values pass through; ValueError names what is wrong."""
+    if type_ == SECRET_TYPE and value is not None:
+        # The messages never quote the value, unlike the others below.
+        if not isinstance(value, str):
+            raise ValueError("a secret is text")
+        if value == "":
+            raise ValueError("a secret cannot be empty")
+        return value
+    if value is None or not isinstance(value, str):
+        return value
+    if type_ in ("integer", "number"):
+        try:
+            number = int(value.strip()) if type_ == "integer" else float(value.strip())
+        except ValueError:
+            # Python's own text ("invalid literal for int() with base 10") means nothing to a user.
+            kind = "a whole number" if type_ == "integer" else "a number"
+            raise ValueError(f"{value[:100]!r} is not {kind}") from None
+        # Out of range or not finite: no database or JSON reader would hold it.
+        if error := literal_error(number, type_):
+            raise ValueError(error)
+        return number
+    if type_ == "boolean":
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{value[:100]!r} is not a boolean (use true or false)")
+    if enum and value not in enum:
+        raise ValueError(f"{value[:100]!r} is not one of {', '.join(enum)}")
+    return value
+
+
 def types_compatible(source: str, target: str) -> bool:
     """Whether a value of type `source` may feed an input of type `target`."""
     if source == target:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from stepwise.spec.bindings import INTEGER_MAX, coerce_literal
+
+
+@pytest.mark.parametrize(
+    ("type_", "raw", "value"),
+    [
+        ("integer", " 42 ", 42),
+        ("number", "0.5", 0.5),
+        ("boolean", "Yes", True),
+        ("boolean", "0", False),
+        ("string", " kept as typed ", " kept as typed "),
+        ("integer", 7, 7),  # JSON values pass through
+        ("string", None, None),
+    ],
+)
+def test_text_becomes_the_inputs_type(type_, raw, value):
+    assert coerce_literal(type_, raw) == value
+
+
+@pytest.mark.parametrize(
+    ("type_", "raw", "message"),
+    [
+        ("integer", "three", "'three' is not a whole number"),
+        ("number", "fast", "'fast' is not a number"),
+        ("boolean", "maybe", "'maybe' is not a boolean (use true or false)"),
+        ("integer", str(INTEGER_MAX + 1), "expected an integer from"),
+        ("number", "inf", "expected a finite number"),
+    ],
+)
+def test_bad_text_is_named(type_, raw, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        coerce_literal(type_, raw)
+
+
+def test_enum_and_secret_messages_never_surprise():
+    assert coerce_literal("string", "adam", enum=["adam", "sgd"]) == "adam"
+    with pytest.raises(ValueError, match="'rms' is not one of adam, sgd"):
+        coerce_literal("string", "rms", enum=["adam", "sgd"])
+    with pytest.raises(ValueError, match="a secret cannot be empty"):
+        coerce_literal("secret", "")
