@@ -341,7 +341,7 @@ class DataAsset(models.Model):
     def get_absolute_url(self) -> str:
         from django.urls import reverse
 
-        return reverse("runs:data_detail", args=[self.pk])
+        return reverse("data_detail", args=[self.pk])
 
 
 class DataVersion(models.Model):

@@ -26,7 +26,9 @@ jobs:
     inputs: {data: "${{parent.inputs.raw}}"}
     outputs: {out: {type: uri_folder}}
   after:
-    command: python -c "import pathlib, sys; print('after', pathlib.Path(sys.argv[1], 'v.txt').read_text())" ${{inputs.x}}
+    command: >-
+      python -c "import pathlib, sys; print('after', pathlib.Path(sys.argv[1], 'v.txt').read_text())"
+      ${{inputs.x}}
     inputs: {x: "${{parent.jobs.reader.outputs.out}}"}
   other:
     command: python -c "import sys; print('notes', open(sys.argv[1]).read())" ${{inputs.n}}
