@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stepwise.client import TERMINAL, Client, Run, StepwiseError, write_config
 from stepwise.spec import SpecError
-from stepwise.spec.bindings import literal_error
+from stepwise.spec.bindings import coerce_literal
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -204,8 +204,7 @@ class _Cli:
         declared = self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
         typed = {}
         for key, value in pairs.items():
-            kind = (declared.get(key) or {}).get("type", "string")
-            typed[key] = _typed(key, value, kind)
+            typed[key] = _typed(key, value, declared.get(key) or {})
         return typed
 
     def _wait(self, run: Run) -> Run:
@@ -257,25 +256,11 @@ class _Cli:
         return EXIT_OK
 
 
-def _typed(key: str, value: str, kind: str) -> object:
-    if kind == "integer":
-        try:
-            return int(value)
-        except ValueError:
-            raise Invalid(f"--set {key}={value}: input {key} is an integer") from None
-    if kind == "number":
-        try:
-            return float(value) if not value.lstrip("-").isdigit() else int(value)
-        except ValueError:
-            raise Invalid(f"--set {key}={value}: input {key} is a number") from None
-    if kind == "boolean":
-        if value.lower() not in ("true", "false"):
-            raise Invalid(f"--set {key}={value}: input {key} is a boolean (true or false)")
-        return value.lower() == "true"
-    error = literal_error(value, "string") if kind == "string" else None
-    if error:
-        raise Invalid(f"--set {key}={value}: {error}")
-    return value
+def _typed(key: str, value: str, decl: dict) -> object:
+    try:
+        return coerce_literal(decl.get("type", "string"), value, enum=decl.get("enum"))
+    except ValueError as exc:
+        raise Invalid(f"--set {key}: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -457,8 +457,9 @@ class Schedules(_Resource):
 
 
 class Components(_Resource):
-    def list(self, *, team: str | None = None) -> list[dict]:
-        return self._client._all("components/", params={"team": team} if team else None)
+    def list(self, *, team: str | None = None, name: str | None = None) -> list[dict]:
+        params = {k: v for k, v in {"team": team, "name": name}.items() if v}
+        return self._client._all("components/", params=params)
 
     def create(self, source: str | Path, *, team: str, name: str | None = None, version: str | None = None) -> dict:
         """Register a command component from its YAML file, with its code folder (`azureml:NAME:VERSION`)."""

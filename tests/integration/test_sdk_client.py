@@ -15,6 +15,7 @@ from pipelines_ui.api.tokens import token_create
 from pipelines_ui.models import PipelineVersion, Role
 from stepwise.client import Client, NotFound, ValidationError
 from stepwise.sdk import Output, command, load_component, pipeline
+from stepwise.spec import SpecError
 from stepwise.spec import load_pipeline as spec_load_pipeline
 from tests.browser.conftest import serve_app
 from tests.conftest import make_user
@@ -249,7 +250,7 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     assert set(result["steps"]) == {"prep_data", "train_model"}
     assert "train_model: succeeded" in ran.stderr
     wrong_type = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=many", env=env, cwd=project)
-    assert wrong_type.returncode == 2 and "integer" in wrong_type.stderr
+    assert wrong_type.returncode == 2 and "--set max_iter: 'many' is not a whole number" in wrong_type.stderr
 
     failed = stepwise("run", "failing.yml", "--team", "ml", "--wait", env=env, cwd=project)
     assert failed.returncode == 1, failed.stderr
@@ -277,3 +278,36 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     assert (out / "pipeline.yml").is_file() and (out / "code" / "train_model" / "train.py").is_file()
     unknown = stepwise("export", "nothing-here", env=env, cwd=project)
     assert unknown.returncode == 2 and "no pipeline named 'nothing-here'" in unknown.stderr
+
+
+USES_REGISTERED = """\
+type: pipeline
+name: uses-registered
+inputs:
+  rows:
+    type: uri_folder
+    path: ./src
+jobs:
+  fit:
+    type: command
+    component: azureml:train@latest
+    inputs:
+      data: ${{parent.inputs.rows}}
+"""
+
+
+def test_components_register_list_and_resolve_in_an_imported_pipeline(server, token, project):
+    client = Client(server, token)
+    registered = client.components.create(project / "train.yml", team="ml")
+    assert (registered["name"], registered["version"], registered["reference"]) == ("train", "1", "azureml:train:1")
+    assert client.components.create(project / "train.yml", team="ml")["id"] == registered["id"]  # same content
+    assert [(c["name"], c["version"]) for c in client.components.list(team="ml")] == [("train", "1")]
+
+    (project / "uses.yml").write_text(USES_REGISTERED)
+    created = client.pipelines.create(project / "uses.yml", team="ml")  # resolved by the server, not here
+    spec = client.pipelines.version(created["id"], created["version"])["spec"]
+    assert spec["jobs"]["fit"]["component_name"] == "train" and spec["jobs"]["fit"]["has_code"]
+    with pytest.raises(SpecError) as local:  # read here first, so nothing goes up that cannot register
+        client.components.create(project / "broken.yml", team="ml")
+    assert local.value.problems[0].field == "type"
+    assert client.components.list(name="broken") == []
