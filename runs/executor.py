@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+import stepwise
 from pipelines_ui.models import FileBlob
 from runs import artifacts, broadcast, logs, orchestrator, processes, queues
 from runs import sandbox as sandbox_
@@ -43,7 +44,11 @@ from stepwise.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
 
 log = logging.getLogger(__name__)
 
+# On steps' PYTHONPATH: `stepwise` (a link to the Django-free package, for `from stepwise import
+# log_metric`) and, where mlflow is not installed, a shim that sends mlflow's calls there.
 SDK_DIR = Path(__file__).resolve().parent / "step_sdk"
+# What the link points at: a sandboxed step sees this package read-only, and nothing else of the server.
+STEPWISE_PACKAGE_DIR = Path(stepwise.__file__).resolve().parent
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 500
 CHECK_INTERVAL_S = 1.0
@@ -239,7 +244,9 @@ def prepare(
         log.warning("compute target %s has isolation none: its steps run as this worker, seeing all it sees", target)
     if target.isolation == Isolation.SANDBOX:
         sandbox_.check()
-        read_only = [SDK_DIR] + [Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)]
+        read_only = [SDK_DIR, STEPWISE_PACKAGE_DIR] + [
+            Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)
+        ]
         sandbox = sandbox_.Sandbox(workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network)
     sandbox_.prepare_workdir(workdir, hand_over=sandbox is not None)
     return Prepared(

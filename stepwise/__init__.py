@@ -1,5 +1,11 @@
-"""Stepwise's Django-free core: the pipeline spec (parse, validate, serialize), importable
-without the server (`pip install .` from a checkout)."""
+"""Stepwise's Django-free core: the pipeline spec (parse, validate, serialize), the DAG logic,
+the states, the SDK and the client, importable without the server (`pip install .` from a
+checkout); and inside a step, `from stepwise import log_metric` (the worker puts this package
+on the step's PYTHONPATH)."""
+
+from stepwise.tracking import log_metric, log_metrics, log_param, log_params
+
+__all__ = ["log_metric", "log_metrics", "log_param", "log_params"]
 
 # The SDK's names, imported when first used: a step's `from stepwise import log_metric` then never
 # loads the client (and `requests`).

@@ -1,4 +1,5 @@
-"""Helpers for step scripts: `from stepwise import log_metric, log_param`.
+"""Helpers for step scripts: `from stepwise import log_metric, log_param` (standard library only:
+it runs inside every step, sandboxed, with nothing of the server).
 
 Metrics and parameters are appended as JSON lines to the file the worker names in
 STEPWISE_METRICS_FILE; the worker tails it and shows them on the run page.
