@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("runs.urls")),
+    path("", include("runs.data_urls")),
     path("api/v1/", include("pipelines_ui.api.urls")),
     path("", include("pipelines_ui.api.account_urls")),
     path("", include("pipelines_ui.api.endpoint_urls")),

@@ -1,0 +1,146 @@
+"""A data version's preview: CSV (and Parquet, when pyarrow is installed) head as a table, text head,
+images as thumbnails. Every read is bounded (bytes, rows, columns, cell length), whatever the file
+holds; the page escapes what it shows, and CSV downloads neutralise formula-looking cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+from runs import artifacts
+from runs.artifact_files import ArtifactError
+from runs.models import DataVersion
+
+MAX_READ_BYTES = 64 * 1024
+MAX_ROWS = 20
+MAX_COLUMNS = 50
+MAX_CELL = 200
+MAX_TEXT_LINES = 200
+MAX_LISTED = 200
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+# Raster formats a browser shows as <img> only; SVG is script-capable, so it is previewed as text.
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+TEXT_SUFFIXES = {".txt", ".md", ".json", ".yml", ".yaml", ".log", ".py", ".svg", ".xml", ".html", ".tsv", ".jsonl"}
+# Spreadsheet programs run a cell starting with these as a formula (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Preview:
+    kind: str  # table | text | image | none
+    file: str = ""
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    text: str = ""
+    truncated: bool = False
+    message: str = ""
+
+
+def version_files(version: DataVersion) -> list[str]:
+    try:
+        return artifacts.stored_files(version.artifact)
+    except (ArtifactError, OSError):
+        return []
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _head(handle: BinaryIO) -> tuple[bytes, bool]:
+    data = handle.read(MAX_READ_BYTES + 1)
+    return data[:MAX_READ_BYTES], len(data) > MAX_READ_BYTES
+
+
+def _csv(rel: str, data: bytes, cut: bool) -> Preview:
+    text = data.decode("utf-8", errors="replace")
+    if cut:
+        # The last line may be cut in the middle: leave it out.
+        text = text.rsplit("\n", 1)[0]
+    delimiter = "\t" if rel.lower().endswith(".tsv") else ","
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            rows.append([_cell(c) for c in row[:MAX_COLUMNS]])
+            if len(rows) > MAX_ROWS:
+                break
+    except csv.Error as exc:
+        return Preview(kind="none", file=rel, message=f"not readable as CSV: {exc}")
+    if not rows:
+        return Preview(kind="text", file=rel, text="(empty file)")
+    return Preview(kind="table", file=rel, header=rows[0], rows=rows[1 : MAX_ROWS + 1], truncated=cut)
+
+
+def _parquet(rel: str, handle: BinaryIO) -> Preview:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return Preview(kind="none", file=rel, message="Parquet preview needs pyarrow, which is not installed")
+    try:
+        reader = pq.ParquetFile(handle)
+        names = reader.schema_arrow.names[:MAX_COLUMNS]
+        batch = next(reader.iter_batches(batch_size=MAX_ROWS, columns=names), None)
+        rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
+    except Exception as exc:  # noqa: BLE001 - any failure of a hostile file is "not readable"
+        return Preview(kind="none", file=rel, message=f"not a readable Parquet file: {str(exc)[:200]}")
+    return Preview(kind="table", file=rel, header=[_cell(n) for n in names], rows=rows)
+
+
+def preview(version: DataVersion, rel: str | None = None) -> Preview:
+    """The preview of one file of the version (default: the first one worth showing)."""
+    files = version_files(version)
+    if not files:
+        return Preview(kind="none", message="the files of this version are missing from the store")
+    if rel is None:
+        rel = next((f for f in files if PurePosixPath(f).suffix.lower() in (".csv", ".tsv", ".parquet")), files[0])
+    elif rel not in files:
+        return Preview(kind="none", message="no such file in this version")
+    suffix = PurePosixPath(rel).suffix.lower()
+    try:
+        with artifacts.open_stored_file(version.artifact, rel) as handle:
+            if suffix in IMAGE_TYPES:
+                size = handle.seek(0, io.SEEK_END)
+                if size > MAX_IMAGE_BYTES:
+                    return Preview(kind="none", file=rel, message="an image too large for a thumbnail: download it")
+                return Preview(kind="image", file=rel)
+            if suffix == ".parquet":
+                return _parquet(rel, handle)
+            data, cut = _head(handle)
+    except (ArtifactError, OSError) as exc:
+        return Preview(kind="none", file=rel, message=f"cannot read the file: {exc}")
+    if suffix in (".csv", ".tsv"):
+        return _csv(rel, data, cut)
+    if suffix not in TEXT_SUFFIXES and b"\x00" in data[:8192]:
+        return Preview(kind="none", file=rel, message="a binary file: download it to look inside")
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    return Preview(kind="text", file=rel, text="\n".join(lines[:MAX_TEXT_LINES]), truncated=cut or len(lines) > 200)
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula, made plain text by a leading apostrophe."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def safe_csv_rows(handle: BinaryIO, *, delimiter: str = ",") -> Iterator[str]:
+    """The CSV re-written line by line with formula-looking cells neutralised (streamed, any size)."""
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter)
+    for row in csv.reader(text, delimiter=delimiter):
+        writer.writerow([neutralise(c) for c in row])
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
