@@ -311,3 +311,29 @@ def test_components_register_list_and_resolve_in_an_imported_pipeline(server, to
         client.components.create(project / "broken.yml", team="ml")
     assert local.value.problems[0].field == "type"
     assert client.components.list(name="broken") == []
+
+
+def test_endpoints_and_schedules_through_the_client(server, project):
+    from pipelines_ui.models import Team
+
+    team = Team.objects.create(name="ops")
+    boss = make_user("boss", team, Role.ADMIN)
+    client = Client(server, token_create(user=boss, name="admin", scopes=["read", "run", "write", "admin"]).secret)
+    created = client.pipelines.create(project / "pipeline.yml", team="ops")
+
+    endpoint = client.endpoints.publish(team="ops", name="nightly", pipeline=created["id"])
+    assert endpoint["name"] == "nightly"
+    assert [e["name"] for e in client.endpoints.list()] == ["nightly"]
+    first = client.endpoints.call("ops", "nightly", inputs={"max_iter": 2}, idempotency_key="k-1")
+    again = client.endpoints.call("ops", "nightly", inputs={"max_iter": 2}, idempotency_key="k-1")
+    assert again.id == first.id  # the same key starts nothing new
+    assert first.data["inputs"] == {"max_iter": 2}
+    with pytest.raises(ValidationError) as info:
+        client.endpoints.call("ops", "nightly", inputs={"max_iter": "many"})
+    assert [e["field"] for e in info.value.errors] == ["inputs.max_iter"]
+
+    schedule = client.schedules.create(team="ops", name="hourly", pipeline=created["id"], cron="0 * * * *")
+    assert client.schedules.pause(schedule["id"])["enabled"] is False
+    assert [s["name"] for s in client.schedules.list()] == ["hourly"]
+    client.schedules.delete(schedule["id"])
+    assert client.schedules.list() == []
