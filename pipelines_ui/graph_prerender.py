@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from pipelines_ui import graph
 from pipelines_ui.models import PipelineVersion
+from runs import selectors as run_selectors
 from stepwise import dag
 from stepwise.spec import from_json
 
@@ -21,8 +22,6 @@ log = logging.getLogger(__name__)
 
 def version_graph_dots(version: PipelineVersion) -> list[str]:
     """The DOTs of the version's graph that pages draw: the editor's and the run pages'."""
-    from runs import selectors as run_selectors
-
     spec = from_json(version.spec, dict(version.files or {}))
     pipeline_id = version.pipeline_id
     editor = dag.pipeline_dot(

@@ -11,7 +11,9 @@ from typing import Any
 
 from django.db.models import Max, OuterRef, QuerySet, Subquery
 from django.http import Http404
+from django.urls import reverse
 
+from pipelines_ui.version_diff import changed_parts
 from runs.models import Metric, Param, Run, StepRun
 from runs.specs import version_spec
 from stepwise.spec.model import SECRET_TYPE
@@ -282,10 +284,6 @@ class Comparison:
 
 
 def _version_infos(runs: list[Run]) -> list[VersionInfo]:
-    from django.urls import reverse
-
-    from pipelines_ui.version_diff import changed_parts
-
     base = runs[0]
     infos = []
     for run in runs:

@@ -16,7 +16,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from pipelines_ui.models import Membership, Pipeline, Role
+from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Role
 from runs.logs import omitted_text
 from runs.models import (
     RUN_TERMINAL,
@@ -31,6 +31,8 @@ from runs.models import (
     StepRun,
     StepState,
 )
+from runs.queues import get_queue
+from runs.specs import version_spec
 from stepwise import dag
 
 log = logging.getLogger(__name__)
@@ -157,8 +159,6 @@ def queue_has_worker(queue_name: str) -> bool:
     if cached is not None and now - cached[0] < WORKER_CACHE_S:
         return cached[1]
     from rq import Worker
-
-    from runs.queues import get_queue
 
     try:
         queue = get_queue(queue_name)
@@ -415,9 +415,6 @@ def run_graph_placeholder() -> str:
 @functools.lru_cache(maxsize=32)
 def run_graph_dot(version_id: int, content_hash: str, url_prefix: str, expand: tuple[str, ...] = ()) -> str:
     """A version's DOT for run pages (versions are immutable: building it for 5,000 steps takes a while)."""
-    from pipelines_ui.models import PipelineVersion
-    from runs.specs import version_spec
-
     spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
     expansion = dag.expand_from_query({"expand": ",".join(expand)})
     return dag.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/", **expansion)
