@@ -287,7 +287,7 @@ def _render_editor(
                 "interface": latest if interface_base is None else interface_base,
             },
             "svg": _svg(shown, step_url=_step_url(pipeline), **dag.expand_from_query(request.GET)),
-            "dom_ids": dag.node_ids(base),
+            "dom_ids": dag.node_ids(shown),  # the drawn graph's
             "conflict": conflict,
             "conflict_hint": conflict_hint,
             "base_error": base_error,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django import template
 
 from pipelines_ui.forms import literal_text
-from stepwise.dag import dom_id as _dom_id
 from stepwise.spec.model import DataPath, JobOutput, ParentInput
 
 register = template.Library()
@@ -17,8 +16,9 @@ def short_hash(value: str, length: int = 10) -> str:
 
 
 @register.filter
-def dom_id(name: str) -> str:
-    return _dom_id(name)
+def node_id(name: str, ids: dict[str, str]) -> str:
+    """The id of step `name`'s node in the drawn graph; `ids` is `stepwise.dag.node_ids` of that graph."""
+    return ids.get(name, "")
 
 
 @register.filter
