@@ -106,8 +106,9 @@ def data_file(request: HttpRequest, asset_id: int, version: str) -> HttpResponse
     """One file of a version: images inline (raster only), CSV with formulas neutralised, else an attachment."""
     asset = _asset_for_user(request, asset_id)
     selected = _version(asset, version)
-    rel = request.GET.get("path", "")
-    if rel not in data_preview.version_files(selected):
+    files = data_preview.version_files(selected)
+    rel = request.GET.get("path") or (files[0] if files else "")
+    if rel not in files:
         raise Http404("No such file in this version")
     name = downloads.safe_filename(rel.rpartition("/")[2])
     suffix = Path(rel).suffix.lower()
@@ -192,6 +193,16 @@ def _upload(request: HttpRequest, upload_id: str) -> tuple[Path, dict]:
     return folder, meta
 
 
+def upload_begin(*, user, filename: str, size: int) -> str:
+    """A new, empty upload of `user`'s: its id (the chunks and the version form name it)."""
+    upload_id = uuid.uuid4().hex
+    folder = _uploads_dir() / upload_id
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"user": user.pk, "filename": filename, "size": size}))
+    (folder / "data").touch()
+    return upload_id
+
+
 @login_required
 def data_upload(request: HttpRequest) -> HttpResponse:
     if not user_editable_teams(request.user).exists():
@@ -251,11 +262,7 @@ def data_upload_start(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": "a file name is required"}, status=400)
     if size < 0 or size > _upload_max():
         return JsonResponse({"detail": f"the file must hold at most {_upload_max()} bytes"}, status=400)
-    upload_id = uuid.uuid4().hex
-    folder = _uploads_dir() / upload_id
-    folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"user": request.user.pk, "filename": filename, "size": size}))
-    (folder / "data").touch()
+    upload_id = upload_begin(user=request.user, filename=filename, size=size)
     return JsonResponse({"id": upload_id, "offset": 0, "size": size}, status=201)
 
 

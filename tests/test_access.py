@@ -22,6 +22,8 @@ from pipelines_ui import teams
 from pipelines_ui.api import notifications, schedules
 from pipelines_ui.api.models import Delivery, Schedule
 from runs import artifacts
+from runs.data_assets import data_create_from_path
+from runs.data_views import upload_begin
 from runs.models import StepOutput, StepState, Worker
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline, make_run, set_step
@@ -47,6 +49,9 @@ PARAMETERS = {
     "schedule_id": "schedule",
     "notification_id": "notification",
     "delivery_id": "delivery",
+    "asset_id": "data_asset",
+    "version": "data_version",
+    "upload_id": "upload",
 }
 # The same parameters, naming nothing that exists.
 MISSING = {
@@ -63,6 +68,9 @@ MISSING = {
     "schedule": "987654",
     "notification": "987654",
     "delivery": "987654",
+    "data_asset": "987654",
+    "data_version": "987",
+    "upload": "0" * 32,
 }
 # Objects of the install, not of a team: what an outsider may do with them is a matter of role
 # (the Workers page is for staff and team admins, and charlie administers his team).
@@ -149,7 +157,12 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     delivery = Delivery.objects.create(
         notification=notification, run=run, event="run.failed", payload={}, state="failed", next_attempt_at=now
     )
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    data_version = data_create_from_path(team=team, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
     return {
+        "data_asset": str(data_version.asset_id),
+        "data_version": data_version.version,
+        "upload": upload_begin(user=alice, filename="x.csv", size=1_000_000),
         "pipeline": str(pipeline.pk),
         "version": str(pipeline.latest_version.number),
         "run": str(run.pk),
@@ -229,8 +242,9 @@ def test_outsiders_get_404_and_change_nothing(db, objects, team, charlie, route,
         elif has_object:
             assert response.status_code == 404, (method.__name__, url, response.status_code)
         else:
-            # Lists and forms: open to every user, but nothing of alice's team shows.
-            assert response.status_code in (200, 302, 405), (method.__name__, url, response.status_code)
+            # Lists and forms: open to every user, but nothing of alice's team shows (an empty POST to
+            # a JSON or upload endpoint is bad input: 400).
+            assert response.status_code in (200, 302, 400, 405), (method.__name__, url, response.status_code)
             body = b"".join(response.streaming_content) if response.streaming else response.content
             assert SECRET.encode() not in body, (method.__name__, url)
     # Forms that take a team or a pipeline by id refuse alice's.

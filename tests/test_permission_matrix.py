@@ -38,6 +38,8 @@ from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.api.models import Delivery
 from pipelines_ui.models import Role, Team
 from runs import artifacts
+from runs.data_assets import data_create_from_path
+from runs.data_views import upload_begin
 from runs.forms import FIELD_PREFIX
 from runs.models import Run, RunState, StepOutput, StepState, Worker
 from tests.conftest import make_user
@@ -480,6 +482,54 @@ ROWS += [
 ]
 
 
+# Data assets: members see, preview and download; editors upload, archive and register step outputs.
+def data_version(w) -> list:
+    return [w.data_version.asset_id, w.data_version.version]
+
+
+ROWS += [
+    Row("data_list", "get", LIST),
+    Row("data_detail", "get", PAGE, lambda w: [w.data_version.asset_id]),
+    Row("data_file", "get", PAGE, data_version, query="path=rows.csv"),
+    Row("data_download", "get", PAGE, data_version),
+    Row("data_archive", "get", POST_ONLY, data_version),
+    Row("data_archive", "post", EDIT, data_version),
+    Row("data_upload", "get", Expect(LOGIN, 200, 403, 200, 200), why="the outsider edits in a team of their own"),
+    Row(
+        "data_upload",
+        "post",
+        Expect(LOGIN, 200, 403, 200, 200),
+        data=lambda w: {"team": w.team.pk, "name": "planted", "type": "uri_file"},
+        why="no finished upload (and for the outsider, not their team): the form again with the error",
+    ),
+    Row(
+        "data_upload_start",
+        "post",
+        Expect(LOGIN, 201, 403, 201, 201),
+        data=lambda w: {"filename": "x.csv", "size": 3},
+        why="an upload folder, no row; the outsider uploads for a team of their own",
+    ),
+    Row("data_upload_start", "get", POST_ONLY),
+    Row(
+        "data_upload_chunk",
+        "get",
+        Expect(LOGIN, 404, 404, 404, 200),
+        lambda w: [w.upload_id],
+        why="an upload belongs to the user who started it (alice)",
+    ),
+    Row(
+        "data_upload_chunk",
+        "post",
+        Expect(LOGIN, 404, 404, 404, 200),
+        lambda w: [w.upload_id],
+        query="offset=0",
+        why="an upload belongs to the user who started it (alice)",
+    ),
+    Row("step_output_register", "get", POST_ONLY, lambda w: [w.run.pk, "prep", "data"]),
+    Row("step_output_register", "post", EDIT, lambda w: [w.run.pk, "prep", "data"], data=lambda w: {"name": "reg"}),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -561,6 +611,9 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     w.component = components.component_register_step(
         team=team_a, version=w.pipeline.latest_version, step_name="prep", user=alice, name="prep", component_version="1"
     ).component
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    w.data_version = data_create_from_path(team=team_a, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
+    w.upload_id = upload_begin(user=alice, filename="x.csv", size=1_000_000)
     w.endpoint = endpoints.endpoint_create(team=team_a, name="demo", pipeline=w.pipeline, user=alice)
     w.notification = notifications.notification_create(
         pipeline=w.pipeline,
