@@ -36,6 +36,11 @@ _ASSET_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}"
 _ASSET_REF = re.compile(rf"azureml:(?P<name>{_ASSET_NAME})(?:@(?P<label>latest)|:(?P<version>[A-Za-z0-9_.\-]{{1,64}}))")
 
 
+def is_asset_ref(path: str) -> bool:
+    """A registered data asset's reference (`azureml:NAME...`), not a datastore URI (`azureml://...`)."""
+    return path.startswith("azureml:") and not path.startswith("azureml://")
+
+
 def parse_asset_ref(ref: str) -> tuple[str, str | None] | None:
     """`azureml:NAME:VERSION` -> (NAME, VERSION), `azureml:NAME@latest` -> (NAME, None), else None."""
     m = _ASSET_REF.fullmatch(ref.strip())

@@ -411,7 +411,7 @@ class _PipelineReader:
             else:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
         raw_path = raw.get("path")
-        if pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and raw_path.startswith("azureml:"):
+        if pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and b.is_asset_ref(raw_path):
             decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
             if decl.asset is None:
                 return None
@@ -475,7 +475,7 @@ class _PipelineReader:
         if not isinstance(value, str) or not value.strip():
             self.error("path must be a string", where, *path, job=job)
             return None
-        if value.startswith("azureml:"):
+        if b.is_asset_ref(value):
             self.error(
                 f"a data asset ('{value}') is given as a pipeline input: declare it under the pipeline's "
                 "inputs and bind ${{parent.inputs.NAME}}",

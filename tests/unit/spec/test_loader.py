@@ -189,7 +189,7 @@ def test_pipeline_level_unknown_input_type():
 
 @pytest.mark.parametrize(
     "path",
-    ["azureml:iris-data:1", "azureml://datastores/blob/paths/iris", "https://example.com/iris.csv", "wasbs://c@a/x"],
+    ["azureml://datastores/blob/paths/iris", "https://example.com/iris.csv", "wasbs://c@a/x"],
 )
 def test_remote_data_paths_are_errors(path):
     text = f"type: pipeline\ninputs:\n  d: {{type: uri_folder, path: '{path}'}}\njobs:\n  a:\n    command: ls\n"
@@ -197,6 +197,16 @@ def test_remote_data_paths_are_errors(path):
     assert problem.field == "inputs.d.path"
     text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {{type: uri_folder, path: '{path}'}}\n"
     problem = one(errors_of(text), "only local paths are supported")
+    assert problem.job == "a" and problem.field == "inputs.d.path" and problem.line == 6
+
+
+def test_a_data_asset_is_a_pipeline_input_not_a_job_input():
+    data = "{type: uri_folder, path: 'azureml:iris-data:1'}"
+    text = f"type: pipeline\ninputs:\n  d: {data}\njobs:\n  a:\n    command: ls\n"
+    spec, _ = parse_text(text)
+    assert spec.inputs["d"].asset == "azureml:iris-data:1" and spec.inputs["d"].data is None
+    text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {data}\n"
+    problem = one(errors_of(text), "declare it under the pipeline's inputs")
     assert problem.job == "a" and problem.field == "inputs.d.path" and problem.line == 6
 
 
