@@ -278,3 +278,18 @@ def test_register_as_data_needs_an_editor(client, run, team):
     vera = make_user("vera", team, Role.VIEWER)
     response = login(client, vera).post(reverse("step_output_register", args=[run.pk, "prep", "data"]))
     assert response.status_code == 403 and not DataVersion.objects.exists()
+
+
+def test_the_run_page_names_the_exact_version_read(client, alice, team, tmp_path):
+    from runs.services import run_create
+    from tests.runs.conftest import make_pipeline
+
+    make_version(team, tmp_path, {"a.txt": b"a"}, name="digits")
+    yaml_text = (
+        "type: pipeline\ninputs:\n  raw: {type: uri_folder, path: 'azureml:digits@latest'}\n"
+        "jobs:\n  read:\n    command: ls ${{inputs.d}}\n    inputs: {d: '${{parent.inputs.raw}}'}\n"
+    )
+    pipeline = make_pipeline(team, alice, name="reader", yaml_text=yaml_text)
+    run = run_create(version=pipeline.latest_version, user=alice)
+    page = login(client, alice).get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert "raw=digits:1" in page and 'title="azureml:digits@latest"' in page
