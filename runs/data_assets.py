@@ -8,6 +8,7 @@ deleted (RunDataInput protects it).
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -21,9 +22,12 @@ from runs import artifacts
 from runs.artifact_files import ArtifactError
 from runs.models import DataAsset, Datastore, DataType, DataVersion, Run, RunDataInput, StepOutput
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
+from runs.specs import version_spec
 from stepwise.spec import DataLookupError, DataResolver
 from stepwise.spec.bindings import parse_asset_ref
 from stepwise.spec.model import Pipeline
+
+log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
 VERSION_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -283,6 +287,43 @@ def run_data_inputs_resolve(
     if not errors:
         RunDataInput.objects.bulk_create(rows)
     return errors
+
+
+def register_named_outputs(*, step_run) -> list[DataVersion]:
+    """Azure ML's `outputs.X.name` (and `.version`): a succeeded or reused step's outputs become data versions.
+
+    Called in the transaction that records the outputs. An output whose content is already the
+    named version (or, without a version, the newest one) adds nothing, so reuse and reruns do
+    not pile up equal versions; a version taken by other content is logged and skipped, as the
+    step itself succeeded.
+    """
+    spec = version_spec(step_run.run.version)
+    step = spec.jobs.get(step_run.name)
+    if step is None or not any(d.asset_name for d in step.output_decls.values()):
+        return []
+    created = []
+    for output in step_run.outputs.select_related("artifact"):
+        decl = step.output_decls.get(output.name)
+        if decl is None or not decl.asset_name:
+            continue
+        existing = DataVersion.objects.filter(asset__team=step_run.run.pipeline.team, asset__name=decl.asset_name)
+        current = existing.filter(version=decl.asset_version) if decl.asset_version else existing.order_by("-seq")[:1]
+        if any(v.artifact_id == output.artifact_id for v in current):
+            continue
+        try:
+            created.append(
+                data_create_from_step_output(
+                    step_output=output,
+                    name=decl.asset_name,
+                    version=decl.asset_version or None,
+                    user=step_run.run.created_by,
+                )
+            )
+        except DataError as exc:
+            log.warning(
+                "step %s of run %s: output %s not registered: %s", step_run.name, step_run.run_id, output.name, exc
+            )
+    return created
 
 
 def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from runs import artifacts, queues
-from runs.data_assets import run_data_artifacts
+from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import run_transition, step_run_transition
@@ -262,6 +262,7 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
                 if origin is not None:
                     linked = [StepOutput(step_run=step_run, name=o.name, artifact=o.artifact) for o in origin_outputs]
                     StepOutput.objects.bulk_create(linked)
+                    register_named_outputs(step_run=step_run)
                     for out in linked:
                         outputs[(name, out.name)] = out.artifact.sha256
                     outputs.loaded.add(name)

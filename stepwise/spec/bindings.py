@@ -33,7 +33,10 @@ _REMOTE_PREFIXES = ("azureml:", "http:", "https:", "wasb:", "wasbs:", "abfs:", "
 
 
 _ASSET_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}"
-_ASSET_REF = re.compile(rf"azureml:(?P<name>{_ASSET_NAME})(?:@(?P<label>latest)|:(?P<version>[A-Za-z0-9_.\-]{{1,64}}))")
+_ASSET_VERSION = r"[A-Za-z0-9_.\-]{1,64}"
+_ASSET_REF = re.compile(rf"azureml:(?P<name>{_ASSET_NAME})(?:@(?P<label>latest)|:(?P<version>{_ASSET_VERSION}))")
+# What a data asset's name and version may hold (Stepwise's rule; Azure ML's is close to it).
+ASSET_PART = {"name": re.compile(_ASSET_NAME), "version": re.compile(_ASSET_VERSION)}
 
 
 def is_asset_ref(path: str) -> bool:

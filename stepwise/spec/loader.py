@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import bindings as b
@@ -440,6 +440,16 @@ class _PipelineReader:
                 out.description = self._str(raw, key, where, *path, job=job)
             elif key == "mode":
                 self.warn(f"output mode '{value}' is ignored: outputs are local folders", where, *path, key, job=job)
+            elif key in ("name", "version") and job:
+                text = "" if value is None else str(value).strip()
+                if not b.ASSET_PART[key].fullmatch(text):
+                    self.error(
+                        f"output {key} {text[:100]!r} is not a valid data asset {key}", where, *path, key, job=job
+                    )
+                elif key == "name":
+                    out.asset_name = text
+                else:
+                    out.asset_version = text
             elif key == "path":
                 if not (isinstance(value, str) and isinstance(b.parse_expression(value), ParentOutputRef)):
                     self.warn("output 'path' is ignored: Stepwise stores outputs itself", where, *path, key, job=job)
@@ -911,6 +921,10 @@ class _PipelineReader:
             declared = ", ".join(sorted(step.output_decls)) or "none"
             self.error(f"the component has no output '{name}' (declared: {declared})", where, *path, job=step.name)
             return
+        elif decl is not None and (decl.asset_name or decl.asset_version):
+            step.output_decls[name] = replace(
+                step.output_decls[name], asset_name=decl.asset_name, asset_version=decl.asset_version
+            )
         if ref is not None:
             step.outputs[name] = ref
 

@@ -82,6 +82,10 @@ class InputDecl:
 class OutputDecl:
     type: str = "uri_folder"
     description: str = ""
+    # Azure ML's `outputs.X.name` / `outputs.X.version` on a job: register the output as this
+    # data asset when the step succeeds (version empty: the next number).
+    asset_name: str = ""
+    asset_version: str = ""
 
 
 @dataclass

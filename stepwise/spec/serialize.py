@@ -92,11 +92,22 @@ def _decl_from_json(d: dict) -> InputDecl:
 
 
 def _out_to_json(out: OutputDecl) -> dict:
-    return {"type": out.type, "description": out.description}
+    d = {"type": out.type, "description": out.description}
+    # Only when set, so versions saved before data assets keep their content hash.
+    if out.asset_name:
+        d["asset_name"] = out.asset_name
+    if out.asset_version:
+        d["asset_version"] = out.asset_version
+    return d
 
 
 def _out_from_json(d: dict) -> OutputDecl:
-    return OutputDecl(type=d.get("type", "uri_folder"), description=d.get("description", ""))
+    return OutputDecl(
+        type=d.get("type", "uri_folder"),
+        description=d.get("description", ""),
+        asset_name=d.get("asset_name", ""),
+        asset_version=d.get("asset_version", ""),
+    )
 
 
 def _step_to_json(step: Step) -> dict:
@@ -247,6 +258,10 @@ def _output_yaml(out: OutputDecl) -> dict:
     d: dict = {"type": out.type}
     if out.description:
         d["description"] = out.description
+    if out.asset_name:
+        d["name"] = out.asset_name
+    if out.asset_version:
+        d["version"] = out.asset_version
     return d
 
 

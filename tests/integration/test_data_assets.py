@@ -6,7 +6,7 @@ import pytest
 
 from runs import services
 from runs.data_assets import data_create_from_path
-from runs.models import RunDataInput, RunState, StepState
+from runs.models import DataVersion, RunDataInput, RunState, StepState
 from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
 
 pytestmark = pytest.mark.integration
@@ -73,3 +73,35 @@ def test_new_version_behind_latest_reruns_exactly_its_readers(workers, alice, te
     assert again.state == RunState.SUCCEEDED
     assert RunDataInput.objects.get(run=again, name="raw").data_version == v1
     assert {s.state for s in steps_of(again).values()} == {StepState.REUSED}
+
+
+NAMED_OUTPUT = """
+type: pipeline
+inputs:
+  n: {type: integer, default: 1}
+jobs:
+  make:
+    command: >-
+      python -c "import pathlib, sys; pathlib.Path(sys.argv[2], 'n.txt').write_text(sys.argv[1])"
+      ${{inputs.n}} ${{outputs.out}}
+    inputs: {n: "${{parent.inputs.n}}"}
+    outputs:
+      out: {type: uri_folder, name: made}
+"""
+
+
+def test_outputs_name_registers_the_output_as_data(workers, alice, team, tmp_path):
+    workers.start(1)
+    version = import_yaml(tmp_path, NAMED_OUTPUT, alice, team)
+    first = wait_run(services.run_create(version=version, user=alice))
+    assert first.state == RunState.SUCCEEDED, workers.logs()
+    made = DataVersion.objects.get(asset__name="made")
+    assert made.version == "1" and made.step_output.step_run.run == first
+    # Reused with the same content: no second version; new content: version 2.
+    again = wait_run(services.run_create(version=version, user=alice))
+    assert steps_of(again)["make"].state == StepState.REUSED
+    assert DataVersion.objects.filter(asset__name="made").count() == 1
+    third = wait_run(services.run_create(version=version, user=alice, inputs={"n": "2"}))
+    assert third.state == RunState.SUCCEEDED
+    latest = DataVersion.objects.filter(asset__name="made").order_by("-seq").first()
+    assert latest.version == "2" and latest.step_output.step_run.run == third

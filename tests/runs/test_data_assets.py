@@ -13,7 +13,7 @@ from runs import artifacts, data_assets
 from runs.data_assets import DataError, data_create_from_path, data_resolve
 from runs.models import Artifact, DataVersion, RunDataInput, StepOutput, StepState
 from runs.services import RunInputError, run_create, run_rerun
-from stepwise.spec import DataLookupError, SpecError, parse_text, to_json
+from stepwise.spec import DataLookupError, SpecError, load_pipeline, parse_text, to_json
 from stepwise.spec.serialize import dump_folder
 from tests.runs.conftest import make_pipeline, set_step
 
@@ -301,3 +301,18 @@ def test_manage_data_create_names_a_missing_path(team, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         call_command("data", "create", "--name", "x", "--path", str(tmp_path / "nope"), stderr=err)
     assert exited.value.code == 2 and "no such file or folder" in err.getvalue()
+
+
+def test_outputs_name_and_version_parse_export_and_are_checked(tmp_path):
+    text = (
+        "type: pipeline\njobs:\n  a:\n    command: echo ${{outputs.o}}\n"
+        "    outputs:\n      o: {type: uri_folder, name: prepared, version: '3'}\n"
+    )
+    spec, _ = parse_text(text)
+    decl = spec.jobs["a"].output_decls["o"]
+    assert (decl.asset_name, decl.asset_version) == ("prepared", "3")
+    dump_folder(spec, tmp_path / "out")
+    again, _ = load_pipeline(tmp_path / "out" / "pipeline.yml")
+    assert again.jobs["a"].output_decls["o"] == decl
+    with pytest.raises(SpecError, match="output name 'bad name' is not a valid data asset name"):
+        parse_text(text.replace("prepared", "bad name"))
