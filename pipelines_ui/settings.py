@@ -237,6 +237,13 @@ STEPWISE_ARTIFACTS_CACHE_MAX_BYTES = env_int("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES
 if STEPWISE_ARTIFACTS_CACHE_MAX_BYTES < 0:
     raise ImproperlyConfigured("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES must be 0 or more")
 STEPWISE_WORKDIR = Path(env_str("STEPWISE_WORKDIR", str(VAR_DIR / "work")))
+# Folders a team admin may make local datastores in (comma-separated): a datastore's files are
+# readable by every member of its team, so never the whole disk.
+STEPWISE_DATASTORE_ROOTS = [
+    Path(p) for p in env_str("STEPWISE_DATASTORE_ROOTS", str(VAR_DIR / "datastores")).split(",") if p.strip()
+]
+# The largest file the data upload page takes (sent in chunks, so no request is this big).
+STEPWISE_DATA_UPLOAD_MAX_BYTES = env_int("STEPWISE_DATA_UPLOAD_MAX_BYTES", 5 * 1024**3)
 STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)
 STEPWISE_LOG_LINE_MAX = env_int("STEPWISE_LOG_LINE_MAX", 4096)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -360,8 +361,13 @@ def datastore_create(
         raise DataError(f"unknown datastore kind {kind!r} (use {', '.join(Datastore.Kind.values)})")
     if kind == Datastore.Kind.S3 and not root.startswith("s3://"):
         raise DataError("an s3 datastore's root is s3://bucket/prefix")
-    if kind == Datastore.Kind.LOCAL and not Path(root).is_absolute():
-        raise DataError("a local datastore's root is an absolute folder path")
+    if kind == Datastore.Kind.LOCAL:
+        if not Path(root).is_absolute():
+            raise DataError("a local datastore's root is an absolute folder path")
+        allowed = [Path(r).resolve() for r in settings.STEPWISE_DATASTORE_ROOTS]
+        if not any(Path(root).resolve().is_relative_to(base) for base in allowed):
+            where = ", ".join(str(base) for base in allowed)
+            raise DataError(f"a local datastore's root must lie inside {where} (STEPWISE_DATASTORE_ROOTS)")
     if Datastore.objects.filter(team=team, name=name).exists():
         raise DataError(f"team {team.name} already has a datastore named {name}")
     return Datastore.objects.create(

@@ -32,7 +32,7 @@ _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _upload_max() -> int:
-    return int(getattr(settings, "STEPWISE_DATA_UPLOAD_MAX_BYTES", 5 * 1024**3))
+    return settings.STEPWISE_DATA_UPLOAD_MAX_BYTES
 
 
 def _asset_for_user(request: HttpRequest, asset_id: int) -> DataAsset:

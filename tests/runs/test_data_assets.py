@@ -111,8 +111,11 @@ def test_create_from_a_step_output_reuses_its_files(run, tmp_path, alice):
     assert version.asset.team == run.pipeline.team and version.source == DataVersion.Source.STEP_OUTPUT
 
 
-def test_create_from_a_local_datastore_path_and_browse_it(team, tmp_path):
+def test_create_from_a_local_datastore_path_and_browse_it(team, tmp_path, settings):
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
     root = folder(tmp_path, "store", {"raw/a.csv": "1", "raw/b.csv": "2", "top.txt": "t"})
+    with pytest.raises(DataError, match="must lie inside"):
+        data_assets.datastore_create(team=team, name="etc", kind="local", root="/etc")
     store = data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
     assert [(e["name"], e["is_dir"]) for e in data_assets.datastore_browse(store)] == [
         ("raw", True),
