@@ -409,7 +409,10 @@ def datastore_browse(datastore: Datastore, path: str = "", *, limit: int = 500) 
     rows: list[dict] = []
     try:
         if datastore.kind == Datastore.Kind.LOCAL:
-            folder = Path(datastore.root) / rel
+            root = Path(datastore.root).resolve()
+            folder = (root / rel).resolve()
+            if not folder.is_relative_to(root):
+                raise DataError(f"'{path}' leaves the datastore {datastore.name}")
             for entry in sorted(folder.iterdir())[:limit]:
                 if entry.is_symlink():
                     continue
@@ -426,6 +429,10 @@ def datastore_browse(datastore: Datastore, path: str = "", *, limit: int = 500) 
                 )
     except OSError as exc:
         raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {exc.strerror or exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {str(exc)[:300]}") from None
     return rows
 
 
@@ -450,6 +457,8 @@ def datastore_fetch(datastore: Datastore, path: str, dest: Path) -> Path:
             fs.get(remote, str(target))
         else:
             raise DataError(f"'{path}' does not exist in datastore {datastore.name}")
-    except OSError as exc:
-        raise DataError(f"cannot read '{path}' from datastore {datastore.name}: {exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
+        raise DataError(f"cannot read '{path}' from datastore {datastore.name}: {str(exc)[:300]}") from None
     return target

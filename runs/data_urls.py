@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import data_views
+from runs import data_views, datastore_views
 from runs.urls import NameConverter  # noqa: F401 - registers the `name` converter
 
 urlpatterns = [
@@ -12,6 +12,10 @@ urlpatterns = [
     path("data/<int:asset_id>/versions/<name:version>/file/", data_views.data_file, name="data_file"),
     path("data/<int:asset_id>/versions/<name:version>/download/", data_views.data_download, name="data_download"),
     path("data/<int:asset_id>/versions/<name:version>/archive/", data_views.data_archive_view, name="data_archive"),
+    path("datastores/", datastore_views.datastore_list, name="datastore_list"),
+    path("datastores/new/", datastore_views.datastore_create, name="datastore_create"),
+    path("datastores/<int:datastore_id>/", datastore_views.datastore_detail, name="datastore_detail"),
+    path("datastores/<int:datastore_id>/register/", datastore_views.datastore_register, name="datastore_register"),
     path(
         "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/register/",
         data_views.register_step_output,

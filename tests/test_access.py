@@ -21,7 +21,7 @@ from django.utils import timezone
 from pipelines_ui import teams
 from pipelines_ui.api import notifications, schedules
 from pipelines_ui.api.models import Delivery, Schedule
-from runs import artifacts
+from runs import artifacts, data_assets
 from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
 from runs.models import StepOutput, StepState, Worker
@@ -52,6 +52,7 @@ PARAMETERS = {
     "asset_id": "data_asset",
     "version": "data_version",
     "upload_id": "upload",
+    "datastore_id": "datastore",
 }
 # The same parameters, naming nothing that exists.
 MISSING = {
@@ -71,6 +72,7 @@ MISSING = {
     "data_asset": "987654",
     "data_version": "987",
     "upload": "0" * 32,
+    "datastore": "987654",
 }
 # Objects of the install, not of a team: what an outsider may do with them is a matter of role
 # (the Workers page is for staff and team admins, and charlie administers his team).
@@ -159,7 +161,11 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     )
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     data_version = data_create_from_path(team=team, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
+    (tmp_path / "lake").mkdir()
+    datastore = data_assets.datastore_create(team=team, name="lake", kind="local", root=str(tmp_path / "lake"))
     return {
+        "datastore": str(datastore.pk),
         "data_asset": str(data_version.asset_id),
         "data_version": data_version.version,
         "upload": upload_begin(user=alice, filename="x.csv", size=1_000_000),

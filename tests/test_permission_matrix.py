@@ -37,7 +37,7 @@ from pipelines_ui.api import endpoints, notifications, schedules
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.api.models import Delivery
 from pipelines_ui.models import Role, Team
-from runs import artifacts
+from runs import artifacts, data_assets
 from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
 from runs.forms import FIELD_PREFIX
@@ -525,6 +525,26 @@ ROWS += [
         query="offset=0",
         why="an upload belongs to the user who started it (alice)",
     ),
+    Row("datastore_list", "get", LIST),
+    Row(
+        "datastore_create", "get", Expect(LOGIN, 200, 403, 403, 200), why="the outsider administers a team of their own"
+    ),
+    Row(
+        "datastore_create",
+        "post",
+        Expect(LOGIN, 200, 403, 403, 200),
+        data=lambda w: {"team": w.team.pk, "name": "planted", "kind": "local", "root": "/etc"},
+        why="a root outside STEPWISE_DATASTORE_ROOTS (and for the outsider, not their team): the form again",
+    ),
+    Row("datastore_detail", "get", PAGE, lambda w: [w.datastore.pk]),
+    Row("datastore_register", "get", POST_ONLY, lambda w: [w.datastore.pk]),
+    Row(
+        "datastore_register",
+        "post",
+        EDIT,
+        lambda w: [w.datastore.pk],
+        data=lambda w: {"path": "raw", "type": "uri_folder", "name": "from-lake"},
+    ),
     Row("step_output_register", "get", POST_ONLY, lambda w: [w.run.pk, "prep", "data"]),
     Row("step_output_register", "post", EDIT, lambda w: [w.run.pk, "prep", "data"], data=lambda w: {"name": "reg"}),
 ]
@@ -614,6 +634,10 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     w.data_version = data_create_from_path(team=team_a, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
     w.upload_id = upload_begin(user=alice, filename="x.csv", size=1_000_000)
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
+    (tmp_path / "lake" / "raw").mkdir(parents=True)
+    (tmp_path / "lake" / "raw" / "a.csv").write_text("x\n1\n")
+    w.datastore = data_assets.datastore_create(team=team_a, name="lake", kind="local", root=str(tmp_path / "lake"))
     w.endpoint = endpoints.endpoint_create(team=team_a, name="demo", pipeline=w.pipeline, user=alice)
     w.notification = notifications.notification_create(
         pipeline=w.pipeline,
