@@ -77,3 +77,24 @@ def test_upload_resumes_after_a_dropped_chunk_and_previews_safely(page, web, tea
     shot(page, "data-list")
     # The one chunk the test dropped is the only failed request.
     assert [e for e in errors if "net::ERR_FAILED" not in e] == [] and len(errors) <= 1, errors
+
+
+def test_a_datastore_is_browsed_and_a_folder_registered(page, web, team, tmp_path, settings):
+    from runs import data_assets
+
+    make_user("alice", team, Role.ADMIN)
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
+    root = tmp_path / "lake"
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "a.csv").write_text("x,y\n1,2\n")
+    (root / "notes.txt").write_text("hello")
+    store = data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
+    sign_in(page, web, "alice")
+    page.goto(f"{web}/datastores/{store.pk}/")
+    shot(page, "datastore")
+    row = page.locator("#datastore-files tr", has_text="raw/")
+    row.locator("input[name=name]").fill("raw-from-lake")
+    row.locator("button").click()
+    page.wait_for_selector("#preview-table")
+    shot(page, "data-from-datastore")
+    assert DataVersion.objects.get(asset__name="raw-from-lake").datastore_id == store.pk
