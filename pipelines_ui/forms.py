@@ -320,6 +320,7 @@ class InterfaceForms:
                 enum=old.enum if old is not None and old.type == row["type"] else None,
                 # Files that came with an imported pipeline stay attached to their input.
                 data=old.data if old is not None and old.type == row["type"] else None,
+                asset=old.asset if old is not None and old.type == row["type"] else None,
             )
         outputs = {
             row["name"]: OutputDecl(type=row["type"], description=row["description"]) for row in self.outputs.live()
@@ -701,7 +702,11 @@ class StepForms:
         for row in self.outputs.live():
             prev_out = src.output_decls.get(row["name"]) if src else None
             output_decls[row["name"]] = OutputDecl(
-                type=row["type"], description=prev_out.description if prev_out else ""
+                type=row["type"],
+                description=prev_out.description if prev_out else "",
+                # Registration as a data asset (outputs.X.name/version) has no field yet: keep it.
+                asset_name=prev_out.asset_name if prev_out else "",
+                asset_version=prev_out.asset_version if prev_out else "",
             )
             if row["pipeline_output"]:
                 outputs[row["name"]] = ParentOutputRef(name=row["pipeline_output"])

@@ -319,3 +319,24 @@ def test_outputs_name_and_version_parse_export_and_are_checked(tmp_path):
     assert again.jobs["a"].output_decls["o"] == decl
     with pytest.raises(SpecError, match="output name 'bad name' is not a valid data asset name"):
         parse_text(text.replace("prepared", "bad name"))
+
+
+def test_editing_the_pipeline_inputs_keeps_the_asset_reference():
+    from pipelines_ui.forms import InterfaceForms
+
+    spec, _ = parse_text(READER.format(ref="azureml:digits@latest"))
+    data = {
+        "pin-TOTAL_FORMS": "1",
+        "pin-INITIAL_FORMS": "1",
+        "pin-0-name": "raw",
+        "pin-0-type": "uri_folder",
+        "pin-0-default": "",
+        "pin-0-description": "digits, as registered",
+        "pout-TOTAL_FORMS": "0",
+        "pout-INITIAL_FORMS": "0",
+    }
+    forms = InterfaceForms(data, spec=spec)
+    assert forms.is_valid(), (forms.inputs.errors, forms.outputs.errors)
+    edited = forms.apply(spec)
+    assert edited.inputs["raw"].asset == "azureml:digits@latest"
+    assert edited.inputs["raw"].description == "digits, as registered"
