@@ -293,3 +293,15 @@ def test_the_run_page_names_the_exact_version_read(client, alice, team, tmp_path
     run = run_create(version=pipeline.latest_version, user=alice)
     page = login(client, alice).get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "raw=digits:1" in page and 'title="azureml:digits@latest"' in page
+
+
+def test_the_pipeline_page_shows_an_inputs_asset_reference(client, alice, team):
+    from tests.runs.conftest import make_pipeline
+
+    yaml_text = (
+        "type: pipeline\ninputs:\n  raw: {type: uri_folder, path: 'azureml:digits@latest'}\n"
+        "jobs:\n  read:\n    command: ls ${{inputs.d}}\n    inputs: {d: '${{parent.inputs.raw}}'}\n"
+    )
+    pipeline = make_pipeline(team, alice, name="reader", yaml_text=yaml_text)
+    page = login(client, alice).get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
+    assert "<code>azureml:digits@latest</code>" in page
