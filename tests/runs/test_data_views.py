@@ -303,5 +303,6 @@ def test_the_pipeline_page_shows_an_inputs_asset_reference(client, alice, team):
         "jobs:\n  read:\n    command: ls ${{inputs.d}}\n    inputs: {d: '${{parent.inputs.raw}}'}\n"
     )
     pipeline = make_pipeline(team, alice, name="reader", yaml_text=yaml_text)
-    page = login(client, alice).get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
+    vera = make_user("vera", team, Role.VIEWER)  # the read-only table (editors get the interface form)
+    page = login(client, vera).get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
     assert "<code>azureml:digits@latest</code>" in page
