@@ -402,6 +402,10 @@ ROWS += [
     Row("schedule_enabled", "post", ADMIN, schedule, data=lambda w: {"enabled": "0"}),
     Row("schedule_delete", "get", POST_ONLY, schedule),
     Row("schedule_delete", "post", ADMIN, schedule),
+    Row("api_components", "get", Expect(401, 200, 200, 200, 200)),
+    # JSON where a multipart upload is due is refused before any team is looked at; roles and
+    # scopes of a real upload: tests/api/test_token_matrix.py.
+    Row("api_components", "post", Expect(401, 415, 415, 415, 415), json=True, data=lambda w: {}),
     Row("api_schedules", "get", Expect(401, 200, 200, 200, 200)),
     Row(
         "api_schedules",
