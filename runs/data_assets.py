@@ -196,6 +196,7 @@ def data_create_from_datastore(
     type_: str = DataType.URI_FOLDER,
     version: str | None = None,
     description: str = "",
+    tags: dict[str, str] | None = None,
     user=None,
 ) -> DataVersion:
     """A new version holding a copy of `path` inside `datastore` (a path outside it is refused)."""
@@ -212,7 +213,7 @@ def data_create_from_datastore(
         type_=type_,
         version=version,
         description=description,
-        tags=None,
+        tags=tags,
         user=user,
         source=DataVersion.Source.DATASTORE,
         datastore=datastore,

@@ -340,3 +340,21 @@ def test_editing_the_pipeline_inputs_keeps_the_asset_reference():
     edited = forms.apply(spec)
     assert edited.inputs["raw"].asset == "azureml:digits@latest"
     assert edited.inputs["raw"].description == "digits, as registered"
+
+
+def test_manage_data_create_from_a_datastore_with_tags(team, tmp_path, settings):
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
+    root = folder(tmp_path, "lake", {"raw/a.csv": "1"})
+    data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
+    out = io.StringIO()
+    args = ["--name", "raw", "--path", "raw", "--datastore", "lake", "--tag", "source=lake", "--tag", "stage=bronze"]
+    call_command("data", "create", *args, stdout=out)
+    version = DataVersion.objects.get(asset__name="raw")
+    assert version.datastore.name == "lake" and version.tags == {"source": "lake", "stage": "bronze"}
+    err = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("data", "create", "--name", "x", "--path", "raw", "--datastore", "nope", stderr=err)
+    assert "no datastore named 'nope'" in err.getvalue()
+    with pytest.raises(SystemExit):
+        call_command("data", "create", "--name", "x", "--path", "raw", "--datastore", "lake", "--tag", "x", stderr=err)
+    assert "use KEY=VALUE" in err.getvalue()

@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from pipelines_ui.models import Team
-from runs.data_assets import DataError, data_create_from_path
-from runs.models import DataType, DataVersion
+from runs.data_assets import DataError, data_create_from_datastore, data_create_from_path
+from runs.models import Datastore, DataType, DataVersion
 
 
 class Invalid(Exception):
@@ -29,7 +29,9 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         c = sub.add_parser("create", help="register a local file or folder as a new version of a data asset")
         c.add_argument("--name", required=True)
-        c.add_argument("--path", required=True)
+        c.add_argument("--path", required=True, help="a local file or folder, or with --datastore a path inside it")
+        c.add_argument("--datastore", help="read --path from this datastore of the team")
+        c.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
         c.add_argument("--version", default="", help="default: the next number (1, 2, ...)")
         c.add_argument("--type", default="", choices=["", *DataType.values], help="default: from the path")
         c.add_argument("--team", help="team name (default: the only team)")
@@ -61,24 +63,46 @@ class Command(BaseCommand):
         return teams[0]
 
     def _create(self, *, name: str, path: str, version: str, type: str, team: str | None, **options) -> None:
-        source = Path(path)
-        if not source.exists():
-            raise Invalid(f"{path}: no such file or folder")
-        type_ = type or (DataType.URI_FILE if source.is_file() else DataType.URI_FOLDER)
+        tags = {}
+        for item in options.get("tag") or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise Invalid(f"--tag {item!r}: use KEY=VALUE")
+            tags[key.strip()] = value
         user = None
         if options.get("user"):
             user = get_user_model().objects.filter(username=options["user"]).first()
             if user is None:
                 raise Invalid(f"no user named {options['user']!r}")
-        created = data_create_from_path(
-            team=self._team(team),
-            name=name,
-            path=source,
-            type_=type_,
-            version=version or None,
-            description=options.get("description") or "",
-            user=user,
-        )
+        owner = self._team(team)
+        if options.get("datastore"):
+            store = Datastore.objects.filter(team=owner, name=options["datastore"]).first()
+            if store is None:
+                raise Invalid(f"team {owner.name} has no datastore named {options['datastore']!r}")
+            created = data_create_from_datastore(
+                datastore=store,
+                path=path,
+                name=name,
+                type_=type or DataType.URI_FOLDER,
+                version=version or None,
+                description=options.get("description") or "",
+                tags=tags,
+                user=user,
+            )
+        else:
+            source = Path(path)
+            if not source.exists():
+                raise Invalid(f"{path}: no such file or folder")
+            created = data_create_from_path(
+                team=owner,
+                name=name,
+                path=source,
+                type_=type or (DataType.URI_FILE if source.is_file() else DataType.URI_FOLDER),
+                version=version or None,
+                description=options.get("description") or "",
+                tags=tags,
+                user=user,
+            )
         self.stdout.write(
             f"created azureml:{created.asset.name}:{created.version} ({created.type}, {created.file_count} files, "
             f"{created.size} bytes, sha256 {created.artifact.sha256})"
