@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -343,6 +344,36 @@ def run_data_pins(run: Run) -> dict[str, DataVersion]:
 def versions_referenced() -> set[str]:
     """Artifact hashes that data versions hold: gc keeps them."""
     return set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+
+
+# -- uploads ----------------------------------------------------------------------------------
+
+# An upload nobody finished in this long is abandoned: gc removes its folder.
+UPLOAD_MAX_AGE_S = 2 * 24 * 3600
+
+
+def uploads_dir() -> Path:
+    return Path(settings.STEPWISE_WORKDIR) / "uploads"
+
+
+def uploads_clean(*, older_than_s: float = UPLOAD_MAX_AGE_S, dry_run: bool = False) -> list[str]:
+    """Remove upload folders untouched for `older_than_s`; their ids."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    try:
+        folders = list(uploads_dir().iterdir())
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        try:
+            stamps = [folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())]
+        except OSError:
+            continue
+        if max(stamps) < cutoff:
+            removed.append(folder.name)
+            if not dry_run:
+                shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 # -- datastores ------------------------------------------------------------------------------

@@ -175,15 +175,11 @@ class DataUploadForm(forms.Form):
         self.fields["team"].queryset = user_editable_teams(user)
 
 
-def _uploads_dir() -> Path:
-    return Path(settings.STEPWISE_WORKDIR) / "uploads"
-
-
 def _upload(request: HttpRequest, upload_id: str) -> tuple[Path, dict]:
     """An upload of this user's, or 404 (ids are unguessable, and bound to their user)."""
     if not _UPLOAD_ID.fullmatch(upload_id):
         raise Http404("No such upload")
-    folder = _uploads_dir() / upload_id
+    folder = data_assets.uploads_dir() / upload_id
     try:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError):
@@ -196,7 +192,7 @@ def _upload(request: HttpRequest, upload_id: str) -> tuple[Path, dict]:
 def upload_begin(*, user, filename: str, size: int) -> str:
     """A new, empty upload of `user`'s: its id (the chunks and the version form name it)."""
     upload_id = uuid.uuid4().hex
-    folder = _uploads_dir() / upload_id
+    folder = data_assets.uploads_dir() / upload_id
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(json.dumps({"user": user.pk, "filename": filename, "size": size}))
     (folder / "data").touch()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from runs import artifacts
+from runs import artifacts, data_assets
 from runs.models import Artifact
 
 # A worker stores an output's (or a whole log's) files before it records the row that
@@ -20,6 +20,8 @@ GRACE = timedelta(hours=1)
 class GcReport:
     artifacts: list[str] = field(default_factory=list)
     orphan_dirs: list[str] = field(default_factory=list)
+    # Data uploads abandoned before they were made a version (runs/data_views.py).
+    uploads: list[str] = field(default_factory=list)
     bytes_freed: int = 0
 
 
@@ -48,4 +50,5 @@ def collect(*, dry_run: bool) -> GcReport:
             store.remove(sha)
     if not dry_run:
         store.clean_staging(older_than_s=GRACE.total_seconds())
+    report.uploads = data_assets.uploads_clean(dry_run=dry_run)
     return report

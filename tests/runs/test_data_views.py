@@ -306,3 +306,23 @@ def test_the_pipeline_page_shows_an_inputs_asset_reference(client, alice, team):
     vera = make_user("vera", team, Role.VIEWER)  # the read-only table (editors get the interface form)
     page = login(client, vera).get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
     assert "<code>azureml:digits@latest</code>" in page
+
+
+def test_gc_removes_abandoned_uploads_only(bob, tmp_path, settings):
+    import os
+    import time
+
+    from runs import data_assets, gc
+
+    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    from runs.data_views import upload_begin
+
+    old = upload_begin(user=bob, filename="old.bin", size=3)
+    fresh = upload_begin(user=bob, filename="new.bin", size=3)
+    long_ago = time.time() - data_assets.UPLOAD_MAX_AGE_S - 60
+    folder = data_assets.uploads_dir() / old
+    for path in [folder, *folder.iterdir()]:
+        os.utime(path, (long_ago, long_ago))
+    assert gc.collect(dry_run=True).uploads == [old] and folder.exists()
+    assert gc.collect(dry_run=False).uploads == [old]
+    assert not folder.exists() and (data_assets.uploads_dir() / fresh).exists()

@@ -187,6 +187,8 @@ class Command(BaseCommand):
         )
         for sha in report.artifacts + report.orphan_dirs:
             self.stdout.write(f"  {sha}")
+        if report.uploads:
+            self.stdout.write(f"{verb} {len(report.uploads)} abandoned data uploads")
         return EXIT_OK
 
     def do_run(
