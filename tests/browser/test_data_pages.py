@@ -98,3 +98,26 @@ def test_a_datastore_is_browsed_and_a_folder_registered(page, web, team, tmp_pat
     page.wait_for_selector("#preview-table")
     shot(page, "data-from-datastore")
     assert DataVersion.objects.get(asset__name="raw-from-lake").datastore_id == store.pk
+
+
+def test_register_as_data_from_the_run_page(page, web, team, tmp_path, settings):
+    from runs import artifacts
+    from runs.models import StepOutput, StepState
+    from tests.runs.conftest import make_pipeline, make_run, set_step
+
+    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")  # the store the served app reads
+    alice = make_user("alice", team, Role.ADMIN)
+    run = make_run(make_pipeline(team, alice), alice)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rows.csv").write_text("a,b\n1,2\n")
+    step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1, exit_code=0)
+    StepOutput.objects.create(step_run=step, name="data", artifact=artifacts.store_output(out, "uri_folder"))
+    sign_in(page, web, "alice")
+    page.goto(f"{web}/runs/{run.pk}/steps/prep/")
+    shot(page, "run-register-as-data")
+    page.click("button.register-as-data")
+    page.wait_for_selector("#preview-table")
+    version = DataVersion.objects.get(asset__name="demo-prep-data")
+    assert version.step_output.step_run == step and version.version == "1"
+    shot(page, "data-from-step-output")
