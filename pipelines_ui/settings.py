@@ -379,6 +379,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "pipelines_ui.api.errors.api_exception_handler",
+    # The API speaks JSON only: `?format=` is an ordinary (ignored) parameter, not a 404 for an
+    # unknown renderer (schemathesis found one).
+    "URL_FORMAT_OVERRIDE": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Requests per token: "N/s", "N/min", "N/hour" or "N/day"; over it, 429 with Retry-After.

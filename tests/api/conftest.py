@@ -9,7 +9,6 @@ from pipelines_ui.api.tokens import token_create
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline
 
-pytest_plugins: list[str] = []
 
 
 @pytest.fixture(autouse=True)

@@ -352,7 +352,7 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(alice, pipeline, settin
 
 
 def test_the_schema_and_offline_docs_are_served(client):
-    schema = client.get("/api/v1/schema/?format=json")
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert "/api/v1/pipelines/{pipeline_id}/runs/" in paths and "/api/v1/runs/{run_id}/steps/{step_name}/log/" in paths
