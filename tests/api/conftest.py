@@ -10,7 +10,6 @@ from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline
 
 
-
 @pytest.fixture(autouse=True)
 def artifact_store(settings, tmp_path):
     settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
