@@ -6,6 +6,8 @@ import csv
 import io
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from django.urls import reverse
 
@@ -118,22 +120,20 @@ def test_a_large_file_is_previewed_with_bounded_work(client, alice, team, tmp_pa
 
 
 def test_corrupt_parquet_is_reported_not_raised(client, alice, team, tmp_path):
-    pytest.importorskip("pyarrow")
     version = make_version(team, tmp_path, {"t.parquet": b"PAR1 this is not parquet PAR1"})
     page = login(client, alice).get(reverse("data_detail", args=[version.asset_id])).content.decode()
     assert "not a readable Parquet file" in page
 
 
-def test_parquet_without_pyarrow_says_so(client, alice, team, tmp_path):
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pyarrow is installed")
-    version = make_version(team, tmp_path, {"t.parquet": b"PAR1"})
+def test_parquet_shows_its_first_rows_escaped(client, alice, team, tmp_path):
+    table = pa.table({"<b>name</b>": [f"row-{i}" for i in range(MAX_ROWS + 50)], "score": range(MAX_ROWS + 50)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    version = make_version(team, tmp_path, {"t.parquet": sink.getvalue().to_pybytes()})
     page = login(client, alice).get(reverse("data_detail", args=[version.asset_id])).content.decode()
-    assert "needs pyarrow" in page
+    assert "&lt;b&gt;name&lt;/b&gt;" in page and "<b>name</b>" not in page
+    assert "<td>row-0</td>" in page and f"<td>row-{MAX_ROWS - 1}</td>" in page
+    assert f"<td>row-{MAX_ROWS}</td>" not in page
 
 
 PNG = bytes.fromhex(
