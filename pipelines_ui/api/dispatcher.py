@@ -167,11 +167,14 @@ def send(out: Outgoing, timeout: float) -> Outcome:
 # ---- claiming and recording (the dispatcher's thread) --------------------------------------
 
 
+def _claimable(now: datetime) -> Q:
+    """Conditions on a delivery's own columns only (see claim_due for why that matters)."""
+    return Q(state=Delivery.State.PENDING) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+
+
 def _unclaimed(now: datetime) -> Q:
     # A paused notification's deliveries wait (and resume when it is enabled again).
-    return Q(state=Delivery.State.PENDING, notification__enabled=True) & (
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    )
+    return _claimable(now) & Q(notification__enabled=True)
 
 
 def _due(now: datetime) -> Q:
@@ -187,10 +190,12 @@ def claim_due(*, now: datetime, claimant: str, limit: int) -> list[Delivery]:
     )
     if not ids:
         return []
-    # The compare-and-set: the WHERE is checked again on each row as it is updated, so of two
-    # dispatchers racing for one row, the second finds it claimed and skips it.
+    # The compare-and-set: PostgreSQL checks an UPDATE's WHERE again on the row it waited for, so of
+    # two dispatchers racing for one row the second finds it claimed and skips it. Only conditions on
+    # the delivery's own columns are checked again: a join (notification__enabled) would turn the
+    # UPDATE into `id IN (subquery)`, whose subquery still sees the row unclaimed.
     lease = timedelta(seconds=timeout_s() + 60)
-    Delivery.objects.filter(_due(now), pk__in=ids).update(claimed_by=claimant, claimed_until=now + lease)
+    Delivery.objects.filter(_claimable(now), pk__in=ids).update(claimed_by=claimant, claimed_until=now + lease)
     return list(
         Delivery.objects.filter(pk__in=ids, claimed_by=claimant)
         .select_related("notification", "run__pipeline")
