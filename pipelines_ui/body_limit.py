@@ -85,7 +85,7 @@ async def _send_refusal(send: Send, limit: int) -> None:
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The declared length, or None when there is none or it is not one plain number."""
     values = [value for name, value in headers if name.lower() == b"content-length"]
-    if len(values) != 1 or not values[0].strip().isdigit():
+    if len(values) != 1 or not (values[0].strip().isascii() and values[0].strip().isdigit()):
         return None
     return int(values[0])
 

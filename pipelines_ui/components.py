@@ -127,7 +127,7 @@ def component_register_step(
 
 
 def _next_version(existing: list[Component]) -> str:
-    numbers = [int(c.version) for c in existing if c.version.isdigit()]
+    numbers = [int(c.version) for c in existing if c.version.isascii() and c.version.isdigit()]
     return str(max(numbers, default=0) + 1)
 
 

@@ -65,7 +65,7 @@ def _refused(request: HttpRequest, *, what: str, needs: str, team=None, status: 
 def _viewer_target(request: HttpRequest) -> HttpResponse | None:
     """A POST naming a team where the user only views: 403 (a team they are not in is the form's error)."""
     raw = request.POST.get("team", "")
-    if not (raw.isdigit() and len(raw) <= 18):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         return None
     membership = Membership.objects.select_related("team").filter(user=request.user, team_id=int(raw)).first()
     if membership is None or membership.role in selectors.EDIT_ROLES:
@@ -153,7 +153,7 @@ def template_version_diff(request: HttpRequest, template_id: int, number: int) -
     version = get_object_or_404(template.versions.select_related("pipeline_version"), number=number)
     raw = request.GET.get("against", "")
     if raw:
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
             raise Http404("No such version to compare with.")
         against = get_object_or_404(template.versions.select_related("pipeline_version"), number=int(raw))
     else:
@@ -232,7 +232,7 @@ def template_use(request: HttpRequest, template_id: int) -> HttpResponse:
     if refused := _viewer_target(request):
         return refused
     raw = request.GET.get("version", "")
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9:
         version = get_object_or_404(template.versions.select_related("pipeline_version"), number=int(raw))
     else:
         version = template.latest_version

@@ -157,7 +157,8 @@ def endpoint_set_default(request: HttpRequest, endpoint_id: int) -> HttpResponse
     _require_admin(request.user, endpoint.team)
     raw = request.POST.get("version", "")
     try:
-        version = endpoints.endpoint_set_default(endpoint=endpoint, number=int(raw) if raw.isdigit() else -1)
+        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else -1
+        version = endpoints.endpoint_set_default(endpoint=endpoint, number=number)
     except endpoints.EndpointError as exc:
         messages.error(request, str(exc))
     else:

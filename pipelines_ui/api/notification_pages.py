@@ -175,7 +175,7 @@ def verify(header: str, body: bytes, tolerance_s: int = 300) -> bool:
     """header: the X-Stepwise-Signature value; body: the raw request body, byte for byte."""
     fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
     timestamps = [v for k, v in fields if k == "t"]
-    if not timestamps or not timestamps[0].isdigit():
+    if not timestamps or not (timestamps[0].isascii() and timestamps[0].isdigit()):
         return False
     t = int(timestamps[0])
     if abs(time.time() - t) > tolerance_s:

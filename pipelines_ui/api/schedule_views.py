@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +14,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
+from pipelines_ui.api.params import positive_int
 from pipelines_ui.models import Pipeline, Team
 
 ERRORS = {
@@ -57,10 +57,8 @@ class ScheduleList(APIView):
     def get(self, request):
         access.require_scope(request, Scope.READ)
         qs = schedules.schedules_visible(access.visible_team_ids(request))
-        if (pipeline := request.query_params.get("pipeline")) is not None:
-            if not pipeline.isdigit() or len(pipeline) > 18:
-                raise ValidationError({"pipeline": "a positive integer"})
-            qs = qs.filter(pipeline_id=int(pipeline)) | qs.filter(endpoint__pipeline_id=int(pipeline))
+        if (pipeline := positive_int(request.query_params.get("pipeline"), "pipeline", max_digits=18)) is not None:
+            qs = qs.filter(pipeline_id=pipeline) | qs.filter(endpoint__pipeline_id=pipeline)
         return paginate(request, qs.order_by("team__name", "name", "pk"), s.ScheduleSerializer)
 
     @extend_schema(request=s.ScheduleCreateSerializer, responses={201: s.ScheduleSerializer, **ERRORS}, tags=TAGS)

@@ -23,6 +23,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
+from pipelines_ui.api.params import positive_int, text_equals
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from runs import downloads
@@ -44,14 +45,6 @@ READ_ERRORS = {k: v for k, v in ERRORS.items() if k != 400}
 
 def _errors(*codes: int) -> dict:
     return {code: ERRORS[code] for code in codes}
-
-
-def _int_or_400(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or len(value) > 10:
-        raise ValidationError({name: "a positive integer"})
-    return int(value)
 
 
 # ---- objects, each looked up as its page looks it up ------------------------------------
@@ -165,7 +158,7 @@ class PipelineList(APIView):
             "team", "latest_version"
         )
         if team := request.query_params.get("team"):
-            qs = qs.filter(team__name=team)
+            qs = text_equals(qs, "team__name", team)
         return paginate(request, qs.order_by("name", "pk"), s.PipelineSerializer)
 
     @extend_schema(
@@ -290,7 +283,7 @@ class RunList(APIView):
     )
     def get(self, request):
         access.require_scope(request, Scope.READ)
-        pipeline_id = _int_or_400(request.query_params.get("pipeline"), "pipeline")
+        pipeline_id = positive_int(request.query_params.get("pipeline"), "pipeline")
         state = request.query_params.get("state")
         if state is not None and state not in RunState.values:
             raise ValidationError({"state": f"one of {', '.join(RunState.values)}"})
@@ -357,7 +350,7 @@ class StepLog(APIView):
     )
     def get(self, request, run_id: int, step_name: str):
         step = _step(_run(request, run_id), step_name)
-        after = _int_or_400(request.query_params.get("after_seq"), "after_seq") or 0
+        after = positive_int(request.query_params.get("after_seq"), "after_seq") or 0
         page = run_selectors.log_page(step, after_seq=after)
         lines = [{"seq": page.first_seq + i, "text": text} for i, text in enumerate(page.lines)]
         return Response({"lines": lines, "next_seq": page.next_seq})

@@ -1,0 +1,22 @@
+"""Query parameters read the same way by every list endpoint."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from rest_framework.exceptions import ValidationError
+
+
+def positive_int(value: str | None, name: str, *, max_digits: int = 10) -> int | None:
+    """None when absent; a 400 naming the parameter when it is not a plain positive integer."""
+    if value is None:
+        return None
+    # str.isdigit() also accepts digits such as '²', which int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > max_digits:
+        raise ValidationError({name: "a positive integer"})
+    return int(value)
+
+
+def text_equals(qs: QuerySet, field: str, value: str) -> QuerySet:
+    # A name never holds NUL (PostgreSQL text cannot), so such a value names nothing rather than
+    # reaching the database, which would refuse the query.
+    return qs.none() if "\x00" in value else qs.filter(**{field: value})
