@@ -284,10 +284,13 @@ class _PipelineReader:
         if not p.settings.default_compute and tree.get("compute"):
             p.settings.default_compute = self._str(tree, "compute", top)
 
+        untyped: set[str] = set()
         for name, raw in self._mapping(tree, "inputs", top).items():
             decl = self._decl(name, raw, top, ("inputs", name), pipeline_level=True)
             if decl is not None:
                 p.inputs[name] = decl
+                if not isinstance(raw, dict) or "type" not in raw:
+                    untyped.add(name)
         for name, raw in self._mapping(tree, "outputs", top).items():
             out = self._output_decl(raw, top, ("outputs", name))
             if out is not None:
@@ -308,6 +311,7 @@ class _PipelineReader:
                 p.jobs[name] = step
                 if hints is not None:
                     inline_hints[name] = hints
+        _type_untyped_inputs(p, untyped)
         for name, hints in inline_hints.items():
             self._infer_inline_decls(p, p.jobs[name], hints)
         _coerce_scalars(p)
@@ -975,6 +979,28 @@ class _PipelineReader:
                 declared = step.output_decls[name]
                 if declared == OutputDecl():
                     declared.type = p.outputs[ref.name].type
+
+
+def _type_untyped_inputs(p: Pipeline, untyped: set[str]) -> None:
+    """A pipeline input written as a bare text value (`epochs: "10"`) takes the type of the
+    typed inputs it feeds when its value reads as that type: Azure ML declares no type for it
+    and lets each component input parse the text, so "10" feeds an integer input there."""
+    for name in untyped:
+        decl = p.inputs[name]
+        if decl.type != "string" or not isinstance(decl.default, str):
+            continue
+        fed = {
+            step.input_decls[input_name].type
+            for step in p.jobs.values()
+            for input_name, binding in step.inputs.items()
+            if binding == ParentInput(name) and input_name in step.input_decls
+        }
+        fed.discard("string")
+        if len(fed) != 1 or (type_ := fed.pop()) not in LITERAL_TYPES:
+            continue
+        value = b.azureml_scalar(type_, decl.default)
+        if b.literal_type(value) == type_ or (type_ == "number" and b.literal_type(value) == "integer"):
+            p.inputs[name] = replace(decl, type=type_, default=value)
 
 
 def _coerce_scalars(p: Pipeline) -> None:

@@ -172,3 +172,55 @@ def test_a_registered_component_s_defaults_are_read_too(tmp_path):
     write(tmp_path, {"train.yml": COMPONENT})
     step, _files, _warnings = load_component(tmp_path / "train.yml")
     assert step.input_decls["shuffle"].default is False
+
+
+PIPELINE_INPUTS = """\
+    type: pipeline
+    inputs:
+      epochs: "10"
+      shuffle: "false"
+      name: "7"
+      both: "3"
+      words: many
+    jobs:
+      train:
+        component: ./train.yml
+        inputs:
+          epochs: ${{parent.inputs.epochs}}
+          shuffle: ${{parent.inputs.shuffle}}
+          optimizer: ${{parent.inputs.name}}
+          image_size: ${{parent.inputs.both}}
+          rate: ${{parent.inputs.words}}
+      echo:
+        command: echo ${{inputs.n}}
+        inputs:
+          n: ${{parent.inputs.both}}
+    """
+
+
+def test_bare_text_pipeline_inputs_take_the_type_they_feed(tmp_path):
+    text = PIPELINE_INPUTS.replace("rate: ${{parent.inputs.words}}", "rate: 0.1")
+    p, _ = load_pipeline(write(tmp_path, {"train.yml": COMPONENT, "pipeline.yml": text}))
+    assert (p.inputs["epochs"].type, p.inputs["epochs"].default) == ("integer", 10)
+    assert (p.inputs["shuffle"].type, p.inputs["shuffle"].default) == ("boolean", False)
+    # Feeding only string inputs, text stays text.
+    assert (p.inputs["name"].type, p.inputs["name"].default) == ("string", "7")
+    assert (p.inputs["both"].type, p.inputs["both"].default) == ("string", "3")
+
+
+def test_bare_text_that_does_not_read_as_the_fed_type_stays_an_error(tmp_path):
+    path = write(tmp_path, {"train.yml": COMPONENT, "pipeline.yml": PIPELINE_INPUTS})
+    with pytest.raises(SpecError) as info:
+        load_pipeline(path)
+    errors = [p for p in info.value.problems if p.severity == "error"]
+    problem = one(errors, "'words'")
+    assert (problem.job, problem.field) == ("train", "inputs.rate")
+    assert "string but the input is number" in problem.message
+
+
+def test_a_typed_pipeline_input_is_not_retyped(tmp_path):
+    text = PIPELINE_INPUTS.replace('epochs: "10"', "epochs: {type: string, default: '10'}")
+    path = write(tmp_path, {"train.yml": COMPONENT, "pipeline.yml": text})
+    with pytest.raises(SpecError) as info:
+        load_pipeline(path)
+    assert one(info.value.problems, "'epochs' is string but the input is integer").field == "inputs.epochs"
