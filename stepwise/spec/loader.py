@@ -237,7 +237,8 @@ class _PipelineReader:
         # A job already refused (or not read at all) is reported once, at its root: the
         # validator does not add an error for every binding that reads one of its outputs.
         refused = {p.job for p in self.problems if p.severity == "error" and p.job}
-        refused |= {name for name in self._mapping(tree, "jobs", top) if name not in pipeline.jobs}
+        jobs = tree.get("jobs")
+        refused |= {name for name in jobs if name not in pipeline.jobs} if isinstance(jobs, dict) else set()
         for problem in validate_pipeline(
             pipeline,
             known_computes=self.known_computes,

@@ -110,3 +110,8 @@ def test_bindings_to_healthy_jobs_are_still_checked():
 def test_job_types_not_supported_yet_keep_their_message(job_type):
     errors = errors_of(AUTOML.replace("type: automl", f"type: {job_type}"))
     assert [e.message for e in errors] == [f"job type '{job_type}' is not supported yet (only command jobs)"]
+
+
+def test_jobs_that_are_not_a_mapping_are_one_error():
+    errors = errors_of("type: pipeline\njobs: [a, b]\n")
+    assert [e.message for e in errors if "mapping" in e.message] == ["jobs must be a mapping"]
