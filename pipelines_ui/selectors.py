@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Role, Team
@@ -17,6 +18,11 @@ def known_compute_names() -> set[str]:
         names.add(name)
         names.update(a for a in (aliases or []) if isinstance(a, str) and a)
     return names
+
+
+def unknown_compute_to_default() -> bool:
+    """Whether a compute name no target answers to runs on the default target (a warning)."""
+    return settings.STEPWISE_UNKNOWN_COMPUTE == "default"
 
 
 def default_compute_name() -> str:

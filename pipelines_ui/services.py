@@ -18,7 +18,7 @@ from pipelines_ui import graph_prerender
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change, spec_conflicts, spec_merge
 from pipelines_ui.models import FileBlob, Pipeline, PipelineVersion, Team
-from pipelines_ui.selectors import known_compute_names
+from pipelines_ui.selectors import known_compute_names, unknown_compute_to_default
 from runs.data_assets import data_resolver
 from stepwise import hashing
 from stepwise.spec import SpecError, from_json, load_pipeline, to_json, validate_pipeline
@@ -39,7 +39,9 @@ def _errors(problems: list[Problem]) -> list[Problem]:
 
 def spec_validate(*, spec: PipelineSpec) -> list[Problem]:
     """Every problem with `spec` against the compute targets that exist now."""
-    return validate_pipeline(spec, known_computes=known_compute_names())
+    return validate_pipeline(
+        spec, known_computes=known_compute_names(), unknown_compute_to_default=unknown_compute_to_default()
+    )
 
 
 def content_hash(*, spec_json: dict, files: dict[str, str]) -> str:
@@ -153,6 +155,7 @@ def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) ->
     spec, _warnings = load_pipeline(
         Path(path),
         known_computes=known_compute_names(),
+        unknown_compute_to_default=unknown_compute_to_default(),
         resolve_component=component_resolver(team),
         resolve_data=data_resolver(team),
         max_bytes=settings.STEPWISE_YAML_MAX_BYTES,

@@ -285,6 +285,12 @@ try:
 except ValueError:
     raise ImproperlyConfigured("STEPWISE_WEBHOOK_BACKOFF_S: give whole seconds separated by commas") from None
 STEPWISE_WEBHOOK_TIMEOUT_S = env_int("STEPWISE_WEBHOOK_TIMEOUT_S", 10)
+# A `compute:` name no target answers to: "error" (refused by validate, import and run) or
+# "default" (the step runs on the default target; `validate` warns), for pipelines written
+# against an Azure ML workspace's cluster names.
+STEPWISE_UNKNOWN_COMPUTE = env_str("STEPWISE_UNKNOWN_COMPUTE", "error")
+if STEPWISE_UNKNOWN_COMPUTE not in ("error", "default"):
+    raise ImproperlyConfigured(f"STEPWISE_UNKNOWN_COMPUTE={STEPWISE_UNKNOWN_COMPUTE!r}: use error or default")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

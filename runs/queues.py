@@ -19,6 +19,7 @@ from rq import Queue
 
 from pipelines_ui.settings import database_instance
 from runs.models import ComputeTarget, StepRun
+from stepwise.spec.bindings import compute_target_name
 
 JOB_FUNC = "runs.jobs.execute_step"
 
@@ -104,15 +105,19 @@ def enqueue_steps(step_runs: Iterable[StepRun]) -> None:
 
 
 def resolve_target(name: str) -> ComputeTarget | None:
-    """A compute target by name or alias (`azureml:` prefix allowed); None when unknown."""
-    if name.startswith("azureml:"):
-        name = name[len("azureml:") :]
+    """A compute target by name or alias (`azureml:` prefix allowed; empty or `serverless`: the
+    default target); an unknown name is None, or the default target under
+    STEPWISE_UNKNOWN_COMPUTE=default."""
+    name = compute_target_name(name)
+    default = ComputeTarget.objects.filter(is_default=True).order_by("name")
     if not name:
-        return ComputeTarget.objects.filter(is_default=True).first()
+        return default.first()
     target = ComputeTarget.objects.filter(name=name).first()
     if target is not None:
         return target
     for candidate in ComputeTarget.objects.all():
         if name in (candidate.aliases or []):
             return candidate
+    if settings.STEPWISE_UNKNOWN_COMPUTE == "default":
+        return default.first()
     return None

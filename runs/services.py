@@ -12,7 +12,7 @@ from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise import dag
-from stepwise.spec.bindings import coerce_literal
+from stepwise.spec.bindings import coerce_literal, compute_input
 from stepwise.spec.model import SECRET_TYPE
 from stepwise.spec.model import Pipeline as PipelineSpec
 
@@ -83,11 +83,16 @@ def run_create(
     targets: dict[str, ComputeTarget | None] = {}
     for name, step in spec.jobs.items():
         compute = step.compute or spec.settings.default_compute
+        if (input_name := compute_input(compute)) is not None:
+            # `compute: ${{parent.inputs.X}}`: this run's value of X names the target.
+            decl = spec.inputs.get(input_name)
+            chosen = values.get(input_name, decl.default if decl is not None else None)
+            compute = chosen if isinstance(chosen, str) else ""
         if compute not in targets:
             targets[compute] = resolve_target(compute)
         target = targets[compute]
         if target is None:
-            missing_targets[name] = f"unknown compute target {step.compute or spec.settings.default_compute!r}"
+            missing_targets[name] = f"unknown compute target {compute!r}"
         else:
             queues[name] = target.queue
     if missing_targets:

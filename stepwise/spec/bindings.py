@@ -120,6 +120,62 @@ def literal_error(value: object, type_: str, enum: list[str] | None = None) -> s
     return None
 
 
+def azureml_scalar(type_: str, value: object) -> object:
+    """A YAML scalar given to a literal input, read as Azure ML reads it for that input's type.
+
+    Azure ML sends every literal to the service as text (`str(value)`) and parses it back by
+    the input's type: a string input gets Python's text of the value (`true` -> "True"), a
+    boolean input takes "true"/"false" in any case, an integer input a whole number written
+    as text, a number input any number written as text. A value that cannot be read is
+    returned unchanged, for the validator to report with the job, input and value.
+    """
+    if isinstance(value, dict | list) or value is None:
+        return value
+    if type_ == "string":
+        return value if isinstance(value, str) else str(value)
+    if type_ == "boolean":
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return value
+    if type_ == "integer":
+        number = _number_or_text(value) if isinstance(value, str) else value
+        # The SDK truncates 2.5 to 2 (`int(float(text))`); Stepwise refuses to lose the fraction.
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        return number if isinstance(number, int) and not isinstance(number, bool) else value
+    if type_ == "number" and isinstance(value, str):
+        number = _number_or_text(value)
+        return number if not isinstance(number, float) or math.isfinite(number) else value
+    return value
+
+
+def _number_or_text(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# `compute: serverless`: Azure ML's managed compute; here, the default compute target.
+SERVERLESS_COMPUTE = "serverless"
+
+
+def compute_input(compute: str) -> str | None:
+    """The pipeline input a `compute: ${{parent.inputs.X}}` reads its name from, else None."""
+    expr = parse_expression(compute) if has_expression(compute) else None
+    return expr.name if isinstance(expr, ParentInput) else None
+
+
+def compute_target_name(compute: str) -> str:
+    """The target name a literal `compute` value asks for: `azureml:` dropped; "" for the default."""
+    name = compute.strip().removeprefix("azureml:")
+    return "" if name == SERVERLESS_COMPUTE else name
+
+
 def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) -> object:
     """A literal typed in a form, on the command line or sent as JSON, as a value of input type
     `type_`: text is parsed, typed values pass through; ValueError names what is wrong."""

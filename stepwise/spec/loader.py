@@ -18,6 +18,7 @@ from .files import Budget, FilesError, read_file_into, read_folder, resolve_loca
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
+    LITERAL_TYPES,
     OUTPUT_TYPES,
     Binding,
     DataPath,
@@ -53,7 +54,9 @@ class DataLookupError(LookupError):
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
-_NOT_YET_JOB_TYPES = ("sweep", "parallel", "pipeline", "spark", "automl", "data_transfer", "import", "flow")
+_NOT_YET_JOB_TYPES = ("sweep", "parallel", "pipeline", "data_transfer", "import", "flow")
+# Job types that need Azure ML's own services (its AutoML trainers, its Spark pools).
+_AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
     "name",
     "tags",
@@ -79,6 +82,7 @@ def load_pipeline(
     max_bytes: int = MAX_BYTES,
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
+    unknown_compute_to_default: bool = False,
 ) -> tuple[Pipeline, list[Problem]]:
     """Load a pipeline YAML file with its components, code and local data.
 
@@ -98,6 +102,7 @@ def load_pipeline(
         resolve_data=resolve_data,
         max_bytes=max_bytes,
         max_files_bytes=max_files_bytes,
+        unknown_compute_to_default=unknown_compute_to_default,
     ).read(text)
 
 
@@ -112,6 +117,7 @@ def parse_text(
     max_bytes: int = MAX_BYTES,
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
+    unknown_compute_to_default: bool = False,
 ) -> tuple[Pipeline, list[Problem]]:
     """Like load_pipeline for YAML text in memory; without base_dir, local files are errors."""
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
@@ -125,6 +131,7 @@ def parse_text(
         resolve_data=resolve_data,
         max_bytes=max_bytes,
         max_files_bytes=max_files_bytes,
+        unknown_compute_to_default=unknown_compute_to_default,
     ).read(text.removeprefix("\ufeff"))
 
 
@@ -187,11 +194,13 @@ class _PipelineReader:
         max_bytes: int,
         resolve_data: DataResolver | None = None,
         max_files_bytes: int,
+        unknown_compute_to_default: bool = False,
     ) -> None:
         self.filename = filename
         self.base_dir = base_dir
         self.root = root
         self.known_computes = known_computes
+        self.unknown_compute_to_default = unknown_compute_to_default
         self.resolve_component = resolve_component
         self.resolve_data = resolve_data
         self.max_bytes = max_bytes
@@ -225,7 +234,17 @@ class _PipelineReader:
         self.tree = tree
         top = _Where(self.filename, tree)
         pipeline = self._pipeline(tree, top)
-        for problem in validate_pipeline(pipeline, known_computes=self.known_computes):
+        # A job already refused (or not read at all) is reported once, at its root: the
+        # validator does not add an error for every binding that reads one of its outputs.
+        refused = {p.job for p in self.problems if p.severity == "error" and p.job}
+        jobs = tree.get("jobs")
+        refused |= {name for name in jobs if name not in pipeline.jobs} if isinstance(jobs, dict) else set()
+        for problem in validate_pipeline(
+            pipeline,
+            known_computes=self.known_computes,
+            unknown_compute_to_default=self.unknown_compute_to_default,
+            refused_jobs=refused,
+        ):
             self._locate(problem)
             self.problems.append(problem)
         if any(p.severity == "error" for p in self.problems):
@@ -266,10 +285,13 @@ class _PipelineReader:
         if not p.settings.default_compute and tree.get("compute"):
             p.settings.default_compute = self._str(tree, "compute", top)
 
+        untyped: set[str] = set()
         for name, raw in self._mapping(tree, "inputs", top).items():
             decl = self._decl(name, raw, top, ("inputs", name), pipeline_level=True)
             if decl is not None:
                 p.inputs[name] = decl
+                if not isinstance(raw, dict) or "type" not in raw:
+                    untyped.add(name)
         for name, raw in self._mapping(tree, "outputs", top).items():
             out = self._output_decl(raw, top, ("outputs", name))
             if out is not None:
@@ -290,8 +312,10 @@ class _PipelineReader:
                 p.jobs[name] = step
                 if hints is not None:
                     inline_hints[name] = hints
+        _type_untyped_inputs(p, untyped)
         for name, hints in inline_hints.items():
             self._infer_inline_decls(p, p.jobs[name], hints)
+        _coerce_scalars(p)
         p.files = self.files
         return p
 
@@ -652,8 +676,12 @@ class _PipelineReader:
         where = _Where(where.file, where.tree, where.prefix + prefix)
         type_ = raw.get("type", "command")
         if type_ != "command":
-            what = "not supported yet" if type_ in _NOT_YET_JOB_TYPES else "unknown"
-            self.error(f"component type '{type_}' is {what} (only command components)", where, "type", job=step)
+            if type_ in _AZURE_ONLY_JOB_TYPES:
+                message = f"component type {type_} runs only on Azure ML; Stepwise cannot run it"
+            else:
+                what = "not supported yet" if type_ in _NOT_YET_JOB_TYPES else "unknown"
+                message = f"component type '{type_}' is {what} (only command components)"
+            self.error(message, where, "type", job=step)
             return None
         comp = _Component(
             name=self._str(raw, "name", where, job=step) or step,
@@ -746,7 +774,9 @@ class _PipelineReader:
     def _job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None] | None] | None:
         type_ = raw.get("type", "command")
         if type_ != "command":
-            if type_ in _NOT_YET_JOB_TYPES:
+            if type_ in _AZURE_ONLY_JOB_TYPES:
+                self.error(f"type {type_} runs only on Azure ML; Stepwise cannot run it", where, "type", job=name)
+            elif type_ in _NOT_YET_JOB_TYPES:
                 self.error(f"job type '{type_}' is not supported yet (only command jobs)", where, "type", job=name)
             else:
                 self.error(f"unknown job type '{type_}'", where, "type", job=name)
@@ -952,6 +982,44 @@ class _PipelineReader:
                     declared.type = p.outputs[ref.name].type
 
 
+def _type_untyped_inputs(p: Pipeline, untyped: set[str]) -> None:
+    """A pipeline input written as a bare text value (`epochs: "10"`) takes the type of the
+    typed inputs it feeds when its value reads as that type: Azure ML declares no type for it
+    and lets each component input parse the text, so "10" feeds an integer input there."""
+    for name in untyped:
+        decl = p.inputs[name]
+        if decl.type != "string" or not isinstance(decl.default, str):
+            continue
+        fed = {
+            step.input_decls[input_name].type
+            for step in p.jobs.values()
+            for input_name, binding in step.inputs.items()
+            if binding == ParentInput(name) and input_name in step.input_decls
+        }
+        fed.discard("string")
+        if len(fed) != 1 or (type_ := fed.pop()) not in LITERAL_TYPES:
+            continue
+        value = b.azureml_scalar(type_, decl.default)
+        if b.literal_type(value) == type_ or (type_ == "number" and b.literal_type(value) == "integer"):
+            p.inputs[name] = replace(decl, type=type_, default=value)
+
+
+def _coerce_scalars(p: Pipeline) -> None:
+    """Literal values and defaults as Azure ML reads them for their input's type (`true` to a
+    string input is "True", "3" to an integer input is 3); what cannot be read stays as written
+    for the validator to report."""
+    decls = [*p.inputs.values()]
+    for step in p.jobs.values():
+        decls.extend(step.input_decls.values())
+        for name, binding in step.inputs.items():
+            decl = step.input_decls.get(name)
+            if decl is not None and decl.type in LITERAL_TYPES and b.literal_type(binding) is not None:
+                step.inputs[name] = b.azureml_scalar(decl.type, binding)  # type: ignore[assignment]
+    for decl in decls:
+        if decl.type in LITERAL_TYPES and decl.default is not None:
+            decl.default = b.azureml_scalar(decl.type, decl.default)  # type: ignore[assignment]
+
+
 # The job name a component is read under when it is loaded on its own (registration).
 _ALONE = "component"
 
@@ -1007,6 +1075,7 @@ def load_component(
             step.inputs[name] = ParentInput(name)
             wrapper.inputs[name] = InputDecl(type=decl.type, optional=True)
         wrapper.jobs[_ALONE] = step
+        _coerce_scalars(wrapper)
         for problem in validate_pipeline(wrapper):
             if problem.job != _ALONE:
                 continue  # the wrapper's own inputs: they repeat the component's

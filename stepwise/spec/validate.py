@@ -6,12 +6,17 @@ adds the file and line, since only it knows where the YAML came from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .bindings import (
     JOB_NAME,
     MAX_NAME_LENGTH,
     MAX_RETRIES,
     MAX_TIMEOUT_S,
     PORT_NAME,
+    SERVERLESS_COMPUTE,
+    compute_input,
+    compute_target_name,
     literal_error,
     literal_type,
     parse_asset_ref,
@@ -49,12 +54,32 @@ class _Findings:
         self.problems.append(Problem(message, job=job, field=field, severity="warning"))
 
 
-def validate_pipeline(p: Pipeline, *, known_computes: set[str] | None = None) -> list[Problem]:
-    """Every error and warning in `p`, errors and warnings alike as Problems."""
+@dataclass(frozen=True)
+class _Computes:
+    """The compute names a spec may use (None: any), and what an unknown name means."""
+
+    known: set[str] | None
+    unknown_to_default: bool
+
+
+def validate_pipeline(
+    p: Pipeline,
+    *,
+    known_computes: set[str] | None = None,
+    unknown_compute_to_default: bool = False,
+    refused_jobs: set[str] | frozenset[str] = frozenset(),
+) -> list[Problem]:
+    """Every error and warning in `p`, errors and warnings alike as Problems.
+
+    `unknown_compute_to_default`: an unknown compute name is a warning (the step runs on the
+    default target), not an error. `refused_jobs`: jobs already reported as invalid (by the
+    loader); bindings to their outputs are not checked, so each is reported once, at its root.
+    """
     found = _Findings()
+    computes = _Computes(known_computes, unknown_compute_to_default)
     if not p.name.strip():
         found.error("the pipeline needs a name", field="name")
-    _check_compute(found, p.settings.default_compute, known_computes, job="", field="settings.default_compute")
+    _check_compute(found, p, p.settings.default_compute, computes, job="", field="settings.default_compute")
     for name, decl in p.inputs.items():
         _check_pipeline_input(found, p, name, decl)
     for name, out in p.outputs.items():
@@ -67,7 +92,14 @@ def validate_pipeline(p: Pipeline, *, known_computes: set[str] | None = None) ->
 
     parent_outputs_bound: dict[str, str] = {}
     for key, step in p.jobs.items():
-        _check_step(found, p, key, step, known_computes, parent_outputs_bound)
+        _check_step(found, p, key, step, computes, parent_outputs_bound)
+    # Bindings to other jobs' outputs last, once every job's own errors are known.
+    refused = set(refused_jobs) | {problem.job for problem in found.problems if problem.severity == "error"}
+    for step in p.jobs.values():
+        for name, binding in step.inputs.items():
+            decl = step.input_decls.get(name)
+            if isinstance(binding, JobOutput) and decl is not None and binding.job not in refused:
+                _check_job_output_binding(found, p, step, name, decl, binding)
     for name in p.outputs:
         if name not in parent_outputs_bound:
             found.warn(f"pipeline output '{name}' is not bound to any job output", field=f"outputs.{name}")
@@ -76,13 +108,41 @@ def validate_pipeline(p: Pipeline, *, known_computes: set[str] | None = None) ->
     return found.problems
 
 
-def _check_compute(found: _Findings, value: str, known: set[str] | None, *, job: str, field: str) -> None:
-    if not value or known is None:
+def _check_compute(found: _Findings, p: Pipeline, value: str, computes: _Computes, *, job: str, field: str) -> None:
+    """`compute:` is a target name or alias (`azureml:` allowed), `serverless` (the default
+    target), or `${{parent.inputs.X}}`, a pipeline input whose value names one of those."""
+    if not value:
         return
-    name = value.removeprefix("azureml:")
-    if name not in known:
-        choices = ", ".join(sorted(known)) or "none defined"
-        found.error(f"unknown compute '{name}' (known compute targets: {choices})", job=job, field=field)
+    if (input_name := compute_input(value)) is not None:
+        source = p.inputs.get(input_name)
+        if source is None:
+            found.error(f"compute reads pipeline input '{input_name}', which is not declared", job=job, field=field)
+        elif source.type != "string":
+            found.error(
+                f"compute reads pipeline input '{input_name}', which is {source.type}, not string", job=job, field=field
+            )
+        elif isinstance(source.default, str) and compute_input(source.default) is None:
+            _check_compute(found, p, source.default, computes, job=job, field=field)
+        return
+    if "${{" in value:
+        found.error(f"unsupported compute expression {value!r}: use ${{{{parent.inputs.X}}}}", job=job, field=field)
+        return
+    name = compute_target_name(value)
+    if not name or computes.known is None or name in computes.known:
+        return
+    if computes.unknown_to_default:
+        found.warn(
+            f"unknown compute '{name}' runs on the default compute target (STEPWISE_UNKNOWN_COMPUTE=default)",
+            job=job,
+            field=field,
+        )
+        return
+    choices = ", ".join(sorted(computes.known)) or "none defined"
+    found.error(
+        f"unknown compute '{name}' (known compute targets: {choices}; {SERVERLESS_COMPUTE} runs on the default one)",
+        job=job,
+        field=field,
+    )
 
 
 def _check_decl(found: _Findings, decl: InputDecl, *, job: str, field: str) -> None:
@@ -144,7 +204,7 @@ def _check_step(
     p: Pipeline,
     key: str,
     step: Step,
-    known_computes: set[str] | None,
+    computes: _Computes,
     parent_outputs_bound: dict[str, str],
 ) -> None:
     job = key
@@ -224,7 +284,7 @@ def _check_step(
         else:
             parent_outputs_bound[ref.name] = key
 
-    _check_compute(found, step.compute, known_computes, job=job, field="compute")
+    _check_compute(found, p, step.compute, computes, job=job, field="compute")
     if step.timeout_s is not None and (
         isinstance(step.timeout_s, bool)
         or not isinstance(step.timeout_s, int)
@@ -263,18 +323,7 @@ def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: I
                 f"pipeline input '{binding.name}' is {source.type} but the input is {decl.type}", job=job, field=field
             )
     elif isinstance(binding, JobOutput):
-        upstream = p.jobs.get(binding.job)
-        if upstream is None:
-            found.error(f"bound to an output of job '{binding.job}', which does not exist", job=job, field=field)
-        elif binding.output not in upstream.output_decls:
-            found.error(f"job '{binding.job}' has no output '{binding.output}'", job=job, field=field)
-        elif not types_compatible(upstream.output_decls[binding.output].type, decl.type):
-            source = upstream.output_decls[binding.output].type
-            found.error(
-                f"output '{binding.job}.{binding.output}' is {source} but the input is {decl.type}",
-                job=job,
-                field=field,
-            )
+        pass  # checked by _check_job_output_binding, after every job's own checks
     elif isinstance(binding, DataPath):
         if decl.type not in DATA_TYPES:
             found.error(f"data given to {decl.type} input", job=job, field=field)
@@ -291,6 +340,26 @@ def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: I
             found.error(error, job=job, field=field)
     else:
         found.error(f"unsupported value {binding!r}", job=job, field=field)
+
+
+def _check_job_output_binding(
+    found: _Findings, p: Pipeline, step: Step, name: str, decl: InputDecl, binding: JobOutput
+) -> None:
+    job, field = step.name, f"inputs.{name}"
+    if decl.type not in INPUT_TYPES:
+        return
+    upstream = p.jobs.get(binding.job)
+    if upstream is None:
+        found.error(f"bound to an output of job '{binding.job}', which does not exist", job=job, field=field)
+    elif binding.output not in upstream.output_decls:
+        found.error(f"job '{binding.job}' has no output '{binding.output}'", job=job, field=field)
+    elif not types_compatible(upstream.output_decls[binding.output].type, decl.type):
+        source = upstream.output_decls[binding.output].type
+        found.error(
+            f"output '{binding.job}.{binding.output}' is {source} but the input is {decl.type}",
+            job=job,
+            field=field,
+        )
 
 
 def _check_files(found: _Findings, p: Pipeline) -> None:

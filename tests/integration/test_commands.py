@@ -323,6 +323,21 @@ def test_a_wrong_reuse_verify_value_is_refused_by_name(env):
     assert "STEPWISE_REUSE_VERIFY='sometimes': use hash or exists" in result.stderr
 
 
+def test_unknown_compute_names_run_on_the_default_target_only_when_the_environment_says_so(env):
+    path = str(ROOT / "tests" / "azureml_corpus" / "compute_unknown_to_default" / "pipeline.yml")
+    refused = manage("pipelines", "validate", path, env=env)
+    assert refused.returncode == 2
+    assert "error: " in refused.stderr and "unknown compute 'gpu-cluster' (known compute targets:" in refused.stderr
+
+    allowed = manage("pipelines", "validate", path, env={**env, "STEPWISE_UNKNOWN_COMPUTE": "default"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: " in allowed.stderr and "'gpu-cluster' runs on the default compute target" in allowed.stderr
+
+    wrong = manage("pipelines", "validate", path, env={**env, "STEPWISE_UNKNOWN_COMPUTE": "maybe"})
+    assert wrong.returncode != 0
+    assert "STEPWISE_UNKNOWN_COMPUTE='maybe': use error or default" in wrong.stderr
+
+
 # ---- pipelines run NAME --set --force-rerun ----------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Pipeline, Team
-from pipelines_ui.selectors import known_compute_names
+from pipelines_ui.selectors import known_compute_names, unknown_compute_to_default
 from pipelines_ui.services import pipeline_import, version_spec_with_files
 from pipelines_ui.uploads import UploadError
 from runs import gc, services
@@ -121,6 +121,7 @@ class Command(BaseCommand):
         return load_pipeline(
             path,
             known_computes=known_compute_names(),
+            unknown_compute_to_default=unknown_compute_to_default(),
             resolve_component=component_resolver(team),
             resolve_data=data_resolver(team) if team is not None else None,
         )
