@@ -6,6 +6,7 @@ adds the file and line, since only it knows where the YAML came from.
 
 from __future__ import annotations
 
+from . import nesting
 from .bindings import (
     JOB_NAME,
     MAX_NAME_LENGTH,
@@ -73,6 +74,7 @@ def validate_pipeline(p: Pipeline, *, known_computes: set[str] | None = None) ->
             found.warn(f"pipeline output '{name}' is not bound to any job output", field=f"outputs.{name}")
     _check_files(found, p)
     _check_cycles(found, p)
+    found.problems.extend(nesting.check(p))
     return found.problems
 
 
