@@ -466,13 +466,10 @@ class _PipelineReader:
             self.error(str(exc), where, "component", job=job)
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(where.file), ref.removeprefix("file:")))
-        if path in chain or path == Path(self.filename).resolve():
-            self.error(
-                f"pipeline component '{ref}' uses itself (through {len(chain)} other component files)",
-                where,
-                "component",
-                job=job,
-            )
+        if path in chain:
+            root = self.root.resolve()
+            cycle = " -> ".join(str(p.relative_to(root)) for p in (*chain[chain.index(path) :], path))
+            self.error(f"pipeline component '{ref}' uses itself: {cycle}", where, "component", job=job)
             return None
         if not path.is_file():
             self.error(f"component '{ref}' is not a file", where, "component", job=job)
