@@ -941,7 +941,9 @@ class _PipelineReader:
         type_ = raw.get("type", "command")
         if type_ != "command":
             if type_ in _NOT_YET_JOB_TYPES:
-                self.error(f"job type '{type_}' is not supported yet (only command jobs)", where, "type", job=name)
+                self.error(
+                    f"job type '{type_}' is not supported yet (only command and pipeline jobs)", where, "type", job=name
+                )
             else:
                 self.error(f"unknown job type '{type_}'", where, "type", job=name)
             return None

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .bindings import parse_expression
-from .model import Binding, ComponentGroup, JobOutput, ParentInput, ParentOutputRef, Pipeline, Problem
+from .bindings import literal_error, literal_type, parse_expression
+from .model import LITERAL_TYPES, Binding, ComponentGroup, JobOutput, ParentInput, ParentOutputRef, Pipeline, Problem
 
 SEP = "__"
 # Deeper nesting than this is far more likely a mistake than a design.
@@ -169,6 +169,9 @@ class _Expander:
             value = None
             if written is not None:
                 value = self.in_scope(group.parent, written, job=name, field=f"inputs.{input_name}")
+            if value is not None and decl.type in LITERAL_TYPES and literal_type(value) in LITERAL_TYPES:
+                if error := literal_error(value, decl.type, decl.enum):
+                    self.problem(error, job=name, field=f"inputs.{input_name}")
             inputs[input_name] = decl.default if value is None else value
         parent_compute = self.scopes[group.parent].compute if group.parent else ""
         compute = self.compute(group.parent, group.compute, job=name) or parent_compute

@@ -309,3 +309,11 @@ def test_an_outer_step_reading_an_unexposed_inner_output_cannot_be_exported():
     p.jobs["report"].inputs["scores"] = JobOutput("train_and_eval__prep", "clean")
     with pytest.raises(ValueError, match="does not expose it as an output"):
         yaml_files(p)
+
+
+def test_a_literal_of_the_wrong_type_for_a_component_input_is_an_error(tmp_path):
+    text = PIPELINE.replace("value: ${{parent.inputs.greeting}}", "value: 3")
+    wrapper = _wrapper("./work.yml").replace("  value: {type: string}", "  value: {type: boolean}")
+    path = write(tmp_path, {"pipeline.yml": text, "level1.yml": wrapper, "work.yml": _command()})
+    problem = one(load_errors(path), "boolean")
+    assert problem.job == "outer" and problem.field == "inputs.value" and problem.file.endswith("pipeline.yml")
