@@ -290,7 +290,9 @@ class _PipelineReader:
         if "jobs" not in tree:
             self.error("'jobs' is required", top, "jobs")
         inline_hints: dict[str, dict[str, str | None]] = {}
-        self._jobs(p, "", jobs, top.at("jobs"), (), inline_hints)
+        own_file = (self.base_dir / Path(self.filename).name).resolve() if self.base_dir is not None else None
+        chain = (own_file,) if own_file is not None and own_file.is_file() else ()
+        self._jobs(p, "", jobs, top.at("jobs"), chain, inline_hints)
         # Its problems are validation's to report, with the rest.
         nesting.apply(p)
         for name, hints in inline_hints.items():
@@ -468,7 +470,7 @@ class _PipelineReader:
         display = os.path.normpath(os.path.join(os.path.dirname(where.file), ref.removeprefix("file:")))
         if path in chain:
             root = self.root.resolve()
-            cycle = " -> ".join(str(p.relative_to(root)) for p in (*chain[chain.index(path) :], path))
+            cycle = " -> ".join(os.path.relpath(p, root) for p in (*chain[chain.index(path) :], path))
             self.error(f"pipeline component '{ref}' uses itself: {cycle}", where, "component", job=job)
             return None
         if not path.is_file():

@@ -317,3 +317,9 @@ def test_a_literal_of_the_wrong_type_for_a_component_input_is_an_error(tmp_path)
     path = write(tmp_path, {"pipeline.yml": text, "level1.yml": wrapper, "work.yml": _command()})
     problem = one(load_errors(path), "boolean")
     assert problem.job == "outer" and problem.field == "inputs.value" and problem.file.endswith("pipeline.yml")
+
+
+def test_a_pipeline_that_uses_its_own_file_as_a_component_is_an_error(tmp_path):
+    path = write(tmp_path, {"pipeline.yml": PIPELINE.replace("./level1.yml", "./pipeline.yml")})
+    problem = one(load_errors(path), "uses itself: pipeline.yml -> pipeline.yml")
+    assert problem.job == "outer"
