@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from stepwise.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
-from stepwise.spec.nesting import SEP, qualify
+from stepwise.spec.nesting import SEP, owners
 from stepwise.states import DEFAULT_FILL, STATE_FILLS, STEP_DONE, STEP_TERMINAL, RunState, StepState
 
 STOPPED = frozenset({StepState.FAILED, StepState.CANCELED, StepState.SKIPPED})
@@ -177,14 +177,9 @@ def component_id(group: str) -> str:
     return "component-" + _ID_UNSAFE.sub("_", group)
 
 
-def _component_parents(p: Pipeline) -> dict[str, str]:
-    """Step or group name -> the group whose jobs list it."""
-    return {qualify(name, local): name for name, group in p.groups.items() for local in group.jobs}
-
-
 def collapsed_components(p: Pipeline, collapse: frozenset[str] | set[str]) -> dict[str, list[str]]:
     """Node id -> the steps it stands for, for each component in `collapse` that no collapsed component holds."""
-    parents = _component_parents(p)
+    parents = owners(p)
     result: dict[str, list[str]] = {}
     for name in p.jobs:
         outermost = ""
@@ -310,7 +305,7 @@ def pipeline_dot(
             + ";"
         )
 
-    parents = _component_parents(p)
+    parents = owners(p)
     # Lines drawn inside each component's cluster ("": outside every cluster).
     body: dict[str, list[str]] = {"": []}
     drawn_as: dict[str, str] = {}  # a grouped step's DOT node: its group's

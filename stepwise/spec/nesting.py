@@ -56,18 +56,22 @@ class Expansion:
     problems: list[Problem] = field(default_factory=list)
 
 
-def output_sources(p: Pipeline) -> dict[tuple[str, str], JobOutput]:
-    """(group, its output) -> the inner job output bound to it, named pipeline-wide."""
-    sources: dict[tuple[str, str], JobOutput] = {}
+def _bound_outputs(p: Pipeline) -> list[tuple[tuple[str, str], JobOutput]]:
+    """((group, its output), the inner job output bound to it) for every such binding."""
+    found = []
     for name, group in p.groups.items():
         for local in group.jobs:
             inner = qualify(name, local)
-            if inner in p.groups:
-                bound = p.groups[inner].outputs
-            else:
-                bound = group.job_outputs.get(local, {})
-            for out, ref in bound.items():
-                sources.setdefault((name, ref.name), JobOutput(inner, out))
+            bound = p.groups[inner].outputs if inner in p.groups else group.job_outputs.get(local, {})
+            found.extend(((name, ref.name), JobOutput(inner, out)) for out, ref in bound.items())
+    return found
+
+
+def output_sources(p: Pipeline) -> dict[tuple[str, str], JobOutput]:
+    """(group, its output) -> the inner job output bound to it, named pipeline-wide."""
+    sources: dict[tuple[str, str], JobOutput] = {}
+    for key, source in _bound_outputs(p):
+        sources.setdefault(key, source)
     return sources
 
 
@@ -77,6 +81,15 @@ class _Expander:
         self.sources = output_sources(p)
         self.scopes: dict[str, _Scope] = {}
         self.result = Expansion()
+        for (group, out), source in _bound_outputs(p):
+            first = self.sources[(group, out)]
+            if source != first:
+                self.problem(
+                    f"output '{out}' of pipeline component '{p.groups[group].job}' is already bound by "
+                    f"job '{first.job}'",
+                    job=source.job,
+                    field=f"outputs.{source.output}",
+                )
 
     def problem(self, message: str, *, job: str, field: str = "") -> None:
         self.result.problems.append(Problem(message, job=job, field=field))
@@ -245,6 +258,8 @@ def inner_steps(p: Pipeline) -> set[str]:
 
 def apply(p: Pipeline) -> list[Problem]:
     """Write `expand`'s bindings into the steps; returns its problems."""
+    if not p.groups:
+        return []
     result = expand(p)
     for name, inputs in result.inputs.items():
         if name in p.jobs:
@@ -260,15 +275,18 @@ def apply(p: Pipeline) -> list[Problem]:
 
 def check(p: Pipeline) -> list[Problem]:
     """The groups' problems, and every inner step whose bindings differ from what its component says."""
+    if not p.groups:
+        return []
     result = expand(p)
     problems = list(result.problems)
     if problems:
         return problems
+    owner = owners(p)
     for name in sorted(inner_steps(p)):
         step = p.jobs.get(name)
         if step is None:
             continue
-        group = _group_of(p, name)
+        group = owner[name]
         expected = (result.inputs.get(name), result.compute.get(name), result.outputs.get(name))
         if (step.inputs, step.compute, step.outputs) != expected:
             problems.append(
@@ -281,18 +299,19 @@ def check(p: Pipeline) -> list[Problem]:
     return problems
 
 
-def _group_of(p: Pipeline, step: str) -> str:
-    for name, group in p.groups.items():
-        if any(qualify(name, local) == step for local in group.jobs):
-            return name
-    return ""
+def owners(p: Pipeline) -> dict[str, str]:
+    """Step or group name -> the group whose jobs list it."""
+    return {qualify(name, local): name for name, group in p.groups.items() for local in group.jobs}
 
 
 def outward(p: Pipeline, binding: JobOutput) -> JobOutput:
     """A pipeline-wide inner step output as the top level names it: through the components' outputs."""
+    if not p.groups:
+        return binding
+    owner = owners(p)
     by_source = {source: key for key, source in output_sources(p).items()}
     for _ in range(len(p.groups) + 1):
-        if _group_of(p, binding.job) == "":
+        if binding.job not in owner:
             return binding
         key = by_source.get(binding)
         if key is None:

@@ -323,3 +323,20 @@ def test_a_pipeline_that_uses_its_own_file_as_a_component_is_an_error(tmp_path):
     path = write(tmp_path, {"pipeline.yml": PIPELINE.replace("./level1.yml", "./pipeline.yml")})
     problem = one(load_errors(path), "uses itself: pipeline.yml -> pipeline.yml")
     assert problem.job == "outer"
+
+
+def test_a_component_output_bound_by_two_jobs_is_an_error(tmp_path):
+    wrapper = _wrapper("./work.yml").rstrip(" ") + (
+        "          twin:\n"
+        "            type: command\n"
+        "            component: ./work.yml\n"
+        "            inputs:\n"
+        "              value: x\n"
+        "            outputs:\n"
+        "              out: ${{parent.outputs.out}}\n"
+    )
+    path = write(tmp_path, {"pipeline.yml": PIPELINE, "level1.yml": wrapper, "work.yml": _command()})
+    problem = one(
+        load_errors(path), "output 'out' of pipeline component 'outer' is already bound by job 'outer__inner'"
+    )
+    assert problem.job == "outer__twin" and problem.file.endswith("level1.yml")
