@@ -382,7 +382,9 @@ class _PipelineReader:
         group.description = self._str(raw, "description", where, job=name)
         group.compute = self._str(raw, "compute", where, job=name)
         for k, value in self._mapping(raw, "settings", where, job=name).items():
-            if k == "default_compute" and isinstance(value, str):
+            if k == "default_compute" and not isinstance(value, str):
+                self.error("default_compute must be a string", where, "settings", k, job=name)
+            elif k == "default_compute":
                 group.compute = group.compute or value
             else:
                 self.warn(f"settings.{k} of a pipeline job is ignored", where, "settings", k, job=name)
