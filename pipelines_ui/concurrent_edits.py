@@ -77,6 +77,8 @@ def spec_parts(spec: PipelineSpec) -> dict[str, object]:
             spec.tags,
             spec.settings,
             files.get(PIPELINE_PART, {}),
+            # Pipeline components change only with their steps' bindings: one part, taken whole.
+            spec.groups,
         )
     }
     for name, decl in spec.inputs.items():

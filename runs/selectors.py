@@ -413,10 +413,12 @@ def run_graph_placeholder() -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def run_graph_dot(version_id: int, content_hash: str, url_prefix: str, expand: tuple[str, ...] = ()) -> str:
+def run_graph_dot(
+    version_id: int, content_hash: str, url_prefix: str, expand: tuple[str, ...] = (), collapse: tuple[str, ...] = ()
+) -> str:
     """A version's DOT for run pages (versions are immutable: building it for 5,000 steps takes a while)."""
     spec = version_spec(PipelineVersion.objects.defer("spec", "files").get(pk=version_id))
-    expansion = dag.expand_from_query({"expand": ",".join(expand)})
+    expansion = dag.expand_from_query({"expand": ",".join(expand), "collapse": ",".join(collapse)})
     return dag.pipeline_dot(spec, step_url=lambda name: f"{url_prefix}{name}/", **expansion)
 
 

@@ -202,12 +202,16 @@ def _graph(run, query=None) -> tuple[str, str, dict[str, str], dict[str, list[st
     spec = version_spec(run.version)
     node_ids = dag.node_ids(spec)
     expansion = dag.expand_from_query(query)
-    groups = dag.fanout_groups(spec, expand=expansion["expand"])
+    groups = dag.graph_groups(spec, expand=expansion["expand"], collapse=expansion["collapse"])
     for group_id, names in groups.items():
         node_ids.update(dict.fromkeys(names, group_id))
     placeholder = selectors.run_graph_placeholder()
     dot = selectors.run_graph_dot(
-        run.version.pk, run.version.content_hash, placeholder, tuple(sorted(expansion["expand"]))
+        run.version.pk,
+        run.version.content_hash,
+        placeholder,
+        tuple(sorted(expansion["expand"])),
+        tuple(sorted(expansion["collapse"])),
     )
     if len(spec.jobs) > graph.LARGE_GRAPH_STEPS and not graph.svg_cached(dot):
         graph.render_svg_in_background(dot)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from stepwise.spec.model import DataPath, JobOutput, ParentInput, ParentOutputRef, Pipeline
+from stepwise.spec.nesting import SEP, owners
 from stepwise.states import DEFAULT_FILL, STATE_FILLS, STEP_DONE, STEP_TERMINAL, RunState, StepState
 
 STOPPED = frozenset({StepState.FAILED, StepState.CANCELED, StepState.SKIPPED})
@@ -171,19 +172,69 @@ def fanout_groups(p: Pipeline, *, expand: frozenset[str] | set[str] = frozenset(
     return groups
 
 
+def component_id(group: str) -> str:
+    """The id of a pipeline component's cluster, and of its node when it is drawn collapsed."""
+    return "component-" + _ID_UNSAFE.sub("_", group)
+
+
+def collapsed_components(p: Pipeline, collapse: frozenset[str] | set[str]) -> dict[str, list[str]]:
+    """Node id -> the steps it stands for, for each component in `collapse` that no collapsed component holds."""
+    parents = owners(p)
+    result: dict[str, list[str]] = {}
+    for name in p.jobs:
+        outermost = ""
+        group = parents.get(name, "")
+        while group:
+            if component_id(group) in collapse:
+                outermost = group
+            group = parents.get(group, "")
+        if outermost:
+            result.setdefault(component_id(outermost), []).append(name)
+    return result
+
+
+def _without(p: Pipeline, hidden: set[str]) -> Pipeline:
+    if not hidden:
+        return p
+    jobs = {name: step for name, step in p.jobs.items() if name not in hidden}
+    return Pipeline(name=p.name, inputs=p.inputs, outputs=p.outputs, jobs=jobs)
+
+
+def graph_groups(
+    p: Pipeline, *, expand: frozenset[str] | set[str] = frozenset(), collapse: frozenset[str] | set[str] = frozenset()
+) -> dict[str, list[str]]:
+    """Node id -> the steps it stands for, as `pipeline_dot` draws them: collapsed components, fan-out groups."""
+    collapsed = collapsed_components(p, collapse)
+    hidden = {name for names in collapsed.values() for name in names}
+    return {**collapsed, **fanout_groups(_without(p, hidden), expand=expand)}
+
+
 _GROUP_ID = re.compile(r"group-step-[A-Za-z0-9_-]{1,200}")
+_COMPONENT_ID = re.compile(r"component-[A-Za-z0-9_-]{1,300}")
 EXPAND_MAX = 50
 
 
 def expand_from_query(query) -> dict:
-    """`pipeline_dot`'s `expand` and `expand_url` from a page's `?expand=ID,ID` (ids checked)."""
-    raw = query.get("expand", "") if query is not None else ""
-    expand = frozenset(sorted(x for x in raw.split(",") if _GROUP_ID.fullmatch(x))[:EXPAND_MAX])
+    """`pipeline_dot`'s `expand`, `collapse` and their URLs from a page's `?expand=ID,ID&collapse=ID` (ids checked)."""
+
+    def ids(key: str, pattern: re.Pattern[str]) -> frozenset[str]:
+        raw = query.get(key, "") if query is not None else ""
+        return frozenset(sorted(x for x in raw.split(",") if pattern.fullmatch(x))[:EXPAND_MAX])
+
+    expand, collapse = ids("expand", _GROUP_ID), ids("collapse", _COMPONENT_ID)
+
+    def url(expand_ids: frozenset[str], collapse_ids: frozenset[str]) -> str:
+        parts = [f"{key}={','.join(sorted(v))}" for key, v in (("expand", expand_ids), ("collapse", collapse_ids)) if v]
+        return "?" + "&".join(parts) if parts else "?"
 
     def expand_url(group_id: str) -> str:
-        return "?expand=" + ",".join(sorted(expand | {group_id}))
+        return url(expand | {group_id}, collapse)
 
-    return {"expand": expand, "expand_url": expand_url}
+    def collapse_url(component: str) -> str:
+        """Collapses a component, or expands it again when it is collapsed."""
+        return url(expand, collapse ^ {component})
+
+    return {"expand": expand, "expand_url": expand_url, "collapse": collapse, "collapse_url": collapse_url}
 
 
 def pipeline_dot(
@@ -194,8 +245,14 @@ def pipeline_dot(
     rankdir: str = "LR",
     expand: frozenset[str] | set[str] = frozenset(),
     expand_url: Callable[[str], str] | None = None,
+    collapse: frozenset[str] | set[str] = frozenset(),
+    collapse_url: Callable[[str], str] | None = None,
 ) -> str:
-    """`expand`: ids of fan-out groups drawn step by step; `expand_url(group id)` links a group."""
+    """`expand`: ids of fan-out groups drawn step by step; `expand_url(group id)` links a group.
+
+    Pipeline components are drawn as clusters labelled with their job name; those whose
+    `component_id` is in `collapse` as one node, and `collapse_url(id)` links the one and the other.
+    """
     states = states or {}
     if rankdir not in {"LR", "TB", "RL", "BT"}:
         rankdir = "LR"
@@ -248,8 +305,45 @@ def pipeline_dot(
             + ";"
         )
 
-    groups = fanout_groups(p, expand=expand)
+    parents = owners(p)
+    # Lines drawn inside each component's cluster ("": outside every cluster).
+    body: dict[str, list[str]] = {"": []}
     drawn_as: dict[str, str] = {}  # a grouped step's DOT node: its group's
+    collapsed = collapsed_components(p, collapse)
+    hidden = {name for names in collapsed.values() for name in names}
+    component_nodes = {}
+    for c, (cid, names) in enumerate(collapsed.items()):
+        node = f"c{c}"
+        component_nodes[cid] = node
+        for name in names:
+            drawn_as[step_ids[name]] = node
+
+    def cluster_of(name: str) -> str:
+        group = parents.get(name, "")
+        while group and any(component_id(g) in collapse for g in _chain(parents, group)):
+            group = parents.get(group, "")
+        return group
+
+    for group_name, group in p.groups.items():
+        cid = component_id(group_name)
+        if cid not in component_nodes:
+            continue
+        count = len(collapsed[cid])
+        attrs = {
+            "id": cid,
+            "class": "step-group component",
+            "shape": "component",
+            "style": "filled",
+            "fillcolor": DEFAULT_FILL,
+            "label": _text(group.label) + f"\\n{count:,} step{'s' if count != 1 else ''}",
+        }
+        if collapse_url is not None:
+            attrs["URL"] = _safe_url(collapse_url(cid))
+            attrs["target"] = "_top"
+            attrs["tooltip"] = "Show this component's steps"
+        body.setdefault(cluster_of(group_name), []).append(f"  {component_nodes[cid]} " + _attrs(**attrs) + ";")
+
+    groups = fanout_groups(_without(p, hidden), expand=expand)
     for g, (group_id, names) in enumerate(groups.items()):
         gid = f"g{g}"
         for name in names:
@@ -267,16 +361,18 @@ def pipeline_dot(
             attrs["URL"] = _safe_url(expand_url(group_id))
             attrs["target"] = "_top"
             attrs["tooltip"] = "Show these steps one by one"
-        lines.append(f"  {gid} " + _attrs(**attrs) + ";")
+        body.setdefault(cluster_of(names[0]), []).append(f"  {gid} " + _attrs(**attrs) + ";")
 
     for name, step in p.jobs.items():
         if step_ids[name] in drawn_as:
             continue
         node_id = dom_ids[name]
         compute = step.compute or p.settings.default_compute or "default compute"
-        label = _text(step.label)
-        if step.display_name and step.display_name != name:
-            label += "\\n" + _text(name, limit=40)
+        # Inside its component's cluster a step goes by its job name there.
+        short = name.removeprefix(parents[name] + SEP) if name in parents else name
+        label = _text(step.display_name or short)
+        if step.display_name and step.display_name != short:
+            label += "\\n" + _text(short, limit=40)
         label += "\\n" + _text("on " + compute, limit=40)
         state = states.get(name, "")
         attrs = {
@@ -292,7 +388,9 @@ def pipeline_dot(
             attrs["target"] = "_top"
             # A constant tooltip: otherwise dot copies the label into xlink:title.
             attrs["tooltip"] = "Open step"
-        lines.append(f"  {step_ids[name]} " + _attrs(**attrs) + ";")
+        body.setdefault(cluster_of(name), []).append(f"  {step_ids[name]} " + _attrs(**attrs) + ";")
+    lines.extend(body[""])
+    lines.extend(_clusters(p, "", body, collapse, collapse_url))
 
     # (from, to, label) -> the labels it stands for; edges into or out of a group are merged.
     edges: dict[tuple[str, str, str], list[str]] = {}
@@ -300,6 +398,8 @@ def pipeline_dot(
 
     def add_edge(src: str, dst: str, label: str) -> None:
         src, dst = drawn_as.get(src, src), drawn_as.get(dst, dst)
+        if src == dst:
+            return  # between two steps of one collapsed component
         key = (src, dst, "" if src in groups_drawn or dst in groups_drawn else label)
         edges.setdefault(key, []).append(label)
 
@@ -327,3 +427,46 @@ def pipeline_dot(
 
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _chain(parents: Mapping[str, str], group: str) -> list[str]:
+    """`group` and every component around it, innermost first."""
+    chain = []
+    while group:
+        chain.append(group)
+        group = parents.get(group, "")
+    return chain
+
+
+def _clusters(
+    p: Pipeline,
+    parent: str,
+    body: Mapping[str, list[str]],
+    collapse: frozenset[str] | set[str],
+    collapse_url: Callable[[str], str] | None,
+    indent: str = "  ",
+) -> list[str]:
+    """One `subgraph cluster_*` per expanded component inside `parent`, holding its nodes and nested clusters."""
+    lines = []
+    for i, (name, group) in enumerate(p.groups.items()):
+        if group.parent != parent or component_id(name) in collapse:
+            continue
+        attrs = {
+            "id": component_id(name),
+            "class": "component",
+            "label": _text(group.job) + (f" ({_text(group.display_name)})" if group.display_name else ""),
+            "style": "rounded,dashed",
+            "color": "#adb5bd",
+            "fontcolor": "#495057",
+            "labeljust": "l",
+        }
+        if collapse_url is not None:
+            attrs["URL"] = _safe_url(collapse_url(component_id(name)))
+            attrs["target"] = "_top"
+            attrs["tooltip"] = "Collapse this component"
+        lines.append(f"{indent}subgraph cluster_c{i} {{")
+        lines.append(f"{indent}  graph " + _attrs(**attrs) + ";")
+        lines.extend(indent + line for line in body.get(name, []))
+        lines.extend(_clusters(p, name, body, collapse, collapse_url, indent + "  "))
+        lines.append(f"{indent}}}")
+    return lines

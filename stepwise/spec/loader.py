@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import bindings as b
+from . import nesting
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
@@ -21,6 +22,7 @@ from .model import (
     LITERAL_TYPES,
     OUTPUT_TYPES,
     Binding,
+    ComponentGroup,
     DataPath,
     InputDecl,
     JobOutput,
@@ -54,7 +56,7 @@ class DataLookupError(LookupError):
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
-_NOT_YET_JOB_TYPES = ("sweep", "parallel", "pipeline", "data_transfer", "import", "flow")
+_NOT_YET_JOB_TYPES = ("sweep", "parallel", "data_transfer", "import", "flow")
 # Job types that need Azure ML's own services (its AutoML trainers, its Spark pools).
 _AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
@@ -160,6 +162,11 @@ class _Where:
     file: str
     tree: object
     prefix: tuple[str, ...] = ()
+    # The folder that paths written in `file` are relative to (None: the pipeline file's).
+    base: Path | None = None
+
+    def at(self, *path: str) -> _Where:
+        return _Where(self.file, self.tree, self.prefix + path, self.base)
 
 
 def _line(tree: object, path: tuple[str, ...]) -> int | None:
@@ -211,6 +218,8 @@ class _PipelineReader:
         self.tree: LineDict = LineDict()
         # Per job: where its component's fields are written (for problems from validation).
         self.component_where: dict[str, _Where] = {}
+        # Per step inside a pipeline component: where its job is written.
+        self.job_where: dict[str, _Where] = {}
 
     # -- problems -------------------------------------------------------------------------
 
@@ -254,6 +263,8 @@ class _PipelineReader:
     def _locate(self, problem: Problem) -> None:
         path = tuple(problem.field.split(".")) if problem.field else ()
         where = _Where(self.filename, self.tree, ("jobs", problem.job) if problem.job else ())
+        if problem.job in self.job_where:
+            where = self.job_where[problem.job]
         if problem.job in self.component_where and _COMPONENT_FIELD.fullmatch(problem.field):
             where = self.component_where[problem.job]
         problem.file = where.file
@@ -301,23 +312,207 @@ class _PipelineReader:
         if "jobs" not in tree:
             self.error("'jobs' is required", top, "jobs")
         inline_hints: dict[str, dict[str, str | None]] = {}
-        for name, raw in jobs.items():
-            where = _Where(self.filename, tree, ("jobs", name))
-            if not isinstance(raw, dict):
-                self.error("a job must be a mapping", where, job=name)
-                continue
-            parsed = self._job(name, raw, where)
-            if parsed is not None:
-                step, hints = parsed
-                p.jobs[name] = step
-                if hints is not None:
-                    inline_hints[name] = hints
+        own_file = (self.base_dir / Path(self.filename).name).resolve() if self.base_dir is not None else None
+        chain = (own_file,) if own_file is not None and own_file.is_file() else ()
+        self._jobs(p, "", jobs, top.at("jobs"), chain, inline_hints)
+        # Its problems are validation's to report, with the rest.
+        nesting.apply(p)
         _type_untyped_inputs(p, untyped)
         for name, hints in inline_hints.items():
             self._infer_inline_decls(p, p.jobs[name], hints)
         _coerce_scalars(p)
         p.files = self.files
         return p
+
+    def _jobs(
+        self,
+        p: Pipeline,
+        scope: str,
+        jobs: dict,
+        where: _Where,
+        chain: tuple[Path, ...],
+        inline_hints: dict[str, dict[str, str | None]],
+    ) -> list[str]:
+        """Read `jobs` written in group `scope` ("" for the pipeline) into `p`; returns the keys read."""
+        keys = []
+        for key, raw in jobs.items():
+            name = nesting.qualify(scope, key)
+            job_where = where.at(key)
+            if not isinstance(raw, dict):
+                self.error("a job must be a mapping", job_where, job=name)
+                continue
+            if name in p.jobs or name in p.groups:
+                self.error(
+                    f"two jobs are named '{name}' once pipeline components are expanded: rename one",
+                    job_where,
+                    job=name,
+                )
+                continue
+            if scope:
+                self.job_where[name] = job_where
+            if raw.get("type") == "pipeline":
+                if self._group(p, scope, key, raw, job_where, chain, inline_hints):
+                    keys.append(key)
+                continue
+            parsed = self._job(name, raw, job_where)
+            if parsed is not None:
+                step, hints = parsed
+                p.jobs[name] = step
+                if hints is not None:
+                    inline_hints[name] = hints
+                keys.append(key)
+        return keys
+
+    def _group(
+        self,
+        p: Pipeline,
+        scope: str,
+        key: str,
+        raw: dict,
+        where: _Where,
+        chain: tuple[Path, ...],
+        inline_hints: dict[str, dict[str, str | None]],
+    ) -> bool:
+        """A `type: pipeline` job: its component read, its jobs expanded into `p` under qualified names."""
+        name = nesting.qualify(scope, key)
+        if not b.JOB_NAME.fullmatch(key):
+            self.error(
+                f"invalid job name '{key}': use lower-case letters, digits and underscores, not starting with a digit",
+                where,
+                job=name,
+            )
+            return False
+        known = {"type", "component", "display_name", "description", "inputs", "outputs", "compute", "settings"}
+        for k in raw:
+            if k in _IGNORED_JOB_KEYS:
+                self.warn(f"'{k}' is not used by Stepwise and is ignored", where, k, job=name)
+            elif k == "$schema":
+                self.warn("'$schema' is ignored", where, k, job=name)
+            elif k not in known:
+                self.warn(f"unknown key '{k}' is ignored", where, k, job=name)
+        if nesting.depth(p, scope) >= nesting.MAX_DEPTH:
+            self.error(f"pipeline components are nested more than {nesting.MAX_DEPTH} deep", where, job=name)
+            return False
+        if "component" not in raw:
+            self.error("a pipeline job needs a 'component' (a pipeline component file)", where, "component", job=name)
+            return False
+        found = self._pipeline_component(name, raw["component"], where, chain)
+        if found is None:
+            return False
+        body, comp_where, path = found
+
+        group = ComponentGroup(name=name, job=key, parent=scope)
+        group.display_name = self._str(raw, "display_name", where, job=name)
+        group.description = self._str(raw, "description", where, job=name)
+        group.compute = self._str(raw, "compute", where, job=name)
+        for k, value in self._mapping(raw, "settings", where, job=name).items():
+            if k == "default_compute" and not isinstance(value, str):
+                self.error("default_compute must be a string", where, "settings", k, job=name)
+            elif k == "default_compute":
+                group.compute = group.compute or value
+            else:
+                self.warn(f"settings.{k} of a pipeline job is ignored", where, "settings", k, job=name)
+        for input_name, value in self._mapping(raw, "inputs", where, job=name).items():
+            parsed = self._binding(name, input_name, value, where)
+            if parsed is None:
+                continue
+            if isinstance(parsed[0], DataPath):
+                self.error(
+                    "give data to a pipeline component through a pipeline input: declare it under the "
+                    "pipeline's inputs and bind ${{parent.inputs.NAME}}",
+                    where,
+                    "inputs",
+                    input_name,
+                    job=name,
+                )
+                continue
+            group.inputs[input_name] = parsed[0]
+        for out, value in self._mapping(raw, "outputs", where, job=name).items():
+            written = value.get("path") if isinstance(value, dict) else value
+            ref = b.parse_expression(written) if isinstance(written, str) else None
+            if isinstance(ref, ParentOutputRef):
+                group.outputs[out] = ref
+            elif value is not None and not (isinstance(value, dict) and written is None):
+                self.error("an output can only be bound to ${{parent.outputs.X}}", where, "outputs", out, job=name)
+
+        type_ = body.get("type")
+        if type_ != "pipeline":
+            self.error(f"a pipeline job needs a pipeline component, found type {type_!r}", comp_where, "type", job=name)
+            return False
+        comp_known = {"type", "name", "version", "display_name", "description", "inputs", "outputs", "jobs"}
+        for k in body:
+            if k in ("$schema", "tags"):
+                continue
+            if k not in comp_known:
+                self.warn(f"unknown key '{k}' is ignored", comp_where, k, job=name)
+        group.component_name = self._str(body, "name", comp_where, job=name) or key
+        group.component_version = self._str(body, "version", comp_where, job=name) or "1"
+        group.display_name = group.display_name or self._str(body, "display_name", comp_where, job=name)
+        group.description = group.description or self._str(body, "description", comp_where, job=name)
+        for input_name, decl_raw in self._mapping(body, "inputs", comp_where, job=name).items():
+            decl = self._decl(input_name, decl_raw, comp_where, ("inputs", input_name), pipeline_level=False, job=name)
+            if decl is not None:
+                group.input_decls[input_name] = decl
+        for out, out_raw in self._mapping(body, "outputs", comp_where, job=name).items():
+            out_decl = self._output_decl(out_raw, comp_where, ("outputs", out))
+            if out_decl is not None:
+                group.output_decls[out] = out_decl
+        jobs = self._mapping(body, "jobs", comp_where, job=name)
+        if not jobs:
+            self.error("a pipeline component needs 'jobs'", comp_where, "jobs", job=name)
+        p.groups[name] = group
+        inner_chain = chain + (path,) if path is not None else chain
+        group.jobs = self._jobs(p, name, jobs, comp_where.at("jobs"), inner_chain, inline_hints)
+        for local in group.jobs:
+            step = p.jobs.get(nesting.qualify(name, local))
+            if step is not None:
+                # As written in the component: `nesting.apply` rewrites the step's own.
+                group.job_inputs[local] = dict(step.inputs)
+                group.job_outputs[local] = {k: v for k, v in step.outputs.items() if v is not None}
+                group.job_compute[local] = step.compute
+        return True
+
+    def _pipeline_component(
+        self, job: str, ref: object, where: _Where, chain: tuple[Path, ...]
+    ) -> tuple[dict, _Where, Path | None] | None:
+        """A pipeline component's mapping, where it is written and its file (None: inline)."""
+        if isinstance(ref, dict):
+            return ref, where.at("component"), None
+        if not isinstance(ref, str) or not ref.strip():
+            self.error("component must be a path to a pipeline component file", where, "component", job=job)
+            return None
+        if ref.startswith("azureml:") or b.is_remote(ref):
+            self.error(f"pipeline component '{ref}' is not supported: use a local file", where, "component", job=job)
+            return None
+        base = self._base(where)
+        if base is None or self.root is None:
+            self._no_folder(f"component '{ref}'", where, ("component",), job)
+            return None
+        try:
+            path = resolve_local(base, ref, self.root)
+        except FilesError as exc:
+            self.error(str(exc), where, "component", job=job)
+            return None
+        display = os.path.normpath(os.path.join(os.path.dirname(where.file), ref.removeprefix("file:")))
+        if path in chain:
+            root = self.root.resolve()
+            cycle = " -> ".join(os.path.relpath(p, root) for p in (*chain[chain.index(path) :], path))
+            self.error(f"pipeline component '{ref}' uses itself: {cycle}", where, "component", job=job)
+            return None
+        if not path.is_file():
+            self.error(f"component '{ref}' is not a file", where, "component", job=job)
+            return None
+        try:
+            tree = load_yaml(read_text(path, filename=display, max_bytes=self.max_bytes), filename=display)
+        except SpecError as exc:
+            for problem in exc.problems:
+                problem.job = job
+            self.problems.extend(exc.problems)
+            return None
+        if not isinstance(tree, dict):
+            self.error("a component file must hold a mapping", _Where(display, tree), job=job)
+            return None
+        return tree, _Where(display, tree, base=path.parent), path
 
     def _settings(self, tree: LineDict, top: _Where) -> Settings:
         raw = self._mapping(tree, "settings", top)
@@ -558,7 +753,7 @@ class _PipelineReader:
 
     def _base(self, where: _Where) -> Path | None:
         """The folder that paths in the pipeline file are relative to (components pass their own)."""
-        return self.base_dir
+        return where.base if where.base is not None else self.base_dir
 
     def _code(self, value: object, step: str, base: Path | None, where: _Where, path: tuple[str, ...]) -> bool:
         if not isinstance(value, str) or not value.strip():
@@ -584,7 +779,7 @@ class _PipelineReader:
 
     def _component_ref(self, step: str, ref: object, where: _Where) -> _Component | None:
         if isinstance(ref, dict):
-            self.component_where[step] = _Where(where.file, where.tree, where.prefix + ("component",))
+            self.component_where[step] = where.at("component")
             return self._component_dict(
                 step, ref, where, base=self._base(where), code_files=None, prefix=("component",)
             )
@@ -610,7 +805,7 @@ class _PipelineReader:
         except FilesError as exc:
             self.error(str(exc), where, "component", job=step)
             return None
-        display = os.path.normpath(os.path.join(os.path.dirname(self.filename), ref.removeprefix("file:")))
+        display = os.path.normpath(os.path.join(os.path.dirname(where.file), ref.removeprefix("file:")))
         if not path.is_file():
             self.error(f"component '{ref}' is not a file", where, "component", job=step)
             return None
@@ -673,8 +868,11 @@ class _PipelineReader:
         prefix: tuple[str, ...] = (),
     ) -> _Component | None:
         """A command component's fields; `prefix` is where it sits in `where.tree` (inline components)."""
-        where = _Where(where.file, where.tree, where.prefix + prefix)
+        where = where.at(*prefix)
         type_ = raw.get("type", "command")
+        if type_ == "pipeline":
+            self.error("a pipeline component is used by a job with 'type: pipeline'", where, "type", job=step)
+            return None
         if type_ != "command":
             if type_ in _AZURE_ONLY_JOB_TYPES:
                 message = f"component type {type_} runs only on Azure ML; Stepwise cannot run it"
@@ -777,7 +975,9 @@ class _PipelineReader:
             if type_ in _AZURE_ONLY_JOB_TYPES:
                 self.error(f"type {type_} runs only on Azure ML; Stepwise cannot run it", where, "type", job=name)
             elif type_ in _NOT_YET_JOB_TYPES:
-                self.error(f"job type '{type_}' is not supported yet (only command jobs)", where, "type", job=name)
+                self.error(
+                    f"job type '{type_}' is not supported yet (only command and pipeline jobs)", where, "type", job=name
+                )
             else:
                 self.error(f"unknown job type '{type_}'", where, "type", job=name)
             return None

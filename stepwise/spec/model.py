@@ -128,6 +128,43 @@ class ParentOutputRef:
 
 
 @dataclass
+class ComponentGroup:
+    """A `type: pipeline` job: a pipeline component whose command jobs run as steps of the pipeline.
+
+    Its inner jobs are expanded into `Pipeline.jobs` under qualified names
+    (`<group>__<job>`, see `stepwise.spec.nesting`), with bindings, compute and outputs
+    resolved, so they run, reuse and retry like any step. The group keeps what the component
+    file says in its own terms (bindings naming its inputs and its sibling jobs), which the
+    export writes back and validation checks the expanded steps against.
+    """
+
+    name: str
+    job: str
+    parent: str = ""
+    display_name: str = ""
+    description: str = ""
+    component_name: str = ""
+    component_version: str = ""
+    input_decls: dict[str, InputDecl] = field(default_factory=dict)
+    output_decls: dict[str, OutputDecl] = field(default_factory=dict)
+    # The job's bindings as written in its parent (`ParentInput`: the parent's input,
+    # `JobOutput`: a sibling job by its key there).
+    inputs: dict[str, Binding] = field(default_factory=dict)
+    outputs: dict[str, ParentOutputRef] = field(default_factory=dict)
+    compute: str = ""
+    # Keys of its jobs in the component, in order (command steps and nested groups alike).
+    jobs: list[str] = field(default_factory=list)
+    # Per inner command job: its bindings and compute as written in the component file.
+    job_inputs: dict[str, dict[str, Binding]] = field(default_factory=dict)
+    job_outputs: dict[str, dict[str, ParentOutputRef]] = field(default_factory=dict)
+    job_compute: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.job
+
+
+@dataclass
 class Settings:
     default_compute: str = ""
     continue_on_step_failure: bool = False
@@ -147,6 +184,8 @@ class Pipeline:
     outputs: dict[str, OutputDecl] = field(default_factory=dict)
     jobs: dict[str, Step] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    # Pipeline components (`type: pipeline` jobs) by qualified name, parents before children.
+    groups: dict[str, ComponentGroup] = field(default_factory=dict)
 
     def step_files(self, step: str) -> dict[str, bytes]:
         prefix = f"code/{step}/"

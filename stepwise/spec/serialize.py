@@ -14,10 +14,12 @@ from pathlib import Path
 
 import yaml
 
+from . import nesting
 from .bindings import JOB_NAME, format_binding, literal_type
 from .files import safe_key
 from .model import (
     SECRET_TYPE,
+    ComponentGroup,
     DataPath,
     InputDecl,
     JobOutput,
@@ -32,6 +34,7 @@ from .model import (
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+PIPELINE_COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 JSON_FORMAT = 1
 
 # -- JSON ---------------------------------------------------------------------------------
@@ -154,6 +157,51 @@ def _step_from_json(d: dict) -> Step:
     )
 
 
+def _group_to_json(g: ComponentGroup) -> dict:
+    return {
+        "name": g.name,
+        "job": g.job,
+        "parent": g.parent,
+        "display_name": g.display_name,
+        "description": g.description,
+        "component_name": g.component_name,
+        "component_version": g.component_version,
+        "input_decls": {k: _decl_to_json(v) for k, v in g.input_decls.items()},
+        "output_decls": {k: _out_to_json(v) for k, v in g.output_decls.items()},
+        "inputs": {k: _binding_to_json(v) for k, v in g.inputs.items()},
+        "outputs": {k: v.name for k, v in g.outputs.items()},
+        "compute": g.compute,
+        "jobs": list(g.jobs),
+        "job_inputs": {j: {k: _binding_to_json(v) for k, v in b.items()} for j, b in g.job_inputs.items()},
+        "job_outputs": {j: {k: v.name for k, v in b.items()} for j, b in g.job_outputs.items()},
+        "job_compute": dict(g.job_compute),
+    }
+
+
+def _group_from_json(d: dict) -> ComponentGroup:
+    return ComponentGroup(
+        name=d["name"],
+        job=d["job"],
+        parent=d.get("parent", ""),
+        display_name=d.get("display_name", ""),
+        description=d.get("description", ""),
+        component_name=d.get("component_name", ""),
+        component_version=d.get("component_version", ""),
+        input_decls={k: _decl_from_json(v) for k, v in d.get("input_decls", {}).items()},
+        output_decls={k: _out_from_json(v) for k, v in d.get("output_decls", {}).items()},
+        inputs={k: _binding_from_json(v) for k, v in d.get("inputs", {}).items()},  # type: ignore[misc]
+        outputs={k: ParentOutputRef(v) for k, v in d.get("outputs", {}).items()},
+        compute=d.get("compute", ""),
+        jobs=list(d.get("jobs", [])),
+        job_inputs={
+            j: {k: _binding_from_json(v) for k, v in b.items()}  # type: ignore[misc]
+            for j, b in d.get("job_inputs", {}).items()
+        },
+        job_outputs={j: {k: ParentOutputRef(v) for k, v in b.items()} for j, b in d.get("job_outputs", {}).items()},
+        job_compute=dict(d.get("job_compute", {})),
+    )
+
+
 def to_json(p: Pipeline) -> dict:
     """Everything but `files`, as JSON-serializable data (bindings as tagged objects)."""
     s = p.settings
@@ -173,6 +221,8 @@ def to_json(p: Pipeline) -> dict:
         "inputs": {k: _decl_to_json(v) for k, v in p.inputs.items()},
         "outputs": {k: _out_to_json(v) for k, v in p.outputs.items()},
         "jobs": {k: _step_to_json(v) for k, v in p.jobs.items()},
+        # Only when there are some, so versions saved before pipeline components keep their hash.
+        **({"groups": {k: _group_to_json(v) for k, v in p.groups.items()}} if p.groups else {}),
     }
 
 
@@ -198,6 +248,7 @@ def from_json(d: dict, files: dict[str, bytes] | None = None) -> Pipeline:
             outputs={k: _out_from_json(v) for k, v in d.get("outputs", {}).items()},
             jobs={k: _step_from_json(v) for k, v in d.get("jobs", {}).items()},
             files=dict(files or {}),
+            groups={k: _group_from_json(v) for k, v in d.get("groups", {}).items()},
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed pipeline JSON: {exc!r}")
@@ -231,13 +282,13 @@ def _yaml(doc: dict) -> bytes:
     return text.encode("utf-8")
 
 
-def _data_path(p: Pipeline, data: DataPath) -> str:
-    """Export path of a data input, relative to pipeline.yml: the folder, or the one file."""
+def _data_path(p: Pipeline, data: DataPath, up: str = "./") -> str:
+    """Export path of a data input from pipeline.yml (`up`: from a component file): the folder, or its one file."""
     if data.type == "uri_file":
         names = sorted(k for k in p.files if k.startswith(data.key + "/"))
         if names:
-            return "./" + names[0]
-    return "./" + data.key
+            return up + names[0]
+    return up + data.key
 
 
 def _input_yaml(decl: InputDecl) -> dict:
@@ -280,35 +331,103 @@ def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     return _input_yaml(decl)
 
 
-def _binding_yaml(p: Pipeline, binding: object) -> object:
+def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
     if isinstance(binding, ParentInput | JobOutput):
         return format_binding(binding)
     if isinstance(binding, DataPath):
-        return {"type": binding.type, "path": _data_path(p, binding)}
+        return {"type": binding.type, "path": _data_path(p, binding, up)}
     return binding
 
 
-def _job_yaml(p: Pipeline, step: Step) -> dict:
-    j: dict = {"type": "command", "component": f"./components/{step.name}.yml"}
+def _job_yaml(
+    p: Pipeline,
+    step: Step,
+    *,
+    component: str = "",
+    written: tuple[dict, dict, str] | None = None,
+    up: str = "./",
+) -> dict:
+    """A command job; `written`: its inputs, outputs and compute as its pipeline component writes them."""
+    j: dict = {"type": "command", "component": component or f"./components/{step.name}.yml"}
+    bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
+    if written is None:
+        # A top-level job reads an inner step's output through its component's outputs.
+        bound_inputs = {k: nesting.outward(p, v) if isinstance(v, JobOutput) else v for k, v in bound_inputs.items()}
     if step.display_name:
         j["display_name"] = step.display_name
     if step.description:
         j["description"] = step.description
-    if step.compute:
-        j["compute"] = step.compute
+    if compute:
+        j["compute"] = compute
     if step.environment_variables:
         j["environment_variables"] = dict(step.environment_variables)
     if step.timeout_s is not None:
         j["limits"] = {"timeout": step.timeout_s}
     if step.max_retries:
         j["retry_settings"] = {"max_retries": step.max_retries}
-    inputs = {k: _binding_yaml(p, v) for k, v in step.inputs.items() if v is not None}
+    inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
-    outputs = {k: format_binding(v) for k, v in step.outputs.items() if v is not None}
+    outputs = {k: format_binding(v) for k, v in bound_outputs.items() if v is not None}
     if outputs:
         j["outputs"] = outputs
     return j
+
+
+def _group_job_yaml(g: ComponentGroup, component: str) -> dict:
+    j: dict = {"type": "pipeline", "component": component}
+    if g.compute:
+        j["compute"] = g.compute
+    inputs = {k: format_binding(v) if isinstance(v, ParentInput | JobOutput) else v for k, v in g.inputs.items()}
+    if inputs:
+        j["inputs"] = inputs
+    if g.outputs:
+        j["outputs"] = {k: format_binding(v) for k, v in g.outputs.items()}
+    return j
+
+
+def _pipeline_component_yaml(p: Pipeline, g: ComponentGroup) -> dict:
+    """`components/<group>.yml`; its jobs' component files sit beside it."""
+    c: dict = {
+        "$schema": PIPELINE_COMPONENT_SCHEMA,
+        "type": "pipeline",
+        "name": g.component_name or g.job,
+        "version": g.component_version or "1",
+    }
+    if g.display_name:
+        c["display_name"] = g.display_name
+    if g.description:
+        c["description"] = g.description
+    if g.input_decls:
+        c["inputs"] = {k: _input_yaml(v) for k, v in g.input_decls.items()}
+    if g.output_decls:
+        c["outputs"] = {k: _output_yaml(v) for k, v in g.output_decls.items()}
+    jobs: dict = {}
+    for local in g.jobs:
+        name = nesting.qualify(g.name, local)
+        if name in p.groups:
+            jobs[local] = _group_job_yaml(p.groups[name], f"./{name}.yml")
+        elif name in p.jobs:
+            written = (g.job_inputs.get(local, {}), g.job_outputs.get(local, {}), g.job_compute.get(local, ""))
+            jobs[local] = _job_yaml(p, p.jobs[name], component=f"./{name}.yml", written=written, up="../")
+    c["jobs"] = jobs
+    return c
+
+
+def _top_level_jobs(p: Pipeline) -> dict:
+    """The pipeline's own jobs in the order their steps run in: steps, and components by their outermost group."""
+    owner = {nesting.qualify(name, local): name for name, g in p.groups.items() for local in g.jobs}
+    jobs: dict = {}
+    for name in [*p.jobs, *p.groups]:
+        while name in owner:
+            name = owner[name]
+        if name in jobs:
+            continue
+        if name in p.groups:
+            jobs[name] = _group_job_yaml(p.groups[name], f"./components/{name}.yml")
+        else:
+            jobs[name] = _job_yaml(p, p.jobs[name])
+    return jobs
 
 
 def _component_yaml(step: Step) -> dict:
@@ -363,12 +482,12 @@ def _pipeline_yaml(p: Pipeline) -> dict:
         doc["inputs"] = {k: _pipeline_input_yaml(p, v) for k, v in p.inputs.items()}
     if p.outputs:
         doc["outputs"] = {k: _output_yaml(v) for k, v in p.outputs.items()}
-    doc["jobs"] = {name: _job_yaml(p, step) for name, step in p.jobs.items()}
+    doc["jobs"] = _top_level_jobs(p)
     return doc
 
 
 def _check_exportable(p: Pipeline) -> None:
-    for name in p.jobs:
+    for name in [*p.jobs, *p.groups]:
         if not JOB_NAME.fullmatch(name):
             raise ValueError(f"cannot export job '{name}': invalid job name")
     for key in p.files:
@@ -381,6 +500,8 @@ def yaml_files(p: Pipeline) -> dict[str, bytes]:
     out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
     for name, step in p.jobs.items():
         out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
+    for name, group in p.groups.items():
+        out[f"components/{name}.yml"] = _yaml(_pipeline_component_yaml(p, group))
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import nesting
 from .bindings import (
     JOB_NAME,
     MAX_NAME_LENGTH,
@@ -105,6 +106,7 @@ def validate_pipeline(
             found.warn(f"pipeline output '{name}' is not bound to any job output", field=f"outputs.{name}")
     _check_files(found, p)
     _check_cycles(found, p)
+    found.problems.extend(nesting.check(p))
     return found.problems
 
 

@@ -3,6 +3,7 @@ changes nothing, so the forms lose none of what the YAML said."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,5 +98,31 @@ def test_examples_round_trip_through_the_forms(client, alice, team, compute, exa
     version = services.pipeline_import(team=team, path=EXAMPLES / example / "pipeline.yml", user=alice)
     client.force_login(alice)
     _resave_every_step(client, version.pipeline)
+    version.pipeline.refresh_from_db()
+    assert version.pipeline.latest_version.number == 1
+
+
+def test_nested_pipeline_components_round_trip_through_the_forms(client, alice, team, compute, tmp_path):
+    corpus = Path(__file__).resolve().parents[1] / "azureml_corpus" / "pipeline_component"
+    shutil.copytree(corpus, tmp_path / "p")
+    version = services.pipeline_import(team=team, path=tmp_path / "p" / "pipeline.yml", user=alice)
+    client.force_login(alice)
+    _resave_every_step(client, version.pipeline)
+    version.pipeline.refresh_from_db()
+    assert version.pipeline.latest_version.number == 1
+
+
+def test_an_inner_steps_binding_is_changed_in_its_component_not_in_the_form(client, alice, team, compute, tmp_path):
+    corpus = Path(__file__).resolve().parents[1] / "azureml_corpus" / "pipeline_component"
+    shutil.copytree(corpus, tmp_path / "p")
+    version = services.pipeline_import(team=team, path=tmp_path / "p" / "pipeline.yml", user=alice)
+    client.force_login(alice)
+    url = reverse("step_edit", args=[version.pipeline.pk, "train_and_eval__fit__train"])
+    data = edit_post_from_page(client, url)
+    assert data["in-2-name"] == "times" and data["in-2-value"] == "2"
+    data["in-2-value"] = "5"
+    response = client.post(url, data)
+    assert response.status_code == 400
+    assert "belongs to pipeline component &#x27;fit&#x27;" in response.content.decode()
     version.pipeline.refresh_from_db()
     assert version.pipeline.latest_version.number == 1
