@@ -248,6 +248,32 @@ def _check_step(
     for var, value in step.environment_variables.items():
         if not isinstance(value, str) or not var or "=" in var or "\x00" in var + value:
             found.error(f"invalid environment variable {var!r}", job=job, field=f"environment_variables.{var}")
+    if step.parallel is not None:
+        _check_parallel(found, step)
+
+
+def _check_parallel(found: _Findings, step: Step) -> None:
+    """What ties a parallel job's settings to its inputs and outputs (the loader checked the rest)."""
+    settings, job = step.parallel, step.name
+    assert settings is not None
+    data = step.input_decls.get(settings.input_data)
+    if data is None:
+        message = f"input_data names input '{settings.input_data}', which the job does not have"
+        found.error(message, job=job, field="input_data")
+    elif data.type not in DATA_TYPES:
+        found.error(
+            f"input_data '{settings.input_data}' must be data ({', '.join(DATA_TYPES)}), not {data.type}",
+            job=job,
+            field="input_data",
+        )
+    if settings.append_row_to and settings.append_row_to not in step.output_decls:
+        found.error(
+            f"append_row_to names output '{settings.append_row_to}', which the job does not have",
+            job=job,
+            field="task.append_row_to",
+        )
+    if not step.has_code:
+        found.error("a parallel job needs task.code, the folder with its entry_script", job=job, field="task.code")
 
 
 def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: InputDecl, binding: object) -> None:
