@@ -826,6 +826,9 @@ class _PipelineReader:
         for key in raw:
             if key in ("command", "code", "environment"):
                 self.error(f"a parallel job has no '{key}' of its own: set it in its task", where, key, job=name)
+            elif key == "partition_keys":
+                # It changes what a mini-batch is: running without it would give other results.
+                self.error("partition_keys is not supported yet", where, key, job=name)
             elif key == "$schema":
                 self.warn("'$schema' is ignored", where, key, job=name)
             elif key in _IGNORED_JOB_KEYS and key not in known:

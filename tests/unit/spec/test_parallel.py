@@ -144,6 +144,7 @@ def test_the_corpus_sample_runs_locally(tmp_path):
         ("code: ./src", "code: ../elsewhere", "task.code", "outside"),
         ("code: ./src", "environment: azureml:env@latest", "task.code", "needs task.code"),
         ('mini_batch_size: "2"', "command: python x.py", "command", "no 'command' of its own"),
+        ('mini_batch_size: "2"', "partition_keys: [region]", "partition_keys", "partition_keys is not supported yet"),
     ],
 )
 def test_bad_parallel_fields_are_named(tmp_path, old, new, field, message):
