@@ -155,16 +155,21 @@ def _check_step(
             f"invalid job name '{key}': use lower-case letters, digits and underscores, not starting with a digit",
             job=job,
         )
-    if not step.command.strip():
+    # A parallel job's command is generated: what its author wrote in it is program_arguments
+    # (input_data and append_row_to are checked with its other settings).
+    text, what, text_field = step.command, "command", "command"
+    if step.parallel is not None:
+        text, what, text_field = step.parallel.program_arguments, "program_arguments", "task.program_arguments"
+    elif not step.command.strip():
         found.error("command is empty", job=job, field="command")
-    for error in command_errors(step.command):
-        found.error(error, job=job, field="command")
-    refs_in, refs_out = command_references(step.command)
+    for error in command_errors(text):
+        found.error(error, job=job, field=text_field)
+    refs_in, refs_out = command_references(text)
     for name in sorted(refs_in - step.input_decls.keys()):
-        found.error(f"command uses ${{{{inputs.{name}}}}} but no input '{name}' is declared", job=job, field="command")
+        found.error(f"{what} uses ${{{{inputs.{name}}}}} but no input '{name}' is declared", job=job, field=text_field)
     for name in sorted(refs_out - step.output_decls.keys()):
         found.error(
-            f"command uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field="command"
+            f"{what} uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field=text_field
         )
 
     secret_vars: dict[str, str] = {}
@@ -199,13 +204,14 @@ def _check_step(
     for name, decl in step.input_decls.items():
         if step.inputs.get(name) is None and not decl.optional and decl.default is None:
             found.error(f"required input '{name}' is not bound and has no default", job=job, field=f"inputs.{name}")
-    for name in sorted(required_inputs_used(step.command)):
+    for name in sorted(required_inputs_used(text)):
         decl = step.input_decls.get(name)
         if decl is not None and decl.optional and decl.default is None and step.inputs.get(name) is None:
             found.warn(
-                f"optional input '{name}' is used outside $[[ ... ]]; the command fails when it is not given",
+                f"optional input '{name}' is used outside $[[ ... ]]; the {'job' if step.parallel else 'command'} "
+                "fails when it is not given",
                 job=job,
-                field="command",
+                field=text_field,
             )
 
     for name, ref in step.outputs.items():

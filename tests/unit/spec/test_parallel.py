@@ -145,6 +145,18 @@ def test_the_corpus_sample_runs_locally(tmp_path):
         ("code: ./src", "environment: azureml:env@latest", "task.code", "needs task.code"),
         ('mini_batch_size: "2"', "command: python x.py", "command", "no 'command' of its own"),
         ('mini_batch_size: "2"', "partition_keys: [region]", "partition_keys", "partition_keys is not supported yet"),
+        (
+            "entry_script: score.py",
+            "entry_script: score.py\n          program_arguments: --model ${{inputs.model}}",
+            "task.program_arguments",
+            "program_arguments uses ${{inputs.model}} but no input 'model' is declared",
+        ),
+        (
+            "entry_script: score.py",
+            "entry_script: score.py\n          program_arguments: \"--x '${{inputs.files}}'\"",
+            "task.program_arguments",
+            "inside single quotes",
+        ),
     ],
 )
 def test_bad_parallel_fields_are_named(tmp_path, old, new, field, message):
