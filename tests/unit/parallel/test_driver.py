@@ -235,3 +235,18 @@ def test_result_lines_take_lists_and_refuse_what_is_not_rows():
     for bad in (None, "text", 5):
         with pytest.raises(TypeError, match="return a list or a pandas DataFrame"):
             result_lines(bad)
+
+
+class _Frame:
+    """What result_lines reads of a pandas DataFrame (pandas is not installed here)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def itertuples(self, index=True):
+        assert index is False
+        return iter(self.rows)
+
+
+def test_result_lines_write_a_dataframes_rows_space_separated():
+    assert result_lines(_Frame([("a.txt", 0.5), ("b.txt", 2)])) == ["a.txt 0.5", "b.txt 2"]
