@@ -731,6 +731,9 @@ class StepForms:
             outputs=outputs,
             component_name=base.component_name if old is not None or base is self.start_from else "",
             component_version=base.component_version if old is not None or base is self.start_from else "",
+            # A parallel job's command is generated from its settings: one edited by hand makes it
+            # a command job running that command, rather than an edit its export would drop.
+            parallel=base.parallel if base.parallel is not None and d["command"] == base.command else None,
         )
 
     def _still_the_component(self, command: str) -> bool:

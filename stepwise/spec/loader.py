@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import bindings as b
 from . import nesting
+from . import parallel as par
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
@@ -56,7 +57,7 @@ class DataLookupError(LookupError):
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
-_NOT_YET_JOB_TYPES = ("sweep", "parallel", "data_transfer", "import", "flow")
+_NOT_YET_JOB_TYPES = ("sweep", "data_transfer", "import", "flow")
 # Job types that need Azure ML's own services (its AutoML trainers, its Spark pools).
 _AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
@@ -353,6 +354,12 @@ class _PipelineReader:
             if raw.get("type") == "pipeline":
                 if self._group(p, scope, key, raw, job_where, chain, inline_hints):
                     keys.append(key)
+                continue
+            if scope and raw.get("type") == "parallel":
+                # Export writes a parallel job inline in pipeline.yml, with bindings a component cannot hold.
+                self.error(
+                    "a parallel job inside a pipeline component is not supported yet", job_where, "type", job=name
+                )
                 continue
             parsed = self._job(name, raw, job_where)
             if parsed is not None:
@@ -971,12 +978,17 @@ class _PipelineReader:
 
     def _job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None] | None] | None:
         type_ = raw.get("type", "command")
+        if type_ == "parallel":
+            return self._parallel_job(name, raw, where)
         if type_ != "command":
             if type_ in _AZURE_ONLY_JOB_TYPES:
                 self.error(f"type {type_} runs only on Azure ML; Stepwise cannot run it", where, "type", job=name)
             elif type_ in _NOT_YET_JOB_TYPES:
                 self.error(
-                    f"job type '{type_}' is not supported yet (only command and pipeline jobs)", where, "type", job=name
+                    f"job type '{type_}' is not supported yet (only command, parallel and pipeline jobs)",
+                    where,
+                    "type",
+                    job=name,
                 )
             else:
                 self.error(f"unknown job type '{type_}'", where, "type", job=name)
@@ -1035,6 +1047,80 @@ class _PipelineReader:
         for output_name, value in self._mapping(raw, "outputs", where, job=name).items():
             self._job_output(step, output_name, value, where, inline=inline)
         return step, (hints if inline else None)
+
+    def _parallel_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None]] | None:
+        """An inline `type: parallel` job: its task's entry script, run by Stepwise's driver."""
+        if "component" in raw:
+            self.error(
+                "parallel components are not supported yet: write the parallel job inline (task, input_data, ...)",
+                where,
+                "component",
+                job=name,
+            )
+            return None
+        known = {"type", "display_name", "description", "inputs", "outputs", "compute", "is_deterministic"}
+        known |= par.JOB_KEYS
+        for key in raw:
+            if key in ("command", "code", "environment"):
+                self.error(f"a parallel job has no '{key}' of its own: set it in its task", where, key, job=name)
+            elif key == "partition_keys":
+                # It changes what a mini-batch is: running without it would give other results.
+                self.error("partition_keys is not supported yet", where, key, job=name)
+            elif key == "$schema":
+                self.warn("'$schema' is ignored", where, key, job=name)
+            elif key in _IGNORED_JOB_KEYS and key not in known:
+                self.warn(f"'{key}' is not used by Stepwise and is ignored", where, key, job=name)
+            elif key not in known:
+                self.warn(f"unknown key '{key}' is ignored", where, key, job=name)
+        task = raw.get("task")
+        if not isinstance(task, dict):
+            self.error("task is required: {type: run_function, code: ..., entry_script: ...}", where, "task", job=name)
+            task = {}
+        for key in task:
+            if key not in par.TASK_KEYS:
+                self.warn(f"unknown key '{key}' is ignored", where, "task", key, job=name)
+        settings, found = par.read_parallel(raw, task)
+        for message, path in found:
+            self.error(message, where, *path, job=name)
+        has_code = False
+        # Without code, validation says so (for the editor too).
+        if task.get("code") is not None:
+            has_code = self._code(task["code"], name, self._base(where), where, ("task", "code"))
+        if settings is not None and has_code and f"{code_key(name)}/{settings.entry_script}" not in self.files:
+            self.error(
+                f"entry_script '{settings.entry_script}' is not in the code folder '{task['code']}'",
+                where,
+                "task",
+                "entry_script",
+                job=name,
+            )
+        deterministic = raw.get("is_deterministic", True)
+        if not isinstance(deterministic, bool):
+            self.error("is_deterministic must be true or false", where, "is_deterministic", job=name)
+        step = Step(
+            name=name,
+            command=par.driver_command(settings) if settings is not None else "",
+            display_name=self._str(raw, "display_name", where, job=name),
+            description=self._str(raw, "description", where, job=name),
+            component_name=name,
+            component_version="1",
+            has_code=has_code,
+            environment=self._environment(task.get("environment"), name, where, self._base(where)),
+            compute=self._str(raw, "compute", where, job=name),
+            environment_variables=self._str_map(task, "environment_variables", where, "task", job=name),
+            is_deterministic=deterministic is not False,
+            parallel=settings,
+        )
+        hints: dict[str, str | None] = {}
+        for input_name, value in self._mapping(raw, "inputs", where, job=name).items():
+            parsed = self._binding(name, input_name, value, where)
+            if parsed is not None:
+                step.inputs[input_name], hints[input_name] = parsed
+        for output_name, value in self._mapping(raw, "outputs", where, job=name).items():
+            self._job_output(step, output_name, value, where, inline=True)
+        if settings is None:
+            return None
+        return step, hints
 
     def _limits(self, step: Step, raw: dict, where: _Where) -> None:
         job = step.name

@@ -89,8 +89,37 @@ class OutputDecl:
 
 
 @dataclass
+class ParallelSettings:
+    """A `type: parallel` job's own fields (Azure ML's reference-yaml-job-parallel).
+
+    The step's `command` runs Stepwise's driver (`stepwise.parallel.driver`) with these, so a
+    parallel step executes, logs and is reused exactly as a command step is.
+    """
+
+    # The job input whose data is split: a folder's files, or a tabular (CSV) file's rows.
+    input_data: str
+    # Relative to the task's code folder.
+    entry_script: str
+    # As written: a count ("10") or, for tabular data, a size ("1mb"); "" for the default.
+    mini_batch_size: str = ""
+    program_arguments: str = ""
+    # The job output the rows that run() returns are appended to; "" when not set.
+    append_row_to: str = ""
+    instance_count: int = 1
+    max_concurrency_per_instance: int = 1
+    # -1 ignores every failure; otherwise the job fails once failures exceed it.
+    error_threshold: int = -1
+    mini_batch_error_threshold: int = -1
+    # Per mini-batch, as Azure ML has them (not retries of the whole step).
+    max_retries: int = 2
+    timeout_s: int = 60
+    logging_level: str = "INFO"
+
+
+@dataclass
 class Step:
-    """One `type: command` job, with its component (inline or from a file) folded in."""
+    """One `type: command` job (or a `type: parallel` one, see `parallel`), with its component
+    (inline or from a file) folded in."""
 
     name: str
     command: str
@@ -114,6 +143,7 @@ class Step:
     timeout_s: int | None = None
     max_retries: int = 0
     is_deterministic: bool = True
+    parallel: ParallelSettings | None = None
 
     @property
     def label(self) -> str:

@@ -8,6 +8,7 @@ files under their keys (`code/<step>/...`, `data/...`), which are already export
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from .model import (
     InputDecl,
     JobOutput,
     OutputDecl,
+    ParallelSettings,
     ParentInput,
     ParentOutputRef,
     Pipeline,
@@ -31,6 +33,7 @@ from .model import (
     Step,
     code_key,
 )
+from .parallel import parallel_fields, task_fields
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
@@ -132,6 +135,8 @@ def _step_to_json(step: Step) -> dict:
         "timeout_s": step.timeout_s,
         "max_retries": step.max_retries,
         "is_deterministic": step.is_deterministic,
+        # Only for parallel jobs, so versions saved before them keep their content hash.
+        **({"parallel": dataclasses.asdict(step.parallel)} if step.parallel is not None else {}),
     }
 
 
@@ -154,6 +159,7 @@ def _step_from_json(d: dict) -> Step:
         timeout_s=d.get("timeout_s"),
         max_retries=d.get("max_retries", 0),
         is_deterministic=d.get("is_deterministic", True),
+        parallel=ParallelSettings(**d["parallel"]) if d.get("parallel") else None,
     )
 
 
@@ -339,6 +345,45 @@ def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
     return binding
 
 
+def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
+    """A parallel job is written inline, as Azure ML's parallel pipeline examples write them:
+    Stepwise reads no parallel component files."""
+    assert step.parallel is not None
+    j: dict = {"type": "parallel"}
+    for key in ("display_name", "description", "compute"):
+        if getattr(step, key):
+            j[key] = getattr(step, key)
+    if not step.is_deterministic:
+        j["is_deterministic"] = False
+    j.update(parallel_fields(step.parallel))
+    task: dict = task_fields(step.parallel)
+    if step.has_code:
+        task["code"] = f"./{code_key(step.name)}"
+    if step.environment:
+        task["environment"] = copy.deepcopy(step.environment)
+    if step.environment_variables:
+        task["environment_variables"] = dict(step.environment_variables)
+    j["task"] = task
+    # A top-level job reads an inner step's output through its component's outputs.
+    inputs = {
+        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) else v)
+        for k, v in step.inputs.items()
+        if v is not None
+    }
+    if inputs:
+        j["inputs"] = inputs
+    outputs = {}
+    for name, decl in step.output_decls.items():
+        out = _output_yaml(decl)
+        ref = step.outputs.get(name)
+        if ref is not None:
+            out["path"] = format_binding(ref)
+        outputs[name] = out
+    if outputs:
+        j["outputs"] = outputs
+    return j
+
+
 def _job_yaml(
     p: Pipeline,
     step: Step,
@@ -348,6 +393,8 @@ def _job_yaml(
     up: str = "./",
 ) -> dict:
     """A command job; `written`: its inputs, outputs and compute as its pipeline component writes them."""
+    if step.parallel is not None:
+        return _parallel_job_yaml(p, step)
     j: dict = {"type": "command", "component": component or f"./components/{step.name}.yml"}
     bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
     if written is None:
@@ -499,7 +546,8 @@ def yaml_files(p: Pipeline) -> dict[str, bytes]:
     """The export's YAML files (`pipeline.yml`, then `components/<step>.yml`), without the name checks."""
     out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
     for name, step in p.jobs.items():
-        out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
+        if step.parallel is None:
+            out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
     for name, group in p.groups.items():
         out[f"components/{name}.yml"] = _yaml(_pipeline_component_yaml(p, group))
     return out

@@ -217,16 +217,21 @@ def _check_step(
             f"invalid job name '{key}': use lower-case letters, digits and underscores, not starting with a digit",
             job=job,
         )
-    if not step.command.strip():
+    # A parallel job's command is generated: what its author wrote in it is program_arguments
+    # (input_data and append_row_to are checked with its other settings).
+    text, what, text_field = step.command, "command", "command"
+    if step.parallel is not None:
+        text, what, text_field = step.parallel.program_arguments, "program_arguments", "task.program_arguments"
+    elif not step.command.strip():
         found.error("command is empty", job=job, field="command")
-    for error in command_errors(step.command):
-        found.error(error, job=job, field="command")
-    refs_in, refs_out = command_references(step.command)
+    for error in command_errors(text):
+        found.error(error, job=job, field=text_field)
+    refs_in, refs_out = command_references(text)
     for name in sorted(refs_in - step.input_decls.keys()):
-        found.error(f"command uses ${{{{inputs.{name}}}}} but no input '{name}' is declared", job=job, field="command")
+        found.error(f"{what} uses ${{{{inputs.{name}}}}} but no input '{name}' is declared", job=job, field=text_field)
     for name in sorted(refs_out - step.output_decls.keys()):
         found.error(
-            f"command uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field="command"
+            f"{what} uses ${{{{outputs.{name}}}}} but no output '{name}' is declared", job=job, field=text_field
         )
 
     secret_vars: dict[str, str] = {}
@@ -261,13 +266,14 @@ def _check_step(
     for name, decl in step.input_decls.items():
         if step.inputs.get(name) is None and not decl.optional and decl.default is None:
             found.error(f"required input '{name}' is not bound and has no default", job=job, field=f"inputs.{name}")
-    for name in sorted(required_inputs_used(step.command)):
+    for name in sorted(required_inputs_used(text)):
         decl = step.input_decls.get(name)
         if decl is not None and decl.optional and decl.default is None and step.inputs.get(name) is None:
             found.warn(
-                f"optional input '{name}' is used outside $[[ ... ]]; the command fails when it is not given",
+                f"optional input '{name}' is used outside $[[ ... ]]; the {'job' if step.parallel else 'command'} "
+                "fails when it is not given",
                 job=job,
-                field="command",
+                field=text_field,
             )
 
     for name, ref in step.outputs.items():
@@ -310,6 +316,32 @@ def _check_step(
     for var, value in step.environment_variables.items():
         if not isinstance(value, str) or not var or "=" in var or "\x00" in var + value:
             found.error(f"invalid environment variable {var!r}", job=job, field=f"environment_variables.{var}")
+    if step.parallel is not None:
+        _check_parallel(found, step)
+
+
+def _check_parallel(found: _Findings, step: Step) -> None:
+    """What ties a parallel job's settings to its inputs and outputs (the loader checked the rest)."""
+    settings, job = step.parallel, step.name
+    assert settings is not None
+    data = step.input_decls.get(settings.input_data)
+    if data is None:
+        message = f"input_data names input '{settings.input_data}', which the job does not have"
+        found.error(message, job=job, field="input_data")
+    elif data.type not in DATA_TYPES:
+        found.error(
+            f"input_data '{settings.input_data}' must be data ({', '.join(DATA_TYPES)}), not {data.type}",
+            job=job,
+            field="input_data",
+        )
+    if settings.append_row_to and settings.append_row_to not in step.output_decls:
+        found.error(
+            f"append_row_to names output '{settings.append_row_to}', which the job does not have",
+            job=job,
+            field="task.append_row_to",
+        )
+    if not step.has_code:
+        found.error("a parallel job needs task.code, the folder with its entry_script", job=job, field="task.code")
 
 
 def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: InputDecl, binding: object) -> None:

@@ -340,3 +340,10 @@ def test_a_component_output_bound_by_two_jobs_is_an_error(tmp_path):
         load_errors(path), "output 'out' of pipeline component 'outer' is already bound by job 'outer__inner'"
     )
     assert problem.job == "outer__twin" and problem.file.endswith("level1.yml")
+
+
+def test_a_parallel_job_inside_a_component_is_refused_with_one_error(tmp_path):
+    wrapper = _wrapper("./work.yml").replace("type: command", "type: parallel")
+    path = write(tmp_path, {"pipeline.yml": PIPELINE, "level1.yml": wrapper, "work.yml": _command()})
+    problem = one(load_errors(path), "a parallel job inside a pipeline component is not supported yet")
+    assert problem.job == "outer__inner"

@@ -1,0 +1,184 @@
+"""A `type: parallel` job's own fields: read from the YAML, checked, and turned into the command
+that runs Stepwise's driver (`stepwise.parallel.driver`), and back into YAML on export."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+
+from stepwise.parallel.batches import parse_mini_batch_size
+
+from .model import ParallelSettings
+
+TASK_TYPES = ("run_function",)
+LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DRIVER_MODULE = "stepwise.parallel.driver"
+# Keys of a parallel job besides those every job has (inputs, outputs, compute, ...).
+JOB_KEYS = frozenset(
+    {
+        "task",
+        "input_data",
+        "mini_batch_size",
+        "resources",
+        "max_concurrency_per_instance",
+        "error_threshold",
+        "mini_batch_error_threshold",
+        "retry_settings",
+        "logging_level",
+    }
+)
+TASK_KEYS = frozenset({"type", "code", "entry_script", "program_arguments", "environment", "environment_variables"})
+TASK_KEYS |= {"append_row_to"}
+_INPUT_REF = re.compile(r"\$\{\{\s*inputs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_OUTPUT_REF = re.compile(r"\$\{\{\s*outputs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+# (message, path of the field) for each problem found.
+Findings = list[tuple[str, tuple[str, ...]]]
+
+
+def _whole_number(value: object, minimum: int, what: str, path: tuple[str, ...], found: Findings) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        found.append((f"{what} must be a whole number of at least {minimum}, got {value!r}", path))
+        return None
+    return value
+
+
+def entry_script_error(entry_script: str) -> str | None:
+    """Why `entry_script` is not a relative path inside the code folder, or None."""
+    path = PurePosixPath(entry_script.replace("\\", "/"))
+    if not entry_script.strip() or path.is_absolute() or ".." in path.parts or entry_script.startswith("~"):
+        return f"entry_script '{entry_script}' must be a relative path inside the task's code folder"
+    if path.suffix != ".py":
+        return f"entry_script '{entry_script}' must be a Python file (.py)"
+    return None
+
+
+def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findings]:
+    """The settings of a parallel job's mapping `raw` (its `task` given apart); problems by field path."""
+    found: Findings = []
+    settings = ParallelSettings(input_data="", entry_script="")
+
+    task_type = task.get("type", "run_function")
+    if task_type not in TASK_TYPES:
+        found.append((f"unknown task type '{task_type}' (only {', '.join(TASK_TYPES)})", ("task", "type")))
+    entry = task.get("entry_script")
+    if entry is None:
+        found.append(("entry_script is required: the Python file with init() and run(mini_batch)", ("task",)))
+    elif not isinstance(entry, str):
+        found.append(("entry_script must be a path", ("task", "entry_script")))
+    else:
+        error = entry_script_error(entry)
+        if error:
+            found.append((error, ("task", "entry_script")))
+        settings.entry_script = str(PurePosixPath(entry.replace("\\", "/")))
+    arguments = task.get("program_arguments", "")
+    if not isinstance(arguments, str):
+        found.append(("program_arguments must be a string", ("task", "program_arguments")))
+    else:
+        settings.program_arguments = arguments.strip()
+    append = task.get("append_row_to")
+    if append is not None:
+        match = _OUTPUT_REF.fullmatch(append.strip()) if isinstance(append, str) else None
+        if match is None:
+            found.append(("append_row_to must be ${{outputs.NAME}}", ("task", "append_row_to")))
+        else:
+            settings.append_row_to = match.group(1)
+
+    data = raw.get("input_data")
+    match = _INPUT_REF.fullmatch(data.strip()) if isinstance(data, str) else None
+    if data is None:
+        found.append(("input_data is required: ${{inputs.NAME}} of the data to split", ("input_data",)))
+    elif match is None:
+        found.append(("input_data must be ${{inputs.NAME}}", ("input_data",)))
+    else:
+        settings.input_data = match.group(1)
+
+    size = raw.get("mini_batch_size")
+    if size is not None:
+        try:
+            parse_mini_batch_size(size)
+            settings.mini_batch_size = str(size).strip().lower()
+        except ValueError as exc:
+            found.append((str(exc), ("mini_batch_size",)))
+
+    resources = raw.get("resources") or {}
+    if isinstance(resources, dict) and "instance_count" in resources:
+        count = _whole_number(resources["instance_count"], 1, "instance_count", ("resources", "instance_count"), found)
+        settings.instance_count = count or 1
+    if "max_concurrency_per_instance" in raw:
+        path = ("max_concurrency_per_instance",)
+        settings.max_concurrency_per_instance = _whole_number(raw[path[0]], 1, path[0], path, found) or 1
+    for key in ("error_threshold", "mini_batch_error_threshold"):
+        if key in raw:
+            value = _whole_number(raw[key], -1, key, (key,), found)
+            setattr(settings, key, -1 if value is None else value)
+    retry = raw.get("retry_settings") or {}
+    if isinstance(retry, dict):
+        if "max_retries" in retry:
+            path = ("retry_settings", "max_retries")
+            value = _whole_number(retry["max_retries"], 0, "max_retries", path, found)
+            settings.max_retries = 0 if value is None else value
+        if "timeout" in retry:
+            path = ("retry_settings", "timeout")
+            settings.timeout_s = _whole_number(retry["timeout"], 1, "timeout (seconds)", path, found) or 60
+    level = raw.get("logging_level")
+    if level is not None:
+        if not isinstance(level, str) or level.upper() not in LOGGING_LEVELS:
+            message = f"logging_level must be one of {', '.join(LOGGING_LEVELS)}, got {level!r}"
+            found.append((message, ("logging_level",)))
+        else:
+            settings.logging_level = level.upper()
+    return (None if found else settings), found
+
+
+def driver_command(settings: ParallelSettings) -> str:
+    """The step's command: the driver, its options, then the program arguments after `--`."""
+    s = settings
+    parts = [
+        "python -m",
+        DRIVER_MODULE,
+        f"--input-data ${{{{inputs.{s.input_data}}}}}",
+        f"--entry-script {shlex.quote(s.entry_script)}",
+    ]
+    if s.mini_batch_size:
+        parts.append(f"--mini-batch-size {shlex.quote(s.mini_batch_size)}")
+    if s.append_row_to:
+        parts.append(f"--append-row-to ${{{{outputs.{s.append_row_to}}}}}")
+    parts += [
+        f"--instance-count {s.instance_count}",
+        f"--max-concurrency-per-instance {s.max_concurrency_per_instance}",
+        f"--error-threshold {s.error_threshold}",
+        f"--mini-batch-error-threshold {s.mini_batch_error_threshold}",
+        f"--max-retries {s.max_retries}",
+        f"--timeout {s.timeout_s}",
+        f"--logging-level {s.logging_level}",
+    ]
+    if s.program_arguments:
+        parts += ["--", s.program_arguments]
+    return " ".join(parts)
+
+
+def parallel_fields(settings: ParallelSettings) -> dict:
+    """The job-level fields for the YAML export (the task is written apart)."""
+    s = settings
+    d: dict = {"input_data": f"${{{{inputs.{s.input_data}}}}}"}
+    if s.mini_batch_size:
+        d["mini_batch_size"] = s.mini_batch_size
+    if s.instance_count != 1:
+        d["resources"] = {"instance_count": s.instance_count}
+    d["max_concurrency_per_instance"] = s.max_concurrency_per_instance
+    d["error_threshold"] = s.error_threshold
+    d["mini_batch_error_threshold"] = s.mini_batch_error_threshold
+    d["retry_settings"] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
+    d["logging_level"] = s.logging_level
+    return d
+
+
+def task_fields(settings: ParallelSettings) -> dict:
+    d: dict = {"type": "run_function", "entry_script": settings.entry_script}
+    if settings.program_arguments:
+        d["program_arguments"] = settings.program_arguments
+    if settings.append_row_to:
+        d["append_row_to"] = f"${{{{outputs.{settings.append_row_to}}}}}"
+    return d
