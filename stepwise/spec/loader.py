@@ -14,13 +14,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import bindings as b
+from .environment import conda_env, image_only
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
+    DISTRIBUTION_TYPES,
     INPUT_TYPES,
     OUTPUT_TYPES,
     Binding,
     DataPath,
+    Distribution,
     InputDecl,
     JobOutput,
     OutputDecl,
@@ -57,15 +60,15 @@ _NOT_YET_JOB_TYPES = ("sweep", "parallel", "pipeline", "spark", "automl", "data_
 _IGNORED_JOB_KEYS = (
     "name",
     "tags",
-    "resources",
-    "distribution",
     "identity",
     "services",
     "queue_settings",
     "properties",
     "experiment_name",
 )
-_IGNORED_COMPONENT_KEYS = ("tags", "resources", "distribution", "properties", "services")
+_IGNORED_COMPONENT_KEYS = ("tags", "properties", "services")
+# `resources` keys that only a cloud cluster uses.
+_IGNORED_RESOURCE_KEYS = ("instance_type", "shm_size", "docker_args", "properties", "locations", "max_instance_count")
 # Fields of a validation problem that live in the component file when the step has one.
 _COMPONENT_FIELD = re.compile(r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|optional))")
 
@@ -139,6 +142,7 @@ class _Component:
     description: str = ""
     environment: str | dict[str, object] = ""
     is_deterministic: bool = True
+    distribution: Distribution | None = None
     input_decls: dict[str, InputDecl] = field(default_factory=dict)
     output_decls: dict[str, OutputDecl] = field(default_factory=dict)
     has_code: bool = False
@@ -662,7 +666,7 @@ class _PipelineReader:
             tree=where.tree if isinstance(where.tree, LineDict) else None,
         )
         known = {"type", "name", "version", "display_name", "description", "is_deterministic", "inputs", "outputs"}
-        known |= {"code", "environment", "command"}
+        known |= {"code", "environment", "command", "resources", "distribution"}
         for key in raw:
             if key == "$schema":
                 self.warn("'$schema' is ignored", where, key, job=step)
@@ -704,6 +708,7 @@ class _PipelineReader:
         else:
             comp.is_deterministic = deterministic
         comp.environment = self._environment(raw.get("environment"), step, where, base)
+        comp.distribution = self._distribution(raw, where, step)
         if code_files is not None:
             if not isinstance(code_files, dict) or not all(
                 isinstance(k, str) and isinstance(v, bytes) for k, v in code_files.items()
@@ -739,7 +744,109 @@ class _PipelineReader:
                 self.error(f"conda_file: {exc}", where, "environment", "conda_file", job=step)
         if "build" in env:
             self.warn("environment 'build' context is recorded, not built", where, "environment", "build", job=step)
+        elif image_only(env):
+            self.warn(
+                "environment has no conda_file: its image is not pulled, the step runs in its compute "
+                "target's own Python environment",
+                where,
+                "environment",
+                "image",
+                job=step,
+            )
+        if env.get("conda_file") is not None:
+            self._conda(env["conda_file"], where, step)
         return env
+
+    def _conda(self, conda: object, where: _Where, step: str) -> None:
+        read = conda_env(conda)
+        for message in read.errors:
+            self.error(message, where, "environment", "conda_file", job=step)
+        if read.conda_only:
+            self.error(
+                f"conda packages cannot be installed by Stepwise: {', '.join(read.conda_only)} "
+                "(list them under 'pip:' instead)",
+                where,
+                "environment",
+                "conda_file",
+                job=step,
+            )
+        if read.provided:
+            self.warn(
+                f"{', '.join(read.provided)}: not installed from conda; the step's virtual environment has pip's own",
+                where,
+                "environment",
+                "conda_file",
+                job=step,
+            )
+
+    def _distribution(self, raw: dict, where: _Where, step: str) -> Distribution | None:
+        """`distribution` and `resources.instance_count`: processes on this one host."""
+        resources = self._mapping(raw, "resources", where, job=step)
+        for key, value in resources.items():
+            if key == "instance_count":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    self.error(
+                        f"instance_count must be a whole number of 1 or more, got {value!r}",
+                        where,
+                        "resources",
+                        key,
+                        job=step,
+                    )
+                elif value > 1:
+                    self.error(
+                        f"instance_count {value}: multi-host steps are not supported yet (use "
+                        "distribution.process_count_per_instance for several processes on one host)",
+                        where,
+                        "resources",
+                        key,
+                        job=step,
+                    )
+            elif key in _IGNORED_RESOURCE_KEYS:
+                self.warn(f"resources.{key} is not used by Stepwise and is ignored", where, "resources", key, job=step)
+            else:
+                self.warn(f"unknown key 'resources.{key}' is ignored", where, "resources", key, job=step)
+        dist = self._mapping(raw, "distribution", where, job=step)
+        if not dist:
+            return None
+        type_ = dist.get("type")
+        if type_ not in DISTRIBUTION_TYPES:
+            what = "not supported yet" if type_ == "ray" else "unknown"
+            self.error(
+                f"distribution type {type_!r} is {what} (one of {', '.join(DISTRIBUTION_TYPES)})",
+                where,
+                "distribution",
+                "type",
+                job=step,
+            )
+            return None
+        count_key = "worker_count" if type_ == "tensorflow" else "process_count_per_instance"
+        allowed = {"type", count_key} | ({"parameter_server_count"} if type_ == "tensorflow" else set())
+        for key in dist:
+            if key not in allowed:
+                self.warn(f"unknown key 'distribution.{key}' is ignored", where, "distribution", key, job=step)
+        count = dist.get(count_key, 1)
+        if count is None:
+            count = 1
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            self.error(
+                f"{count_key} must be a whole number of 1 or more, got {count!r}",
+                where,
+                "distribution",
+                count_key,
+                job=step,
+            )
+            return None
+        servers = dist.get("parameter_server_count") or 0
+        if servers:
+            self.error(
+                "parameter servers are not supported yet (parameter_server_count must be 0)",
+                where,
+                "distribution",
+                "parameter_server_count",
+                job=step,
+            )
+            return None
+        return Distribution(type=type_, processes=count)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -754,6 +861,7 @@ class _PipelineReader:
         inline = "component" not in raw
         known = {"type", "component", "display_name", "description", "inputs", "outputs", "compute"}
         known |= {"environment_variables", "limits", "retry_settings", "environment", "is_deterministic"}
+        known |= {"resources", "distribution"}
         if inline:
             known |= {"command", "code", "$schema"}
         for key in raw:
@@ -775,6 +883,8 @@ class _PipelineReader:
                 return None
             if raw.get("environment") is not None:
                 comp.environment = self._environment(raw["environment"], name, where, self._base(where))
+            # A job's own distribution and resources override its component's, as in Azure ML.
+            comp.distribution = self._distribution(raw, where, name) or comp.distribution
             if "is_deterministic" in raw:
                 if isinstance(raw["is_deterministic"], bool):
                     comp.is_deterministic = raw["is_deterministic"]
@@ -795,6 +905,7 @@ class _PipelineReader:
             compute=self._str(raw, "compute", where, job=name),
             environment_variables=self._str_map(raw, "environment_variables", where, job=name),
             is_deterministic=comp.is_deterministic,
+            distribution=comp.distribution,
         )
         self._limits(step, raw, where)
         hints: dict[str, str | None] = {}
@@ -1000,6 +1111,7 @@ def load_component(
             has_code=comp.has_code,
             environment=comp.environment,
             is_deterministic=comp.is_deterministic,
+            distribution=comp.distribution,
         )
         # Bound to same-typed pipeline inputs, so validation checks the component, not a missing binding.
         wrapper = Pipeline(name=_ALONE, files=reader.files)

@@ -88,6 +88,18 @@ class OutputDecl:
     asset_version: str = ""
 
 
+DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Azure ML's `distribution`: the step's command started `processes` times on its one host,
+    each with the variables its framework reads (runs/distribution.py)."""
+
+    type: str
+    processes: int = 1
+
+
 @dataclass
 class Step:
     """One `type: command` job, with its component (inline or from a file) folded in."""
@@ -114,6 +126,7 @@ class Step:
     timeout_s: int | None = None
     max_retries: int = 0
     is_deterministic: bool = True
+    distribution: Distribution | None = None
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ from .files import safe_key
 from .model import (
     SECRET_TYPE,
     DataPath,
+    Distribution,
     InputDecl,
     JobOutput,
     OutputDecl,
@@ -129,6 +130,9 @@ def _step_to_json(step: Step) -> dict:
         "timeout_s": step.timeout_s,
         "max_retries": step.max_retries,
         "is_deterministic": step.is_deterministic,
+        "distribution": (
+            {"type": step.distribution.type, "processes": step.distribution.processes} if step.distribution else None
+        ),
     }
 
 
@@ -151,6 +155,7 @@ def _step_from_json(d: dict) -> Step:
         timeout_s=d.get("timeout_s"),
         max_retries=d.get("max_retries", 0),
         is_deterministic=d.get("is_deterministic", True),
+        distribution=Distribution(**d["distribution"]) if d.get("distribution") else None,
     )
 
 
@@ -332,6 +337,9 @@ def _component_yaml(step: Step) -> dict:
         c["code"] = f"../{code_key(step.name)}"
     if step.environment:
         c["environment"] = copy.deepcopy(step.environment)
+    if step.distribution:
+        count_key = "worker_count" if step.distribution.type == "tensorflow" else "process_count_per_instance"
+        c["distribution"] = {"type": step.distribution.type, count_key: step.distribution.processes}
     c["command"] = step.command
     return c
 
