@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# Conda packages a virtual environment has anyway, or that pip needs no help with.
+# Conda packages that only serve to install the `pip:` list, which Stepwise installs its own way.
 PROVIDED = ("pip", "setuptools", "wheel")
 # A conda match spec's name: what comes before the version, build or channel parts.
 _SPEC_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
@@ -26,7 +26,7 @@ class CondaEnv:
     pip: list[str] = field(default_factory=list)
     # Conda packages that are not Python or pip: refused (`validate` names them).
     conda_only: list[str] = field(default_factory=list)
-    # Conda packages skipped because a virtual environment has them anyway.
+    # Conda packages skipped: Stepwise's installer stands in for them.
     provided: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 

@@ -772,7 +772,7 @@ class _PipelineReader:
             )
         if read.provided:
             self.warn(
-                f"{', '.join(read.provided)}: not installed from conda; the step's virtual environment has pip's own",
+                f"{', '.join(read.provided)}: ignored (Stepwise installs the 'pip:' list with its own installer)",
                 where,
                 "environment",
                 "conda_file",

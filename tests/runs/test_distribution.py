@@ -10,9 +10,10 @@ import uuid
 
 import pytest
 
-from runs import distribution, executor
+from runs import distribution, executor, orchestrator, reuse
 from runs.models import ComputeTarget, StepRun, StepState
 from runs.services import run_create
+from stepwise.spec import Distribution, Pipeline, Step
 from tests.integration.test_execution import import_yaml
 
 
@@ -106,3 +107,16 @@ def test_a_distributed_step_runs_its_ranks_in_the_sandbox(target, alice, team, t
     out = executor.artifacts.artifact_path(step.outputs.get(name="out").artifact, "out")
     texts = sorted(p.read_text() for p in out.iterdir())
     assert texts == ["rank 0 of 2 at 127.0.0.1\n", "rank 1 of 2 at 127.0.0.1\n"]
+
+
+def test_the_process_count_is_part_of_the_fingerprint_and_named_when_it_changes():
+    def parts(distribution):
+        step = Step(name="train", command="python train.py", distribution=distribution)
+        pipeline = Pipeline(name="p", jobs={"train": step})
+        return orchestrator.fingerprint_parts(pipeline, step, run_inputs={}, file_map={}, upstream_outputs={})
+
+    plain, two, four = parts(None), parts(Distribution("pytorch", 2)), parts(Distribution("pytorch", 4))
+    # A step without a distribution keeps the fingerprint earlier runs recorded.
+    assert "distribution" not in plain
+    assert len({orchestrator.fingerprint(p) for p in (plain, two, four)}) == 3
+    assert reuse.diff_parts(two, four) == ["the distribution changed"]
