@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -30,7 +31,7 @@ from pathlib import Path
 from django.conf import settings
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from stepwise.spec.environment import conda_env, environment_conda, image_only
+from stepwise.spec.environment import conda_env, environment_conda, image_only, local_paths
 
 MARKER = ".stepwise-ready"
 LOG_PREFIX = "[environment] "
@@ -79,6 +80,8 @@ def plan(environment: str | dict[str, object]) -> Plan | None:
         raise EnvironmentBuildError(
             f"conda packages cannot be installed by Stepwise: {', '.join(read.conda_only)} (list them under 'pip:')"
         )
+    for place in local_paths(read.pip):
+        check_local_path(place)
     interpreter = choose_python(read.python)
     content = {"python": interpreter.version, "pip": read.pip, "installer": "uv" if uv_binary() else "pip"}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
@@ -95,6 +98,19 @@ def notes(environment: str | dict[str, object]) -> list[str]:
         f"{LOG_PREFIX}warning: image {image} is not pulled (the environment has no conda_file): "
         "the step runs in its compute target's own Python environment"
     ]
+
+
+def check_local_path(place: str) -> None:
+    """A local path a `pip:` line names must lie in settings.STEPWISE_ENV_PACKAGE_DIRS."""
+    path = urllib.parse.unquote(urllib.parse.urlparse(place).path) if place.startswith("file:") else place
+    roots = [Path(root).resolve() for root in settings.STEPWISE_ENV_PACKAGE_DIRS]
+    if Path(path).is_absolute() and any(Path(path).resolve().is_relative_to(root) for root in roots):
+        return
+    where = ", ".join(str(root) for root in roots) or "none are configured"
+    raise EnvironmentBuildError(
+        f"local package path {place!r} is not in a folder this worker installs packages from "
+        f"(STEPWISE_ENV_PACKAGE_DIRS: {where}); give an absolute path there, or an index URL"
+    )
 
 
 # -- the interpreter ----------------------------------------------------------------------

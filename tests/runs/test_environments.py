@@ -42,6 +42,7 @@ def target(settings, tmp_path, transactional_db) -> ComputeTarget:
     settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
     settings.STEPWISE_WORKDIR = tmp_path / "work"
     settings.STEPWISE_ENVS_CACHE = tmp_path / "envs"
+    settings.STEPWISE_ENV_PACKAGE_DIRS = [tmp_path / "wheels"]
     # No worker serves this queue: the test runs the steps itself. Sandboxed, as `make run` makes it.
     ComputeTarget.objects.all().delete()
     return ComputeTarget.objects.create(name="local", queue=f"test-{uuid.uuid4().hex[:8]}", is_default=True)
@@ -132,6 +133,15 @@ def test_a_package_that_cannot_be_had_fails_the_step_clearly(alice, team, tmp_pa
     # The installer's own words are in the step's log, and nothing half-built is kept.
     assert "[environment] " in log_of(step)
     assert not (tmp_path / "envs" / builds[0]).exists()
+
+
+@pytest.mark.parametrize("line", ["--find-links /etc", "tinypkg @ file:///etc/tinypkg-0.1-py3-none-any.whl"])
+def test_local_paths_outside_the_package_folders_are_refused(alice, team, tmp_path, wheels, line, builds):
+    text = pipeline_text(wheels).replace(f"--find-links {wheels}", line)
+    step = run_step(import_yaml(tmp_path, text, alice, team), alice)
+    assert step.state == StepState.FAILED
+    assert "is not in a folder this worker installs packages from (STEPWISE_ENV_PACKAGE_DIRS: " in step.reason
+    assert builds == []
 
 
 def test_a_python_this_worker_lacks_fails_the_step_naming_it(alice, team, tmp_path, wheels):

@@ -63,6 +63,21 @@ def test_a_malformed_pip_list_is_an_error():
     one(errors_of(job("environment: {conda_file: {dependencies: [{pip: {a: b}}]}}")), "'pip:' must be a list")
 
 
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("-r /etc/shadow", "pip option '-r' is not supported"),
+        ("--editable .", "pip option '--editable' is not supported"),
+        ("--extra-index-url https://x.example/${PIP_INDEX_URL}", "variables"),
+        ("numpy\\n-r /etc/shadow", "must be one line"),
+        ("--index-url", "needs a value"),
+    ],
+)
+def test_pip_lines_that_would_reach_beyond_packages_are_errors(line, needle):
+    text = job(f'environment: {{conda_file: {{dependencies: [{{pip: ["{line}"]}}]}}}}')
+    assert one(errors_of(text), needle).field == "environment.conda_file"
+
+
 def test_an_image_only_environment_is_a_warning():
     _, warnings = parse_text(job("environment: {image: 'python:3.11-slim'}"))
     problem = one(warnings, "image is not pulled")
