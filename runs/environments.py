@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import selectors
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,8 @@ from stepwise.spec.environment import conda_env, environment_conda, image_only, 
 MARKER = ".stepwise-ready"
 LOG_PREFIX = "[environment] "
 LOCK_POLL_S = 0.5
+# How often a build beats the step's heart (the executor's own interval while a step runs).
+TICK_S = 1.0
 # The worker's variables an installer needs: its own configuration, proxies, certificates.
 BUILD_ENV_PREFIXES = ("PIP_", "UV_")
 BUILD_ENV_NAMES = ("LANG", "LC_ALL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -252,16 +255,45 @@ def _build_env() -> dict[str, str]:
 
 
 def _run(argv: list[str], failure: str, *, log: Callable[[list[str]], None], tick: Callable[[], object]) -> None:
+    home = Path(settings.STEPWISE_ENVS_CACHE) / ".home"
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_build_env(), text=True
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_build_env(),
+        # Not the worker's folder: uv would read a project's configuration there.
+        cwd=home,
     )
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     lines: list[str] = []
-    for raw in proc.stdout:
-        line = raw.rstrip("\n")
-        lines.append(line)
-        log([LOG_PREFIX + line])
-        tick()
+    partial = b""
+    started = last_tick = time.monotonic()
+    limit = settings.STEPWISE_ENV_BUILD_TIMEOUT_S
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            # A download can be silent for minutes: the step's heartbeat goes on regardless.
+            if selector.select(timeout=TICK_S):
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                *complete, partial = (partial + data).split(b"\n")
+                new = [raw.decode("utf-8", errors="replace").rstrip("\r") for raw in complete]
+                lines += new
+                log([LOG_PREFIX + line for line in new])
+            if time.monotonic() - last_tick >= TICK_S:
+                last_tick = time.monotonic()
+                tick()
+            if time.monotonic() - started > limit:
+                proc.kill()
+                proc.wait()
+                raise EnvironmentBuildError(f"{failure}: no result after {limit} s (STEPWISE_ENV_BUILD_TIMEOUT_S)")
+    if partial:
+        lines.append(partial.decode("utf-8", errors="replace"))
+        log([LOG_PREFIX + lines[-1]])
+    proc.stdout.close()
     code = proc.wait()
     if code != 0:
         raise EnvironmentBuildError(f"{failure} (exit code {code}): {_reason(lines)}")

@@ -230,3 +230,11 @@ def test_the_key_is_the_normalized_content():
     c = environments.plan({"conda_file": {"dependencies": [{"pip": ["p==2"]}]}})
     assert a is not None and b is not None and c is not None
     assert a.digest == b.digest != c.digest
+
+
+def test_a_stalled_build_is_stopped_at_its_limit(settings, tmp_path):
+    settings.STEPWISE_ENVS_CACHE = tmp_path / "envs"
+    settings.STEPWISE_ENV_BUILD_TIMEOUT_S = 0
+    ticks: list[int] = []
+    with pytest.raises(environments.EnvironmentBuildError, match=r"could not install: no result after 0 s"):
+        environments._run(["sleep", "60"], "could not install", log=lambda lines: None, tick=lambda: ticks.append(1))
