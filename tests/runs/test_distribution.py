@@ -11,9 +11,10 @@ import uuid
 import pytest
 
 from runs import distribution, executor, orchestrator, reuse
-from runs.models import ComputeTarget, StepRun, StepState
+from runs.models import ComputeTarget, Isolation, StepRun, StepState
 from runs.services import run_create
 from stepwise.spec import Distribution, Pipeline, Step
+from tests.integration.conftest import pids_matching
 from tests.integration.test_execution import import_yaml
 
 
@@ -120,3 +121,26 @@ def test_the_process_count_is_part_of_the_fingerprint_and_named_when_it_changes(
     assert "distribution" not in plain
     assert len({orchestrator.fingerprint(p) for p in (plain, two, four)}) == 3
     assert reuse.diff_parts(two, four) == ["the distribution changed"]
+
+
+@pytest.mark.parametrize("isolation", [Isolation.SANDBOX, Isolation.NONE])
+def test_a_timed_out_distributed_step_leaves_no_rank_running(target, alice, team, tmp_path, isolation):
+    ComputeTarget.objects.filter(pk=target.pk).update(isolation=isolation)
+    marker = f"stepwise-ranks-{uuid.uuid4().hex}"
+    text = f"""
+    type: pipeline
+    jobs:
+      train:
+        type: command
+        # Ranks that ignore SIGTERM, as a rank stuck in a collective may.
+        command: python -c "import signal as s, time; s.signal(s.SIGTERM, s.SIG_IGN); time.sleep(600)" {marker}
+        distribution: {{type: pytorch, process_count_per_instance: 2}}
+        limits: {{timeout: 1}}
+    """
+    run = run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="train")
+    executor.execute(step.pk, step.attempt)
+    step.refresh_from_db()
+    assert step.state == StepState.FAILED
+    assert step.reason.startswith("timeout")
+    assert pids_matching(marker) == []
