@@ -96,9 +96,9 @@ def notes(environment: str | dict[str, object]) -> list[str]:
     if not image_only(environment):
         return []
     assert isinstance(environment, dict)
-    image = environment.get("image") or environment.get("build") or "?"
+    what = f"image {environment['image']} is not pulled" if environment.get("image") else "build context is not built"
     return [
-        f"{LOG_PREFIX}warning: image {image} is not pulled (the environment has no conda_file): "
+        f"{LOG_PREFIX}warning: the environment's {what} (it has no conda_file): "
         "the step runs in its compute target's own Python environment"
     ]
 

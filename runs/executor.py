@@ -264,7 +264,11 @@ def prepare(
             Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)
         ]
         if env_plan is not None:
-            read_only += [env_plan.folder, Path(env_plan.interpreter.prefix)]
+            read_only.append(env_plan.folder)
+            # The Python the environment was made from, unless the system's (bound already).
+            prefix = Path(env_plan.interpreter.prefix)
+            if not any(prefix.is_relative_to(top) for top in sandbox_.SYSTEM_DIRS):
+                read_only.append(prefix)
         sandbox = sandbox_.Sandbox(workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network)
     sandbox_.prepare_workdir(workdir, hand_over=sandbox is not None)
     return Prepared(

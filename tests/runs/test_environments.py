@@ -164,7 +164,7 @@ def test_an_image_only_environment_runs_in_the_targets_environment_with_a_warnin
     step = run_step(import_yaml(tmp_path, text, alice, team), alice)
     assert step.state == StepState.SUCCEEDED, step.reason
     log = log_of(step)
-    assert "warning: image python:3.11-slim is not pulled" in log
+    assert "warning: the environment's image python:3.11-slim is not pulled" in log
     assert "venv None" in log
 
 
