@@ -615,6 +615,10 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
             attempt_.finish_log()
             _fail(step_run, f"could not build the step's environment: {exc}")
             return "environment failed", None
+        if attempt_.fenced:
+            # Canceled or superseded while its environment was built: nothing starts.
+            attempt_.finish_log()
+            return "superseded or canceled while its environment was built", None
         try:
             returncode = attempt_.run()
         except Exception as exc:

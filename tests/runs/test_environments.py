@@ -12,7 +12,7 @@ import pytest
 
 from runs import environments, executor
 from runs.models import ComputeTarget, RunState, StepRun, StepState
-from runs.services import run_create
+from runs.services import run_cancel, run_create
 from tests.integration.test_execution import import_yaml
 from tests.wheels import make_wheel
 
@@ -238,3 +238,19 @@ def test_a_stalled_build_is_stopped_at_its_limit(settings, tmp_path):
     ticks: list[int] = []
     with pytest.raises(environments.EnvironmentBuildError, match=r"could not install: no result after 0 s"):
         environments._run(["sleep", "60"], "could not install", log=lambda lines: None, tick=lambda: ticks.append(1))
+
+
+def test_a_step_canceled_while_its_environment_builds_never_starts(alice, team, tmp_path, wheels, monkeypatch):
+    run = run_create(version=import_yaml(tmp_path, pipeline_text(wheels), alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="use")
+    build = environments._build
+
+    def canceled_meanwhile(plan, folder, *, log, tick):
+        run_cancel(run=run)
+        tick()
+        return build(plan, folder, log=log, tick=tick)
+
+    monkeypatch.setattr(environments, "_build", canceled_meanwhile)
+    assert executor.execute(step.pk, step.attempt) == "superseded or canceled while its environment was built"
+    step.refresh_from_db()
+    assert step.state == StepState.CANCELED
