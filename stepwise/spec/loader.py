@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import bindings as b
+from .distribution import read_distribution, read_resources
 from .environment import conda_env, image_only
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
-    DISTRIBUTION_TYPES,
     INPUT_TYPES,
     OUTPUT_TYPES,
     Binding,
@@ -67,8 +67,6 @@ _IGNORED_JOB_KEYS = (
     "experiment_name",
 )
 _IGNORED_COMPONENT_KEYS = ("tags", "properties", "services")
-# `resources` keys that only a cloud cluster uses.
-_IGNORED_RESOURCE_KEYS = ("instance_type", "shm_size", "docker_args", "properties", "locations", "max_instance_count")
 # Fields of a validation problem that live in the component file when the step has one.
 _COMPONENT_FIELD = re.compile(r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|optional))")
 
@@ -781,72 +779,11 @@ class _PipelineReader:
 
     def _distribution(self, raw: dict, where: _Where, step: str) -> Distribution | None:
         """`distribution` and `resources.instance_count`: processes on this one host."""
-        resources = self._mapping(raw, "resources", where, job=step)
-        for key, value in resources.items():
-            if key == "instance_count":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    self.error(
-                        f"instance_count must be a whole number of 1 or more, got {value!r}",
-                        where,
-                        "resources",
-                        key,
-                        job=step,
-                    )
-                elif value > 1:
-                    self.error(
-                        f"instance_count {value}: multi-host steps are not supported yet (use "
-                        "distribution.process_count_per_instance for several processes on one host)",
-                        where,
-                        "resources",
-                        key,
-                        job=step,
-                    )
-            elif key in _IGNORED_RESOURCE_KEYS:
-                self.warn(f"resources.{key} is not used by Stepwise and is ignored", where, "resources", key, job=step)
-            else:
-                self.warn(f"unknown key 'resources.{key}' is ignored", where, "resources", key, job=step)
-        dist = self._mapping(raw, "distribution", where, job=step)
-        if not dist:
-            return None
-        type_ = dist.get("type")
-        if type_ not in DISTRIBUTION_TYPES:
-            what = "not supported yet" if type_ == "ray" else "unknown"
-            self.error(
-                f"distribution type {type_!r} is {what} (one of {', '.join(DISTRIBUTION_TYPES)})",
-                where,
-                "distribution",
-                "type",
-                job=step,
-            )
-            return None
-        count_key = "worker_count" if type_ == "tensorflow" else "process_count_per_instance"
-        allowed = {"type", count_key} | ({"parameter_server_count"} if type_ == "tensorflow" else set())
-        for key in dist:
-            if key not in allowed:
-                self.warn(f"unknown key 'distribution.{key}' is ignored", where, "distribution", key, job=step)
-        count = dist.get(count_key, 1)
-        if count is None:
-            count = 1
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            self.error(
-                f"{count_key} must be a whole number of 1 or more, got {count!r}",
-                where,
-                "distribution",
-                count_key,
-                job=step,
-            )
-            return None
-        servers = dist.get("parameter_server_count") or 0
-        if servers:
-            self.error(
-                "parameter servers are not supported yet (parameter_server_count must be 0)",
-                where,
-                "distribution",
-                "parameter_server_count",
-                job=step,
-            )
-            return None
-        return Distribution(type=type_, processes=count)
+        found = read_resources(self._mapping(raw, "resources", where, job=step))
+        distribution, more = read_distribution(self._mapping(raw, "distribution", where, job=step))
+        for severity, path, message in found + more:
+            self._add(severity, message, where, path, step, ".".join(path))
+        return distribution
 
     # -- jobs -----------------------------------------------------------------------------
 

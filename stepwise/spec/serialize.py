@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from .bindings import JOB_NAME, format_binding, literal_type
+from .distribution import to_mapping as distribution_mapping
 from .files import safe_key
 from .model import (
-    DISTRIBUTION_TYPES,
     SECRET_TYPE,
     DataPath,
     Distribution,
@@ -339,18 +339,9 @@ def _component_yaml(step: Step) -> dict:
     if step.environment:
         c["environment"] = copy.deepcopy(step.environment)
     if step.distribution:
-        count_key = "worker_count" if step.distribution.type == "tensorflow" else "process_count_per_instance"
-        c["distribution"] = {"type": step.distribution.type, count_key: step.distribution.processes}
+        c["distribution"] = distribution_mapping(step.distribution)
     c["command"] = step.command
     return c
-
-
-def distribution_from_mapping(raw: object) -> Distribution | None:
-    """A component mapping's `distribution` as `_component_yaml` writes it (already validated)."""
-    if not isinstance(raw, dict) or raw.get("type") not in DISTRIBUTION_TYPES:
-        return None
-    count = raw.get("worker_count" if raw["type"] == "tensorflow" else "process_count_per_instance") or 1
-    return Distribution(type=raw["type"], processes=int(count))
 
 
 def component_mapping(step: Step) -> dict:
