@@ -16,6 +16,7 @@ from pipelines_ui.models import Component, FileBlob, Pipeline, Team, Visibility
 from pipelines_ui.selectors import EDIT_ROLES
 from stepwise.spec import ComponentLookupError, ComponentResolver, InputDecl, OutputDecl, Step
 from stepwise.spec.bindings import JOB_NAME
+from stepwise.spec.distribution import read_distribution
 
 
 def components_visible_to(user) -> QuerySet[Component]:
@@ -179,6 +180,8 @@ def component_step(component: Component) -> Step:
         has_code=bool(component.files),
         environment=body.get("environment", ""),
         is_deterministic=body.get("is_deterministic", True) is not False,
+        # Read when the component was registered: only its value is wanted here.
+        distribution=read_distribution(body.get("distribution") or {})[0],
     )
 
 

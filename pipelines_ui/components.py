@@ -114,6 +114,7 @@ def component_register_step(
         has_code=step.has_code,
         environment=step.environment,
         is_deterministic=step.is_deterministic,
+        distribution=step.distribution,
     )
     return _register(
         team=team,

@@ -237,6 +237,14 @@ STEPWISE_ARTIFACTS_CACHE_MAX_BYTES = env_int("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES
 if STEPWISE_ARTIFACTS_CACHE_MAX_BYTES < 0:
     raise ImproperlyConfigured("STEPWISE_ARTIFACTS_CACHE_MAX_BYTES must be 0 or more")
 STEPWISE_WORKDIR = Path(env_str("STEPWISE_WORKDIR", str(VAR_DIR / "work")))
+# Where a worker keeps the virtual environments it builds from steps' conda files, one per content
+# hash, reused by every later step asking for the same packages (runs/environments.py).
+STEPWISE_ENVS_CACHE = Path(env_str("STEPWISE_ENVS_CACHE", str(VAR_DIR / "cache" / "envs")))
+# Folders whose wheels conda files may name by local path (`-f /dir`, `pkg @ file:///dir/x.whl`),
+# comma-separated: the worker installs them, so never the whole disk. None by default.
+STEPWISE_ENV_PACKAGE_DIRS = [Path(p) for p in env_str("STEPWISE_ENV_PACKAGE_DIRS", "").split(",") if p.strip()]
+# How long building one environment may take before the step fails (a stalled download).
+STEPWISE_ENV_BUILD_TIMEOUT_S = env_int("STEPWISE_ENV_BUILD_TIMEOUT_S", 1800)
 # Folders a team admin may make local datastores in (comma-separated): a datastore's files are
 # readable by every member of its team, so never the whole disk.
 STEPWISE_DATASTORE_ROOTS = [

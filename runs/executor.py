@@ -31,7 +31,7 @@ from django.utils import timezone
 
 import stepwise
 from pipelines_ui.models import FileBlob
-from runs import artifacts, broadcast, logs, orchestrator, processes, queues
+from runs import artifacts, broadcast, distribution, environments, logs, orchestrator, processes, queues
 from runs import sandbox as sandbox_
 from runs import worker as worker_
 from runs.data_assets import register_named_outputs, run_data_artifacts
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 SDK_DIR = Path(__file__).resolve().parent / "step_sdk"
 # What the link points at: a sandboxed step sees this package read-only, and nothing else of the server.
 STEPWISE_PACKAGE_DIR = Path(stepwise.__file__).resolve().parent
+# Started as a distributed step's one process, which starts its ranks (stdlib only, seen read-only).
+DISTRIBUTION_LAUNCHER = Path(distribution.__file__).resolve()
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 500
 CHECK_INTERVAL_S = 1.0
@@ -104,6 +106,10 @@ class Prepared:
     secrets: list[str] = field(default_factory=list)
     # None when its compute target runs steps without isolation (`isolation: none`).
     sandbox: sandbox_.Sandbox | None = None
+    # What starts: the command in a shell, or the launcher of its ranks (runs/distribution.py).
+    argv: list[str] = field(default_factory=list)
+    # The virtual environment its conda file asks for (runs/environments.py), built before it starts.
+    environment: environments.Plan | None = None
 
 
 def _write_files(dest: Path, files: dict[str, str]) -> None:
@@ -221,6 +227,16 @@ def prepare(
         command = render_command(step.command, inputs=values, outputs={k: str(v[0]) for k, v in outputs.items()})
     except ValueError as exc:
         raise StepSetupError(str(exc)) from exc
+    try:
+        env_plan = environments.plan(step.environment)
+    except environments.EnvironmentBuildError as exc:
+        raise StepSetupError(f"environment: {exc}") from None
+    argv = ["/bin/bash", "-c", command]
+    if step.distribution is not None:
+        config = distribution.write_config(
+            workdir, kind=step.distribution.type, processes=step.distribution.processes, command=command
+        )
+        argv = [sys.executable, "-I", str(DISTRIBUTION_LAUNCHER), str(config)]
 
     metrics_file = workdir / "metrics.jsonl"
     env = step_environment(
@@ -244,9 +260,15 @@ def prepare(
         log.warning("compute target %s has isolation none: its steps run as this worker, seeing all it sees", target)
     if target.isolation == Isolation.SANDBOX:
         sandbox_.check()
-        read_only = [SDK_DIR, STEPWISE_PACKAGE_DIR] + [
+        read_only = [SDK_DIR, STEPWISE_PACKAGE_DIR, DISTRIBUTION_LAUNCHER] + [
             Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)
         ]
+        if env_plan is not None:
+            read_only.append(env_plan.folder)
+            # The Python the environment was made from, unless the system's (bound already).
+            prefix = Path(env_plan.interpreter.prefix)
+            if not any(prefix.is_relative_to(top) for top in sandbox_.SYSTEM_DIRS):
+                read_only.append(prefix)
         sandbox = sandbox_.Sandbox(workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network)
     sandbox_.prepare_workdir(workdir, hand_over=sandbox is not None)
     return Prepared(
@@ -257,6 +279,8 @@ def prepare(
         metrics_file=metrics_file,
         secrets=list(secret_env.values()),
         sandbox=sandbox,
+        argv=argv,
+        environment=env_plan,
     )
 
 
@@ -424,9 +448,23 @@ class Attempt:
         broadcast.send(self.step_run.run_id, broadcast.param_payload(self.step_run, name=name, value=value))
 
     # -- the process ------------------------------------------------------------------
+    def use_environment(self, environment: str | dict[str, object]) -> None:
+        """Build (or find) the step's virtual environment and run it there, its build log in the step's log."""
+        self.add_lines(environments.notes(environment))
+        plan = self.prepared.environment
+        if plan is None:
+            return
+        folder = environments.ensure(plan, log=self.add_lines, tick=self.flush)
+        env = self.prepared.env
+        environments.activate(env, folder)
+        if environments.has_package(folder, "mlflow"):
+            # The real mlflow, not the shim that stands in for it where the worker has none.
+            shim = str(SDK_DIR / "mlflow_shim")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if p != shim)
+
     def run(self) -> int:
         prepared = self.prepared
-        argv = ["/bin/bash", "-c", prepared.command]
+        argv = prepared.argv or ["/bin/bash", "-c", prepared.command]
         start = (
             subprocess.Popen
             if prepared.sandbox is None
@@ -571,6 +609,16 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
             return "setup failed", None
 
         attempt_ = Attempt(step_run, prepared)
+        try:
+            attempt_.use_environment(step.environment)
+        except (environments.EnvironmentBuildError, OSError, subprocess.SubprocessError) as exc:
+            attempt_.finish_log()
+            _fail(step_run, f"could not build the step's environment: {exc}")
+            return "environment failed", None
+        if attempt_.fenced:
+            # Canceled or superseded while its environment was built: nothing starts.
+            attempt_.finish_log()
+            return "superseded or canceled while its environment was built", None
         try:
             returncode = attempt_.run()
         except Exception as exc:

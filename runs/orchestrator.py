@@ -73,7 +73,7 @@ def fingerprint_parts(
                 inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
         else:
             inputs[name] = {"data": None}
-    return {
+    parts = {
         "command": step.command,
         "code": tree_hash(file_map, f"code/{step.name}"),
         "inputs": inputs,
@@ -81,6 +81,10 @@ def fingerprint_parts(
         "environment_variables": dict(sorted(step.environment_variables.items())),
         "outputs": {name: decl.type for name, decl in sorted(step.output_decls.items())},
     }
+    if step.distribution is not None:
+        # Only when set: the fingerprints of every other step stay what earlier runs recorded.
+        parts["distribution"] = {"type": step.distribution.type, "processes": step.distribution.processes}
+    return parts
 
 
 def fingerprint(parts: dict) -> str:

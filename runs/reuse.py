@@ -32,6 +32,8 @@ def diff_parts(old: dict, new: dict) -> list[str]:
             changes.append(f"the data of input {name} changed")
     if old.get("environment") != new.get("environment"):
         changes.append("the environment changed")
+    if old.get("distribution") != new.get("distribution"):
+        changes.append("the distribution changed")
     if old.get("environment_variables") != new.get("environment_variables"):
         changes.append("the environment variables changed")
     if old.get("outputs") != new.get("outputs"):

@@ -45,6 +45,7 @@ from stepwise.spec import (
 from stepwise.spec import load_component as _load_component_file
 from stepwise.spec import load_pipeline as _load_pipeline_file
 from stepwise.spec.bindings import literal_type
+from stepwise.spec.distribution import read_distribution, read_resources
 from stepwise.spec.files import Budget, read_file_into, read_folder
 
 __all__ = ["Component", "Input", "Output", "PipelineJob", "command", "load_component", "load_pipeline", "pipeline"]
@@ -187,9 +188,17 @@ def command(
     outputs: dict[str, Output] | None = None,
     environment: str | dict[str, object] = "",
     is_deterministic: bool = True,
+    distribution: dict[str, object] | None = None,
+    instance_count: int = 1,
 ) -> Component:
     """A command component, as `azure.ai.ml.command`. An input given a plain value is an input of
-    that value's type with that default; `code` is a folder relative to the working directory."""
+    that value's type with that default; `code` is a folder relative to the working directory;
+    `distribution` is a mapping as in the YAML (`{"type": "pytorch", "process_count_per_instance": 2}`)."""
+    problems = read_resources({"instance_count": instance_count})
+    parsed, more = read_distribution(dict(distribution or {}))
+    errors = [message for severity, _path, message in problems + more if severity == "error"]
+    if errors:
+        raise ValueError("; ".join(errors))
     decls: dict[str, InputDecl] = {}
     for key, value in (inputs or {}).items():
         if isinstance(value, Input):
@@ -211,6 +220,7 @@ def command(
         has_code=code is not None,
         environment=copy.deepcopy(environment),
         is_deterministic=is_deterministic,
+        distribution=parsed,
     )
     return Component(step, _read_code(code, Path.cwd()))
 

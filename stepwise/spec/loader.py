@@ -16,6 +16,8 @@ from pathlib import Path
 from . import bindings as b
 from . import nesting
 from . import parallel as par
+from .distribution import read_distribution, read_resources
+from .environment import conda_env, image_only
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
@@ -25,6 +27,7 @@ from .model import (
     Binding,
     ComponentGroup,
     DataPath,
+    Distribution,
     InputDecl,
     JobOutput,
     OutputDecl,
@@ -63,15 +66,13 @@ _AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
     "name",
     "tags",
-    "resources",
-    "distribution",
     "identity",
     "services",
     "queue_settings",
     "properties",
     "experiment_name",
 )
-_IGNORED_COMPONENT_KEYS = ("tags", "resources", "distribution", "properties", "services")
+_IGNORED_COMPONENT_KEYS = ("tags", "properties", "services")
 # Fields of a validation problem that live in the component file when the step has one.
 _COMPONENT_FIELD = re.compile(r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|optional))")
 
@@ -149,6 +150,7 @@ class _Component:
     description: str = ""
     environment: str | dict[str, object] = ""
     is_deterministic: bool = True
+    distribution: Distribution | None = None
     input_decls: dict[str, InputDecl] = field(default_factory=dict)
     output_decls: dict[str, OutputDecl] = field(default_factory=dict)
     has_code: bool = False
@@ -895,7 +897,7 @@ class _PipelineReader:
             tree=where.tree if isinstance(where.tree, LineDict) else None,
         )
         known = {"type", "name", "version", "display_name", "description", "is_deterministic", "inputs", "outputs"}
-        known |= {"code", "environment", "command"}
+        known |= {"code", "environment", "command", "resources", "distribution"}
         for key in raw:
             if key == "$schema":
                 self.warn("'$schema' is ignored", where, key, job=step)
@@ -937,6 +939,7 @@ class _PipelineReader:
         else:
             comp.is_deterministic = deterministic
         comp.environment = self._environment(raw.get("environment"), step, where, base)
+        comp.distribution = self._distribution(raw, where, step)
         if code_files is not None:
             if not isinstance(code_files, dict) or not all(
                 isinstance(k, str) and isinstance(v, bytes) for k, v in code_files.items()
@@ -972,7 +975,48 @@ class _PipelineReader:
                 self.error(f"conda_file: {exc}", where, "environment", "conda_file", job=step)
         if "build" in env:
             self.warn("environment 'build' context is recorded, not built", where, "environment", "build", job=step)
+        elif image_only(env):
+            self.warn(
+                "environment has no conda_file: its image is not pulled, the step runs in its compute "
+                "target's own Python environment",
+                where,
+                "environment",
+                "image",
+                job=step,
+            )
+        if env.get("conda_file") is not None:
+            self._conda(env["conda_file"], where, step)
         return env
+
+    def _conda(self, conda: object, where: _Where, step: str) -> None:
+        read = conda_env(conda)
+        for message in read.errors:
+            self.error(message, where, "environment", "conda_file", job=step)
+        if read.conda_only:
+            self.error(
+                f"conda packages cannot be installed by Stepwise: {', '.join(read.conda_only)} "
+                "(list them under 'pip:' instead)",
+                where,
+                "environment",
+                "conda_file",
+                job=step,
+            )
+        if read.provided:
+            self.warn(
+                f"{', '.join(read.provided)}: ignored (Stepwise installs the 'pip:' list with its own installer)",
+                where,
+                "environment",
+                "conda_file",
+                job=step,
+            )
+
+    def _distribution(self, raw: dict, where: _Where, step: str) -> Distribution | None:
+        """`distribution` and `resources.instance_count`: processes on this one host."""
+        found = read_resources(self._mapping(raw, "resources", where, job=step))
+        distribution, more = read_distribution(self._mapping(raw, "distribution", where, job=step))
+        for severity, path, message in found + more:
+            self._add(severity, message, where, path, step, ".".join(path))
+        return distribution
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -996,6 +1040,7 @@ class _PipelineReader:
         inline = "component" not in raw
         known = {"type", "component", "display_name", "description", "inputs", "outputs", "compute"}
         known |= {"environment_variables", "limits", "retry_settings", "environment", "is_deterministic"}
+        known |= {"resources", "distribution"}
         if inline:
             known |= {"command", "code", "$schema"}
         for key in raw:
@@ -1017,6 +1062,8 @@ class _PipelineReader:
                 return None
             if raw.get("environment") is not None:
                 comp.environment = self._environment(raw["environment"], name, where, self._base(where))
+            # A job's own distribution and resources override its component's, as in Azure ML.
+            comp.distribution = self._distribution(raw, where, name) or comp.distribution
             if "is_deterministic" in raw:
                 if isinstance(raw["is_deterministic"], bool):
                     comp.is_deterministic = raw["is_deterministic"]
@@ -1037,6 +1084,7 @@ class _PipelineReader:
             compute=self._str(raw, "compute", where, job=name),
             environment_variables=self._str_map(raw, "environment_variables", where, job=name),
             is_deterministic=comp.is_deterministic,
+            distribution=comp.distribution,
         )
         self._limits(step, raw, where)
         hints: dict[str, str | None] = {}
@@ -1354,6 +1402,7 @@ def load_component(
             has_code=comp.has_code,
             environment=comp.environment,
             is_deterministic=comp.is_deterministic,
+            distribution=comp.distribution,
         )
         # Bound to same-typed pipeline inputs, so validation checks the component, not a missing binding.
         wrapper = Pipeline(name=_ALONE, files=reader.files)

@@ -88,6 +88,18 @@ class OutputDecl:
     asset_version: str = ""
 
 
+DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Azure ML's `distribution`: the step's command started `processes` times on its one host,
+    each with the variables its framework reads (runs/distribution.py)."""
+
+    type: str
+    processes: int = 1
+
+
 @dataclass
 class ParallelSettings:
     """A `type: parallel` job's own fields (Azure ML's reference-yaml-job-parallel).
@@ -144,6 +156,7 @@ class Step:
     max_retries: int = 0
     is_deterministic: bool = True
     parallel: ParallelSettings | None = None
+    distribution: Distribution | None = None
 
     @property
     def label(self) -> str:

@@ -17,11 +17,13 @@ import yaml
 
 from . import nesting
 from .bindings import JOB_NAME, format_binding, literal_type
+from .distribution import to_mapping as distribution_mapping
 from .files import safe_key
 from .model import (
     SECRET_TYPE,
     ComponentGroup,
     DataPath,
+    Distribution,
     InputDecl,
     JobOutput,
     OutputDecl,
@@ -137,6 +139,12 @@ def _step_to_json(step: Step) -> dict:
         "is_deterministic": step.is_deterministic,
         # Only for parallel jobs, so versions saved before them keep their content hash.
         **({"parallel": dataclasses.asdict(step.parallel)} if step.parallel is not None else {}),
+        # Only for distributed steps, for the same reason.
+        **(
+            {"distribution": {"type": step.distribution.type, "processes": step.distribution.processes}}
+            if step.distribution
+            else {}
+        ),
     }
 
 
@@ -160,6 +168,7 @@ def _step_from_json(d: dict) -> Step:
         max_retries=d.get("max_retries", 0),
         is_deterministic=d.get("is_deterministic", True),
         parallel=ParallelSettings(**d["parallel"]) if d.get("parallel") else None,
+        distribution=Distribution(**d["distribution"]) if d.get("distribution") else None,
     )
 
 
@@ -498,6 +507,8 @@ def _component_yaml(step: Step) -> dict:
         c["code"] = f"../{code_key(step.name)}"
     if step.environment:
         c["environment"] = copy.deepcopy(step.environment)
+    if step.distribution:
+        c["distribution"] = distribution_mapping(step.distribution)
     c["command"] = step.command
     return c
 

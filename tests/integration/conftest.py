@@ -40,6 +40,7 @@ class Workers:
             STEPWISE_ARTIFACTS_OPTIONS=json.dumps(settings.STEPWISE_ARTIFACTS_OPTIONS),
             STEPWISE_ARTIFACTS_CACHE=str(settings.STEPWISE_ARTIFACTS_CACHE),
             STEPWISE_WORKDIR=str(settings.STEPWISE_WORKDIR),
+            STEPWISE_ENVS_CACHE=str(settings.STEPWISE_ENVS_CACHE),
             STEPWISE_HEARTBEAT_S=str(settings.STEPWISE_HEARTBEAT_S),
             STEPWISE_RETRY_BACKOFF_S=str(settings.STEPWISE_RETRY_BACKOFF_S),
             STEPWISE_LOG_LINE_MAX=str(settings.STEPWISE_LOG_LINE_MAX),
@@ -112,6 +113,7 @@ def isolated_store(settings, tmp_path_factory):
     settings.STEPWISE_ARTIFACTS = str(base / "artifacts")
     settings.STEPWISE_WORKDIR = base / "work"
     settings.STEPWISE_ARTIFACTS_CACHE = base / "cache"
+    settings.STEPWISE_ENVS_CACHE = base / "envs"
     settings.STEPWISE_HEARTBEAT_S = 1
 
 

@@ -19,7 +19,7 @@ from pipelines_ui import component_selectors as cs
 from pipelines_ui import components, services
 from pipelines_ui.models import Component, Pipeline, Role, Team, Visibility
 from pipelines_ui.uploads import UploadError, extract_zip
-from stepwise.spec import ComponentLookupError, SpecError, load_pipeline, to_zip_bytes
+from stepwise.spec import ComponentLookupError, Distribution, SpecError, load_pipeline, to_zip_bytes
 from tests.conftest import make_user
 
 TRAIN = """\
@@ -374,3 +374,10 @@ def test_add_step_starts_from_a_component_and_keeps_its_identity(db, pipeline, a
     fit = services.version_spec_with_files(pipeline.latest_version).jobs["fit"]
     assert (fit.component_name, fit.component_version) == ("train", "1")
     assert fit.input_decls["lr"].default == 0.1  # the component's default, which the form does not show
+
+
+def test_a_registered_components_distribution_comes_back_in_the_steps_made_from_it(db, team, alice, tmp_path):
+    text = TRAIN + "    distribution: {type: pytorch, process_count_per_instance: 2}\n"
+    c = register(team, alice, write_component(tmp_path, text)).component
+    assert c.spec["distribution"] == {"type": "pytorch", "process_count_per_instance": 2}
+    assert cs.component_step(c).distribution == Distribution(type="pytorch", processes=2)

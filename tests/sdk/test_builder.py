@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stepwise.hashing import pipeline_content_hash
 from stepwise.sdk import Input, Output, command, load_component, load_pipeline, pipeline
-from stepwise.spec import JobOutput, ParentInput, ParentOutputRef, SpecError, to_json
+from stepwise.spec import Distribution, JobOutput, ParentInput, ParentOutputRef, SpecError, to_json
 from stepwise.spec import load_pipeline as spec_load_pipeline
 
 PREP_PY = b"import sys, pathlib\npathlib.Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)\n"
@@ -282,3 +282,34 @@ def test_generated_pipelines_equal_their_yaml_twins(desc):
             os.chdir(cwd)
     assert to_json(job.spec) == to_json(twin)
     assert job.content_hash() == pipeline_content_hash(twin) == exported.content_hash()
+
+
+def test_a_distributed_command_builds_what_its_yaml_twin_loads(tmp_path):
+    train = command(
+        name="train",
+        command="python -c pass",
+        distribution={"type": "pytorch", "process_count_per_instance": 2},
+        instance_count=1,
+    )
+
+    @pipeline(name="dist")
+    def dist():
+        train()
+
+    built = dist()
+    assert built.spec.jobs["train"].distribution == Distribution(type="pytorch", processes=2)
+    twin, _ = spec_load_pipeline(built.to_yaml(tmp_path))
+    assert to_json(twin) == to_json(built.spec)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"instance_count": 2}, "multi-host steps are not supported yet"),
+        ({"distribution": {"type": "ray"}}, "'ray' is not supported yet"),
+        ({"distribution": {"type": "mpi", "process_count_per_instance": 0}}, "process_count_per_instance must be"),
+    ],
+)
+def test_a_distribution_stepwise_cannot_run_is_refused_clearly(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        command(name="train", command="python -c pass", **kwargs)

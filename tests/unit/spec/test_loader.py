@@ -6,6 +6,7 @@ import pytest
 
 from stepwise.spec import (
     DataPath,
+    Distribution,
     InputDecl,
     JobOutput,
     OutputDecl,
@@ -116,7 +117,7 @@ def test_tolerated_keys_are_warnings_naming_them(tmp_path):
                 jobs:
                   a:
                     component: ./c.yml
-                    resources: {instance_count: 2}
+                    resources: {instance_count: 1, instance_type: Standard_NC6}
                     distribution: {type: pytorch}
                     tags: {x: y}
                     outputs:
@@ -144,15 +145,15 @@ def test_tolerated_keys_are_warnings_naming_them(tmp_path):
         "tags",
         "default_datastore",
         "'default_comptue'",
-        "'resources'",
-        "'distribution'",
+        "resources.instance_type",
         "mode 'upload'",
         "retry_settings.timeout",
     ):
         assert needle in text, needle
     misspelled = one(warnings, "default_comptue")
     assert misspelled.field == "settings.default_comptue" and misspelled.line == 7
-    assert one(warnings, "'resources'").job == "a"
+    assert one(warnings, "resources.instance_type").job == "a"
+    assert p.jobs["a"].distribution == Distribution(type="pytorch", processes=1)
     component_schema = [w for w in warnings if w.file.endswith("c.yml")]
     assert component_schema and component_schema[0].job == "a"
 

@@ -1,0 +1,148 @@
+"""What a step's `environment` asks for, read from its conda file: a Python and pip packages.
+
+Azure ML builds a Docker image from `image` plus `conda_file`; Stepwise builds no image: it
+installs the conda file's `pip:` list into a virtual environment (runs/environments.py).
+Conda's own packages cannot be had that way, so naming any but Python and pip is an error
+that `validate` reports, not a surprise at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Conda packages that only serve to install the `pip:` list, which Stepwise installs its own way.
+PROVIDED = ("pip", "setuptools", "wheel")
+# The pip options a `pip:` line may hold: where packages come from. Never one that reads another
+# file (`-r`, `-c`) or installs from a folder in place (`-e`): the worker installs, not the step.
+PIP_OPTIONS = {
+    "--index-url": True,
+    "-i": True,
+    "--extra-index-url": True,
+    "--find-links": True,
+    "-f": True,
+    "--trusted-host": True,
+    "--no-index": False,
+    "--pre": False,
+    "--prefer-binary": False,
+}
+# Options whose value is a place packages come from (a URL, or a local folder).
+PIP_SOURCE_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f")
+# A conda match spec's name: what comes before the version, build or channel parts.
+_SPEC_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
+
+
+@dataclass
+class CondaEnv:
+    """The parts of a conda file Stepwise uses."""
+
+    # The version spec after `python` as conda writes it (`3.10`, `>=3.8`), "" when any will do.
+    python: str = ""
+    pip: list[str] = field(default_factory=list)
+    # Conda packages that are not Python or pip: refused (`validate` names them).
+    conda_only: list[str] = field(default_factory=list)
+    # Conda packages skipped: Stepwise's installer stands in for them.
+    provided: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def conda_env(conda: object) -> CondaEnv:
+    """Read an inlined conda file (a mapping); malformed parts are listed in `errors`."""
+    result = CondaEnv()
+    if not isinstance(conda, dict):
+        result.errors.append("conda_file must be a mapping with `dependencies`")
+        return result
+    deps = conda.get("dependencies") or []
+    if not isinstance(deps, list):
+        result.errors.append("conda_file dependencies must be a list")
+        return result
+    for dep in deps:
+        if isinstance(dep, dict):
+            for key, value in dep.items():
+                if key != "pip":
+                    result.errors.append(f"conda_file dependency '{key}:' is not supported (only 'pip:')")
+                elif not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+                    result.errors.append("conda_file 'pip:' must be a list of requirement strings")
+                else:
+                    lines = [str(v).strip() for v in value if str(v).strip()]
+                    result.errors.extend(filter(None, (pip_line_problem(line) for line in lines)))
+                    result.pip.extend(lines)
+            continue
+        if not isinstance(dep, str):
+            result.errors.append(f"conda_file dependency {dep!r} is not a package spec")
+            continue
+        spec = dep.strip()
+        match = _SPEC_NAME.match(spec)
+        name = match.group(1).lower() if match else spec
+        if name == "python":
+            result.python = spec[match.end() :].strip() if match else ""
+        elif name in PROVIDED:
+            result.provided.append(spec)
+        else:
+            result.conda_only.append(spec)
+    return result
+
+
+_LONG_OPTION = re.compile(r"^(--[\w-]+)(?:[=\s]\s*(.*))?$")
+_SHORT_OPTION = re.compile(r"^(-\w)\s*(.*)$")
+
+
+def pip_option(line: str) -> tuple[str, str] | None:
+    """(option, value) of a `pip:` line that is an option (`--find-links x`, `-f x`); None for a requirement."""
+    match = _LONG_OPTION.match(line) or _SHORT_OPTION.match(line)
+    if not line.startswith("-") or match is None:
+        return None
+    return match.group(1), (match.group(2) or "").strip()
+
+
+def pip_line_problem(line: str) -> str | None:
+    """Why a `pip:` line cannot be used; None when it can."""
+    if "\n" in line or "\r" in line or line.endswith("\\"):
+        return f"pip line {line!r} must be one line"
+    if "${" in line:
+        # pip expands `${NAME}` from the installer's environment, which is the worker's.
+        return f"pip line {line!r}: variables (${{...}}) are not expanded"
+    if not line.startswith("-"):
+        return None
+    parsed = pip_option(line)
+    option, value = parsed if parsed is not None else (line, "")
+    if option not in PIP_OPTIONS:
+        allowed = ", ".join(sorted(PIP_OPTIONS))
+        return f"pip option '{option}' is not supported in a conda file (only {allowed})"
+    if PIP_OPTIONS[option] and not value:
+        return f"pip option '{option}' needs a value"
+    if not PIP_OPTIONS[option] and value:
+        return f"pip option '{option}' takes no value"
+    return None
+
+
+def _is_local(place: str) -> bool:
+    return place.startswith("file:") or ("://" not in place and ("/" in place or place.startswith(("~", "."))))
+
+
+def local_paths(lines: list[str]) -> list[str]:
+    """The local files and folders `pip:` lines name (`-f /wheels`, `x @ file:///a.whl`, `./a.whl`)."""
+    found = []
+    for line in lines:
+        parsed = pip_option(line)
+        if parsed is not None:
+            place = parsed[1] if parsed[0] in PIP_SOURCE_OPTIONS else ""
+        else:
+            # A direct reference's URL, or the line itself (a bare path, or a name and version).
+            place = line.split(";", 1)[0].split(" @ ", 1)[-1].strip()
+        if place and _is_local(place):
+            found.append(place)
+    return found
+
+
+def environment_conda(environment: str | dict[str, object]) -> object | None:
+    """The inlined conda file of an inline environment; None when it has none."""
+    if isinstance(environment, dict):
+        return environment.get("conda_file")
+    return None
+
+
+def image_only(environment: str | dict[str, object]) -> bool:
+    """An inline environment naming an image (or a build context) and no conda file: Stepwise
+    pulls no image, so the step runs in its target's own environment."""
+    return isinstance(environment, dict) and environment.get("conda_file") is None and bool(environment)

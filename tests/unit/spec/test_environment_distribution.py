@@ -1,0 +1,138 @@
+"""`environment` with a conda file, and `distribution` / `resources`, as the loader reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stepwise.spec import Distribution, from_json, load_pipeline, parse_text, to_json
+from stepwise.spec.environment import conda_env
+
+from .helpers import errors_of, one
+from .test_roundtrip import roundtrip_folder
+
+CORPUS = Path(__file__).resolve().parents[2] / "azureml_corpus"
+
+JOB = """\
+type: pipeline
+jobs:
+  a:
+    type: command
+    command: echo hi
+{extra}
+"""
+
+
+def job(extra: str) -> str:
+    return JOB.format(extra="\n".join("    " + line for line in extra.strip("\n").splitlines()))
+
+
+def test_the_conda_sample_inlines_its_conda_file_and_warns_about_pip_only():
+    p, warnings = load_pipeline(CORPUS / "conda_environment" / "pipeline.yml")
+    conda = p.jobs["from_component"].environment["conda_file"]
+    assert conda_env(conda).pip == ["pyyaml>=6"]
+    assert conda_env(conda).python == "=3.11"
+    assert conda_env(p.jobs["inline_environment"].environment["conda_file"]).pip == ["pyyaml>=6"]
+    assert "pip=23.3" in one(warnings, "pip=23.3").message
+    assert not [w for w in warnings if "image is not pulled" in w.message]
+
+
+def test_the_conda_sample_round_trips(tmp_path):
+    p, _ = load_pipeline(CORPUS / "conda_environment" / "pipeline.yml")
+    assert roundtrip_folder(p, tmp_path / "export") == p
+
+
+def test_conda_packages_other_than_python_and_pip_are_an_error_naming_them():
+    problem = one(
+        errors_of(
+            job("""
+environment:
+  conda_file:
+    dependencies: [python=3.11, numpy=1.26, "conda-forge::scikit-learn", pip, {pip: [requests]}]
+""")
+        ),
+        "conda packages cannot be installed",
+    )
+    assert "numpy=1.26, conda-forge::scikit-learn" in problem.message
+    assert "python" not in problem.message.split(":")[1].split("(")[0]
+    assert problem.job == "a" and problem.field == "environment.conda_file"
+
+
+def test_a_malformed_pip_list_is_an_error():
+    one(errors_of(job("environment: {conda_file: {dependencies: [{pip: {a: b}}]}}")), "'pip:' must be a list")
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("-r /etc/shadow", "pip option '-r' is not supported"),
+        ("--editable .", "pip option '--editable' is not supported"),
+        ("--extra-index-url https://x.example/${PIP_INDEX_URL}", "variables"),
+        ("numpy\\n-r /etc/shadow", "must be one line"),
+        ("--index-url", "needs a value"),
+    ],
+)
+def test_pip_lines_that_would_reach_beyond_packages_are_errors(line, needle):
+    text = job(f'environment: {{conda_file: {{dependencies: [{{pip: ["{line}"]}}]}}}}')
+    assert one(errors_of(text), needle).field == "environment.conda_file"
+
+
+def test_an_image_only_environment_is_a_warning():
+    _, warnings = parse_text(job("environment: {image: 'python:3.11-slim'}"))
+    problem = one(warnings, "image is not pulled")
+    assert problem.job == "a" and problem.field == "environment.image"
+
+
+def test_the_distributed_sample_reads_processes():
+    p, _ = load_pipeline(CORPUS / "distributed_pytorch" / "pipeline.yml")
+    assert p.jobs["train"].distribution == Distribution(type="pytorch", processes=2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("distribution: {type: pytorch, process_count_per_instance: 4}", Distribution("pytorch", 4)),
+        ("distribution: {type: mpi, process_count_per_instance: 3}", Distribution("mpi", 3)),
+        ("distribution: {type: tensorflow, worker_count: 2, parameter_server_count: 0}", Distribution("tensorflow", 2)),
+        ("distribution: {type: pytorch}", Distribution("pytorch", 1)),
+    ],
+)
+def test_distributions_round_trip_through_json_and_yaml(extra, expected, tmp_path):
+    p, _ = parse_text(job(extra))
+    assert p.jobs["a"].distribution == expected
+    assert from_json(to_json(p)).jobs["a"].distribution == expected
+    assert roundtrip_folder(p, tmp_path / "export").jobs["a"].distribution == expected
+
+
+def test_several_hosts_are_refused_at_validation():
+    problem = one(errors_of(job("resources: {instance_count: 2}")), "multi-host steps are not supported yet")
+    assert problem.job == "a" and problem.field == "resources.instance_count" and problem.line == 6
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("distribution: {type: ray}", "'ray' is not supported yet"),
+        ("distribution: {type: horovod}", "'horovod' is unknown"),
+        ("distribution: {type: pytorch, process_count_per_instance: 0}", "process_count_per_instance must be"),
+        ("distribution: {type: tensorflow, worker_count: two}", "worker_count must be"),
+        ("distribution: {type: tensorflow, parameter_server_count: 1}", "parameter servers are not supported"),
+        ("resources: {instance_count: 0}", "instance_count must be"),
+    ],
+)
+def test_bad_distributions_are_errors(extra, needle):
+    assert one(errors_of(job(extra)), needle).job == "a"
+
+
+def test_a_jobs_distribution_overrides_its_components(tmp_path):
+    (tmp_path / "c.yml").write_text(
+        "type: command\nname: c\ncommand: echo\ndistribution: {type: mpi, process_count_per_instance: 2}\n"
+    )
+    (tmp_path / "pipeline.yml").write_text(
+        "type: pipeline\njobs:\n  a: {component: ./c.yml}\n"
+        "  b: {component: ./c.yml, distribution: {type: pytorch, process_count_per_instance: 3}}\n"
+    )
+    p, _ = load_pipeline(tmp_path / "pipeline.yml")
+    assert p.jobs["a"].distribution == Distribution("mpi", 2)
+    assert p.jobs["b"].distribution == Distribution("pytorch", 3)
