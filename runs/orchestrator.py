@@ -23,6 +23,7 @@ from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, ve
 from runs.transitions import run_transition, step_run_transition
 from stepwise.dag import blocked_steps, ready_steps, run_outcome
 from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
+from stepwise.spec.sweep import sweep_to_json
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def fingerprint_parts(
                 inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
         else:
             inputs[name] = {"data": None}
-    return {
+    parts: dict[str, object] = {
         "command": step.command,
         "code": tree_hash(file_map, f"code/{step.name}"),
         "inputs": inputs,
@@ -81,6 +82,10 @@ def fingerprint_parts(
         "environment_variables": dict(sorted(step.environment_variables.items())),
         "outputs": {name: decl.type for name, decl in sorted(step.output_decls.items())},
     }
+    if step.sweep is not None:
+        # Only for sweeps, so that every command step's fingerprint stays what it was.
+        parts["sweep"] = sweep_to_json(step.sweep)
+    return parts
 
 
 def fingerprint(parts: dict) -> str:

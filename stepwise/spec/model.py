@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .sweep import SweepSpec
+
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
 DATA_TYPES = ("uri_file", "uri_folder")
 # A Stepwise extension to Azure ML's types: a value given only when a run starts, never
@@ -90,7 +92,8 @@ class OutputDecl:
 
 @dataclass
 class Step:
-    """One `type: command` job, with its component (inline or from a file) folded in."""
+    """One `type: command` job, with its component (inline or from a file) folded in; or a
+    `type: sweep` job, with its trial component folded in and `sweep` set."""
 
     name: str
     command: str
@@ -114,6 +117,8 @@ class Step:
     timeout_s: int | None = None
     max_retries: int = 0
     is_deterministic: bool = True
+    # A `type: sweep` job: the fields above are its trial's, run once per sampled set of inputs.
+    sweep: SweepSpec | None = None
 
     @property
     def label(self) -> str:

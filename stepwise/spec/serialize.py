@@ -29,6 +29,7 @@ from .model import (
     Step,
     code_key,
 )
+from .sweep import sweep_from_json, sweep_to_json, sweep_yaml
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
@@ -129,6 +130,7 @@ def _step_to_json(step: Step) -> dict:
         "timeout_s": step.timeout_s,
         "max_retries": step.max_retries,
         "is_deterministic": step.is_deterministic,
+        "sweep": sweep_to_json(step.sweep) if step.sweep is not None else None,
     }
 
 
@@ -151,6 +153,7 @@ def _step_from_json(d: dict) -> Step:
         timeout_s=d.get("timeout_s"),
         max_retries=d.get("max_retries", 0),
         is_deterministic=d.get("is_deterministic", True),
+        sweep=sweep_from_json(d["sweep"]) if d.get("sweep") else None,
     )
 
 
@@ -290,6 +293,8 @@ def _binding_yaml(p: Pipeline, binding: object) -> object:
 
 def _job_yaml(p: Pipeline, step: Step) -> dict:
     j: dict = {"type": "command", "component": f"./components/{step.name}.yml"}
+    if step.sweep is not None:
+        j = {"type": "sweep", "trial": j["component"], **sweep_yaml(step.sweep)}
     if step.display_name:
         j["display_name"] = step.display_name
     if step.description:
