@@ -29,8 +29,11 @@ def bandit(
     best = best_value(goal, peers)
     value = series[-1]
     if policy.slack_factor is not None:
-        # Azure ML's formula: for maximize, anything under best / (1 + slack) stops.
-        limit = best / (1 + policy.slack_factor) if goal == "maximize" else best * (1 + policy.slack_factor)
+        # Azure ML's best / (1 + slack) (maximize) and best * (1 + slack) (minimize), written so
+        # that a negative best (a log-likelihood, a negated loss) widens the band rather than inverting it.
+        factor = policy.slack_factor
+        margin = abs(best) * (factor / (1 + factor) if goal == "maximize" else factor)
+        limit = best - margin if goal == "maximize" else best + margin
         what = f"slack_factor {policy.slack_factor:g}"
     else:
         slack = policy.slack_amount or 0.0
