@@ -130,3 +130,55 @@ def test_grid_sweep_tries_every_combination_and_picks_the_best(workers, alice, t
     best = check_sweep(search, grid_score)
     assert best.params == {"x": 3, "shape": "round"}
     assert output_file(search, "model", "best.json") == {"x": 3, "shape": "round"}
+
+
+# One trial at a time, the best first: each later trial is judged against a finished one, so
+# which trials stop early does not depend on timing. A trial that is not stopped sleeps long
+# enough between reports to make the test slow rather than pass by luck.
+EARLY = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time; from stepwise import log_metric;
+        x = int(sys.argv[1]); score = -(x - 3) ** 2;
+        [(log_metric('score', score * (i + 1) / 4, step=i), time.sleep(0.1 if score == 0 else 20)) for i in range(4)];
+        print('done', x)" ${{inputs.x}}
+      inputs:
+        x: {type: integer}
+    search_space:
+      x: {type: choice, values: [3, 1, 5]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 3, max_concurrent_trials: 1, trial_timeout: 120}
+    early_termination: {type: bandit, slack_amount: 0.5, evaluation_interval: 1, delay_evaluation: 0}
+"""
+
+
+def test_bandit_stops_trials_that_fall_behind_the_best(workers, alice, team, tmp_path):
+    workers.start()
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, EARLY, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert search.state == StepState.SUCCEEDED, search.reason
+    trials = {t.params["x"]: t for t in SweepTrial.objects.filter(step_run=search)}
+    assert trials[3].state == TrialState.COMPLETED and trials[3].is_best and trials[3].objective == 0
+    for x in (1, 5):
+        # Stopped at its first report, long before its 80 s of sleep.
+        assert trials[x].state == TrialState.EARLY_TERMINATED, (trials[x].state, trials[x].reason)
+        assert trials[x].reason.startswith("bandit:") and trials[x].objective is None
+        assert len(trials[x].metrics["score"]) == 1
+    log = log_text(search)
+    assert "[trial 1] done 3" in log and "done 1" not in log and "[trial 2] stopped early: bandit" in log
+
+
+def test_a_sweep_whose_trials_log_no_objective_fails_saying_so(workers, alice, team, tmp_path):
+    workers.start()
+    text = EARLY.replace("log_metric('score'", "log_metric('loss'").replace("else 20", "else 0.1")
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.FAILED and search.state == StepState.FAILED
+    assert search.reason == "no trial completed with a value of 'score'"
+    assert {t.state for t in SweepTrial.objects.filter(step_run=search)} == {TrialState.FAILED}
+    assert not StepOutput.objects.filter(step_run=search).exists()
