@@ -670,6 +670,11 @@ class SweepAttempt(Attempt):
                 target=self.target,
                 process_tag=tag,
             )
+            if prepared.sandbox is not None:
+                # The steps' network helper (pasta) dies with the thread that starts it, and takes
+                # the namespace's spawner thread, and so every sandboxed trial, with it: start it
+                # here, from the sweep's own thread, which outlives every trial.
+                sandbox_.network_namespace(outbound=prepared.sandbox.network)
         except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
             raise sweep_driver.TrialSetupError(str(exc)) from exc
         trial = TrialAttempt(

@@ -132,7 +132,8 @@ class SweepDriver:
         last_beat = started
         timeout = spec.limits.timeout_s
         try:
-            while queue or self.running:
+            # Once stopping (timeout, cancel), the trials not started yet never start.
+            while (queue and not self.stopping) or self.running:
                 now = time.monotonic()
                 if timeout and not self.stopping and now - started > timeout:
                     self._stop_all(f"timeout: the sweep ran longer than {timeout} s")

@@ -10,7 +10,8 @@ import pytest
 
 from pipelines_ui.services import pipeline_import
 from runs import artifacts, services
-from runs.models import RunState, StepOutput, StepState, SweepTrial, TrialState
+from runs.models import Run, RunState, StepOutput, StepState, SweepTrial, TrialState
+from tests.integration.conftest import pids_matching, wait_for
 from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
 
 pytestmark = pytest.mark.integration
@@ -182,3 +183,58 @@ def test_a_sweep_whose_trials_log_no_objective_fails_saying_so(workers, alice, t
     assert search.reason == "no trial completed with a value of 'score'"
     assert {t.state for t in SweepTrial.objects.filter(step_run=search)} == {TrialState.FAILED}
     assert not StepOutput.objects.filter(step_run=search).exists()
+
+
+SLOW = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time; from stepwise import log_metric;
+        x = int(sys.argv[1]); log_metric('score', x); print('{MARKER}', x, flush=True);
+        time.sleep(0.1 if x == 0 else 300)" ${{inputs.x}}
+      inputs:
+        x: {type: integer}
+    search_space:
+      x: {type: choice, values: [0, 1, 2, 3, 4, 5]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 6, max_concurrent_trials: 2, timeout: LIMIT}
+"""
+
+
+def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker):
+    workers.start()
+    text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "600")
+    run = services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
+    trials = SweepTrial.objects.filter(step_run__run=run)
+    # Trial 1 (x=0) ends at once; trials 2 and 3 sleep.
+    wait_for(lambda: trials.count() == 3 and trials.get(number=1).state != TrialState.RUNNING, message="trial 3")
+    services.run_cancel(run=Run.objects.get(pk=run.pk))
+    wait_run(run, timeout=60)
+    assert run.state == RunState.CANCELED and steps_of(run)["search"].state == StepState.CANCELED
+    # The driver hears of the cancel within a heartbeat, then stops the trials it runs.
+    wait_for(lambda: not trials.filter(state=TrialState.RUNNING).exists(), message="the trials to end")
+    states = {t.number: t.state for t in trials}
+    assert states == {1: TrialState.COMPLETED, 2: TrialState.CANCELED, 3: TrialState.CANCELED}, [
+        (t.number, t.reason) for t in trials
+    ]
+    assert trials.get(number=2).reason == "canceled: the sweep step was canceled or superseded"
+    wait_for(lambda: not pids_matching(marker), timeout=10, message="the trials' processes to end")
+
+
+def test_a_sweeps_timeout_cancels_running_trials_and_keeps_the_best_completed(workers, alice, team, tmp_path, marker):
+    workers.start()
+    text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "3")
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice), timeout=60)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.SUCCEEDED, search.reason
+    trials = {t.number: t for t in SweepTrial.objects.filter(step_run=search)}
+    assert set(trials) == {1, 2, 3}, [(t.number, t.state, t.reason) for t in trials.values()]
+    assert trials[1].state == TrialState.COMPLETED and trials[1].is_best
+    for number in (2, 3):
+        assert trials[number].state == TrialState.CANCELED
+        assert trials[number].reason == "timeout: the sweep ran longer than 3 s"
+    assert not pids_matching(marker)
