@@ -29,6 +29,8 @@ POLL_S = 0.1
 HEARTBEAT_S = 1.0
 # Metrics are written to a running trial's row at most this often (each report also reaches the page).
 REPORT_S = 1.0
+ROW_METRIC_NAMES = 100
+ROW_METRIC_VALUES = 1000
 
 
 class Trial(Protocol):
@@ -85,6 +87,14 @@ class SweepOutcome:
     # Why the sweep failed; empty when a best trial was found.
     failure: str = ""
     fenced: bool = False
+
+
+def _for_row(metrics: dict[str, list[float]], primary: str) -> dict[str, list[float]]:
+    """What a trial row keeps of its metrics: the latest values, so that a trial logging a
+    million points does not write a million-entry row each second (early termination reads
+    the driver's own copy)."""
+    names = sorted(metrics, key=lambda name: (name != primary, name))[:ROW_METRIC_NAMES]
+    return {name: metrics[name][-ROW_METRIC_VALUES:] for name in names}
 
 
 def _format_params(params: dict[str, Value]) -> str:
@@ -166,11 +176,13 @@ class SweepDriver:
         try:
             trial = self.launch(number, params)
         except TrialSetupError as exc:
-            self.log.add_lines([f"[trial {number}] could not start: {exc}"])
-            sweep_trials.sweep_trial_finish(
-                trial=row, to=TrialState.FAILED, metrics={}, objective=None, reason=f"could not start: {exc}"
-            )
+            reason = f"trial {number} could not start: {exc}"
+            self.log.add_lines([f"[sweep] {reason}"])
+            sweep_trials.sweep_trial_finish(trial=row, to=TrialState.FAILED, metrics={}, objective=None, reason=reason)
             self.ended[number] = _Tracked(trial=None, row=row)  # type: ignore[arg-type]
+            # What stops one trial's setup (a missing input, an unreadable artifact) stops every
+            # other's: no more start, and the sweep fails with this reason unless one completed.
+            self._stop_all(reason)
             return
         self.running[number] = _Tracked(trial=trial, row=row)
         self.log.add_lines([f"[trial {number}] started: {_format_params(params)}"])
@@ -210,7 +222,7 @@ class SweepDriver:
         now = time.monotonic()
         if tracked.changed and now - tracked.reported_at >= REPORT_S and not tracked.trial.done():
             tracked.reported_at, tracked.changed = now, False
-            sweep_trials.sweep_trial_report(trial=tracked.row, metrics=tracked.metrics)
+            sweep_trials.sweep_trial_report(trial=tracked.row, metrics=_for_row(tracked.metrics, self.primary))
 
     def _finish(self, tracked: _Tracked) -> None:
         trial, number = tracked.trial, tracked.row.number
@@ -235,7 +247,7 @@ class SweepDriver:
         sweep_trials.sweep_trial_finish(
             trial=tracked.row,
             to=state,
-            metrics=tracked.metrics,
+            metrics=_for_row(tracked.metrics, self.primary),
             objective=objective,
             reason=reason,
             exit_code=trial.returncode,
