@@ -303,7 +303,8 @@ def _job_yaml(p: Pipeline, step: Step) -> dict:
         j["compute"] = step.compute
     if step.environment_variables:
         j["environment_variables"] = dict(step.environment_variables)
-    if step.timeout_s is not None:
+    # A sweep's `limits` are its own (written above): a command step's timeout has no place there.
+    if step.timeout_s is not None and step.sweep is None:
         j["limits"] = {"timeout": step.timeout_s}
     if step.max_retries:
         j["retry_settings"] = {"max_retries": step.max_retries}
