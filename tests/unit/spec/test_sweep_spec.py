@@ -159,3 +159,11 @@ def test_a_sweep_needs_a_trial_and_a_search_space():
     one(errors_of(no_trial), "needs a 'trial'")
     no_space = with_lines(SWEEP, "    search_space:\n", "    unused:\n")
     one(errors_of(no_space), "needs a search_space")
+
+
+def test_export_keeps_the_sweeps_limits_even_with_a_command_timeout_set(tmp_path):
+    p, _ = parse_text(SWEEP)
+    p.jobs["tune"].timeout_s = 30  # as the browser editor could set it
+    again = roundtrip_folder(p, tmp_path / "export")
+    assert again.jobs["tune"].sweep.limits == p.jobs["tune"].sweep.limits
+    assert again.jobs["tune"].timeout_s is None
