@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.db.models import Count, Q
 
 from runs import queues
-from runs.models import STEP_TERMINAL, Run, StepRun
+from runs.models import STEP_TERMINAL, Run, StepRun, SweepTrial
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +135,14 @@ def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
 def _log_failure(future) -> None:
     if future.exception() is not None:
         log.warning("broadcast failed: %s", future.exception())
+
+
+def trial_payload(trial: SweepTrial) -> dict[str, Any]:
+    """A sweep trial changed: the run page refreshes the step's trials table from the server."""
+    return {
+        "type": "trial",
+        "run": trial.step_run.run_id,
+        "step": trial.step_run.name,
+        "number": trial.number,
+        "state": trial.state,
+    }

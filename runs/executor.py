@@ -10,17 +10,20 @@ states and artifacts alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import json
 import logging
 import math
 import os
+import random
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +34,14 @@ from django.utils import timezone
 
 import stepwise
 from pipelines_ui.models import FileBlob
-from runs import artifacts, broadcast, distribution, environments, logs, orchestrator, processes, queues
+from runs import artifacts, broadcast, distribution, environments, logs, orchestrator, processes, queues, sweep_driver
 from runs import sandbox as sandbox_
 from runs import worker as worker_
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
+from runs.step_records import MetricRecord, ParamRecord
 from runs.transitions import step_run_fail, step_run_try_transition
 from stepwise.spec import EnvRef, render_command, secret_env_var
 from stepwise.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
@@ -168,8 +172,13 @@ def prepare(
     *,
     held: contextlib.ExitStack | None = None,
     target: ComputeTarget | None = None,
+    process_tag: str | None = None,
 ) -> Prepared:
-    """The step's command, folder and environment; with `held`, its inputs stay in the cache until it closes."""
+    """The step's command, folder and environment; with `held`, its inputs stay in the cache until it closes.
+
+    `process_tag` tags its processes in place of the attempt's own tag (a sweep's trials, each
+    killed apart from the others; see processes.kill_attempt_processes).
+    """
     run = step_run.run
     target = target or ComputeTarget(name="default")
     shutil.rmtree(workdir, ignore_errors=True)
@@ -250,7 +259,7 @@ def prepare(
             "STEPWISE_STEP": step.name,
             "STEPWISE_ATTEMPT": str(step_run.attempt),
             "STEPWISE_METRICS_FILE": str(metrics_file),
-            processes.ATTEMPT_ENV: processes.attempt_id(step_run.pk, step_run.attempt),
+            processes.ATTEMPT_ENV: process_tag or processes.attempt_id(step_run.pk, step_run.attempt),
             processes.WORKER_ENV: processes.worker_tag(),
         },
     )
@@ -358,6 +367,7 @@ class Attempt:
         self.stop_reason = ""
         self.fenced = False
         self.masker = Masker(prepared.secrets)
+        self.timeout_s = step_run.timeout_s
 
     # -- log, heartbeat, fencing ---------------------------------------------------
     def add_lines(self, lines: list[str]) -> None:
@@ -410,20 +420,24 @@ class Attempt:
             log.exception("the last lines of attempt %s of %s were not stored", self.step_run.attempt, self.step_run)
         self.recorder.archive()
 
-    def read_metrics(self) -> None:
+    def new_records(self) -> list[MetricRecord | ParamRecord]:
+        """What the step logged since the last call, checked and masked, in the order it logged it."""
         path = self.prepared.metrics_file
         if path is None or not path.exists():
-            return
+            return []
         with path.open("rb") as handle:
             handle.seek(self.metrics_offset)
             data = handle.read()
         complete = data[: data.rfind(b"\n") + 1]
         self.metrics_offset += len(complete)
+        records: list[MetricRecord | ParamRecord] = []
         for raw in complete.splitlines():
             try:
                 record = json.loads(raw)
                 if isinstance(record, dict) and "param" in record:
-                    self.store_param(str(record["param"]), str(record.get("value", "")))
+                    param = self._param_record(str(record["param"]), str(record.get("value", "")))
+                    if param is not None:
+                        records.append(param)
                     continue
                 name, value, index = str(record["name"]), float(record["value"]), int(record.get("step", 0))
             except (ValueError, KeyError, TypeError, OverflowError):
@@ -434,16 +448,31 @@ class Attempt:
             # NaN (SQLite stores NULL), a step index beyond a 32-bit integer.
             if "\x00" in name or not math.isfinite(value) or not -(2**31) <= index < 2**31:
                 continue
-            Metric.objects.create(step_run=self.step_run, name=name, value=value, step=index)
-            payload = broadcast.metric_payload(self.step_run, name=name, value=value, step=index)
+            records.append(MetricRecord(name, value, index))
+        return records
+
+    def read_metrics(self) -> None:
+        for record in self.new_records():
+            if isinstance(record, ParamRecord):
+                self.store_param(record.name, record.value)
+                continue
+            Metric.objects.create(step_run=self.step_run, name=record.name, value=record.value, step=record.step)
+            payload = broadcast.metric_payload(self.step_run, name=record.name, value=record.value, step=record.step)
             broadcast.send(self.step_run.run_id, payload)
 
-    def store_param(self, name: str, value: str) -> None:
+    def _param_record(self, name: str, value: str) -> ParamRecord | None:
         # Names and values are shown on the run and compare pages: secrets masked, NUL refused.
         name = self.masker.mask(name)[:255]
         value = self.masker.mask(value)[:PARAM_VALUE_MAX]
         if not name or "\x00" in name or "\x00" in value:
+            return None
+        return ParamRecord(name, value)
+
+    def store_param(self, name: str, value: str) -> None:
+        record = self._param_record(name, value)
+        if record is None:
             return
+        name, value = record
         Param.objects.update_or_create(step_run=self.step_run, name=name, defaults={"value": value})
         broadcast.send(self.step_run.run_id, broadcast.param_payload(self.step_run, name=name, value=value))
 
@@ -482,7 +511,7 @@ class Attempt:
         splitter = LineSplitter(settings.STEPWISE_LOG_LINE_MAX)
         started = time.monotonic()
         last_check = started
-        timeout = self.step_run.timeout_s
+        timeout = self.timeout_s
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ)
         fd = proc.stdout.fileno()
@@ -553,6 +582,172 @@ class Attempt:
             pass
 
 
+class TrialAttempt(Attempt):
+    """One trial of a sweep: `Attempt.run` in a thread of its own, touching no database.
+
+    Its lines (masked) and metrics pile up here until the sweep's driver takes them and stores
+    them from its own thread; `stop` is the driver's word to kill it, heard where `run` checks
+    whether it still owns the step.
+    """
+
+    def __init__(self, step_run: StepRun, prepared: Prepared, *, number: int, timeout_s: int | None, tag: str):
+        self.step_run = step_run
+        self.prepared = prepared
+        self.number = number
+        self.timeout_s = timeout_s
+        self.tag = tag
+        self.outputs = prepared.outputs
+        self.last_flush = time.monotonic()
+        self.metrics_offset = 0
+        self.stop_reason = ""
+        self.stopped_by = ""
+        self.fenced = False
+        self.masker = Masker(prepared.secrets)
+        self.returncode: int | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._records: list[MetricRecord | ParamRecord] = []
+        self._thread = threading.Thread(target=self._main, name=f"sweep-trial-{number}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        try:
+            self.returncode = self.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, reason: str) -> None:
+        if not self.stopped_by:
+            self.stop_reason = self.stop_reason or reason
+            self.stopped_by = reason
+
+    def take(self) -> tuple[list[str], list[MetricRecord | ParamRecord]]:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            records, self._records = self._records, []
+        return lines, records
+
+    def add_lines(self, lines: list[str]) -> None:
+        if self.masker:
+            lines = [self._mask(line) for line in lines]
+        with self._lock:
+            self._lines.extend(lines)
+
+    @property
+    def pending_lines(self) -> list[str]:
+        return []  # handed to the driver as they come
+
+    def flush(self, *, force: bool = False) -> bool:
+        return not self.stopped_by
+
+    def read_metrics(self) -> None:
+        records = self.new_records()
+        with self._lock:
+            self._records.extend(records)
+
+    def kill_strays(self) -> list[int]:
+        # Its own processes only: the attempt's whole tree holds the other trials too.
+        return processes.kill_tagged(self.tag)
+
+    def finish_log(self) -> None:
+        pass
+
+
+def prepare_sweep(workdir: Path) -> Prepared:
+    """A sweep step's own folder: its log, and its trials' folders under `trials/`. Its outputs are
+    its best trial's, known when the sweep ends."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "code").mkdir(parents=True)
+    return Prepared(command="", cwd=workdir / "code", env={})
+
+
+class SweepAttempt(Attempt):
+    """A sweep step's attempt: its own log, heartbeat and fencing, while runs/sweep_driver.py
+    starts its trials through `launch`, each prepared and run as a command step is."""
+
+    def __init__(
+        self,
+        step_run: StepRun,
+        prepared: Prepared,
+        *,
+        pipeline: Pipeline,
+        step: Step,
+        file_map: dict[str, str],
+        held: contextlib.ExitStack,
+        target: ComputeTarget | None,
+    ):
+        super().__init__(step_run, prepared)
+        self.pipeline = pipeline
+        self.step = step
+        self.file_map = file_map
+        self.held = held
+        self.target = target
+
+    def launch(self, number: int, params: dict[str, object]) -> TrialAttempt:
+        assert self.step.sweep is not None
+        trial_step = dataclasses.replace(self.step, inputs={**self.step.inputs, **params}, sweep=None)
+        workdir = self.prepared.cwd.parent / "trials" / str(number)
+        tag = processes.trial_tag(self.step_run.pk, self.step_run.attempt, number)
+        try:
+            prepared = prepare(
+                self.step_run,
+                self.pipeline,
+                trial_step,
+                self.file_map,
+                workdir,
+                held=self.held,
+                target=self.target,
+                process_tag=tag,
+            )
+            if prepared.sandbox is not None:
+                # The steps' network helper (pasta) dies with the thread that starts it, and takes
+                # the namespace's spawner thread, and so every sandboxed trial, with it: start it
+                # here, from the sweep's own thread, which outlives every trial.
+                sandbox_.network_namespace(outbound=prepared.sandbox.network)
+        except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
+            raise sweep_driver.TrialSetupError(str(exc)) from exc
+        trial = TrialAttempt(
+            self.step_run, prepared, number=number, timeout_s=self.step.sweep.limits.trial_timeout_s, tag=tag
+        )
+        trial.start()
+        return trial
+
+    def run(self) -> int:
+        assert self.step.sweep is not None
+        driver = sweep_driver.SweepDriver(
+            spec=self.step.sweep,
+            input_types={name: decl.type for name, decl in self.step.input_decls.items()},
+            log=self,
+            launch=self.launch,  # type: ignore[arg-type]
+            seed=random.SystemRandom().randrange(2**31),
+        )
+        try:
+            outcome = driver.run()
+        finally:
+            strays = self.kill_strays()
+            if strays and self.prepared.sandbox is None:
+                self.add_lines([f"[stepwise] stopped {len(strays)} process(es) the trials left running: {strays}"])
+        if outcome.fenced:
+            return 1
+        if outcome.failure:
+            self.stop_reason = outcome.failure
+            return 1
+        self.prepared.outputs.update(outcome.outputs)
+        record = {name: str(value) for name, value in driver.ended[outcome.best].row.params.items()}
+        for name, value in record.items():
+            self.store_param(name, value)
+        return 0
+
+
 def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
     """Fail the attempt (or queue its retry) and advance the run, in one transaction."""
     with transaction.atomic():
@@ -602,13 +797,29 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
     with contextlib.ExitStack() as inputs:
         try:
             target = ComputeTarget.objects.filter(queue=step_run.queue).first()
-            prepared = prepare(step_run, pipeline, step, version_file_map(version), workdir, held=inputs, target=target)
+            if step.sweep is None:
+                prepared = prepare(
+                    step_run, pipeline, step, version_file_map(version), workdir, held=inputs, target=target
+                )
+            else:
+                prepared = prepare_sweep(workdir)
         except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
             # ArtifactError: an input could not be fetched from the artifact store.
             _fail(step_run, f"could not start: {exc}")
             return "setup failed", None
 
-        attempt_ = Attempt(step_run, prepared)
+        if step.sweep is None:
+            attempt_: Attempt = Attempt(step_run, prepared)
+        else:
+            attempt_ = SweepAttempt(
+                step_run,
+                prepared,
+                pipeline=pipeline,
+                step=step,
+                file_map=version_file_map(version),
+                held=inputs,
+                target=target,
+            )
         try:
             attempt_.use_environment(step.environment)
         except (environments.EnvironmentBuildError, OSError, subprocess.SubprocessError) as exc:

@@ -251,6 +251,60 @@ class Param(models.Model):
         return f"{self.name}={self.value[:40]}"
 
 
+class TrialState(models.TextChoices):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EARLY_TERMINATED = "early_terminated", "early terminated"
+    # Stopped by its sweep: the sweep's timeout, or the step canceled or superseded.
+    CANCELED = "canceled"
+
+
+# Every legal edge of a trial; a trial is created running and ends once.
+TRIAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    TrialState.RUNNING: frozenset(
+        {TrialState.COMPLETED, TrialState.FAILED, TrialState.EARLY_TERMINATED, TrialState.CANCELED}
+    ),
+}
+
+
+class SweepTrial(models.Model):
+    """One trial of a sweep step's attempt: the inputs it was given and what it reported.
+
+    Written by the sweep driver (runs/sweep_driver.py) through `runs.sweep_trials`.
+    """
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="trials")
+    attempt = models.PositiveIntegerField()
+    number = models.PositiveIntegerField()
+    params = models.JSONField(default=dict)
+    state = models.CharField(max_length=20, choices=TrialState.choices, default=TrialState.RUNNING)
+    # {metric name: [values in the order logged]}
+    metrics = models.JSONField(default=dict, blank=True)
+    # The primary metric's last value: what the sweep ranks trials by.
+    objective = models.FloatField(null=True, blank=True)
+    is_best = models.BooleanField(default=False)
+    exit_code = models.IntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step_run", "attempt", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["step_run", "attempt", "number"], name="unique_trial_per_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"trial {self.number} of {self.step_run}"
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
 class WorkerState(models.TextChoices):
     IDLE = "idle"
     BUSY = "busy"

@@ -23,6 +23,7 @@ from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, ve
 from runs.transitions import run_transition, step_run_transition
 from stepwise.dag import blocked_steps, ready_steps, run_outcome
 from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
+from stepwise.spec.sweep import sweep_to_json
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def fingerprint_parts(
                 inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
         else:
             inputs[name] = {"data": None}
-    parts = {
+    parts: dict[str, object] = {
         "command": step.command,
         "code": tree_hash(file_map, f"code/{step.name}"),
         "inputs": inputs,
@@ -84,6 +85,9 @@ def fingerprint_parts(
     if step.distribution is not None:
         # Only when set: the fingerprints of every other step stay what earlier runs recorded.
         parts["distribution"] = {"type": step.distribution.type, "processes": step.distribution.processes}
+    if step.sweep is not None:
+        # Only for sweeps, so that every command step's fingerprint stays what it was.
+        parts["sweep"] = sweep_to_json(step.sweep)
     return parts
 
 

@@ -92,8 +92,19 @@ def _kill_processes(pids: list[int]) -> None:
 def kill_attempt_processes(step_run_id: int, attempt: int) -> list[int]:
     """SIGKILL what an attempt left running on this host: strays after it ended, or everything
     after its worker died or froze. Returns the tagged pids found."""
-    tag = attempt_id(step_run_id, attempt)
-    found = [pid for pid, value in _tagged_processes(ATTEMPT_ENV).items() if value == tag]
+    return kill_tagged(attempt_id(step_run_id, attempt))
+
+
+def trial_tag(step_run_id: int, attempt: int, trial: int) -> str:
+    """The tag of a sweep trial's processes: its attempt's, extended, so the attempt's kill finds them too."""
+    return f"{attempt_id(step_run_id, attempt)}.{trial}"
+
+
+def kill_tagged(tag: str) -> list[int]:
+    """SIGKILL the processes tagged `tag` or a tag it extends (`tag.N`); returns their pids."""
+    found = [
+        pid for pid, value in _tagged_processes(ATTEMPT_ENV).items() if value == tag or value.startswith(tag + ".")
+    ]
     _kill_processes(found)
     return found
 

@@ -15,7 +15,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from pipelines_ui import graph
-from runs import compare, downloads, logs, reuse, selectors
+from runs import compare, downloads, logs, reuse, selectors, sweep_selectors
 from runs.forms import RunForm
 from runs.models import RunState
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
@@ -33,6 +33,7 @@ RUN_PARTS = {
     "timeline": "runs/_timeline.html",
     "step_detail": "runs/_step_detail.html",
     "metrics": "runs/_metrics.html",
+    "trials": "runs/_sweep_trials.html",
 }
 
 
@@ -177,6 +178,7 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
         "timeline": selectors.timeline(run, shown),
         "selected": selected,
         "outputs": selectors.step_outputs(selected) if selected else [],
+        "sweep": _sweep(run, selected),
         "reuse": reuse.explain(selected) if selected else None,
         "metrics": selectors.step_metrics(selected) if selected else [],
         "params": compare.step_params(selected) if selected else [],
@@ -185,6 +187,11 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
         "is_active": selectors.run_is_active(run),
         "can_retry_failed": selectors.run_can_retry_failed(run, steps),
     }
+
+
+def _sweep(run, selected) -> sweep_selectors.SweepTable | None:
+    step = version_spec(run.version).jobs.get(selected.name) if selected else None
+    return sweep_selectors.sweep_table(selected, step) if step is not None else None
 
 
 # Above this many steps the page lists the most telling steps first and draws the graph

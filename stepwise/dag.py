@@ -374,6 +374,8 @@ def pipeline_dot(
         if step.display_name and step.display_name != short:
             label += "\\n" + _text(short, limit=40)
         label += "\\n" + _text("on " + compute, limit=40)
+        if step.sweep is not None:
+            label += "\\n" + _text(f"sweep: {step.sweep.limits.max_total_trials} trials", limit=40)
         state = states.get(name, "")
         attrs = {
             "id": node_id,
@@ -383,6 +385,8 @@ def pipeline_dot(
             "fillcolor": STATE_FILLS.get(state, DEFAULT_FILL),
             "label": label,
         }
+        if step.sweep is not None:
+            attrs["peripheries"] = "2"  # many runs of one component, as a stack
         if step_url is not None:
             attrs["URL"] = _safe_url(step_url(name))
             attrs["target"] = "_top"

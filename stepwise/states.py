@@ -58,6 +58,9 @@ STATE_CLASSES: dict[str, str] = {
     "reused": "info",
     "skipped": "warning",
     "canceled": "dark",
+    # A sweep's trials (runs.models.TrialState) share the steps' badges where their states do.
+    "completed": "success",
+    "early_terminated": "warning",
 }
 DEFAULT_CLASS = "light"
 

@@ -18,7 +18,7 @@
   var STEP_RANK = display.step_rank || {};
   var RUN_RANK = display.run_rank || {};
   var COLORS = display.colors || {};
-  var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics"];
+  var PARTS = ["header", "progress", "steps", "timeline", "step_detail", "metrics", "trials"];
   var REFRESH_DEBOUNCE_MS = 250;
   var REFRESH_RETRY_MAX_MS = 10000;
   var TICK_MS = 1000;
@@ -162,6 +162,7 @@
     }
     drawSparklines();
     tickDurations();
+    document.dispatchEvent(new CustomEvent("stepwise:parts"));
   }
 
   function refresh() {
@@ -475,6 +476,10 @@
       if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
     },
     param: function (msg) {
+      if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
+    },
+    trial: function (msg) {
+      // A sweep's trial started, reported or ended: its table and plot come with the parts.
       if (msg.run === config.run && msg.step === config.selected) scheduleRefresh();
     }
   });

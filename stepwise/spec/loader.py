@@ -41,6 +41,7 @@ from .model import (
     code_key,
     data_key,
 )
+from .sweep import SWEEP_KEYS, parse_sweep
 from .validate import validate_pipeline
 from .yaml_safe import LineDict, load_yaml, read_text
 
@@ -60,7 +61,7 @@ class DataLookupError(LookupError):
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
-_NOT_YET_JOB_TYPES = ("sweep", "data_transfer", "import", "flow")
+_NOT_YET_JOB_TYPES = ("data_transfer", "import", "flow")
 # Job types that need Azure ML's own services (its AutoML trainers, its Spark pools).
 _AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
@@ -1020,16 +1021,42 @@ class _PipelineReader:
 
     # -- jobs -----------------------------------------------------------------------------
 
+    def _sweep_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, None] | None:
+        """A `type: sweep` job: its trial read as a component job's component, then the sweep keys."""
+        spec, findings = parse_sweep(raw)
+        for path, message, severity in findings:
+            (self.error if severity == "error" else self.warn)(message, where, *path, job=name)
+        if raw.get("trial") is None:
+            self.error(
+                "a sweep job needs a 'trial': a command component file or an inline one", where, "trial", job=name
+            )
+            return None
+        if "command" in raw or "code" in raw:
+            key = "command" if "command" in raw else "code"
+            self.error(f"'{key}' of a sweep job belongs in its trial", where, key, job=name)
+        view = {key: value for key, value in raw.items() if key not in SWEEP_KEYS and key not in ("command", "code")}
+        parsed = self._job(name, {**view, "type": "command", "component": raw["trial"]}, where)
+        if name in self.component_where and self.component_where[name].prefix[-1:] == ("component",):
+            trial = self.component_where[name]
+            self.component_where[name] = _Where(trial.file, trial.tree, trial.prefix[:-1] + ("trial",))
+        if parsed is None or spec is None:
+            return None
+        step, _hints = parsed
+        step.sweep = spec
+        return step, None
+
     def _job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None] | None] | None:
         type_ = raw.get("type", "command")
         if type_ == "parallel":
             return self._parallel_job(name, raw, where)
+        if type_ == "sweep":
+            return self._sweep_job(name, raw, where)
         if type_ != "command":
             if type_ in _AZURE_ONLY_JOB_TYPES:
                 self.error(f"type {type_} runs only on Azure ML; Stepwise cannot run it", where, "type", job=name)
             elif type_ in _NOT_YET_JOB_TYPES:
                 self.error(
-                    f"job type '{type_}' is not supported yet (only command, parallel and pipeline jobs)",
+                    f"job type '{type_}' is not supported yet (only command, sweep, parallel and pipeline jobs)",
                     where,
                     "type",
                     job=name,

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .sweep import SweepSpec
+
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
 DATA_TYPES = ("uri_file", "uri_folder")
 # A Stepwise extension to Azure ML's types: a value given only when a run starts, never
@@ -131,7 +133,8 @@ class ParallelSettings:
 @dataclass
 class Step:
     """One `type: command` job (or a `type: parallel` one, see `parallel`), with its component
-    (inline or from a file) folded in."""
+    (inline or from a file) folded in; or a `type: sweep` job, with its trial component folded
+    in and `sweep` set."""
 
     name: str
     command: str
@@ -157,6 +160,8 @@ class Step:
     is_deterministic: bool = True
     parallel: ParallelSettings | None = None
     distribution: Distribution | None = None
+    # A `type: sweep` job: the fields above are its trial's, run once per sampled set of inputs.
+    sweep: SweepSpec | None = None
 
     @property
     def label(self) -> str:

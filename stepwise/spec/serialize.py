@@ -36,6 +36,7 @@ from .model import (
     code_key,
 )
 from .parallel import parallel_fields, task_fields
+from .sweep import sweep_from_json, sweep_to_json, sweep_yaml
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
@@ -145,6 +146,8 @@ def _step_to_json(step: Step) -> dict:
             if step.distribution
             else {}
         ),
+        # Only for sweeps, for the same reason.
+        **({"sweep": sweep_to_json(step.sweep)} if step.sweep is not None else {}),
     }
 
 
@@ -169,6 +172,7 @@ def _step_from_json(d: dict) -> Step:
         is_deterministic=d.get("is_deterministic", True),
         parallel=ParallelSettings(**d["parallel"]) if d.get("parallel") else None,
         distribution=Distribution(**d["distribution"]) if d.get("distribution") else None,
+        sweep=sweep_from_json(d["sweep"]) if d.get("sweep") else None,
     )
 
 
@@ -405,6 +409,8 @@ def _job_yaml(
     if step.parallel is not None:
         return _parallel_job_yaml(p, step)
     j: dict = {"type": "command", "component": component or f"./components/{step.name}.yml"}
+    if step.sweep is not None:
+        j = {"type": "sweep", "trial": j["component"], **sweep_yaml(step.sweep)}
     bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
     if written is None:
         # A top-level job reads an inner step's output through its component's outputs.
@@ -417,7 +423,8 @@ def _job_yaml(
         j["compute"] = compute
     if step.environment_variables:
         j["environment_variables"] = dict(step.environment_variables)
-    if step.timeout_s is not None:
+    # A sweep's `limits` are its own (written above): a command step's timeout has no place there.
+    if step.timeout_s is not None and step.sweep is None:
         j["limits"] = {"timeout": step.timeout_s}
     if step.max_retries:
         j["retry_settings"] = {"max_retries": step.max_retries}

@@ -42,6 +42,7 @@ from .model import (
     code_key,
     data_key,
 )
+from .sweep import Distribution
 
 
 class _Findings:
@@ -263,8 +264,11 @@ def _check_step(
             found.error(f"no input '{name}' is declared (declared: {declared})", job=job, field=f"inputs.{name}")
             continue
         _check_binding(found, p, step, name, decl, binding)
+    searched = set(step.sweep.search_space) if step.sweep is not None else set()
+    if step.sweep is not None:
+        _check_sweep(found, step)
     for name, decl in step.input_decls.items():
-        if step.inputs.get(name) is None and not decl.optional and decl.default is None:
+        if step.inputs.get(name) is None and not decl.optional and decl.default is None and name not in searched:
             found.error(f"required input '{name}' is not bound and has no default", job=job, field=f"inputs.{name}")
     for name in sorted(required_inputs_used(text)):
         decl = step.input_decls.get(name)
@@ -431,3 +435,40 @@ def _check_cycles(found: _Findings, p: Pipeline) -> None:
                 state[nxt] = 1
                 path.append(nxt)
                 iters.append(iter(downstream[nxt]))
+
+
+def _fits(dist: Distribution, input_type: str) -> bool:
+    """Whether every value the distribution draws is a value of the input's type."""
+    if dist.type == "choice":
+        if input_type == "integer":
+            return all(isinstance(v, int) and not isinstance(v, bool) for v in dist.values)
+        if input_type == "number":
+            return all(isinstance(v, int | float) and not isinstance(v, bool) for v in dist.values)
+        if input_type == "boolean":
+            return all(isinstance(v, bool) for v in dist.values)
+        return True
+    if input_type == "integer":
+        return dist.type == "randint" or float(dist.params.get("q", 0.5)).is_integer()
+    return input_type == "number"
+
+
+def _check_sweep(found: _Findings, step: Step) -> None:
+    job = step.name
+    assert step.sweep is not None
+    for name, dist in step.sweep.search_space.items():
+        field = f"search_space.{name}"
+        decl = step.input_decls.get(name)
+        if decl is None:
+            declared = ", ".join(sorted(step.input_decls)) or "none"
+            found.error(f"the trial has no input '{name}' to search (declared: {declared})", job=job, field=field)
+            continue
+        if decl.type not in LITERAL_TYPES:
+            found.error(
+                f"input '{name}' is a {decl.type} input: only literal inputs are searched", job=job, field=field
+            )
+        elif not _fits(dist, decl.type):
+            found.error(
+                f"a {dist.type} distribution does not give {decl.type} values for '{name}'", job=job, field=field
+            )
+        if step.inputs.get(name) is not None:
+            found.error(f"input '{name}' is both bound in inputs and searched in search_space", job=job, field=field)

@@ -10,6 +10,7 @@ from stepwise import dag
 from stepwise.dag import dom_id, pipeline_dot
 from stepwise.spec.model import InputDecl, OutputDecl, ParentOutputRef, Step
 from stepwise.spec.model import Pipeline as PipelineSpec
+from stepwise.spec.sweep import Distribution, Objective, SweepLimits, SweepSpec
 from stepwise.states import STATE_FILLS
 from tests.pipelines_ui.conftest import make_spec
 
@@ -28,6 +29,19 @@ def test_one_node_per_step_with_label_and_compute():
     # display name first, then the step name, then where it runs
     assert 'label="Train model\\ntrain\\non default compute"' in train
     assert 'shape="box"' in train
+
+
+def test_a_sweep_step_says_so_and_is_drawn_as_a_stack():
+    spec = make_spec()
+    spec.jobs["train"].sweep = SweepSpec(
+        search_space={"epochs": Distribution("choice", values=[1, 2])},
+        objective=Objective("acc", "maximize"),
+        limits=SweepLimits(max_total_trials=12),
+    )
+    train = _node_line(pipeline_dot(spec), "step-train")
+    assert 'label="Train model\\ntrain\\non default compute\\nsweep: 12 trials"' in train
+    assert 'peripheries="2"' in train
+    assert "peripheries" not in _node_line(pipeline_dot(spec), "step-prep")
 
 
 def test_pipeline_inputs_and_outputs_get_their_own_shapes():

@@ -318,7 +318,7 @@ def test_parts_render_the_same_partials_as_the_page(finished_run, client, alice)
     client.force_login(alice)
     page = client.get(reverse("run_step", args=[finished_run.pk, "train"])).content.decode()
     parts = client.get(reverse("run_parts", args=[finished_run.pk]) + "?step=train").json()["parts"]
-    assert set(parts) == {"header", "progress", "steps", "timeline", "step_detail", "metrics"}
+    assert set(parts) == {"header", "progress", "steps", "timeline", "step_detail", "metrics", "trials"}
     for key in ("steps", "step_detail"):
         assert parts[key].strip()[:200] in page
 

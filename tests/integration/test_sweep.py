@@ -1,0 +1,243 @@
+"""Sweep steps end to end: a real worker runs the trials, 3 at once, and keeps the best one's outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pipelines_ui.services import pipeline_import
+from runs import artifacts, services
+from runs.models import Run, RunState, StepOutput, StepState, SweepTrial, TrialState
+from tests.integration.conftest import pids_matching, wait_for
+from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(__file__).resolve().parents[1] / "azureml_corpus" / "sweep"
+
+GRID = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time, json; from stepwise import log_metric;
+        x, shape = int(sys.argv[1]), sys.argv[2];
+        score = -(x - 3) ** 2 - {'flat': 1.0, 'round': 0.0, 'sharp': 2.0}[shape];
+        [(log_metric('score', score * (i + 1) / 3, step=i), time.sleep(0.2)) for i in range(3)];
+        json.dump({'x': x, 'shape': shape}, open(sys.argv[3] + '/best.json', 'w'))"
+        ${{inputs.x}} ${{inputs.shape}} ${{outputs.model}}
+      inputs:
+        x: {type: integer}
+        shape: {type: string}
+      outputs:
+        model: {type: uri_folder}
+    search_space:
+      x: {type: choice, values: [1, 2, 3, 4]}
+      shape: {type: choice, values: [flat, round, sharp]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 12, max_concurrent_trials: 3, trial_timeout: 60}
+    early_termination:
+      type: truncation_selection
+      truncation_percentage: 20
+      evaluation_interval: 1
+      delay_evaluation: 1
+"""
+
+
+def corpus_score(params: dict) -> float:
+    # What tests/azureml_corpus/sweep/src/train.py computes from its parameters.
+    lr, width, dropout = params["learning_rate"], params["width"], params["dropout"]
+    return 1.0 - abs(math.log10(lr) + 1) / 3 - abs(width - 32) / 64 - abs(dropout - 0.2)
+
+
+def grid_score(params: dict) -> float:
+    return -((params["x"] - 3) ** 2) - {"flat": 1.0, "round": 0.0, "sharp": 2.0}[params["shape"]]
+
+
+def max_overlap(trials: list[SweepTrial]) -> int:
+    """The most trials running at one moment, from the rows' own start and end times."""
+    events = sorted([(t.started_at, 1) for t in trials] + [(t.finished_at, -1) for t in trials])
+    running = most = 0
+    for _moment, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def output_file(step_run, name: str, filename: str) -> dict:
+    output = StepOutput.objects.get(step_run=step_run, name=name)
+    return json.loads((artifacts.artifact_path(output.artifact, name) / filename).read_text())
+
+
+def check_sweep(step_run, score) -> SweepTrial:
+    trials = list(SweepTrial.objects.filter(step_run=step_run).order_by("number"))
+    assert [t.number for t in trials] == list(range(1, 13))
+    # No trial fails: a trial ending must not take its siblings with it.
+    assert all(t.state in (TrialState.COMPLETED, TrialState.EARLY_TERMINATED) for t in trials), [
+        (t.number, t.state, t.reason) for t in trials
+    ]
+    assert max_overlap(trials) <= 3
+    completed = [t for t in trials if t.state == TrialState.COMPLETED]
+    assert completed, [(t.number, t.state, t.reason) for t in trials]
+    for trial in completed:
+        # The metric the trial logged last is the score its parameters give.
+        assert trial.objective == pytest.approx(score(trial.params))
+        assert len(trial.metrics["score"]) == 3
+    for trial in trials:
+        if trial.state == TrialState.EARLY_TERMINATED:
+            assert trial.objective is None and trial.reason
+    (best,) = [t for t in trials if t.is_best]
+    assert best.state == TrialState.COMPLETED
+    assert best.objective == max(t.objective for t in completed)
+    return best
+
+
+def test_random_sweep_of_the_corpus_sample_keeps_the_best_trials_model(workers, alice, team):
+    workers.start()
+    version = pipeline_import(team=team, path=CORPUS / "pipeline.yml", user=alice, name="sweep")
+    run = wait_run(services.run_create(version=version, user=alice), timeout=120)
+    steps = steps_of(run)
+    assert run.state == RunState.SUCCEEDED, {n: (s.state, s.reason) for n, s in steps.items()}
+    sweep = steps["sweep_step"]
+    best = check_sweep(sweep, corpus_score)
+    for trial in SweepTrial.objects.filter(step_run=sweep):
+        assert trial.params["width"] in (8, 16, 32, 64)
+        assert math.exp(-6.9) <= trial.params["learning_rate"] <= math.exp(-0.7)
+        dropout = trial.params["dropout"]
+        assert 0.0 <= dropout <= 0.5 and dropout == pytest.approx(round(dropout * 10) / 10)
+    # The best trial's output is the step's output, and what the next step read.
+    model = output_file(sweep, "model", "model.json")
+    assert model == pytest.approx(best.params)
+    assert f"'width': {best.params['width']}" in log_text(steps["report"])
+    assert {p.name: p.value for p in sweep.params.all()} == {k: str(v) for k, v in best.params.items()}
+    # Each finished trial's objective is on the sweep step's chart, at its trial number.
+    charted = {m.step: m.value for m in sweep.metrics.filter(name="score")}
+    assert charted[best.number] == pytest.approx(best.objective)
+    assert "[sweep] best: trial" in log_text(sweep)
+
+
+def test_grid_sweep_tries_every_combination_and_picks_the_best(workers, alice, team, tmp_path):
+    workers.start()
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, GRID, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.SUCCEEDED and search.state == StepState.SUCCEEDED, (search.state, search.reason)
+    trials = list(SweepTrial.objects.filter(step_run=search))
+    assert sorted((t.params["x"], t.params["shape"]) for t in trials) == sorted(
+        (x, s) for x in (1, 2, 3, 4) for s in ("flat", "round", "sharp")
+    )
+    best = check_sweep(search, grid_score)
+    assert best.params == {"x": 3, "shape": "round"}
+    assert output_file(search, "model", "best.json") == {"x": 3, "shape": "round"}
+
+
+# One trial at a time, the best first: each later trial is judged against a finished one, so
+# which trials stop early does not depend on timing. A trial that is not stopped sleeps long
+# enough between reports to make the test slow rather than pass by luck.
+EARLY = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time; from stepwise import log_metric;
+        x = int(sys.argv[1]); score = -(x - 3) ** 2;
+        [(log_metric('score', score * (i + 1) / 4, step=i), time.sleep(0.1 if score == 0 else 20)) for i in range(4)];
+        print('done', x)" ${{inputs.x}}
+      inputs:
+        x: {type: integer}
+    search_space:
+      x: {type: choice, values: [3, 1, 5]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 3, max_concurrent_trials: 1, trial_timeout: 120}
+    early_termination: {type: bandit, slack_amount: 0.5, evaluation_interval: 1, delay_evaluation: 0}
+"""
+
+
+def test_bandit_stops_trials_that_fall_behind_the_best(workers, alice, team, tmp_path):
+    workers.start()
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, EARLY, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert search.state == StepState.SUCCEEDED, search.reason
+    trials = {t.params["x"]: t for t in SweepTrial.objects.filter(step_run=search)}
+    assert trials[3].state == TrialState.COMPLETED and trials[3].is_best and trials[3].objective == 0
+    for x in (1, 5):
+        # Stopped at its first report, long before its 80 s of sleep.
+        assert trials[x].state == TrialState.EARLY_TERMINATED, (trials[x].state, trials[x].reason)
+        assert trials[x].reason.startswith("bandit:") and trials[x].objective is None
+        assert len(trials[x].metrics["score"]) == 1
+    log = log_text(search)
+    assert "[trial 1] done 3" in log and "done 1" not in log and "[trial 2] stopped early: bandit" in log
+
+
+def test_a_sweep_whose_trials_log_no_objective_fails_saying_so(workers, alice, team, tmp_path):
+    workers.start()
+    text = EARLY.replace("log_metric('score'", "log_metric('loss'").replace("else 20", "else 0.1")
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.FAILED and search.state == StepState.FAILED
+    assert search.reason == "no trial completed with a value of 'score'"
+    assert {t.state for t in SweepTrial.objects.filter(step_run=search)} == {TrialState.FAILED}
+    assert not StepOutput.objects.filter(step_run=search).exists()
+
+
+SLOW = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time; from stepwise import log_metric;
+        x = int(sys.argv[1]); log_metric('score', x); print('{MARKER}', x, flush=True);
+        time.sleep(0.1 if x == 0 else 300)" ${{inputs.x}}
+      inputs:
+        x: {type: integer}
+    search_space:
+      x: {type: choice, values: [0, 1, 2, 3, 4, 5]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 6, max_concurrent_trials: 2, timeout: LIMIT}
+"""
+
+
+def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker):
+    workers.start()
+    text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "600")
+    run = services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
+    trials = SweepTrial.objects.filter(step_run__run=run)
+    # Trial 1 (x=0) ends at once; trials 2 and 3 sleep.
+    wait_for(lambda: trials.count() == 3 and trials.get(number=1).state != TrialState.RUNNING, message="trial 3")
+    services.run_cancel(run=Run.objects.get(pk=run.pk))
+    wait_run(run, timeout=60)
+    assert run.state == RunState.CANCELED and steps_of(run)["search"].state == StepState.CANCELED
+    # The driver hears of the cancel within a heartbeat, then stops the trials it runs.
+    wait_for(lambda: not trials.filter(state=TrialState.RUNNING).exists(), message="the trials to end")
+    states = {t.number: t.state for t in trials}
+    assert states == {1: TrialState.COMPLETED, 2: TrialState.CANCELED, 3: TrialState.CANCELED}, [
+        (t.number, t.reason) for t in trials
+    ]
+    assert trials.get(number=2).reason == "canceled: the sweep step was canceled or superseded"
+    wait_for(lambda: not pids_matching(marker), timeout=10, message="the trials' processes to end")
+
+
+def test_a_sweeps_timeout_cancels_running_trials_and_keeps_the_best_completed(workers, alice, team, tmp_path, marker):
+    workers.start()
+    text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "3")
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice), timeout=60)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.SUCCEEDED, search.reason
+    trials = {t.number: t for t in SweepTrial.objects.filter(step_run=search)}
+    assert set(trials) == {1, 2, 3}, [(t.number, t.state, t.reason) for t in trials.values()]
+    assert trials[1].state == TrialState.COMPLETED and trials[1].is_best
+    for number in (2, 3):
+        assert trials[number].state == TrialState.CANCELED
+        assert trials[number].reason == "timeout: the sweep ran longer than 3 s"
+    assert not pids_matching(marker)
