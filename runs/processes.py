@@ -119,7 +119,9 @@ def start_time(pid: int) -> str:
 
 @functools.cache
 def worker_tag() -> str:
-    return f"{os.getpid()}:{start_time(os.getpid())}"
+    from runs.queues import instance_id
+
+    return f"{os.getpid()}:{start_time(os.getpid())}:{instance_id()}"
 
 
 def kill_orphans() -> list[int]:
@@ -127,10 +129,17 @@ def kill_orphans() -> list[int]:
 
     Each worker runs this when it starts, so that a host's leftovers are reaped even where no
     reconciler runs; the pid and start time of the step's worker tell a dead worker from a live one.
+    Another install's orphans on this host are its own to reap: its reconciler records them.
     """
+    from runs.queues import instance_id
+
+    ours = instance_id()
     orphans = []
     for pid, tag in _tagged_processes(WORKER_ENV).items():
-        worker_pid, _, started = tag.partition(":")
+        worker_pid, _, rest = tag.partition(":")
+        started, _, instance = rest.partition(":")
+        if instance and instance != ours:
+            continue
         if not worker_pid.isdigit() or start_time(int(worker_pid)) != started:
             orphans.append(pid)
     _kill_processes(orphans)

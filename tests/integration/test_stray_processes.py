@@ -101,3 +101,24 @@ def test_a_new_worker_leaves_a_live_workers_steps_alone(workers, alice, team, tm
     wait_for(lambda: Worker.count(queue=queue) == 2, timeout=20, message="the second worker to be up")
     assert alive(step_pid)
     assert "left by a dead worker" not in workers.logs()
+
+
+def test_a_new_worker_leaves_another_installs_orphans_to_it(workers, tmp_path, marker):
+    import os
+    import subprocess
+
+    from runs import processes
+
+    # A step process of another install on this host whose worker (pid 1, started at another
+    # time) is gone: that install's reconciler reaps and records it, not our workers.
+    env = {**os.environ, processes.WORKER_ENV: "1:0:another-install-0123abcd", processes.ATTEMPT_ENV: "x" * 32}
+    other = subprocess.Popen(["bash", "-c", f"exec -a {marker} sleep 600"], env=env, start_new_session=True)
+    try:
+        workers.start(1)
+        queue = queues.get_queue(workers.queue)
+        wait_for(lambda: Worker.count(queue=queue) == 1, timeout=20, message="the worker to be up")
+        assert other.poll() is None, "a worker killed another install's process"
+        assert "left by a dead worker" not in workers.logs()
+    finally:
+        other.kill()
+        other.wait()
