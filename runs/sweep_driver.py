@@ -11,7 +11,6 @@ early termination policy whenever the primary metric is reported.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from runs.step_records import MetricRecord, ParamRecord
 from stepwise.spec.sweep import SweepSpec
 from stepwise.sweep.early_termination import termination_reason
 from stepwise.sweep.objective import best_trial
-from stepwise.sweep.sampling import Value, coerce, trial_parameters
+from stepwise.sweep.sampling import TrialSource, Value, coerce, trial_source
 
 POLL_S = 0.1
 HEARTBEAT_S = 1.0
@@ -120,6 +119,7 @@ class SweepDriver:
         self.ended: dict[int, _Tracked] = {}
         self.stopping = ""
         self.fenced = False
+        self.source: TrialSource
 
     @property
     def primary(self) -> str:
@@ -127,28 +127,27 @@ class SweepDriver:
 
     def run(self) -> SweepOutcome:
         spec = self.spec
-        trials = trial_parameters(spec, seed=self.seed)
+        self.source = source = trial_source(spec, seed=self.seed)
         seed_note = f" (seed {spec.sampling.seed if spec.sampling.seed is not None else self.seed})"
         self.log.add_lines(
             [
-                f"[sweep] {len(trials)} trials, {spec.sampling.type} sampling"
-                f"{seed_note if spec.sampling.type == 'random' else ''}, "
+                f"[sweep] {source.total} trials, {spec.sampling.type} sampling"
+                f"{seed_note if spec.sampling.type != 'grid' else ''}, "
                 f"at most {spec.limits.max_concurrent_trials} at once; "
                 f"{spec.objective.goal} {self.primary}"
             ]
         )
-        queue = deque(enumerate(trials, start=1))
         started = time.monotonic()
         last_beat = started
         timeout = spec.limits.timeout_s
         try:
             # Once stopping (timeout, cancel), the trials not started yet never start.
-            while (queue and not self.stopping) or self.running:
+            while (source.remaining and not self.stopping) or self.running:
                 now = time.monotonic()
                 if timeout and not self.stopping and now - started > timeout:
                     self._stop_all(f"timeout: the sweep ran longer than {timeout} s")
-                while queue and not self.stopping and len(self.running) < spec.limits.max_concurrent_trials:
-                    self._start(*queue.popleft())
+                while source.remaining and not self.stopping and len(self.running) < spec.limits.max_concurrent_trials:
+                    self._start(*source.ask())
                 time.sleep(POLL_S)
                 for tracked in list(self.running.values()):
                     self._drain(tracked)
@@ -179,6 +178,7 @@ class SweepDriver:
             reason = f"trial {number} could not start: {exc}"
             self.log.add_lines([f"[sweep] {reason}"])
             sweep_trials.sweep_trial_finish(trial=row, to=TrialState.FAILED, metrics={}, objective=None, reason=reason)
+            self.source.tell(number, None)
             self.ended[number] = _Tracked(trial=None, row=row)  # type: ignore[arg-type]
             # What stops one trial's setup (a missing input, an unreadable artifact) stops every
             # other's: no more start, and the sweep fails with this reason unless one completed.
@@ -244,6 +244,7 @@ class SweepDriver:
             state, reason = TrialState.FAILED, f"the trial logged no value of '{self.primary}'"
         else:
             state, reason, objective = TrialState.COMPLETED, "", series[-1]
+        self.source.tell(number, objective)
         sweep_trials.sweep_trial_finish(
             trial=tracked.row,
             to=state,

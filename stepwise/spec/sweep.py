@@ -25,9 +25,9 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "lognormal": ("mu", "sigma"),
     "qlognormal": ("mu", "sigma", "q"),
 }
-SAMPLING_ALGORITHMS = ("random", "grid")
-# Accepted by Azure ML but needing a model-based sampler (optuna) that Stepwise does not ship.
-UNSUPPORTED_SAMPLING = ("bayesian",)
+SAMPLING_ALGORITHMS = ("random", "grid", "bayesian")
+# What Azure ML's Bayesian sampling takes.
+BAYESIAN_DISTRIBUTIONS = ("choice", "uniform", "quniform")
 GOALS = ("maximize", "minimize")
 POLICIES: dict[str, tuple[str, ...]] = {
     "bandit": ("evaluation_interval", "delay_evaluation", "slack_factor", "slack_amount"),
@@ -192,14 +192,8 @@ class _Reader:
             self.error("sampling_algorithm is random, grid or a mapping with a 'type'", *path)
             return None
         type_ = str(raw.get("type", "")).lower()
-        if type_ in UNSUPPORTED_SAMPLING:
-            self.error(
-                f"sampling_algorithm '{type_}' is not supported by Stepwise (it needs optuna); use random or grid",
-                *path,
-            )
-            return None
         if type_ not in SAMPLING_ALGORITHMS:
-            self.error(f"unknown sampling_algorithm {raw.get('type')!r} (use random or grid)", *path)
+            self.error(f"unknown sampling_algorithm {raw.get('type')!r} (use random, grid or bayesian)", *path)
             return None
         sampling = Sampling(type=type_)
         for key, value in raw.items():
@@ -321,6 +315,19 @@ def parse_sweep(raw: dict) -> tuple[SweepSpec | None, list[Finding]]:
         for name, dist in space.items():
             if dist.type != "choice":
                 reader.error("grid sampling takes only choice distributions", "search_space", name, "type")
+    if sampling is not None and sampling.type == "bayesian":
+        # As in Azure ML: the model needs these distributions, and it decides what runs next from
+        # completed trials, which early termination would cut short.
+        for name, dist in space.items():
+            if dist.type not in BAYESIAN_DISTRIBUTIONS:
+                reader.error(
+                    f"bayesian sampling takes only {', '.join(BAYESIAN_DISTRIBUTIONS)} distributions",
+                    "search_space",
+                    name,
+                    "type",
+                )
+        if policy is not None:
+            reader.error("bayesian sampling takes no early_termination policy", "early_termination")
     if any(severity == "error" for _p, _m, severity in reader.found) or objective is None or sampling is None:
         return None, reader.found
     return SweepSpec(

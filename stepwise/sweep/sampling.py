@@ -1,7 +1,8 @@
-"""The parameters of every trial of a sweep, decided before the first one starts.
+"""The parameters of a sweep's trials.
 
 Random and grid sampling do not learn from finished trials, so the whole list is known up
-front: a seeded sweep gives the same trials on every worker and every rerun.
+front: a seeded sweep gives the same trials on every worker and every rerun. Bayesian
+sampling (bayesian.py) picks each trial's parameters when a slot frees, from those that ended.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import deque
+from typing import Protocol
 
 from stepwise.spec.sweep import Distribution, SweepSpec
 
 Value = str | int | float | bool
 
 
-def _quantize(value: float, q: float) -> float | int:
+def quantize(value: float, q: float) -> float | int:
     quantized = round(value / q) * q
     # An integer step gives integers, so `--epochs 30` rather than `--epochs 30.0`.
     return int(quantized) if float(q).is_integer() else quantized
@@ -38,7 +41,7 @@ def sample(dist: Distribution, rng: random.Random) -> Value:
         value = math.exp(rng.gauss(p["mu"], p["sigma"]))
     else:
         raise ValueError(f"unknown distribution {dist.type!r}")
-    return _quantize(value, p["q"]) if "q" in p else value
+    return quantize(value, p["q"]) if "q" in p else value
 
 
 def random_trials(space: dict[str, Distribution], *, count: int, seed: int) -> list[dict[str, Value]]:
@@ -76,3 +79,42 @@ def coerce(value: Value, input_type: str) -> Value:
     if input_type == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+class TrialSource(Protocol):
+    """Where a sweep's next trial comes from; told each trial's objective (None: no value) as it ends."""
+
+    total: int
+
+    @property
+    def remaining(self) -> bool: ...
+
+    def ask(self) -> tuple[int, dict[str, Value]]: ...
+
+    def tell(self, number: int, objective: float | None) -> None: ...
+
+
+class PlannedTrials:
+    """Trials decided up front (random, grid): what ends changes nothing."""
+
+    def __init__(self, trials: list[dict[str, Value]]) -> None:
+        self.total = len(trials)
+        self._queue = deque(enumerate(trials, start=1))
+
+    @property
+    def remaining(self) -> bool:
+        return bool(self._queue)
+
+    def ask(self) -> tuple[int, dict[str, Value]]:
+        return self._queue.popleft()
+
+    def tell(self, number: int, objective: float | None) -> None:
+        pass
+
+
+def trial_source(spec: SweepSpec, *, seed: int) -> TrialSource:
+    if spec.sampling.type == "bayesian":
+        from .bayesian import BayesianTrials
+
+        return BayesianTrials(spec, seed=seed)
+    return PlannedTrials(trial_parameters(spec, seed=seed))

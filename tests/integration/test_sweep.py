@@ -136,6 +136,25 @@ def test_grid_sweep_tries_every_combination_and_picks_the_best(workers, alice, t
     assert output_file(search, "model", "best.json") == {"x": 3, "shape": "round"}
 
 
+BAYESIAN = (
+    GRID.replace("sampling_algorithm: grid", "sampling_algorithm: bayesian")
+    .replace("x: {type: choice, values: [1, 2, 3, 4]}", "x: {type: quniform, min_value: 0, max_value: 6, q: 1}")
+    .split("    early_termination:")[0]
+)
+
+
+def test_bayesian_sweep_runs_its_trials_and_keeps_the_best(workers, alice, team, tmp_path):
+    workers.start()
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, BAYESIAN, alice, team), user=alice), timeout=180)
+    search = steps_of(run)["search"]
+    assert run.state == RunState.SUCCEEDED and search.state == StepState.SUCCEEDED, (search.state, search.reason)
+    trials = list(SweepTrial.objects.filter(step_run=search))
+    assert all(t.params["x"] in range(7) and t.params["shape"] in ("flat", "round", "sharp") for t in trials)
+    best = check_sweep(search, grid_score)
+    assert output_file(search, "model", "best.json") == best.params
+    assert "bayesian sampling" in log_text(search)
+
+
 # One trial at a time, the best first: each later trial is judged against a finished one, so
 # which trials stop early does not depend on timing. A trial that is not stopped sleeps long
 # enough between reports to make the test slow rather than pass by luck.

@@ -84,6 +84,20 @@ def test_an_unknown_distribution_is_named_with_its_field_and_line():
     assert problem.job == "tune" and problem.field == "search_space.depth.type" and problem.line == 14
 
 
+def test_bayesian_sampling_takes_choice_uniform_and_quniform_without_early_termination():
+    text = with_lines(SWEEP, "{type: random, seed: 3}", "bayesian")
+    text = with_lines(
+        text, "depth: {type: randint, upper: 8}", "depth: {type: quniform, min_value: 1, max_value: 8, q: 1}"
+    )
+    assert one(errors_of(text), "takes no early_termination").field == "early_termination"
+    text = with_lines(
+        text, "    early_termination: {type: median_stopping, evaluation_interval: 2, delay_evaluation: 1}\n", ""
+    )
+    p, warnings = parse_text(text)
+    assert not [w for w in warnings if w.severity == "error"]
+    assert p.jobs["tune"].sweep.sampling == Sampling("bayesian")
+
+
 def test_a_missing_objective_is_a_clear_error():
     text = with_lines(SWEEP, "    objective: {primary_metric: accuracy, goal: maximize}\n", "")
     problem = one(errors_of(text), "needs an objective")
@@ -95,7 +109,12 @@ def test_a_missing_objective_is_a_clear_error():
     [
         ("primary_metric: accuracy, ", "", "primary_metric is required", "objective.primary_metric"),
         ("goal: maximize", "goal: up", "goal must be maximize or minimize", "objective.goal"),
-        ("{type: random, seed: 3}", "bayesian", "not supported by Stepwise (it needs optuna)", "sampling_algorithm"),
+        (
+            "{type: random, seed: 3}",
+            "bayesian",
+            "bayesian sampling takes only choice, uniform, quniform distributions",
+            "search_space.depth.type",
+        ),
         ("{type: random, seed: 3}", "sobol", "unknown sampling_algorithm", "sampling_algorithm"),
         ("seed: 3", "seed: x", "seed must be a whole number", "sampling_algorithm.seed"),
         ("min_value: 0.01, max_value: 0.1", "min_value: 0.01", "uniform needs max_value", "search_space.lr"),
