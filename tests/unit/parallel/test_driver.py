@@ -119,9 +119,9 @@ def test_program_arguments_reach_init_as_sys_argv(tmp_path):
 def test_a_tabular_file_is_split_into_rows(tmp_path):
     script = """\
         def run(mini_batch):
-            # Without pandas, rows come as dicts; with it, as a DataFrame.
-            records = mini_batch if isinstance(mini_batch, list) else mini_batch.to_dict("records")
-            return [f"{r['id']}:{int(r['x']) * 2}" for r in records]
+            # As in Azure ML: a tabular mini-batch is a pandas DataFrame (pandas is pinned).
+            assert type(mini_batch).__name__ == "DataFrame", type(mini_batch)
+            return [f"{r['id']}:{int(r['x']) * 2}" for r in mini_batch.to_dict("records")]
     """
     job = make_job(tmp_path, script, files=0)
     lines = ["id,x"] + [f"r{i},{i}" for i in range(10)]
@@ -237,16 +237,8 @@ def test_result_lines_take_lists_and_refuse_what_is_not_rows():
             result_lines(bad)
 
 
-class _Frame:
-    """What result_lines reads of a pandas DataFrame (pandas is not installed here)."""
-
-    def __init__(self, rows):
-        self.rows = rows
-
-    def itertuples(self, index=True):
-        assert index is False
-        return iter(self.rows)
-
-
 def test_result_lines_write_a_dataframes_rows_space_separated():
-    assert result_lines(_Frame([("a.txt", 0.5), ("b.txt", 2)])) == ["a.txt 0.5", "b.txt 2"]
+    import pandas
+
+    frame = pandas.DataFrame({"file": ["a.txt", "b.txt"], "score": [0.5, 2]})
+    assert result_lines(frame) == ["a.txt 0.5", "b.txt 2.0"]
