@@ -47,8 +47,9 @@ jobs:
       source: ${{{{parent.jobs.shout.outputs.out}}}}
     sink:
       type: file_system
-      path: azureml://datastores/lake/paths/published
+      path: {sink}
 """
+LAKE_SINK = "azureml://datastores/lake/paths/published"
 
 
 def metric(step_run, name: str) -> float:
@@ -87,7 +88,7 @@ def test_copy_data_merges_a_folder_and_a_file_for_the_next_step(workers, alice, 
 
 def test_import_from_a_local_datastore_then_export_to_it_and_resume(workers, alice, team, tmp_path, lake):
     workers.start(1)
-    text = IMPORT_THEN_EXPORT.format(source="azureml://datastores/lake/paths/raw")
+    text = IMPORT_THEN_EXPORT.format(source="azureml://datastores/lake/paths/raw", sink=LAKE_SINK)
     version = import_yaml(tmp_path, text, alice, team)
     run = wait_run(run_create(version=version, user=alice), timeout=120)
     steps = steps_of(run)
@@ -112,7 +113,9 @@ def test_a_missing_datastore_path_and_an_unknown_datastore_fail_with_their_names
         ("unknown", "azureml://datastores/sea/paths/raw", f"team {team.name} has no datastore named sea"),
         ("nobucket", "s3://no-such-bucket/x", "no S3 datastore of team"),
     ]:
-        version = import_yaml(tmp_path, IMPORT_THEN_EXPORT.format(source=source), alice, team, name=name)
+        version = import_yaml(
+            tmp_path, IMPORT_THEN_EXPORT.format(source=source, sink=LAKE_SINK), alice, team, name=name
+        )
         run = wait_run(run_create(version=version, user=alice), timeout=120)
         fetch = steps_of(run)["fetch"]
         assert run.state == RunState.FAILED and fetch.state == StepState.FAILED
@@ -138,8 +141,8 @@ def moto_bucket(caplog):
     server.stop()
 
 
-def test_import_from_an_s3_path_through_the_datastore_that_covers_it(
-    workers, alice, team, tmp_path, lake, moto_bucket, monkeypatch
+def test_import_from_and_export_to_s3_paths_through_the_datastore_that_covers_them(
+    workers, alice, team, tmp_path, moto_bucket, monkeypatch
 ):
     endpoint, bucket = moto_bucket
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -153,13 +156,17 @@ def test_import_from_an_s3_path_through_the_datastore_that_covers_it(
         credentials={"key": "testing", "secret": "testing-secret-value"},
     )
     workers.start(1)
-    version = import_yaml(tmp_path, IMPORT_THEN_EXPORT.format(source=f"s3://{bucket}/in/raw"), alice, team)
+    text = IMPORT_THEN_EXPORT.format(source=f"s3://{bucket}/in/raw", sink=f"s3://{bucket}/in/published")
+    version = import_yaml(tmp_path, text, alice, team)
     run = wait_run(run_create(version=version, user=alice), timeout=120)
     steps = steps_of(run)
     assert run.state == RunState.SUCCEEDED, ({n: s.reason for n, s in steps.items()}, workers.logs())
     fetched = artifact_path(StepOutput.objects.get(step_run=steps["fetch"], name="sink").artifact)
     assert sorted(str(p.relative_to(fetched)) for p in fetched.rglob("*.txt")) == ["a.txt", "sub/b.txt"]
     assert metric(steps["fetch"], "transfer_bytes") == len(b"hello\nbee\n")
-    assert (lake / "published" / "deep" / "a.txt").read_text() == "HELLO\n"
+    s3 = fsspec.filesystem(
+        "s3", skip_instance_cache=True, endpoint_url=endpoint, key="testing", secret="testing-secret-value"
+    )
+    assert s3.cat_file(f"{bucket}/in/published/deep/a.txt") == b"HELLO\n"
     for step in steps.values():
         assert "testing-secret-value" not in log_text(step)
