@@ -139,3 +139,22 @@ def test_a_canceled_attempt_stops_copying_at_its_next_heartbeat(tmp_path, monkey
             [("s", local_tree(str(src), "s"))], local_tree(str(dest), "d"), single_file=False, mode="fail_if_conflict"
         )
     assert t.tally.files == 0
+
+
+def test_a_link_in_a_local_datastore_leads_nowhere_outside_it(tmp_path):
+    from runs.transfer import Tree
+
+    outside = tree(tmp_path / "outside", {"secret.txt": b"s"})
+    lake = tree(tmp_path / "lake", {"raw/ok.txt": b"ok"})
+    (lake / "raw" / "peek").symlink_to(outside)
+    fenced = Tree(fs=local_tree(str(lake), "").fs, root=str(lake / "raw"), label="source 'raw'", fence=lake.resolve())
+    t, _ = copier()
+    with pytest.raises(TransferError, match="source 'raw': 'peek' leads outside its datastore"):
+        t.copy([("s", fenced)], local_tree(str(tmp_path / "o"), "o"), single_file=False, mode="merge_with_overwrite")
+
+    # Nor is anything written through one.
+    src = tree(tmp_path / "src", {"peek/new.txt": b"n"})
+    sink = Tree(fs=fenced.fs, root=str(lake / "raw"), label="sink 'raw'", fence=lake.resolve())
+    with pytest.raises(TransferError, match="'peek/new.txt' would be written outside its datastore"):
+        t.copy([("s", local_tree(str(src), "input s"))], sink, single_file=False, mode="merge_with_overwrite")
+    assert not (outside / "new.txt").exists()
