@@ -47,3 +47,12 @@ def test_a_written_command_makes_it_a_command_step(alice, copy_pipeline):
     step = spec.jobs["merge_files"]
     assert step.transfer is None and step.command.startswith("cp -r")
     assert "type: data_transfer" not in yaml_files(spec)["pipeline.yml"].decode()
+
+
+def test_the_pipeline_and_version_pages_show_the_transfer(alice, copy_pipeline):
+    client = Client()
+    client.force_login(alice)
+    assert client.get(reverse("pipeline_detail", args=[copy_pipeline.pk])).status_code == 200
+    version = copy_pipeline.latest_version
+    html = client.get(reverse("version_detail", args=[copy_pipeline.pk, version.number])).content.decode()
+    assert "Data transfer, <code>copy_data</code> (merge_with_overwrite): run by the worker" in html
