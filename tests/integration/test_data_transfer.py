@@ -85,6 +85,17 @@ def test_copy_data_merges_a_folder_and_a_file_for_the_next_step(workers, alice, 
     assert metric(merge, "transfer_bytes") == sum(p.stat().st_size for p in folder.iterdir())
     assert "batch 2 arrived late" in log_text(steps["count_files"])
 
+    # The run page shows the step with its metrics, and its output in the outputs browser.
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[run.pk, "merge_files"])).content.decode()
+    assert "transfer_bytes" in html
+    files = client.get(reverse("step_output_files", args=[run.pk, "merge_files", "output_folder"])).content.decode()
+    assert "readings.csv" in files and "<code>readings.csv</code>" in files
+
 
 def test_import_from_a_local_datastore_then_export_to_it_and_resume(workers, alice, team, tmp_path, lake):
     workers.start(1)
