@@ -656,6 +656,14 @@ class StepForms:
         else:
             compute_label = f"(default: {default_compute_name() or 'none set'})"
         self.step_form = StepForm(data, files, initial=initial, compute_default_label=compute_label)
+        if step is not None and step.transfer is not None:
+            # The worker copies a data transfer step's files: it has no command unless one is written,
+            # which makes it a command step.
+            self.step_form.fields["command"].required = False
+            self.step_form.fields["command"].help_text = (
+                f"Empty: a data transfer ({step.transfer.task}) that the worker runs. "
+                "A command written here makes it a command step."
+            )
         extra_sources = [row["source"] for row in inputs_initial]
         self.inputs = StepInputFormSet(
             data,
@@ -734,6 +742,7 @@ class StepForms:
             # A parallel job's command is generated from its settings: one edited by hand makes it
             # a command job running that command, rather than an edit its export would drop.
             parallel=base.parallel if base.parallel is not None and d["command"] == base.command else None,
+            transfer=base.transfer if base.transfer is not None and not d["command"] else None,
         )
 
     def _still_the_component(self, command: str) -> bool:

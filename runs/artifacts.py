@@ -120,6 +120,11 @@ def stored_files(artifact: Artifact) -> list[str]:
     return store().files(artifact.sha256)
 
 
+def stored_file_sizes(artifact: Artifact) -> dict[str, int]:
+    """{relative path: size} of the artifact's files, from the store's record (no download)."""
+    return store().sizes(artifact.sha256)
+
+
 def open_stored_file(artifact: Artifact, rel: str) -> BinaryIO:
     """One of stored_files(artifact), opened for reading straight from the store."""
     return store().open(artifact.sha256, rel)

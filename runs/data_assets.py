@@ -427,6 +427,20 @@ def _fs(datastore: Datastore):
     return fsspec.filesystem("s3", **options)
 
 
+def datastore_filesystem(datastore: Datastore, path: str = "") -> tuple[object, str]:
+    """(fsspec filesystem, path in it) of `path` inside the datastore; its credentials stay in the filesystem."""
+    import fsspec
+
+    rel = _inside(datastore, path)
+    if datastore.kind == Datastore.Kind.LOCAL:
+        root = Path(datastore.root).resolve()
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root):
+            raise DataError(f"'{path}' leaves the datastore {datastore.name}")
+        return fsspec.filesystem("file"), str(target)
+    return _fs(datastore), f"{datastore.root.removeprefix('s3://')}/{rel}".rstrip("/")
+
+
 def _inside(datastore: Datastore, path: str) -> str:
     rel = path.strip().lstrip("/")
     parts = [p for p in rel.split("/") if p not in ("", ".")]

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from runs import artifacts
 from runs.artifact_files import ArtifactError
-from runs.models import DataVersion
+from runs.models import Artifact, DataVersion
 
 MAX_READ_BYTES = 64 * 1024
 MAX_ROWS = 20
@@ -98,16 +98,20 @@ def _parquet(rel: str, handle: BinaryIO) -> Preview:
 
 def preview(version: DataVersion, rel: str | None = None) -> Preview:
     """The preview of one file of the version (default: the first one worth showing)."""
-    files = version_files(version)
+    return artifact_preview(version.artifact, version_files(version), rel, what="this version")
+
+
+def artifact_preview(artifact: Artifact, files: list[str], rel: str | None = None, *, what: str) -> Preview:
+    """The preview of one of `files` (the artifact's, as listed by the caller), or of the first worth showing."""
     if not files:
-        return Preview(kind="none", message="the files of this version are missing from the store")
+        return Preview(kind="none", message=f"the files of {what} are missing from the store")
     if rel is None:
         rel = next((f for f in files if PurePosixPath(f).suffix.lower() in (".csv", ".tsv", ".parquet")), files[0])
     elif rel not in files:
-        return Preview(kind="none", message="no such file in this version")
+        return Preview(kind="none", message=f"no such file in {what}")
     suffix = PurePosixPath(rel).suffix.lower()
     try:
-        with artifacts.open_stored_file(version.artifact, rel) as handle:
+        with artifacts.open_stored_file(artifact, rel) as handle:
             if suffix in IMAGE_TYPES:
                 size = handle.seek(0, io.SEEK_END)
                 if size > MAX_IMAGE_BYTES:

@@ -18,12 +18,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from pipelines_ui.selectors import EDIT_ROLES, user_editable_teams, user_role
-from runs import artifacts, data_assets, data_preview, downloads, selectors
+from runs import data_assets, data_preview, downloads, selectors
 from runs.data_assets import DataError
 from runs.models import DataAsset, DataType, DataVersion, StepOutput
 
@@ -110,25 +110,9 @@ def data_file(request: HttpRequest, asset_id: int, version: str) -> HttpResponse
     rel = request.GET.get("path") or (files[0] if files else "")
     if rel not in files:
         raise Http404("No such file in this version")
-    name = downloads.safe_filename(rel.rpartition("/")[2])
-    suffix = Path(rel).suffix.lower()
-    try:
-        handle = artifacts.open_stored_file(selected.artifact, rel)
-    except (OSError, artifacts.ArtifactError):
-        raise Http404("The file is missing from the store") from None
-    if suffix in (".csv", ".tsv") and request.GET.get("raw") != "1":
-        delimiter = "\t" if suffix == ".tsv" else ","
-        response = StreamingHttpResponse(
-            data_preview.safe_csv_rows(handle, delimiter=delimiter), content_type="text/csv; charset=utf-8"
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-    elif suffix in data_preview.IMAGE_TYPES and request.GET.get("inline") == "1":
-        response = FileResponse(handle, content_type=data_preview.IMAGE_TYPES[suffix])
-        response["Content-Disposition"] = f'inline; filename="{name}"'
-    else:
-        response = FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return downloads.stored_file_response(
+        selected.artifact, rel, raw=request.GET.get("raw") == "1", inline=request.GET.get("inline") == "1"
+    )
 
 
 @login_required

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 
-from runs import artifacts
+from runs import artifacts, data_preview
 from runs.models import Artifact, StepRun
 
 
@@ -50,6 +51,30 @@ def zip_stream(artifact: Artifact, files: list[str]) -> Iterator[bytes]:
                     yield sink.drain()
             yield sink.drain()
     yield sink.drain()
+
+
+def stored_file_response(artifact: Artifact, rel: str, *, raw: bool = False, inline: bool = False) -> HttpResponse:
+    """One file of an artifact, `rel` being one of its stored files (the caller checks): raster images
+    inline when asked, CSV with formula-looking cells neutralised unless `raw`, else an attachment."""
+    name = safe_filename(rel.rpartition("/")[2])
+    suffix = PurePosixPath(rel).suffix.lower()
+    try:
+        handle = artifacts.open_stored_file(artifact, rel)
+    except (OSError, artifacts.ArtifactError):
+        raise Http404("The file is missing from the store") from None
+    if suffix in (".csv", ".tsv") and not raw:
+        delimiter = "\t" if suffix == ".tsv" else ","
+        response: HttpResponse = StreamingHttpResponse(
+            data_preview.safe_csv_rows(handle, delimiter=delimiter), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+    elif suffix in data_preview.IMAGE_TYPES and inline:
+        response = FileResponse(handle, content_type=data_preview.IMAGE_TYPES[suffix])
+        response["Content-Disposition"] = f'inline; filename="{name}"'
+    else:
+        response = FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def output_response(run, step_run: StepRun, output_name: str) -> HttpResponse:

@@ -34,7 +34,18 @@ from django.utils import timezone
 
 import stepwise
 from pipelines_ui.models import FileBlob
-from runs import artifacts, broadcast, distribution, environments, logs, orchestrator, processes, queues, sweep_driver
+from runs import (
+    artifacts,
+    broadcast,
+    distribution,
+    environments,
+    logs,
+    orchestrator,
+    processes,
+    queues,
+    sweep_driver,
+    transfer,
+)
 from runs import sandbox as sandbox_
 from runs import worker as worker_
 from runs.data_assets import register_named_outputs, run_data_artifacts
@@ -114,6 +125,8 @@ class Prepared:
     argv: list[str] = field(default_factory=list)
     # The virtual environment its conda file asks for (runs/environments.py), built before it starts.
     environment: environments.Plan | None = None
+    # {input: local path} of its data inputs (a data transfer step reads them in the worker).
+    data_inputs: dict[str, str] = field(default_factory=dict)
 
 
 def _write_files(dest: Path, files: dict[str, str]) -> None:
@@ -267,7 +280,8 @@ def prepare(
     if target.isolation == Isolation.NONE and target.name not in _unisolated_targets:
         _unisolated_targets.add(target.name)
         log.warning("compute target %s has isolation none: its steps run as this worker, seeing all it sees", target)
-    if target.isolation == Isolation.SANDBOX:
+    # A data transfer step starts no process: the worker copies its files itself (runs/transfer.py).
+    if target.isolation == Isolation.SANDBOX and step.transfer is None:
         sandbox_.check()
         read_only = [SDK_DIR, STEPWISE_PACKAGE_DIR, DISTRIBUTION_LAUNCHER] + [
             Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)
@@ -290,6 +304,7 @@ def prepare(
         sandbox=sandbox,
         argv=argv,
         environment=env_plan,
+        data_inputs={n: v for n, v in values.items() if n in data_inputs and isinstance(v, str)},
     )
 
 
@@ -821,7 +836,8 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
                 target=target,
             )
         try:
-            attempt_.use_environment(step.environment)
+            if step.transfer is None:
+                attempt_.use_environment(step.environment)
         except (environments.EnvironmentBuildError, OSError, subprocess.SubprocessError) as exc:
             attempt_.finish_log()
             _fail(step_run, f"could not build the step's environment: {exc}")
@@ -831,7 +847,10 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
             attempt_.finish_log()
             return "superseded or canceled while its environment was built", None
         try:
-            returncode = attempt_.run()
+            if step.transfer is not None:
+                returncode = transfer.run(attempt_, step, team=step_run.run.pipeline.team)
+            else:
+                returncode = attempt_.run()
         except Exception as exc:
             log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
             attempt_.finish_log()

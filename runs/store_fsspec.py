@@ -244,6 +244,13 @@ class FsspecStore:
             raise ArtifactError(f"artifact {sha256[:12]} is missing or incomplete in {self.url}")
         return [e.path for e in marker.entries]
 
+    def sizes(self, sha256: str) -> dict[str, int]:
+        with self._errors("reading an artifact from"):
+            marker = self._read_marker(sha256)
+        if marker is None:
+            raise ArtifactError(f"artifact {sha256[:12]} is missing or incomplete in {self.url}")
+        return {e.path: e.size for e in marker.entries}
+
     def open(self, sha256: str, rel: str) -> BinaryIO:
         with self._errors("reading an artifact from"):
             return self.fs.open(f"{self._object(sha256)}/{rel}", "rb", block_size=STREAM_BLOCK)

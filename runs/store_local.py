@@ -72,6 +72,10 @@ class LocalStore:
     def files(self, sha256: str) -> list[str]:
         return folder_files(self.folder(sha256))
 
+    def sizes(self, sha256: str) -> dict[str, int]:
+        folder = self.folder(sha256)
+        return {rel: (folder / rel).stat().st_size for rel in folder_files(folder)}
+
     def open(self, sha256: str, rel: str) -> BinaryIO:
         return (self.folder(sha256) / rel).open("rb")
 

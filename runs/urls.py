@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from runs import compare_views, views, worker_views
+from runs import compare_views, output_views, views, worker_views
 
 
 class NameConverter:
@@ -33,6 +33,16 @@ urlpatterns = [
         "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/",
         views.step_output_download,
         name="step_output",
+    ),
+    path(
+        "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/files/",
+        output_views.step_output_files,
+        name="step_output_files",
+    ),
+    path(
+        "runs/<int:run_id>/steps/<name:step_name>/outputs/<name:output_name>/file/",
+        output_views.step_output_file,
+        name="step_output_file",
     ),
     path("workers/", worker_views.worker_list, name="worker_list"),
     path("workers/<int:worker_id>/drain/", worker_views.worker_drain_view, name="worker_drain"),

@@ -220,6 +220,18 @@ ROWS: list[Row] = [
     Row("step_log", "get", PAGE, run_step),
     Row("step_log", "get", PAGE, run_step, query="download=1"),
     Row("step_output", "get", PAGE, lambda w: [w.run.pk, "prep", "data"]),
+    Row("step_output_files", "get", PAGE, lambda w: [w.run.pk, "prep", "data"]),
+    Row("step_output_files", "get", PAGE, lambda w: [w.run.pk, "prep", "data"], query="path=rows.csv", variant="file"),
+    Row("step_output_file", "get", PAGE, lambda w: [w.run.pk, "prep", "data"], query="path=rows.csv"),
+    Row(
+        "step_output_file",
+        "get",
+        Expect(LOGIN, 404, 404, 404, 404),
+        lambda w: [w.run.pk, "prep", "data"],
+        query="path=../../../etc/passwd",
+        variant="outside",
+        why="only a file the output's stored list names is served",
+    ),
     # ---- workers: the install's, for staff and the admins of any team
     Row("worker_list", "get", Expect(LOGIN, 200, 403, 403, 200)),
     Row("worker_drain", "post", Expect(LOGIN, 302, 403, 403, 302), lambda w: [w.worker.pk]),

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import bindings as b
 from . import nesting
 from . import parallel as par
+from . import transfer as tr
 from .distribution import read_distribution, read_resources
 from .environment import conda_env, image_only
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
@@ -61,7 +62,7 @@ class DataLookupError(LookupError):
 MAX_BYTES = 1_048_576
 MAX_FILES_BYTES = 20 * 1024 * 1024
 
-_NOT_YET_JOB_TYPES = ("data_transfer", "import", "flow")
+_NOT_YET_JOB_TYPES = ("import", "flow")
 # Job types that need Azure ML's own services (its AutoML trainers, its Spark pools).
 _AZURE_ONLY_JOB_TYPES = ("automl", "spark")
 _IGNORED_JOB_KEYS = (
@@ -358,10 +359,13 @@ class _PipelineReader:
                 if self._group(p, scope, key, raw, job_where, chain, inline_hints):
                     keys.append(key)
                 continue
-            if scope and raw.get("type") == "parallel":
-                # Export writes a parallel job inline in pipeline.yml, with bindings a component cannot hold.
+            if scope and raw.get("type") in ("parallel", "data_transfer"):
+                # Export writes these jobs inline in pipeline.yml, with bindings a component cannot hold.
                 self.error(
-                    "a parallel job inside a pipeline component is not supported yet", job_where, "type", job=name
+                    f"a {raw['type']} job inside a pipeline component is not supported yet",
+                    job_where,
+                    "type",
+                    job=name,
                 )
                 continue
             parsed = self._job(name, raw, job_where)
@@ -1051,12 +1055,15 @@ class _PipelineReader:
             return self._parallel_job(name, raw, where)
         if type_ == "sweep":
             return self._sweep_job(name, raw, where)
+        if type_ == "data_transfer":
+            return self._transfer_job(name, raw, where)
         if type_ != "command":
             if type_ in _AZURE_ONLY_JOB_TYPES:
                 self.error(f"type {type_} runs only on Azure ML; Stepwise cannot run it", where, "type", job=name)
             elif type_ in _NOT_YET_JOB_TYPES:
                 self.error(
-                    f"job type '{type_}' is not supported yet (only command, sweep, parallel and pipeline jobs)",
+                    f"job type '{type_}' is not supported yet "
+                    "(only command, sweep, parallel, data_transfer and pipeline jobs)",
                     where,
                     "type",
                     job=name,
@@ -1195,6 +1202,68 @@ class _PipelineReader:
             self._job_output(step, output_name, value, where, inline=True)
         if settings is None:
             return None
+        return step, hints
+
+    def _transfer_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None]] | None:
+        """An inline `type: data_transfer` job: a copy the worker does itself (runs/transfer.py)."""
+        known = {"type", "display_name", "description", "inputs", "outputs", "compute", "is_deterministic"}
+        known |= tr.JOB_KEYS | {"limits", "retry_settings"}
+        for key in raw:
+            if key in ("command", "code", "environment", "environment_variables"):
+                self.error(f"a data_transfer job has no '{key}': Stepwise copies the data itself", where, key, job=name)
+            elif key == "$schema":
+                self.warn("'$schema' is ignored", where, key, job=name)
+            elif key in _IGNORED_JOB_KEYS:
+                self.warn(f"'{key}' is not used by Stepwise and is ignored", where, key, job=name)
+            elif key not in known:
+                self.warn(f"unknown key '{key}' is ignored", where, key, job=name)
+        settings, found = tr.read_transfer(raw)
+        for message, path in found:
+            self.error(message, where, *path, job=name)
+        deterministic = raw.get("is_deterministic")
+        if deterministic is not None and not isinstance(deterministic, bool):
+            self.error("is_deterministic must be true or false", where, "is_deterministic", job=name)
+            deterministic = None
+        if deterministic is None:
+            # What an import reads and what an export writes live outside Stepwise: never reuse them.
+            deterministic = settings is None or settings.task == "copy_data"
+        step = Step(
+            name=name,
+            command="",
+            display_name=self._str(raw, "display_name", where, job=name),
+            description=self._str(raw, "description", where, job=name),
+            component_name=name,
+            component_version="1",
+            compute=self._str(raw, "compute", where, job=name),
+            is_deterministic=deterministic,
+            transfer=settings,
+        )
+        self._limits(step, raw, where)
+        hints: dict[str, str | None] = {}
+        for input_name, value in self._mapping(raw, "inputs", where, job=name).items():
+            parsed = self._binding(name, input_name, value, where)
+            if parsed is not None:
+                step.inputs[input_name], hints[input_name] = parsed
+        for output_name, value in self._mapping(raw, "outputs", where, job=name).items():
+            self._job_output(step, output_name, value, where, inline=True)
+        if settings is None:
+            return None
+        task = settings.task
+        if task == "import_data" and not step.output_decls:
+            step.output_decls[tr.IMPORT_OUTPUT] = OutputDecl()
+        wanted_inputs = {"copy_data": "at least one input", "import_data": "no inputs", "export_data": "one input"}
+        count = len(raw.get("inputs") or {})
+        if (
+            (task == "copy_data" and count < 1)
+            or (task == "import_data" and count)
+            or (task == "export_data" and count != 1)
+        ):
+            self.error(f"task {task} takes {wanted_inputs[task]}, got {count}", where, "inputs", job=name)
+        outputs = len(step.output_decls)
+        if task == "export_data" and outputs:
+            self.error("task export_data writes to its sink and has no outputs", where, "outputs", job=name)
+        elif task != "export_data" and outputs != 1:
+            self.error(f"task {task} writes one output, got {outputs}", where, "outputs", job=name)
         return step, hints
 
     def _limits(self, step: Step, raw: dict, where: _Where) -> None:

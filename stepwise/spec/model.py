@@ -130,6 +130,29 @@ class ParallelSettings:
     logging_level: str = "INFO"
 
 
+TRANSFER_TASKS = ("copy_data", "import_data", "export_data")
+DATA_COPY_MODES = ("merge_with_overwrite", "fail_if_conflict")
+
+
+@dataclass
+class TransferSettings:
+    """A `type: data_transfer` job's own fields (Azure ML's data import/export and copy_data).
+
+    The worker runs it itself (runs/transfer.py), not as a command: a datastore's credentials
+    stay in the worker. `source` (import_data) and `sink` (export_data) are file-system paths,
+    `azureml://datastores/NAME/paths/PATH` or `s3://bucket/key`, as written.
+    """
+
+    task: str
+    data_copy_mode: str = "merge_with_overwrite"
+    source: str = ""
+    sink: str = ""
+    # Azure ML's connection name, kept for the export: the datastore holds the credentials here.
+    connection: str = ""
+    # The built-in component as written (`azureml://registries/azureml/components/...`), or "".
+    component: str = ""
+
+
 @dataclass
 class Step:
     """One `type: command` job (or a `type: parallel` one, see `parallel`), with its component
@@ -159,6 +182,7 @@ class Step:
     max_retries: int = 0
     is_deterministic: bool = True
     parallel: ParallelSettings | None = None
+    transfer: TransferSettings | None = None
     distribution: Distribution | None = None
     # A `type: sweep` job: the fields above are its trial's, run once per sampled set of inputs.
     sweep: SweepSpec | None = None

@@ -33,10 +33,12 @@ from .model import (
     Pipeline,
     Settings,
     Step,
+    TransferSettings,
     code_key,
 )
 from .parallel import parallel_fields, task_fields
 from .sweep import sweep_from_json, sweep_to_json, sweep_yaml
+from .transfer import endpoint_yaml
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
@@ -140,6 +142,7 @@ def _step_to_json(step: Step) -> dict:
         "is_deterministic": step.is_deterministic,
         # Only for parallel jobs, so versions saved before them keep their content hash.
         **({"parallel": dataclasses.asdict(step.parallel)} if step.parallel is not None else {}),
+        **({"transfer": dataclasses.asdict(step.transfer)} if step.transfer is not None else {}),
         # Only for distributed steps, for the same reason.
         **(
             {"distribution": {"type": step.distribution.type, "processes": step.distribution.processes}}
@@ -171,6 +174,7 @@ def _step_from_json(d: dict) -> Step:
         max_retries=d.get("max_retries", 0),
         is_deterministic=d.get("is_deterministic", True),
         parallel=ParallelSettings(**d["parallel"]) if d.get("parallel") else None,
+        transfer=TransferSettings(**d["transfer"]) if d.get("transfer") else None,
         distribution=Distribution(**d["distribution"]) if d.get("distribution") else None,
         sweep=sweep_from_json(d["sweep"]) if d.get("sweep") else None,
     )
@@ -397,6 +401,35 @@ def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
     return j
 
 
+def _transfer_job_yaml(p: Pipeline, step: Step) -> dict:
+    """A data_transfer job is written inline: its component is Stepwise's worker (or Azure ML's built-in one)."""
+    assert step.transfer is not None
+    j: dict = {"type": "data_transfer"}
+    for key in ("display_name", "description", "compute"):
+        if getattr(step, key):
+            j[key] = getattr(step, key)
+    if step.is_deterministic != (step.transfer.task == "copy_data"):
+        j["is_deterministic"] = step.is_deterministic
+    j.update(endpoint_yaml(step.transfer))
+    if step.timeout_s is not None:
+        j["limits"] = {"timeout": step.timeout_s}
+    if step.max_retries:
+        j["retry_settings"] = {"max_retries": step.max_retries}
+    inputs = {k: _binding_yaml(p, v) for k, v in step.inputs.items() if v is not None}
+    if inputs:
+        j["inputs"] = inputs
+    outputs = {}
+    for name, decl in step.output_decls.items():
+        out = _output_yaml(decl)
+        ref = step.outputs.get(name)
+        if ref is not None:
+            out["path"] = format_binding(ref)
+        outputs[name] = out
+    if outputs:
+        j["outputs"] = outputs
+    return j
+
+
 def _job_yaml(
     p: Pipeline,
     step: Step,
@@ -408,6 +441,8 @@ def _job_yaml(
     """A command job; `written`: its inputs, outputs and compute as its pipeline component writes them."""
     if step.parallel is not None:
         return _parallel_job_yaml(p, step)
+    if step.transfer is not None:
+        return _transfer_job_yaml(p, step)
     j: dict = {"type": "command", "component": component or f"./components/{step.name}.yml"}
     if step.sweep is not None:
         j = {"type": "sweep", "trial": j["component"], **sweep_yaml(step.sweep)}
@@ -564,7 +599,7 @@ def yaml_files(p: Pipeline) -> dict[str, bytes]:
     """The export's YAML files (`pipeline.yml`, then `components/<step>.yml`), without the name checks."""
     out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
     for name, step in p.jobs.items():
-        if step.parallel is None:
+        if step.parallel is None and step.transfer is None:
             out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
     for name, group in p.groups.items():
         out[f"components/{name}.yml"] = _yaml(_pipeline_component_yaml(p, group))

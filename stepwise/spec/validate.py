@@ -223,6 +223,8 @@ def _check_step(
     text, what, text_field = step.command, "command", "command"
     if step.parallel is not None:
         text, what, text_field = step.parallel.program_arguments, "program_arguments", "task.program_arguments"
+    elif step.transfer is not None:
+        text = ""
     elif not step.command.strip():
         found.error("command is empty", job=job, field="command")
     for error in command_errors(text):
@@ -322,6 +324,19 @@ def _check_step(
             found.error(f"invalid environment variable {var!r}", job=job, field=f"environment_variables.{var}")
     if step.parallel is not None:
         _check_parallel(found, step)
+    if step.transfer is not None:
+        _check_transfer(found, step)
+
+
+def _check_transfer(found: _Findings, step: Step) -> None:
+    """A data transfer moves files: its inputs are data, not values."""
+    for name, decl in step.input_decls.items():
+        if decl.type not in DATA_TYPES:
+            found.error(
+                f"a data_transfer job copies files: input '{name}' is {decl.type}, not uri_folder or uri_file",
+                job=step.name,
+                field=f"inputs.{name}",
+            )
 
 
 def _check_parallel(found: _Findings, step: Step) -> None:

@@ -64,3 +64,30 @@ def test_gc_spares_young_artifacts_that_may_be_in_flight(workers, alice, team, t
     report = gc.collect(dry_run=False)
     assert artifact.sha256 not in report.artifacts
     assert artifacts.artifact_dir(artifact.sha256).exists()
+
+
+def test_gc_after_the_producing_run_is_deleted_keeps_a_data_versions_files(workers, alice, team, tmp_path):
+    from runs import data_assets
+    from runs.models import DataVersion, Run
+
+    workers.start(1)
+    version = import_yaml(tmp_path, DIAMOND, alice, team)
+    run = wait_run(services.run_create(version=version, user=alice))
+    registered = StepOutput.objects.select_related("artifact").get(step_run__run=run, step_run__name="a")
+    data = data_assets.data_create_from_step_output(step_output=registered, name="from-a", user=alice)
+    others = set(StepOutput.objects.filter(step_run__run=run).values_list("artifact__sha256", flat=True))
+    others.discard(data.artifact.sha256)
+    for artifact in Artifact.objects.all():
+        age(artifact)
+
+    Run.objects.filter(pk=run.pk).delete()
+    assert not StepOutput.objects.filter(artifact=data.artifact).exists()
+
+    report = gc.collect(dry_run=False)
+    assert data.artifact.sha256 not in report.artifacts
+    data = DataVersion.objects.select_related("artifact").get(pk=data.pk)
+    assert data.step_output is None
+    assert artifacts.artifact_intact(data.artifact, verify_content=True)
+    assert (artifacts.artifact_path(data.artifact) / "value.txt").read_text() == "from-a"
+    # The run's other outputs, which nothing holds any more, went.
+    assert others and set(report.artifacts) >= others

@@ -158,7 +158,7 @@ def test_tolerated_keys_are_warnings_naming_them(tmp_path):
     assert component_schema and component_schema[0].job == "a"
 
 
-@pytest.mark.parametrize("job_type", ["data_transfer", "import"])
+@pytest.mark.parametrize("job_type", ["import", "flow"])
 def test_unsupported_job_types_are_errors(job_type):
     problem = one(
         errors_of(f"type: pipeline\njobs:\n  a:\n    type: {job_type}\n    command: x\n"), "not supported yet"

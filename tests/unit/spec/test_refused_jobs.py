@@ -106,10 +106,12 @@ def test_bindings_to_healthy_jobs_are_still_checked():
     ]
 
 
-@pytest.mark.parametrize("job_type", ["data_transfer", "import"])
+@pytest.mark.parametrize("job_type", ["import", "flow"])
 def test_job_types_not_supported_yet_keep_their_message(job_type):
     errors = errors_of(AUTOML.replace("type: automl", f"type: {job_type}"))
-    expected = f"job type '{job_type}' is not supported yet (only command, sweep, parallel and pipeline jobs)"
+    expected = (
+        f"job type '{job_type}' is not supported yet (only command, sweep, parallel, data_transfer and pipeline jobs)"
+    )
     assert [e.message for e in errors] == [expected]
 
 

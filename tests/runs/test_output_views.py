@@ -1,0 +1,125 @@
+"""The run page's outputs browser: a step output's file tree with sizes, its preview, one file."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from runs import artifacts
+from runs.models import StepOutput, StepState
+from runs.output_tree import TreeRow, tree_rows
+from tests.conftest import make_user
+from tests.runs.conftest import set_step
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def output(run, tmp_path):
+    step_run = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    folder = tmp_path / "out"
+    (folder / "tables").mkdir(parents=True)
+    (folder / "tables" / "evil.csv").write_text('name,formula\n<script>alert(1)</script>,=HYPERLINK("x")\n')
+    (folder / "tables" / "more.txt").write_text("x" * 2048)
+    (folder / "readme.txt").write_text("hello <b>world</b>\n")
+    return StepOutput.objects.create(
+        step_run=step_run, name="data", artifact=artifacts.store_output(folder, "uri_folder")
+    )
+
+
+def page(client: Client, output, **query) -> str:
+    url = reverse("step_output_files", args=[output.step_run.run_id, "prep", "data"])
+    response = client.get(url, query)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_tree_rows_list_each_folder_once_with_its_total():
+    rows, left_out = tree_rows({"b.txt": 1, "a/x.csv": 10, "a/deep/y": 5}, limit=10)
+    assert rows == [
+        TreeRow(name="a", path="", depth=0, size=15, is_dir=True),
+        TreeRow(name="deep", path="", depth=1, size=5, is_dir=True),
+        TreeRow(name="y", path="a/deep/y", depth=2, size=5),
+        TreeRow(name="x.csv", path="a/x.csv", depth=1, size=10),
+        TreeRow(name="b.txt", path="b.txt", depth=0, size=1),
+    ]
+    assert left_out == 0
+    rows, left_out = tree_rows({f"f{i:03}": 1 for i in range(30)}, limit=20)
+    assert len(rows) == 20 and left_out == 10
+
+
+def test_the_page_shows_the_tree_with_sizes_and_previews_a_csv_escaped(alice, output):
+    client = Client()
+    client.force_login(alice)
+    html = page(client, output)
+    assert 'class="mr-auto tree-folder">tables/</span>' in html
+    assert "2.1\xa0KB" in html  # the folder's total: 2048 bytes and the CSV
+    # The first table is previewed, its markup escaped.
+    assert "<code>tables/evil.csv</code>" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
+    html = page(client, output, path="readme.txt")
+    assert "hello &lt;b&gt;world&lt;/b&gt;" in html
+    # A path the output does not hold reads nothing from the disk: the default file is shown.
+    html = page(client, output, path="../../../../../../etc/passwd")
+    assert "<code>tables/evil.csv</code>" in html and "root:" not in html
+
+
+def test_one_file_downloads_with_formulas_neutralised_and_only_files_the_output_holds(alice, output):
+    client = Client()
+    client.force_login(alice)
+    url = reverse("step_output_file", args=[output.step_run.run_id, "prep", "data"])
+    response = client.get(url, {"path": "tables/evil.csv"})
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="evil.csv"'
+    assert "'=HYPERLINK" in b"".join(response.streaming_content).decode()
+    raw = client.get(url, {"path": "readme.txt"})
+    assert b"".join(raw.streaming_content) == b"hello <b>world</b>\n"
+    assert raw["X-Content-Type-Options"] == "nosniff"
+    first = client.get(url)
+    assert first["Content-Disposition"] == 'attachment; filename="readme.txt"'
+    for bad in ("../readme.txt", "/etc/passwd", "tables", "tables/../readme.txt", "readme.txt\x00"):
+        assert client.get(url, {"path": bad}).status_code == 404, bad
+
+
+def test_the_step_page_links_each_output_to_its_browser(alice, output):
+    client = Client()
+    client.force_login(alice)
+    html = client.get(reverse("run_step", args=[output.step_run.run_id, "prep"])).content.decode()
+    assert reverse("step_output_files", args=[output.step_run.run_id, "prep", "data"]) in html
+
+
+def test_another_teams_user_gets_404(output):
+    client = Client()
+    client.force_login(make_user("charlie"))
+    assert client.get(reverse("step_output_files", args=[output.step_run.run_id, "prep", "data"])).status_code == 404
+
+
+def test_an_s3_store_gives_sizes_from_its_record_without_downloading(tmp_path, monkeypatch, caplog):
+    import logging
+    import uuid
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    from runs.store_fsspec import FsspecStore
+
+    caplog.set_level(logging.WARNING, logger="werkzeug")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"endpoint_url": f"http://{host}:{port}", "key": "k", "secret": "s", "skip_instance_cache": True}
+        bucket = f"store-{uuid.uuid4().hex[:8]}"
+        fsspec.filesystem("s3", **options).mkdir(bucket)
+        store = FsspecStore(f"s3://{bucket}/artifacts", options, tmp_path / "cache", 0)
+        (tmp_path / "out" / "sub").mkdir(parents=True)
+        (tmp_path / "out" / "a.txt").write_bytes(b"abc")
+        (tmp_path / "out" / "sub" / "b.bin").write_bytes(b"\0" * 10)
+        manifest = store.put(tmp_path / "out", "uri_folder")
+        assert store.sizes(manifest.sha256) == {"a.txt": 3, "sub/b.bin": 10}
+        assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("a.txt"))
+    finally:
+        server.stop()
