@@ -293,6 +293,14 @@ def test_every_example_runs_to_success_through_the_cli(workers, alice, team, exa
         assert 0.9 <= accuracy.value <= 1.0
         curve = Metric.objects.filter(step_run__run_id=summary["run"], step_run__name="train", name="cv_accuracy")
         assert curve.count() >= 2
+    if example == "digits-sweep":
+        from runs.models import SweepTrial, TrialState
+
+        trials = SweepTrial.objects.filter(step_run__run_id=summary["run"], step_run__name="tune")
+        assert trials.count() == 12
+        completed = {t.number: t.objective for t in trials if t.state == TrialState.COMPLETED}
+        (best,) = trials.filter(is_best=True)
+        assert best.objective == max(completed.values()) and best.objective > 0.8
 
 
 def test_cli_cancel_stops_a_running_run(workers, alice, team, tmp_path):

@@ -155,6 +155,39 @@ def test_bayesian_sweep_runs_its_trials_and_keeps_the_best(workers, alice, team,
     assert "bayesian sampling" in log_text(search)
 
 
+def test_grid_sweep_of_the_digits_example_keeps_the_most_accurate_model(workers, alice, team, tmp_path):
+    import pickle
+    import shutil
+
+    folder = tmp_path / "digits"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "digits-sweep", folder)
+    text = (folder / "pipeline.yml").read_text()
+    text = text.replace("type: random\n      seed: 42", "type: grid")
+    text = text.replace(
+        "type: loguniform\n        min_value: -11.5\n        max_value: -2.3",
+        "type: choice\n        values: [0.00001, 0.0001, 0.001, 0.01]",
+    )
+    (folder / "pipeline.yml").write_text(text)
+    workers.start()
+    version = pipeline_import(team=team, path=folder / "pipeline.yml", user=alice, name="digits-grid")
+    run = wait_run(services.run_create(version=version, user=alice), timeout=300)
+    tune = steps_of(run)["tune"]
+    assert run.state == RunState.SUCCEEDED, (tune.state, tune.reason)
+    trials = list(SweepTrial.objects.filter(step_run=tune))
+    assert sorted((t.params["alpha"], t.params["epochs"]) for t in trials) == sorted(
+        (a, e) for a in (0.00001, 0.0001, 0.001, 0.01) for e in (3, 6, 9)
+    )
+    assert max_overlap(trials) <= 3
+    completed = [t for t in trials if t.state == TrialState.COMPLETED]
+    (best,) = [t for t in trials if t.is_best]
+    assert best.objective == max(t.objective for t in completed)
+    # The step's output is the best trial's model, and it scores what the trial logged.
+    output = StepOutput.objects.get(step_run=tune, name="model")
+    model_dir = artifacts.artifact_path(output.artifact, "model")
+    assert (model_dir / "accuracy.txt").read_text().strip() == f"{best.objective:.4f}"
+    assert pickle.loads((model_dir / "model.pkl").read_bytes()).alpha == best.params["alpha"]
+
+
 # One trial at a time, the best first: each later trial is judged against a finished one, so
 # which trials stop early does not depend on timing. A trial that is not stopped sleeps long
 # enough between reports to make the test slow rather than pass by luck.
