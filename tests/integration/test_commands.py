@@ -93,6 +93,14 @@ def test_validate_a_missing_file_or_a_wrong_usage_exits_2(env, tmp_path):
     assert "the following arguments are required: file" in usage.stderr
 
 
+def test_a_command_on_a_database_not_set_up_says_to_run_setup(env, tmp_path):
+    good = write(tmp_path, "type: pipeline\njobs:\n  a:\n    command: echo hi\n")
+    result = manage("pipelines", "validate", str(good), env={**env, "DATABASE_URL": f"sqlite:///{tmp_path}/new.db"})
+    assert result.returncode == 1
+    assert "the database is not set up" in result.stderr and "make setup" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ---- pipelines import --------------------------------------------------------------------------
 
 

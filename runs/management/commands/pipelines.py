@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError
 
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.components import ComponentError
@@ -27,6 +28,14 @@ from runs.specs import version_spec
 from stepwise.spec import SECRET_TYPE, SpecError, dump_folder, load_pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _unapplied_migrations() -> int:
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
 class Invalid(Exception):
@@ -77,6 +86,16 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options) -> None:
         try:
             code = getattr(self, f"do_{action}")(**options)
+        except DatabaseError:
+            # On a database that is not set up yet, every action meets a missing table; say that
+            # (checked only then: the check costs the CLI's start-up time).
+            if pending := _unapplied_migrations():
+                self.stderr.write(
+                    f"the database is not set up ({pending} migrations not applied): "
+                    "run `make setup` (or `python manage.py migrate`) first"
+                )
+                sys.exit(EXIT_FAILED)
+            raise
         except Invalid as exc:
             self.stderr.write(str(exc))
             sys.exit(EXIT_INVALID)
