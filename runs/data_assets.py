@@ -22,11 +22,20 @@ from django.db.models import Max
 from pipelines_ui.models import Team
 from runs import artifacts
 from runs.artifact_files import ArtifactError
-from runs.models import DataAsset, Datastore, DataType, DataVersion, Run, RunDataInput, StepOutput
+from runs.models import (
+    DataAsset,
+    Datastore,
+    DataType,
+    DataVersion,
+    Run,
+    RunDataInput,
+    RunRemoteInput,
+    StepOutput,
+)
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise.spec import DataLookupError, DataResolver
-from stepwise.spec.bindings import parse_asset_ref
+from stepwise.spec.bindings import parse_asset_ref, parse_remote_ref
 from stepwise.spec.model import Pipeline
 
 log = logging.getLogger(__name__)
@@ -63,7 +72,7 @@ def _check_type(type_: str) -> str:
     return type_
 
 
-def _store_copy(source: Path, type_: str) -> artifacts.Artifact:
+def store_copy(source: Path, type_: str) -> artifacts.Artifact:
     """Copy `source` into the artifact store (the store moves what it takes, so it gets a copy)."""
     if type_ == DataType.URI_FILE and not source.is_file():
         raise DataError(f"uri_file path '{source}' is not a file")
@@ -148,7 +157,7 @@ def data_create_from_path(
     name = _check_name(name)
     version = None if version in (None, "") else _check_version(version)  # type: ignore[arg-type]
     type_ = _check_type(type_)
-    artifact = _store_copy(Path(path), type_)
+    artifact = store_copy(Path(path), type_)
     return _version_create(
         team=team,
         name=name,
@@ -206,7 +215,7 @@ def data_create_from_datastore(
     type_ = _check_type(type_)
     with tempfile.TemporaryDirectory(prefix="stepwise-ds-") as tmp:
         local = datastore_fetch(datastore, path, Path(tmp))
-        artifact = _store_copy(local, type_)
+        artifact = store_copy(local, type_)
     return _version_create(
         team=datastore.team,
         name=name,
@@ -263,20 +272,28 @@ def data_resolver(team: Team) -> DataResolver:
 
 
 def run_data_inputs_resolve(
-    *, run: Run, spec: Pipeline, pinned: dict[str, DataVersion] | None = None
+    *,
+    run: Run,
+    spec: Pipeline,
+    pinned: dict[str, DataVersion] | None = None,
+    refs: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins. Errors by input name."""
+    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins, `refs`
+    replaces an input's reference for this run (a data trigger's version). Errors by input name.
+
+    Datastore paths and web addresses are runs.remote_inputs' (read before the run's transaction)."""
     errors: dict[str, str] = {}
     rows = []
     for name, decl in spec.inputs.items():
-        if decl.asset is None:
+        reference = (refs or {}).get(name, decl.asset)
+        if reference is None or parse_remote_ref(reference) is not None:
             continue
         if pinned and name in pinned:
-            rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=pinned[name]))
+            rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=pinned[name]))
             continue
-        parsed = parse_asset_ref(decl.asset)
+        parsed = parse_asset_ref(reference)
         if parsed is None:
-            errors[name] = f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest"
+            errors[name] = f"'{reference}' is not azureml:NAME:VERSION or azureml:NAME@latest"
             continue
         try:
             found = data_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
@@ -286,7 +303,7 @@ def run_data_inputs_resolve(
         if found.type != decl.type:
             errors[name] = f"data asset {found} is {found.type} but the input is {decl.type}"
             continue
-        rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=found))
+        rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=found))
     if not errors:
         RunDataInput.objects.bulk_create(rows)
     return errors
@@ -330,11 +347,13 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
 
 
 def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:
-    """`{pipeline input: Artifact}` of the data versions the run resolved."""
-    return {
-        row.name: row.data_version.artifact
+    """`{pipeline input: Artifact}` of the data versions and remote inputs the run resolved."""
+    found = {row.name: row.artifact for row in RunRemoteInput.objects.filter(run=run).select_related("artifact")}
+    found.update(
+        (row.name, row.data_version.artifact)
         for row in RunDataInput.objects.filter(run=run).select_related("data_version__artifact")
-    }
+    )
+    return found
 
 
 def run_data_pins(run: Run) -> dict[str, DataVersion]:
@@ -342,8 +361,10 @@ def run_data_pins(run: Run) -> dict[str, DataVersion]:
 
 
 def versions_referenced() -> set[str]:
-    """Artifact hashes that data versions hold: gc keeps them."""
-    return set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+    """Artifact hashes that data versions and runs' remote inputs hold: gc keeps them."""
+    return set(DataVersion.objects.values_list("artifact__sha256", flat=True)) | set(
+        RunRemoteInput.objects.values_list("artifact__sha256", flat=True)
+    )
 
 
 # -- uploads ----------------------------------------------------------------------------------
