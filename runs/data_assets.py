@@ -8,6 +8,8 @@ deleted (RunDataInput protects it).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import shutil
@@ -20,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from pipelines_ui.models import Team
-from runs import artifacts
+from runs import artifacts, signals
 from runs.artifact_files import ArtifactError
 from runs.models import (
     DataAsset,
@@ -121,7 +123,7 @@ def _version_create(
         raise DataError("tags must map names to text")
     try:
         with transaction.atomic():
-            return DataVersion.objects.create(
+            created = DataVersion.objects.create(
                 asset=asset,
                 version=version,
                 seq=seq,
@@ -139,6 +141,8 @@ def _version_create(
             )
     except IntegrityError:
         raise DataError(f"data asset {name} already has a version {version}") from None
+    transaction.on_commit(lambda: signals.data_version_created.send(sender=DataVersion, version_id=created.pk))
+    return created
 
 
 def data_create_from_path(
@@ -515,3 +519,45 @@ def datastore_fetch(datastore: Datastore, path: str, dest: Path) -> Path:
     except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
         raise DataError(f"cannot read '{path}' from datastore {datastore.name}: {str(exc)[:300]}") from None
     return target
+
+
+def datastore_path_state(datastore: Datastore, path: str) -> str:
+    """A hash of what `path` holds now (names, sizes, and modification times or ETags), "" when it
+    is missing: cheap to compare between polls, nothing is read."""
+    rel = _inside(datastore, path)
+    entries: list[tuple[str, int, str]] = []
+    try:
+        if datastore.kind == Datastore.Kind.LOCAL:
+            root = Path(datastore.root).resolve()
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root):
+                raise DataError(f"'{path}' leaves the datastore {datastore.name}")
+            if not target.exists():
+                return ""
+            files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
+            for f in files:
+                st = f.stat()
+                entries.append((str(f.relative_to(target)) if f != target else f.name, st.st_size, str(st.st_mtime_ns)))
+        else:
+            fs = _fs(datastore)
+            remote = f"{datastore.root.removeprefix('s3://')}/{rel}".rstrip("/")
+            fs.invalidate_cache()
+            if not fs.exists(remote):
+                return ""
+            for name, info in sorted(fs.find(remote, detail=True).items()):
+                entries.append((name, info.get("size") or 0, str(info.get("ETag") or info.get("LastModified") or "")))
+    except OSError as exc:
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {exc.strerror or exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {str(exc)[:300]}") from None
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def datastore_path_check(datastore: Datastore, path: str) -> str:
+    """`path` cleaned (relative, no '..'); DataError naming the problem."""
+    rel = _inside(datastore, path)
+    if not rel:
+        raise DataError("give a path inside the datastore")
+    return rel
