@@ -18,6 +18,7 @@ from pipelines_ui.models import Membership, Role
 from runs import data_assets
 from runs.data_assets import data_create_from_path
 from runs.models import RunDataInput, RunRemoteInput
+from tests.api.conftest import bearer, token_for
 from tests.runs.conftest import make_pipeline
 
 READER = """
@@ -299,3 +300,45 @@ def test_bad_path_trigger_settings_name_the_field(team, alice, reader, lake, pat
     with pytest.raises(TriggerError) as refused:
         data_triggers.data_trigger_create(team=team, settings=settings, user=alice)
     assert message in refused.value.errors[field]
+
+
+# ---- REST API ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_api_creates_lists_pauses_and_deletes(team, alice, reader, digits):
+    client = bearer(token_for(alice, "read", "run"))
+    body = {"team": team.name, "name": "on digits", "pipeline": reader.pk, "input_name": "raw", "asset": "digits"}
+    created = client.post("/api/v1/data-triggers/", body, format="json")
+    assert created.status_code == 201, created.json()
+    trigger_id = created.json()["id"]
+    assert created.json()["kind"] == "asset" and created.json()["asset"] == "digits"
+    listed = client.get(f"/api/v1/data-triggers/?pipeline={reader.pk}").json()
+    assert [t["id"] for t in listed["results"]] == [trigger_id]
+    paused = client.patch(f"/api/v1/data-triggers/{trigger_id}/", {"enabled": False}, format="json")
+    assert paused.status_code == 200 and paused.json()["enabled"] is False
+    assert client.delete(f"/api/v1/data-triggers/{trigger_id}/").status_code == 204
+    assert not DataTrigger.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"asset": "nope"}, "asset", "has no data asset 'nope'"),
+        ({"input_name": "n"}, "input_name", "not a data input read by reference"),
+        ({"pipeline": 999999}, "pipeline", "has no pipeline 999999"),
+    ],
+)
+def test_the_api_names_what_is_wrong(team, alice, reader, digits, fields, field, message):
+    body = {"team": team.name, "name": "t", "pipeline": reader.pk, "input_name": "raw", "asset": "digits", **fields}
+    response = bearer(token_for(alice, "run")).post("/api/v1/data-triggers/", body, format="json")
+    assert response.status_code == 400
+    assert any(e["field"] == field and message in e["message"] for e in response.json()["errors"]), response.json()
+
+
+@pytest.mark.django_db
+def test_a_read_token_cannot_create(team, alice, reader, digits):
+    body = {"team": team.name, "name": "t", "pipeline": reader.pk, "input_name": "raw", "asset": "digits"}
+    assert bearer(token_for(alice, "read")).post("/api/v1/data-triggers/", body, format="json").status_code == 403
+    assert not DataTrigger.objects.exists()
