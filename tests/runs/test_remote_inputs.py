@@ -7,6 +7,7 @@ import hashlib
 import socket
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
@@ -94,8 +95,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def site(settings):
+def serve(settings) -> Iterator[Site]:
+    """A local HTTP server in a thread, with http to 127.0.0.1 allowed; for fixtures to yield from."""
     settings.STEPWISE_REMOTE_INPUT_ALLOW_HTTP = True
     settings.STEPWISE_REMOTE_INPUT_HOSTS = ["127.0.0.1"]
     settings.STEPWISE_REMOTE_INPUT_READ_TIMEOUT_S = 1
@@ -109,6 +110,11 @@ def site(settings):
     served.release.set()
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def site(settings):
+    yield from serve(settings)
 
 
 def reader(team, alice, ref: str, type_: str = "uri_file", name: str = "reader"):
