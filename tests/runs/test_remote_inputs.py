@@ -340,3 +340,13 @@ def test_nothing_is_fetched_when_other_inputs_are_wrong(team, alice, site):
     with pytest.raises(RunInputError, match="no such input"):
         run_create(version=pipeline.latest_version, user=alice, inputs={"nope": 1})
     assert site.hits["/data.csv"] == 0
+
+
+def test_the_run_page_shows_what_was_read_escaped(client, team, alice, site):
+    site.files["/a%3Cb%3E.csv"] = b"x"  # requests quotes the path
+    pipeline = reader(team, alice, f"{site.base}/a<b>.csv")
+    run = run_create(version=pipeline.latest_version, user=alice)
+    client.force_login(alice)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="run-remote-inputs"' in page and hashlib.sha256(b"x").hexdigest()[:12] in page
+    assert "a&lt;b&gt;.csv" in page and "a<b>.csv" not in page
