@@ -3,11 +3,13 @@ a paused trigger starts nothing; a datastore path is polled and each change star
 
 from __future__ import annotations
 
+import io
 import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -342,3 +344,19 @@ def test_a_read_token_cannot_create(team, alice, reader, digits):
     body = {"team": team.name, "name": "t", "pipeline": reader.pk, "input_name": "raw", "asset": "digits"}
     assert bearer(token_for(alice, "read")).post("/api/v1/data-triggers/", body, format="json").status_code == 403
     assert not DataTrigger.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_scheduler_command_polls_data_triggers(team, alice, reader, lake, tmp_path):
+    trigger = data_triggers.data_trigger_create(
+        team=team,
+        settings=TriggerSettings(
+            name="lake raw", pipeline=reader, input_name="raw", datastore=lake, path="raw", interval_seconds=10
+        ),
+        user=alice,
+    )
+    out = io.StringIO()
+    call_command("stepwise_scheduler", "--once", stdout=out)
+    assert "data triggers: 1 path(s) checked, 0 run(s) started" in out.getvalue()
+    trigger.refresh_from_db()
+    assert trigger.checked_at is not None and trigger.seen
