@@ -16,8 +16,8 @@ pipeline could otherwise make the server read its own internal services. Only ht
 (plain http only with STEPWISE_REMOTE_INPUT_ALLOW_HTTP); a host that resolves to a loopback,
 private, link-local or otherwise non-public address is refused unless STEPWISE_REMOTE_INPUT_HOSTS
 names it; with that setting given, only the hosts it names are read. Every redirect hop is
-checked the same way. The check resolves the name before requests does, so a DNS server that
-answers differently the second time could still steer the request (documented in docs/data.md).
+checked the same way, and so is the address each connection reached, before the request is
+sent (a DNS answer that changed since the check, DNS rebinding, gets nothing).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
 from django.conf import settings
 from urllib3.exceptions import ReadTimeoutError
 
@@ -96,11 +98,56 @@ def url_check(url: str) -> None:
         if host not in listed:
             raise RemoteInputError(f"host {host!r} is not in STEPWISE_REMOTE_INPUT_HOSTS")
         return
-    internal = [a for a in _addresses(host) if not a.is_global or a.is_loopback or a.is_link_local or a.is_private]
+    internal = [a for a in _addresses(host) if _internal(a)]
     if internal:
         raise RemoteInputError(
             f"host {host!r} is an internal address ({internal[0]}): list it in STEPWISE_REMOTE_INPUT_HOSTS to read it"
         )
+
+
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not address.is_global or address.is_loopback or address.is_link_local or address.is_private
+
+
+def _peer_check(sock, host: str) -> None:
+    """The address actually connected to, checked again: a DNS answer that changed since
+    url_check (DNS rebinding) must not reach an internal service."""
+    if settings.STEPWISE_REMOTE_INPUT_HOSTS or sock is None:
+        return
+    peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    if _internal(peer):
+        sock.close()
+        raise RemoteInputError(f"host {host!r} connected to an internal address ({peer}): refused")
+
+
+class _CheckedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _peer_check(self.sock, self.host)
+
+
+class _CheckedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _peer_check(self.sock, self.host)
+
+
+class _CheckedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _PeerCheckingAdapter(requests.adapters.HTTPAdapter):
+    """Connections whose peer address is checked before the request is sent."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
 
 
 def _file_name(url: str) -> str:
@@ -195,6 +242,9 @@ def url_fetch(*, team: Team, url: str, type_: str) -> Fetched:
     with requests.Session() as session:
         # No proxies or .netrc credentials from the server's environment reach an address a pipeline names.
         session.trust_env = False
+        adapter = _PeerCheckingAdapter(max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         response = _open(session, url, headers)
         with response:
             if response.status_code == 304 and previous is not None:
