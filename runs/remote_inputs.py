@@ -122,16 +122,20 @@ def _peer_check(sock, host: str) -> None:
         raise RemoteInputError(f"host {host!r} connected to an internal address ({peer}): refused")
 
 
+# The check sits in _new_conn, which opens the TCP connection: before a TLS handshake or a
+# byte of the request reaches the peer.
 class _CheckedHTTPConnection(urllib3.connection.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _peer_check(self.sock, self.host)
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _peer_check(sock, self.host)
+        return sock
 
 
 class _CheckedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _peer_check(self.sock, self.host)
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _peer_check(sock, self.host)
+        return sock
 
 
 class _CheckedHTTPPool(urllib3.HTTPConnectionPool):

@@ -352,11 +352,13 @@ def test_the_run_page_shows_what_was_read_escaped(client, team, alice, site):
     assert "a&lt;b&gt;.csv" in page and "a<b>.csv" not in page
 
 
-def test_a_name_that_resolves_elsewhere_when_connecting_is_refused(team, alice, site, settings):
-    """DNS rebinding: the check saw a public address, the connection reached the loopback one."""
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_name_that_resolves_elsewhere_when_connecting_is_refused(team, alice, site, settings, scheme):
+    """DNS rebinding: the check saw a public address, the connection reached the loopback one;
+    refused before a TLS handshake or a byte of the request."""
     settings.STEPWISE_REMOTE_INPUT_HOSTS = []
     site.files["/data.csv"] = b"secret of an internal service"
-    pipeline = reader(team, alice, f"{site.base}/data.csv")
+    pipeline = reader(team, alice, f"{site.base.replace('http:', scheme + ':')}/data.csv")
     public = [remote_inputs.ipaddress.ip_address("93.184.216.34")]
     with mock.patch.object(remote_inputs, "_addresses", return_value=public):
         with pytest.raises(RunInputError, match=r"connected to an internal address \(127\.0\.0\.1\)"):
