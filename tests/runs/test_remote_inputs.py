@@ -365,3 +365,13 @@ def test_a_name_that_resolves_elsewhere_when_connecting_is_refused(team, alice, 
             run_create(version=pipeline.latest_version, user=alice)
     assert site.hits["/data.csv"] == 0
     assert not RunRemoteInput.objects.exists()
+
+
+def test_the_run_form_names_the_address_and_a_failed_download(client, team, alice, site):
+    pipeline = reader(team, alice, f"{site.base}/missing.csv")
+    client.force_login(alice)
+    url = f"/pipelines/{pipeline.pk}/run/"
+    assert f"reads {site.base}/missing.csv when the run starts" in client.get(url).content.decode()
+    page = client.post(url, {"timeout_s": ""}).content.decode()
+    assert "raw: " in page and "not found (HTTP 404)" in page
+    assert not pipeline.runs.exists()
