@@ -219,6 +219,15 @@ def _asset_triggers(version: DataVersion):
     ).select_related("team", "pipeline__latest_version", "created_by")
 
 
+def _made_by_own_run(trigger: DataTrigger, version: DataVersion) -> bool:
+    """A version registered from the output of a run this trigger started: firing again would loop
+    (a pipeline that writes the asset it is triggered by) for as long as its output changes."""
+    if version.step_output_id is None:
+        return False
+    run_id = DataVersion.objects.filter(pk=version.pk).values_list("step_output__step_run__run_id", flat=True).first()
+    return DataTriggerFire.objects.filter(trigger=trigger, run_id=run_id).exists()
+
+
 def version_added(*, version_id: int) -> list[DataTriggerFire]:
     """Start the runs of the enabled triggers on the version's asset (armed before it was added)."""
     version = DataVersion.objects.select_related("asset").filter(pk=version_id).first()
@@ -226,6 +235,9 @@ def version_added(*, version_id: int) -> list[DataTriggerFire]:
         return []
     fired = []
     for trigger in _asset_triggers(version).order_by("pk"):
+        if _made_by_own_run(trigger, version):
+            log.info("data trigger %s (#%s): %s came from its own run; not started again", trigger, trigger.pk, version)
+            continue
         try:
             row = fire_for_version(trigger, version)
         except Exception:

@@ -17,9 +17,9 @@ from pipelines_ui.api import data_triggers
 from pipelines_ui.api.data_triggers import TriggerError, TriggerSettings
 from pipelines_ui.api.models import DataTrigger, DataTriggerFire
 from pipelines_ui.models import Membership, Role
-from runs import data_assets
+from runs import artifacts, data_assets
 from runs.data_assets import data_create_from_path
-from runs.models import RunDataInput, RunRemoteInput
+from runs.models import RunDataInput, RunRemoteInput, StepOutput, StepRun
 from tests.api.conftest import bearer, token_for
 from tests.runs.conftest import make_pipeline
 
@@ -131,6 +131,33 @@ def test_racing_deliveries_of_one_version_start_one_run(team, alice, tmp_path):
         t.join()
     assert not errors, errors
     assert trigger.fires.count() == 1 and reader.runs.count() == 1 and bound_versions(trigger) == ["2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_registrations_racing_for_version_2_start_one_run(team, alice, tmp_path):
+    digits = data_create_from_path(team=team, name="digits", path=folder(tmp_path, "v1", "one"), user=alice)
+    reader = make_pipeline(team, alice, name="reader", yaml_text=READER)
+    trigger = asset_trigger(team, alice, reader, digits)
+    paths = [folder(tmp_path, f"n{i}", str(i)) for i in range(2)]
+    barrier = threading.Barrier(2)
+    refused: list[BaseException] = []
+
+    def register(path):
+        try:
+            barrier.wait()
+            data_create_from_path(team=team, name="digits", path=path, version="2", user=alice)
+        except data_assets.DataError as exc:
+            refused.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=register, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(refused) == 1 and "already has a version 2" in str(refused[0])
+    assert bound_versions(trigger) == ["2"] and reader.runs.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -360,3 +387,22 @@ def test_the_scheduler_command_polls_data_triggers(team, alice, reader, lake, tm
     assert "data triggers: 1 path(s) checked, 0 run(s) started" in out.getvalue()
     trigger.refresh_from_db()
     assert trigger.checked_at is not None and trigger.seen
+
+
+@pytest.mark.django_db
+def test_a_version_made_by_the_trigger_s_own_run_does_not_start_it_again(
+    team, alice, reader, digits, tmp_path, django_capture_on_commit_callbacks
+):
+    trigger = asset_trigger(team, alice, reader, digits)
+    with django_capture_on_commit_callbacks(execute=True):
+        data_create_from_path(team=team, name="digits", path=folder(tmp_path, "v2", "two"), user=alice)
+    run = trigger.fires.get().run
+    output = StepOutput.objects.create(
+        step_run=StepRun.objects.get(run=run, name="read"),
+        name="out",
+        artifact=artifacts.store_output(folder(tmp_path, "out", "three"), "uri_folder"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        data_assets.data_create_from_step_output(step_output=output, name="digits")
+    assert trigger.fires.count() == 1 and reader.runs.count() == 1
+    assert data_triggers.sweep_versions(timezone.now()) == []
