@@ -20,7 +20,8 @@ from runs.models import RunRemoteInput, StepState
 from runs.remote_inputs import RemoteInputError, url_check
 from runs.services import RunInputError, run_create, run_rerun
 from runs.specs import version_spec
-from stepwise.spec import to_json
+from stepwise.spec import load_pipeline, parse_text, to_json
+from stepwise.spec.serialize import dump_folder
 from tests.runs.conftest import make_pipeline, set_step
 
 pytestmark = pytest.mark.django_db
@@ -375,3 +376,15 @@ def test_the_run_form_names_the_address_and_a_failed_download(client, team, alic
     page = client.post(url, {"timeout_s": ""}).content.decode()
     assert "raw: " in page and "not found (HTTP 404)" in page
     assert not pipeline.runs.exists()
+
+
+@pytest.mark.parametrize(
+    ("ref", "type_"),
+    [("azureml://datastores/lake/paths/raw/x.csv", "uri_file"), ("https://data.example.org/a%20b.csv", "uri_file")],
+)
+def test_export_writes_the_address_back_and_it_loads_again(tmp_path, ref, type_):
+    spec, _ = parse_text(READER.format(ref=ref, type=type_))
+    dump_folder(spec, tmp_path / "out")
+    assert f"path: {ref}" in (tmp_path / "out" / "pipeline.yml").read_text()
+    again, _ = load_pipeline(tmp_path / "out" / "pipeline.yml")
+    assert again.inputs["raw"].asset == ref
