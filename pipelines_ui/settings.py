@@ -252,6 +252,21 @@ STEPWISE_DATASTORE_ROOTS = [
 ]
 # The largest file the data upload page takes (sent in chunks, so no request is this big).
 STEPWISE_DATA_UPLOAD_MAX_BYTES = env_int("STEPWISE_DATA_UPLOAD_MAX_BYTES", 5 * 1024**3)
+# Pipeline inputs read from the web (`path: https://...`, runs/remote_inputs.py): the largest file,
+# the connect and read timeouts, how many redirects to follow, whether plain http is allowed,
+# and which hosts may be read. With no hosts listed any public host may be; a host that resolves
+# to a loopback, private or link-local address (the server's own services, a cloud metadata
+# endpoint at 169.254.169.254) is refused unless it is listed by name.
+STEPWISE_REMOTE_INPUT_MAX_BYTES = env_int("STEPWISE_REMOTE_INPUT_MAX_BYTES", 5 * 1024**3)
+STEPWISE_REMOTE_INPUT_CONNECT_TIMEOUT_S = env_int("STEPWISE_REMOTE_INPUT_CONNECT_TIMEOUT_S", 10)
+STEPWISE_REMOTE_INPUT_READ_TIMEOUT_S = env_int("STEPWISE_REMOTE_INPUT_READ_TIMEOUT_S", 60)
+STEPWISE_REMOTE_INPUT_MAX_REDIRECTS = env_int("STEPWISE_REMOTE_INPUT_MAX_REDIRECTS", 5)
+STEPWISE_REMOTE_INPUT_ALLOW_HTTP = env_bool("STEPWISE_REMOTE_INPUT_ALLOW_HTTP", False)
+STEPWISE_REMOTE_INPUT_HOSTS = [h.lower() for h in env_list("STEPWISE_REMOTE_INPUT_HOSTS", [])]
+if min(STEPWISE_REMOTE_INPUT_CONNECT_TIMEOUT_S, STEPWISE_REMOTE_INPUT_READ_TIMEOUT_S) <= 0:
+    raise ImproperlyConfigured("STEPWISE_REMOTE_INPUT_*_TIMEOUT_S must be more than 0")
+if STEPWISE_REMOTE_INPUT_MAX_REDIRECTS < 0 or STEPWISE_REMOTE_INPUT_MAX_BYTES <= 0:
+    raise ImproperlyConfigured("STEPWISE_REMOTE_INPUT_MAX_REDIRECTS must be 0 or more, *_MAX_BYTES more than 0")
 STEPWISE_UPLOAD_MAX_BYTES = env_int("STEPWISE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STEPWISE_YAML_MAX_BYTES = env_int("STEPWISE_YAML_MAX_BYTES", 1024 * 1024)
 STEPWISE_LOG_LINE_MAX = env_int("STEPWISE_LOG_LINE_MAX", 4096)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("pipelines_ui.api.account_urls")),
     path("", include("pipelines_ui.api.endpoint_urls")),
     path("", include("pipelines_ui.api.schedule_urls")),
+    path("", include("pipelines_ui.api.data_trigger_urls")),
     path("", include("pipelines_ui.api.notification_urls")),
     path("", include("pipelines_ui.authoring_urls")),
     path("", include("pipelines_ui.team_urls")),

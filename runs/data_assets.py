@@ -8,6 +8,8 @@ deleted (RunDataInput protects it).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import shutil
@@ -20,13 +22,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from pipelines_ui.models import Team
-from runs import artifacts
+from runs import artifacts, signals
 from runs.artifact_files import ArtifactError
-from runs.models import DataAsset, Datastore, DataType, DataVersion, Run, RunDataInput, StepOutput
+from runs.models import (
+    DataAsset,
+    Datastore,
+    DataType,
+    DataVersion,
+    Run,
+    RunDataInput,
+    RunRemoteInput,
+    StepOutput,
+)
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise.spec import DataLookupError, DataResolver
-from stepwise.spec.bindings import parse_asset_ref
+from stepwise.spec.bindings import parse_asset_ref, parse_remote_ref
 from stepwise.spec.model import Pipeline
 
 log = logging.getLogger(__name__)
@@ -63,7 +74,7 @@ def _check_type(type_: str) -> str:
     return type_
 
 
-def _store_copy(source: Path, type_: str) -> artifacts.Artifact:
+def store_copy(source: Path, type_: str) -> artifacts.Artifact:
     """Copy `source` into the artifact store (the store moves what it takes, so it gets a copy)."""
     if type_ == DataType.URI_FILE and not source.is_file():
         raise DataError(f"uri_file path '{source}' is not a file")
@@ -112,7 +123,7 @@ def _version_create(
         raise DataError("tags must map names to text")
     try:
         with transaction.atomic():
-            return DataVersion.objects.create(
+            created = DataVersion.objects.create(
                 asset=asset,
                 version=version,
                 seq=seq,
@@ -130,6 +141,8 @@ def _version_create(
             )
     except IntegrityError:
         raise DataError(f"data asset {name} already has a version {version}") from None
+    transaction.on_commit(lambda: signals.data_version_created.send(sender=DataVersion, version_id=created.pk))
+    return created
 
 
 def data_create_from_path(
@@ -148,7 +161,7 @@ def data_create_from_path(
     name = _check_name(name)
     version = None if version in (None, "") else _check_version(version)  # type: ignore[arg-type]
     type_ = _check_type(type_)
-    artifact = _store_copy(Path(path), type_)
+    artifact = store_copy(Path(path), type_)
     return _version_create(
         team=team,
         name=name,
@@ -206,7 +219,7 @@ def data_create_from_datastore(
     type_ = _check_type(type_)
     with tempfile.TemporaryDirectory(prefix="stepwise-ds-") as tmp:
         local = datastore_fetch(datastore, path, Path(tmp))
-        artifact = _store_copy(local, type_)
+        artifact = store_copy(local, type_)
     return _version_create(
         team=datastore.team,
         name=name,
@@ -263,20 +276,28 @@ def data_resolver(team: Team) -> DataResolver:
 
 
 def run_data_inputs_resolve(
-    *, run: Run, spec: Pipeline, pinned: dict[str, DataVersion] | None = None
+    *,
+    run: Run,
+    spec: Pipeline,
+    pinned: dict[str, DataVersion] | None = None,
+    refs: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins. Errors by input name."""
+    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins, `refs`
+    replaces an input's reference for this run (a data trigger's version). Errors by input name.
+
+    Datastore paths and web addresses are runs.remote_inputs' (read before the run's transaction)."""
     errors: dict[str, str] = {}
     rows = []
     for name, decl in spec.inputs.items():
-        if decl.asset is None:
+        reference = (refs or {}).get(name, decl.asset)
+        if reference is None or parse_remote_ref(reference) is not None:
             continue
         if pinned and name in pinned:
-            rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=pinned[name]))
+            rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=pinned[name]))
             continue
-        parsed = parse_asset_ref(decl.asset)
+        parsed = parse_asset_ref(reference)
         if parsed is None:
-            errors[name] = f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest"
+            errors[name] = f"'{reference}' is not azureml:NAME:VERSION or azureml:NAME@latest"
             continue
         try:
             found = data_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
@@ -286,7 +307,7 @@ def run_data_inputs_resolve(
         if found.type != decl.type:
             errors[name] = f"data asset {found} is {found.type} but the input is {decl.type}"
             continue
-        rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=found))
+        rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=found))
     if not errors:
         RunDataInput.objects.bulk_create(rows)
     return errors
@@ -330,11 +351,13 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
 
 
 def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:
-    """`{pipeline input: Artifact}` of the data versions the run resolved."""
-    return {
-        row.name: row.data_version.artifact
+    """`{pipeline input: Artifact}` of the data versions and remote inputs the run resolved."""
+    found = {row.name: row.artifact for row in RunRemoteInput.objects.filter(run=run).select_related("artifact")}
+    found.update(
+        (row.name, row.data_version.artifact)
         for row in RunDataInput.objects.filter(run=run).select_related("data_version__artifact")
-    }
+    )
+    return found
 
 
 def run_data_pins(run: Run) -> dict[str, DataVersion]:
@@ -342,8 +365,10 @@ def run_data_pins(run: Run) -> dict[str, DataVersion]:
 
 
 def versions_referenced() -> set[str]:
-    """Artifact hashes that data versions hold: gc keeps them."""
-    return set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+    """Artifact hashes that data versions and runs' remote inputs hold: gc keeps them."""
+    return set(DataVersion.objects.values_list("artifact__sha256", flat=True)) | set(
+        RunRemoteInput.objects.values_list("artifact__sha256", flat=True)
+    )
 
 
 # -- uploads ----------------------------------------------------------------------------------
@@ -508,3 +533,45 @@ def datastore_fetch(datastore: Datastore, path: str, dest: Path) -> Path:
     except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
         raise DataError(f"cannot read '{path}' from datastore {datastore.name}: {str(exc)[:300]}") from None
     return target
+
+
+def datastore_path_state(datastore: Datastore, path: str) -> str:
+    """A hash of what `path` holds now (names, sizes, and modification times or ETags), "" when it
+    is missing: cheap to compare between polls, nothing is read."""
+    rel = _inside(datastore, path)
+    entries: list[tuple[str, int, str]] = []
+    try:
+        if datastore.kind == Datastore.Kind.LOCAL:
+            root = Path(datastore.root).resolve()
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root):
+                raise DataError(f"'{path}' leaves the datastore {datastore.name}")
+            if not target.exists():
+                return ""
+            files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
+            for f in files:
+                st = f.stat()
+                entries.append((str(f.relative_to(target)) if f != target else f.name, st.st_size, str(st.st_mtime_ns)))
+        else:
+            fs = _fs(datastore)
+            remote = f"{datastore.root.removeprefix('s3://')}/{rel}".rstrip("/")
+            fs.invalidate_cache()
+            if not fs.exists(remote):
+                return ""
+            for name, info in sorted(fs.find(remote, detail=True).items()):
+                entries.append((name, info.get("size") or 0, str(info.get("ETag") or info.get("LastModified") or "")))
+    except OSError as exc:
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {exc.strerror or exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not OSErrors
+        raise DataError(f"cannot list '{path}' in datastore {datastore.name}: {str(exc)[:300]}") from None
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def datastore_path_check(datastore: Datastore, path: str) -> str:
+    """`path` cleaned (relative, no '..'); DataError naming the problem."""
+    rel = _inside(datastore, path)
+    if not rel:
+        raise DataError("give a path inside the datastore")
+    return rel

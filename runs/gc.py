@@ -29,7 +29,11 @@ def collect(*, dry_run: bool) -> GcReport:
     report = GcReport()
     cutoff = timezone.now() - GRACE
     unreferenced = Artifact.objects.filter(
-        step_outputs__isnull=True, attempt_logs__isnull=True, data_versions__isnull=True, created_at__lt=cutoff
+        step_outputs__isnull=True,
+        attempt_logs__isnull=True,
+        data_versions__isnull=True,
+        remote_inputs__isnull=True,
+        created_at__lt=cutoff,
     )
     for artifact in unreferenced:
         report.artifacts.append(artifact.sha256)

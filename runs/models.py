@@ -457,3 +457,27 @@ class RunDataInput(models.Model):
     class Meta:
         ordering = ["run", "name"]
         constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_data_input_per_run")]
+
+
+class RunRemoteInput(models.Model):
+    """What a run's `azureml://datastores/...` or `https://...` input held when the run was created:
+    the stored copy (so reruns read the same bytes), its sha256 and the server's validators."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="remote_inputs")
+    name = models.CharField(max_length=255)
+    reference = models.CharField(max_length=2000)
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="remote_inputs")
+    # For a file, the sha256 of its bytes; for a datastore folder, the artifact's manifest hash.
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)
+    etag = models.CharField(max_length=200, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    datastore = models.ForeignKey(Datastore, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    fetched_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_remote_input_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reference}"

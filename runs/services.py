@@ -6,7 +6,7 @@ from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from pipelines_ui.models import PipelineVersion
-from runs import data_assets, orchestrator
+from runs import data_assets, orchestrator, remote_inputs
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
@@ -58,7 +58,6 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
 # Keeps secret values out of Django's error reports (the debug page, mails to ADMINS), in this
 # frame and the frames it calls (run_inputs_clean, coerce_literal).
 @sensitive_variables("inputs", "values", "secrets", "raw", "value")
-@transaction.atomic
 def run_create(
     *,
     version: PipelineVersion,
@@ -69,13 +68,55 @@ def run_create(
     rerun_of: Run | None = None,
     timeout_s: int | None = None,
     data_pins: dict | None = None,
+    remote_pins: dict | None = None,
+    data_refs: dict[str, str] | None = None,
 ) -> Run:
     """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots).
 
     `inputs` holds secret inputs' values too: they are stored encrypted in `Run.secrets`,
-    never in `Run.inputs`.
+    never in `Run.inputs`. `data_pins`/`remote_pins` (a rerun's) fix data inputs to what an
+    earlier run read; `data_refs` replaces data inputs' references for this run (a data trigger).
+    Remote inputs (datastore paths, web addresses) are read first, outside the transaction, so
+    that a slow server holds no database lock.
     """
     spec = version_spec(version)
+    run_inputs_clean(spec, inputs or {})
+    remote, errors = remote_inputs.remote_inputs_fetch(
+        team=version.pipeline.team, spec=spec, refs=data_refs, pinned=remote_pins
+    )
+    if errors:
+        raise RunInputError(errors)
+    return _run_create(
+        version=version,
+        spec=spec,
+        user=user,
+        inputs=inputs,
+        force_rerun=force_rerun,
+        force_steps=force_steps,
+        rerun_of=rerun_of,
+        timeout_s=timeout_s,
+        data_pins=data_pins,
+        data_refs=data_refs,
+        remote=remote,
+    )
+
+
+@sensitive_variables("inputs", "values", "secrets")
+@transaction.atomic
+def _run_create(
+    *,
+    version: PipelineVersion,
+    spec: PipelineSpec,
+    user,
+    inputs: dict[str, object] | None,
+    force_rerun: bool,
+    force_steps: set[str] | frozenset[str],
+    rerun_of: Run | None,
+    timeout_s: int | None,
+    data_pins: dict | None,
+    data_refs: dict[str, str] | None,
+    remote: dict[str, remote_inputs.Fetched],
+) -> Run:
     values = run_inputs_clean(spec, inputs or {})
     secrets = {name: values.pop(name) for name in list(values) if spec.inputs[name].type == SECRET_TYPE}
     missing_targets: dict[str, str] = {}
@@ -109,8 +150,9 @@ def run_create(
         timeout_s=timeout_s,
     )
     # Data assets (`azureml:NAME@latest`) resolve now, once: the run keeps the exact versions.
-    if data_errors := data_assets.run_data_inputs_resolve(run=run, spec=spec, pinned=data_pins):
+    if data_errors := data_assets.run_data_inputs_resolve(run=run, spec=spec, pinned=data_pins, refs=data_refs):
         raise RunInputError(data_errors)
+    remote_inputs.remote_inputs_record(run=run, fetched=remote)
     StepRun.objects.bulk_create(
         StepRun(
             run=run,
@@ -179,4 +221,5 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         rerun_of=run,
         timeout_s=run.timeout_s,
         data_pins=data_assets.run_data_pins(run),
+        remote_pins=remote_inputs.run_remote_pins(run),
     )

@@ -33,7 +33,7 @@ from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, reso
 from django.utils import timezone
 
 from pipelines_ui import components, teams, template_services
-from pipelines_ui.api import endpoints, notifications, schedules
+from pipelines_ui.api import data_triggers, endpoints, notifications, schedules
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.api.models import Delivery
 from pipelines_ui.models import Role, Team
@@ -46,6 +46,16 @@ from tests.conftest import make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
 SECRET = "team-a-secret-pipeline"
+# A pipeline reading a data asset by reference, for the data trigger rows.
+READER_YAML = """
+type: pipeline
+inputs:
+  raw: {type: uri_file, path: "azureml:rows@latest"}
+jobs:
+  read:
+    command: cat ${{inputs.d}}
+    inputs: {d: "${{parent.inputs.raw}}"}
+"""
 LOGIN = "login"
 PERSONAS = ("anonymous", "outsider", "viewer", "editor", "admin")
 # Not the project's own pages: the admin (walked as staff-only by test_access.py) and static files.
@@ -385,6 +395,58 @@ ROWS += [
 ]
 
 
+def data_trigger(w) -> list:
+    return [w.data_trigger.pk]
+
+
+def _trigger_form(w) -> dict:
+    return {
+        "name": "planted",
+        "pipeline": w.reader.pk,
+        "input_name": "raw",
+        "source": "asset",
+        "asset": w.data_version.asset_id,
+        "enabled": "on",
+    }
+
+
+# Data triggers: members see them, team editors create, pause, resume and delete them.
+ROWS += [
+    Row("pipeline_data_triggers", "get", PAGE, pipeline),
+    Row("pipeline_data_triggers", "post", EDIT, lambda w: [w.reader.pk], data=_trigger_form),
+    Row("asset_data_triggers", "get", PAGE, lambda w: [w.data_version.asset_id]),
+    Row("asset_data_triggers", "post", EDIT, lambda w: [w.data_version.asset_id], data=_trigger_form),
+    Row("data_trigger_enabled", "get", POST_ONLY, data_trigger),
+    Row("data_trigger_enabled", "post", EDIT, data_trigger, data=lambda w: {"enabled": "0"}),
+    Row("data_trigger_delete", "get", POST_ONLY, data_trigger),
+    Row("data_trigger_delete", "post", EDIT, data_trigger),
+    Row("api_data_triggers", "get", Expect(401, 200, 200, 200, 200)),
+    Row(
+        "api_data_triggers",
+        "post",
+        API_RUN,
+        json=True,
+        data=lambda w: {
+            "team": w.team.name,
+            "name": "planted",
+            "pipeline": w.reader.pk,
+            "input_name": "raw",
+            "asset": "rows",
+        },
+    ),
+    Row("api_data_trigger", "get", API_READ, data_trigger),
+    Row(
+        "api_data_trigger",
+        "patch",
+        Expect(401, 404, 403, 200, 200),
+        data_trigger,
+        json=True,
+        data=lambda w: {"enabled": False},
+    ),
+    Row("api_data_trigger", "delete", Expect(401, 404, 403, 204, 204), data_trigger, json=True),
+]
+
+
 def schedule(w) -> list:
     return [w.schedule.pk]
 
@@ -650,6 +712,14 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     w.data_version = data_create_from_path(team=team_a, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
     w.upload_id = upload_begin(user=alice, filename="x.csv", size=1_000_000)
+    w.reader = make_pipeline(team_a, alice, name=f"{SECRET}-reader", yaml_text=READER_YAML)
+    w.data_trigger = data_triggers.data_trigger_create(
+        team=team_a,
+        settings=data_triggers.TriggerSettings(
+            name="on rows", pipeline=w.reader, input_name="raw", asset=w.data_version.asset
+        ),
+        user=alice,
+    )
     settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     (tmp_path / "lake" / "raw").mkdir(parents=True)
     (tmp_path / "lake" / "raw" / "a.csv").write_text("x\n1\n")

@@ -7,7 +7,8 @@ class ApiConfig(AppConfig):
     verbose_name = "REST API"
 
     def ready(self) -> None:
-        from pipelines_ui.api import notifications
-        from runs.signals import run_ended
+        from pipelines_ui.api import data_triggers, notifications
+        from runs.signals import data_version_created, run_ended
 
         run_ended.connect(notifications.outbox_on_run_end, dispatch_uid="stepwise-notification-outbox")
+        data_version_created.connect(data_triggers.on_version_created, dispatch_uid="stepwise-data-triggers")

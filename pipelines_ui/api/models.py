@@ -237,3 +237,79 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["number"]
+
+
+# ---- data triggers ------------------------------------------------------------------------------
+
+
+class DataTrigger(models.Model):
+    """Runs of a pipeline (its latest version) with one data input bound to new data: each version
+    added to `asset` (hooked on the version's creation, nothing polled), or what `path` of
+    `datastore` holds whenever a poll every `interval_seconds` finds it changed."""
+
+    class Kind(models.TextChoices):
+        ASSET = "asset", "a new data asset version"
+        DATASTORE_PATH = "datastore_path", "a changed datastore path"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="data_triggers")
+    name = models.CharField(max_length=100)
+    pipeline = models.ForeignKey("pipelines_ui.Pipeline", on_delete=models.CASCADE, related_name="data_triggers")
+    input_name = models.CharField(max_length=255, help_text="the pipeline input the new data is bound to")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ASSET)
+    asset = models.ForeignKey(
+        "runs.DataAsset", on_delete=models.CASCADE, null=True, blank=True, related_name="triggers"
+    )
+    datastore = models.ForeignKey(
+        "runs.Datastore", on_delete=models.CASCADE, null=True, blank=True, related_name="triggers"
+    )
+    path = models.CharField(max_length=1000, blank=True)
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Runs start as this user (their role is checked at each fire, as for schedules).
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Versions added from this moment on fire (set on creation and on resume: a pause skips).
+    armed_at = models.DateTimeField()
+    # Datastore paths: when the path was last listed and the hash of that listing ("" before the
+    # first look, which only takes the baseline). Both change by compare-and-set, so each change
+    # seen starts one run however many schedulers poll.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    seen = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["team__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="unique_data_trigger_name_per_team"),
+            models.CheckConstraint(
+                condition=models.Q(kind="asset", asset__isnull=False, datastore__isnull=True)
+                | models.Q(kind="datastore_path", asset__isnull=True, datastore__isnull=False),
+                name="data_trigger_has_one_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DataTriggerFire(models.Model):
+    """One start of a data trigger: for an asset, at most one per version (the unique key)."""
+
+    trigger = models.ForeignKey(DataTrigger, on_delete=models.CASCADE, related_name="fires")
+    data_version = models.ForeignKey(
+        "runs.DataVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # What the input was bound to, e.g. azureml:digits:2 or azureml://datastores/lake/paths/raw.
+    reference = models.CharField(max_length=2000)
+    run = models.ForeignKey("runs.Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "data_version"],
+                condition=models.Q(data_version__isnull=False),
+                name="unique_data_trigger_fire_per_version",
+            )
+        ]

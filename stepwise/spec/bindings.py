@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from .model import DATA_TYPES, LITERAL_TYPES, SECRET_TYPE, JobOutput, ParentInput, ParentOutputRef
 
@@ -50,6 +51,40 @@ def parse_asset_ref(ref: str) -> tuple[str, str | None] | None:
     if m is None:
         return None
     return m.group("name"), m.group("version")
+
+
+# Azure ML's datastore URIs: `azureml://datastores/STORE/paths/PATH`, or the long form that
+# names the subscription, resource group and workspace first (Stepwise has one workspace).
+_DATASTORE_URI = re.compile(
+    r"azureml://(?:subscriptions/[^/]+/resource[gG]roups/[^/]+/(?:providers/Microsoft\.MachineLearningServices/)?"
+    rf"workspaces/[^/]+/)?datastores/(?P<store>{_ASSET_NAME})/paths/(?P<path>.*)"
+)
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """A data input read from outside the pipeline's files: `store` and `path` for a datastore
+    URI, `url` for a web address. Resolved (read and hashed) when a run is created."""
+
+    store: str = ""
+    path: str = ""
+    url: str = ""
+
+
+def parse_remote_ref(ref: str) -> RemoteRef | None:
+    """A datastore URI or an http(s) address as a RemoteRef; None for anything else."""
+    text = ref.strip()
+    if m := _DATASTORE_URI.fullmatch(text):
+        path = m.group("path").strip("/")
+        return RemoteRef(store=m.group("store"), path=path) if path else None
+    if text.lower().startswith(("https://", "http://")) and len(text) > len("https://"):
+        return RemoteRef(url=text)
+    return None
+
+
+def is_run_resolved(ref: str) -> bool:
+    """A data reference that a run resolves when it is created (a registered asset or a remote path)."""
+    return parse_asset_ref(ref) is not None or parse_remote_ref(ref) is not None
 
 
 def parse_expression(text: str) -> ParentInput | JobOutput | ParentOutputRef | None:

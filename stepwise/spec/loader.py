@@ -648,6 +648,9 @@ class _PipelineReader:
             decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
             if decl.asset is None:
                 return None
+        elif pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and b.parse_remote_ref(raw_path):
+            # A datastore path or a web address: read and hashed when a run is created.
+            decl.asset = raw_path.strip()
         elif pipeline_level and type_ in DATA_TYPES and raw.get("path") is not None:
             decl.data = self._local_data(raw["path"], type_, data_key(name), where, (*path, "path"), job=job)
             if decl.data is None:
@@ -727,8 +730,22 @@ class _PipelineReader:
                 job=job,
             )
             return None
+        if b.parse_remote_ref(value) is not None:
+            self.error(
+                f"'{value}' is read when a run is created: declare it under the pipeline's inputs "
+                "and bind ${{parent.inputs.NAME}}",
+                where,
+                *path,
+                job=job,
+            )
+            return None
         if b.is_remote(value):
-            self.error(f"only local paths are supported for now, not '{value}'", where, *path, job=job)
+            self.error(
+                f"'{value}' is not supported: use a local path, azureml://datastores/STORE/paths/PATH or https://",
+                where,
+                *path,
+                job=job,
+            )
             return None
         base = self._base(where)
         if base is None:

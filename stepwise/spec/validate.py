@@ -18,9 +18,10 @@ from .bindings import (
     SERVERLESS_COMPUTE,
     compute_input,
     compute_target_name,
+    is_run_resolved,
     literal_error,
     literal_type,
-    parse_asset_ref,
+    parse_remote_ref,
     types_compatible,
 )
 from .command import command_errors, command_references, required_inputs_used, secret_env_var
@@ -196,8 +197,14 @@ def _check_pipeline_input(found: _Findings, p: Pipeline, name: str, decl: InputD
     elif decl.asset is not None:
         if decl.type not in DATA_TYPES:
             found.error(f"a data asset is given to a {decl.type} input", field=field)
-        elif parse_asset_ref(decl.asset) is None:
-            found.error(f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest", field=field)
+        elif not is_run_resolved(decl.asset):
+            found.error(
+                f"'{decl.asset}' is not azureml:NAME:VERSION, azureml:NAME@latest, "
+                "azureml://datastores/STORE/paths/PATH or an https:// address",
+                field=field,
+            )
+        elif (remote := parse_remote_ref(decl.asset)) is not None and remote.url and decl.type != "uri_file":
+            found.error("a web address is a file: declare the input as uri_file", field=field)
     elif decl.type in DATA_TYPES and not decl.optional:
         found.warn("data input has no path; a value must be given when the pipeline runs", field=field)
 

@@ -12,10 +12,11 @@ import pytest
 from django.urls import get_resolver
 from django.utils import timezone
 
-from pipelines_ui.api import endpoints, schedules
-from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall, Schedule
+from pipelines_ui.api import data_triggers, endpoints, schedules
+from pipelines_ui.api.models import ApiToken, DataTrigger, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
 from pipelines_ui.models import Component, Pipeline, PipelineVersion
+from runs.data_assets import data_create_from_path
 from runs.models import Run
 from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
@@ -65,7 +66,22 @@ ROUTES = [
     Route("api_schedule", "get", "read", "viewer", 200),
     Route("api_schedule", "patch", "admin", "admin", 200),
     Route("api_schedule", "delete", "admin", "admin", 204),
+    Route("api_data_triggers", "get", "read", "viewer", 200, listing=True),
+    Route("api_data_triggers", "post", "run", "editor", 201),
+    Route("api_data_trigger", "get", "read", "viewer", 200),
+    Route("api_data_trigger", "patch", "run", "editor", 200),
+    Route("api_data_trigger", "delete", "run", "editor", 204),
 ]
+# A pipeline reading a data asset by reference, for the data trigger routes.
+READER_YAML = """
+type: pipeline
+inputs:
+  raw: {type: uri_file, path: "azureml:rows@latest"}
+jobs:
+  read:
+    command: cat ${{inputs.d}}
+    inputs: {d: "${{parent.inputs.raw}}"}
+"""
 # Served to anyone: the schema and its docs.
 NOT_HERE = {"api_schema", "api_docs"}
 
@@ -77,6 +93,8 @@ class World:
     run: Run
     endpoint: Endpoint
     schedule: Schedule
+    reader: Pipeline
+    trigger: DataTrigger
 
     def url(self, route: Route) -> str:
         team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
@@ -101,6 +119,8 @@ class World:
             "api_endpoint_runs": f"/api/v1/endpoints/{team}/{self.endpoint.name}/runs/",
             "api_schedules": "/api/v1/schedules/",
             "api_schedule": f"/api/v1/schedules/{self.schedule.pk}/",
+            "api_data_triggers": "/api/v1/data-triggers/",
+            "api_data_trigger": f"/api/v1/data-triggers/{self.trigger.pk}/",
         }[route.name]
 
     def body(self, route: Route):
@@ -121,8 +141,11 @@ class World:
                 "pipeline": self.pipeline.pk,
                 "interval_seconds": 60,
             }, "json"
-        if (route.name, route.method) == ("api_schedule", "patch"):
+        if (route.name, route.method) in (("api_schedule", "patch"), ("api_data_trigger", "patch")):
             return {"enabled": False}, "json"
+        if (route.name, route.method) == ("api_data_triggers", "post"):
+            body = {"team": self.team.name, "name": "second", "pipeline": self.reader.pk, "input_name": "raw"}
+            return {**body, "asset": "rows"}, "json"
         return {}, "json"
 
 
@@ -136,18 +159,29 @@ def state() -> tuple:
         EndpointCall.objects.count(),
         Component.objects.count(),
         list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
+        list(DataTrigger.objects.values_list("pk", "enabled")),
     )
 
 
 @pytest.fixture
-def world(team, alice) -> World:
+def world(team, alice, tmp_path) -> World:
     pipeline = make_pipeline(team, alice)
     run = make_run(pipeline, alice)
     endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
     schedule = schedules.schedule_create(
         team=team, pipeline=pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
     )
-    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule)
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    rows = data_create_from_path(team=team, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
+    reader = make_pipeline(team, alice, name="reader", yaml_text=READER_YAML)
+    trigger = data_triggers.data_trigger_create(
+        team=team,
+        settings=data_triggers.TriggerSettings(name="on rows", pipeline=reader, input_name="raw", asset=rows.asset),
+        user=alice,
+    )
+    return World(
+        team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule, reader=reader, trigger=trigger
+    )
 
 
 def call(client, route: Route, world: World):
@@ -204,6 +238,7 @@ def test_another_team_s_objects_are_404(route, world, other_team):
         ("api_pipelines", "post"),
         ("api_endpoints", "post"),
         ("api_schedules", "post"),
+        ("api_data_triggers", "post"),
     ):
         assert response.status_code == 404  # the team named in the body is not theirs
     else:

@@ -11,6 +11,9 @@ from moto.server import ThreadedMotoServer
 
 from runs import artifacts, data_assets
 from runs.data_assets import DataError
+from runs.models import RunRemoteInput
+from runs.services import run_create
+from tests.runs.conftest import make_pipeline
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +57,49 @@ def test_an_s3_datastore_is_browsed_and_registered_as_data(moto, team):
         data_assets.data_create_from_datastore(datastore=store, path="nothing", name="none")
     with pytest.raises(DataError, match="leaves the datastore"):
         data_assets.data_create_from_datastore(datastore=store, path="raw/../../other", name="escape")
+
+
+@pytest.fixture
+def lake(moto, team):
+    options = {"endpoint_url": moto, "skip_instance_cache": True, "use_listings_cache": False}
+    fs = fsspec.filesystem("s3", key="k", secret="s", **options)
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    fs.pipe({f"{bucket}/raw/a.csv": b"x\n1\n", f"{bucket}/raw/sub/b.csv": b"x\n2\n"})
+    store = data_assets.datastore_create(
+        team=team,
+        name="lake",
+        kind="s3",
+        root=f"s3://{bucket}",
+        options=options,
+        credentials={"key": "k", "secret": "s"},
+    )
+    return store, fs, bucket
+
+
+READER = """
+type: pipeline
+inputs:
+  raw: {type: uri_folder, path: "azureml://datastores/lake/paths/raw"}
+jobs:
+  read:
+    command: ls ${{inputs.d}}
+    inputs: {d: "${{parent.inputs.raw}}"}
+"""
+
+
+def test_an_s3_datastore_path_input_is_copied_when_the_run_is_created(lake, team, alice):
+    pipeline = make_pipeline(team, alice, name="reader", yaml_text=READER)
+    run = run_create(version=pipeline.latest_version, user=alice)
+    row = RunRemoteInput.objects.get(run=run, name="raw")
+    assert sorted(artifacts.stored_files(row.artifact)) == ["a.csv", "sub/b.csv"] and row.datastore == lake[0]
+
+
+def test_an_s3_path_s_state_changes_with_its_content_only(lake):
+    store, fs, bucket = lake
+    before = data_assets.datastore_path_state(store, "raw")
+    assert before and data_assets.datastore_path_state(store, "raw") == before
+    fs.pipe({f"{bucket}/raw/c.csv": b"x\n3\n"})
+    after = data_assets.datastore_path_state(store, "raw")
+    assert after not in ("", before)
+    assert data_assets.datastore_path_state(store, "missing") == ""

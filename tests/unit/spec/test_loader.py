@@ -189,16 +189,35 @@ def test_pipeline_level_unknown_input_type():
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["azureml://datastores/blob/paths/iris", "https://example.com/iris.csv", "wasbs://c@a/x"],
+    ("path", "type_"),
+    [
+        ("azureml://datastores/blob/paths/iris", "uri_folder"),
+        ("azureml://subscriptions/s/resourcegroups/rg/workspaces/w/datastores/blob/paths/iris/x.csv", "uri_file"),
+        ("https://example.com/iris.csv", "uri_file"),
+    ],
 )
-def test_remote_data_paths_are_errors(path):
-    text = f"type: pipeline\ninputs:\n  d: {{type: uri_folder, path: '{path}'}}\njobs:\n  a:\n    command: ls\n"
-    problem = one(errors_of(text), "only local paths are supported")
-    assert problem.field == "inputs.d.path"
-    text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {{type: uri_folder, path: '{path}'}}\n"
-    problem = one(errors_of(text), "only local paths are supported")
+def test_remote_data_paths_are_pipeline_inputs_resolved_per_run(path, type_):
+    text = f"type: pipeline\ninputs:\n  d: {{type: {type_}, path: '{path}'}}\njobs:\n  a:\n    command: ls\n"
+    spec, _ = parse_text(text)
+    assert spec.inputs["d"].asset == path and spec.inputs["d"].data is None
+    text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {{type: {type_}, path: '{path}'}}\n"
+    problem = one(errors_of(text), "declare it under the pipeline's inputs")
     assert problem.job == "a" and problem.field == "inputs.d.path" and problem.line == 6
+
+
+def test_a_web_address_is_a_file_input():
+    text = (
+        "type: pipeline\ninputs:\n  d: {type: uri_folder, path: 'https://example.com/x'}\njobs:\n  a: {command: ls}\n"
+    )
+    problem = one(errors_of(text), "a web address is a file")
+    assert problem.field == "inputs.d"
+
+
+@pytest.mark.parametrize("path", ["wasbs://c@a/x", "s3://bucket/x", "ftp://example.com/x", "file:///etc/passwd"])
+def test_other_remote_schemes_are_errors(path):
+    text = f"type: pipeline\ninputs:\n  d: {{type: uri_folder, path: '{path}'}}\njobs:\n  a:\n    command: ls\n"
+    problem = one(errors_of(text), "is not supported: use a local path")
+    assert problem.field == "inputs.d.path"
 
 
 def test_a_data_asset_is_a_pipeline_input_not_a_job_input():

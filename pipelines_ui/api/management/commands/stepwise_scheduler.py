@@ -8,15 +8,15 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pipelines_ui.api import schedules
+from pipelines_ui.api import data_triggers, schedules
 
 log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
     help = (
-        "Start the runs of schedules whose fire time has come. Any number may run at once: "
-        "each fire time still starts one run."
+        "Start the runs of schedules whose fire time has come, and of data triggers whose datastore "
+        "path changed. Any number may run at once: each fire time, and each change, still starts one run."
     )
 
     def add_arguments(self, parser) -> None:
@@ -33,6 +33,7 @@ class Command(BaseCommand):
             interval = 1.0
         if once:
             self.stdout.write(str(schedules.tick()))
+            self.stdout.write(str(data_triggers.tick()))
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -45,6 +46,10 @@ class Command(BaseCommand):
                 result = schedules.tick()
                 if result.fired or result.failed or result.skipped or result.lost:
                     self.stdout.write(str(result), ending="\n")
+                    self.stdout.flush()
+                polled = data_triggers.tick()
+                if polled.fired:
+                    self.stdout.write(str(polled), ending="\n")
                     self.stdout.flush()
                 now = timezone.now()
                 soonest = schedules.next_due(now)
