@@ -23,6 +23,8 @@ from pipelines_ui.models import Team
 from runs import artifacts
 from runs.artifact_files import ArtifactError
 from runs.models import DataAsset, Datastore, DataType, DataVersion, Run, RunDataInput, StepOutput
+from runs.registry.models import ModelVersion, RunModelInput
+from runs.registry.selectors import model_resolve
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise.spec import DataLookupError, DataResolver
@@ -263,20 +265,37 @@ def data_resolver(team: Team) -> DataResolver:
 
 
 def run_data_inputs_resolve(
-    *, run: Run, spec: Pipeline, pinned: dict[str, DataVersion] | None = None
+    *, run: Run, spec: Pipeline, pinned: dict[str, DataVersion | ModelVersion] | None = None
 ) -> dict[str, str]:
-    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins. Errors by input name."""
+    """Resolve the run's data asset and model inputs and record them; `pinned` (a rerun's) wins.
+    Errors by input name."""
     errors: dict[str, str] = {}
     rows = []
+    model_rows = []
     for name, decl in spec.inputs.items():
         if decl.asset is None:
             continue
-        if pinned and name in pinned:
-            rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=pinned[name]))
+        pin = (pinned or {}).get(name)
+        if decl.asset_kind and isinstance(pin, ModelVersion):
+            model_rows.append(RunModelInput(run=run, name=name, reference=decl.asset, model_version=pin))
+            continue
+        if not decl.asset_kind and isinstance(pin, DataVersion):
+            rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=pin))
             continue
         parsed = parse_asset_ref(decl.asset)
         if parsed is None:
             errors[name] = f"'{decl.asset}' is not azureml:NAME:VERSION or azureml:NAME@latest"
+            continue
+        if decl.asset_kind:
+            try:
+                model = model_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
+            except DataLookupError as exc:
+                errors[name] = str(exc)
+                continue
+            if model.flavour != decl.asset_kind:
+                errors[name] = f"model {model} is a {model.flavour} but the input is {decl.asset_kind}"
+                continue
+            model_rows.append(RunModelInput(run=run, name=name, reference=decl.asset, model_version=model))
             continue
         try:
             found = data_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
@@ -289,6 +308,7 @@ def run_data_inputs_resolve(
         rows.append(RunDataInput(run=run, name=name, reference=decl.asset, data_version=found))
     if not errors:
         RunDataInput.objects.bulk_create(rows)
+        RunModelInput.objects.bulk_create(model_rows)
     return errors
 
 
@@ -330,20 +350,30 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
 
 
 def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:
-    """`{pipeline input: Artifact}` of the data versions the run resolved."""
-    return {
+    """`{pipeline input: Artifact}` of the data and model versions the run resolved."""
+    found = {
         row.name: row.data_version.artifact
         for row in RunDataInput.objects.filter(run=run).select_related("data_version__artifact")
     }
+    for row in RunModelInput.objects.filter(run=run).select_related("model_version__artifact"):
+        found[row.name] = row.model_version.artifact
+    return found
 
 
-def run_data_pins(run: Run) -> dict[str, DataVersion]:
-    return {row.name: row.data_version for row in RunDataInput.objects.filter(run=run).select_related("data_version")}
+def run_data_pins(run: Run) -> dict[str, DataVersion | ModelVersion]:
+    pins: dict[str, DataVersion | ModelVersion] = {
+        row.name: row.data_version for row in RunDataInput.objects.filter(run=run).select_related("data_version")
+    }
+    for row in RunModelInput.objects.filter(run=run).select_related("model_version"):
+        pins[row.name] = row.model_version
+    return pins
 
 
 def versions_referenced() -> set[str]:
-    """Artifact hashes that data versions hold: gc keeps them."""
-    return set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+    """Artifact hashes that data and model versions hold: gc keeps them."""
+    return set(DataVersion.objects.values_list("artifact__sha256", flat=True)) | set(
+        ModelVersion.objects.values_list("artifact__sha256", flat=True)
+    )
 
 
 # -- uploads ----------------------------------------------------------------------------------

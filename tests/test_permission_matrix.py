@@ -42,6 +42,7 @@ from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
 from runs.forms import FIELD_PREFIX
 from runs.models import Run, RunState, StepOutput, StepState, Worker
+from runs.registry.services import model_create_from_path
 from tests.conftest import make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
@@ -554,6 +555,33 @@ ROWS += [
 ]
 
 
+# Models: members see, download and follow lineage; editors register, upload and archive.
+def model_version(w) -> list:
+    return [w.model_version.model_id, w.model_version.version]
+
+
+ROWS += [
+    Row("model_list", "get", LIST),
+    Row("model_detail", "get", PAGE, lambda w: [w.model_version.model_id]),
+    Row("model_download", "get", PAGE, model_version),
+    Row("model_archive", "get", POST_ONLY, model_version),
+    Row("model_archive", "post", EDIT, model_version),
+    Row("model_upload", "get", Expect(LOGIN, 200, 403, 200, 200), why="the outsider edits in a team of their own"),
+    Row(
+        "model_upload",
+        "post",
+        Expect(LOGIN, 200, 403, 200, 200),
+        data=lambda w: {"team": w.team.pk, "name": "planted", "flavour": "custom_model"},
+        why="no file (and for the outsider, not their team): the form again with the error",
+    ),
+    Row("step_output_register_model", "get", POST_ONLY, lambda w: [w.run.pk, "prep", "data"]),
+    Row("step_output_register_model", "post", EDIT, lambda w: [w.run.pk, "prep", "data"], data=lambda w: {"name": "m"}),
+    Row("lineage_data", "get", PAGE, lambda w: [w.data_version.pk]),
+    Row("lineage_model", "get", PAGE, lambda w: [w.model_version.pk]),
+    Row("lineage_run", "get", PAGE, run),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -637,6 +665,7 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     ).component
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     w.data_version = data_create_from_path(team=team_a, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
+    w.model_version = model_create_from_path(team=team_a, name="clf", path=tmp_path / "rows.csv")
     w.upload_id = upload_begin(user=alice, filename="x.csv", size=1_000_000)
     settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     (tmp_path / "lake" / "raw").mkdir(parents=True)

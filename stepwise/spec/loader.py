@@ -640,7 +640,13 @@ class _PipelineReader:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
         raw_path = raw.get("path")
         if pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and b.is_asset_ref(raw_path):
-            decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
+            declared = str(raw.get("type", "")).lower()
+            if declared in b.MODEL_TYPES:
+                # A registered model: resolved (and checked) when a run is created, by runs/registry.
+                decl.asset_kind = declared
+                decl.asset = self._asset(raw_path, where, (*path, "path"), job=job, check=False)
+            else:
+                decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
             if decl.asset is None:
                 return None
         elif pipeline_level and type_ in DATA_TYPES and raw.get("path") is not None:
@@ -746,13 +752,15 @@ class _PipelineReader:
             ok = self._read(lambda: read_folder(target, prefix=key, budget=self.budget), where, path, job)
         return DataPath(type=type_, key=key) if ok else None
 
-    def _asset(self, ref: str, where: _Where, path: tuple[str, ...], job: str = "") -> str | None:
+    def _asset(
+        self, ref: str, where: _Where, path: tuple[str, ...], job: str = "", *, check: bool = True
+    ) -> str | None:
         """A data asset reference, checked against the registry when there is one (resolved per run)."""
         parsed = b.parse_asset_ref(ref)
         if parsed is None:
             self.error(f"data asset '{ref}' is not azureml:NAME:VERSION or azureml:NAME@latest", where, *path, job=job)
             return None
-        if self.resolve_data is not None:
+        if check and self.resolve_data is not None:
             try:
                 self.resolve_data(*parsed)
             except DataLookupError as exc:

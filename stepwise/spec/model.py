@@ -76,6 +76,9 @@ class InputDecl:
     # For pipeline-level data inputs naming a registered data asset: `azureml:NAME:VERSION` or
     # `azureml:NAME@latest`, resolved to one exact version when a run is created.
     asset: str | None = None
+    # What `asset` names: "" a data asset; "mlflow_model" / "custom_model" a registered model
+    # (the declared type, which the loader otherwise reads as uri_folder).
+    asset_kind: str = ""
 
 
 @dataclass

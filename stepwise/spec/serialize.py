@@ -83,6 +83,8 @@ def _decl_to_json(decl: InputDecl) -> dict:
     # Only when set, so versions saved before data assets keep their content hash.
     if decl.asset is not None:
         d["asset"] = decl.asset
+    if decl.asset_kind:
+        d["asset_kind"] = decl.asset_kind
     return d
 
 
@@ -96,6 +98,7 @@ def _decl_from_json(d: dict) -> InputDecl:
         enum=list(d["enum"]) if d.get("enum") is not None else None,
         data=DataPath(type=data["type"], key=data["key"]) if data else None,
         asset=d.get("asset"),
+        asset_kind=d.get("asset_kind", ""),
     )
 
 
@@ -334,7 +337,7 @@ def _output_yaml(out: OutputDecl) -> dict:
 def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     if decl.data is not None or decl.asset is not None:
         path = decl.asset if decl.asset is not None else _data_path(p, decl.data)  # type: ignore[arg-type]
-        d = {"type": decl.type, "path": path}
+        d = {"type": decl.asset_kind or decl.type, "path": path}
         if decl.optional:
             d["optional"] = True
         if decl.description:
