@@ -2,6 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from pipelines_ui.api import component_views, schedule_views, views
+from runs.registry.api_views import DeploymentScore
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
@@ -36,6 +37,7 @@ urlpatterns = [
     path("endpoints/<name:team>/<name:name>/", views.EndpointDetail.as_view(), name="api_endpoint"),
     path("schedules/", schedule_views.ScheduleList.as_view(), name="api_schedules"),
     path("schedules/<int:schedule_id>/", schedule_views.ScheduleDetail.as_view(), name="api_schedule"),
+    path("deployments/<name:team>/<name:name>/score", DeploymentScore.as_view(), name="api_deployment_score"),
     # Anything else under /api/v1/ is a JSON 404, not the site's HTML page.
     re_path(r"^[\s\S]*$", views.not_found),  # newlines too: a name may hold %0A
 ]

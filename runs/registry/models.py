@@ -109,8 +109,13 @@ class Deployment(models.Model):
     previous_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # The scorer now taking requests (host:port); the web view proxies there. Empty: not started yet.
+    # Written by the deployer only: the scorer now taking requests (host:port), which the web
+    # view proxies to, and the version it serves. Empty: not started yet.
     address = models.CharField(max_length=100, blank=True)
+    serving_version = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    error = models.TextField(blank=True, help_text="Why the last scorer could not start")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.registry import lineage_views, views
+from runs.registry import deployment_views, lineage_views, views
 from runs.urls import NameConverter  # noqa: F401 - registers the `name` converter
 
 urlpatterns = [
@@ -17,4 +17,14 @@ urlpatterns = [
     path("lineage/data/<int:version_id>/", lineage_views.lineage_data, name="lineage_data"),
     path("lineage/models/<int:version_id>/", lineage_views.lineage_model, name="lineage_model"),
     path("lineage/runs/<int:run_id>/", lineage_views.lineage_run, name="lineage_run"),
+    path("deployments/", deployment_views.deployment_list, name="deployment_list"),
+    path("deployments/new/", deployment_views.deployment_create, name="deployment_create"),
+    path("deployments/<int:deployment_id>/", deployment_views.deployment_detail, name="deployment_detail"),
+    path("deployments/<int:deployment_id>/swap/", deployment_views.deployment_swap_view, name="deployment_swap"),
+    path(
+        "deployments/<int:deployment_id>/rollback/",
+        deployment_views.deployment_rollback_view,
+        name="deployment_rollback",
+    ),
+    path("deployments/<int:deployment_id>/test/", deployment_views.deployment_test, name="deployment_test"),
 ]
