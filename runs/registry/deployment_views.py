@@ -29,6 +29,11 @@ def _deployment_for_user(request: HttpRequest, deployment_id: int) -> Deployment
     )
 
 
+def _id_text(text: str) -> bool:
+    """Digits int() reads into a database id (not '²', not 40 digits)."""
+    return text.isascii() and text.isdigit() and len(text) < 19
+
+
 def _require_editor(request: HttpRequest, team) -> None:
     if user_role(request.user, team) not in EDIT_ROLES:
         raise PermissionDenied("Viewers cannot change deployments")
@@ -63,7 +68,7 @@ def deployment_create(request: HttpRequest) -> HttpResponse:
     if not user_editable_teams(request.user).exists():
         raise PermissionDenied("Deploying a model needs the editor role in a team")
     initial = {}
-    if request.GET.get("version", "").isdigit():
+    if _id_text(request.GET.get("version", "")):
         initial["model_version"] = int(request.GET["version"])
     form = DeploymentForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -107,7 +112,9 @@ def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
 def deployment_swap_view(request: HttpRequest, deployment_id: int) -> HttpResponse:
     deployment = _deployment_for_user(request, deployment_id)
     _require_editor(request, deployment.team)
-    version = deployment.model_version.model.versions.filter(pk=request.POST.get("version", "0")).first()
+    wanted = request.POST.get("version", "")
+    versions = deployment.model_version.model.versions
+    version = versions.filter(pk=int(wanted)).first() if _id_text(wanted) else None
     try:
         if version is None:
             raise DataError("choose a version of the deployed model")

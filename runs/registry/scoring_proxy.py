@@ -12,7 +12,7 @@ import http.client
 import json
 import time
 
-from runs.registry.models import Deployment, ScoringRequest
+from runs.registry.models import Deployment, ModelVersion, ScoringRequest
 
 ATTEMPTS = 4
 TIMEOUT_S = 30.0
@@ -55,9 +55,12 @@ def score(*, deployment: Deployment, payload: object) -> tuple[int, dict]:
         status, answer = 503, {"detail": "the deployment's scorer is restarting: try again in a few seconds"}
     latency_ms = (time.perf_counter() - started) * 1000
     rows = payload.get("rows") or payload.get("inputs") if isinstance(payload, dict) else None
+    answered_by = answer.get("version_id") if status == 200 else None
+    if not (isinstance(answered_by, int) and ModelVersion.objects.filter(pk=answered_by).exists()):
+        answered_by = None
     ScoringRequest.objects.create(
         deployment=deployment,
-        model_version_id=answer.get("version_id") if status == 200 else None,
+        model_version_id=answered_by,
         status=status,
         rows=len(rows) if isinstance(rows, list) else 0,
         latency_ms=latency_ms,
