@@ -327,7 +327,8 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
     created = []
     for output in step_run.outputs.select_related("artifact"):
         decl = step.output_decls.get(output.name)
-        if decl is None or not decl.asset_name:
+        # A model-typed output registers a model version (runs.registry.services).
+        if decl is None or not decl.asset_name or decl.asset_kind:
             continue
         existing = DataVersion.objects.filter(asset__team=step_run.run.pipeline.team, asset__name=decl.asset_name)
         current = existing.filter(version=decl.asset_version) if decl.asset_version else existing.order_by("-seq")[:1]

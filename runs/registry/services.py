@@ -7,6 +7,7 @@ onto the version: they are why this model was chosen, and must outlive the run.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
@@ -17,6 +18,9 @@ from runs import artifacts
 from runs.data_assets import NAME_RE, DataError, _check_version, _store_copy
 from runs.models import DataType, Metric, Param, StepOutput
 from runs.registry.models import Flavour, ModelAsset, ModelVersion, RunModelInput
+from runs.specs import version_spec
+
+log = logging.getLogger(__name__)
 
 
 def _check_name(name: str) -> str:
@@ -176,3 +180,45 @@ def model_version_delete(*, version: ModelVersion) -> None:
     if version.deployments.exists():
         raise DataError(f"model {version} is deployed and cannot be deleted")
     version.delete()
+
+
+def register_named_model_outputs(*, step_run) -> list[ModelVersion]:
+    """Azure ML's named output of a model type (`type: custom_model`, `name: N`): a succeeded or
+    reused step's output becomes a model version, with the run's metrics and parameters.
+
+    Called beside `register_named_outputs`, in the transaction that records the outputs, with
+    the same rules: content already registered under that name (and version) adds nothing; a
+    version taken by other content is logged and skipped, as the step itself succeeded.
+    """
+    spec = version_spec(step_run.run.version)
+    step = spec.jobs.get(step_run.name)
+    if step is None or not any(d.asset_name and d.asset_kind for d in step.output_decls.values()):
+        return []
+    created = []
+    for output in step_run.outputs.select_related("artifact", "step_run__run__pipeline__team"):
+        decl = step.output_decls.get(output.name)
+        if decl is None or not decl.asset_name or not decl.asset_kind:
+            continue
+        existing = ModelVersion.objects.filter(model__team=step_run.run.pipeline.team, model__name=decl.asset_name)
+        current = existing.filter(version=decl.asset_version) if decl.asset_version else existing.order_by("-seq")[:1]
+        if any(v.artifact_id == output.artifact_id for v in current):
+            continue
+        try:
+            created.append(
+                model_create_from_step_output(
+                    step_output=output,
+                    name=decl.asset_name,
+                    flavour=decl.asset_kind,
+                    version=decl.asset_version or None,
+                    user=step_run.run.created_by,
+                )
+            )
+        except DataError as exc:
+            log.warning(
+                "step %s of run %s: output %s not registered as a model: %s",
+                step_run.name,
+                step_run.run_id,
+                output.name,
+                exc,
+            )
+    return created

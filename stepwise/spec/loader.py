@@ -667,6 +667,9 @@ class _PipelineReader:
         if type_ == "":
             return None
         out = OutputDecl(type=type_ or "uri_folder")
+        declared = str(raw.get("type", "")).lower()
+        if declared in b.MODEL_TYPES:
+            out.asset_kind = declared
         for key, value in raw.items():
             if key == "type":
                 continue
@@ -1295,7 +1298,10 @@ class _PipelineReader:
             return
         elif decl is not None and (decl.asset_name or decl.asset_version):
             step.output_decls[name] = replace(
-                step.output_decls[name], asset_name=decl.asset_name, asset_version=decl.asset_version
+                step.output_decls[name],
+                asset_name=decl.asset_name,
+                asset_version=decl.asset_version,
+                asset_kind=decl.asset_kind or step.output_decls[name].asset_kind,
             )
         if ref is not None:
             step.outputs[name] = ref

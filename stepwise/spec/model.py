@@ -89,6 +89,9 @@ class OutputDecl:
     # data asset when the step succeeds (version empty: the next number).
     asset_name: str = ""
     asset_version: str = ""
+    # "mlflow_model" / "custom_model" when the declared type is a model's: a named output then
+    # registers a model version instead of a data version, as Azure ML does.
+    asset_kind: str = ""
 
 
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")

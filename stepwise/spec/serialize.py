@@ -109,6 +109,8 @@ def _out_to_json(out: OutputDecl) -> dict:
         d["asset_name"] = out.asset_name
     if out.asset_version:
         d["asset_version"] = out.asset_version
+    if out.asset_kind:
+        d["asset_kind"] = out.asset_kind
     return d
 
 
@@ -118,6 +120,7 @@ def _out_from_json(d: dict) -> OutputDecl:
         description=d.get("description", ""),
         asset_name=d.get("asset_name", ""),
         asset_version=d.get("asset_version", ""),
+        asset_kind=d.get("asset_kind", ""),
     )
 
 
@@ -324,7 +327,7 @@ def _input_yaml(decl: InputDecl) -> dict:
 
 
 def _output_yaml(out: OutputDecl) -> dict:
-    d: dict = {"type": out.type}
+    d: dict = {"type": out.asset_kind or out.type}
     if out.description:
         d["description"] = out.description
     if out.asset_name:
