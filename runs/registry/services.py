@@ -17,8 +17,11 @@ from pipelines_ui.models import Team
 from runs import artifacts
 from runs.data_assets import NAME_RE, DataError, _check_version, _store_copy
 from runs.models import DataType, Metric, Param, StepOutput
-from runs.registry.models import Flavour, ModelAsset, ModelVersion, RunModelInput
+from runs.registry.deployments import deployment_create, deployment_swap
+from runs.registry.models import Deployment, Flavour, ModelAsset, ModelVersion, RunModelInput
 from runs.specs import version_spec
+from stepwise.spec.bindings import parse_expression
+from stepwise.spec.model import ParentInput
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +204,47 @@ def register_named_model_outputs(*, step_run) -> list[ModelVersion]:
             continue
         existing = ModelVersion.objects.filter(model__team=step_run.run.pipeline.team, model__name=decl.asset_name)
         current = existing.filter(version=decl.asset_version) if decl.asset_version else existing.order_by("-seq")[:1]
-        if any(v.artifact_id == output.artifact_id for v in current):
-            continue
+        version = next((v for v in current if v.artifact_id == output.artifact_id), None)
         try:
-            created.append(
-                model_create_from_step_output(
+            if version is None:
+                version = model_create_from_step_output(
                     step_output=output,
                     name=decl.asset_name,
                     flavour=decl.asset_kind,
                     version=decl.asset_version or None,
                     user=step_run.run.created_by,
                 )
-            )
+                created.append(version)
+            if deploy_as := _deploy_name(decl.deploy, spec=spec, run=step_run.run):
+                _deploy(version=version, name=deploy_as, user=step_run.run.created_by)
         except DataError as exc:
             log.warning(
-                "step %s of run %s: output %s not registered as a model: %s",
+                "step %s of run %s: output %s not registered or deployed as a model: %s",
                 step_run.name,
                 step_run.run_id,
                 output.name,
                 exc,
             )
     return created
+
+
+def _deploy_name(deploy: str, *, spec, run) -> str:
+    """The deployment name an output's `deploy` asks for in this run ("" for none)."""
+    if not deploy:
+        return ""
+    binding = parse_expression(deploy)
+    if isinstance(binding, ParentInput):
+        decl = spec.inputs.get(binding.name)
+        value = run.inputs.get(binding.name, decl.default if decl is not None else None)
+        return str(value).strip() if value not in (None, "") else ""
+    return deploy
+
+
+def _deploy(*, version: ModelVersion, name: str, user) -> None:
+    """Serve `version` as deployment `name` of its team: created, or swapped to when it serves another version."""
+    team = version.model.team
+    deployment = Deployment.objects.filter(team=team, name=name).select_related("model_version").first()
+    if deployment is None:
+        deployment_create(team=team, name=name, model_version=version, user=user)
+    elif deployment.model_version_id != version.pk:
+        deployment_swap(deployment=deployment, model_version=version)

@@ -687,11 +687,27 @@ class _PipelineReader:
                     out.asset_name = text
                 else:
                     out.asset_version = text
+            elif key == "deploy" and job:
+                # Stepwise's extension: deploy the registered model version under this name,
+                # given as text or as ${{parent.inputs.X}} (empty: no deployment).
+                text = "" if value is None else str(value).strip()
+                if not out.asset_kind:
+                    self.error(
+                        "'deploy' is for an output of type custom_model or mlflow_model", where, *path, key, job=job
+                    )
+                elif b.has_expression(text) and not isinstance(b.parse_expression(text), ParentInput):
+                    self.error("deploy takes a name or ${{parent.inputs.X}}", where, *path, key, job=job)
+                elif text and not b.has_expression(text) and not b.ASSET_PART["name"].fullmatch(text):
+                    self.error(f"deploy {text[:100]!r} is not a valid deployment name", where, *path, key, job=job)
+                else:
+                    out.deploy = text
             elif key == "path":
                 if not (isinstance(value, str) and isinstance(b.parse_expression(value), ParentOutputRef)):
                     self.warn("output 'path' is ignored: Stepwise stores outputs itself", where, *path, key, job=job)
             else:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
+        if out.deploy and not out.asset_name:
+            self.error("'deploy' needs the output's 'name' (the model to register)", where, *path, "deploy", job=job)
         return out
 
     # -- files ----------------------------------------------------------------------------
@@ -1302,6 +1318,7 @@ class _PipelineReader:
                 asset_name=decl.asset_name,
                 asset_version=decl.asset_version,
                 asset_kind=decl.asset_kind or step.output_decls[name].asset_kind,
+                deploy=decl.deploy,
             )
         if ref is not None:
             step.outputs[name] = ref

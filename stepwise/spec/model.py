@@ -92,6 +92,9 @@ class OutputDecl:
     # "mlflow_model" / "custom_model" when the declared type is a model's: a named output then
     # registers a model version instead of a data version, as Azure ML does.
     asset_kind: str = ""
+    # Stepwise's extension for a model output: deploy the registered version under this name
+    # (or `${{parent.inputs.X}}`: under that input's value, none when it is empty).
+    deploy: str = ""
 
 
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")

@@ -111,6 +111,8 @@ def _out_to_json(out: OutputDecl) -> dict:
         d["asset_version"] = out.asset_version
     if out.asset_kind:
         d["asset_kind"] = out.asset_kind
+    if out.deploy:
+        d["deploy"] = out.deploy
     return d
 
 
@@ -121,6 +123,7 @@ def _out_from_json(d: dict) -> OutputDecl:
         asset_name=d.get("asset_name", ""),
         asset_version=d.get("asset_version", ""),
         asset_kind=d.get("asset_kind", ""),
+        deploy=d.get("deploy", ""),
     )
 
 
@@ -334,6 +337,8 @@ def _output_yaml(out: OutputDecl) -> dict:
         d["name"] = out.asset_name
     if out.asset_version:
         d["version"] = out.asset_version
+    if out.deploy:
+        d["deploy"] = out.deploy
     return d
 
 

@@ -1,5 +1,5 @@
 """The digits example end to end: its named `custom_model` output registers a model version with
-the run's accuracy, a rerun adds no equal version, and the deployed version scores a digit."""
+the run's accuracy, a rerun adds no equal version, `deploy_as` deploys it, and it scores digits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pipelines_ui.api.tokens import token_create
 from pipelines_ui.services import pipeline_import
 from runs import services
 from runs.models import RunState
-from runs.registry import deployments
 from runs.registry.models import Deployment, ModelVersion
 from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_deployments import deployer  # noqa: F401 - the fixture
@@ -28,11 +27,14 @@ def test_the_digits_pipeline_registers_and_serves_its_model(workers, deployer, a
     model = ModelVersion.objects.get(model__name="digits-clf")
     assert (model.version, model.flavour, model.step_output.step_run.run) == ("1", "custom_model", run)
     assert model.metrics["accuracy"] > 0.8
-    rerun = wait_run(services.run_create(version=version, user=alice, inputs={"epochs": 3}), timeout=120)
+    assert not Deployment.objects.exists(), "deploy_as was not given"
+    # Asked by the pipeline parameter: the (reused) step's model is deployed.
+    inputs = {"epochs": 3, "deploy_as": "digits"}
+    rerun = wait_run(services.run_create(version=version, user=alice, inputs=inputs), timeout=120)
     assert rerun.state == RunState.SUCCEEDED
     assert ModelVersion.objects.filter(model__name="digits-clf").count() == 1, "reused content adds no version"
-
-    deployment = deployments.deployment_create(team=team, name="digits", model_version=model, user=alice)
+    deployment = Deployment.objects.get(team=team, name="digits")
+    assert deployment.model_version == model
 
     def serving():
         deployment.refresh_from_db()

@@ -14,9 +14,9 @@ from runs import artifacts
 from runs.data_assets import DataError
 from runs.models import Artifact, Metric, Param, StepOutput, StepState
 from runs.registry import services
-from runs.registry.models import ModelVersion, RunModelInput
+from runs.registry.models import Deployment, ModelVersion, RunModelInput
 from runs.services import RunInputError, run_create, run_rerun
-from stepwise.spec import from_json, parse_text, to_json, yaml_files
+from stepwise.spec import SpecError, from_json, parse_text, to_json, yaml_files
 from tests.runs.conftest import make_pipeline, set_step
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +182,44 @@ def test_the_models_command_creates_and_lists(team, tmp_path):
     with pytest.raises(SystemExit) as exited:
         call_command("models", "create", "--name", "cli", "--path", str(tmp_path / "absent"), stderr=err)
     assert exited.value.code == 2 and "no such file or folder" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("{type: uri_folder, name: m, deploy: d}", "'deploy' is for an output of type custom_model"),
+        ("{type: custom_model, name: m, deploy: '${{parent.jobs.a.outputs.b}}'}", "deploy takes a name or"),
+        ("{type: custom_model, name: m, deploy: 'bad name!'}", "is not a valid deployment name"),
+        ("{type: custom_model, deploy: d}", "needs the output's 'name'"),
+    ],
+)
+def test_a_bad_deploy_key_is_named(output, message):
+    text = f"type: pipeline\njobs:\n  train:\n    command: echo\n    outputs:\n      model: {output}\n"
+    with pytest.raises(SpecError, match=message):
+        parse_text(text)
+
+
+def test_a_named_model_output_registers_and_deploys_when_asked(team, alice, tmp_path):
+    yaml_text = """
+type: pipeline
+inputs:
+  deploy_as: {type: string, optional: true}
+jobs:
+  train:
+    command: echo ${{outputs.model}}
+    outputs:
+      model: {type: custom_model, name: clf, deploy: "${{parent.inputs.deploy_as}}"}
+"""
+    pipeline = make_pipeline(team, alice, name="trainer", yaml_text=yaml_text)
+    artifact = artifacts.store_output(model_file(tmp_path, "model.pkl", "m"), Artifact.Kind.FILE)
+    quiet = run_create(version=pipeline.latest_version, user=alice)
+    step = set_step(quiet, "train", state=StepState.SUCCEEDED)
+    StepOutput.objects.create(step_run=step, name="model", artifact=artifact)
+    (version,) = services.register_named_model_outputs(step_run=step)
+    assert (version.model.name, version.flavour, version.step_output.step_run) == ("clf", "custom_model", step)
+    assert not Deployment.objects.exists()
+    asked = run_create(version=pipeline.latest_version, user=alice, inputs={"deploy_as": "live"})
+    step = set_step(asked, "train", state=StepState.SUCCEEDED)
+    StepOutput.objects.create(step_run=step, name="model", artifact=artifact)
+    assert services.register_named_model_outputs(step_run=step) == [], "the same content adds no version"
+    assert Deployment.objects.get(name="live").model_version == version
