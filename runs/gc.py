@@ -1,4 +1,5 @@
-"""Garbage collection of the artifact store: what no step output, attempt log or data version references goes."""
+"""Garbage collection of the artifact store: what no step output, attempt log, data version or
+model version references goes."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ def collect(*, dry_run: bool) -> GcReport:
     report = GcReport()
     cutoff = timezone.now() - GRACE
     unreferenced = Artifact.objects.filter(
-        step_outputs__isnull=True, attempt_logs__isnull=True, data_versions__isnull=True, created_at__lt=cutoff
+        step_outputs__isnull=True,
+        attempt_logs__isnull=True,
+        data_versions__isnull=True,
+        model_versions__isnull=True,
+        created_at__lt=cutoff,
     )
     for artifact in unreferenced:
         report.artifacts.append(artifact.sha256)

@@ -223,3 +223,17 @@ jobs:
     StepOutput.objects.create(step_run=step, name="model", artifact=artifact)
     assert services.register_named_model_outputs(step_run=step) == [], "the same content adds no version"
     assert Deployment.objects.get(name="live").model_version == version
+
+
+def test_gc_keeps_the_files_of_model_versions(team, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs import gc
+
+    kept = services.model_create_from_path(team=team, name="clf", path=model_file(tmp_path, "m", "model"))
+    Artifact.objects.filter(pk=kept.artifact_id).update(created_at=timezone.now() - timedelta(days=2))
+    report = gc.collect(dry_run=False)
+    assert kept.artifact.sha256 not in report.artifacts
+    assert artifacts.artifact_intact(kept.artifact, verify_content=True)
