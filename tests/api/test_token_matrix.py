@@ -17,6 +17,9 @@ from pipelines_ui.api.models import ApiToken, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
 from pipelines_ui.models import Component, Pipeline, PipelineVersion
 from runs.models import Run
+from runs.registry.deployments import deployment_create
+from runs.registry.models import Deployment, ScoringRequest
+from runs.registry.services import model_create_from_path
 from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run
@@ -65,6 +68,7 @@ ROUTES = [
     Route("api_schedule", "get", "read", "viewer", 200),
     Route("api_schedule", "patch", "admin", "admin", 200),
     Route("api_schedule", "delete", "admin", "admin", 204),
+    Route("api_deployment_score", "post", "run", "editor", 503),  # no scorer runs in this test
 ]
 # Served to anyone: the schema and its docs.
 NOT_HERE = {"api_schema", "api_docs"}
@@ -77,6 +81,7 @@ class World:
     run: Run
     endpoint: Endpoint
     schedule: Schedule
+    deployment: Deployment
 
     def url(self, route: Route) -> str:
         team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
@@ -101,6 +106,7 @@ class World:
             "api_endpoint_runs": f"/api/v1/endpoints/{team}/{self.endpoint.name}/runs/",
             "api_schedules": "/api/v1/schedules/",
             "api_schedule": f"/api/v1/schedules/{self.schedule.pk}/",
+            "api_deployment_score": f"/api/v1/deployments/{team}/{self.deployment.name}/score",
         }[route.name]
 
     def body(self, route: Route):
@@ -123,6 +129,8 @@ class World:
             }, "json"
         if (route.name, route.method) == ("api_schedule", "patch"):
             return {"enabled": False}, "json"
+        if route.name == "api_deployment_score":
+            return {"inputs": [[1.0]]}, "json"
         return {}, "json"
 
 
@@ -136,18 +144,28 @@ def state() -> tuple:
         EndpointCall.objects.count(),
         Component.objects.count(),
         list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
+        ScoringRequest.objects.count(),
     )
 
 
+def model_file(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"model")
+    return path
+
+
 @pytest.fixture
-def world(team, alice) -> World:
+def world(team, alice, tmp_path, settings) -> World:
+    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
     pipeline = make_pipeline(team, alice)
     run = make_run(pipeline, alice)
     endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
     schedule = schedules.schedule_create(
         team=team, pipeline=pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")
     )
-    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule)
+    model = model_create_from_path(team=team, name="clf", path=model_file(tmp_path))
+    deployment = deployment_create(team=team, name="clf", model_version=model)
+    return World(team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule, deployment=deployment)
 
 
 def call(client, route: Route, world: World):
