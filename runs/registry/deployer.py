@@ -97,7 +97,13 @@ class Deployer:
             d.pk: d for d in Deployment.objects.select_related("model_version__artifact", "model_version__model")
         }
         for d in deployments.values():
-            did += self._converge(d, now)
+            try:
+                did += self._converge(d, now)
+            except Exception as exc:  # noqa: BLE001 - one broken deployment must not stop the others
+                log.exception("deployer: %s", d)
+                self.retry_at[(d.pk, d.model_version_id)] = now + RETRY_S
+                Deployment.objects.filter(pk=d.pk).update(error=f"{d.model_version}: {exc}"[:2000])
+                did.append(f"{d}: {exc}")
         for scorer in self.scorers:
             if scorer.deployment_id not in deployments and scorer.stop_at is None:
                 scorer.stop_at = now

@@ -119,3 +119,17 @@ def test_the_page_tests_the_deployment_and_escapes(client, alice, team, tmp_path
         swapped = client.post(reverse("deployment_swap", args=[d.pk]), {"version": wrong})
         assert swapped.status_code == 302 and "choose a version" in client.get(swapped["Location"]).content.decode()
     assert client.get(reverse("deployment_create") + "?version=²").status_code == 200
+
+
+def test_a_deployment_whose_files_are_gone_is_reported_not_fatal(team, tmp_path):
+    import shutil
+
+    from runs import artifacts
+    from runs.registry.deployer import Deployer
+
+    broken = version(team, tmp_path)
+    shutil.rmtree(artifacts.store().local_dir(broken.artifact.sha256))
+    d = deployments.deployment_create(team=team, name="d", model_version=broken)
+    did = Deployer(run_dir=tmp_path / "run").tick()
+    d.refresh_from_db()
+    assert did and d.error.startswith("clf:1: ") and not d.address
