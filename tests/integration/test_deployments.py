@@ -15,7 +15,7 @@ from sklearn.dummy import DummyClassifier
 
 from pipelines_ui.api.tokens import token_create
 from pipelines_ui.models import Role
-from runs.registry import deployments, services
+from runs.registry import deployments, scoring_proxy, services
 from runs.registry.models import Deployment, ScoringRequest
 from tests.conftest import database_url, make_user
 from tests.integration.conftest import ROOT, wait_for
@@ -138,3 +138,31 @@ def test_access_needs_the_run_scope_and_the_team(deployer, setup, team, alice, c
         == 401
     )
     assert not ScoringRequest.objects.exists()
+
+
+def test_a_version_that_cannot_load_leaves_the_old_one_serving(team, alice, tmp_path):
+    from runs.registry.deployer import Deployer
+
+    good = services.model_create_from_path(team=team, name="clf", path=constant_model(tmp_path, 0), user=alice)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.pkl").write_bytes(b"not a pickle")
+    bad = services.model_create_from_path(team=team, name="clf", path=tmp_path / "bad", user=alice)
+    deployment = deployments.deployment_create(team=team, name="digits", model_version=good, user=alice)
+    deployer = Deployer(run_dir=tmp_path / "run")
+    try:
+        wait_for(lambda: deployer.tick() is not None and serving(deployment, good), message="the first scorer")
+        address = deployment.address
+        deployments.deployment_swap(deployment=deployment, model_version=bad)
+
+        def failed() -> bool:
+            deployer.tick()
+            deployment.refresh_from_db()
+            return bool(deployment.error)
+
+        wait_for(failed, message="the bad version's scorer to fail")
+        assert "clf:2" in deployment.error and "cannot load the model" in deployment.error
+        assert (deployment.address, deployment.serving_version) == (address, good)
+        status, answer = scoring_proxy.score(deployment=deployment, payload={"inputs": [[1, 2]]})
+        assert (status, answer["model"]) == (200, "clf:1")
+    finally:
+        deployer.stop_all()
