@@ -1,4 +1,5 @@
-"""From a model's page through its lineage graph back to the data version it was trained on."""
+"""Register a step output as a model on the run page, then walk from the model through its lineage
+graph to the producing run and back to the data version it was trained on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pipelines_ui.models import Role
 from runs import artifacts
 from runs.data_assets import data_create_from_path
 from runs.models import Artifact, Metric, StepOutput, StepState
-from runs.registry import services
+from runs.registry.models import ModelVersion
 from runs.services import run_create
 from tests.browser.conftest import sign_in
 from tests.conftest import make_user
@@ -45,18 +46,22 @@ def test_walk_from_the_model_through_its_lineage_to_the_data(page, web, team, tm
     output = StepOutput.objects.create(
         step_run=step, name="model", artifact=artifacts.store_output(tmp_path / "m", Artifact.Kind.FOLDER)
     )
-    model = services.model_create_from_step_output(step_output=output, name="clf", user=alice)
 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda dialog: dialog.accept())
     sign_in(page, web, "alice")
+    page.goto(f"{web}/runs/{run.pk}/steps/train/")
+    page.click(".register-as-model")
+    expect(page.locator("#model-metrics")).to_contain_text("accuracy")
+    model = ModelVersion.objects.get(step_output=output)
     page.goto(web + "/models/")
     page.click("#model-table a")
-    expect(page.locator("#model-metrics")).to_contain_text("accuracy")
+    expect(page.locator("#model-metrics")).to_contain_text("0.93")
     page.click("#lineage-link")
     graph = page.locator("#lineage-graph svg")
     expect(graph).to_be_visible()
-    expect(page.locator(f"#lineage-model-{model.pk}")).to_contain_text("clf:1")
+    expect(page.locator(f"#lineage-model-{model.pk}")).to_contain_text(f"{model.model.name}:1")
     # The pipeline's name is markup-like text: shown as text in the graph, never as an element.
     expect(page.locator(f"#lineage-run-{run.pk}")).to_contain_text("<i>train</i>")
     assert page.locator("#lineage-graph svg i").count() == 0
