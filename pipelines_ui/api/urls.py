@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from pipelines_ui.api import component_views, schedule_views, views
-from runs.registry.api_views import DeploymentScore
+from pipelines_ui.api.deployment_views import DeploymentScore
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
