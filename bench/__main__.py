@@ -22,6 +22,7 @@ ORDER = [
     "serve_recovery",
     "sandbox",
     "biglog",
+    "scoring",
 ]
 NAMES = ORDER + ["step_latency"]
 

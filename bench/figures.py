@@ -1124,6 +1124,68 @@ def big_log(ctx: Context) -> list[Result]:
     return results
 
 
+def scoring(ctx: Context) -> list[Result]:
+    """The digits model (train.py's classifier, pickled) deployed and scored one row at a time
+    through the API: the scorer's own time per request (target: p50 under 5 ms) and the time
+    the web side took, proxy and request log included."""
+    import pickle
+
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import SGDClassifier
+
+    from pipelines_ui.api.tokens import token_create
+    from runs.registry import deployments, services
+    from runs.registry.models import Deployment
+
+    digits = load_digits()
+    x = digits.data / 16.0
+    model = SGDClassifier(random_state=0).fit(x, digits.target)
+    folder = STATE_DIR / "scoring-model"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.pkl").write_bytes(pickle.dumps(model))
+    version = services.model_create_from_path(team=ctx.team, name="bench-digits", path=folder, user=ctx.user)
+    deployment = Deployment.objects.filter(team=ctx.team, name="bench-digits").first()
+    if deployment is None:
+        deployment = deployments.deployment_create(team=ctx.team, name="bench-digits", model_version=version)
+    elif deployment.model_version_id != version.pk:
+        deployments.deployment_swap(deployment=deployment, model_version=version)
+    deployer = ctx.procs.start([sys.executable, "manage.py", "stepwise_deployments"], log_name="deployer")
+
+    def serving() -> bool:
+        return Deployment.objects.filter(pk=deployment.pk, serving_version=version).exists()
+
+    try:
+        wait_until(serving, timeout=60, what="the digits scorer")
+        client = Client()
+        client.defaults["HTTP_AUTHORIZATION"] = (
+            f"Bearer {token_create(user=ctx.user, name='bench', scopes=['run']).secret}"
+        )
+        url = f"/api/v1/deployments/{ctx.team.name}/bench-digits/score"
+        server_ms, web_ms = [], []
+        count = ctx.repeats(300, quick=60)
+        for i in range(count + 20):
+            row = {"inputs": [x[i % len(x)].tolist()]}
+            started = time.perf_counter()
+            response = client.post(url, row, content_type="application/json")
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"scoring answered {response.status_code}: {response.content[:200]!r}")
+            if i >= 20:  # the first requests warm the connections and the model's code paths
+                server_ms.append(response.json()["server_ms"])
+                web_ms.append(elapsed)
+    finally:
+        ctx.procs.stop([deployer])
+    p50 = percentile(server_ms, 50)
+    return [
+        Result(
+            "scoring", "scoring: one digit, scorer time p50", p50, "ms", target="< 5 ms", ok=p50 < 5, samples=server_ms
+        ),
+        Result("scoring", "scoring: one digit, scorer time p95", percentile(server_ms, 95), "ms"),
+        Result("scoring", "scoring: one digit through the API, p50", percentile(web_ms, 50), "ms", samples=web_ms),
+        Result("scoring", "scoring: one digit through the API, p95", percentile(web_ms, 95), "ms"),
+    ]
+
+
 FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "chain50": chain50,
     "fan50": fan50,
@@ -1136,6 +1198,7 @@ FIGURES: dict[str, Callable[[Context], list[Result]]] = {
     "serve_recovery": serve_recovery,
     "sandbox": sandbox_startup,
     "biglog": big_log,
+    "scoring": scoring,
 }
 # Figures computed by another one's runs.
 ALIASES = {"step_latency": "chain50"}

@@ -142,6 +142,7 @@ INSTALLED_APPS = [
     "django_rq",
     "pipelines_ui",
     "runs",
+    "runs.registry",
     "axes",
     "csp",
     "rest_framework",

@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("runs.urls")),
     path("", include("runs.data_urls")),
+    path("", include("runs.registry.urls")),
     path("api/v1/", include("pipelines_ui.api.urls")),
     path("", include("pipelines_ui.api.account_urls")),
     path("", include("pipelines_ui.api.endpoint_urls")),

@@ -34,6 +34,8 @@ from runs.models import (
     RunRemoteInput,
     StepOutput,
 )
+from runs.registry.models import ModelVersion, RunModelInput
+from runs.registry.selectors import model_resolve
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise.spec import DataLookupError, DataResolver
@@ -279,25 +281,41 @@ def run_data_inputs_resolve(
     *,
     run: Run,
     spec: Pipeline,
-    pinned: dict[str, DataVersion] | None = None,
+    pinned: dict[str, DataVersion | ModelVersion] | None = None,
     refs: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Resolve the run's data asset inputs and record them; `pinned` (a rerun's) wins, `refs`
-    replaces an input's reference for this run (a data trigger's version). Errors by input name.
+    """Resolve the run's data asset and model inputs and record them; `pinned` (a rerun's) wins,
+    `refs` replaces an input's reference for this run (a data trigger's version). Errors by input name.
 
     Datastore paths and web addresses are runs.remote_inputs' (read before the run's transaction)."""
     errors: dict[str, str] = {}
     rows = []
+    model_rows = []
     for name, decl in spec.inputs.items():
         reference = (refs or {}).get(name, decl.asset)
         if reference is None or parse_remote_ref(reference) is not None:
             continue
-        if pinned and name in pinned:
-            rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=pinned[name]))
+        pin = (pinned or {}).get(name)
+        if decl.asset_kind and isinstance(pin, ModelVersion):
+            model_rows.append(RunModelInput(run=run, name=name, reference=reference, model_version=pin))
+            continue
+        if not decl.asset_kind and isinstance(pin, DataVersion):
+            rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=pin))
             continue
         parsed = parse_asset_ref(reference)
         if parsed is None:
             errors[name] = f"'{reference}' is not azureml:NAME:VERSION or azureml:NAME@latest"
+            continue
+        if decl.asset_kind:
+            try:
+                model = model_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
+            except DataLookupError as exc:
+                errors[name] = str(exc)
+                continue
+            if model.flavour != decl.asset_kind:
+                errors[name] = f"model {model} is a {model.flavour} but the input is {decl.asset_kind}"
+                continue
+            model_rows.append(RunModelInput(run=run, name=name, reference=decl.asset, model_version=model))
             continue
         try:
             found = data_resolve(team=run.pipeline.team, name=parsed[0], version=parsed[1])
@@ -310,6 +328,7 @@ def run_data_inputs_resolve(
         rows.append(RunDataInput(run=run, name=name, reference=reference, data_version=found))
     if not errors:
         RunDataInput.objects.bulk_create(rows)
+        RunModelInput.objects.bulk_create(model_rows)
     return errors
 
 
@@ -328,7 +347,8 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
     created = []
     for output in step_run.outputs.select_related("artifact"):
         decl = step.output_decls.get(output.name)
-        if decl is None or not decl.asset_name:
+        # A model-typed output registers a model version (runs.registry.services).
+        if decl is None or not decl.asset_name or decl.asset_kind:
             continue
         existing = DataVersion.objects.filter(asset__team=step_run.run.pipeline.team, asset__name=decl.asset_name)
         current = existing.filter(version=decl.asset_version) if decl.asset_version else existing.order_by("-seq")[:1]
@@ -351,23 +371,32 @@ def register_named_outputs(*, step_run) -> list[DataVersion]:
 
 
 def run_data_artifacts(run: Run) -> dict[str, artifacts.Artifact]:
-    """`{pipeline input: Artifact}` of the data versions and remote inputs the run resolved."""
+    """`{pipeline input: Artifact}` of the data and model versions and remote inputs the run resolved."""
     found = {row.name: row.artifact for row in RunRemoteInput.objects.filter(run=run).select_related("artifact")}
     found.update(
         (row.name, row.data_version.artifact)
         for row in RunDataInput.objects.filter(run=run).select_related("data_version__artifact")
     )
+    for row in RunModelInput.objects.filter(run=run).select_related("model_version__artifact"):
+        found[row.name] = row.model_version.artifact
     return found
 
 
-def run_data_pins(run: Run) -> dict[str, DataVersion]:
-    return {row.name: row.data_version for row in RunDataInput.objects.filter(run=run).select_related("data_version")}
+def run_data_pins(run: Run) -> dict[str, DataVersion | ModelVersion]:
+    pins: dict[str, DataVersion | ModelVersion] = {
+        row.name: row.data_version for row in RunDataInput.objects.filter(run=run).select_related("data_version")
+    }
+    for row in RunModelInput.objects.filter(run=run).select_related("model_version"):
+        pins[row.name] = row.model_version
+    return pins
 
 
 def versions_referenced() -> set[str]:
-    """Artifact hashes that data versions and runs' remote inputs hold: gc keeps them."""
-    return set(DataVersion.objects.values_list("artifact__sha256", flat=True)) | set(
-        RunRemoteInput.objects.values_list("artifact__sha256", flat=True)
+    """Artifact hashes that data and model versions and runs' remote inputs hold: gc keeps them."""
+    return (
+        set(DataVersion.objects.values_list("artifact__sha256", flat=True))
+        | set(ModelVersion.objects.values_list("artifact__sha256", flat=True))
+        | set(RunRemoteInput.objects.values_list("artifact__sha256", flat=True))
     )
 
 

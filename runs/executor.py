@@ -50,6 +50,7 @@ from runs import sandbox as sandbox_
 from runs import worker as worker_
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState
+from runs.registry.services import register_named_model_outputs
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
 from runs.step_records import MetricRecord, ParamRecord
@@ -883,6 +884,7 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
             for name, (manifest, kind) in stored.items()
         )
         register_named_outputs(step_run=step_run)
+        register_named_model_outputs(step_run=step_run)
         kept = orchestrator.run_advance(step_run.run_id, keep_one_of_queue=step_run.queue if keep_next else None)
     shutil.rmtree(workdir, ignore_errors=True)
     return "succeeded", kept

@@ -1,4 +1,5 @@
-"""Garbage collection of the artifact store: what no step output, attempt log or data version references goes."""
+"""Garbage collection of the artifact store: what no step output, attempt log, data version or
+model version references goes."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def collect(*, dry_run: bool) -> GcReport:
         attempt_logs__isnull=True,
         data_versions__isnull=True,
         remote_inputs__isnull=True,
+        model_versions__isnull=True,
         created_at__lt=cutoff,
     )
     for artifact in unreferenced:

@@ -19,6 +19,7 @@ from django.db import transaction
 from runs import artifacts, queues
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
+from runs.registry.services import register_named_model_outputs
 from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
 from runs.transitions import run_transition, step_run_transition
 from stepwise.dag import blocked_steps, ready_steps, run_outcome
@@ -271,6 +272,7 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
                     linked = [StepOutput(step_run=step_run, name=o.name, artifact=o.artifact) for o in origin_outputs]
                     StepOutput.objects.bulk_create(linked)
                     register_named_outputs(step_run=step_run)
+                    register_named_model_outputs(step_run=step_run)
                     for out in linked:
                         outputs[(name, out.name)] = out.artifact.sha256
                     outputs.loaded.add(name)

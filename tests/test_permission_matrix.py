@@ -42,6 +42,8 @@ from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
 from runs.forms import FIELD_PREFIX
 from runs.models import Run, RunState, StepOutput, StepState, Worker
+from runs.registry.deployments import deployment_create
+from runs.registry.services import model_create_from_path
 from tests.conftest import make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
@@ -628,6 +630,89 @@ ROWS += [
 ]
 
 
+# Models: members see, download and follow lineage; editors register, upload and archive.
+def model_version(w) -> list:
+    return [w.model_version.model_id, w.model_version.version]
+
+
+ROWS += [
+    Row("model_list", "get", LIST),
+    Row("model_detail", "get", PAGE, lambda w: [w.model_version.model_id]),
+    Row("model_download", "get", PAGE, model_version),
+    Row("model_archive", "get", POST_ONLY, model_version),
+    Row("model_archive", "post", EDIT, model_version),
+    Row("model_upload", "get", Expect(LOGIN, 200, 403, 200, 200), why="the outsider edits in a team of their own"),
+    Row(
+        "model_upload",
+        "post",
+        Expect(LOGIN, 200, 403, 200, 200),
+        data=lambda w: {"team": w.team.pk, "name": "planted", "flavour": "custom_model"},
+        why="no file (and for the outsider, not their team): the form again with the error",
+    ),
+    Row("step_output_register_model", "get", POST_ONLY, lambda w: [w.run.pk, "prep", "data"]),
+    Row("step_output_register_model", "post", EDIT, lambda w: [w.run.pk, "prep", "data"], data=lambda w: {"name": "m"}),
+    Row("lineage_data", "get", PAGE, lambda w: [w.data_version.pk]),
+    Row("lineage_model", "get", PAGE, lambda w: [w.model_version.pk]),
+    Row("lineage_run", "get", PAGE, run),
+]
+
+
+# Deployments: members see; editors create, swap, roll back and test; the API needs the run scope.
+def deployment(w) -> list:
+    return [w.deployment.pk]
+
+
+ROWS += [
+    Row("deployment_list", "get", LIST),
+    Row("deployment_create", "get", Expect(LOGIN, 200, 403, 200, 200), why="the outsider edits in a team of their own"),
+    Row(
+        "deployment_create",
+        "post",
+        Expect(LOGIN, 200, 403, 200, 200),
+        data=lambda w: {"name": "bad name!", "model_version": w.model_version.pk},
+        why="a bad name (and for the outsider, another team's model): the form again with the error",
+    ),
+    Row("deployment_detail", "get", PAGE, deployment),
+    Row("deployment_swap", "get", POST_ONLY, deployment),
+    Row(
+        "deployment_swap",
+        "post",
+        EDIT,
+        deployment,
+        data=lambda w: {"version": w.model_version.pk},
+        unchanged=frozenset({"editor", "admin"}),
+        why="the version it already serves: a message, nothing changed",
+    ),
+    Row("deployment_rollback", "get", POST_ONLY, deployment),
+    Row(
+        "deployment_rollback",
+        "post",
+        EDIT,
+        deployment,
+        unchanged=frozenset({"editor", "admin"}),
+        why="no earlier version: a message, nothing changed",
+    ),
+    Row("deployment_test", "get", POST_ONLY, deployment),
+    Row(
+        "deployment_test",
+        "post",
+        Expect(LOGIN, 404, 403, 200, 200),
+        deployment,
+        data=lambda w: {"body": '{"inputs": [[1]]}'},
+        why="the page again with the answer (503: no scorer runs in this test)",
+    ),
+    Row(
+        "api_deployment_score",
+        "post",
+        Expect(401, 404, 403, 503, 503),
+        lambda w: [w.team.name, w.deployment.name],
+        json=True,
+        data=lambda w: {"inputs": [[1]]},
+        why="no scorer runs in this test: 503, and the request is logged",
+    ),
+]
+
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -711,6 +796,8 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
     ).component
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     w.data_version = data_create_from_path(team=team_a, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
+    w.model_version = model_create_from_path(team=team_a, name="clf", path=tmp_path / "rows.csv")
+    w.deployment = deployment_create(team=team_a, name="scoring", model_version=w.model_version)
     w.upload_id = upload_begin(user=alice, filename="x.csv", size=1_000_000)
     w.reader = make_pipeline(team_a, alice, name=f"{SECRET}-reader", yaml_text=READER_YAML)
     w.data_trigger = data_triggers.data_trigger_create(

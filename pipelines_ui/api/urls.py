@@ -2,6 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from pipelines_ui.api import component_views, data_trigger_views, schedule_views, views
+from pipelines_ui.api.deployment_views import DeploymentScore
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
@@ -38,6 +39,7 @@ urlpatterns = [
     path("schedules/<int:schedule_id>/", schedule_views.ScheduleDetail.as_view(), name="api_schedule"),
     path("data-triggers/", data_trigger_views.DataTriggerList.as_view(), name="api_data_triggers"),
     path("data-triggers/<int:trigger_id>/", data_trigger_views.DataTriggerDetail.as_view(), name="api_data_trigger"),
+    path("deployments/<name:team>/<name:name>/score", DeploymentScore.as_view(), name="api_deployment_score"),
     # Anything else under /api/v1/ is a JSON 404, not the site's HTML page.
     re_path(r"^[\s\S]*$", views.not_found),  # newlines too: a name may hold %0A
 ]

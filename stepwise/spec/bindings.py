@@ -29,6 +29,8 @@ MAX_RETRIES = 100
 
 # Folder-like Azure ML asset types that Stepwise handles as plain folders.
 FOLDER_ALIASES = ("mlflow_model", "custom_model", "mltable", "triton_model")
+# Of those, the types whose `azureml:NAME:VERSION` path names a registered model, not data.
+MODEL_TYPES = ("mlflow_model", "custom_model")
 
 _REMOTE_PREFIXES = ("azureml:", "http:", "https:", "wasb:", "wasbs:", "abfs:", "abfss:", "adl:", "s3:", "gs:", "git+")
 

@@ -645,7 +645,13 @@ class _PipelineReader:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
         raw_path = raw.get("path")
         if pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and b.is_asset_ref(raw_path):
-            decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
+            declared = str(raw.get("type", "")).lower()
+            if declared in b.MODEL_TYPES:
+                # A registered model: resolved (and checked) when a run is created, by runs/registry.
+                decl.asset_kind = declared
+                decl.asset = self._asset(raw_path, where, (*path, "path"), job=job, check=False)
+            else:
+                decl.asset = self._asset(raw_path, where, (*path, "path"), job=job)
             if decl.asset is None:
                 return None
         elif pipeline_level and type_ in DATA_TYPES and isinstance(raw_path, str) and b.parse_remote_ref(raw_path):
@@ -669,6 +675,9 @@ class _PipelineReader:
         if type_ == "":
             return None
         out = OutputDecl(type=type_ or "uri_folder")
+        declared = str(raw.get("type", "")).lower()
+        if declared in b.MODEL_TYPES:
+            out.asset_kind = declared
         for key, value in raw.items():
             if key == "type":
                 continue
@@ -686,11 +695,27 @@ class _PipelineReader:
                     out.asset_name = text
                 else:
                     out.asset_version = text
+            elif key == "deploy" and job:
+                # Stepwise's extension: deploy the registered model version under this name,
+                # given as text or as ${{parent.inputs.X}} (empty: no deployment).
+                text = "" if value is None else str(value).strip()
+                if not out.asset_kind:
+                    self.error(
+                        "'deploy' is for an output of type custom_model or mlflow_model", where, *path, key, job=job
+                    )
+                elif b.has_expression(text) and not isinstance(b.parse_expression(text), ParentInput):
+                    self.error("deploy takes a name or ${{parent.inputs.X}}", where, *path, key, job=job)
+                elif text and not b.has_expression(text) and not b.ASSET_PART["name"].fullmatch(text):
+                    self.error(f"deploy {text[:100]!r} is not a valid deployment name", where, *path, key, job=job)
+                else:
+                    out.deploy = text
             elif key == "path":
                 if not (isinstance(value, str) and isinstance(b.parse_expression(value), ParentOutputRef)):
                     self.warn("output 'path' is ignored: Stepwise stores outputs itself", where, *path, key, job=job)
             else:
                 self.warn(f"unknown key '{key}' is ignored", where, *path, key, job=job)
+        if out.deploy and not out.asset_name:
+            self.error("'deploy' needs the output's 'name' (the model to register)", where, *path, "deploy", job=job)
         return out
 
     # -- files ----------------------------------------------------------------------------
@@ -768,13 +793,15 @@ class _PipelineReader:
             ok = self._read(lambda: read_folder(target, prefix=key, budget=self.budget), where, path, job)
         return DataPath(type=type_, key=key) if ok else None
 
-    def _asset(self, ref: str, where: _Where, path: tuple[str, ...], job: str = "") -> str | None:
+    def _asset(
+        self, ref: str, where: _Where, path: tuple[str, ...], job: str = "", *, check: bool = True
+    ) -> str | None:
         """A data asset reference, checked against the registry when there is one (resolved per run)."""
         parsed = b.parse_asset_ref(ref)
         if parsed is None:
             self.error(f"data asset '{ref}' is not azureml:NAME:VERSION or azureml:NAME@latest", where, *path, job=job)
             return None
-        if self.resolve_data is not None:
+        if check and self.resolve_data is not None:
             try:
                 self.resolve_data(*parsed)
             except DataLookupError as exc:
@@ -1400,7 +1427,11 @@ class _PipelineReader:
             return
         elif decl is not None and (decl.asset_name or decl.asset_version):
             step.output_decls[name] = replace(
-                step.output_decls[name], asset_name=decl.asset_name, asset_version=decl.asset_version
+                step.output_decls[name],
+                asset_name=decl.asset_name,
+                asset_version=decl.asset_version,
+                asset_kind=decl.asset_kind or step.output_decls[name].asset_kind,
+                deploy=decl.deploy,
             )
         if ref is not None:
             step.outputs[name] = ref

@@ -78,6 +78,9 @@ class InputDecl:
     # For pipeline-level data inputs naming a registered data asset: `azureml:NAME:VERSION` or
     # `azureml:NAME@latest`, resolved to one exact version when a run is created.
     asset: str | None = None
+    # What `asset` names: "" a data asset; "mlflow_model" / "custom_model" a registered model
+    # (the declared type, which the loader otherwise reads as uri_folder).
+    asset_kind: str = ""
 
 
 @dataclass
@@ -88,6 +91,12 @@ class OutputDecl:
     # data asset when the step succeeds (version empty: the next number).
     asset_name: str = ""
     asset_version: str = ""
+    # "mlflow_model" / "custom_model" when the declared type is a model's: a named output then
+    # registers a model version instead of a data version, as Azure ML does.
+    asset_kind: str = ""
+    # Stepwise's extension for a model output: deploy the registered version under this name
+    # (or `${{parent.inputs.X}}`: under that input's value, none when it is empty).
+    deploy: str = ""
 
 
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")

@@ -86,6 +86,8 @@ def _decl_to_json(decl: InputDecl) -> dict:
     # Only when set, so versions saved before data assets keep their content hash.
     if decl.asset is not None:
         d["asset"] = decl.asset
+    if decl.asset_kind:
+        d["asset_kind"] = decl.asset_kind
     return d
 
 
@@ -99,6 +101,7 @@ def _decl_from_json(d: dict) -> InputDecl:
         enum=list(d["enum"]) if d.get("enum") is not None else None,
         data=DataPath(type=data["type"], key=data["key"]) if data else None,
         asset=d.get("asset"),
+        asset_kind=d.get("asset_kind", ""),
     )
 
 
@@ -109,6 +112,10 @@ def _out_to_json(out: OutputDecl) -> dict:
         d["asset_name"] = out.asset_name
     if out.asset_version:
         d["asset_version"] = out.asset_version
+    if out.asset_kind:
+        d["asset_kind"] = out.asset_kind
+    if out.deploy:
+        d["deploy"] = out.deploy
     return d
 
 
@@ -118,6 +125,8 @@ def _out_from_json(d: dict) -> OutputDecl:
         description=d.get("description", ""),
         asset_name=d.get("asset_name", ""),
         asset_version=d.get("asset_version", ""),
+        asset_kind=d.get("asset_kind", ""),
+        deploy=d.get("deploy", ""),
     )
 
 
@@ -329,20 +338,22 @@ def _input_yaml(decl: InputDecl) -> dict:
 
 
 def _output_yaml(out: OutputDecl) -> dict:
-    d: dict = {"type": out.type}
+    d: dict = {"type": out.asset_kind or out.type}
     if out.description:
         d["description"] = out.description
     if out.asset_name:
         d["name"] = out.asset_name
     if out.asset_version:
         d["version"] = out.asset_version
+    if out.deploy:
+        d["deploy"] = out.deploy
     return d
 
 
 def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     if decl.data is not None or decl.asset is not None:
         path = decl.asset if decl.asset is not None else _data_path(p, decl.data)  # type: ignore[arg-type]
-        d = {"type": decl.type, "path": path}
+        d = {"type": decl.asset_kind or decl.type, "path": path}
         if decl.optional:
             d["optional"] = True
         if decl.description:

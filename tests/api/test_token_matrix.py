@@ -18,6 +18,9 @@ from pipelines_ui.api.tokens import digest
 from pipelines_ui.models import Component, Pipeline, PipelineVersion
 from runs.data_assets import data_create_from_path
 from runs.models import Run
+from runs.registry.deployments import deployment_create
+from runs.registry.models import Deployment, ScoringRequest
+from runs.registry.services import model_create_from_path
 from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run
@@ -71,6 +74,7 @@ ROUTES = [
     Route("api_data_trigger", "get", "read", "viewer", 200),
     Route("api_data_trigger", "patch", "run", "editor", 200),
     Route("api_data_trigger", "delete", "run", "editor", 204),
+    Route("api_deployment_score", "post", "run", "editor", 503),  # no scorer runs in this test
 ]
 # A pipeline reading a data asset by reference, for the data trigger routes.
 READER_YAML = """
@@ -95,6 +99,7 @@ class World:
     schedule: Schedule
     reader: Pipeline
     trigger: DataTrigger
+    deployment: Deployment
 
     def url(self, route: Route) -> str:
         team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
@@ -121,6 +126,7 @@ class World:
             "api_schedule": f"/api/v1/schedules/{self.schedule.pk}/",
             "api_data_triggers": "/api/v1/data-triggers/",
             "api_data_trigger": f"/api/v1/data-triggers/{self.trigger.pk}/",
+            "api_deployment_score": f"/api/v1/deployments/{team}/{self.deployment.name}/score",
         }[route.name]
 
     def body(self, route: Route):
@@ -146,6 +152,8 @@ class World:
         if (route.name, route.method) == ("api_data_triggers", "post"):
             body = {"team": self.team.name, "name": "second", "pipeline": self.reader.pk, "input_name": "raw"}
             return {**body, "asset": "rows"}, "json"
+        if route.name == "api_deployment_score":
+            return {"inputs": [[1.0]]}, "json"
         return {}, "json"
 
 
@@ -160,11 +168,19 @@ def state() -> tuple:
         Component.objects.count(),
         list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
         list(DataTrigger.objects.values_list("pk", "enabled")),
+        ScoringRequest.objects.count(),
     )
 
 
+def model_file(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"model")
+    return path
+
+
 @pytest.fixture
-def world(team, alice, tmp_path) -> World:
+def world(team, alice, tmp_path, settings) -> World:
+    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
     pipeline = make_pipeline(team, alice)
     run = make_run(pipeline, alice)
     endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
@@ -179,8 +195,17 @@ def world(team, alice, tmp_path) -> World:
         settings=data_triggers.TriggerSettings(name="on rows", pipeline=reader, input_name="raw", asset=rows.asset),
         user=alice,
     )
+    model = model_create_from_path(team=team, name="clf", path=model_file(tmp_path))
+    deployment = deployment_create(team=team, name="clf", model_version=model)
     return World(
-        team=team, pipeline=pipeline, run=run, endpoint=endpoint, schedule=schedule, reader=reader, trigger=trigger
+        team=team,
+        pipeline=pipeline,
+        run=run,
+        endpoint=endpoint,
+        schedule=schedule,
+        reader=reader,
+        trigger=trigger,
+        deployment=deployment,
     )
 
 

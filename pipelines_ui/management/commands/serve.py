@@ -193,7 +193,7 @@ def open_services_warning(services: list[OpenService]) -> str:
 class Command(BaseCommand):
     help = (
         "Serve Stepwise: web (daphne), step workers, the reconciler, the scheduler, the notification "
-        "dispatcher and a local redis-server."
+        "dispatcher, the deployments' scorers and a local redis-server."
     )
 
     def add_arguments(self, parser) -> None:
@@ -236,6 +236,8 @@ class Command(BaseCommand):
         programs.append(Program("reconciler", lambda _gen: [python, manage, "reconcile", "--loop"]))
         programs.append(Program("scheduler", lambda _gen: [python, manage, "stepwise_scheduler"]))
         programs.append(Program("dispatcher", lambda _gen: [python, manage, "stepwise_dispatcher"]))
+        # Scorer processes for deployed models, each a child of this one (runs/registry/deployer.py).
+        programs.append(Program("deployments", lambda _gen: [python, manage, "stepwise_deployments"]))
 
         database = describe_database(connections["default"].settings_dict)
         redis_text = redis_display_url(settings.REDIS_URL)

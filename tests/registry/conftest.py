@@ -1,0 +1,1 @@
+from tests.runs.conftest import artifact_store, pipeline, run  # noqa: F401 - shared fixtures
