@@ -260,8 +260,10 @@ jobs:
 """
 
 
-def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker):
-    workers.start()
+@pytest.mark.parametrize("count", [1, 2])
+def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker, count):
+    # With two workers, one of the trials runs on the other worker and hears of the cancel there.
+    workers.start(count)
     text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "600")
     run = services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
     trials = SweepTrial.objects.filter(step_run__run=run)
@@ -271,12 +273,17 @@ def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, t
     wait_run(run, timeout=60)
     assert run.state == RunState.CANCELED and steps_of(run)["search"].state == StepState.CANCELED
     # The driver hears of the cancel within a heartbeat, then stops the trials it runs.
-    wait_for(lambda: not trials.filter(state=TrialState.RUNNING).exists(), message="the trials to end")
+    unended = (TrialState.QUEUED, TrialState.RUNNING)
+    wait_for(lambda: not trials.filter(state__in=unended).exists(), message="the trials to end")
     states = {t.number: t.state for t in trials}
     assert states == {1: TrialState.COMPLETED, 2: TrialState.CANCELED, 3: TrialState.CANCELED}, [
         (t.number, t.reason) for t in trials
     ]
     assert trials.get(number=2).reason == "canceled: the sweep step was canceled or superseded"
+    if count == 2:
+        # The idle worker claims what is queued before the sweep's own may: one sleeper is its.
+        search = steps_of(run)["search"]
+        assert any(t.worker not in ("", search.worker) for t in trials.filter(number__in=(2, 3)))
     wait_for(lambda: not pids_matching(marker), timeout=10, message="the trials' processes to end")
 
 
