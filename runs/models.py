@@ -293,6 +293,9 @@ class SweepTrial(models.Model):
     # What a trial run by another worker handed in when its process ended (runs/trial_runner.py):
     # exit code, why it stopped, and its outputs, already in the artifact store.
     result = models.JSONField(null=True, blank=True)
+    # Those outputs' rows: the sweep adopts the best trial's when it ends, and until then garbage
+    # collection (runs/gc.py) leaves every one of its running sweep's alone.
+    artifacts = models.ManyToManyField(Artifact, blank=True, related_name="sweep_trials")
     # {metric name: [values in the order logged]}
     metrics = models.JSONField(default=dict, blank=True)
     # The primary metric's last value: what the sweep ranks trials by.

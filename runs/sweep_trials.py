@@ -12,7 +12,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from runs import broadcast
+from runs import artifacts, broadcast
+from runs.artifact_files import Manifest
 from runs.models import (
     TRIAL_TRANSITIONS,
     Metric,
@@ -98,10 +99,24 @@ def sweep_trial_ship(*, trial: SweepTrial, worker: str, lines: list[str], metric
     return SweepTrial.objects.values_list("stop_requested", flat=True).get(pk=trial.pk)
 
 
+def result_outputs(result: dict) -> dict[str, tuple[Manifest, str]]:
+    """A result's outputs (see trial_runner.outputs_result), as the executor registers them."""
+    return {
+        name: (Manifest(sha256=o["sha256"], size=o["size"], file_count=o["file_count"]), o["kind"])
+        for name, o in (result.get("outputs") or {}).items()
+    }
+
+
+@transaction.atomic
 def sweep_trial_hand_in(*, trial: SweepTrial, worker: str, result: dict) -> bool:
     """From the worker running the trial: its process ended, with this result (see
-    SweepTrial.result); False when the trial was no longer its own."""
-    return bool(SweepTrial.objects.filter(pk=trial.pk, state=TrialState.RUNNING, worker=worker).update(result=result))
+    SweepTrial.result); False when the trial was no longer its own. Its stored outputs get their
+    rows now, referenced by the trial, so that no garbage collection takes them before its
+    sweep has chosen."""
+    if not SweepTrial.objects.filter(pk=trial.pk, state=TrialState.RUNNING, worker=worker).update(result=result):
+        return False
+    trial.artifacts.add(*[artifacts.register(manifest, kind) for manifest, kind in result_outputs(result).values()])
+    return True
 
 
 @transaction.atomic

@@ -37,14 +37,6 @@ class RemoteTrialError(Exception):
     """The worker running the trial failed (not its process): its message, as that worker logged it."""
 
 
-def stored_outputs(result: dict) -> dict[str, tuple[Manifest, str]]:
-    """A result's outputs (see trial_runner.outputs_result) as the executor registers them."""
-    return {
-        name: (Manifest(sha256=o["sha256"], size=o["size"], file_count=o["file_count"]), o["kind"])
-        for name, o in (result.get("outputs") or {}).items()
-    }
-
-
 class ClaimableTrial:
     """Queued, then run here (a TrialAttempt) or followed elsewhere (its row): the driver's `Trial`."""
 
@@ -181,4 +173,4 @@ class ClaimableTrial:
         self.setup_error = result.get("setup_error", "")
         if result.get("error"):
             self._error = RemoteTrialError(result["error"])
-        self.stored_outputs = stored_outputs(result)
+        self.stored_outputs = sweep_trials.result_outputs(result)

@@ -65,7 +65,7 @@ class RemoteTrialAttempt(TrialAttempt):
 
 
 def outputs_result(prepared: Prepared) -> dict[str, dict]:
-    """Store a succeeded trial's outputs; what its result says of them (trial_handles.stored_outputs)."""
+    """Store a succeeded trial's outputs; what its result says of them (sweep_trials.result_outputs)."""
     result = {}
     for name, (path, kind) in prepared.outputs.items():
         manifest = artifacts.store_files(path, kind)

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import sweep_trials, trial_handles, trial_runner
-from runs.models import StepRun, StepState, SweepTrial, SweepTrialReport, TrialState
+from runs import gc, sweep_trials, trial_handles, trial_runner
+from runs.models import Artifact, StepRun, StepState, SweepTrial, SweepTrialReport, TrialState
 from runs.step_records import MetricRecord
 from runs.trial_handles import ClaimableTrial
 from tests.runs.conftest import set_step
@@ -122,6 +122,12 @@ def test_the_driver_follows_a_trial_another_worker_claimed(queued, settings):
     assert trial.done() and trial.returncode == -15 and trial.stopped_by == "early termination: bandit"
     ((manifest, kind),) = trial.stored_outputs.values()
     assert (manifest.sha256, manifest.size, kind) == ("ab" * 32, 3, "uri_folder")
+    # Registered and held by the trial: no garbage collection takes it while its sweep runs.
+    (artifact,) = queued.artifacts.all()
+    Artifact.objects.filter(pk=artifact.pk).update(created_at=timezone.now() - timedelta(days=1))
+    assert artifact.sha256 not in gc.collect(dry_run=True).artifacts
+    StepRun.objects.filter(pk=queued.step_run_id).update(state=StepState.FAILED)
+    assert artifact.sha256 in gc.collect(dry_run=True).artifacts
 
 
 def test_a_trial_whose_worker_stopped_beating_is_lost(queued):
