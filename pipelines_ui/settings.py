@@ -278,6 +278,9 @@ STEPWISE_LOG_TAIL_LINES = env_int("STEPWISE_LOG_TAIL_LINES", 1000)
 if STEPWISE_LOG_HEAD_LINES < 0 or STEPWISE_LOG_TAIL_LINES < 0:
     raise ImproperlyConfigured("STEPWISE_LOG_HEAD_LINES and STEPWISE_LOG_TAIL_LINES must be 0 or more")
 STEPWISE_HEARTBEAT_S = env_int("STEPWISE_HEARTBEAT_S", 5)
+# How long a queued sweep trial waits for another worker to claim it before the sweep's own
+# worker runs it itself (runs/trial_handles.py): what keeps a lone worker's sweep going.
+STEPWISE_TRIAL_CLAIM_DELAY_S = env_int("STEPWISE_TRIAL_CLAIM_DELAY_S", 1)
 # Before reusing an earlier output: "hash" re-hashes its files, "exists" only checks they are there
 # (for stores of very large outputs, where re-hashing on every rerun costs too much).
 STEPWISE_REUSE_VERIFY = env_str("STEPWISE_REUSE_VERIFY", "hash")

@@ -45,11 +45,13 @@ from runs import (
     queues,
     sweep_driver,
     transfer,
+    trial_handles,
 )
 from runs import sandbox as sandbox_
 from runs import worker as worker_
+from runs.artifact_files import Manifest
 from runs.data_assets import register_named_outputs, run_data_artifacts
-from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState
+from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState, SweepTrial
 from runs.registry.services import register_named_model_outputs
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
@@ -384,6 +386,8 @@ class Attempt:
         self.fenced = False
         self.masker = Masker(prepared.secrets)
         self.timeout_s = step_run.timeout_s
+        # Outputs already in the artifact store (a sweep's best trial run by another worker).
+        self.stored_outputs: dict[str, tuple[Manifest, str]] = {}
 
     # -- log, heartbeat, fencing ---------------------------------------------------
     def add_lines(self, lines: list[str]) -> None:
@@ -686,6 +690,47 @@ def prepare_sweep(workdir: Path) -> Prepared:
     return Prepared(command="", cwd=workdir / "code", env={})
 
 
+def trial_workdir(step_run: StepRun, number: int) -> Path:
+    return attempt_workdir(step_run) / "trials" / str(number)
+
+
+def prepare_trial(
+    step_run: StepRun,
+    pipeline: Pipeline,
+    step: Step,
+    file_map: dict[str, str],
+    *,
+    number: int,
+    params: dict[str, object],
+    held: contextlib.ExitStack,
+    target: ComputeTarget | None,
+) -> tuple[Prepared, str]:
+    """A sweep trial prepared as a command step with its sampled inputs, whichever worker runs it
+    (the sweep's own, or another: runs/trial_runner.py); with the tag of its processes."""
+    trial_step = dataclasses.replace(step, inputs={**step.inputs, **params}, sweep=None)
+    tag = processes.trial_tag(step_run.pk, step_run.attempt, number)
+    try:
+        prepared = prepare(
+            step_run,
+            pipeline,
+            trial_step,
+            file_map,
+            trial_workdir(step_run, number),
+            held=held,
+            target=target,
+            process_tag=tag,
+        )
+        if prepared.sandbox is not None:
+            # The steps' network helper (pasta) dies with the thread that starts it, and takes
+            # the namespace's spawner thread, and so every sandboxed trial, with it: start it
+            # here, from the thread that runs the sweep (or the remote trial), which outlives
+            # every trial it starts.
+            sandbox_.network_namespace(outbound=prepared.sandbox.network)
+    except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
+        raise sweep_driver.TrialSetupError(str(exc)) from exc
+    return prepared, tag
+
+
 class SweepAttempt(Attempt):
     """A sweep step's attempt: its own log, heartbeat and fencing, while runs/sweep_driver.py
     starts its trials through `launch`, each prepared and run as a command step is."""
@@ -708,29 +753,27 @@ class SweepAttempt(Attempt):
         self.held = held
         self.target = target
 
-    def launch(self, number: int, params: dict[str, object]) -> TrialAttempt:
+    def launch(self, number: int, params: dict[str, object]) -> trial_handles.ClaimableTrial:
+        """Offer the trial (its row just created, queued) to every worker of the sweep's queue;
+        this worker runs it itself when none claims it in time (runs/trial_handles.py)."""
+        row = SweepTrial.objects.select_related("step_run").get(
+            step_run=self.step_run, attempt=self.step_run.attempt, number=number
+        )
+        queues.enqueue_trial(row, self.step_run.queue)
+        return trial_handles.ClaimableTrial(row, run_here=functools.partial(self._run_here, number, params))
+
+    def _run_here(self, number: int, params: dict[str, object]) -> TrialAttempt:
         assert self.step.sweep is not None
-        trial_step = dataclasses.replace(self.step, inputs={**self.step.inputs, **params}, sweep=None)
-        workdir = self.prepared.cwd.parent / "trials" / str(number)
-        tag = processes.trial_tag(self.step_run.pk, self.step_run.attempt, number)
-        try:
-            prepared = prepare(
-                self.step_run,
-                self.pipeline,
-                trial_step,
-                self.file_map,
-                workdir,
-                held=self.held,
-                target=self.target,
-                process_tag=tag,
-            )
-            if prepared.sandbox is not None:
-                # The steps' network helper (pasta) dies with the thread that starts it, and takes
-                # the namespace's spawner thread, and so every sandboxed trial, with it: start it
-                # here, from the sweep's own thread, which outlives every trial.
-                sandbox_.network_namespace(outbound=prepared.sandbox.network)
-        except (StepSetupError, artifacts.ArtifactError, sandbox_.SandboxError, OSError) as exc:
-            raise sweep_driver.TrialSetupError(str(exc)) from exc
+        prepared, tag = prepare_trial(
+            self.step_run,
+            self.pipeline,
+            self.step,
+            self.file_map,
+            number=number,
+            params=params,
+            held=self.held,
+            target=self.target,
+        )
         trial = TrialAttempt(
             self.step_run, prepared, number=number, timeout_s=self.step.sweep.limits.trial_timeout_s, tag=tag
         )
@@ -758,6 +801,7 @@ class SweepAttempt(Attempt):
             self.stop_reason = outcome.failure
             return 1
         self.prepared.outputs.update(outcome.outputs)
+        self.stored_outputs.update(outcome.stored_outputs)
         record = {name: str(value) for name, value in driver.ended[outcome.best].row.params.items()}
         for name, value in record.items():
             self.store_param(name, value)
@@ -868,6 +912,7 @@ def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, S
         return "failed", None
     try:
         stored = {name: (artifacts.store_files(path, kind), kind) for name, (path, kind) in prepared.outputs.items()}
+        stored.update(attempt_.stored_outputs)
     except artifacts.ArtifactError as exc:
         _fail(step_run, str(exc), exit_code=returncode)
         return "failed to store outputs", None

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from runs import artifacts, data_assets
-from runs.models import Artifact
+from runs.models import Artifact, StepState
 
 # A worker stores an output's (or a whole log's) files before it records the row that
 # references them; anything younger than this may be such an object in flight.
@@ -36,7 +36,7 @@ def collect(*, dry_run: bool) -> GcReport:
         remote_inputs__isnull=True,
         model_versions__isnull=True,
         created_at__lt=cutoff,
-    )
+    ).exclude(sweep_trials__step_run__state=StepState.RUNNING)
     for artifact in unreferenced:
         report.artifacts.append(artifact.sha256)
         report.bytes_freed += artifact.size

@@ -252,6 +252,8 @@ class Param(models.Model):
 
 
 class TrialState(models.TextChoices):
+    # Waiting for a worker to claim it (runs/sweep_trials.py, sweep_trial_claim).
+    QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -260,8 +262,10 @@ class TrialState(models.TextChoices):
     CANCELED = "canceled"
 
 
-# Every legal edge of a trial; a trial is created running and ends once.
+# Every legal edge of a trial; a trial is created queued, claimed once, and ends once.
 TRIAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    # Failed or canceled without running: its sweep could not hand it out, or stopped first.
+    TrialState.QUEUED: frozenset({TrialState.RUNNING, TrialState.FAILED, TrialState.CANCELED}),
     TrialState.RUNNING: frozenset(
         {TrialState.COMPLETED, TrialState.FAILED, TrialState.EARLY_TERMINATED, TrialState.CANCELED}
     ),
@@ -271,14 +275,27 @@ TRIAL_TRANSITIONS: dict[str, frozenset[str]] = {
 class SweepTrial(models.Model):
     """One trial of a sweep step's attempt: the inputs it was given and what it reported.
 
-    Written by the sweep driver (runs/sweep_driver.py) through `runs.sweep_trials`.
+    Written through `runs.sweep_trials`: by the sweep driver (runs/sweep_driver.py), which alone
+    decides its fate, and by the worker that claimed it when that is not the sweep's own
+    (runs/trial_runner.py), which only beats, ships its progress and hands in its result.
     """
 
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="trials")
     attempt = models.PositiveIntegerField()
     number = models.PositiveIntegerField()
     params = models.JSONField(default=dict)
-    state = models.CharField(max_length=20, choices=TrialState.choices, default=TrialState.RUNNING)
+    state = models.CharField(max_length=20, choices=TrialState.choices, default=TrialState.QUEUED)
+    # The worker that claimed it (runs/worker.py, worker_name), the sweep's own or another.
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The driver's word to a trial run by another worker, which kills its process when it reads it.
+    stop_requested = models.TextField(blank=True)
+    # What a trial run by another worker handed in when its process ended (runs/trial_runner.py):
+    # exit code, why it stopped, and its outputs, already in the artifact store.
+    result = models.JSONField(null=True, blank=True)
+    # Those outputs' rows: the sweep adopts the best trial's when it ends, and until then garbage
+    # collection (runs/gc.py) leaves every one of its running sweep's alone.
+    artifacts = models.ManyToManyField(Artifact, blank=True, related_name="sweep_trials")
     # {metric name: [values in the order logged]}
     metrics = models.JSONField(default=dict, blank=True)
     # The primary metric's last value: what the sweep ranks trials by.
@@ -286,7 +303,8 @@ class SweepTrial(models.Model):
     is_best = models.BooleanField(default=False)
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
-    started_at = models.DateTimeField()
+    # When it was claimed; None while queued.
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -300,9 +318,22 @@ class SweepTrial(models.Model):
 
     @property
     def duration_s(self) -> float | None:
-        if self.finished_at is None:
+        if self.finished_at is None or self.started_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class SweepTrialReport(models.Model):
+    """What a trial run by another worker printed and logged since its last report; the driver
+    takes (and deletes) these in order, as it takes a local trial's from memory."""
+
+    trial = models.ForeignKey(SweepTrial, on_delete=models.CASCADE, related_name="reports")
+    lines = models.JSONField(default=list)
+    # [[name, value, step], ...]
+    metrics = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["pk"]
 
 
 class WorkerState(models.TextChoices):

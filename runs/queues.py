@@ -1,5 +1,5 @@
 """Compute targets are RQ queues; this module is the one place that names queues and jobs and
-enqueues step jobs.
+enqueues step jobs (and sweep trials' jobs, on their sweep step's queue).
 
 Several installs may share one Redis: every queue name, job id and worker name carries this
 install's instance id (settings.STEPWISE_INSTANCE), so that each install's workers take only its
@@ -8,6 +8,7 @@ own jobs. A compute target's `queue` is the logical name; the Redis name is deri
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -16,12 +17,15 @@ import django_rq
 from django.conf import settings
 from django.db import connections
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 from pipelines_ui.settings import database_instance
-from runs.models import ComputeTarget, StepRun
+from runs.models import ComputeTarget, StepRun, SweepTrial
 from stepwise.spec.bindings import compute_target_name
 
 JOB_FUNC = "runs.jobs.execute_step"
+TRIAL_JOB_FUNC = "runs.jobs.run_sweep_trial"
 
 
 _queues: dict[str, Queue] = {}
@@ -102,6 +106,29 @@ def enqueue_steps(step_runs: Iterable[StepRun]) -> None:
                 for s in items
             ]
         )
+
+
+def trial_job_id(trial: SweepTrial) -> str:
+    return f"{instance_id()}-trial-{trial.pk}"
+
+
+def enqueue_trial(trial: SweepTrial, queue: str) -> None:
+    """Offer a queued trial to the workers of its sweep step's queue (runs.jobs.run_sweep_trial)."""
+    get_queue(queue).enqueue(
+        TRIAL_JOB_FUNC,
+        args=(trial.pk, instance_id()),
+        job_id=trial_job_id(trial),
+        job_timeout=-1,
+        result_ttl=600,
+        failure_ttl=86400,
+    )
+
+
+def withdraw_trial(trial: SweepTrial) -> None:
+    """Drop the job of a trial the sweep's own worker claimed: no other worker need wake for it
+    (one that does finds the trial claimed and leaves it)."""
+    with contextlib.suppress(NoSuchJobError):
+        Job.fetch(trial_job_id(trial), connection=django_rq.get_connection("default")).delete()
 
 
 def resolve_target(name: str) -> ComputeTarget | None:

@@ -2,10 +2,11 @@
 
 It runs in the worker thread that runs the sweep step. Trials are launched through a
 callable the executor gives (`launch`), so they run exactly as command steps do (sandbox,
-environment, log masking, metrics file); each trial's process is watched by a thread of
-its own that touches no database. This loop is the only one that writes: it moves the
-trials' lines into the sweep step's log, their metrics into their rows, and evaluates the
-early termination policy whenever the primary metric is reported.
+environment, log masking, metrics file). A launched trial is queued for any worker of the
+sweep's queue to claim, and run by this worker when none does in time (runs/trial_handles.py);
+either way the driver sees it through the same `Trial`. This loop alone decides: it moves the
+trials' lines into the sweep step's log, their metrics into their rows, evaluates the early
+termination policy whenever the primary metric is reported, and ends each trial's row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runs import sweep_trials
+from runs.artifact_files import Manifest
 from runs.models import StepRun, SweepTrial, TrialState
 from runs.step_records import MetricRecord, ParamRecord
 from stepwise.spec.sweep import SweepSpec
@@ -33,13 +35,15 @@ ROW_METRIC_VALUES = 1000
 
 
 class Trial(Protocol):
-    """A launched trial's process, as the driver sees it (executor.TrialAttempt)."""
+    """A launched trial's process, as the driver sees it (executor.TrialAttempt run here, or
+    trial_handles.ClaimableTrial, which runs one here or follows one run by another worker)."""
 
     number: int
     returncode: int | None
     error: BaseException | None
     stop_reason: str
     stopped_by: str
+    # Its outputs on this host, stored when it is chosen as best ...
     outputs: dict[str, tuple[Path, str]]
 
     def done(self) -> bool: ...
@@ -49,6 +53,20 @@ class Trial(Protocol):
     def stop(self, reason: str) -> None: ...
 
     def take(self) -> tuple[list[str], list[MetricRecord | ParamRecord]]: ...
+
+
+class ClaimedTrial(Trial, Protocol):
+    """What `launch` returns: a Trial that may wait for a worker, and run on another host."""
+
+    # ... or already in the artifact store, when another worker ran it.
+    stored_outputs: dict[str, tuple[Manifest, str]]
+    # Why it could not start, once claimed (what `launch` raising TrialSetupError says).
+    setup_error: str
+    # The worker that claimed it; empty while queued.
+    worker: str
+
+    def poll(self) -> None:
+        """Claim, start or follow it: called by the driver, in its thread, on each turn."""
 
 
 class SweepLog(Protocol):
@@ -70,19 +88,22 @@ class TrialSetupError(Exception):
 
 @dataclass
 class _Tracked:
-    trial: Trial
+    trial: ClaimedTrial
     row: SweepTrial
     metrics: dict[str, list[float]] = field(default_factory=dict)
     terminated: str = ""
     reported_at: float = 0.0
     changed: bool = False
+    claimed: bool = False
 
 
 @dataclass
 class SweepOutcome:
     best: int | None
-    # The best trial's output paths, which become the sweep step's outputs.
+    # The best trial's outputs, which become the sweep step's outputs: paths on this host when
+    # this worker ran it, else what its worker stored.
     outputs: dict[str, tuple[Path, str]]
+    stored_outputs: dict[str, tuple[Manifest, str]] = field(default_factory=dict)
     # Why the sweep failed; empty when a best trial was found.
     failure: str = ""
     fenced: bool = False
@@ -107,7 +128,7 @@ class SweepDriver:
         spec: SweepSpec,
         input_types: dict[str, str],
         log: SweepLog,
-        launch: Callable[[int, dict[str, Value]], Trial],
+        launch: Callable[[int, dict[str, Value]], ClaimedTrial],
         seed: int,
     ) -> None:
         self.spec = spec
@@ -150,6 +171,10 @@ class SweepDriver:
                     self._start(*source.ask())
                 time.sleep(POLL_S)
                 for tracked in list(self.running.values()):
+                    tracked.trial.poll()
+                    if not tracked.claimed and tracked.trial.worker:
+                        tracked.claimed = True
+                        self.log.add_lines([f"[trial {tracked.row.number}] running on {tracked.trial.worker}"])
                     self._drain(tracked)
                     if tracked.trial.done():
                         self._drain(tracked)
@@ -175,17 +200,23 @@ class SweepDriver:
         try:
             trial = self.launch(number, params)
         except TrialSetupError as exc:
-            reason = f"trial {number} could not start: {exc}"
-            self.log.add_lines([f"[sweep] {reason}"])
-            sweep_trials.sweep_trial_finish(trial=row, to=TrialState.FAILED, metrics={}, objective=None, reason=reason)
-            self.source.tell(number, None)
-            self.ended[number] = _Tracked(trial=None, row=row)  # type: ignore[arg-type]
-            # What stops one trial's setup (a missing input, an unreadable artifact) stops every
-            # other's: no more start, and the sweep fails with this reason unless one completed.
-            self._stop_all(reason)
+            self._setup_failed(_Tracked(trial=None, row=row), str(exc))  # type: ignore[arg-type]
             return
         self.running[number] = _Tracked(trial=trial, row=row)
-        self.log.add_lines([f"[trial {number}] started: {_format_params(params)}"])
+        self.log.add_lines([f"[trial {number}] queued: {_format_params(params)}"])
+
+    def _setup_failed(self, tracked: _Tracked, error: str) -> None:
+        number = tracked.row.number
+        reason = f"trial {number} could not start: {error}"
+        self.log.add_lines([f"[sweep] {reason}"])
+        sweep_trials.sweep_trial_finish(
+            trial=tracked.row, to=TrialState.FAILED, metrics={}, objective=None, reason=reason
+        )
+        self.source.tell(number, None)
+        self.ended[number] = tracked
+        # What stops one trial's setup (a missing input, an unreadable artifact) stops every
+        # other's: no more start, and the sweep fails with this reason unless one completed.
+        self._stop_all(reason)
 
     def _stop_all(self, reason: str) -> None:
         self.stopping = self.stopping or reason
@@ -227,6 +258,11 @@ class SweepDriver:
     def _finish(self, tracked: _Tracked) -> None:
         trial, number = tracked.trial, tracked.row.number
         del self.running[number]
+        # Claimed meanwhile, by this worker or another: its row is no longer as it was created.
+        tracked.row.refresh_from_db(fields=["state", "worker", "started_at"])
+        if trial.setup_error:
+            self._setup_failed(tracked, trial.setup_error)
+            return
         self.ended[number] = tracked
         series = tracked.metrics.get(self.primary, [])
         objective: float | None = None
@@ -279,4 +315,6 @@ class SweepDriver:
                 f"({_format_params(chosen.row.params)})"
             ]
         )
-        return SweepOutcome(best=best, outputs=dict(chosen.trial.outputs))
+        return SweepOutcome(
+            best=best, outputs=dict(chosen.trial.outputs), stored_outputs=dict(chosen.trial.stored_outputs)
+        )

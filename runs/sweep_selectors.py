@@ -19,6 +19,8 @@ class TrialRow:
     is_best: bool
     duration_s: float | None
     reason: str
+    # The worker that claimed it; empty while queued.
+    worker: str
 
 
 @dataclass
@@ -68,6 +70,7 @@ def sweep_table(step_run: StepRun, step: Step) -> SweepTable | None:
                 is_best=trial.is_best,
                 duration_s=trial.duration_s,
                 reason=trial.reason,
+                worker=trial.worker,
             )
         )
         plot_trials.append(

@@ -260,8 +260,10 @@ jobs:
 """
 
 
-def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker):
-    workers.start()
+@pytest.mark.parametrize("count", [1, 2])
+def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, team, tmp_path, marker, count):
+    # With two workers, one of the trials runs on the other worker and hears of the cancel there.
+    workers.start(count)
     text = SLOW.replace("{MARKER}", marker).replace("LIMIT", "600")
     run = services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
     trials = SweepTrial.objects.filter(step_run__run=run)
@@ -271,12 +273,17 @@ def test_canceling_a_sweep_stops_its_trials_and_starts_no_more(workers, alice, t
     wait_run(run, timeout=60)
     assert run.state == RunState.CANCELED and steps_of(run)["search"].state == StepState.CANCELED
     # The driver hears of the cancel within a heartbeat, then stops the trials it runs.
-    wait_for(lambda: not trials.filter(state=TrialState.RUNNING).exists(), message="the trials to end")
+    unended = (TrialState.QUEUED, TrialState.RUNNING)
+    wait_for(lambda: not trials.filter(state__in=unended).exists(), message="the trials to end")
     states = {t.number: t.state for t in trials}
     assert states == {1: TrialState.COMPLETED, 2: TrialState.CANCELED, 3: TrialState.CANCELED}, [
         (t.number, t.reason) for t in trials
     ]
     assert trials.get(number=2).reason == "canceled: the sweep step was canceled or superseded"
+    if count == 2:
+        # The idle worker claims what is queued before the sweep's own may: one sleeper is its.
+        search = steps_of(run)["search"]
+        assert any(t.worker not in ("", search.worker) for t in trials.filter(number__in=(2, 3)))
     wait_for(lambda: not pids_matching(marker), timeout=10, message="the trials' processes to end")
 
 
@@ -293,3 +300,134 @@ def test_a_sweeps_timeout_cancels_running_trials_and_keeps_the_best_completed(wo
         assert trials[number].state == TrialState.CANCELED
         assert trials[number].reason == "timeout: the sweep ran longer than 3 s"
     assert not pids_matching(marker)
+
+
+# Each trial notes that it ran in a file of the test's shared folder, sleeps so that two run at
+# once, and leaves x in its output; the report step reads the sweep's output, wherever it was made.
+SPREAD = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time, json; from stepwise import log_metric;
+        x = int(sys.argv[1]); open('{SHARED}/ran.txt', 'a').write(str(x) + chr(10));
+        [(log_metric('score', -(x - 3) ** 2 * (i + 1) / 3, step=i), time.sleep(0.6)) for i in range(3)];
+        json.dump({'x': x}, open(sys.argv[2] + '/best.json', 'w')); print('done', x)"
+        ${{inputs.x}} ${{outputs.model}}
+      inputs:
+        x: {type: integer}
+      outputs:
+        model: {type: uri_folder}
+    search_space:
+      x: {type: choice, values: [0, 1, 2, 3, 4, 5]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 6, max_concurrent_trials: 2, trial_timeout: 60}
+  report:
+    command: cat ${{inputs.model}}/best.json
+    inputs:
+      model: ${{parent.jobs.search.outputs.model}}
+"""
+
+
+@pytest.mark.parametrize("count", [2, 1])
+def test_trials_spread_over_the_workers_each_run_once_and_the_best_output_is_adopted(
+    workers, alice, team, tmp_path, count
+):
+    workers.start(count)
+    text = SPREAD.replace("{SHARED}", str(tmp_path))
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice), timeout=120)
+    steps = steps_of(run)
+    search = steps["search"]
+    assert run.state == RunState.SUCCEEDED, {n: (s.state, s.reason) for n, s in steps.items()}
+    trials = list(SweepTrial.objects.filter(step_run=search).order_by("number"))
+    assert [t.state for t in trials] == [TrialState.COMPLETED] * 6, [(t.number, t.state, t.reason) for t in trials]
+    assert sorted(int(x) for x in (tmp_path / "ran.txt").read_text().split()) == [0, 1, 2, 3, 4, 5]
+    assert max_overlap(trials) <= 2
+    ran_on = {t.worker for t in trials}
+    if count == 2:
+        # The other worker took trials from the queue; the sweep's own ran those no one claimed in time.
+        assert len(ran_on) == 2 and search.worker in ran_on, ran_on
+    else:
+        # Alone, the sweep's worker runs every trial itself once the claim delay has passed.
+        assert ran_on == {search.worker}
+    log = log_text(search)
+    for trial in trials:
+        assert trial.objective == -((trial.params["x"] - 3) ** 2) and len(trial.metrics["score"]) == 3
+        # Each trial's lines reach the sweep step's log, whichever worker ran it.
+        assert f"[trial {trial.number}] done {trial.params['x']}" in log
+        assert f"[trial {trial.number}] running on {trial.worker}" in log
+    (best,) = [t for t in trials if t.is_best]
+    assert best.params == {"x": 3}
+    assert output_file(search, "model", "best.json") == {"x": 3}
+    assert '{"x": 3}' in log_text(steps["report"])
+
+
+def on_another_worker(trials, search) -> SweepTrial | None:
+    running = trials.filter(state=TrialState.RUNNING).exclude(worker=search.worker).exclude(worker="")
+    return running.first()
+
+
+def test_early_termination_stops_a_trial_running_on_another_worker(workers, alice, team, tmp_path):
+    # One trial at a time: the idle worker takes each from the queue before the claim delay ends.
+    workers.start(2)
+    run = wait_run(services.run_create(version=import_yaml(tmp_path, EARLY, alice, team), user=alice), timeout=120)
+    search = steps_of(run)["search"]
+    assert search.state == StepState.SUCCEEDED, search.reason
+    trials = {t.params["x"]: t for t in SweepTrial.objects.filter(step_run=search)}
+    assert all(t.worker and t.worker != search.worker for t in trials.values()), [
+        (t.number, t.worker, search.worker) for t in trials.values()
+    ]
+    assert trials[3].state == TrialState.COMPLETED and trials[3].is_best
+    for x in (1, 5):
+        # Stopped at its first report, through its row, long before its 20 s of sleep.
+        assert trials[x].state == TrialState.EARLY_TERMINATED, (trials[x].state, trials[x].reason)
+        assert trials[x].reason.startswith("bandit:") and len(trials[x].metrics["score"]) == 1
+        assert trials[x].duration_s < 15
+    assert "done 1" not in log_text(search)
+
+
+LOST = """
+type: pipeline
+jobs:
+  search:
+    type: sweep
+    sampling_algorithm: grid
+    trial:
+      command: >-
+        python -c "import sys, time; from stepwise import log_metric;
+        x = int(sys.argv[1]); log_metric('score', -(x - 3) ** 2); print('{MARKER}', x, flush=True);
+        time.sleep(300 if x == 0 else 0.1)" ${{inputs.x}}
+      inputs:
+        x: {type: integer}
+    search_space:
+      x: {type: choice, values: [0, 1, 2, 3]}
+    objective: {primary_metric: score, goal: maximize}
+    limits: {max_total_trials: 4, max_concurrent_trials: 1}
+"""
+
+
+def test_a_trial_whose_worker_dies_fails_as_worker_lost_and_the_sweep_goes_on(workers, alice, team, tmp_path, marker):
+    workers.start(2)
+    text = LOST.replace("{MARKER}", marker)
+    run = services.run_create(version=import_yaml(tmp_path, text, alice, team), user=alice)
+    trials = SweepTrial.objects.filter(step_run__run=run)
+    search = wait_for(lambda: steps_of(run)["search"].worker and steps_of(run)["search"], message="the sweep")
+    # Trial 1 (x=0) sleeps on the other worker, the idle one, which claims it at once.
+    remote = wait_for(lambda: on_another_worker(trials, search), message="a trial on the other worker")
+    assert remote.number == 1
+    wait_for(lambda: pids_matching(marker), message="trial 1's process")
+    (victim,) = [p for p in workers.procs if remote.worker.endswith(f":{p.pid}")]
+    victim.kill()
+    wait_run(run, timeout=120)
+    search.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED, search.reason
+    rows = {t.number: t for t in trials}
+    assert rows[1].state == TrialState.FAILED and rows[1].reason.startswith(f"worker lost: {remote.worker}")
+    assert [rows[n].state for n in (2, 3, 4)] == [TrialState.COMPLETED] * 3
+    # The others ran on the worker left, the sweep's own.
+    assert {rows[n].worker for n in (2, 3, 4)} == {search.worker}
+    assert rows[4].is_best and rows[4].params == {"x": 3}
+    assert "[trial 1] Failed: worker lost" in log_text(search)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runs import sweep_driver
-from runs.models import StepRun, SweepTrial, TrialState
+from runs import sweep_driver, sweep_trials
+from runs.models import StepRun, StepState, SweepTrial, TrialState
 from runs.step_records import MetricRecord
 from runs.sweep_driver import SweepDriver, TrialSetupError
 from stepwise.spec.sweep import Distribution, EarlyTermination, Objective, Sampling, SweepLimits, SweepSpec
@@ -27,6 +27,12 @@ class FakeTrial:
         self.stop_reason = ""
         self.stopped_by = ""
         self.outputs = {"model": (Path(f"/trial/{number}/model"), "uri_folder")}
+        self.stored_outputs: dict = {}
+        self.setup_error = ""
+        self.worker = "here"
+
+    def poll(self) -> None:
+        pass
 
     def done(self) -> bool:
         if self.stopped_by:
@@ -75,7 +81,7 @@ def fast(monkeypatch):
 
 @pytest.fixture
 def step_run(run) -> StepRun:
-    return set_step(run, "train", attempt=1)
+    return set_step(run, "train", attempt=1, state=StepState.RUNNING)
 
 
 def spec(values: list[int], *, concurrent: int = 2, policy: EarlyTermination | None = None) -> SweepSpec:
@@ -98,6 +104,9 @@ def drive(step_run, sweep: SweepSpec, scores: dict[int, list[float]], log=None, 
             raise TrialSetupError("input data: no such file")
         running_at_launch.append(len(driver.running))
         launched.append(params["x"])
+        # Claimed at once by this worker, as trial_handles.ClaimableTrial does when no other claims it.
+        row = SweepTrial.objects.get(step_run=step_run, number=number)
+        assert sweep_trials.sweep_trial_claim(trial=row, worker="here")
         return FakeTrial(number, scores[params["x"]])
 
     driver = SweepDriver(spec=sweep, input_types={"x": "integer"}, log=log, launch=launch, seed=1)

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from runs import sweep_trials
-from runs.models import StepRun, SweepTrial, TrialState
+from runs.models import StepRun, StepState, SweepTrial, TrialState
 from tests.runs.conftest import make_pipeline, make_run
 
 SWEEP_YAML = """
@@ -33,13 +33,18 @@ jobs:
 def sweep_step(alice, team) -> StepRun:
     run = make_run(make_pipeline(team, alice, name="tune", yaml_text=SWEEP_YAML), alice)
     step = StepRun.objects.get(run=run, name="tune")
-    StepRun.objects.filter(pk=step.pk).update(attempt=1)
+    StepRun.objects.filter(pk=step.pk).update(attempt=1, state=StepState.RUNNING)
     step.refresh_from_db()
     return step
 
 
-def trial(step: StepRun, number: int, params: dict, state: TrialState, acc: list[float]) -> SweepTrial:
+def trial(
+    step: StepRun, number: int, params: dict, state: TrialState, acc: list[float], worker: str = "host-a:101"
+) -> SweepTrial:
     row = sweep_trials.sweep_trial_start(step_run=step, number=number, params=params)
+    if state == TrialState.QUEUED:
+        return row
+    assert sweep_trials.sweep_trial_claim(trial=row, worker=worker)
     if state != TrialState.RUNNING:
         sweep_trials.sweep_trial_finish(
             trial=row, to=state, metrics={"acc": acc}, objective=acc[-1] if state == TrialState.COMPLETED else None
@@ -68,6 +73,17 @@ def test_the_trials_table_highlights_the_best_and_escapes_values(client, alice, 
     assert plot["axes"] == ["kind", "lr", "acc"]
     assert [t["best"] for t in plot["trials"]] == [False, True, False, False]
     assert plot["trials"][0]["values"] == ["<b>bold</b>", 0.0123456, 0.8]
+
+
+def test_the_trials_table_says_which_worker_runs_each_trial(client, alice, sweep_step):
+    trial(sweep_step, 1, {"kind": "plain", "lr": 0.05}, TrialState.COMPLETED, [0.5], worker="host-a:101")
+    trial(sweep_step, 2, {"kind": "plain", "lr": 0.06}, TrialState.RUNNING, [0.4], worker="host-b:202")
+    trial(sweep_step, 3, {"kind": "plain", "lr": 0.07}, TrialState.QUEUED, [])
+    client.force_login(alice)
+    parts = client.get(reverse("run_parts", args=[sweep_step.run_id]) + "?step=tune").json()["parts"]
+    rows = {n: parts["trials"].split(f'data-trial="{n}"')[1].split("</tr>")[0] for n in (1, 2, 3)}
+    assert "<code>host-a:101</code>" in rows[1] and "<code>host-b:202</code>" in rows[2]
+    assert 'data-state="queued"' in rows[3] and "<code>host" not in rows[3]
 
 
 def test_the_live_refresh_carries_the_trials_part(client, alice, sweep_step):
