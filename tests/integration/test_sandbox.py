@@ -4,7 +4,11 @@ worker in the sandbox (runs/sandbox.py), tries everything it should not be able 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -104,8 +108,24 @@ attempt("open-postgresql", open_database)
 for address in cfg["host_addresses"]:
     attempt("connect-redis-at-" + address, connect(address, cfg["redis_port"]))
 
+attempt("write-dev", write("/dev/evil"))
+attempt("make-device-node", lambda: os.mknod("/tmp/disk", 0o600 | 0o060000, os.makedev(8, 0)))
+attempt("read-dev-mem", read("/dev/mem"))
+attempt("become-root", lambda: os.setuid(0))
+
+
+def devices():
+    with open("/dev/null", "w") as null:
+        null.write("discarded")
+    with open("/dev/urandom", "rb") as urandom, open("/dev/zero", "rb") as zero:
+        return len(urandom.read(16)), zero.read(4)
+
+
+print("devices:", devices())
 print("visible processes:", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
-print("uid:", os.getuid())
+print("uid:", os.getuid(), "groups:", os.getgroups())
+status = dict(line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":\t" in line)
+print("capabilities:", status["CapPrm"].strip(), status["CapEff"].strip(), "no_new_privs:", status["NoNewPrivs"])
 data = Path(sys.argv[1], "value.txt").read_text()
 Path(sys.argv[2], "result.txt").write_text("read " + data)
 """
@@ -215,6 +235,7 @@ def test_a_hostile_step_of_another_team_reaches_nothing_but_its_own_files(
     expected = {"read-secret-key", "read-other-run-output", "list-artifact-store", "list-other-runs-folders"}
     expected |= {"worker-environment", "worker-proc-environ", "signal-worker", "push-redis-job", "connect-redis"}
     expected |= {"open-postgresql"} | {f"write-{t}" for t in config["write_targets"]}
+    expected |= {"write-dev", "make-device-node", "read-dev-mem", "become-root"}
     expected |= {"read-database-file"} if config["database_file"] else set()
     assert expected <= set(outcomes), log
     reached = {what: outcome for what, outcome in outcomes.items() if outcome != "blocked"}
@@ -222,7 +243,11 @@ def test_a_hostile_step_of_another_team_reaches_nothing_but_its_own_files(
     # Its own input and output worked, as nobody, seeing only its own processes.
     result = artifact_path(StepOutput.objects.get(step_run=step).artifact) / "result.txt"
     assert result.read_text() == "read my own data"
-    assert f"uid: {settings.STEPWISE_SANDBOX_UID}" in log
+    # No supplementary group but its own (chpst sets its gid as the one; setpriv clears them).
+    uid, gid = settings.STEPWISE_SANDBOX_UID, settings.STEPWISE_SANDBOX_GID
+    assert re.search(rf"^uid: {uid} groups: \[({gid})?\]$", log, re.MULTILINE), log
+    assert "capabilities: 0000000000000000 0000000000000000 no_new_privs: 1" in log, log
+    assert "devices: (16, b'\\x00\\x00\\x00\\x00')" in log, log
     assert "visible processes: [1, 2]" in log
     # The worker's own helpers (the steps' network) are not taken for what the step left running.
     assert "[stepwise] stopped" not in log
@@ -338,7 +363,7 @@ def test_a_host_without_bubblewrap_fails_the_step_with_what_to_do(workers, alice
     # A PATH without bwrap, as on a host where bubblewrap is not installed.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "sh", "python3", "setpriv", "nsenter", "ip", "pasta", "env"):
+    for tool in ("bash", "sh", "python3", "setpriv", "chpst", "nsenter", "ip", "pasta", "env"):
         found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         if found:
             (bin_dir / tool).symlink_to(found)
@@ -392,3 +417,99 @@ def test_the_step_environment_is_an_allow_list(settings, monkeypatch, tmp_path):
     assert env["MY_VAR"] == "1" and env["STEPWISE_RUN_ID"] == "7"
     assert env["HOME"] == str(tmp_path / "home") and env["TMPDIR"] == str(tmp_path / "tmp")
     assert env["PATH"].endswith("/opt/tool/bin")
+
+
+def test_a_root_worker_stages_the_steps_devices_once(settings, tmp_path, monkeypatch):
+    from runs import sandbox
+
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_dev", None)
+    args = sandbox._dev_args()
+    assert args[0] == "--dev-bind" and args[2] == "/dev"
+    folder = Path(args[1])
+    assert folder.parent == tmp_path and sandbox._dev_args() == args  # made once per worker
+    for name, (major, minor) in sandbox.DEVICES.items():
+        mode = (folder / name).lstat()
+        assert stat.S_ISCHR(mode.st_mode) and os.major(mode.st_rdev) == major and os.minor(mode.st_rdev) == minor
+        assert stat.S_IMODE(mode.st_mode) == 0o666
+    # No disk, no memory, no kernel interface a step could open; the folder itself is root's.
+    assert {p.name for p in folder.iterdir()} == {*sandbox.DEVICES, *sandbox.DEV_LINKS, "shm", "pts"}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755 and folder.stat().st_uid == os.getuid()
+    sandbox.stop()
+    assert not folder.exists()
+
+
+def test_steps_get_bubblewraps_dev_where_no_device_can_be_made(settings, tmp_path, monkeypatch):
+    from runs import sandbox
+
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_dev", None)
+
+    def refused(*args):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(sandbox.os, "mknod", refused)
+    assert sandbox._dev_args() == ["--dev", "/dev"]
+    assert not list(tmp_path.glob(".dev-*"))
+
+
+def test_the_staged_folders_of_workers_that_are_gone_are_removed(settings, tmp_path):
+    from runs import sandbox
+
+    settings.STEPWISE_WORKDIR = tmp_path
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = tmp_path / f".dev-{dead.pid}-1"
+    living = tmp_path / f".etc-{os.getppid()}-1"
+    for folder in (gone, living):
+        folder.mkdir()
+    new = sandbox._new_staged_folder("dev")
+    assert not gone.exists() and living.exists()
+    assert new.name.startswith(f".dev-{os.getpid()}-") and not new.exists()
+
+
+def test_a_root_workers_step_is_handed_to_its_uid_with_no_capability(monkeypatch):
+    from runs import sandbox
+
+    monkeypatch.setattr(sandbox, "_chpst", lambda: "/usr/bin/chpst")
+    args = sandbox._drop_args(65534, 65533)
+    # bwrap keeps only what chpst needs to change uid, which the change itself then clears.
+    assert args[: args.index("--")] == ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    assert args[args.index("--") + 1 :] == ["/usr/bin/chpst", "-u", ":65534:65533"]
+    monkeypatch.setattr(sandbox, "_chpst", lambda: None)
+    args = sandbox._drop_args(65534, 65533)
+    assert args[:5] == ["--", "setpriv", "--reuid=65534", "--regid=65533", "--clear-groups"]
+    assert {"--inh-caps=-all", "--bounding-set=-all"} <= set(args)
+
+
+PROBE_IDS = """
+from pathlib import Path
+import os
+status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":\\t" in line)
+caps = [status[name].strip() for name in ("CapPrm", "CapEff", "CapAmb", "CapInh", "NoNewPrivs")]
+print(os.getuid(), os.getgid(), os.getgroups(), *caps)
+"""
+
+
+@pytest.mark.parametrize("tool", ["chpst", "setpriv"])
+def test_either_uid_tool_leaves_the_step_nobody_with_no_capability(tool, settings, tmp_path, monkeypatch):
+    from runs import sandbox
+
+    if not sandbox.running_as_root():
+        pytest.fail("the sandbox tests run as root, where steps are handed to another uid")
+    monkeypatch.setattr(sandbox, "_chpst", (lambda: shutil.which("chpst")) if tool == "chpst" else (lambda: None))
+    workdir = tmp_path / "step"
+    for sub in ("code", "tmp"):
+        (workdir / sub).mkdir(parents=True)
+    workdir.chmod(0o755)
+    step = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", network=False)
+    process = sandbox.start(
+        ["python3", "-c", PROBE_IDS], step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out, _ = process.communicate(timeout=30)
+    uid, gid = settings.STEPWISE_SANDBOX_UID, settings.STEPWISE_SANDBOX_GID
+    none = "0000000000000000"
+    # chpst keeps the two capabilities bwrap left it as inheritable ones: with nothing permitted
+    # and no_new_privs, no exec can turn them into a capability.
+    groups, inheritable = (f"[{gid}]", "00000000000000c0") if tool == "chpst" else ("[]", none)
+    assert out.strip() == f"{uid} {gid} {groups} {none} {none} {none} {inheritable} 1", out
