@@ -122,3 +122,29 @@ def test_a_new_worker_leaves_another_installs_orphans_to_it(workers, tmp_path, m
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_children_read_from_each_thread_are_those_a_scan_of_proc_finds():
+    """Children are listed by the thread that started them: one from another thread (the steps'
+    network namespace thread), one exited (a zombie) and one running all count."""
+    import subprocess
+    import threading
+
+    from runs import processes
+
+    running = subprocess.Popen(["sleep", "30"])
+    exited = subprocess.Popen(["true"])
+    from_thread: list[subprocess.Popen] = []
+    thread = threading.Thread(target=lambda: from_thread.append(subprocess.Popen(["sleep", "30"])))
+    thread.start()
+    thread.join()  # its children pass to the thread group
+    try:
+        wait_for(lambda: processes._children().get(exited.pid) == "Z", message="the zombie")
+        children = processes._children()
+        assert {running.pid, exited.pid, from_thread[0].pid} <= children.keys()
+        assert children[running.pid] != "Z" and children[from_thread[0].pid] != "Z"
+        assert children.keys() == processes._children_by_scan().keys()
+    finally:
+        for proc in (running, exited, *from_thread):
+            proc.kill()
+            proc.wait()
