@@ -25,6 +25,7 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -37,6 +38,7 @@ from stepwise.parallel.batches import (
     row_size,
     split,
 )
+from stepwise.parallel.tables import missing_keys, partition_label, partition_rows
 from stepwise.parallel.tally import Failure, Tally
 from stepwise.tracking import log_metric
 
@@ -71,6 +73,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--input-data", required=True)
     parser.add_argument("--entry-script", required=True)
     parser.add_argument("--mini-batch-size", default="")
+    parser.add_argument("--partition-key", dest="partition_keys", action="append", default=[])
     parser.add_argument("--append-row-to", default="")
     parser.add_argument("--instance-count", type=int, default=1)
     parser.add_argument("--max-concurrency-per-instance", type=int, default=1)
@@ -85,8 +88,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 # -- mini-batches ---------------------------------------------------------------------------
 
 
-def make_batches(data: Path, mini_batch_size: str) -> list[Batch]:
-    """A folder's files by count (or bytes), or a tabular file's rows."""
+def make_batches(data: Path, mini_batch_size: str, partition_keys: Sequence[str] = ()) -> list[Batch]:
+    """A folder's files by count (or bytes), or a tabular file's rows: by size, or by partition keys."""
+    if partition_keys:
+        return _partitions(data, partition_keys)
     if data.is_dir():
         files = folder_files(data)
         ranges = split([p.stat().st_size for p in files], parse_mini_batch_size(mini_batch_size or DEFAULT_FILES))
@@ -103,6 +108,38 @@ def make_batches(data: Path, mini_batch_size: str) -> list[Batch]:
     table, rows = _read_table(data)
     ranges = split([row_size(values) for values in rows], size)
     return [Batch(i, f"rows {r.start + 1}-{r.stop}", len(r), _rows_of(table, r)) for i, r in enumerate(ranges)]
+
+
+def _partitions(data: Path, keys: Sequence[str]) -> list[Batch]:
+    if not data.is_file():
+        raise DriverError(f"partition_keys group a table's rows: input_data {data} must be a CSV file, not a folder")
+    table, _rows = _read_table(data)
+    columns = _columns(table)
+    missing = missing_keys(columns, keys)
+    if missing:
+        raise DriverError(
+            f"partition_keys {', '.join(missing)} not among the columns of {data.name} ({', '.join(columns)})"
+        )
+    if isinstance(table, list):
+        key_values = [tuple(row[k] for k in keys) for row in table]
+    else:
+        key_values = list(table[list(keys)].itertuples(index=False, name=None))  # type: ignore[index]
+    return [
+        Batch(i, partition_label(keys, values), len(rows), _pick_rows(table, rows))
+        for i, (values, rows) in enumerate(partition_rows(key_values))
+    ]
+
+
+def _columns(table: object) -> list[str]:
+    if isinstance(table, list):
+        return list(table[0]) if table else []
+    return [str(c) for c in table.columns]  # type: ignore[attr-defined]
+
+
+def _pick_rows(table: object, rows: list[int]) -> object:
+    if isinstance(table, list):
+        return [table[i] for i in rows]
+    return table.iloc[rows]  # type: ignore[attr-defined]
 
 
 def _read_table(path: Path) -> tuple[object, list[list[object]]]:
@@ -352,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DriverError(f"entry_script {args.entry_script} is outside the code folder")
         if not entry.is_file():
             raise DriverError(f"entry_script {args.entry_script} is not in the code folder")
-        batches = make_batches(Path(args.input_data), args.mini_batch_size)
+        batches = make_batches(Path(args.input_data), args.mini_batch_size, args.partition_keys)
     except (DriverError, ValueError, OSError, csv.Error) as exc:
         print(f"parallel job cannot start: {exc}", file=sys.stderr)
         return 2

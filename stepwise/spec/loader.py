@@ -32,6 +32,7 @@ from .model import (
     InputDecl,
     JobOutput,
     OutputDecl,
+    ParallelSettings,
     ParentInput,
     ParentOutputRef,
     Pipeline,
@@ -161,6 +162,17 @@ class _Component:
 
 
 @dataclass
+class _Source:
+    """A component's mapping as found (a file, the registry or inline in the job), before it is read."""
+
+    raw: dict
+    where: _Where
+    # The folder its paths are relative to (None: registered, its files come in `code_files`).
+    base: Path | None
+    code_files: dict[str, bytes] | None = None
+
+
+@dataclass
 class _Where:
     """Where a problem sits: file, its parsed tree (for line numbers), and the path to the job."""
 
@@ -225,6 +237,8 @@ class _PipelineReader:
         self.component_where: dict[str, _Where] = {}
         # Per step inside a pipeline component: where its job is written.
         self.job_where: dict[str, _Where] = {}
+        # Per parallel job with a component: the settings (top-level keys) that the component holds.
+        self.component_fields: dict[str, frozenset[str]] = {}
 
     # -- problems -------------------------------------------------------------------------
 
@@ -270,7 +284,10 @@ class _PipelineReader:
         where = _Where(self.filename, self.tree, ("jobs", problem.job) if problem.job else ())
         if problem.job in self.job_where:
             where = self.job_where[problem.job]
-        if problem.job in self.component_where and _COMPONENT_FIELD.fullmatch(problem.field):
+        from_component = _COMPONENT_FIELD.fullmatch(problem.field) or (
+            path and path[0] in self.component_fields.get(problem.job, ())
+        )
+        if problem.job in self.component_where and from_component:
             where = self.component_where[problem.job]
         problem.file = where.file
         problem.line = _line(where.tree, where.prefix + path)
@@ -369,7 +386,12 @@ class _PipelineReader:
                 )
                 continue
             parsed = self._job(name, raw, job_where)
-            if parsed is not None:
+            if parsed is None:
+                # Its code and data were read before it was refused: they would be reported as
+                # files of no step, an error that only follows from the one already given.
+                owned = (code_key(name) + "/", data_key("", name))
+                self.files = {k: v for k, v in self.files.items() if not k.startswith(owned)}
+            else:
                 step, hints = parsed
                 p.jobs[name] = step
                 if hints is not None:
@@ -836,11 +858,16 @@ class _PipelineReader:
     # -- components -----------------------------------------------------------------------
 
     def _component_ref(self, step: str, ref: object, where: _Where) -> _Component | None:
+        source = self._component_source(step, ref, where)
+        if source is None:
+            return None
+        return self._component_dict(step, source.raw, source.where, base=source.base, code_files=source.code_files)
+
+    def _component_source(self, step: str, ref: object, where: _Where) -> _Source | None:
+        """The mapping `component:` names (a file, a registered name, or itself), read but not checked."""
         if isinstance(ref, dict):
             self.component_where[step] = where.at("component")
-            return self._component_dict(
-                step, ref, where, base=self._base(where), code_files=None, prefix=("component",)
-            )
+            return _Source(ref, where.at("component"), self._base(where))
         if not isinstance(ref, str) or not ref.strip():
             self.error("component must be a path or a registered name", where, "component", job=step)
             return None
@@ -879,9 +906,9 @@ class _PipelineReader:
             self.error("a component file must hold a mapping", comp_where, job=step)
             return None
         self.component_where[step] = comp_where
-        return self._component_dict(step, tree, comp_where, base=path.parent, code_files=None)
+        return _Source(tree, comp_where, path.parent)
 
-    def _registered(self, step: str, ref: str, where: _Where) -> _Component | None:
+    def _registered(self, step: str, ref: str, where: _Where) -> _Source | None:
         spec = ref.removeprefix("azureml:")
         if spec.startswith("//"):
             self.error(f"component '{ref}': registries are not supported", where, "component", job=step)
@@ -913,7 +940,7 @@ class _PipelineReader:
         self.component_where[step] = comp_where
         body = {k: v for k, v in found.items() if k != "_files"}
         body.setdefault("name", name)
-        return self._component_dict(step, body, comp_where, base=None, code_files=code_files)
+        return _Source(body, comp_where, None, code_files)
 
     def _component_dict(
         self,
@@ -923,13 +950,11 @@ class _PipelineReader:
         *,
         base: Path | None,
         code_files: dict[str, bytes] | None,
-        prefix: tuple[str, ...] = (),
     ) -> _Component | None:
-        """A command component's fields; `prefix` is where it sits in `where.tree` (inline components)."""
-        where = where.at(*prefix)
+        """A command component's fields, from the mapping at `where`."""
         type_ = raw.get("type", "command")
-        if type_ == "pipeline":
-            self.error("a pipeline component is used by a job with 'type: pipeline'", where, "type", job=step)
+        if type_ in ("pipeline", "parallel"):
+            self.error(f"a {type_} component is used by a job with 'type: {type_}'", where, "type", job=step)
             return None
         if type_ != "command":
             if type_ in _AZURE_ONLY_JOB_TYPES:
@@ -957,6 +982,11 @@ class _PipelineReader:
             elif key not in known:
                 self.warn(f"unknown key '{key}' is ignored", where, key, job=step)
         self._component_body(comp, step, raw, where, base=base, code_files=code_files)
+        self._interface(comp, step, raw, where)
+        return comp
+
+    def _interface(self, comp: _Component, step: str, raw: dict, where: _Where) -> None:
+        """A component's declared inputs and outputs."""
         for name, decl_raw in self._mapping(raw, "inputs", where, job=step).items():
             decl = self._decl(name, decl_raw, where, ("inputs", name), pipeline_level=False, job=step)
             if decl is not None:
@@ -965,7 +995,6 @@ class _PipelineReader:
             out = self._output_decl(out_raw, where, ("outputs", name), job=step)
             if out is not None:
                 comp.output_decls[name] = out
-        return comp
 
     def _component_body(
         self, comp: _Component, step: str, raw: dict, where: _Where, *, base: Path | None, code_files: dict | None
@@ -1174,66 +1203,75 @@ class _PipelineReader:
             self._job_output(step, output_name, value, where, inline=inline)
         return step, (hints if inline else None)
 
-    def _parallel_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None]] | None:
-        """An inline `type: parallel` job: its task's entry script, run by Stepwise's driver."""
-        if "component" in raw:
-            self.error(
-                "parallel components are not supported yet: write the parallel job inline (task, input_data, ...)",
-                where,
-                "component",
-                job=name,
-            )
-            return None
-        known = {"type", "display_name", "description", "inputs", "outputs", "compute", "is_deterministic"}
-        known |= par.JOB_KEYS
+    def _parallel_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None] | None] | None:
+        """A `type: parallel` job: its task's entry script, run by Stepwise's driver. With a
+        `component`, the job's settings override the component's and the job binds its inputs."""
+        known = {"type", "component", "display_name", "description", "inputs", "outputs", "compute"}
+        known |= par.JOB_KEYS | {"is_deterministic"}
         for key in raw:
             if key in ("command", "code", "environment"):
                 self.error(f"a parallel job has no '{key}' of its own: set it in its task", where, key, job=name)
-            elif key == "partition_keys":
-                # It changes what a mini-batch is: running without it would give other results.
-                self.error("partition_keys is not supported yet", where, key, job=name)
             elif key == "$schema":
                 self.warn("'$schema' is ignored", where, key, job=name)
             elif key in _IGNORED_JOB_KEYS and key not in known:
                 self.warn(f"'{key}' is not used by Stepwise and is ignored", where, key, job=name)
             elif key not in known:
                 self.warn(f"unknown key '{key}' is ignored", where, key, job=name)
-        task = raw.get("task")
+        comp: tuple[_Component, _Source] | None = None
+        if "component" in raw:
+            comp = self._parallel_component(name, raw["component"], where)
+            if comp is None:
+                return None
+        merged, taken = par.merge_component(comp[1].raw if comp else {}, raw)
+        if comp is not None:
+            self.component_fields[name] = frozenset(taken | (set(par.SETTINGS_KEYS) - set(raw)))
+
+        def at(key: str) -> _Where:
+            # What the job does not write is its component's to hold, missing or wrong.
+            return comp[1].where if comp is not None and key not in raw else where
+
+        task_where = at("task")
+        # A component's task is relative to the component's file; one the job sets, to the job's.
+        task_source = comp[1] if comp is not None and "task" not in raw else None
+        task_base = task_source.base if task_source is not None else self._base(where)
+        task = merged.get("task")
         if not isinstance(task, dict):
-            self.error("task is required: {type: run_function, code: ..., entry_script: ...}", where, "task", job=name)
+            message = "task is required: {type: run_function, code: ..., entry_script: ...}"
+            self.error(message, task_where, "task", job=name)
             task = {}
         for key in task:
             if key not in par.TASK_KEYS:
-                self.warn(f"unknown key '{key}' is ignored", where, "task", key, job=name)
-        settings, found = par.read_parallel(raw, task)
+                self.warn(f"unknown key '{key}' is ignored", task_where, "task", key, job=name)
+        settings, found = par.read_parallel(merged, task)
         for message, path in found:
-            self.error(message, where, *path, job=name)
-        has_code = False
-        # Without code, validation says so (for the editor too).
-        if task.get("code") is not None:
-            has_code = self._code(task["code"], name, self._base(where), where, ("task", "code"))
-        if settings is not None and has_code and f"{code_key(name)}/{settings.entry_script}" not in self.files:
-            self.error(
-                f"entry_script '{settings.entry_script}' is not in the code folder '{task['code']}'",
-                where,
-                "task",
-                "entry_script",
-                job=name,
-            )
-        deterministic = raw.get("is_deterministic", True)
+            self.error(message, at(path[0]), *path, job=name)
+        if settings is not None:
+            settings.from_component = comp is not None
+            ignored = par.ignored_mini_batch_size(settings)
+            if ignored:
+                self.warn(ignored, at("mini_batch_size"), "mini_batch_size", job=name)
+        code_files = task_source.code_files if task_source is not None else None
+        has_code = self._parallel_code(name, task, task_where, task_base, code_files, settings)
+        deterministic = raw.get("is_deterministic", comp[0].is_deterministic if comp else True)
         if not isinstance(deterministic, bool):
             self.error("is_deterministic must be true or false", where, "is_deterministic", job=name)
         step = Step(
             name=name,
             command=par.driver_command(settings) if settings is not None else "",
-            display_name=self._str(raw, "display_name", where, job=name),
-            description=self._str(raw, "description", where, job=name),
-            component_name=name,
-            component_version="1",
+            display_name=self._str(raw, "display_name", where, job=name) or (comp[0].display_name if comp else ""),
+            description=self._str(raw, "description", where, job=name) or (comp[0].description if comp else ""),
+            component_name=comp[0].name if comp else name,
+            component_version=comp[0].version if comp else "1",
+            input_decls=comp[0].input_decls if comp else {},
+            output_decls=comp[0].output_decls if comp else {},
             has_code=has_code,
-            environment=self._environment(task.get("environment"), name, where, self._base(where)),
+            environment=self._environment(task.get("environment"), name, task_where, task_base),
             compute=self._str(raw, "compute", where, job=name),
-            environment_variables=self._str_map(task, "environment_variables", where, "task", job=name),
+            # Azure ML sets them on the job; the task's (Stepwise's earlier place) still count.
+            environment_variables={
+                **self._str_map(task, "environment_variables", task_where, "task", job=name),
+                **self._str_map(raw, "environment_variables", where, job=name),
+            },
             is_deterministic=deterministic is not False,
             parallel=settings,
         )
@@ -1243,10 +1281,81 @@ class _PipelineReader:
             if parsed is not None:
                 step.inputs[input_name], hints[input_name] = parsed
         for output_name, value in self._mapping(raw, "outputs", where, job=name).items():
-            self._job_output(step, output_name, value, where, inline=True)
+            self._job_output(step, output_name, value, where, inline=comp is None)
         if settings is None:
             return None
-        return step, hints
+        return step, (None if comp else hints)
+
+    def _parallel_code(
+        self,
+        name: str,
+        task: dict,
+        where: _Where,
+        base: Path | None,
+        code_files: dict[str, bytes] | None,
+        settings: ParallelSettings | None,
+    ) -> bool:
+        """Read the task's code folder (or a registered component's files); True when it has one."""
+        if code_files is not None:
+            self.files.update({f"{code_key(name)}/{rel}": data for rel, data in code_files.items()})
+            has_code = True
+        elif task.get("code") is not None:
+            has_code = self._code(task["code"], name, base, where, ("task", "code"))
+        else:
+            return False  # validation says so, for the editor too
+        if settings is not None and has_code and f"{code_key(name)}/{settings.entry_script}" not in self.files:
+            self.error(
+                f"entry_script '{settings.entry_script}' is not in the code folder '{task.get('code', '')}'",
+                where,
+                "task",
+                "entry_script",
+                job=name,
+            )
+        return has_code
+
+    def _parallel_component(self, name: str, ref: object, where: _Where) -> tuple[_Component, _Source] | None:
+        """A parallel component's identity and interface; its settings stay in the source's mapping."""
+        source = self._component_source(name, ref, where)
+        if source is None:
+            return None
+        raw, cw = source.raw, source.where
+        type_ = raw.get("type", "parallel")
+        if type_ != "parallel":
+            # Its bindings would all be reported against the wrong kind of component: stop here.
+            self.error(
+                f"a parallel job needs a parallel component (type: parallel), not a {type_} component",
+                cw,
+                "type",
+                job=name,
+            )
+            return None
+        known = par.COMPONENT_KEYS | set(par.SETTINGS_KEYS)
+        for key in raw:
+            if key in ("command", "code", "environment"):
+                self.error(f"a parallel component has no '{key}' of its own: set it in its task", cw, key, job=name)
+            elif key == "additional_includes":
+                self.error("'additional_includes' is not supported yet", cw, key, job=name)
+            elif key == "$schema":
+                self.warn("'$schema' is ignored", cw, key, job=name)
+            elif key in _IGNORED_COMPONENT_KEYS:
+                self.warn(f"'{key}' is not used by Stepwise and is ignored", cw, key, job=name)
+            elif key not in known:
+                self.warn(f"unknown key '{key}' is ignored", cw, key, job=name)
+        comp = _Component(
+            name=self._str(raw, "name", cw, job=name) or name,
+            version=self._str(raw, "version", cw, job=name) or "1",
+            display_name=self._str(raw, "display_name", cw, job=name),
+            description=self._str(raw, "description", cw, job=name),
+            file=cw.file,
+        )
+        deterministic = raw.get("is_deterministic", True)
+        if not isinstance(deterministic, bool):
+            message = f"is_deterministic must be true or false, got {deterministic!r}"
+            self.error(message, cw, "is_deterministic", job=name)
+        else:
+            comp.is_deterministic = deterministic
+        self._interface(comp, name, raw, cw)
+        return comp, source
 
     def _transfer_job(self, name: str, raw: dict, where: _Where) -> tuple[Step, dict[str, str | None]] | None:
         """An inline `type: data_transfer` job: a copy the worker does itself (runs/transfer.py)."""

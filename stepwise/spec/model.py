@@ -125,6 +125,9 @@ class ParallelSettings:
     entry_script: str
     # As written: a count ("10") or, for tabular data, a size ("1mb"); "" for the default.
     mini_batch_size: str = ""
+    # Columns of a tabular input_data: each mini-batch is the rows sharing their values. When
+    # set, mini_batch_size is ignored, as Azure ML's partition keys take effect over it.
+    partition_keys: list[str] = field(default_factory=list)
     program_arguments: str = ""
     # The job output the rows that run() returns are appended to; "" when not set.
     append_row_to: str = ""
@@ -137,6 +140,9 @@ class ParallelSettings:
     max_retries: int = 2
     timeout_s: int = 60
     logging_level: str = "INFO"
+    # The job runs a parallel component (a file or a mapping): its export writes the settings
+    # into `components/<job>.yml` and the job binds it, as it does a command step's component.
+    from_component: bool = False
 
 
 TRANSFER_TASKS = ("copy_data", "import_data", "export_data")

@@ -1,10 +1,12 @@
-"""A `type: parallel` job's own fields: read from the YAML, checked, and turned into the command
-that runs Stepwise's driver (`stepwise.parallel.driver`), and back into YAML on export."""
+"""A `type: parallel` job's own fields: read from the YAML (the job's, over its parallel
+component's), checked, and turned into the command that runs Stepwise's driver
+(`stepwise.parallel.driver`), and back into YAML on export."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from stepwise.parallel.batches import parse_mini_batch_size
@@ -14,20 +16,26 @@ from .model import ParallelSettings
 TASK_TYPES = ("run_function",)
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DRIVER_MODULE = "stepwise.parallel.driver"
-# Keys of a parallel job besides those every job has (inputs, outputs, compute, ...).
-JOB_KEYS = frozenset(
-    {
-        "task",
-        "input_data",
-        "mini_batch_size",
-        "resources",
-        "max_concurrency_per_instance",
-        "error_threshold",
-        "mini_batch_error_threshold",
-        "retry_settings",
-        "logging_level",
-    }
+# What a parallel component holds and a job that uses it may set again: the job's value wins,
+# key by key. A mapping (task, resources, retry_settings) is taken whole, not merged key by key:
+# azure-ai-ml builds the node from the job's mapping, else the component's.
+SETTINGS_KEYS = (
+    "task",
+    "input_data",
+    "mini_batch_size",
+    "partition_keys",
+    "resources",
+    "max_concurrency_per_instance",
+    "error_threshold",
+    "mini_batch_error_threshold",
+    "retry_settings",
+    "logging_level",
 )
+# Keys of a parallel job besides those every job has (inputs, outputs, compute, ...).
+JOB_KEYS = frozenset(SETTINGS_KEYS) | {"environment_variables"}
+# Keys of a parallel component file besides its settings.
+COMPONENT_KEYS = frozenset({"$schema", "type", "name", "version", "display_name", "description", "is_deterministic"})
+COMPONENT_KEYS |= {"inputs", "outputs", "tags"}
 TASK_KEYS = frozenset({"type", "code", "entry_script", "program_arguments", "environment", "environment_variables"})
 TASK_KEYS |= {"append_row_to"}
 _INPUT_REF = re.compile(r"\$\{\{\s*inputs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -52,6 +60,34 @@ def entry_script_error(entry_script: str) -> str | None:
     if path.suffix != ".py":
         return f"entry_script '{entry_script}' must be a Python file (.py)"
     return None
+
+
+def merge_component(component: Mapping, job: Mapping) -> tuple[dict, frozenset[str]]:
+    """The settings a job runs with: its own, else its component's; and the keys taken from the
+    component (their problems are reported in the component's file)."""
+    merged: dict = {}
+    taken: set[str] = set()
+    for key in SETTINGS_KEYS:
+        if job.get(key) is not None:
+            merged[key] = job[key]
+        elif component.get(key) is not None:
+            merged[key] = component[key]
+            taken.add(key)
+    return merged, frozenset(taken)
+
+
+def _partition_keys(value: object, found: Findings) -> list[str]:
+    path = ("partition_keys",)
+    if not isinstance(value, list) or not value:
+        found.append(("partition_keys must be a list of column names, e.g. [store, brand]", path))
+        return []
+    if not all(isinstance(key, str) and key.strip() for key in value):
+        found.append((f"partition_keys must be column names (non-empty strings), got {value!r}", path))
+        return []
+    if len(set(value)) != len(value):
+        found.append((f"partition_keys names a column twice: {value!r}", path))
+        return []
+    return [key.strip() for key in value]
 
 
 def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findings]:
@@ -102,6 +138,9 @@ def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findi
         except ValueError as exc:
             found.append((str(exc), ("mini_batch_size",)))
 
+    if raw.get("partition_keys") is not None:
+        settings.partition_keys = _partition_keys(raw["partition_keys"], found)
+
     resources = raw.get("resources") or {}
     if isinstance(resources, dict) and "instance_count" in resources:
         count = _whole_number(resources["instance_count"], 1, "instance_count", ("resources", "instance_count"), found)
@@ -132,6 +171,18 @@ def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findi
     return (None if found else settings), found
 
 
+def ignored_mini_batch_size(settings: ParallelSettings) -> str | None:
+    """Why mini_batch_size does nothing here, or None. Azure ML accepts both and lets the
+    partition keys take effect, so this is a warning, not an error."""
+    if settings.partition_keys and settings.mini_batch_size:
+        keys = ", ".join(settings.partition_keys)
+        return (
+            f"mini_batch_size '{settings.mini_batch_size}' is ignored: partition_keys ({keys}) take effect, "
+            "one mini-batch per distinct value (Azure ML does the same; remove one of them)"
+        )
+    return None
+
+
 def driver_command(settings: ParallelSettings) -> str:
     """The step's command: the driver, its options, then the program arguments after `--`."""
     s = settings
@@ -141,7 +192,11 @@ def driver_command(settings: ParallelSettings) -> str:
         f"--input-data ${{{{inputs.{s.input_data}}}}}",
         f"--entry-script {shlex.quote(s.entry_script)}",
     ]
-    if s.mini_batch_size:
+    # The partition keys take effect over a size: leaving the size out keeps the fingerprint
+    # from changing with a setting that does nothing.
+    for key in s.partition_keys:
+        parts.append(f"--partition-key {shlex.quote(key)}")
+    if s.mini_batch_size and not s.partition_keys:
         parts.append(f"--mini-batch-size {shlex.quote(s.mini_batch_size)}")
     if s.append_row_to:
         parts.append(f"--append-row-to ${{{{outputs.{s.append_row_to}}}}}")
@@ -165,6 +220,8 @@ def parallel_fields(settings: ParallelSettings) -> dict:
     d: dict = {"input_data": f"${{{{inputs.{s.input_data}}}}}"}
     if s.mini_batch_size:
         d["mini_batch_size"] = s.mini_batch_size
+    if s.partition_keys:
+        d["partition_keys"] = list(s.partition_keys)
     if s.instance_count != 1:
         d["resources"] = {"instance_count": s.instance_count}
     d["max_concurrency_per_instance"] = s.max_concurrency_per_instance

@@ -1,8 +1,10 @@
 """Pipeline out: to JSON (for the database and the editor) and to an Azure ML folder or zip.
 
 The export is what `load_pipeline` reads back into an equal Pipeline: `pipeline.yml` with
-every job as `component: ./components/<step>.yml`, one command component per step, and the
-files under their keys (`code/<step>/...`, `data/...`), which are already export paths.
+every job as `component: ./components/<step>.yml`, one command component per step (a parallel
+component for a parallel job imported with one; other parallel and data_transfer jobs are
+written inline), and the files under their keys (`code/<step>/...`, `data/...`), which are
+already export paths.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .transfer import endpoint_yaml
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
 PIPELINE_COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
+PARALLEL_COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/parallelComponent.schema.json"
 JSON_FORMAT = 1
 
 # -- JSON ---------------------------------------------------------------------------------
@@ -130,6 +133,15 @@ def _out_from_json(d: dict) -> OutputDecl:
     )
 
 
+def _parallel_to_json(settings: ParallelSettings) -> dict:
+    d = dataclasses.asdict(settings)
+    # Fields added later only when set, so parallel versions saved before them keep their hash.
+    for key in ("partition_keys", "from_component"):
+        if not d[key]:
+            del d[key]
+    return d
+
+
 def _step_to_json(step: Step) -> dict:
     return {
         "name": step.name,
@@ -150,7 +162,7 @@ def _step_to_json(step: Step) -> dict:
         "max_retries": step.max_retries,
         "is_deterministic": step.is_deterministic,
         # Only for parallel jobs, so versions saved before them keep their content hash.
-        **({"parallel": dataclasses.asdict(step.parallel)} if step.parallel is not None else {}),
+        **({"parallel": _parallel_to_json(step.parallel)} if step.parallel is not None else {}),
         **({"transfer": dataclasses.asdict(step.transfer)} if step.transfer is not None else {}),
         # Only for distributed steps, for the same reason.
         **(
@@ -374,8 +386,7 @@ def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
 
 
 def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
-    """A parallel job is written inline, as Azure ML's parallel pipeline examples write them:
-    Stepwise reads no parallel component files."""
+    """A parallel job written inline, as it was imported: its settings and task in the job."""
     assert step.parallel is not None
     j: dict = {"type": "parallel"}
     for key in ("display_name", "description", "compute"):
@@ -449,12 +460,14 @@ def _job_yaml(
     written: tuple[dict, dict, str] | None = None,
     up: str = "./",
 ) -> dict:
-    """A command job; `written`: its inputs, outputs and compute as its pipeline component writes them."""
-    if step.parallel is not None:
+    """A command job, or a parallel one with its component; `written`: its inputs, outputs and
+    compute as its pipeline component writes them."""
+    if step.parallel is not None and not step.parallel.from_component:
         return _parallel_job_yaml(p, step)
     if step.transfer is not None:
         return _transfer_job_yaml(p, step)
-    j: dict = {"type": "command", "component": component or f"./components/{step.name}.yml"}
+    kind = "parallel" if step.parallel is not None else "command"
+    j: dict = {"type": kind, "component": component or f"./components/{step.name}.yml"}
     if step.sweep is not None:
         j = {"type": "sweep", "trial": j["component"], **sweep_yaml(step.sweep)}
     bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
@@ -472,7 +485,8 @@ def _job_yaml(
     # A sweep's `limits` are its own (written above): a command step's timeout has no place there.
     if step.timeout_s is not None and step.sweep is None:
         j["limits"] = {"timeout": step.timeout_s}
-    if step.max_retries:
+    # A parallel job's retry_settings are its mini-batches' (in its component), not the step's.
+    if step.max_retries and step.parallel is None:
         j["retry_settings"] = {"max_retries": step.max_retries}
     inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
     if inputs:
@@ -566,6 +580,36 @@ def _component_yaml(step: Step) -> dict:
     return c
 
 
+def _parallel_component_yaml(step: Step) -> dict:
+    """`components/<step>.yml` of a parallel job that came with a component: every setting in
+    effect is written here, so the job only binds it and the import reads the same settings back."""
+    assert step.parallel is not None
+    c: dict = {
+        "$schema": PARALLEL_COMPONENT_SCHEMA,
+        "type": "parallel",
+        "name": step.component_name or step.name,
+        "version": step.component_version or "1",
+    }
+    if step.display_name:
+        c["display_name"] = step.display_name
+    if step.description:
+        c["description"] = step.description
+    if not step.is_deterministic:
+        c["is_deterministic"] = False
+    if step.input_decls:
+        c["inputs"] = {k: _input_yaml(v) for k, v in step.input_decls.items()}
+    if step.output_decls:
+        c["outputs"] = {k: _output_yaml(v) for k, v in step.output_decls.items()}
+    c.update(parallel_fields(step.parallel))
+    task: dict = task_fields(step.parallel)
+    if step.has_code:
+        task["code"] = f"../{code_key(step.name)}"
+    if step.environment:
+        task["environment"] = copy.deepcopy(step.environment)
+    c["task"] = task
+    return c
+
+
 def component_mapping(step: Step) -> dict:
     """The step as a command component's mapping, without `$schema` and `code` (a registered component's body)."""
     c = _component_yaml(step)
@@ -610,7 +654,10 @@ def yaml_files(p: Pipeline) -> dict[str, bytes]:
     """The export's YAML files (`pipeline.yml`, then `components/<step>.yml`), without the name checks."""
     out: dict[str, bytes] = {"pipeline.yml": _yaml(_pipeline_yaml(p))}
     for name, step in p.jobs.items():
-        if step.parallel is None and step.transfer is None:
+        if step.parallel is not None:
+            if step.parallel.from_component:
+                out[f"components/{name}.yml"] = _yaml(_parallel_component_yaml(step))
+        elif step.transfer is None:
             out[f"components/{name}.yml"] = _yaml(_component_yaml(step))
     for name, group in p.groups.items():
         out[f"components/{name}.yml"] = _yaml(_pipeline_component_yaml(p, group))

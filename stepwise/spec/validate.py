@@ -90,7 +90,8 @@ def validate_pipeline(
             found.error(f"invalid output name '{name}'", field=f"outputs.{name}")
         if out.type not in OUTPUT_TYPES:
             found.error(f"unknown output type '{out.type}' (use {', '.join(OUTPUT_TYPES)})", field=f"outputs.{name}")
-    if not p.jobs:
+    # Jobs refused by the loader were reported there: "no jobs" would only follow from them.
+    if not p.jobs and not refused_jobs:
         found.error("the pipeline has no jobs", field="jobs")
 
     parent_outputs_bound: dict[str, str] = {}
@@ -359,6 +360,13 @@ def _check_parallel(found: _Findings, step: Step) -> None:
             f"input_data '{settings.input_data}' must be data ({', '.join(DATA_TYPES)}), not {data.type}",
             job=job,
             field="input_data",
+        )
+    elif settings.partition_keys and data.type != "uri_file":
+        found.error(
+            f"partition_keys group a table's rows: input_data '{settings.input_data}' must be a uri_file "
+            f"(a CSV file), not {data.type}",
+            job=job,
+            field="partition_keys",
         )
     if settings.append_row_to and settings.append_row_to not in step.output_decls:
         found.error(

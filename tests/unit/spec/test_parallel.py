@@ -144,7 +144,14 @@ def test_the_corpus_sample_runs_locally(tmp_path):
         ("code: ./src", "code: ../elsewhere", "task.code", "outside"),
         ("code: ./src", "environment: azureml:env@latest", "task.code", "needs task.code"),
         ('mini_batch_size: "2"', "command: python x.py", "command", "no 'command' of its own"),
-        ('mini_batch_size: "2"', "partition_keys: [region]", "partition_keys", "partition_keys is not supported yet"),
+        (
+            'mini_batch_size: "2"',
+            "partition_keys: [region]",
+            "partition_keys",
+            "partition_keys group a table's rows: input_data 'files' must be a uri_file (a CSV file), not uri_folder",
+        ),
+        ('mini_batch_size: "2"', "partition_keys: region", "partition_keys", "must be a list of column names"),
+        ('mini_batch_size: "2"', "partition_keys: [a, a]", "partition_keys", "names a column twice"),
         (
             "entry_script: score.py",
             "entry_script: score.py\n          program_arguments: --model ${{inputs.model}}",
@@ -170,10 +177,12 @@ def test_input_data_must_be_data(tmp_path):
     one(load_errors(path), "input_data 'files' must be data (uri_file, uri_folder), not string")
 
 
-def test_a_parallel_component_file_is_not_supported_yet(tmp_path):
+def test_a_missing_parallel_component_file_is_one_error_at_the_job(tmp_path):
     text = "type: pipeline\njobs:\n  a:\n    type: parallel\n    component: ./p.yml\n"
     path = write(tmp_path, {"pipeline.yml": text})
-    problem = one(load_errors(path), "parallel components are not supported yet")
+    errors = load_errors(path)
+    assert len(errors) == 1, errors
+    problem = one(errors, "'./p.yml' does not exist")
     assert problem.field == "component" and problem.line == 5
 
 
