@@ -17,7 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from runs import orchestrator, processes, queues, services
+from runs import orchestrator, processes, queues, services, sweep_trials
 from runs.models import Run, RunState, StepRun, StepState
 from runs.transitions import step_run_fail
 
@@ -89,7 +89,14 @@ def worker_exited(*, pid: int, why: str) -> list[int]:
 def tick() -> dict[str, list[int]]:
     """One pass; returns the ids it acted on, by what it did."""
     now = timezone.now()
-    done: dict[str, list[int]] = {"worker_lost": [], "requeued": [], "settled": [], "timed_out": [], "reaped": []}
+    done: dict[str, list[int]] = {
+        "worker_lost": [],
+        "requeued": [],
+        "settled": [],
+        "timed_out": [],
+        "reaped": [],
+        "orphan_trials": [],
+    }
 
     stale = StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=now - heartbeat_limit())
     for step_run in stale:
@@ -135,6 +142,8 @@ def tick() -> dict[str, list[int]]:
     for run in running.exclude(started_at=None):
         if run.started_at + timedelta(seconds=run.timeout_s) < now and services.run_time_out(run=run):
             done["timed_out"].append(run.pk)
+
+    done["orphan_trials"] = sweep_trials.sweep_trials_end_orphans(stale_before=now - heartbeat_limit())
 
     for key, ids in done.items():
         if ids:

@@ -10,6 +10,7 @@ state is broadcast after it commits, so the run page's trials table follows.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from runs import artifacts, broadcast
@@ -167,6 +168,23 @@ def sweep_trial_finish(
         setattr(trial, key, value)
     _announce(trial)
     return True
+
+
+def sweep_trials_end_orphans(*, stale_before) -> list[int]:
+    """Cancel the trials that no driver will end: their sweep step's attempt stopped running
+    while its worker was dead (lost, or canceled meanwhile). Queued ones can no longer be
+    claimed; running ones once their worker, which stops when it hears the step ended, has
+    not beaten since `stale_before`. Returns their ids."""
+    live_sweep = Q(step_run__state=StepState.RUNNING, step_run__attempt=F("attempt"))
+    quiet = Q(state=TrialState.QUEUED) | Q(heartbeat_at__lt=stale_before)
+    orphans = SweepTrial.objects.filter(state__in=[TrialState.QUEUED, TrialState.RUNNING]).exclude(live_sweep)
+    ended = []
+    for trial in orphans.filter(quiet).select_related("step_run"):
+        reason = f"canceled: its sweep step's attempt {trial.attempt} ended without it"
+        canceled = TrialState.CANCELED
+        if sweep_trial_finish(trial=trial, to=canceled, metrics=trial.metrics, objective=None, reason=reason):
+            ended.append(trial.pk)
+    return ended
 
 
 @transaction.atomic

@@ -137,3 +137,27 @@ def test_a_trial_whose_worker_stopped_beating_is_lost(queued):
     trial.poll()
     assert trial.done() and trial.stop_reason.startswith("worker lost: host-b:2 sent no heartbeat")
     assert not trial.stopped_by  # failed, not canceled
+
+
+def test_the_trials_of_a_sweep_whose_worker_died_are_canceled_by_the_reconciler(step_run, queued):
+    from runs import reconciler
+
+    beating = sweep_trials.sweep_trial_start(step_run=step_run, number=2, params={"x": 2})
+    silent = sweep_trials.sweep_trial_start(step_run=step_run, number=3, params={"x": 3})
+    for trial in (beating, silent):
+        assert sweep_trials.sweep_trial_claim(trial=trial, worker="host-b:2")
+    # While the sweep's attempt runs, its driver alone ends its trials.
+    assert reconciler.tick()["orphan_trials"] == []
+    # Its worker was lost: nobody will drive them. The silent one's worker stopped beating.
+    StepRun.objects.filter(pk=step_run.pk).update(state=StepState.FAILED)
+    SweepTrial.objects.filter(pk=silent.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert sorted(reconciler.tick()["orphan_trials"]) == sorted([queued.pk, silent.pk])
+    states = dict(SweepTrial.objects.values_list("number", "state"))
+    assert states == {1: TrialState.CANCELED, 2: TrialState.RUNNING, 3: TrialState.CANCELED}
+    assert "attempt 1 ended" in SweepTrial.objects.get(pk=silent.pk).reason
+    # A retry of the step is another attempt: the old attempt's trials stay ended, the beating
+    # one goes once its worker is quiet too.
+    SweepTrial.objects.filter(pk=beating.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    StepRun.objects.filter(pk=step_run.pk).update(state=StepState.RUNNING, attempt=2)
+    assert reconciler.tick()["orphan_trials"] == [beating.pk]
+    assert reconciler.tick()["orphan_trials"] == []
