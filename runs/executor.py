@@ -30,6 +30,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 import stepwise
@@ -212,10 +213,12 @@ def prepare(
     for name, value in secrets.items():
         values[name] = EnvRef(secret_env_var(name)) if value is not None else None
     upstream = {
-        (o.step_run.name, o.name): o.artifact
+        (o.step_name, o.name): o.artifact
         for o in StepOutput.objects.filter(
             step_run__run=run, step_run__name__in={b.job for b in step.inputs.values() if isinstance(b, JobOutput)}
-        ).select_related("artifact", "step_run")
+        )
+        .select_related("artifact")
+        .annotate(step_name=F("step_run__name"))  # not the whole upstream StepRun row
     }
     data_inputs: set[str] = set()
     data_artifacts = run_data_artifacts(run) if any(d.asset for d in pipeline.inputs.values()) else {}
@@ -820,13 +823,13 @@ def execute_chain(step_run_id: int, attempt: int) -> str:
     """Run a step, then each step its success made ready on the same queue that this worker
     kept for itself (see `run_advance`); returns what happened to each, for the RQ job's result."""
     outcomes = []
-    following: tuple[int, int] | None = (step_run_id, attempt)
-    while following is not None:
-        outcome, kept = _execute(*following, keep_next=True)
-        outcomes.append(outcome if not outcomes else f"then step run {following[0]}: {outcome}")
-        # A draining (or stopping) worker runs no further step: the one it kept goes to its queue.
-        kept = worker_.next_in_chain(kept)
-        following = (kept.pk, kept.attempt) if kept is not None else None
+    following: StepRun | None = None
+    outcome, kept = _execute(step_run_id, attempt, keep_next=True)
+    outcomes.append(outcome)
+    # A draining (or stopping) worker runs no further step: the one it kept goes to its queue.
+    while (following := worker_.next_in_chain(kept)) is not None:
+        outcome, kept = _execute(following.pk, following.attempt, keep_next=True, kept=following)
+        outcomes.append(f"then step run {following.pk}: {outcome}")
     return "; ".join(outcomes)
 
 
@@ -835,8 +838,12 @@ def execute(step_run_id: int, attempt: int) -> str:
     return _execute(step_run_id, attempt, keep_next=False)[0]
 
 
-def _execute(step_run_id: int, attempt: int, *, keep_next: bool) -> tuple[str, StepRun | None]:
-    step_run = (
+def _execute(
+    step_run_id: int, attempt: int, *, keep_next: bool, kept: StepRun | None = None
+) -> tuple[str, StepRun | None]:
+    """`kept`: the step the previous one's advance queued for this worker, read in that
+    transaction with its run: not read again (the transition to running is the check)."""
+    step_run = kept or (
         StepRun.objects.select_related("run__version")
         .defer("run__version__spec", "run__version__files")
         .filter(pk=step_run_id)

@@ -307,6 +307,7 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
             kept = next((s for s in to_enqueue if s.queue == keep_one_of_queue), None)
             if kept is not None:
                 to_enqueue.remove(kept)
+                kept.run = run  # its worker starts it with the run and version read here
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))
     return kept
