@@ -302,6 +302,12 @@ STEPWISE_SANDBOX_SHARED_RO = env_list("STEPWISE_SANDBOX_SHARED_RO", [])
 for _shared in STEPWISE_SANDBOX_SHARED + STEPWISE_SANDBOX_SHARED_RO:
     if not os.path.isabs(_shared):
         raise ImproperlyConfigured(f"STEPWISE_SANDBOX_SHARED(_RO): {_shared!r} is not an absolute path")
+# Devices of this host that every sandboxed step gets besides null, zero, random and the like:
+# comma-separated /dev paths or patterns, e.g. /dev/nvidia* for the GPUs of a GPU worker host.
+STEPWISE_SANDBOX_DEVICES = env_list("STEPWISE_SANDBOX_DEVICES", [])
+for _device in STEPWISE_SANDBOX_DEVICES:
+    if not _device.startswith("/dev/") or ".." in _device.split("/"):
+        raise ImproperlyConfigured(f"STEPWISE_SANDBOX_DEVICES: {_device!r} is not a path under /dev")
 STEPWISE_BASE_URL = env_str("STEPWISE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 # Notification deliveries (docs/webhooks.md): the seconds before each retry (so their count + 1
 # attempts in all), and each send's timeout.

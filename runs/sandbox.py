@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import glob
 import logging
 import os
 import shutil
@@ -219,23 +220,49 @@ def _dev_args() -> list[str]:
 
 def _staged_dev() -> list[str]:
     folder = _new_staged_folder("dev")
+    extra = configured_devices()
     try:
         folder.mkdir(parents=True, mode=0o755)
         if os.statvfs(folder).f_flag & os.ST_NODEV:
             raise OSError("the work folder is on a nodev file system")
         for name, (major, minor) in DEVICES.items():
-            os.mknod(folder / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-            os.chmod(folder / name, 0o666)  # mknod applies the umask
+            _mknod(folder / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
         for name, target in DEV_LINKS.items():
             os.symlink(target, folder / name)
         for name in ("shm", "pts"):
             (folder / name).mkdir()
+        for device in extra:
+            node = device.stat()
+            copy = folder / device.relative_to("/dev")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            _mknod(copy, node.st_mode, node.st_rdev)  # with the host's permissions: the GPU's group
+            os.chown(copy, node.st_uid, node.st_gid)
         folder.chmod(0o755)
     except OSError as exc:
         log.debug("steps get bwrap's --dev: %s", exc)
         shutil.rmtree(folder, ignore_errors=True)
-        return ["--dev", "/dev"]
+        return ["--dev", "/dev", *(arg for d in extra for arg in ("--dev-bind", str(d), str(d)))]
     return ["--dev-bind", str(folder), "/dev"]
+
+
+def _mknod(path: Path, mode: int, device: int) -> None:
+    os.mknod(path, mode, device)
+    os.chmod(path, stat.S_IMODE(mode))  # mknod applies the umask
+
+
+def configured_devices() -> list[Path]:
+    """The host's devices that STEPWISE_SANDBOX_DEVICES names (e.g. /dev/nvidia*), that exist."""
+    found: set[Path] = set()
+    for pattern in settings.STEPWISE_SANDBOX_DEVICES:
+        for match in glob.glob(pattern):
+            path = Path(match)
+            try:
+                kind = path.stat().st_mode  # a link (/dev/dri/by-path/...) is its device
+            except OSError:
+                continue
+            if (stat.S_ISCHR(kind) or stat.S_ISBLK(kind)) and path.resolve().is_relative_to("/dev"):
+                found.add(path)
+    return sorted(found)
 
 
 def _new_staged_folder(kind: str) -> Path:

@@ -513,3 +513,51 @@ def test_either_uid_tool_leaves_the_step_nobody_with_no_capability(tool, setting
     # and no_new_privs, no exec can turn them into a capability.
     groups, inheritable = (f"[{gid}]", "00000000000000c0") if tool == "chpst" else ("[]", none)
     assert out.strip() == f"{uid} {gid} {groups} {none} {none} {none} {inheritable} 1", out
+
+
+PROBE_DEVICES = """
+import os, stat
+for path in ("/dev/fuse", "/dev/loop0", "/dev/kvm"):
+    try:
+        mode = os.stat(path)
+    except OSError as exc:
+        print(path, "absent")
+        continue
+    try:
+        os.close(os.open(path, os.O_RDWR))
+        opened = "opened"
+    except OSError as exc:
+        opened = "refused"
+    print(path, oct(stat.S_IMODE(mode.st_mode)), os.major(mode.st_rdev), os.minor(mode.st_rdev), opened)
+"""
+
+
+@pytest.mark.parametrize("staged", [True, False], ids=["staged-dev", "bwrap-dev"])
+def test_the_devices_a_host_names_reach_its_steps_with_the_hosts_permissions(staged, settings, tmp_path, monkeypatch):
+    """As a GPU host names /dev/nvidia*: here /dev/fuse (anyone's) and a loop disk (root's)."""
+    from runs import sandbox
+
+    if not Path("/dev/fuse").exists() or not Path("/dev/loop0").exists():
+        pytest.fail("this test needs the host's /dev/fuse and /dev/loop0")
+    settings.STEPWISE_WORKDIR = tmp_path
+    settings.STEPWISE_SANDBOX_DEVICES = ["/dev/fuse", "/dev/loop[0]", "/dev/no-such-device*"]
+    monkeypatch.setattr(sandbox, "_dev", None)
+    if not staged:
+        monkeypatch.setattr(sandbox, "_mknod", lambda *args: (_ for _ in ()).throw(PermissionError("refused")))
+    workdir = tmp_path / "step"
+    for sub in ("code", "tmp"):
+        (workdir / sub).mkdir(parents=True)
+    workdir.chmod(0o755)
+    step = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", network=False)
+    try:
+        process = sandbox.start(
+            ["python3", "-c", PROBE_DEVICES], step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        out, _ = process.communicate(timeout=30)
+    finally:
+        sandbox.stop()
+    assert out.splitlines() == [
+        "/dev/fuse 0o666 10 229 opened",
+        "/dev/loop0 0o600 7 0 refused",  # the step is nobody: the host's permissions hold
+        "/dev/kvm absent",
+    ], out
