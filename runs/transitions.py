@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from runs import broadcast, queues, signals
+from runs import broadcast, queues, rows, signals
 from runs.models import RUN_TERMINAL, RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,21 @@ def _step_run_apply(step_run: StepRun, current: str, to: StepState, reason: str,
         changes.update(started_at=None, finished_at=None, exit_code=None, heartbeat_at=None)
     if reason or to == StepState.QUEUED:
         changes["reason"] = reason
-    moved = StepRun.objects.filter(pk=step_run.pk, state=current, attempt=step_run.attempt).update(**changes)
+    moved = rows.update(StepRun, {"id": step_run.pk, "state": current, "attempt": step_run.attempt}, changes)
     if moved != 1:
         log.info("transition lost the race: %s attempt %s %s -> %s", step_run, step_run.attempt, current, to)
         return False
     for key, value in changes.items():
         setattr(step_run, key, value)
-    Transition.objects.create(
-        run_id=step_run.run_id, step_run=step_run, old=current, new=to, attempt=step_run.attempt, reason=reason
-    )
+    _audit(step_run.run_id, step_run.pk, current, to, step_run.attempt, reason)
     payload = broadcast.step_payload(step_run)
     transaction.on_commit(lambda: broadcast.send(step_run.run_id, payload))
     return True
+
+
+def _audit(run_id: int, step_run_id: int | None, old: str, new: str, attempt: int, reason: str) -> None:
+    values = {"run": run_id, "step_run": step_run_id, "old": old, "new": new, "attempt": attempt, "reason": reason}
+    rows.insert(Transition, {**values, "created_at": timezone.now()})
 
 
 def step_run_try_transition(*, step_run: StepRun, to: StepState, reason: str = "", **fields: Any) -> bool:
@@ -104,12 +107,12 @@ def _run_apply(run: Run, current: str, to: RunState, reason: str) -> bool:
         changes["finished_at"] = now
     if reason:
         changes["reason"] = reason
-    moved = Run.objects.filter(pk=run.pk, state=current).update(**changes)
+    moved = rows.update(Run, {"id": run.pk, "state": current}, changes)
     if moved != 1:
         return False
     for key, value in changes.items():
         setattr(run, key, value)
-    Transition.objects.create(run=run, old=current, new=to, reason=reason)
+    _audit(run.pk, None, current, to, 0, reason)
     if to in RUN_TERMINAL:
         # In this transaction: the notification outbox's rows commit with the run's end, or neither.
         signals.run_ended.send(sender=Run, run=run, state=to)
