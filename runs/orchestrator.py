@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
-from runs import artifacts, queues
+from runs import artifacts, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.registry.services import register_named_model_outputs
@@ -176,7 +176,7 @@ def lock_run(run_id: int) -> None:
     """Take the run's row lock. Whoever changes a step and then advances the run in one
     transaction takes it first, in the same order as `run_advance`, so that two workers
     can never wait on each other (one holding the run, the other a step of it)."""
-    Run.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True).first()
+    rows.lock(Run, run_id)
 
 
 def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun | None:
