@@ -16,6 +16,7 @@ from pathlib import Path
 from . import bindings as b
 from . import nesting
 from . import parallel as par
+from . import parallel_bindings as pb
 from . import transfer as tr
 from .distribution import read_distribution, read_resources
 from .environment import conda_env, image_only
@@ -1242,11 +1243,17 @@ class _PipelineReader:
         for key in task:
             if key not in par.TASK_KEYS:
                 self.warn(f"unknown key '{key}' is ignored", task_where, "task", key, job=name)
-        settings, found = par.read_parallel(merged, task)
-        for message, path in found:
+        merged, bound, found = pb.split(merged)
+        for setting in [s for s in bound if s.split(".")[0] in taken]:
+            # A component has no parent to read from: only the job that uses it binds a setting.
+            message = f"{setting} of a parallel component must be a value: bind it to an input in the job that uses it"
+            self.error(message, at(setting.split(".")[0]), *setting.split("."), job=name)
+        settings, more = par.read_parallel(merged, task)
+        for message, path in found + more:
             self.error(message, at(path[0]), *path, job=name)
         if settings is not None:
             settings.from_component = comp is not None
+            settings.bound = bound
             ignored = par.ignored_mini_batch_size(settings)
             if ignored:
                 self.warn(ignored, at("mini_batch_size"), "mini_batch_size", job=name)

@@ -140,6 +140,10 @@ class ParallelSettings:
     max_retries: int = 2
     timeout_s: int = 60
     logging_level: str = "INFO"
+    # Run settings bound to pipeline inputs, by their path as written ("mini_batch_size",
+    # "resources.instance_count", "retry_settings.timeout", ...) -> the input's name. Their fields
+    # above hold defaults; the run's values replace them when the step starts (parallel_bindings).
+    bound: dict[str, str] = field(default_factory=dict)
     # The job runs a parallel component (a file or a mapping): its export writes the settings
     # into `components/<job>.yml` and the job binds it, as it does a command step's component.
     from_component: bool = False

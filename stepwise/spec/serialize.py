@@ -136,7 +136,7 @@ def _out_from_json(d: dict) -> OutputDecl:
 def _parallel_to_json(settings: ParallelSettings) -> dict:
     d = dataclasses.asdict(settings)
     # Fields added later only when set, so parallel versions saved before them keep their hash.
-    for key in ("partition_keys", "from_component"):
+    for key in ("partition_keys", "from_component", "bound"):
         if not d[key]:
             del d[key]
     return d
@@ -488,6 +488,8 @@ def _job_yaml(
     # A parallel job's retry_settings are its mini-batches' (in its component), not the step's.
     if step.max_retries and step.parallel is None:
         j["retry_settings"] = {"max_retries": step.max_retries}
+    if step.parallel is not None:
+        j.update(_bound_settings_yaml(step.parallel))
     inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
@@ -495,6 +497,13 @@ def _job_yaml(
     if outputs:
         j["outputs"] = outputs
     return j
+
+
+def _bound_settings_yaml(settings: ParallelSettings) -> dict:
+    """The settings a parallel job binds to inputs, written on the job (its component file holds
+    values only). A mapping is written whole, as the job's mapping replaces the component's."""
+    tops = {setting.split(".")[0] for setting in settings.bound}
+    return {key: value for key, value in parallel_fields(settings).items() if key in tops}
 
 
 def _group_job_yaml(g: ComponentGroup, component: str) -> dict:
@@ -600,7 +609,7 @@ def _parallel_component_yaml(step: Step) -> dict:
         c["inputs"] = {k: _input_yaml(v) for k, v in step.input_decls.items()}
     if step.output_decls:
         c["outputs"] = {k: _output_yaml(v) for k, v in step.output_decls.items()}
-    c.update(parallel_fields(step.parallel))
+    c.update(parallel_fields(step.parallel, bound=False))
     task: dict = task_fields(step.parallel)
     if step.has_code:
         task["code"] = f"../{code_key(step.name)}"
