@@ -377,7 +377,7 @@ class _PipelineReader:
                 if self._group(p, scope, key, raw, job_where, chain, inline_hints):
                     keys.append(key)
                 continue
-            if scope and raw.get("type") in ("parallel", "data_transfer"):
+            if scope and raw.get("type") == "data_transfer":
                 # Export writes these jobs inline in pipeline.yml, with bindings a component cannot hold.
                 self.error(
                     f"a {raw['type']} job inside a pipeline component is not supported yet",
@@ -507,6 +507,8 @@ class _PipelineReader:
                 group.job_inputs[local] = dict(step.inputs)
                 group.job_outputs[local] = {k: v for k, v in step.outputs.items() if v is not None}
                 group.job_compute[local] = step.compute
+                if step.parallel is not None and step.parallel.bound:
+                    group.job_parallel[local] = dict(step.parallel.bound)
         return True
 
     def _pipeline_component(

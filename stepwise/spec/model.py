@@ -249,6 +249,9 @@ class ComponentGroup:
     job_inputs: dict[str, dict[str, Binding]] = field(default_factory=dict)
     job_outputs: dict[str, dict[str, ParentOutputRef]] = field(default_factory=dict)
     job_compute: dict[str, str] = field(default_factory=dict)
+    # Per inner parallel job: its run settings bound to the component's inputs, as written
+    # (`ParallelSettings.bound`, in the component's terms).
+    job_parallel: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

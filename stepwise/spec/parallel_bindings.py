@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from .bindings import parse_expression
-from .model import InputDecl, ParallelSettings, ParentInput
+from .bindings import literal_type, parse_expression
+from .model import Binding, InputDecl, ParallelSettings, ParentInput
 from .parallel import Findings, driver_command, read_run_settings
 
 # The settings a job may bind, by their path as written.
@@ -29,6 +29,18 @@ BINDABLE: tuple[tuple[str, ...], ...] = (
     ("retry_settings", "timeout"),
     ("logging_level",),
 )
+# ParallelSettings' field for each setting, to put its default back when it is bound anew.
+_FIELDS = {
+    "mini_batch_size": "mini_batch_size",
+    "resources.instance_count": "instance_count",
+    "max_concurrency_per_instance": "max_concurrency_per_instance",
+    "error_threshold": "error_threshold",
+    "mini_batch_error_threshold": "mini_batch_error_threshold",
+    "retry_settings.max_retries": "max_retries",
+    "retry_settings.timeout": "timeout_s",
+    "logging_level": "logging_level",
+}
+_DEFAULTS = ParallelSettings(input_data="", entry_script="")
 # Input types whose values can become each setting (any other is refused when loaded).
 _TYPES = {"mini_batch_size": ("integer", "string"), "logging_level": ("string",)}
 _WHOLE_NUMBER_TYPES = ("integer", "string")
@@ -101,6 +113,25 @@ def apply_values(
         read_run_settings(_nested(setting, _coerced(setting, value)), result, found)
         problems += [(f"{setting} = {value!r}: {message}", setting) for message, _path in found]
     return result, problems
+
+
+def rebind(settings: ParallelSettings, values: Mapping[str, Binding]) -> tuple[ParallelSettings, list[tuple[str, str]]]:
+    """An inner step's settings with its bindings to its pipeline component's inputs (`values`:
+    setting -> what the component's job gives that input) in the pipeline's terms: bound to a
+    pipeline input, a value, or the default when nothing is given. Problems as `apply_values`'."""
+    reset = {_FIELDS[key]: getattr(_DEFAULTS, _FIELDS[key]) for key in values if key in _FIELDS}
+    result = replace(settings, bound={k: v for k, v in settings.bound.items() if k not in values}, **reset)
+    literals: dict[str, object] = {}
+    problems: list[tuple[str, str]] = []
+    for setting, value in values.items():
+        if isinstance(value, ParentInput):
+            result.bound[setting] = value.name
+        elif value is None or literal_type(value) is not None:
+            literals[setting] = value
+        else:
+            problems.append((f"{setting} is bound to a component input given data, not a value", setting))
+    result, more = apply_values(result, literals)
+    return result, problems + more
 
 
 def resolve(settings: ParallelSettings, inputs: Mapping[str, object]) -> ParallelSettings:

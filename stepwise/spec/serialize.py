@@ -219,6 +219,8 @@ def _group_to_json(g: ComponentGroup) -> dict:
         "job_inputs": {j: {k: _binding_to_json(v) for k, v in b.items()} for j, b in g.job_inputs.items()},
         "job_outputs": {j: {k: v.name for k, v in b.items()} for j, b in g.job_outputs.items()},
         "job_compute": dict(g.job_compute),
+        # Only when set, so versions saved before parallel jobs could nest keep their hash.
+        **({"job_parallel": {j: dict(b) for j, b in g.job_parallel.items()}} if g.job_parallel else {}),
     }
 
 
@@ -243,6 +245,7 @@ def _group_from_json(d: dict) -> ComponentGroup:
         },
         job_outputs={j: {k: ParentOutputRef(v) for k, v in b.items()} for j, b in d.get("job_outputs", {}).items()},
         job_compute=dict(d.get("job_compute", {})),
+        job_parallel={j: dict(b) for j, b in d.get("job_parallel", {}).items()},
     )
 
 
@@ -385,19 +388,27 @@ def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
     return binding
 
 
-def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
-    """A parallel job written inline, as it was imported: its settings and task in the job."""
+def _parallel_job_yaml(
+    p: Pipeline, step: Step, *, written: tuple[dict, dict, str] | None = None, bound: dict | None = None, up: str = "./"
+) -> dict:
+    """A parallel job written inline, as it was imported: its settings and task in the job.
+    Inside a pipeline component, `written` (inputs, outputs, compute) and `bound` (settings bound
+    to the component's inputs) are as the component file writes them, and paths go `up` to code/."""
     assert step.parallel is not None
+    settings = step.parallel if bound is None else dataclasses.replace(step.parallel, bound=dict(bound))
+    bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
     j: dict = {"type": "parallel"}
-    for key in ("display_name", "description", "compute"):
+    for key in ("display_name", "description"):
         if getattr(step, key):
             j[key] = getattr(step, key)
+    if compute:
+        j["compute"] = compute
     if not step.is_deterministic:
         j["is_deterministic"] = False
-    j.update(parallel_fields(step.parallel))
-    task: dict = task_fields(step.parallel)
+    j.update(parallel_fields(settings))
+    task: dict = task_fields(settings)
     if step.has_code:
-        task["code"] = f"./{code_key(step.name)}"
+        task["code"] = f"{up}{code_key(step.name)}"
     if step.environment:
         task["environment"] = copy.deepcopy(step.environment)
     if step.environment_variables:
@@ -405,8 +416,8 @@ def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
     j["task"] = task
     # A top-level job reads an inner step's output through its component's outputs.
     inputs = {
-        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) else v)
-        for k, v in step.inputs.items()
+        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) and written is None else v, up)
+        for k, v in bound_inputs.items()
         if v is not None
     }
     if inputs:
@@ -414,7 +425,7 @@ def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
     outputs = {}
     for name, decl in step.output_decls.items():
         out = _output_yaml(decl)
-        ref = step.outputs.get(name)
+        ref = bound_outputs.get(name)
         if ref is not None:
             out["path"] = format_binding(ref)
         outputs[name] = out
@@ -458,12 +469,13 @@ def _job_yaml(
     *,
     component: str = "",
     written: tuple[dict, dict, str] | None = None,
+    bound: dict[str, str] | None = None,
     up: str = "./",
 ) -> dict:
     """A command job, or a parallel one with its component; `written`: its inputs, outputs and
-    compute as its pipeline component writes them."""
+    compute as its pipeline component writes them, `bound`: its run settings bound to them."""
     if step.parallel is not None and not step.parallel.from_component:
-        return _parallel_job_yaml(p, step)
+        return _parallel_job_yaml(p, step, written=written, bound=bound, up=up)
     if step.transfer is not None:
         return _transfer_job_yaml(p, step)
     kind = "parallel" if step.parallel is not None else "command"
@@ -489,7 +501,8 @@ def _job_yaml(
     if step.max_retries and step.parallel is None:
         j["retry_settings"] = {"max_retries": step.max_retries}
     if step.parallel is not None:
-        j.update(_bound_settings_yaml(step.parallel))
+        settings = step.parallel if bound is None else dataclasses.replace(step.parallel, bound=dict(bound))
+        j.update(_bound_settings_yaml(settings))
     inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
@@ -541,7 +554,8 @@ def _pipeline_component_yaml(p: Pipeline, g: ComponentGroup) -> dict:
             jobs[local] = _group_job_yaml(p.groups[name], f"./{name}.yml")
         elif name in p.jobs:
             written = (g.job_inputs.get(local, {}), g.job_outputs.get(local, {}), g.job_compute.get(local, ""))
-            jobs[local] = _job_yaml(p, p.jobs[name], component=f"./{name}.yml", written=written, up="../")
+            bound = g.job_parallel.get(local)
+            jobs[local] = _job_yaml(p, p.jobs[name], component=f"./{name}.yml", written=written, bound=bound, up="../")
     c["jobs"] = jobs
     return c
 
