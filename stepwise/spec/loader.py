@@ -1627,7 +1627,8 @@ def load_component(
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
 ) -> tuple[Step, dict[str, bytes], list[Problem]]:
-    """A command component file on its own: (the step it makes, its code files by relative path, warnings).
+    """A command or parallel component file on its own: (the step it makes, its code files by
+    relative path, warnings).
 
     Read and validated by the code that reads `component: ./x.yml` in a pipeline, so a
     component that registers is one that a pipeline can use. Raises SpecError naming the
@@ -1649,7 +1650,12 @@ def load_component(
         kind = "empty" if tree is None else f"a {type(tree).__name__}"
         raise SpecError([Problem(f"expected a command component (a YAML mapping), found {kind}", file=filename)])
     where = _Where(filename, tree)
-    comp = reader._component_dict(_ALONE, tree, where, base=path.parent, code_files=None)
+    step: Step | None = None
+    if tree.get("type") == "parallel":
+        step = _parallel_component_alone(reader, tree, filename)
+        comp = None
+    else:
+        comp = reader._component_dict(_ALONE, tree, where, base=path.parent, code_files=None)
     if comp is not None:
         step = Step(
             name=_ALONE,
@@ -1666,6 +1672,7 @@ def load_component(
             is_deterministic=comp.is_deterministic,
             distribution=comp.distribution,
         )
+    if step is not None:
         # Bound to same-typed pipeline inputs, so validation checks the component, not a missing binding.
         wrapper = Pipeline(name=_ALONE, files=reader.files)
         for name, decl in step.input_decls.items():
@@ -1682,11 +1689,25 @@ def load_component(
         step.inputs = {}
     for problem in reader.problems:
         problem.job = ""
-    if comp is None or any(p.severity == "error" for p in reader.problems):
+    if step is None or any(p.severity == "error" for p in reader.problems):
         raise SpecError(reader.problems)
     prefix = code_key(_ALONE) + "/"
     files = {key[len(prefix) :]: data for key, data in reader.files.items() if key.startswith(prefix)}
     return step, files, reader.problems
+
+
+def _parallel_component_alone(reader: _PipelineReader, tree: LineDict, filename: str) -> Step | None:
+    """A parallel component file read as a job that holds it inline: the reader a pipeline's
+    `component: ./score.yml` goes through, with problems pointing into the file."""
+    holder = LineDict({"component": tree})
+    holder.line, holder.key_lines = tree.line, {"component": tree.line or 1}
+    parsed = reader._parallel_job(_ALONE, {"type": "parallel", "component": tree}, _Where(filename, holder))
+    if parsed is None:
+        return None
+    step = parsed[0]
+    step.component_name = _str_or_empty(tree.get("name"))
+    step.component_version = _str_or_empty(tree.get("version"))
+    return step
 
 
 def _str_or_empty(value: object) -> str:

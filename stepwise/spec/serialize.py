@@ -634,10 +634,18 @@ def _parallel_component_yaml(step: Step) -> dict:
 
 
 def component_mapping(step: Step) -> dict:
-    """The step as a command component's mapping, without `$schema` and `code` (a registered component's body)."""
-    c = _component_yaml(step)
+    """The step as a command (or parallel) component's mapping, without `$schema` and `code`
+    (a registered component's body; its code travels apart)."""
+    if step.parallel is not None:
+        c = _parallel_component_yaml(step)
+        c["task"].pop("code", None)
+        # A component file's task.environment_variables (the step keeps them merged with the job's).
+        if step.environment_variables:
+            c["task"]["environment_variables"] = dict(step.environment_variables)
+    else:
+        c = _component_yaml(step)
+        c.pop("code", None)
     c.pop("$schema", None)
-    c.pop("code", None)
     return c
 
 
