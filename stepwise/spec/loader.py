@@ -607,6 +607,9 @@ class _PipelineReader:
         if value is None:
             return None
         type_ = str(value).lower()
+        if type_ == "mltable":
+            # A folder with its MLTable file, as Azure ML mounts it; a parallel job reads the table.
+            return "uri_folder"
         if type_ in b.FOLDER_ALIASES:
             self.warn(f"type '{type_}' is handled as uri_folder", where, *path, "type", job=job)
             return "uri_folder"
@@ -641,7 +644,7 @@ class _PipelineReader:
             else:
                 self.error("'type' is required", where, *path, job=job)
                 return None
-        decl = InputDecl(type=type_)
+        decl = InputDecl(type=type_, table=str(raw.get("type", "")).lower() == "mltable")
         for key, value in raw.items():
             if key in ("type", "path"):
                 continue
@@ -1559,10 +1562,11 @@ class _PipelineReader:
         for name, binding in step.inputs.items():
             type_ = hints.get(name)
             optional = False
+            table = False
             if isinstance(binding, ParentInput) and binding.name in p.inputs:
                 source = p.inputs[binding.name]
                 type_ = type_ or source.type
-                optional = source.optional
+                optional, table = source.optional, source.table
             elif isinstance(binding, JobOutput):
                 upstream = p.jobs.get(binding.job)
                 if type_ is None and upstream is not None and binding.output in upstream.output_decls:
@@ -1570,7 +1574,9 @@ class _PipelineReader:
                 type_ = type_ or "uri_folder"
             elif isinstance(binding, DataPath):
                 type_ = binding.type
-            step.input_decls[name] = InputDecl(type=type_ or b.literal_type(binding) or "string", optional=optional)
+            step.input_decls[name] = InputDecl(
+                type=type_ or b.literal_type(binding) or "string", optional=optional, table=table
+            )
         for name, ref in step.outputs.items():
             if ref is not None and ref.name in p.outputs and name in step.output_decls:
                 declared = step.output_decls[name]

@@ -81,6 +81,9 @@ class InputDecl:
     # What `asset` names: "" a data asset; "mlflow_model" / "custom_model" a registered model
     # (the declared type, which the loader otherwise reads as uri_folder).
     asset_kind: str = ""
+    # Declared `type: mltable`: a folder holding an MLTable file (read as uri_folder, and by a
+    # parallel job as one table).
+    table: bool = False
 
 
 @dataclass

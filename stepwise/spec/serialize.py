@@ -91,6 +91,8 @@ def _decl_to_json(decl: InputDecl) -> dict:
         d["asset"] = decl.asset
     if decl.asset_kind:
         d["asset_kind"] = decl.asset_kind
+    if decl.table:
+        d["table"] = True
     return d
 
 
@@ -105,6 +107,7 @@ def _decl_from_json(d: dict) -> InputDecl:
         data=DataPath(type=data["type"], key=data["key"]) if data else None,
         asset=d.get("asset"),
         asset_kind=d.get("asset_kind", ""),
+        table=d.get("table", False),
     )
 
 
@@ -339,7 +342,7 @@ def _data_path(p: Pipeline, data: DataPath, up: str = "./") -> str:
 
 
 def _input_yaml(decl: InputDecl) -> dict:
-    d: dict = {"type": decl.type}
+    d: dict = {"type": "mltable" if decl.table else decl.type}
     # Validation refuses a secret's default; an export never writes one even so.
     if decl.default is not None and decl.type != SECRET_TYPE:
         d["default"] = decl.default
@@ -368,7 +371,7 @@ def _output_yaml(out: OutputDecl) -> dict:
 def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     if decl.data is not None or decl.asset is not None:
         path = decl.asset if decl.asset is not None else _data_path(p, decl.data)  # type: ignore[arg-type]
-        d = {"type": decl.asset_kind or decl.type, "path": path}
+        d = {"type": decl.asset_kind or ("mltable" if decl.table else decl.type), "path": path}
         if decl.optional:
             d["optional"] = True
         if decl.description:

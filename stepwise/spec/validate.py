@@ -363,10 +363,10 @@ def _check_parallel(found: _Findings, p: Pipeline, step: Step) -> None:
             job=job,
             field="input_data",
         )
-    elif settings.partition_keys and data.type != "uri_file":
+    elif settings.partition_keys and data.type != "uri_file" and not data.table:
         found.error(
             f"partition_keys group a table's rows: input_data '{settings.input_data}' must be a uri_file "
-            f"(a CSV file), not {data.type}",
+            f"(a CSV file) or an mltable, not {data.type}",
             job=job,
             field="partition_keys",
         )
