@@ -6,6 +6,7 @@ registering needs the editor or admin role in the team it goes to (else 403).
 
 from __future__ import annotations
 
+import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -21,6 +22,9 @@ from pipelines_ui.uploads import UploadError
 from pipelines_ui.views import _forbidden, _get_pipeline_for_user
 from stepwise.spec import SpecError
 from stepwise.spec.model import Problem
+from stepwise.spec.parallel import SETTINGS_KEYS
+
+PARALLEL_SHOWN = frozenset(SETTINGS_KEYS)
 
 # The content viewer shows text files up to this size; larger or binary ones are only listed.
 MAX_SHOWN_BYTES = 256 * 1024
@@ -73,12 +77,17 @@ def component_detail(request: HttpRequest, component_id: int) -> HttpResponse:
     if current is None and files:
         current = next((f for f in files if f["text"] is not None), None)
     body = component.spec or {}
+    # A parallel component has no command: what it runs is its task and run settings.
+    command = body.get("command", "")
+    if body.get("type") == "parallel":
+        command = yaml.safe_dump({k: v for k, v in body.items() if k in PARALLEL_SHOWN}, sort_keys=False)
     return render(
         request,
         "components/component_detail.html",
         {
             "component": component,
             "body": body,
+            "command": command,
             "environment": body.get("environment", ""),
             "env_is_text": isinstance(body.get("environment", ""), str),
             "versions": list(visible.filter(team=component.team, name=component.name).order_by("-created_at", "-pk")),

@@ -1,4 +1,5 @@
-"""Registering command components: from a component YAML file (with its code), an upload, or a pipeline's step.
+"""Registering command and parallel components: from a component YAML file (with its code), an
+upload, or a pipeline's step.
 
 Every path reads the component through the spec loader's own component reader, so what
 registers is what a pipeline's `component: azureml:NAME:VERSION` can use. A version is
@@ -115,6 +116,9 @@ def component_register_step(
         environment=step.environment,
         is_deterministic=step.is_deterministic,
         distribution=step.distribution,
+        # A parallel step registers as a parallel component: its settings as values, since a
+        # setting bound to the pipeline's inputs is the job's to bind again.
+        parallel=replace(step.parallel, bound={}, from_component=True) if step.parallel is not None else None,
     )
     return _register(
         team=team,

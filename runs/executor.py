@@ -55,7 +55,14 @@ from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState, SweepTrial
 from runs.registry.services import register_named_model_outputs
 from runs.secrets import Masker, SecretError, secrets_decrypt
-from runs.specs import resolve_literal_inputs, resolve_secret_inputs, tree_hash, version_file_map, version_spec
+from runs.specs import (
+    resolve_literal_inputs,
+    resolve_secret_inputs,
+    step_command,
+    tree_hash,
+    version_file_map,
+    version_spec,
+)
 from runs.step_records import MetricRecord, ParamRecord
 from runs.transitions import step_run_fail, step_run_try_transition
 from stepwise.spec import EnvRef, render_command, secret_env_var
@@ -252,7 +259,8 @@ def prepare(
         outputs[name] = (path, decl.type)
 
     try:
-        command = render_command(step.command, inputs=values, outputs={k: str(v[0]) for k, v in outputs.items()})
+        command = step_command(pipeline, step, run.inputs)
+        command = render_command(command, inputs=values, outputs={k: str(v[0]) for k, v in outputs.items()})
     except ValueError as exc:
         raise StepSetupError(str(exc)) from exc
     try:

@@ -20,7 +20,14 @@ from runs import artifacts, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
 from runs.registry.services import register_named_model_outputs
-from runs.specs import parent_input_value, resolve_literal_inputs, tree_hash, version_file_map, version_spec
+from runs.specs import (
+    parent_input_value,
+    resolve_literal_inputs,
+    step_command,
+    tree_hash,
+    version_file_map,
+    version_spec,
+)
 from runs.transitions import run_transition, step_run_transition
 from stepwise.dag import blocked_steps, ready_steps, run_outcome
 from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
@@ -75,8 +82,12 @@ def fingerprint_parts(
                 inputs[name] = {"value": parent_input_value(pipeline, run_inputs, binding.name)}
         else:
             inputs[name] = {"data": None}
+    try:
+        command = step_command(pipeline, step, run_inputs)
+    except ValueError:
+        command = step.command  # the step fails when it starts, saying why; this matches no success
     parts: dict[str, object] = {
-        "command": step.command,
+        "command": command,
         "code": tree_hash(file_map, f"code/{step.name}"),
         "inputs": inputs,
         "environment": step.environment,

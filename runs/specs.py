@@ -6,7 +6,7 @@ import hashlib
 from functools import lru_cache
 
 from pipelines_ui.models import PipelineVersion
-from stepwise.spec import from_json
+from stepwise.spec import from_json, parallel_bindings
 from stepwise.spec.model import SECRET_TYPE, DataPath, ParentInput, Pipeline, Step
 
 
@@ -72,3 +72,12 @@ def resolve_secret_inputs(pipeline: Pipeline, step: Step, run_secrets: dict[str,
         binding = step.inputs.get(name)
         values[name] = run_secrets.get(binding.name) if isinstance(binding, ParentInput) else None
     return values
+
+
+def step_command(pipeline: Pipeline, step: Step, run_inputs: dict) -> str:
+    """The step's command for this run: a parallel step's run settings bound to pipeline inputs
+    take the run's values. Raises ValueError naming the setting and the value that does not fit."""
+    if step.parallel is None or not step.parallel.bound:
+        return step.command
+    values = {name: parent_input_value(pipeline, run_inputs, name) for name in step.parallel.bound.values()}
+    return parallel_bindings.resolved_command(step.parallel, values)

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from django.core.management import call_command
 
-from pipelines_ui.models import Pipeline
+from pipelines_ui.components import component_register_file
+from pipelines_ui.models import Pipeline, Team, Visibility
 from pipelines_ui.services import pipeline_import, version_spec_with_files
 from runs.models import ComputeTarget
 from stepwise.spec import SpecError, dump_folder
@@ -36,6 +37,9 @@ class Case:
     settings: dict[str, str] = field(default_factory=dict)
     run: bool = False
     logs: dict[str, list[str]] = field(default_factory=dict)
+    # Component files (relative to the case) registered, visible to every team, before the case is
+    # validated: what its `component: azureml:NAME:VERSION` jobs use.
+    register: list[str] = field(default_factory=list)
 
 
 def load_case(name: str) -> Case:
@@ -57,6 +61,15 @@ def load_case(name: str) -> Case:
 def apply_settings(case: Case, settings) -> None:
     for key, value in case.settings.items():
         setattr(settings, key, value)
+
+
+def register_components(case: Case) -> None:
+    if not case.register:
+        return
+    owner, _ = Team.objects.get_or_create(name="corpus components")
+    for rel in case.register:
+        path = case.path.parent / rel
+        component_register_file(team=owner, path=path, user=None, visibility=Visibility.INSTANCE, root=case.path.parent)
 
 
 def ensure_default_target() -> None:
@@ -81,6 +94,7 @@ def case(request, settings, db) -> Case:
     loaded = load_case(request.param)
     apply_settings(loaded, settings)
     ensure_default_target()
+    register_components(loaded)
     return loaded
 
 

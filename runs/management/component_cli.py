@@ -9,9 +9,9 @@ from pipelines_ui.models import Component, Visibility
 
 
 def add_component_arguments(sub) -> None:
-    p = sub.add_parser("component", help="register and list command components (azureml:NAME:VERSION)")
+    p = sub.add_parser("component", help="register and list command and parallel components (azureml:NAME:VERSION)")
     actions = p.add_subparsers(dest="component_action", required=True)
-    r = actions.add_parser("register", help="register a command component YAML file with its code folder")
+    r = actions.add_parser("register", help="register a command or parallel component YAML file with its code folder")
     r.add_argument("file")
     r.add_argument("--team", help="team name (default: the user's only team)")
     r.add_argument("--name", default="", help="component name (default: the YAML's name)")

@@ -38,6 +38,7 @@ from stepwise.parallel.batches import (
     row_size,
     split,
 )
+from stepwise.parallel.mltable import Delimited, is_mltable, read_mltable, single_csv
 from stepwise.parallel.tables import missing_keys, partition_label, partition_rows
 from stepwise.parallel.tally import Failure, Tally
 from stepwise.tracking import log_metric
@@ -89,10 +90,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def make_batches(data: Path, mini_batch_size: str, partition_keys: Sequence[str] = ()) -> list[Batch]:
-    """A folder's files by count (or bytes), or a tabular file's rows: by size, or by partition keys."""
+    """A folder's files by count (or bytes), or a table's rows (a CSV file, or a folder with an
+    MLTable file): by size, or by partition keys."""
     if partition_keys:
         return _partitions(data, partition_keys)
-    if data.is_dir():
+    if data.is_dir() and not is_mltable(data):
         files = folder_files(data)
         ranges = split([p.stat().st_size for p in files], parse_mini_batch_size(mini_batch_size or DEFAULT_FILES))
         batches = []
@@ -102,18 +104,31 @@ def make_batches(data: Path, mini_batch_size: str, partition_keys: Sequence[str]
             label = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
             batches.append(Batch(i, label, len(chunk), chunk))
         return batches
-    if not data.is_file():
-        raise DriverError(f"input_data {data} is neither a folder nor a file")
     size = parse_mini_batch_size(mini_batch_size or DEFAULT_ROWS)
-    table, rows = _read_table(data)
+    table, rows = _read_table(_table_source(data))
     ranges = split([row_size(values) for values in rows], size)
     return [Batch(i, f"rows {r.start + 1}-{r.stop}", len(r), _rows_of(table, r)) for i, r in enumerate(ranges)]
 
 
+def _table_source(data: Path) -> Delimited:
+    if is_mltable(data):
+        try:
+            return read_mltable(data)
+        except ValueError as exc:
+            raise DriverError(f"input_data {data.name}: {exc}") from None
+    if data.is_file():
+        return single_csv(data)
+    raise DriverError(f"input_data {data} is neither a folder nor a file")
+
+
 def _partitions(data: Path, keys: Sequence[str]) -> list[Batch]:
-    if not data.is_file():
-        raise DriverError(f"partition_keys group a table's rows: input_data {data} must be a CSV file, not a folder")
-    table, _rows = _read_table(data)
+    if data.is_dir() and not is_mltable(data):
+        raise DriverError(
+            f"partition_keys group a table's rows: input_data {data} must be a CSV file or an MLTable folder, "
+            "not a folder of files"
+        )
+    source = _table_source(data)
+    table, _rows = _read_table(source)
     columns = _columns(table)
     missing = missing_keys(columns, keys)
     if missing:
@@ -142,16 +157,49 @@ def _pick_rows(table: object, rows: list[int]) -> object:
     return table.iloc[rows]  # type: ignore[attr-defined]
 
 
-def _read_table(path: Path) -> tuple[object, list[list[object]]]:
-    """(the table, its rows as value lists for sizing): a DataFrame where pandas is importable."""
+def _read_table(source: Delimited) -> tuple[object, list[list[object]]]:
+    """(the table, its rows as value lists for sizing): a DataFrame where pandas is importable.
+    Several files are one table, their rows in file order."""
     try:
         import pandas  # noqa: PLC0415 - optional: only in environments that have it
     except ImportError:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
+        records = _csv_records(source)
         return records, [list(r.values()) for r in records]
-    frame = pandas.read_csv(path)
-    return frame, [list(row) for row in frame.itertuples(index=False)]
+    frames = []
+    for index, path in enumerate(source.files):
+        has_header = _has_header(source.header, index)
+        frame = pandas.read_csv(path, sep=source.delimiter, encoding=source.encoding, header=0 if has_header else None)
+        if not has_header:
+            names = frames[0].columns if frames else [f"Column{n + 1}" for n in range(len(frame.columns))]
+            frame.columns = list(names)[: len(frame.columns)]
+        frames.append(frame)
+    table = pandas.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return table, [list(row) for row in table.itertuples(index=False)]
+
+
+def _has_header(header: str, index: int) -> bool:
+    """Whether the file at `index` starts with a header line: `from_first_file` has only the first
+    file's, `no_header` none (columns are then Column1, Column2, ... as Azure ML names them)."""
+    if header == "no_header":
+        return False
+    return header != "from_first_file" or index == 0
+
+
+def _csv_records(source: Delimited) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = []
+    columns: list[str] | None = None
+    for index, path in enumerate(source.files):
+        with path.open(newline="", encoding=source.encoding) as handle:
+            rows = [row for row in csv.reader(handle, delimiter=source.delimiter) if row]
+        if _has_header(source.header, index) and rows:
+            header, rows = rows[0], rows[1:]
+            columns = header if columns is None or source.header != "all_files_same_headers" else columns
+            names = header
+        else:
+            names = columns or [f"Column{n + 1}" for n in range(len(rows[0]) if rows else 0)]
+            columns = columns or names
+        records += [dict(zip(names, row, strict=False)) for row in rows]
+    return records
 
 
 def _rows_of(table: object, r: range) -> object:

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import bindings as b
 from . import nesting
 from . import parallel as par
+from . import parallel_bindings as pb
 from . import transfer as tr
 from .distribution import read_distribution, read_resources
 from .environment import conda_env, image_only
@@ -376,7 +377,7 @@ class _PipelineReader:
                 if self._group(p, scope, key, raw, job_where, chain, inline_hints):
                     keys.append(key)
                 continue
-            if scope and raw.get("type") in ("parallel", "data_transfer"):
+            if scope and raw.get("type") == "data_transfer":
                 # Export writes these jobs inline in pipeline.yml, with bindings a component cannot hold.
                 self.error(
                     f"a {raw['type']} job inside a pipeline component is not supported yet",
@@ -506,6 +507,8 @@ class _PipelineReader:
                 group.job_inputs[local] = dict(step.inputs)
                 group.job_outputs[local] = {k: v for k, v in step.outputs.items() if v is not None}
                 group.job_compute[local] = step.compute
+                if step.parallel is not None and step.parallel.bound:
+                    group.job_parallel[local] = dict(step.parallel.bound)
         return True
 
     def _pipeline_component(
@@ -604,6 +607,9 @@ class _PipelineReader:
         if value is None:
             return None
         type_ = str(value).lower()
+        if type_ == "mltable":
+            # A folder with its MLTable file, as Azure ML mounts it; a parallel job reads the table.
+            return "uri_folder"
         if type_ in b.FOLDER_ALIASES:
             self.warn(f"type '{type_}' is handled as uri_folder", where, *path, "type", job=job)
             return "uri_folder"
@@ -638,7 +644,7 @@ class _PipelineReader:
             else:
                 self.error("'type' is required", where, *path, job=job)
                 return None
-        decl = InputDecl(type=type_)
+        decl = InputDecl(type=type_, table=str(raw.get("type", "")).lower() == "mltable")
         for key, value in raw.items():
             if key in ("type", "path"):
                 continue
@@ -1242,11 +1248,17 @@ class _PipelineReader:
         for key in task:
             if key not in par.TASK_KEYS:
                 self.warn(f"unknown key '{key}' is ignored", task_where, "task", key, job=name)
-        settings, found = par.read_parallel(merged, task)
-        for message, path in found:
+        merged, bound, found = pb.split(merged)
+        for setting in [s for s in bound if s.split(".")[0] in taken]:
+            # A component has no parent to read from: only the job that uses it binds a setting.
+            message = f"{setting} of a parallel component must be a value: bind it to an input in the job that uses it"
+            self.error(message, at(setting.split(".")[0]), *setting.split("."), job=name)
+        settings, more = par.read_parallel(merged, task)
+        for message, path in found + more:
             self.error(message, at(path[0]), *path, job=name)
         if settings is not None:
             settings.from_component = comp is not None
+            settings.bound = bound
             ignored = par.ignored_mini_batch_size(settings)
             if ignored:
                 self.warn(ignored, at("mini_batch_size"), "mini_batch_size", job=name)
@@ -1550,10 +1562,11 @@ class _PipelineReader:
         for name, binding in step.inputs.items():
             type_ = hints.get(name)
             optional = False
+            table = False
             if isinstance(binding, ParentInput) and binding.name in p.inputs:
                 source = p.inputs[binding.name]
                 type_ = type_ or source.type
-                optional = source.optional
+                optional, table = source.optional, source.table
             elif isinstance(binding, JobOutput):
                 upstream = p.jobs.get(binding.job)
                 if type_ is None and upstream is not None and binding.output in upstream.output_decls:
@@ -1561,7 +1574,9 @@ class _PipelineReader:
                 type_ = type_ or "uri_folder"
             elif isinstance(binding, DataPath):
                 type_ = binding.type
-            step.input_decls[name] = InputDecl(type=type_ or b.literal_type(binding) or "string", optional=optional)
+            step.input_decls[name] = InputDecl(
+                type=type_ or b.literal_type(binding) or "string", optional=optional, table=table
+            )
         for name, ref in step.outputs.items():
             if ref is not None and ref.name in p.outputs and name in step.output_decls:
                 declared = step.output_decls[name]
@@ -1618,7 +1633,8 @@ def load_component(
     max_files_bytes: int = MAX_FILES_BYTES,
     root: Path | None = None,
 ) -> tuple[Step, dict[str, bytes], list[Problem]]:
-    """A command component file on its own: (the step it makes, its code files by relative path, warnings).
+    """A command or parallel component file on its own: (the step it makes, its code files by
+    relative path, warnings).
 
     Read and validated by the code that reads `component: ./x.yml` in a pipeline, so a
     component that registers is one that a pipeline can use. Raises SpecError naming the
@@ -1640,7 +1656,12 @@ def load_component(
         kind = "empty" if tree is None else f"a {type(tree).__name__}"
         raise SpecError([Problem(f"expected a command component (a YAML mapping), found {kind}", file=filename)])
     where = _Where(filename, tree)
-    comp = reader._component_dict(_ALONE, tree, where, base=path.parent, code_files=None)
+    step: Step | None = None
+    if tree.get("type") == "parallel":
+        step = _parallel_component_alone(reader, tree, filename)
+        comp = None
+    else:
+        comp = reader._component_dict(_ALONE, tree, where, base=path.parent, code_files=None)
     if comp is not None:
         step = Step(
             name=_ALONE,
@@ -1657,6 +1678,7 @@ def load_component(
             is_deterministic=comp.is_deterministic,
             distribution=comp.distribution,
         )
+    if step is not None:
         # Bound to same-typed pipeline inputs, so validation checks the component, not a missing binding.
         wrapper = Pipeline(name=_ALONE, files=reader.files)
         for name, decl in step.input_decls.items():
@@ -1673,11 +1695,25 @@ def load_component(
         step.inputs = {}
     for problem in reader.problems:
         problem.job = ""
-    if comp is None or any(p.severity == "error" for p in reader.problems):
+    if step is None or any(p.severity == "error" for p in reader.problems):
         raise SpecError(reader.problems)
     prefix = code_key(_ALONE) + "/"
     files = {key[len(prefix) :]: data for key, data in reader.files.items() if key.startswith(prefix)}
     return step, files, reader.problems
+
+
+def _parallel_component_alone(reader: _PipelineReader, tree: LineDict, filename: str) -> Step | None:
+    """A parallel component file read as a job that holds it inline: the reader a pipeline's
+    `component: ./score.yml` goes through, with problems pointing into the file."""
+    holder = LineDict({"component": tree})
+    holder.line, holder.key_lines = tree.line, {"component": tree.line or 1}
+    parsed = reader._parallel_job(_ALONE, {"type": "parallel", "component": tree}, _Where(filename, holder))
+    if parsed is None:
+        return None
+    step = parsed[0]
+    step.component_name = _str_or_empty(tree.get("name"))
+    step.component_version = _str_or_empty(tree.get("version"))
+    return step
 
 
 def _str_or_empty(value: object) -> str:

@@ -81,6 +81,9 @@ class InputDecl:
     # What `asset` names: "" a data asset; "mlflow_model" / "custom_model" a registered model
     # (the declared type, which the loader otherwise reads as uri_folder).
     asset_kind: str = ""
+    # Declared `type: mltable`: a folder holding an MLTable file (read as uri_folder, and by a
+    # parallel job as one table).
+    table: bool = False
 
 
 @dataclass
@@ -140,6 +143,10 @@ class ParallelSettings:
     max_retries: int = 2
     timeout_s: int = 60
     logging_level: str = "INFO"
+    # Run settings bound to pipeline inputs, by their path as written ("mini_batch_size",
+    # "resources.instance_count", "retry_settings.timeout", ...) -> the input's name. Their fields
+    # above hold defaults; the run's values replace them when the step starts (parallel_bindings).
+    bound: dict[str, str] = field(default_factory=dict)
     # The job runs a parallel component (a file or a mapping): its export writes the settings
     # into `components/<job>.yml` and the job binds it, as it does a command step's component.
     from_component: bool = False
@@ -245,6 +252,9 @@ class ComponentGroup:
     job_inputs: dict[str, dict[str, Binding]] = field(default_factory=dict)
     job_outputs: dict[str, dict[str, ParentOutputRef]] = field(default_factory=dict)
     job_compute: dict[str, str] = field(default_factory=dict)
+    # Per inner parallel job: its run settings bound to the component's inputs, as written
+    # (`ParallelSettings.bound`, in the component's terms).
+    job_parallel: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

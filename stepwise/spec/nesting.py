@@ -17,8 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import parallel_bindings
 from .bindings import literal_error, literal_type, parse_expression
-from .model import LITERAL_TYPES, Binding, ComponentGroup, JobOutput, ParentInput, ParentOutputRef, Pipeline, Problem
+from .model import (
+    LITERAL_TYPES,
+    Binding,
+    ComponentGroup,
+    JobOutput,
+    ParallelSettings,
+    ParentInput,
+    ParentOutputRef,
+    Pipeline,
+    Problem,
+)
+from .parallel import driver_command
 
 SEP = "__"
 # Deeper nesting than this is far more likely a mistake than a design.
@@ -53,6 +65,8 @@ class Expansion:
     inputs: dict[str, dict[str, Binding]] = field(default_factory=dict)
     compute: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, ParentOutputRef]] = field(default_factory=dict)
+    # Inner parallel steps whose run settings are bound to their component's inputs.
+    parallel: dict[str, ParallelSettings] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -227,6 +241,21 @@ class _Expander:
                 if target is not None:
                     outputs[out] = target
             self.result.outputs[step] = outputs
+            self.parallel_settings(name, group, local, step)
+
+    def parallel_settings(self, name: str, group: ComponentGroup, local: str, step: str) -> None:
+        settings = self.p.jobs[step].parallel
+        written = group.job_parallel.get(local)
+        if settings is None or not written:
+            return
+        values = {
+            setting: self.in_scope(name, ParentInput(input_name), job=step, field=setting)
+            for setting, input_name in written.items()
+        }
+        settings, problems = parallel_bindings.rebind(settings, values)
+        for message, setting in problems:
+            self.problem(message, job=step, field=setting)
+        self.result.parallel[step] = settings
 
     def top_level(self, inner: set[str]) -> None:
         """Top-level steps that read a component's output read the inner step's instead."""
@@ -270,6 +299,10 @@ def apply(p: Pipeline) -> list[Problem]:
     for name, outputs in result.outputs.items():
         if name in p.jobs:
             p.jobs[name].outputs = outputs
+    for name, settings in result.parallel.items():
+        if name in p.jobs:
+            p.jobs[name].parallel = settings
+            p.jobs[name].command = driver_command(settings)
     return result.problems
 
 
@@ -288,7 +321,8 @@ def check(p: Pipeline) -> list[Problem]:
             continue
         group = owner[name]
         expected = (result.inputs.get(name), result.compute.get(name), result.outputs.get(name))
-        if (step.inputs, step.compute, step.outputs) != expected:
+        parallel_changed = name in result.parallel and result.parallel[name] != step.parallel
+        if (step.inputs, step.compute, step.outputs) != expected or parallel_changed:
             problems.append(
                 Problem(
                     f"this step belongs to pipeline component '{p.groups[group].job}': change its inputs, "

@@ -130,6 +130,17 @@ def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findi
     else:
         settings.input_data = match.group(1)
 
+    if raw.get("partition_keys") is not None:
+        settings.partition_keys = _partition_keys(raw["partition_keys"], found)
+
+    read_run_settings(raw, settings, found)
+    return (None if found else settings), found
+
+
+def read_run_settings(raw: Mapping, settings: ParallelSettings, found: Findings) -> None:
+    """The run settings in `raw` (mini_batch_size, resources, concurrency, thresholds, retries,
+    logging_level) into `settings`; used for the YAML's literals and for values bound to pipeline
+    inputs once a run gives them (parallel_bindings)."""
     size = raw.get("mini_batch_size")
     if size is not None:
         try:
@@ -137,9 +148,6 @@ def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findi
             settings.mini_batch_size = str(size).strip().lower()
         except ValueError as exc:
             found.append((str(exc), ("mini_batch_size",)))
-
-    if raw.get("partition_keys") is not None:
-        settings.partition_keys = _partition_keys(raw["partition_keys"], found)
 
     resources = raw.get("resources") or {}
     if isinstance(resources, dict) and "instance_count" in resources:
@@ -168,7 +176,6 @@ def read_parallel(raw: dict, task: dict) -> tuple[ParallelSettings | None, Findi
             found.append((message, ("logging_level",)))
         else:
             settings.logging_level = level.upper()
-    return (None if found else settings), found
 
 
 def ignored_mini_batch_size(settings: ParallelSettings) -> str | None:
@@ -183,9 +190,28 @@ def ignored_mini_batch_size(settings: ParallelSettings) -> str | None:
     return None
 
 
+def _option_values(s: ParallelSettings) -> dict[str, object]:
+    """Each bindable run setting by its path as written -> its value, or `${{parent.inputs.X}}`
+    while it is bound (resolved when the step starts)."""
+    values: dict[str, object] = {
+        "mini_batch_size": s.mini_batch_size,
+        "resources.instance_count": s.instance_count,
+        "max_concurrency_per_instance": s.max_concurrency_per_instance,
+        "error_threshold": s.error_threshold,
+        "mini_batch_error_threshold": s.mini_batch_error_threshold,
+        "retry_settings.max_retries": s.max_retries,
+        "retry_settings.timeout": s.timeout_s,
+        "logging_level": s.logging_level,
+    }
+    for key, name in s.bound.items():
+        values[key] = f"${{{{parent.inputs.{name}}}}}"
+    return values
+
+
 def driver_command(settings: ParallelSettings) -> str:
     """The step's command: the driver, its options, then the program arguments after `--`."""
     s = settings
+    v = _option_values(s)
     parts = [
         "python -m",
         DRIVER_MODULE,
@@ -196,39 +222,47 @@ def driver_command(settings: ParallelSettings) -> str:
     # from changing with a setting that does nothing.
     for key in s.partition_keys:
         parts.append(f"--partition-key {shlex.quote(key)}")
-    if s.mini_batch_size and not s.partition_keys:
-        parts.append(f"--mini-batch-size {shlex.quote(s.mini_batch_size)}")
+    if v["mini_batch_size"] and not s.partition_keys:
+        size = str(v["mini_batch_size"])
+        parts.append(f"--mini-batch-size {size if 'mini_batch_size' in s.bound else shlex.quote(size)}")
     if s.append_row_to:
         parts.append(f"--append-row-to ${{{{outputs.{s.append_row_to}}}}}")
     parts += [
-        f"--instance-count {s.instance_count}",
-        f"--max-concurrency-per-instance {s.max_concurrency_per_instance}",
-        f"--error-threshold {s.error_threshold}",
-        f"--mini-batch-error-threshold {s.mini_batch_error_threshold}",
-        f"--max-retries {s.max_retries}",
-        f"--timeout {s.timeout_s}",
-        f"--logging-level {s.logging_level}",
+        f"--instance-count {v['resources.instance_count']}",
+        f"--max-concurrency-per-instance {v['max_concurrency_per_instance']}",
+        f"--error-threshold {v['error_threshold']}",
+        f"--mini-batch-error-threshold {v['mini_batch_error_threshold']}",
+        f"--max-retries {v['retry_settings.max_retries']}",
+        f"--timeout {v['retry_settings.timeout']}",
+        f"--logging-level {v['logging_level']}",
     ]
     if s.program_arguments:
         parts += ["--", s.program_arguments]
     return " ".join(parts)
 
 
-def parallel_fields(settings: ParallelSettings) -> dict:
-    """The job-level fields for the YAML export (the task is written apart)."""
+def parallel_fields(settings: ParallelSettings, *, bound: bool = True) -> dict:
+    """The job-level fields for the YAML export (the task is written apart); with `bound` false,
+    settings bound to inputs are left out (a component file cannot bind them: its job does)."""
     s = settings
+    v = _option_values(s)
+    if not bound:
+        v = {key: value for key, value in v.items() if key not in s.bound}
     d: dict = {"input_data": f"${{{{inputs.{s.input_data}}}}}"}
-    if s.mini_batch_size:
-        d["mini_batch_size"] = s.mini_batch_size
+    if v.get("mini_batch_size"):
+        d["mini_batch_size"] = v["mini_batch_size"]
     if s.partition_keys:
         d["partition_keys"] = list(s.partition_keys)
-    if s.instance_count != 1:
-        d["resources"] = {"instance_count": s.instance_count}
-    d["max_concurrency_per_instance"] = s.max_concurrency_per_instance
-    d["error_threshold"] = s.error_threshold
-    d["mini_batch_error_threshold"] = s.mini_batch_error_threshold
-    d["retry_settings"] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
-    d["logging_level"] = s.logging_level
+    if "resources.instance_count" in v and v["resources.instance_count"] != 1:
+        d["resources"] = {"instance_count": v["resources.instance_count"]}
+    for key in ("max_concurrency_per_instance", "error_threshold", "mini_batch_error_threshold"):
+        if key in v:
+            d[key] = v[key]
+    retry = {k: v[f"retry_settings.{k}"] for k in ("max_retries", "timeout") if f"retry_settings.{k}" in v}
+    if retry:
+        d["retry_settings"] = retry
+    if "logging_level" in v:
+        d["logging_level"] = v["logging_level"]
     return d
 
 

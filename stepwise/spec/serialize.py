@@ -91,6 +91,8 @@ def _decl_to_json(decl: InputDecl) -> dict:
         d["asset"] = decl.asset
     if decl.asset_kind:
         d["asset_kind"] = decl.asset_kind
+    if decl.table:
+        d["table"] = True
     return d
 
 
@@ -105,6 +107,7 @@ def _decl_from_json(d: dict) -> InputDecl:
         data=DataPath(type=data["type"], key=data["key"]) if data else None,
         asset=d.get("asset"),
         asset_kind=d.get("asset_kind", ""),
+        table=d.get("table", False),
     )
 
 
@@ -136,7 +139,7 @@ def _out_from_json(d: dict) -> OutputDecl:
 def _parallel_to_json(settings: ParallelSettings) -> dict:
     d = dataclasses.asdict(settings)
     # Fields added later only when set, so parallel versions saved before them keep their hash.
-    for key in ("partition_keys", "from_component"):
+    for key in ("partition_keys", "from_component", "bound"):
         if not d[key]:
             del d[key]
     return d
@@ -219,6 +222,8 @@ def _group_to_json(g: ComponentGroup) -> dict:
         "job_inputs": {j: {k: _binding_to_json(v) for k, v in b.items()} for j, b in g.job_inputs.items()},
         "job_outputs": {j: {k: v.name for k, v in b.items()} for j, b in g.job_outputs.items()},
         "job_compute": dict(g.job_compute),
+        # Only when set, so versions saved before parallel jobs could nest keep their hash.
+        **({"job_parallel": {j: dict(b) for j, b in g.job_parallel.items()}} if g.job_parallel else {}),
     }
 
 
@@ -243,6 +248,7 @@ def _group_from_json(d: dict) -> ComponentGroup:
         },
         job_outputs={j: {k: ParentOutputRef(v) for k, v in b.items()} for j, b in d.get("job_outputs", {}).items()},
         job_compute=dict(d.get("job_compute", {})),
+        job_parallel={j: dict(b) for j, b in d.get("job_parallel", {}).items()},
     )
 
 
@@ -336,7 +342,7 @@ def _data_path(p: Pipeline, data: DataPath, up: str = "./") -> str:
 
 
 def _input_yaml(decl: InputDecl) -> dict:
-    d: dict = {"type": decl.type}
+    d: dict = {"type": "mltable" if decl.table else decl.type}
     # Validation refuses a secret's default; an export never writes one even so.
     if decl.default is not None and decl.type != SECRET_TYPE:
         d["default"] = decl.default
@@ -365,7 +371,7 @@ def _output_yaml(out: OutputDecl) -> dict:
 def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     if decl.data is not None or decl.asset is not None:
         path = decl.asset if decl.asset is not None else _data_path(p, decl.data)  # type: ignore[arg-type]
-        d = {"type": decl.asset_kind or decl.type, "path": path}
+        d = {"type": decl.asset_kind or ("mltable" if decl.table else decl.type), "path": path}
         if decl.optional:
             d["optional"] = True
         if decl.description:
@@ -385,19 +391,27 @@ def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
     return binding
 
 
-def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
-    """A parallel job written inline, as it was imported: its settings and task in the job."""
+def _parallel_job_yaml(
+    p: Pipeline, step: Step, *, written: tuple[dict, dict, str] | None = None, bound: dict | None = None, up: str = "./"
+) -> dict:
+    """A parallel job written inline, as it was imported: its settings and task in the job.
+    Inside a pipeline component, `written` (inputs, outputs, compute) and `bound` (settings bound
+    to the component's inputs) are as the component file writes them, and paths go `up` to code/."""
     assert step.parallel is not None
+    settings = step.parallel if bound is None else dataclasses.replace(step.parallel, bound=dict(bound))
+    bound_inputs, bound_outputs, compute = written or (step.inputs, step.outputs, step.compute)
     j: dict = {"type": "parallel"}
-    for key in ("display_name", "description", "compute"):
+    for key in ("display_name", "description"):
         if getattr(step, key):
             j[key] = getattr(step, key)
+    if compute:
+        j["compute"] = compute
     if not step.is_deterministic:
         j["is_deterministic"] = False
-    j.update(parallel_fields(step.parallel))
-    task: dict = task_fields(step.parallel)
+    j.update(parallel_fields(settings))
+    task: dict = task_fields(settings)
     if step.has_code:
-        task["code"] = f"./{code_key(step.name)}"
+        task["code"] = f"{up}{code_key(step.name)}"
     if step.environment:
         task["environment"] = copy.deepcopy(step.environment)
     if step.environment_variables:
@@ -405,8 +419,8 @@ def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
     j["task"] = task
     # A top-level job reads an inner step's output through its component's outputs.
     inputs = {
-        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) else v)
-        for k, v in step.inputs.items()
+        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) and written is None else v, up)
+        for k, v in bound_inputs.items()
         if v is not None
     }
     if inputs:
@@ -414,7 +428,7 @@ def _parallel_job_yaml(p: Pipeline, step: Step) -> dict:
     outputs = {}
     for name, decl in step.output_decls.items():
         out = _output_yaml(decl)
-        ref = step.outputs.get(name)
+        ref = bound_outputs.get(name)
         if ref is not None:
             out["path"] = format_binding(ref)
         outputs[name] = out
@@ -458,12 +472,13 @@ def _job_yaml(
     *,
     component: str = "",
     written: tuple[dict, dict, str] | None = None,
+    bound: dict[str, str] | None = None,
     up: str = "./",
 ) -> dict:
     """A command job, or a parallel one with its component; `written`: its inputs, outputs and
-    compute as its pipeline component writes them."""
+    compute as its pipeline component writes them, `bound`: its run settings bound to them."""
     if step.parallel is not None and not step.parallel.from_component:
-        return _parallel_job_yaml(p, step)
+        return _parallel_job_yaml(p, step, written=written, bound=bound, up=up)
     if step.transfer is not None:
         return _transfer_job_yaml(p, step)
     kind = "parallel" if step.parallel is not None else "command"
@@ -488,6 +503,9 @@ def _job_yaml(
     # A parallel job's retry_settings are its mini-batches' (in its component), not the step's.
     if step.max_retries and step.parallel is None:
         j["retry_settings"] = {"max_retries": step.max_retries}
+    if step.parallel is not None:
+        settings = step.parallel if bound is None else dataclasses.replace(step.parallel, bound=dict(bound))
+        j.update(_bound_settings_yaml(settings))
     inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
@@ -495,6 +513,13 @@ def _job_yaml(
     if outputs:
         j["outputs"] = outputs
     return j
+
+
+def _bound_settings_yaml(settings: ParallelSettings) -> dict:
+    """The settings a parallel job binds to inputs, written on the job (its component file holds
+    values only). A mapping is written whole, as the job's mapping replaces the component's."""
+    tops = {setting.split(".")[0] for setting in settings.bound}
+    return {key: value for key, value in parallel_fields(settings).items() if key in tops}
 
 
 def _group_job_yaml(g: ComponentGroup, component: str) -> dict:
@@ -532,7 +557,8 @@ def _pipeline_component_yaml(p: Pipeline, g: ComponentGroup) -> dict:
             jobs[local] = _group_job_yaml(p.groups[name], f"./{name}.yml")
         elif name in p.jobs:
             written = (g.job_inputs.get(local, {}), g.job_outputs.get(local, {}), g.job_compute.get(local, ""))
-            jobs[local] = _job_yaml(p, p.jobs[name], component=f"./{name}.yml", written=written, up="../")
+            bound = g.job_parallel.get(local)
+            jobs[local] = _job_yaml(p, p.jobs[name], component=f"./{name}.yml", written=written, bound=bound, up="../")
     c["jobs"] = jobs
     return c
 
@@ -600,7 +626,7 @@ def _parallel_component_yaml(step: Step) -> dict:
         c["inputs"] = {k: _input_yaml(v) for k, v in step.input_decls.items()}
     if step.output_decls:
         c["outputs"] = {k: _output_yaml(v) for k, v in step.output_decls.items()}
-    c.update(parallel_fields(step.parallel))
+    c.update(parallel_fields(step.parallel, bound=False))
     task: dict = task_fields(step.parallel)
     if step.has_code:
         task["code"] = f"../{code_key(step.name)}"
@@ -611,10 +637,18 @@ def _parallel_component_yaml(step: Step) -> dict:
 
 
 def component_mapping(step: Step) -> dict:
-    """The step as a command component's mapping, without `$schema` and `code` (a registered component's body)."""
-    c = _component_yaml(step)
+    """The step as a command (or parallel) component's mapping, without `$schema` and `code`
+    (a registered component's body; its code travels apart)."""
+    if step.parallel is not None:
+        c = _parallel_component_yaml(step)
+        c["task"].pop("code", None)
+        # A component file's task.environment_variables (the step keeps them merged with the job's).
+        if step.environment_variables:
+            c["task"]["environment_variables"] = dict(step.environment_variables)
+    else:
+        c = _component_yaml(step)
+        c.pop("code", None)
     c.pop("$schema", None)
-    c.pop("code", None)
     return c
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import nesting
+from . import nesting, parallel_bindings
 from .bindings import (
     JOB_NAME,
     MAX_NAME_LENGTH,
@@ -331,7 +331,7 @@ def _check_step(
         if not isinstance(value, str) or not var or "=" in var or "\x00" in var + value:
             found.error(f"invalid environment variable {var!r}", job=job, field=f"environment_variables.{var}")
     if step.parallel is not None:
-        _check_parallel(found, step)
+        _check_parallel(found, p, step)
     if step.transfer is not None:
         _check_transfer(found, step)
 
@@ -347,10 +347,12 @@ def _check_transfer(found: _Findings, step: Step) -> None:
             )
 
 
-def _check_parallel(found: _Findings, step: Step) -> None:
+def _check_parallel(found: _Findings, p: Pipeline, step: Step) -> None:
     """What ties a parallel job's settings to its inputs and outputs (the loader checked the rest)."""
     settings, job = step.parallel, step.name
     assert settings is not None
+    for message, setting in parallel_bindings.check(settings, p.inputs):
+        found.error(message, job=job, field=setting)
     data = step.input_decls.get(settings.input_data)
     if data is None:
         message = f"input_data names input '{settings.input_data}', which the job does not have"
@@ -361,10 +363,10 @@ def _check_parallel(found: _Findings, step: Step) -> None:
             job=job,
             field="input_data",
         )
-    elif settings.partition_keys and data.type != "uri_file":
+    elif settings.partition_keys and data.type != "uri_file" and not data.table:
         found.error(
             f"partition_keys group a table's rows: input_data '{settings.input_data}' must be a uri_file "
-            f"(a CSV file), not {data.type}",
+            f"(a CSV file) or an mltable, not {data.type}",
             job=job,
             field="partition_keys",
         )

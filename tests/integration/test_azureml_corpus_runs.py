@@ -8,7 +8,7 @@ from pipelines_ui.services import pipeline_import
 from runs import services
 from runs.models import RunState, StepState
 from tests.integration.test_execution import log_text, steps_of, wait_run
-from tests.test_azureml_corpus import CASES, apply_settings, load_case
+from tests.test_azureml_corpus import CASES, apply_settings, load_case, register_components
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,7 @@ def test_the_corpus_has_runnable_cases():
 def test_case_runs_on_the_default_target(name, workers, alice, team, settings):
     case = load_case(name)
     apply_settings(case, settings)
+    register_components(case)
     workers.start(1)
     version = pipeline_import(team=team, path=case.path, user=alice, name=case.name)
     run = wait_run(services.run_create(version=version, user=alice))

@@ -63,3 +63,38 @@ def test_the_same_job_with_threshold_zero_fails_naming_the_mini_batch(workers, a
         "mini-batch 7/20 (reading_07.txt): ValueError: cannot score reading_07.txt"
     ) in log_text(score)
     assert not StepOutput.objects.filter(step_run=score).exists()
+
+
+BOUND = Path(__file__).resolve().parents[1] / "azureml_corpus" / "parallel_bound_settings"
+
+
+def test_run_settings_bound_to_inputs_take_the_runs_values_and_rerun_when_they_change(workers, alice, team):
+    workers.start(1)
+    version = pipeline_import(team=team, path=BOUND / "pipeline.yml", user=alice, name="bound")
+    first = wait_run(run_create(version=version, user=alice), timeout=120)
+    assert first.state == RunState.SUCCEEDED, {s.name: log_text(s) for s in steps_of(first).values()}
+    assert "parallel job: 2 mini-batches, 2 worker processes" in log_text(steps_of(first)["count"])
+
+    # As `pipelines run --set batch_size=2 --set processes=1`: a changed setting reruns the step.
+    second = wait_run(run_create(version=version, user=alice, inputs={"batch_size": "2", "processes": 1}), timeout=120)
+    count = steps_of(second)["count"]
+    assert second.state == RunState.SUCCEEDED, log_text(count)
+    assert count.state == StepState.SUCCEEDED and count.reused_from_id is None
+    assert "parallel job: 3 mini-batches, 1 worker processes" in log_text(count)
+
+    # The same values again: reused.
+    third = wait_run(run_create(version=version, user=alice, inputs={"batch_size": "2", "processes": 1}), timeout=120)
+    assert steps_of(third)["count"].state == StepState.REUSED
+
+
+def test_a_bound_value_the_setting_refuses_fails_the_step_naming_it(workers, alice, team):
+    workers.start(1)
+    version = pipeline_import(team=team, path=BOUND / "pipeline.yml", user=alice, name="bound_bad")
+    run = wait_run(run_create(version=version, user=alice, inputs={"batch_size": "lots"}), timeout=120)
+
+    steps = steps_of(run)
+    assert run.state == RunState.FAILED
+    assert steps["count"].state == StepState.FAILED
+    assert "parallel run setting mini_batch_size = 'lots'" in steps["count"].reason
+    assert "(pipeline input 'batch_size')" in steps["count"].reason
+    assert steps["total"].state == StepState.SKIPPED

@@ -61,7 +61,7 @@ def test_partition_keys_take_effect_over_a_mini_batch_size(tmp_path):
     ("data", "keys", "message"),
     [
         ("sales.csv", ["store", "region"], "partition_keys region not among the columns of sales.csv"),
-        (".", ["store"], "must be a CSV file, not a folder"),
+        (".", ["store"], "must be a CSV file or an MLTable folder, not a folder of files"),
     ],
 )
 def test_partitions_the_driver_cannot_make_are_refused(tmp_path, data, keys, message):

@@ -148,7 +148,7 @@ def test_the_corpus_sample_runs_locally(tmp_path):
             'mini_batch_size: "2"',
             "partition_keys: [region]",
             "partition_keys",
-            "partition_keys group a table's rows: input_data 'files' must be a uri_file (a CSV file), not uri_folder",
+            "partition_keys group a table's rows: input_data 'files' must be a uri_file (a CSV file) or an mltable",
         ),
         ('mini_batch_size: "2"', "partition_keys: region", "partition_keys", "must be a list of column names"),
         ('mini_batch_size: "2"', "partition_keys: [a, a]", "partition_keys", "names a column twice"),

@@ -342,8 +342,9 @@ def test_a_component_output_bound_by_two_jobs_is_an_error(tmp_path):
     assert problem.job == "outer__twin" and problem.file.endswith("level1.yml")
 
 
-def test_a_parallel_job_inside_a_component_is_refused_with_one_error(tmp_path):
-    wrapper = _wrapper("./work.yml").replace("type: command", "type: parallel")
+def test_a_data_transfer_job_inside_a_component_is_refused_with_one_error(tmp_path):
+    # Parallel jobs nest (tests/unit/spec/test_parallel_nested.py); data transfers not yet.
+    wrapper = _wrapper("./work.yml").replace("type: command", "type: data_transfer")
     path = write(tmp_path, {"pipeline.yml": PIPELINE, "level1.yml": wrapper, "work.yml": _command()})
-    problem = one(load_errors(path), "a parallel job inside a pipeline component is not supported yet")
+    problem = one(load_errors(path), "a data_transfer job inside a pipeline component is not supported yet")
     assert problem.job == "outer__inner"
