@@ -85,6 +85,28 @@ def table(results: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+# The figures that time the engine itself, shown again from the newest PostgreSQL result.
+ENGINE_FIGURES = ("chain50", "step_latency", "fan50", "load", "live", "sandbox")
+
+
+def on_postgresql(result: dict) -> bool:
+    return str(result["machine"].get("database", "")).startswith("PostgreSQL")
+
+
+def generated(results: list[tuple[str, dict]]) -> str:
+    """The table from the newest results on SQLite (the embedded default), then the engine's
+    figures from the newest result on PostgreSQL, when one is committed."""
+    sqlite = [r for r in results if not on_postgresql(r[1])] or results
+    text = table(sqlite)
+    postgres = next((r for r in results if on_postgresql(r[1])), None)
+    if postgres is not None:
+        source, result = postgres
+        engine = {**result, "results": [r for r in result["results"] if r["figure"] in ENGINE_FIGURES]}
+        if engine["results"]:
+            text += "\n\nOn PostgreSQL:\n\n" + table([(source, engine)])
+    return text
+
+
 def rewrite(readme: str, generated: str) -> str:
     if BEGIN not in readme or END not in readme:
         raise SystemExit(f"{README.name}: the markers of the generated table are missing ({BEGIN!r} ... {END!r})")
@@ -107,7 +129,7 @@ def main(argv: list[str]) -> int:
     ]
     source = results[0][0]
     current = README.read_text()
-    wanted = rewrite(current, table(results))
+    wanted = rewrite(current, generated(results))
     if args.check:
         if wanted != current:
             print(f"README.md's Performance table is not generated from {source}: run `python -m bench.readme`")

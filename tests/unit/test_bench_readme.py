@@ -74,3 +74,15 @@ def test_rewrite_replaces_only_what_is_between_the_markers():
 def test_the_readme_table_is_the_one_generated_from_the_newest_committed_result():
     assert readme.committed_results(), "no bench result committed under bench/results/"
     assert readme.main(["--check"]) == 0, "run `python -m bench.readme` and commit README.md"
+
+
+def test_the_engine_figures_of_the_newest_postgresql_result_follow_the_sqlite_table():
+    postgres = {**RESULT, "machine": {**RESULT["machine"], "database": "PostgreSQL 15.5"}}
+    postgres["results"] = [{**RESULT["results"][0], "value": 2.5}, RESULT["results"][1]]
+    sqlite = {**RESULT, "machine": {**RESULT["machine"], "database": "SQLite 3.40.1 (WAL)"}}
+    text = readme.generated([("pg.json", postgres), ("sqlite.json", sqlite)])
+    first, _, second = text.partition("On PostgreSQL:")
+    assert first.startswith("Generated from `sqlite.json`") and "| 1.55 s |" in first
+    assert "Generated from `pg.json`" in second and "| 2.50 s |" in second
+    assert "recovery" not in second  # only the engine's own figures
+    assert readme.generated([("sqlite.json", sqlite)]) == readme.table([("sqlite.json", sqlite)])
