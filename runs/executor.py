@@ -831,13 +831,12 @@ def execute_chain(step_run_id: int, attempt: int) -> str:
     """Run a step, then each step its success made ready on the same queue that this worker
     kept for itself (see `run_advance`); returns what happened to each, for the RQ job's result."""
     outcomes = []
-    following: StepRun | None = None
-    outcome, kept = _execute(step_run_id, attempt, keep_next=True)
+    outcome, started = _execute(step_run_id, attempt, keep_next=True)
     outcomes.append(outcome)
-    # A draining (or stopping) worker runs no further step: the one it kept goes to its queue.
-    while (following := worker_.next_in_chain(kept)) is not None:
-        outcome, kept = _execute(following.pk, following.attempt, keep_next=True, kept=following)
-        outcomes.append(f"then step run {following.pk}: {outcome}")
+    while started is not None:
+        step_run = started
+        outcome, started = _execute(step_run.pk, step_run.attempt, keep_next=True, started=step_run)
+        outcomes.append(f"then step run {step_run.pk}: {outcome}")
     return "; ".join(outcomes)
 
 
@@ -847,22 +846,28 @@ def execute(step_run_id: int, attempt: int) -> str:
 
 
 def _execute(
-    step_run_id: int, attempt: int, *, keep_next: bool, kept: StepRun | None = None
+    step_run_id: int, attempt: int, *, keep_next: bool, started: StepRun | None = None
 ) -> tuple[str, StepRun | None]:
-    """`kept`: the step the previous one's advance queued for this worker, read in that
-    transaction with its run: not read again (the transition to running is the check)."""
-    step_run = kept or (
-        StepRun.objects.select_related("run__version")
-        .defer("run__version__spec", "run__version__files")
-        .filter(pk=step_run_id)
-        .first()
-    )
-    if step_run is None:
-        return "no such step run (deleted, or a job from another database)", None
-    if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
-        return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}", None
-    if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_.worker_name()):
-        return "another worker took it", None
+    """Run the attempt; with `keep_next`, return the step its success started as this worker's.
+
+    `started`: such a step, already running as this worker's since the previous one's advance,
+    read there with its run and version: not read again.
+    """
+    if started is not None:
+        step_run = started
+    else:
+        step_run = (
+            StepRun.objects.select_related("run__version")
+            .defer("run__version__spec", "run__version__files")
+            .filter(pk=step_run_id)
+            .first()
+        )
+        if step_run is None:
+            return "no such step run (deleted, or a job from another database)", None
+        if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
+            return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}", None
+        if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_.worker_name()):
+            return "another worker took it", None
     version = step_run.run.version
     pipeline = version_spec(version)
     step = pipeline.jobs[step_run.name]
@@ -945,6 +950,12 @@ def _execute(
         )
         register_named_outputs(step_run=step_run)
         register_named_model_outputs(step_run=step_run)
-        kept = orchestrator.run_advance(step_run.run_id, keep_one_of_queue=step_run.queue if keep_next else None)
+        # A draining (or stopping) worker starts no further step: they all go to the queue.
+        started = orchestrator.run_advance(
+            step_run.run_id,
+            start_one_of_queue=step_run.queue if keep_next else None,
+            worker=worker_.worker_name(),
+            draining=worker_.draining,
+        )
     shutil.rmtree(workdir, ignore_errors=True)
-    return "succeeded", kept
+    return "succeeded", started

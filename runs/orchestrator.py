@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from django.conf import settings
 from django.db import transaction
@@ -190,12 +190,20 @@ def lock_run(run_id: int) -> None:
     rows.lock(Run, run_id)
 
 
-def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun | None:
+def run_advance(
+    run_id: int,
+    *,
+    start_one_of_queue: str | None = None,
+    worker: str = "",
+    draining: Callable[[], bool] = lambda: False,
+) -> StepRun | None:
     """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run.
 
-    With `keep_one_of_queue`, one step made ready on that queue is queued in the database but
-    not sent to RQ: it is returned, for the calling worker to run next itself (a chain then
-    costs no queue round trip per step). Should that worker die first, the reconciler enqueues it.
+    With `start_one_of_queue`, one step made ready on that queue is not sent to RQ but started
+    here, running as `worker`'s, and returned for that worker to run next itself: a chain then
+    costs no queue round trip and no transaction of its own per step; unless `draining()` says
+    the worker takes no further step (asked only when there is one to start). Should that worker
+    die first, the reconciler fails the attempt as lost and its retry goes to the queue.
     """
     to_enqueue: list[StepRun] = []
     kept: StepRun | None = None
@@ -314,10 +322,13 @@ def run_advance(run_id: int, *, keep_one_of_queue: str | None = None) -> StepRun
             if run.timed_out:
                 outcome, reason = RunState.FAILED, f"timeout: the run ran longer than {run.timeout_s} s"
             run_transition(run=run, to=outcome, reason=reason)
-        if keep_one_of_queue is not None:
-            kept = next((s for s in to_enqueue if s.queue == keep_one_of_queue), None)
+        if start_one_of_queue is not None:
+            kept = next((s for s in to_enqueue if s.queue == start_one_of_queue), None)
+            if kept is not None and draining():
+                kept = None
             if kept is not None:
                 to_enqueue.remove(kept)
+                step_run_transition(step_run=kept, to=StepState.RUNNING, worker=worker)
                 kept.run = run  # its worker starts it with the run and version read here
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))

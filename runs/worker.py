@@ -32,8 +32,6 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
-from runs import queues
-from runs.models import StepRun
 from runs.worker_status import WorkerRecord
 
 PR_SET_PDEATHSIG = 1
@@ -55,15 +53,6 @@ def draining() -> bool:
     if worker is None:
         return False
     return worker.stopping or worker.record.drain_requested()
-
-
-def next_in_chain(kept: StepRun | None) -> StepRun | None:
-    """The step a worker kept for itself to run next (`run_advance(keep_one_of_queue=...)`), or
-    None when the worker drains: that step then goes to its queue, for another worker."""
-    if kept is not None and draining():
-        queues.enqueue_steps([kept])
-        return None
-    return kept
 
 
 def _end_with_parent() -> None:

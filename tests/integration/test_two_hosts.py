@@ -205,7 +205,7 @@ def test_a_diamond_runs_on_two_hosts_that_share_only_the_database_redis_and_s3(h
     )
 
 
-# Until runs/executor.py's execute_chain passes the step it kept through runs.worker.next_in_chain.
+# A worker asked to stop or drain during a step starts none of those its success made ready.
 def test_a_drained_worker_finishes_its_step_and_the_next_ones_go_to_the_other(hosts, alice, team, tmp_path):
     start_hosts(hosts)
     run = start_run(tmp_path, CHAIN, alice, team)

@@ -113,7 +113,7 @@ def test_a_drained_worker_takes_nothing_until_undrained_and_stops_at_once(worker
     assert Worker.objects.get(pk=worker.pk).state == WorkerState.STOPPED
 
 
-# Until runs/executor.py's execute_chain passes the step it kept through runs.worker.next_in_chain.
+# A worker asked to stop or drain during a step starts none of those its success made ready.
 def test_a_worker_stopped_mid_chain_finishes_its_step_and_leaves_the_next_to_others(
     workers, alice, team, tmp_path, settings
 ):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import artifacts, executor, queues, reconciler
+from runs import artifacts, executor, queues, reconciler, worker
 from runs.models import Artifact, ComputeTarget, LogChunk, RunState, StepOutput, StepRun, StepState, Transition
 from runs.services import run_cancel, run_create
 from tests.integration.test_execution import import_yaml
@@ -128,34 +128,61 @@ def test_a_chain_runs_in_one_job_without_queueing_its_next_steps(alice, team, tm
     assert "a\nb" in "\n".join(LogChunk.objects.filter(step_run=steps["c"]).values_list("text", flat=True))
 
 
-def test_a_fan_out_keeps_one_step_and_queues_the_others(alice, team, tmp_path, target):
+def test_a_fan_out_starts_one_step_as_the_workers_and_queues_the_others(alice, team, tmp_path, target):
     fan = CHAIN.replace("${{parent.jobs.b.outputs.out}}", "${{parent.jobs.a.outputs.out}}")
     run = run_create(version=import_yaml(tmp_path, fan, alice, team), user=alice)
     queue = queues.get_queue(target.queue)
     first = StepRun.objects.get(run=run, name="a")
     queue.empty()
 
-    outcome, kept = executor._execute(first.pk, first.attempt, keep_next=True)
+    outcome, started = executor._execute(first.pk, first.attempt, keep_next=True)
 
     assert outcome == "succeeded"
-    assert kept is not None and kept.name in ("b", "c")
-    assert kept.state == StepState.QUEUED
+    assert started is not None and started.name in ("b", "c")
+    # Started in the transaction that ended a: running as this worker's, each change audited.
+    row = StepRun.objects.get(pk=started.pk)
+    assert (row.state, row.worker, row.attempt) == (StepState.RUNNING, worker.worker_name(), 1)
+    audit = list(Transition.objects.filter(step_run=row).values_list("old", "new"))
+    assert audit == [(StepState.PENDING, StepState.QUEUED), (StepState.QUEUED, StepState.RUNNING)]
     assert [job.args for job in queue.jobs] == [
-        queues.job_args(s) for s in run.steps.filter(name__in="bc").exclude(pk=kept.pk)
+        queues.job_args(s) for s in run.steps.filter(name__in="bc").exclude(pk=started.pk)
     ]
 
 
-def test_a_kept_step_whose_worker_died_is_enqueued_by_the_reconciler(alice, team, tmp_path, target):
+def test_a_draining_worker_starts_nothing_more_and_the_next_step_goes_to_the_queue(
+    alice, team, tmp_path, target, monkeypatch
+):
     run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
     queue = queues.get_queue(target.queue)
     first = StepRun.objects.get(run=run, name="a")
     queue.empty()
-    # The worker ran a and kept b for itself, then died before starting it.
-    _, kept = executor._execute(first.pk, first.attempt, keep_next=True)
-    assert kept.name == "b" and queue.count == 0
-    StepRun.objects.filter(pk=kept.pk).update(queued_at=timezone.now() - timedelta(seconds=30))
+    monkeypatch.setattr(worker, "draining", lambda: True)
+
+    outcome, started = executor._execute(first.pk, first.attempt, keep_next=True)
+
+    assert outcome == "succeeded" and started is None
+    second = StepRun.objects.get(run=run, name="b")
+    assert second.state == StepState.QUEUED
+    assert [job.args for job in queue.jobs] == [queues.job_args(second)]
+
+
+def test_a_started_step_whose_worker_died_before_running_it_is_retried_as_lost(alice, team, tmp_path, target, settings):
+    settings.STEPWISE_RETRY_BACKOFF_S = 0
+    retried = CHAIN.replace(
+        "  b:\n    type: command\n", "  b:\n    type: command\n    retry_settings: {max_retries: 1}\n"
+    )
+    run = run_create(version=import_yaml(tmp_path, retried, alice, team), user=alice)
+    queue = queues.get_queue(target.queue)
+    first = StepRun.objects.get(run=run, name="a")
+    queue.empty()
+    # The worker ran a and started b as its own, then died before running it.
+    _, started = executor._execute(first.pk, first.attempt, keep_next=True)
+    assert started.name == "b" and queue.count == 0
+    StepRun.objects.filter(pk=started.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
 
     acted = reconciler.tick()
 
-    assert acted["requeued"] == [kept.pk]
-    assert [job.args for job in queue.jobs] == [queues.job_args(kept)]
+    assert acted["worker_lost"] == [started.pk]
+    retry = StepRun.objects.get(pk=started.pk)
+    assert (retry.state, retry.attempt) == (StepState.QUEUED, 2)
+    assert [job.args for job in queue.jobs] == [queues.job_args(retry)]

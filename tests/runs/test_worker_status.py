@@ -116,9 +116,3 @@ def test_old_stopped_and_lost_workers_are_pruned_but_not_one_still_running_a_ste
 
 def test_draining_is_false_outside_a_step_worker():
     assert worker.draining() is False
-
-
-def test_outside_a_step_worker_a_chain_goes_on(run):
-    kept = run.steps.first()
-    assert worker.next_in_chain(kept) is kept
-    assert worker.next_in_chain(None) is None
