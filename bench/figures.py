@@ -185,8 +185,8 @@ def chain50(ctx: Context) -> list[Result]:
             "step-to-step latency p50 (finished -> next started)",
             p50,
             "ms",
-            target="< 10 ms",
-            ok=p50 < 10,
+            target="< 3 ms",
+            ok=p50 < 3,
             details={"edges": len(gaps), "max_ms": max(gaps), "min_ms": min(gaps)},
         ),
         Result(
