@@ -32,7 +32,7 @@ from pathlib import Path
 from django.conf import settings
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from stepwise.spec.environment import conda_env, environment_conda, image_only, local_paths
+from stepwise.spec.environment import conda_env, conda_notes, environment_conda, image_only, local_paths
 
 MARKER = ".stepwise-ready"
 LOG_PREFIX = "[environment] "
@@ -81,7 +81,8 @@ def plan(environment: str | dict[str, object]) -> Plan | None:
         raise EnvironmentBuildError("; ".join(read.errors))
     if read.conda_only:
         raise EnvironmentBuildError(
-            f"conda packages cannot be installed by Stepwise: {', '.join(read.conda_only)} (list them under 'pip:')"
+            f"conda package specs that read as no pip requirement: {', '.join(read.conda_only)} "
+            "(write them as 'name', 'name=1.2' or 'name>=1.2,<2', or list them under 'pip:')"
         )
     for place in local_paths(read.pip):
         check_local_path(place)
@@ -92,7 +93,10 @@ def plan(environment: str | dict[str, object]) -> Plan | None:
 
 
 def notes(environment: str | dict[str, object]) -> list[str]:
-    """Lines for the step's log about an environment that is recorded but not used."""
+    """Lines for the step's log about what of its environment is not built as Azure ML would."""
+    conda = environment_conda(environment)
+    if conda is not None:
+        return [f"{LOG_PREFIX}{note}" for note in conda_notes(conda_env(conda))]
     if not image_only(environment):
         return []
     assert isinstance(environment, dict)

@@ -1,9 +1,11 @@
 """What a step's `environment` asks for, read from its conda file: a Python and pip packages.
 
 Azure ML builds a Docker image from `image` plus `conda_file`; Stepwise builds no image: it
-installs the conda file's `pip:` list into a virtual environment (runs/environments.py).
-Conda's own packages cannot be had that way, so naming any but Python and pip is an error
-that `validate` reports, not a surprise at run time.
+installs the conda file's `pip:` list into a virtual environment (runs/environments.py). A
+conda package is installed from PyPI under its PyPI name, its conda version spec read as pip's
+(Azure ML's conda files name numpy, scikit-learn, pytorch there as often as under `pip:`);
+the libraries of the system (CUDA, MKL, compilers' runtimes) come from the worker's host. What
+cannot be read that way is an error that `validate` reports, not a surprise at run time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,43 @@ from dataclasses import dataclass, field
 
 # Conda packages that only serve to install the `pip:` list, which Stepwise installs its own way.
 PROVIDED = ("pip", "setuptools", "wheel")
+# Conda packages that are libraries of the system, not Python's: a virtual environment cannot
+# hold them, the worker's host provides them (its CUDA driver and toolkit, BLAS, C runtimes).
+HOST_LIBRARIES = frozenset(
+    {
+        "cudatoolkit",
+        "cuda-toolkit",
+        "cuda",
+        "cudnn",
+        "nccl",
+        "pytorch-cuda",
+        "cpuonly",
+        "mkl",
+        "intel-openmp",
+        "openblas",
+        "libblas",
+        "blas",
+        "libgcc-ng",
+        "libstdcxx-ng",
+        "_libgcc_mutex",
+        "_openmp_mutex",
+        "openssl",
+        "ca-certificates",
+    }
+)
+# Conda packages whose PyPI name is another.
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "py-xgboost": "xgboost",
+    "matplotlib-base": "matplotlib",
+    "pytables": "tables",
+    "opencv": "opencv-python-headless",
+    "py-opencv": "opencv-python-headless",
+    "tensorflow-gpu": "tensorflow",
+    "msgpack-python": "msgpack",
+    "python-graphviz": "graphviz",
+}
 # The pip options a `pip:` line may hold: where packages come from. Never one that reads another
 # file (`-r`, `-c`) or installs from a folder in place (`-e`): the worker installs, not the step.
 PIP_OPTIONS = {
@@ -39,7 +78,11 @@ class CondaEnv:
     # The version spec after `python` as conda writes it (`3.10`, `>=3.8`), "" when any will do.
     python: str = ""
     pip: list[str] = field(default_factory=list)
-    # Conda packages that are not Python or pip: refused (`validate` names them).
+    # Conda packages installed from PyPI: (the conda spec, the pip requirement it became).
+    from_conda: list[tuple[str, str]] = field(default_factory=list)
+    # Conda packages of the system, left to the worker's host.
+    host: list[str] = field(default_factory=list)
+    # Conda specs that read as no pip requirement: refused (`validate` names them).
     conda_only: list[str] = field(default_factory=list)
     # Conda packages skipped: Stepwise's installer stands in for them.
     provided: list[str] = field(default_factory=list)
@@ -78,9 +121,58 @@ def conda_env(conda: object) -> CondaEnv:
             result.python = spec[match.end() :].strip() if match else ""
         elif name in PROVIDED:
             result.provided.append(spec)
+        elif name in HOST_LIBRARIES:
+            result.host.append(spec)
+        elif (requirement := conda_to_pip(spec)) is not None:
+            result.from_conda.append((spec, requirement))
         else:
             result.conda_only.append(spec)
+    # Ahead of the `pip:` list, whose options (an index, --no-index) pip applies to every line.
+    result.pip[:0] = [requirement for _spec, requirement in result.from_conda]
     return result
+
+
+def conda_notes(read: CondaEnv) -> list[str]:
+    """What differs from a conda build, said at validation and in the step's build log."""
+    notes = []
+    if read.from_conda:
+        installed = ", ".join(f"{spec} as {requirement}" for spec, requirement in read.from_conda)
+        notes.append(f"conda packages installed from PyPI: {installed}")
+    if read.host:
+        notes.append(
+            f"{', '.join(read.host)}: not installed (libraries of the system: the worker's host provides them)"
+        )
+    return notes
+
+
+_CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)$")
+_PIP_VERSIONS = re.compile(r"^(?:==|>=|<=|!=|~=|>|<)[\w.*+!-]+(?:,(?:==|>=|<=|!=|~=|>|<)[\w.*+!-]+)*$")
+
+
+def conda_to_pip(spec: str) -> str | None:
+    """A conda match spec as a pip requirement; None when it does not read as one.
+
+    conda's `name=1.2` (and `name 1.2`) is 1.2 or any 1.2.x: pip's `==1.2.*`; with a build
+    string (`name=1.2=py310_0`) the version is exact. Operators (`>=1.2,<2`, `==1.2.3`) are
+    pip's own; conda's `|` and build-only specs are not.
+    """
+    match = _CONDA_SPEC.match(spec.strip())
+    if match is None:
+        return None
+    name, rest = match.group(1), match.group(2).strip()
+    name = CONDA_TO_PYPI.get(name.lower(), name)
+    if not rest:
+        return name
+    if rest[0] in "<>!~" or rest.startswith("=="):
+        versions = rest.replace(" ", "")
+    else:
+        parts = [part for part in re.split(r"[=\s]+", rest) if part]
+        if not parts:
+            return None
+        version, *build = parts
+        exact = version.endswith("*") or bool(build)
+        versions = f"=={version}" if exact else f"=={version}.*"
+    return f"{name}{versions}" if _PIP_VERSIONS.match(versions) else None
 
 
 _LONG_OPTION = re.compile(r"^(--[\w-]+)(?:[=\s]\s*(.*))?$")

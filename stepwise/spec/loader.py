@@ -19,7 +19,7 @@ from . import parallel as par
 from . import parallel_bindings as pb
 from . import transfer as tr
 from .distribution import read_distribution, read_resources
-from .environment import conda_env, image_only
+from .environment import conda_env, conda_notes, image_only
 from .files import Budget, FilesError, read_file_into, read_folder, resolve_local
 from .model import (
     DATA_TYPES,
@@ -1078,13 +1078,16 @@ class _PipelineReader:
             self.error(message, where, "environment", "conda_file", job=step)
         if read.conda_only:
             self.error(
-                f"conda packages cannot be installed by Stepwise: {', '.join(read.conda_only)} "
-                "(list them under 'pip:' instead)",
+                f"conda package specs that read as no pip requirement: {', '.join(read.conda_only)} "
+                "(Stepwise installs conda packages from PyPI: write them as 'name', 'name=1.2' or "
+                "'name>=1.2,<2', or list them under 'pip:')",
                 where,
                 "environment",
                 "conda_file",
                 job=step,
             )
+        for message in conda_notes(read):
+            self.warn(message, where, "environment", "conda_file", job=step)
         if read.provided:
             self.warn(
                 f"{', '.join(read.provided)}: ignored (Stepwise installs the 'pip:' list with its own installer)",

@@ -254,3 +254,22 @@ def test_a_step_canceled_while_its_environment_builds_never_starts(alice, team, 
     assert executor.execute(step.pk, step.attempt) == "superseded or canceled while its environment was built"
     step.refresh_from_db()
     assert step.state == StepState.CANCELED
+
+
+def test_a_conda_package_is_installed_from_pypi_and_a_system_library_left_to_the_host(
+    alice, team, tmp_path, wheels, builds
+):
+    # As Azure ML conda files often write it: the package under conda's dependencies, not pip's.
+    text = pipeline_text(wheels, requirement="--prefer-binary").replace(
+        "          - pip\n", "          - tinypkg=0.1\n          - cudatoolkit=11.8\n          - pip\n"
+    )
+    version = import_yaml(tmp_path, text, alice, team)
+
+    step = run_step(version, alice)
+
+    log = log_of(step)
+    assert step.state == StepState.SUCCEEDED, (step.reason, log)
+    assert "VALUE tiny-ok True" in log
+    assert "[environment] conda packages installed from PyPI: tinypkg=0.1 as tinypkg==0.1.*" in log
+    assert "[environment] cudatoolkit=11.8: not installed (libraries of the system" in log
+    assert len(builds) == 1

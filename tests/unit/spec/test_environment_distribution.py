@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepwise.spec import Distribution, from_json, load_pipeline, parse_text, to_json
-from stepwise.spec.environment import conda_env
+from stepwise.spec.environment import conda_env, conda_to_pip
 
 from .helpers import errors_of, one
 from .test_roundtrip import roundtrip_folder
@@ -43,20 +43,47 @@ def test_the_conda_sample_round_trips(tmp_path):
     assert roundtrip_folder(p, tmp_path / "export") == p
 
 
-def test_conda_packages_other_than_python_and_pip_are_an_error_naming_them():
-    problem = one(
-        errors_of(
-            job("""
+def test_conda_packages_are_installed_from_pypi_and_the_systems_libraries_left_to_the_host():
+    _pipeline, warnings = parse_text(
+        job("""
 environment:
   conda_file:
-    dependencies: [python=3.11, numpy=1.26, "conda-forge::scikit-learn", pip, {pip: [requests]}]
+    dependencies: [python=3.11, numpy=1.26, "conda-forge::scikit-learn", pytorch=2.1, cudatoolkit=11.8, pip,
+                   {pip: [requests]}]
 """)
-        ),
-        "conda packages cannot be installed",
     )
-    assert "numpy=1.26, conda-forge::scikit-learn" in problem.message
-    assert "python" not in problem.message.split(":")[1].split("(")[0]
-    assert problem.job == "a" and problem.field == "environment.conda_file"
+    pypi = one(warnings, "installed from PyPI")
+    assert "numpy=1.26 as numpy==1.26.*" in pypi.message and "pytorch=2.1 as torch==2.1.*" in pypi.message
+    assert "conda-forge::scikit-learn as scikit-learn" in pypi.message
+    assert pypi.job == "a" and pypi.field == "environment.conda_file"
+    one(warnings, "cudatoolkit=11.8: not installed")
+
+
+@pytest.mark.parametrize(
+    ("spec", "requirement"),
+    [
+        ("numpy", "numpy"),
+        ("numpy=1.26", "numpy==1.26.*"),  # conda's fuzzy match: any 1.26.x
+        ("numpy 1.26.*", "numpy==1.26.*"),
+        ("numpy=1.26.4=py310h_0", "numpy==1.26.4"),  # a build string pins the version
+        ("numpy==1.26.4", "numpy==1.26.4"),
+        ("numpy >=1.20,<2", "numpy>=1.20,<2"),
+        ("conda-forge::scikit-learn=1.3", "scikit-learn==1.3.*"),
+        ("py-xgboost=2.0", "xgboost==2.0.*"),
+        ("numpy=1.2|1.3", None),
+        ("numpy=", None),
+    ],
+)
+def test_a_conda_spec_reads_as_the_pip_requirement_it_means(spec, requirement):
+    assert conda_to_pip(spec) == requirement
+
+
+def test_a_conda_spec_that_reads_as_no_pip_requirement_is_an_error_naming_it():
+    problem = one(
+        errors_of(job("environment: {conda_file: {dependencies: [python=3.11, numpy=1.2|1.3, pandas]}}")),
+        "read as no pip requirement",
+    )
+    assert "numpy=1.2|1.3" in problem.message and "pandas" not in problem.message
 
 
 def test_a_malformed_pip_list_is_an_error():
