@@ -26,10 +26,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 
+# Spread over TEST_PROCESSES pytest processes (pytest-xdist): the integration tests spend most
+# of their time waiting on workers and subprocesses, so more processes than cores still pay.
+TEST_PROCESSES ?= 3
 test: $(VENV)/.installed
 	@.ci/system-deps --browser
 	$(MAKE) lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_PROCESSES) --dist load
 
 # Its own database and var/bench/state (never the data of `make run`); e.g. BENCH_ARGS="--quick --only chain50".
 bench: system-deps $(VENV)/.installed

@@ -8,6 +8,17 @@ from django.contrib.auth import get_user_model
 from pipelines_ui.models import Membership, Role, Team
 
 
+def pytest_collection_modifyitems(config, items):
+    """Across several processes (`make test`, pytest-xdist), the long tests go out first: a long
+    test handed out last would keep one process busy long after the others ran out of work."""
+    if config.getoption("numprocesses", default=None):
+        items.sort(
+            key=lambda item: not (
+                item.path.parent.name in ("integration", "browser") or item.get_closest_marker("slow")
+            )
+        )
+
+
 def database_url() -> str:
     """The test database as a DATABASE_URL, for the servers and workers a test starts."""
     from django.db import connection

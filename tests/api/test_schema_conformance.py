@@ -35,6 +35,7 @@ def api_schema(live_server, api_token):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=30,

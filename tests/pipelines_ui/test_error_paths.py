@@ -110,6 +110,9 @@ def test_the_import_page_names_files_inside_the_upload_only(client, alice, team,
         ("proj.zip", zipped({"readme.txt": b"hi", "notes.txt": b"x"}), "no pipeline.yml"),
         ("pipeline.txt", b"type: pipeline", "upload a .yml, .yaml or .zip"),
     ],
+    # Not the bytes: a zip holds the time it was made, and every pytest-xdist process must collect
+    # the same test ids.
+    ids=["not a zip", "zip without pipeline.yml", "not yaml"],
 )
 def test_upload_errors_name_no_server_path(client, alice, team, compute, server_tmp, name, data, message):
     client.force_login(alice)
