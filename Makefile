@@ -32,7 +32,7 @@ TEST_PROCESSES ?= 3
 test: $(VENV)/.installed
 	@.ci/system-deps --browser
 	$(MAKE) lint
-	$(VENV)/bin/pytest -q -n $(TEST_PROCESSES) --dist load
+	$(VENV)/bin/pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 # Its own database and var/bench/state (never the data of `make run`); e.g. BENCH_ARGS="--quick --only chain50".
 bench: system-deps $(VENV)/.installed

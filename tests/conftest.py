@@ -9,8 +9,9 @@ from pipelines_ui.models import Membership, Role, Team
 
 
 def pytest_collection_modifyitems(config, items):
-    """Across several processes (`make test`, pytest-xdist), the long tests go out first: a long
-    test handed out last would keep one process busy long after the others ran out of work."""
+    """Across several processes (`make test`, pytest-xdist), the long tests come first: a long
+    test run last would keep one process busy long after the others ran out of work (with
+    `--dist worksteal`, idle processes take the rest of a busy one's share)."""
     if config.getoption("numprocesses", default=None):
         items.sort(
             key=lambda item: not (
