@@ -15,7 +15,7 @@ from pipelines_ui.api import access
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import text_equals
+from pipelines_ui.api.params import one, text_equals
 from pipelines_ui.api.serializers import page_of
 from pipelines_ui.api.views import ERRORS
 from pipelines_ui.components import ComponentError, component_register_upload
@@ -69,9 +69,9 @@ class ComponentList(APIView):
         access.require_scope(request, Scope.READ)
         visible = access.visible_team_ids(request)
         qs = Component.objects.filter(Q(team_id__in=visible) | Q(visibility=Visibility.INSTANCE))
-        if team := request.query_params.get("team"):
+        if team := one(request.query_params, "team"):
             qs = text_equals(qs, "team__name", team)
-        if name := request.query_params.get("name"):
+        if name := one(request.query_params, "name"):
             qs = text_equals(qs, "name", name)
         return paginate(request, qs.select_related("team").order_by("name", "-created_at", "-pk"), ComponentSerializer)
 

@@ -15,7 +15,7 @@ from pipelines_ui.api import access, data_triggers
 from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import DataTrigger, Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import positive_int
+from pipelines_ui.api.params import one, positive_int
 from pipelines_ui.api.schedule_views import ERRORS, READ_ERRORS
 from pipelines_ui.api.serializers import page_of
 from pipelines_ui.models import Pipeline, Team
@@ -108,7 +108,7 @@ class DataTriggerList(APIView):
     def get(self, request):
         access.require_scope(request, Scope.READ)
         qs = data_triggers.triggers_visible(access.visible_team_ids(request))
-        if (pipeline := positive_int(request.query_params.get("pipeline"), "pipeline", max_digits=18)) is not None:
+        if (pipeline := positive_int(one(request.query_params, "pipeline"), "pipeline", max_digits=18)) is not None:
             qs = qs.filter(pipeline_id=pipeline)
         return paginate(request, qs.order_by("team__name", "name", "pk"), DataTriggerSerializer)
 

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import QueryDict
 from rest_framework.exceptions import ValidationError
+
+
+def one(params: QueryDict, name: str) -> str | None:
+    """The query parameter `name`, None when absent; a 400 when it is given more than once (which
+    value would count is nobody's guess: Django would take the last one)."""
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise ValidationError({name: f"given {len(values)} times: give it once"})
+    return values[0] if values else None
 
 
 def positive_int(value: str | None, name: str, *, max_digits: int = 10) -> int | None:

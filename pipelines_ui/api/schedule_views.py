@@ -14,7 +14,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import positive_int
+from pipelines_ui.api.params import one, positive_int
 from pipelines_ui.models import Pipeline, Team
 
 ERRORS = {
@@ -57,7 +57,7 @@ class ScheduleList(APIView):
     def get(self, request):
         access.require_scope(request, Scope.READ)
         qs = schedules.schedules_visible(access.visible_team_ids(request))
-        if (pipeline := positive_int(request.query_params.get("pipeline"), "pipeline", max_digits=18)) is not None:
+        if (pipeline := positive_int(one(request.query_params, "pipeline"), "pipeline", max_digits=18)) is not None:
             qs = qs.filter(pipeline_id=pipeline) | qs.filter(endpoint__pipeline_id=pipeline)
         return paginate(request, qs.order_by("team__name", "name", "pk"), s.ScheduleSerializer)
 

@@ -23,7 +23,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import positive_int, text_equals
+from pipelines_ui.api.params import one, positive_int, text_equals
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from runs import downloads
@@ -157,7 +157,7 @@ class PipelineList(APIView):
         qs = Pipeline.objects.filter(team_id__in=access.visible_team_ids(request)).select_related(
             "team", "latest_version"
         )
-        if team := request.query_params.get("team"):
+        if team := one(request.query_params, "team"):
             qs = text_equals(qs, "team__name", team)
         return paginate(request, qs.order_by("name", "pk"), s.PipelineSerializer)
 
@@ -283,8 +283,8 @@ class RunList(APIView):
     )
     def get(self, request):
         access.require_scope(request, Scope.READ)
-        pipeline_id = positive_int(request.query_params.get("pipeline"), "pipeline")
-        state = request.query_params.get("state")
+        pipeline_id = positive_int(one(request.query_params, "pipeline"), "pipeline")
+        state = one(request.query_params, "state")
         if state is not None and state not in RunState.values:
             raise ValidationError({"state": f"one of {', '.join(RunState.values)}"})
         qs = Run.objects.filter(pipeline__team_id__in=access.visible_team_ids(request)).select_related(
@@ -350,7 +350,7 @@ class StepLog(APIView):
     )
     def get(self, request, run_id: int, step_name: str):
         step = _step(_run(request, run_id), step_name)
-        after = positive_int(request.query_params.get("after_seq"), "after_seq") or 0
+        after = positive_int(one(request.query_params, "after_seq"), "after_seq") or 0
         page = run_selectors.log_page(step, after_seq=after)
         lines = [{"seq": page.first_seq + i, "text": text} for i, text in enumerate(page.lines)]
         return Response({"lines": lines, "next_seq": page.next_seq})

@@ -455,3 +455,19 @@ def test_another_user_cannot_revoke_my_token(client, alice, team):
     client.post(f"/account/tokens/{token.pk}/revoke/")
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+@pytest.mark.parametrize(
+    ("url", "param"),
+    [
+        ("/api/v1/runs/?pipeline=1&pipeline=2", "pipeline"),
+        ("/api/v1/runs/?state=queued&state=running", "state"),
+        ("/api/v1/pipelines/?team=a&team=b", "team"),
+        ("/api/v1/schedules/?pipeline=1&pipeline=1", "pipeline"),
+        ("/api/v1/data-triggers/?pipeline=%5B%5D&pipeline=29795", "pipeline"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_400_naming_it(alice, url, param):
+    response = bearer(token_for(alice)).get(url)
+    assert response.status_code == 400, response.content
+    assert param in str(response.json()) and "give it once" in str(response.json())
