@@ -25,12 +25,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 import stepwise
@@ -44,6 +44,7 @@ from runs import (
     orchestrator,
     processes,
     queues,
+    rows,
     sweep_driver,
     transfer,
     trial_handles,
@@ -52,7 +53,7 @@ from runs import sandbox as sandbox_
 from runs import worker as worker_
 from runs.artifact_files import Manifest
 from runs.data_assets import register_named_outputs, run_data_artifacts
-from runs.models import ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState, SweepTrial
+from runs.models import Artifact, ComputeTarget, Isolation, Metric, Param, StepOutput, StepRun, StepState, SweepTrial
 from runs.registry.services import register_named_model_outputs
 from runs.secrets import Masker, SecretError, secrets_decrypt
 from runs.specs import (
@@ -219,14 +220,14 @@ def prepare(
     secret_env = {secret_env_var(name): value for name, value in secrets.items() if value is not None}
     for name, value in secrets.items():
         values[name] = EnvRef(secret_env_var(name)) if value is not None else None
-    upstream = {
-        (o.step_name, o.name): o.artifact
-        for o in StepOutput.objects.filter(
-            step_run__run=run, step_run__name__in={b.job for b in step.inputs.values() if isinstance(b, JobOutput)}
-        )
-        .select_related("artifact")
-        .annotate(step_name=F("step_run__name"))  # not the whole upstream StepRun row
-    }
+    # A step its run's advance started for this worker comes with them (orchestrator.run_advance).
+    upstream = getattr(step_run, "upstream_artifacts", None)
+    if upstream is None:
+        jobs = {b.job for b in step.inputs.values() if isinstance(b, JobOutput)}
+        upstream = {
+            (job, output): Artifact(pk=artifact_id, sha256=sha, kind=kind)
+            for job, output, artifact_id, sha, kind in rows.run_outputs(run.pk, sorted(jobs))
+        }
     data_inputs: set[str] = set()
     data_artifacts = run_data_artifacts(run) if any(d.asset for d in pipeline.inputs.values()) else {}
     for name in step.input_decls:
@@ -399,6 +400,8 @@ class Attempt:
         self.timeout_s = step_run.timeout_s
         # Outputs already in the artifact store (a sweep's best trial run by another worker).
         self.stored_outputs: dict[str, tuple[Manifest, str]] = {}
+        # Called once the step's process has started (see execute_chain).
+        self.after_start: Callable[[], None] | None = None
 
     # -- log, heartbeat, fencing ---------------------------------------------------
     def add_lines(self, lines: list[str]) -> None:
@@ -539,6 +542,8 @@ class Attempt:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if self.after_start is not None:
+            self.after_start()
         splitter = LineSplitter(settings.STEPWISE_LOG_LINE_MAX)
         started = time.monotonic()
         last_check = started
@@ -831,12 +836,18 @@ def execute_chain(step_run_id: int, attempt: int) -> str:
     """Run a step, then each step its success made ready on the same queue that this worker
     kept for itself (see `run_advance`); returns what happened to each, for the RQ job's result."""
     outcomes = []
-    outcome, started = _execute(step_run_id, attempt, keep_next=True)
-    outcomes.append(outcome)
-    while started is not None:
-        step_run = started
-        outcome, started = _execute(step_run.pk, step_run.attempt, keep_next=True, started=step_run)
-        outcomes.append(f"then step run {step_run.pk}: {outcome}")
+    # The working folders of the chain's succeeded steps: each is removed once the next step's
+    # process has started, while it runs, rather than between the two; the last as the job ends.
+    ended: list[Path] = []
+    try:
+        outcome, started = _execute(step_run_id, attempt, keep_next=True, ended=ended)
+        outcomes.append(outcome)
+        while started is not None:
+            step_run = started
+            outcome, started = _execute(step_run.pk, step_run.attempt, keep_next=True, started=step_run, ended=ended)
+            outcomes.append(f"then step run {step_run.pk}: {outcome}")
+    finally:
+        _remove_folders(ended)
     return "; ".join(outcomes)
 
 
@@ -845,29 +856,38 @@ def execute(step_run_id: int, attempt: int) -> str:
     return _execute(step_run_id, attempt, keep_next=False)[0]
 
 
+def _remove_folders(folders: list[Path]) -> None:
+    while folders:
+        shutil.rmtree(folders.pop(), ignore_errors=True)
+
+
 def _execute(
-    step_run_id: int, attempt: int, *, keep_next: bool, started: StepRun | None = None
+    step_run_id: int,
+    attempt: int,
+    *,
+    keep_next: bool,
+    started: StepRun | None = None,
+    ended: list[Path] | None = None,
 ) -> tuple[str, StepRun | None]:
     """Run the attempt; with `keep_next`, return the step its success started as this worker's.
 
     `started`: such a step, already running as this worker's since the previous one's advance,
-    read there with its run and version: not read again.
+    read there with its run and version: not read again. `ended`: where to leave the working
+    folder of a success for the caller to remove (removed here without it), and folders of the
+    caller's to remove once this step's process has started.
     """
     if started is not None:
         step_run = started
     else:
-        step_run = (
-            StepRun.objects.select_related("run__version")
-            .defer("run__version__spec", "run__version__files")
-            .filter(pk=step_run_id)
-            .first()
-        )
-        if step_run is None:
+        found = rows.select(StepRun, {"id": step_run_id}, fields=orchestrator.STEP_FIELDS)
+        if not found:
             return "no such step run (deleted, or a job from another database)", None
+        step_run = found[0]
         if step_run.attempt != attempt or step_run.state != StepState.QUEUED:
             return f"stale delivery: step is {step_run.state}, attempt {step_run.attempt}", None
         if not step_run_try_transition(step_run=step_run, to=StepState.RUNNING, worker=worker_.worker_name()):
             return "another worker took it", None
+        step_run.run = orchestrator.run_with_version(step_run.run_id)
     version = step_run.run.version
     pipeline = version_spec(version)
     step = pipeline.jobs[step_run.name]
@@ -876,7 +896,7 @@ def _execute(
     # host trimming the cache meanwhile pass over what this stack holds (see runs/artifact_cache.py).
     with contextlib.ExitStack() as inputs:
         try:
-            target = ComputeTarget.objects.filter(queue=step_run.queue).first()
+            target = next(iter(rows.select(ComputeTarget, {"queue": step_run.queue})), None)
             if step.sweep is None:
                 prepared = prepare(
                     step_run, pipeline, step, version_file_map(version), workdir, held=inputs, target=target
@@ -890,6 +910,8 @@ def _execute(
 
         if step.sweep is None:
             attempt_: Attempt = Attempt(step_run, prepared)
+            if ended:
+                attempt_.after_start = functools.partial(_remove_folders, ended)
         else:
             attempt_ = SweepAttempt(
                 step_run,
@@ -944,10 +966,9 @@ def _execute(
         # The compare-and-set first: an attempt canceled or superseded meanwhile writes no row.
         if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
             return "finished after being canceled or superseded", None
-        StepOutput.objects.bulk_create(
-            StepOutput(step_run=step_run, name=name, artifact=artifacts.register(manifest, kind))
-            for name, (manifest, kind) in stored.items()
-        )
+        for name, (manifest, kind) in stored.items():
+            artifact = artifacts.register(manifest, kind)
+            rows.insert(StepOutput, {"step_run_id": step_run.pk, "name": name, "artifact_id": artifact.pk})
         register_named_outputs(step_run=step_run)
         register_named_model_outputs(step_run=step_run)
         # A draining (or stopping) worker starts no further step: they all go to the queue.
@@ -957,5 +978,8 @@ def _execute(
             worker=worker_.worker_name(),
             draining=worker_.draining,
         )
-    shutil.rmtree(workdir, ignore_errors=True)
+    if ended is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        ended.append(workdir)
     return "succeeded", started

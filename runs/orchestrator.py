@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
+from pipelines_ui.models import PipelineVersion
 from runs import artifacts, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
-from runs.models import RUN_TERMINAL, Run, RunState, StepOutput, StepRun, StepState
+from runs.models import RUN_TERMINAL, Artifact, Run, RunState, StepOutput, StepRun, StepState
 from runs.registry.services import register_named_model_outputs
 from runs.specs import (
     parent_input_value,
@@ -144,6 +145,10 @@ def find_reusable(step_run: StepRun, fp: str, *, output_count: int) -> tuple[Ste
 # ---- advancing a run ----------------------------------------------------------------
 
 
+# A step run's row but its fingerprint parts, which only the run page shows.
+STEP_FIELDS = tuple(f.attname for f in StepRun._meta.concrete_fields if f.name != "fingerprint_parts")
+
+
 class StepRows(dict):
     """`name -> StepRun` of one run, read when first needed."""
 
@@ -155,8 +160,8 @@ class StepRows(dict):
         names = list(names)
         missing = [n for n in names if n not in self]
         if missing:
-            rows = StepRun.objects.filter(run_id=self.run_id, name__in=missing).defer("fingerprint_parts")
-            self.update({s.name: s for s in rows})
+            found = rows.select(StepRun, {"run_id": self.run_id, "name": missing}, fields=STEP_FIELDS)
+            self.update({s.name: s for s in found})
         return {n: self[n] for n in names}
 
 
@@ -170,17 +175,31 @@ class RunOutputs(dict):
         super().__init__()
         self.run_id = run_id
         self.loaded: set[str] = set()
+        # (job, output) -> the artifact, for the step a worker keeps (see `run_advance`).
+        self.artifacts: dict[tuple[str, str], Artifact] = {}
 
     def load(self, jobs: Iterable[str]) -> None:
         missing = set(jobs) - self.loaded
         if not missing:
             return
-        rows = StepOutput.objects.filter(step_run__run_id=self.run_id, step_run__name__in=missing).values_list(
-            "step_run__name", "name", "artifact__sha256"
-        )
-        for job, output, sha in rows:
-            self[(job, output)] = sha
+        for job, output, artifact_id, sha, kind in rows.run_outputs(self.run_id, sorted(missing)):
+            self.add(job, output, Artifact(pk=artifact_id, sha256=sha, kind=kind))
         self.loaded |= missing
+
+    def add(self, job: str, output: str, artifact: Artifact) -> None:
+        self[(job, output)] = artifact.sha256
+        self.artifacts[(job, output)] = artifact
+
+
+def run_with_version(run_id: int, *, for_update: bool = False) -> Run | None:
+    """The run, and of its version only what the spec's cache needs (runs/specs.py), not its
+    spec or files; two statements of runs/rows.py, cheaper than the ORM's one join."""
+    found = rows.select(Run, {"id": run_id}, for_update=for_update)
+    if not found:
+        return None
+    run = found[0]
+    run.version = rows.select(PipelineVersion, {"id": run.version_id}, fields=("id", "content_hash"))[0]
+    return run
 
 
 def lock_run(run_id: int) -> None:
@@ -188,6 +207,22 @@ def lock_run(run_id: int) -> None:
     transaction takes it first, in the same order as `run_advance`, so that two workers
     can never wait on each other (one holding the run, the other a step of it)."""
     rows.lock(Run, run_id)
+
+
+def _waiting(steps: StepRows, states: dict[str, str], queue: str) -> StepRun | None:
+    """A first attempt of the run waiting in `queue` since an earlier advance (a fan-out's other
+    branches), for a worker to start without the queue: one of the last sent there, as RQ hands
+    out the first ones. Not a retry: that waits out its backoff in RQ's scheduler."""
+    last = sorted(n for n, s in states.items() if s == StepState.QUEUED)[-WAITING_LOOKED_AT:]
+    loaded = steps.load(last)
+    for name in reversed(last):
+        if loaded[name].queue == queue and loaded[name].attempt == 1:
+            return loaded[name]
+    return None
+
+
+# How many of a run's queued steps `_waiting` reads: their rows, not all of a wide fan-out's.
+WAITING_LOOKED_AT = 4
 
 
 def run_advance(
@@ -209,12 +244,9 @@ def run_advance(
     kept: StepRun | None = None
     with transaction.atomic():
         # The version's spec is cached per process: don't read (and parse) it with every advance.
-        run = (
-            Run.objects.select_for_update()
-            .select_related("version")
-            .defer("version__spec", "version__files")
-            .get(pk=run_id)
-        )
+        run = run_with_version(run_id, for_update=True)
+        if run is None:
+            return None  # deleted with its pipeline meanwhile: nothing left to advance
         if run.state in RUN_TERMINAL:
             return None
         pipeline = version_spec(run.version)
@@ -226,7 +258,7 @@ def run_advance(
         )
         upstream = pipeline.upstream()
         # Every step's state, but whole rows only of the steps about to change.
-        states: dict[str, str] = dict(run.steps.values_list("name", "state"))
+        states: dict[str, str] = dict(rows.values(StepRun, ("name", "state"), {"run_id": run.pk}))
         steps = StepRows(run.pk)
         outputs = RunOutputs(run.pk)
 
@@ -293,7 +325,7 @@ def run_advance(
                     register_named_outputs(step_run=step_run)
                     register_named_model_outputs(step_run=step_run)
                     for out in linked:
-                        outputs[(name, out.name)] = out.artifact.sha256
+                        outputs.add(name, out.name, out.artifact)
                     outputs.loaded.add(name)
                     if not reusing:
                         # One reuse tends to make the next step ready and reusable too (a rerun):
@@ -322,14 +354,23 @@ def run_advance(
             if run.timed_out:
                 outcome, reason = RunState.FAILED, f"timeout: the run ran longer than {run.timeout_s} s"
             run_transition(run=run, to=outcome, reason=reason)
-        if start_one_of_queue is not None:
+        if start_one_of_queue is not None and outcome is None:
             kept = next((s for s in to_enqueue if s.queue == start_one_of_queue), None)
+            if kept is None:
+                kept = _waiting(steps, states, start_one_of_queue)
             if kept is not None and draining():
                 kept = None
             if kept is not None:
-                to_enqueue.remove(kept)
+                if kept in to_enqueue:
+                    to_enqueue.remove(kept)
+                else:
+                    withdrawn = kept
+                    transaction.on_commit(lambda: queues.withdraw_step(withdrawn))
                 step_run_transition(step_run=kept, to=StepState.RUNNING, worker=worker)
-                kept.run = run  # its worker starts it with the run and version read here
+                # Its worker starts it with the run, version and upstream outputs read here.
+                kept.run = run
+                outputs.load(upstream[kept.name])
+                kept.upstream_artifacts = {k: a for k, a in outputs.artifacts.items() if k[0] in upstream[kept.name]}
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))
     return kept

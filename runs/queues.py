@@ -9,11 +9,13 @@ own jobs. A compute target's `queue` is the logical name; the Redis name is deri
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
 import django_rq
+import redis
 from django.conf import settings
 from django.db import connections
 from rq import Queue
@@ -23,6 +25,8 @@ from rq.job import Job
 from pipelines_ui.settings import database_instance
 from runs.models import ComputeTarget, StepRun, SweepTrial
 from stepwise.spec.bindings import compute_target_name
+
+log = logging.getLogger(__name__)
 
 JOB_FUNC = "runs.jobs.execute_step"
 TRIAL_JOB_FUNC = "runs.jobs.run_sweep_trial"
@@ -72,6 +76,21 @@ def job_args(step_run: StepRun) -> tuple[int, int, str]:
     """The arguments of `runs.jobs.execute_step` for this attempt: the instance lets a worker
     refuse a job of another install that reached its queue anyway."""
     return (step_run.pk, step_run.attempt, instance_id())
+
+
+def withdraw_step(step_run: StepRun) -> None:
+    """Take this attempt's job back out of its queue: a worker started the step from the database
+    (orchestrator.run_advance). Best effort: a worker that dequeued the job meanwhile finds the
+    step running and drops it (runs.executor), and a job left behind is dropped the same way."""
+    queue = get_queue(step_run.queue)
+    key = job_id(step_run)
+    try:
+        with queue.connection.pipeline() as pipe:
+            pipe.lrem(queue.key, 1, key)
+            pipe.delete(Job.key_for(key))
+            pipe.execute()
+    except redis.exceptions.RedisError as exc:
+        log.warning("could not withdraw job %s from queue %s: %s", key, queue.name, exc)
 
 
 def enqueue_step_later(step_run: StepRun, delay_s: float) -> None:

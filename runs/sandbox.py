@@ -93,6 +93,7 @@ def running_as_root() -> bool:
     return os.geteuid() == 0 and _uid_mapped(settings.STEPWISE_SANDBOX_UID)
 
 
+@functools.cache  # a process's uid map is written once, before it runs
 def _uid_mapped(uid: int) -> bool:
     try:
         lines = Path("/proc/self/uid_map").read_text().splitlines()
@@ -146,6 +147,15 @@ def python_roots() -> tuple[Path, ...]:
 
 
 def _system_args() -> list[str]:
+    args = list(_system_dirs_args())
+    args += ["--ro-bind", str(_staged_etc()), "/etc"]
+    for path in SYS_ALLOWED:
+        args += ["--ro-bind-try", path, path]
+    return args
+
+
+@functools.cache  # the host's top folders (/usr, the /bin link...) do not change under a worker
+def _system_dirs_args() -> tuple[str, ...]:
     args: list[str] = []
     for top in SYSTEM_DIRS:
         path = Path(top)
@@ -153,10 +163,7 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(path), top]
         elif path.is_dir():
             args += ["--ro-bind", top, top]
-    args += ["--ro-bind", str(_staged_etc()), "/etc"]
-    for path in SYS_ALLOWED:
-        args += ["--ro-bind-try", path, path]
-    return args
+    return tuple(args)
 
 
 # Files of /etc that change while a worker lives (DHCP, an added user): the staged copy follows them.

@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pipelines_ui.models import Membership, Role
+from runs import rows
 from runs.models import ComputeTarget, Run, StepRun, StepState, Worker, WorkerState
 from runs.reconciler import heartbeat_limit
 
@@ -103,7 +104,8 @@ class WorkerRecord:
 
     def drain_requested(self) -> bool:
         try:
-            return self._rows().filter(drain=True).exists()
+            # Asked before each step a worker keeps for itself: on the hot path (runs/rows.py).
+            return any(drain for (drain,) in rows.values(Worker, ("drain",), {"id": self.pk}))
         except DatabaseError as exc:
             log.warning("worker %s: cannot read its drain flag: %s", self.name, exc)
             return False

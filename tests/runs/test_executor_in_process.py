@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rq.job import Job
 
 from runs import artifacts, executor, queues, reconciler, worker
 from runs.models import Artifact, ComputeTarget, LogChunk, RunState, StepOutput, StepRun, StepState, Transition
 from runs.services import run_cancel, run_create
 from tests.integration.test_execution import import_yaml
+from tests.runs.conftest import set_step
 
 PIPELINE = """
 type: pipeline
@@ -128,6 +130,27 @@ def test_a_chain_runs_in_one_job_without_queueing_its_next_steps(alice, team, tm
     assert "a\nb" in "\n".join(LogChunk.objects.filter(step_run=steps["c"]).values_list("text", flat=True))
 
 
+def test_a_chains_working_folders_are_removed_while_the_next_step_runs_and_none_is_left(
+    alice, team, tmp_path, target, monkeypatch
+):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    removals = []
+    remove = executor._remove_folders
+
+    def recorded(folders):
+        running = list(StepRun.objects.filter(run=run, state=StepState.RUNNING).values_list("name", flat=True))
+        removals.append(([f.name for f in folders], running))
+        remove(folders)
+
+    monkeypatch.setattr(executor, "_remove_folders", recorded)
+    executor.execute_chain(first.pk, first.attempt)
+
+    # Off the path between two steps: each goes once the next one's process has started.
+    assert removals == [(["a-1"], ["b"]), (["b-1"], ["c"]), (["c-1"], [])]
+    assert not any(executor.attempt_workdir(s).exists() for s in run.steps.all())
+
+
 def test_a_fan_out_starts_one_step_as_the_workers_and_queues_the_others(alice, team, tmp_path, target):
     fan = CHAIN.replace("${{parent.jobs.b.outputs.out}}", "${{parent.jobs.a.outputs.out}}")
     run = run_create(version=import_yaml(tmp_path, fan, alice, team), user=alice)
@@ -147,6 +170,47 @@ def test_a_fan_out_starts_one_step_as_the_workers_and_queues_the_others(alice, t
     assert [job.args for job in queue.jobs] == [
         queues.job_args(s) for s in run.steps.filter(name__in="bc").exclude(pk=started.pk)
     ]
+
+
+def test_a_worker_done_with_its_branch_starts_a_sibling_waiting_in_the_queue_and_withdraws_its_job(
+    alice, team, tmp_path, target
+):
+    fan = CHAIN.replace("${{parent.jobs.b.outputs.out}}", "${{parent.jobs.a.outputs.out}}")
+    run = run_create(version=import_yaml(tmp_path, fan, alice, team), user=alice)
+    queue = queues.get_queue(target.queue)
+    first = StepRun.objects.get(run=run, name="a")
+    queue.empty()
+
+    outcome = executor.execute_chain(first.pk, first.attempt)
+
+    run.refresh_from_db()
+    assert run.state == RunState.SUCCEEDED, outcome
+    assert outcome.count("succeeded") == 3
+    # The branch a's advance sent to RQ was started from the database: its job is gone, hash and all.
+    assert queue.count == 0
+    assert not any(queue.connection.exists(Job.key_for(queues.job_id(s))) for s in run.steps.filter(name__in="bc"))
+    for step in run.steps.all():
+        assert step.worker == worker.worker_name()
+        assert list(Transition.objects.filter(step_run=step).values_list("new", flat=True)) == [
+            StepState.QUEUED,
+            StepState.RUNNING,
+            StepState.SUCCEEDED,
+        ]
+
+
+def test_a_retry_waiting_out_its_backoff_is_not_started_from_the_database(alice, team, tmp_path, target):
+    fan = CHAIN.replace("${{parent.jobs.b.outputs.out}}", "${{parent.jobs.a.outputs.out}}")
+    run = run_create(version=import_yaml(tmp_path, fan, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    _, started = executor._execute(first.pk, first.attempt, keep_next=True)
+    sibling = run.steps.exclude(pk__in=[first.pk, started.pk]).get()
+    # The sibling's first attempt failed and its retry waits in RQ's scheduler.
+    set_step(run, sibling.name, attempt=2)
+
+    outcome, then = executor._execute(started.pk, started.attempt, keep_next=True, started=started)
+
+    assert outcome == "succeeded" and then is None
+    assert StepRun.objects.get(pk=sibling.pk).state == StepState.QUEUED
 
 
 def test_a_draining_worker_starts_nothing_more_and_the_next_step_goes_to_the_queue(
