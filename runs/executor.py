@@ -382,6 +382,9 @@ class LineSplitter:
 class Attempt:
     """The running subprocess of one attempt and its bookkeeping."""
 
+    # Called once the step's process has started (see execute_chain); a sweep's trials have none.
+    after_start: Callable[[], None] | None = None
+
     def __init__(self, step_run: StepRun, prepared: Prepared):
         self.step_run = step_run
         self.prepared = prepared
@@ -400,8 +403,6 @@ class Attempt:
         self.timeout_s = step_run.timeout_s
         # Outputs already in the artifact store (a sweep's best trial run by another worker).
         self.stored_outputs: dict[str, tuple[Manifest, str]] = {}
-        # Called once the step's process has started (see execute_chain).
-        self.after_start: Callable[[], None] | None = None
 
     # -- log, heartbeat, fencing ---------------------------------------------------
     def add_lines(self, lines: list[str]) -> None:

@@ -293,12 +293,14 @@ def forget_queue(queue_name: str) -> int:
 
 
 # On one worker: a_first runs for 3 s while the four x steps wait in the queue.
+# a_first outlasts the reconciler's 5 s of grace for a queued step: the x steps are requeued
+# before its worker, done with a_first and then `after`, would start them from the database.
 BUSY_AND_WAITING = """
 type: pipeline
 jobs:
   a_first:
     type: command
-    command: sleep 3 && echo first
+    command: sleep 7 && echo first
     outputs:
       out: {type: uri_folder}
   after:
