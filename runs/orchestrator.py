@@ -234,11 +234,13 @@ def run_advance(
 ) -> StepRun | None:
     """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run.
 
-    With `start_one_of_queue`, one step made ready on that queue is not sent to RQ but started
-    here, running as `worker`'s, and returned for that worker to run next itself: a chain then
-    costs no queue round trip and no transaction of its own per step; unless `draining()` says
-    the worker takes no further step (asked only when there is one to start). Should that worker
-    die first, the reconciler fails the attempt as lost and its retry goes to the queue.
+    With `start_one_of_queue`, one step made ready on that queue (or, if none, one of the run's
+    steps already waiting there: `_waiting`, its RQ job withdrawn after commit) is not sent to RQ
+    but started here, running as `worker`'s, and returned for that worker to run next itself: a
+    chain or a fan-out then costs no queue round trip and no transaction of its own per step;
+    unless `draining()` says the worker takes no further step (asked only when there is one to
+    start). Should that worker die first, the reconciler fails the attempt as lost and its retry
+    goes to the queue.
     """
     to_enqueue: list[StepRun] = []
     kept: StepRun | None = None
