@@ -1473,6 +1473,8 @@ class _PipelineReader:
         type_ = self._type(value, where, path, job, INPUT_TYPES)
         if type_ == "":
             return None
+        # An inline job's input declares itself: an mltable is a folder its job reads as a table.
+        hint = MLTABLE_HINT if str(value.get("type", "")).lower() == "mltable" else type_
         for key in value:
             if key == "mode":
                 self.warn(f"input mode '{value[key]}' is ignored: inputs are local paths", where, *path, key, job=job)
@@ -1482,13 +1484,13 @@ class _PipelineReader:
             raw_path = value["path"]
             if isinstance(raw_path, str) and b.has_expression(raw_path):
                 parsed = self._expression_or_literal(job, raw_path, where, (*path, "path"))
-                return None if parsed is None else (parsed[0], type_)
+                return None if parsed is None else (parsed[0], hint)
             data_type = type_ or "uri_folder"
             if data_type not in DATA_TYPES:
                 self.error(f"a {data_type} input takes a value, not a path", where, *path, job=job)
                 return None
             data = self._local_data(raw_path, data_type, data_key(name, job), where, (*path, "path"), job=job)
-            return None if data is None else (data, data_type)
+            return None if data is None else (data, hint or data_type)
         for key in ("value", "default"):
             if key in value:
                 literal = value[key]
@@ -1565,11 +1567,13 @@ class _PipelineReader:
         for name, binding in step.inputs.items():
             type_ = hints.get(name)
             optional = False
-            table = False
+            table = type_ == MLTABLE_HINT
+            if table:
+                type_ = "uri_folder"
             if isinstance(binding, ParentInput) and binding.name in p.inputs:
                 source = p.inputs[binding.name]
                 type_ = type_ or source.type
-                optional, table = source.optional, source.table
+                optional, table = source.optional, table or source.table
             elif isinstance(binding, JobOutput):
                 upstream = p.jobs.get(binding.job)
                 if type_ is None and upstream is not None and binding.output in upstream.output_decls:
@@ -1585,6 +1589,11 @@ class _PipelineReader:
                 declared = step.output_decls[name]
                 if declared == OutputDecl():
                     declared.type = p.outputs[ref.name].type
+
+
+# The type an inline job's `{type: mltable, ...}` input implies (`_binding`), until its declaration
+# is made from it: a uri_folder read as a table (InputDecl.table).
+MLTABLE_HINT = "mltable"
 
 
 def _type_untyped_inputs(p: Pipeline, untyped: set[str]) -> None:

@@ -383,12 +383,18 @@ def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
     return _input_yaml(decl)
 
 
-def _binding_yaml(p: Pipeline, binding: object, up: str = "./") -> object:
+def _binding_yaml(p: Pipeline, binding: object, up: str = "./", *, table: bool = False) -> object:
+    """`table`: the input it binds is read as a table (InputDecl.table), so its files are an mltable."""
     if isinstance(binding, ParentInput | JobOutput):
         return format_binding(binding)
     if isinstance(binding, DataPath):
-        return {"type": binding.type, "path": _data_path(p, binding, up)}
+        return {"type": "mltable" if table else binding.type, "path": _data_path(p, binding, up)}
     return binding
+
+
+def _is_table(step: Step, name: str) -> bool:
+    decl = step.input_decls.get(name)
+    return decl is not None and decl.table
 
 
 def _parallel_job_yaml(
@@ -419,7 +425,12 @@ def _parallel_job_yaml(
     j["task"] = task
     # A top-level job reads an inner step's output through its component's outputs.
     inputs = {
-        k: _binding_yaml(p, nesting.outward(p, v) if isinstance(v, JobOutput) and written is None else v, up)
+        k: _binding_yaml(
+            p,
+            nesting.outward(p, v) if isinstance(v, JobOutput) and written is None else v,
+            up,
+            table=_is_table(step, k),
+        )
         for k, v in bound_inputs.items()
         if v is not None
     }
@@ -451,7 +462,7 @@ def _transfer_job_yaml(p: Pipeline, step: Step) -> dict:
         j["limits"] = {"timeout": step.timeout_s}
     if step.max_retries:
         j["retry_settings"] = {"max_retries": step.max_retries}
-    inputs = {k: _binding_yaml(p, v) for k, v in step.inputs.items() if v is not None}
+    inputs = {k: _binding_yaml(p, v, table=_is_table(step, k)) for k, v in step.inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
     outputs = {}
@@ -506,7 +517,7 @@ def _job_yaml(
     if step.parallel is not None:
         settings = step.parallel if bound is None else dataclasses.replace(step.parallel, bound=dict(bound))
         j.update(_bound_settings_yaml(settings))
-    inputs = {k: _binding_yaml(p, v, up) for k, v in bound_inputs.items() if v is not None}
+    inputs = {k: _binding_yaml(p, v, up, table=_is_table(step, k)) for k, v in bound_inputs.items() if v is not None}
     if inputs:
         j["inputs"] = inputs
     outputs = {k: format_binding(v) for k, v in bound_outputs.items() if v is not None}

@@ -62,3 +62,33 @@ def test_a_components_mltable_input_takes_partition_keys_and_a_folder_does_not(t
     errors = load_errors(write(tmp_path / "bad", {"pipeline.yml": PIPELINE, **folder}))
     one(errors, "must be a uri_file (a CSV file) or an mltable, not uri_folder")
     assert len(errors) == 1, errors
+
+
+INLINE = """\
+    type: pipeline
+    jobs:
+      forecast:
+        type: parallel
+        inputs:
+          sales: {type: mltable, path: ./sales}
+        input_data: ${{inputs.sales}}
+        partition_keys: [store]
+        task:
+          code: ./src
+          entry_script: forecast.py
+"""
+
+
+def test_an_inline_jobs_own_mltable_input_keeps_its_type_and_takes_partition_keys(tmp_path):
+    files = {"src/forecast.py": "", "sales/MLTable": "paths: []\n"}
+    p, _ = load_pipeline(write(tmp_path / "ok", {"pipeline.yml": INLINE, **files}))
+    decl = p.jobs["forecast"].input_decls["sales"]
+    assert (decl.type, decl.table) == ("uri_folder", True)
+    assert p.jobs["forecast"].parallel.partition_keys == ["store"]
+    dump_folder(p, tmp_path / "out")
+    assert "type: mltable" in (tmp_path / "out" / "pipeline.yml").read_text()
+    assert load_pipeline(tmp_path / "out" / "pipeline.yml")[0] == p
+    # A folder given the same way is no table.
+    folder = INLINE.replace("{type: mltable, path: ./sales}", "{type: uri_folder, path: ./sales}")
+    errors = load_errors(write(tmp_path / "bad", {"pipeline.yml": folder, **files}))
+    one(errors, "must be a uri_file (a CSV file) or an mltable, not uri_folder")
