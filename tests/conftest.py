@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 
 from pipelines_ui.models import Membership, Role, Team
@@ -71,6 +72,40 @@ def bob(team):
 def charlie(other_team):
     """Outside alice's team."""
     return make_user("charlie", other_team, Role.ADMIN)
+
+
+def _purge_instance_keys() -> None:
+    from django_rq import get_connection
+
+    from runs.queues import instance_id
+
+    instance = instance_id()
+    connection = get_connection("default")
+    try:
+        keys = list(connection.scan_iter(match=f"*{instance}*", count=1000))
+        if keys:
+            connection.delete(*keys)
+        for registry in ("rq:queues", "rq:workers"):  # RQ's indexes of every install's names
+            ours = [m for m in connection.smembers(registry) if instance.encode() in m]
+            if ours:
+                connection.srem(registry, *ours)
+    except redis.exceptions.ConnectionError:
+        pass  # no Redis, nothing left in it: the tests that need one say so themselves
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_redis_namespace(django_db_setup, django_db_blocker):
+    """Start and leave this session's install with nothing in Redis.
+
+    The install's namespace comes from the test database's name, which repeats across sessions
+    (a process id, an xdist worker, PostgreSQL's test_ prefix): the queues and jobs a killed
+    earlier session left in a shared Redis would otherwise read as this session's. The database
+    was created for this session, so nothing live can be under its name yet.
+    """
+    with django_db_blocker.unblock():
+        _purge_instance_keys()
+        yield
+        _purge_instance_keys()
 
 
 @pytest.fixture(scope="session", autouse=True)
