@@ -359,6 +359,25 @@ def test_a_sandboxed_step_dies_with_its_sigkilled_worker_and_is_failed_as_lost(w
     assert step.state == StepState.FAILED and "worker lost" in step.reason
 
 
+def test_a_worker_readies_its_steps_sandbox_before_it_takes_a_step(workers, alice, team, tmp_path):
+    from runs import sandbox
+
+    (worker,) = workers.start(1)
+    workdir = Path(settings.STEPWISE_WORKDIR)
+    # No step has run: the worker made its copy of /etc (and, as root, the steps' devices and
+    # network namespace) as it started, so its first step does not wait for them.
+    wait_for(lambda: list(workdir.glob(f".etc-{worker.pid}-*")), message="the worker's copy of /etc")
+    if sandbox.running_as_root():
+        wait_for(lambda: list(workdir.glob(f".dev-{worker.pid}-*")), message="the worker's /dev")
+        namespaces = Path("/run/netns")
+        wait_for(lambda: list(namespaces.glob(f"stepwise-{worker.pid}-*")), message="the steps' network namespace")
+    run = start_run(
+        tmp_path, "type: pipeline\njobs:\n  step:\n    type: command\n    command: echo ready\n", alice, team
+    )
+    assert wait_run(run, timeout=30).state == RunState.SUCCEEDED
+    assert "ready" in log_text(steps_of(run)["step"])
+
+
 def test_a_host_without_bubblewrap_fails_the_step_with_what_to_do(workers, alice, team, tmp_path):
     # A PATH without bwrap, as on a host where bubblewrap is not installed.
     bin_dir = tmp_path / "bin"

@@ -3,8 +3,10 @@ from __future__ import annotations
 import django_rq
 from django.core.management.base import BaseCommand, CommandError
 
-from runs import sandbox
-from runs.models import ComputeTarget
+# `jobs` here rather than in the first job (RQ imports a job's function on its first call):
+# importing the step modules took the first step a worker ran a tenth of a second and more.
+from runs import jobs, sandbox  # noqa: F401
+from runs.models import ComputeTarget, Isolation
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
 from runs.queues import worker_name as rq_worker_name
@@ -54,6 +56,9 @@ class Command(BaseCommand):
         orphans = kill_orphans()
         if orphans:
             self.stderr.write(f"killed {len(orphans)} process(es) left by a dead worker: {orphans}")
+        for target in chosen:
+            if target.isolation == Isolation.SANDBOX:
+                sandbox.warm_up(network=target.network)
         worker = StepWorker(
             [get_queue(t.queue) for t in chosen],
             connection=django_rq.get_connection("default"),
