@@ -1,12 +1,15 @@
 """Every channel-layer send: live events for the run page (design.md, Live events).
 
 Sync callers (RQ workers, views) share one persistent event loop in a daemon thread:
-`async_to_sync` would build a new loop per call, several milliseconds each.
+`async_to_sync` would build a new loop per call, several milliseconds each. Events go out from
+that thread in batches, in the order they were sent, each at most BATCH_DELAY_S late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -24,6 +27,14 @@ _loop_lock = threading.Lock()
 # Sends of this process go out one at a time, in the order `send` was called: concurrent
 # group_send coroutines interleave their Redis round trips and can overtake each other.
 _send_lock: asyncio.Lock | None = None
+# Events wait on the loop's thread to go out together: at most this long, or until `flush`.
+# A step's end and the next step's start publish three events just as the worker starts that
+# step's process: sent at once, their Redis round trips held the worker's thread (the GIL)
+# back by a millisecond a step, so a worker flushes once the process has started.
+BATCH_DELAY_S = 0.01
+_batch: list[tuple[str, dict[str, Any]]] = []
+_batch_lock = threading.Lock()
+_tasks: set[asyncio.Task] = set()
 
 
 def group_name(run_id: int) -> str:
@@ -108,33 +119,72 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def _send_in_order(layer, group: str, message: dict[str, Any]) -> None:
+async def _send_batch(layer) -> None:
+    """Send what `send` has queued, in the order it was queued."""
     global _send_lock
+    with _batch_lock:
+        batch = list(_batch)
+        _batch.clear()
+    if not batch:
+        return
     if _send_lock is None:
         _send_lock = asyncio.Lock()
+    # Taken, then the lock asked for, with no await between: batches go out in the order taken.
     async with _send_lock:  # waiters are woken first in, first out
-        await layer.group_send(group, message)
+        for group, message in batch:
+            try:
+                await layer.group_send(group, message)
+            except Exception as exc:
+                log.warning("broadcast to %s failed: %s", group, exc)
+
+
+def _send_later(layer) -> None:
+    loop = asyncio.get_running_loop()
+    loop.call_later(BATCH_DELAY_S, _start_batch, layer)
+
+
+def _start_batch(layer) -> None:
+    task = asyncio.get_running_loop().create_task(_send_batch(layer))
+    _tasks.add(task)  # the loop holds its tasks weakly
+    task.add_done_callback(_tasks.discard)
+
+
+def flush() -> None:
+    """Send what is queued now, without waiting for BATCH_DELAY_S to pass."""
+    layer = get_channel_layer() if _batch else None
+    if layer is not None and _loop is not None and not _loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: sent by the next one
+            _loop.call_soon_threadsafe(_start_batch, layer)
+
+
+@atexit.register
+def _send_queued() -> None:
+    """A process ending (a command, a worker told to stop) still sends what it queued."""
+    layer = get_channel_layer() if _batch else None
+    if layer is not None and _loop is not None and _loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_send_batch(layer), _loop).result(timeout=2)
 
 
 def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
-    """Publish to the run's group. Never raises: the database, not Redis, is the record."""
+    """Publish to the run's group, BATCH_DELAY_S later with what else is sent meanwhile (`wait`:
+    at once, with what is queued before it, and return once sent). Never raises: the database,
+    not Redis, is the record."""
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": "run.event", "event": payload}
     try:
-        future = asyncio.run_coroutine_threadsafe(_send_in_order(layer, group_name(run_id), message), _event_loop())
+        loop = _event_loop()
+        with _batch_lock:
+            _batch.append((group_name(run_id), message))
+            first = len(_batch) == 1
         if wait:
-            future.result(timeout=5)
-        else:
-            future.add_done_callback(_log_failure)
+            asyncio.run_coroutine_threadsafe(_send_batch(layer), loop).result(timeout=5)
+        elif first:
+            loop.call_soon_threadsafe(_send_later, layer)
     except Exception:
         log.exception("broadcast to run %s failed", run_id)
-
-
-def _log_failure(future) -> None:
-    if future.exception() is not None:
-        log.warning("broadcast failed: %s", future.exception())
 
 
 def trial_payload(trial: SweepTrial) -> dict[str, Any]:

@@ -543,6 +543,8 @@ class Attempt:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # The events of the commit that started this step go out while it runs (runs/broadcast.py).
+        broadcast.flush()
         if self.after_start is not None:
             self.after_start()
         splitter = LineSplitter(settings.STEPWISE_LOG_LINE_MAX)

@@ -1,0 +1,49 @@
+"""Live events go out in batches (runs/broadcast.py): a process that ends right after sending
+still delivers what it queued, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from channels.layers import get_channel_layer
+
+from runs import broadcast
+from tests.conftest import database_url
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+# Ends at once, long before the batch's delay has passed.
+SEND_AND_EXIT = """
+import django
+django.setup()
+from runs import broadcast
+for n in range(3):
+    broadcast.send({run}, {{"type": "probe", "n": n}})
+"""
+
+
+def test_a_process_ending_right_after_it_sends_still_delivers_its_events_in_order(db):
+    run_id = 987654321
+    group = broadcast.group_name(run_id)
+    env = {**os.environ, "DATABASE_URL": database_url()}
+
+    async def scenario() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", SEND_AND_EXIT.format(run=run_id), env=env, cwd=ROOT
+            )
+            assert await proc.wait() == 0
+            return [await asyncio.wait_for(layer.receive(channel), timeout=10) for _ in range(3)]
+        finally:
+            await layer.group_discard(group, channel)
+
+    received = asyncio.run(scenario())
+    assert [m["event"] for m in received] == [{"type": "probe", "n": n} for n in range(3)]
