@@ -29,7 +29,7 @@ from runs.specs import (
     version_file_map,
     version_spec,
 )
-from runs.transitions import run_transition, step_run_transition
+from runs.transitions import run_transition, step_run_queue_and_start, step_run_transition
 from stepwise.dag import blocked_steps, ready_steps, run_outcome
 from stepwise.spec.model import SECRET_TYPE, DataPath, JobOutput, ParentInput, Pipeline, Step
 from stepwise.spec.sweep import sweep_to_json
@@ -244,7 +244,16 @@ def run_advance(
     """
     to_enqueue: list[StepRun] = []
     kept: StepRun | None = None
-    with transaction.atomic():
+    keep: bool | None = None  # whether the worker may start a step itself: `draining` asked once, if needed
+
+    def may_keep() -> bool:
+        nonlocal keep
+        if keep is None:
+            keep = not draining()
+        return keep
+
+    # No savepoint inside a caller's transaction (the end of a step): two round trips a step.
+    with transaction.atomic(savepoint=False):
         # The version's spec is cached per process: don't read (and parse) it with every advance.
         run = run_with_version(run_id, for_update=True)
         if run is None:
@@ -341,6 +350,10 @@ def run_advance(
                         reason=f"reused from run #{origin.run_id}, step {origin.name}",
                         **recorded,
                     )
+                elif kept is None and step_run.queue == start_one_of_queue and may_keep():
+                    # Started here as the worker's that advanced the run, which runs it next itself.
+                    if step_run_queue_and_start(step_run=step_run, reason=why_not, worker=worker, **recorded):
+                        kept = step_run
                 else:
                     step_run_transition(step_run=step_run, to=StepState.QUEUED, reason=why_not, **recorded)
                     to_enqueue.append(step_run)
@@ -356,23 +369,20 @@ def run_advance(
             if run.timed_out:
                 outcome, reason = RunState.FAILED, f"timeout: the run ran longer than {run.timeout_s} s"
             run_transition(run=run, to=outcome, reason=reason)
-        if start_one_of_queue is not None and outcome is None:
-            kept = next((s for s in to_enqueue if s.queue == start_one_of_queue), None)
-            if kept is None:
-                kept = _waiting(steps, states, start_one_of_queue)
-            if kept is not None and draining():
-                kept = None
-            if kept is not None:
-                if kept in to_enqueue:
-                    to_enqueue.remove(kept)
-                else:
-                    withdrawn = kept
-                    transaction.on_commit(lambda: queues.withdraw_step(withdrawn))
-                step_run_transition(step_run=kept, to=StepState.RUNNING, worker=worker)
-                # Its worker starts it with the run, version and upstream outputs read here.
-                kept.run = run
-                outputs.load(upstream[kept.name])
-                kept.upstream_artifacts = {k: a for k, a in outputs.artifacts.items() if k[0] in upstream[kept.name]}
+        if start_one_of_queue is not None and kept is None and outcome is None:
+            waiting = _waiting(steps, states, start_one_of_queue)
+            if (
+                waiting is not None
+                and may_keep()
+                and step_run_transition(step_run=waiting, to=StepState.RUNNING, worker=worker)
+            ):
+                kept = waiting
+                transaction.on_commit(lambda: queues.withdraw_step(waiting))
+        if kept is not None:
+            # Its worker starts it with the run, version and upstream outputs read here.
+            kept.run = run
+            outputs.load(upstream[kept.name])
+            kept.upstream_artifacts = {k: a for k, a in outputs.artifacts.items() if k[0] in upstream[kept.name]}
         if to_enqueue:
             transaction.on_commit(lambda: queues.enqueue_steps(to_enqueue))
     return kept

@@ -46,39 +46,76 @@ def step_run_transition(*, step_run: StepRun, to: StepState, reason: str = "", *
     The compare-and-set includes the attempt number: a stalled attempt that wakes up
     after a newer one started can no longer change anything (fencing).
     """
-    current = step_run.state
+    _check_path(step_run, [to])
+    return _step_run_apply(step_run, step_run.state, [to], reason, fields)
+
+
+def step_run_queue_and_start(*, step_run: StepRun, reason: str = "", **fields: Any) -> bool:
+    """Queue step_run and start it at once (a step its run's advance hands to the worker that
+    advanced it, see orchestrator.run_advance): both edges in one compare-and-set, each audited
+    (one INSERT) and broadcast, as two transitions would be."""
+    _check_path(step_run, [StepState.QUEUED, StepState.RUNNING])
+    return _step_run_apply(step_run, step_run.state, [StepState.QUEUED, StepState.RUNNING], reason, fields)
+
+
+def _check_path(step_run: StepRun, path: list[StepState]) -> None:
     # Checked before any transaction is entered, so that a refused edge leaves the caller's intact.
-    if to not in STEP_TRANSITIONS.get(current, frozenset()):
-        log.warning("illegal transition rejected: %s (%s) %s -> %s", step_run, step_run.attempt, current, to)
-        raise IllegalTransition(f"{step_run}: {current} -> {to}")
-    return _step_run_apply(step_run, current, to, reason, fields)
+    for old, new in zip([step_run.state, *path], path, strict=False):
+        if new not in STEP_TRANSITIONS.get(old, frozenset()):
+            log.warning("illegal transition rejected: %s (%s) %s -> %s", step_run, step_run.attempt, old, new)
+            raise IllegalTransition(f"{step_run}: {old} -> {new}")
 
 
 @transaction.atomic(savepoint=False)
-def _step_run_apply(step_run: StepRun, current: str, to: StepState, reason: str, fields: dict[str, Any]) -> bool:
-    changes = {**_timestamps_for_step(to), **fields, "state": to}
-    if to == StepState.QUEUED and current == StepState.PENDING:
-        changes.setdefault("attempt", 1)
-    if to == StepState.QUEUED and current == StepState.FAILED:
-        changes.setdefault("attempt", step_run.attempt + 1)
-        changes.update(started_at=None, finished_at=None, exit_code=None, heartbeat_at=None)
-    if reason or to == StepState.QUEUED:
+def _step_run_apply(
+    step_run: StepRun, current: str, path: list[StepState], reason: str, fields: dict[str, Any]
+) -> bool:
+    """Move step_run along `path` (legal edges from `current`), `reason` being the first edge's."""
+    changes: dict[str, Any] = {}
+    if path[0] == StepState.QUEUED and current == StepState.FAILED:
+        retry = {"attempt": step_run.attempt + 1, "exit_code": None}
+        changes.update(retry, started_at=None, finished_at=None, heartbeat_at=None)
+    elif path[0] == StepState.QUEUED and current == StepState.PENDING:
+        changes["attempt"] = 1
+    for to in path:
+        changes.update(_timestamps_for_step(to))
+    changes.update(fields, state=path[-1])
+    if reason or path[0] == StepState.QUEUED:
         changes["reason"] = reason
     moved = rows.update(StepRun, {"id": step_run.pk, "state": current, "attempt": step_run.attempt}, changes)
     if moved != 1:
-        log.info("transition lost the race: %s attempt %s %s -> %s", step_run, step_run.attempt, current, to)
+        log.info("transition lost the race: %s attempt %s %s -> %s", step_run, step_run.attempt, current, path[-1])
         return False
     for key, value in changes.items():
         setattr(step_run, key, value)
-    _audit(step_run.run_id, step_run.pk, current, to, step_run.attempt, reason)
-    payload = broadcast.step_payload(step_run)
-    transaction.on_commit(lambda: broadcast.send(step_run.run_id, payload))
+    reasons = [reason] + [""] * (len(path) - 1)
+    _audit(step_run.run_id, step_run.pk, step_run.attempt, list(zip([current, *path], path, reasons, strict=False)))
+    final = broadcast.step_payload(step_run)
+    # An edge passed on the way is published as the state it was, before the step started.
+    payloads = [{**final, "state": state, "started_at": None} for state in path[:-1]] + [final]
+    for payload in payloads:
+        transaction.on_commit(lambda payload=payload: broadcast.send(step_run.run_id, payload))
     return True
 
 
-def _audit(run_id: int, step_run_id: int | None, old: str, new: str, attempt: int, reason: str) -> None:
-    values = {"run": run_id, "step_run": step_run_id, "old": old, "new": new, "attempt": attempt, "reason": reason}
-    rows.insert(Transition, {**values, "created_at": timezone.now()})
+def _audit(run_id: int, step_run_id: int | None, attempt: int, edges: list[tuple[str, str, str]]) -> None:
+    """Transition rows for (old, new, reason) edges, in one INSERT."""
+    now = timezone.now()
+    rows.insert(
+        Transition,
+        *(
+            {
+                "run": run_id,
+                "step_run": step_run_id,
+                "old": old,
+                "new": new,
+                "attempt": attempt,
+                "reason": reason,
+                "created_at": now,
+            }
+            for old, new, reason in edges
+        ),
+    )
 
 
 def step_run_try_transition(*, step_run: StepRun, to: StepState, reason: str = "", **fields: Any) -> bool:
@@ -112,7 +149,7 @@ def _run_apply(run: Run, current: str, to: RunState, reason: str) -> bool:
         return False
     for key, value in changes.items():
         setattr(run, key, value)
-    _audit(run.pk, None, current, to, 0, reason)
+    _audit(run.pk, None, 0, [(current, to, reason)])
     if to in RUN_TERMINAL:
         # In this transaction: the notification outbox's rows commit with the run's end, or neither.
         signals.run_ended.send(sender=Run, run=run, state=to)

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines_ui.models import Pipeline, PipelineVersion
 from runs.models import RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
-from runs.transitions import IllegalTransition, run_transition, step_run_transition
+from runs.transitions import IllegalTransition, run_transition, step_run_queue_and_start, step_run_transition
 
 
 @pytest.fixture
@@ -78,3 +78,35 @@ def test_first_queueing_starts_attempt_one(run):
     step_run_transition(step_run=step_run, to=StepState.QUEUED)
     step_run.refresh_from_db()
     assert step_run.attempt == 1 and step_run.queued_at is not None
+
+
+@pytest.mark.parametrize("current", StepState.values)
+def test_queue_and_start_is_two_audited_edges_in_one_compare_and_set(
+    run, current, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr("runs.broadcast.send", lambda run_id, payload, **kw: sent.append(payload))
+    step_run = StepRun.objects.create(run=run, name="s", state=current, queue="q", attempt=1)
+    stale = StepRun.objects.get(pk=step_run.pk)
+    if StepState.QUEUED not in STEP_TRANSITIONS.get(current, frozenset()):
+        with pytest.raises(IllegalTransition):
+            step_run_queue_and_start(step_run=step_run, worker="w1")
+        assert StepRun.objects.get(pk=step_run.pk).state == current
+        assert not Transition.objects.filter(step_run=step_run).exists()
+        return
+    with django_capture_on_commit_callbacks(execute=True):
+        assert step_run_queue_and_start(step_run=step_run, reason="rerun forced", worker="w1") is True
+    step_run.refresh_from_db()
+    # A first queueing starts attempt 1, a retry the next one.
+    attempt = 1 if current == StepState.PENDING else 2
+    assert (step_run.state, step_run.attempt, step_run.worker) == (StepState.RUNNING, attempt, "w1")
+    assert step_run.queued_at is not None and step_run.started_at is not None and step_run.reason == "rerun forced"
+    edges = list(Transition.objects.filter(step_run=step_run).order_by("id").values_list("old", "new", "reason"))
+    assert edges == [(current, StepState.QUEUED, "rerun forced"), (StepState.QUEUED, StepState.RUNNING, "")]
+    assert [(e["state"], e["started_at"] is None) for e in sent] == [
+        (StepState.QUEUED, True),
+        (StepState.RUNNING, False),
+    ]
+    # A copy read before lost the race: nothing more is written.
+    assert step_run_queue_and_start(step_run=stale, worker="w2") is False
+    assert Transition.objects.filter(step_run=step_run).count() == 2
