@@ -591,15 +591,9 @@ class Attempt:
             proc.stdout.close()
         self.add_lines(splitter.close())
         returncode = proc.wait()
-        if self.prepared.sandbox is not None and returncode >= 0 and not self.stop_reason:
-            # A sandbox that ended on its own took the step's every process with it: its PID
-            # namespace's init exits last, once the kernel has killed and reaped the rest, and
-            # bwrap only after it. Nothing is left to look for (the scan cost a step 0.5 ms).
-            strays: list[int] = []
-        else:
-            # A killed sandbox's init may still be dying and pass through this worker (its
-            # subreaper): no stray of the step's, so not reported.
-            strays = self.kill_strays()
+        strays = self.kill_strays()
+        # A sandbox's leftovers are killed with its PID namespace as its shell ends; one still
+        # dying may pass through this worker (their subreaper) and is no stray of the step's.
         if strays and not self.stop_reason and self.prepared.sandbox is None:
             self.add_lines([f"[stepwise] stopped {len(strays)} process(es) the step left running: {strays}"])
         if not self.fenced and self.pending_lines:

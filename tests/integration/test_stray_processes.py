@@ -57,6 +57,26 @@ def test_what_a_step_leaves_running_is_killed_when_it_ends(workers, alice, team,
     # In the sandbox they end with its PID namespace, as the step's shell ends, unseen by the worker.
 
 
+def zombie_children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            state = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[0]
+            if state == "Z":
+                found.append(int(child))
+    return found
+
+
+def test_a_worker_reaps_what_its_sandboxes_leave_to_it(workers, alice, team, tmp_path):
+    # bubblewrap's own exit can come before its PID namespace's init has died: the init then
+    # becomes the worker's child (a subreaper), to reap, or zombies pile up step after step.
+    (worker,) = workers.start(1)
+    steps = "".join(f"  s{i}:\n    type: command\n    command: sleep 0.2 & echo {i}\n" for i in range(4))
+    run = start_run(tmp_path, f"type: pipeline\njobs:\n{steps}", alice, team)
+    assert wait_run(run, timeout=60).state == RunState.SUCCEEDED
+    wait_for(lambda: not zombie_children(worker.pid), timeout=10, message="no zombie child of the worker")
+
+
 def test_a_canceled_step_loses_its_detached_processes_too(workers, alice, team, tmp_path, marker):
     from runs.services import run_cancel
 
