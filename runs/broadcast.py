@@ -129,9 +129,19 @@ async def _send_batch(layer) -> None:
         return
     if _send_lock is None:
         _send_lock = asyncio.Lock()
+    # One message a run: its page's consumer relays the events one by one (runs/consumers.py),
+    # and each group_send is Redis round trips whether or not anyone is watching.
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for group, payload in batch:
+        by_group.setdefault(group, []).append(payload)
     # Taken, then the lock asked for, with no await between: batches go out in the order taken.
     async with _send_lock:  # waiters are woken first in, first out
-        for group, message in batch:
+        for group, events in by_group.items():
+            message = (
+                {"type": "run.event", "event": events[0]}
+                if len(events) == 1
+                else {"type": "run.events", "events": events}
+            )
             try:
                 await layer.group_send(group, message)
             except Exception as exc:
@@ -173,11 +183,10 @@ def send(run_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "run.event", "event": payload}
     try:
         loop = _event_loop()
         with _batch_lock:
-            _batch.append((group_name(run_id), message))
+            _batch.append((group_name(run_id), payload))
             first = len(_batch) == 1
         if wait:
             asyncio.run_coroutine_threadsafe(_send_batch(layer), loop).result(timeout=5)

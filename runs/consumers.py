@@ -71,3 +71,9 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         event = message.get("event")
         if isinstance(event, dict):
             await self.send_json(event)
+
+    async def run_events(self, message: dict[str, Any]) -> None:
+        """Several events of the run, sent together (runs/broadcast.py): to the client one by one."""
+        for event in message.get("events") or []:
+            if isinstance(event, dict):
+                await self.send_json(event)

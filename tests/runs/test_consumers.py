@@ -222,3 +222,25 @@ def test_transitions_arrive_at_the_socket_in_order(live_run, alice):
     assert deltas[3]["finished_at"] is not None and deltas[1]["attempt"] == 1
     assert deltas[6]["reason"] == "exit code 1"
     assert deltas[7]["finished"] == 2 and deltas[7]["total"] == 3
+
+
+def test_events_sent_together_reach_the_client_one_by_one_in_order(live_run, alice):
+    from channels.layers import get_channel_layer
+
+    from runs import broadcast
+
+    events = [{"type": "step", "run": live_run.pk, "name": "prep", "state": state} for state in ("queued", "running")]
+
+    async def scenario(headers):
+        comm = communicator(live_run.pk, headers)
+        connected, _ = await comm.connect(timeout=5)
+        assert connected
+        await receive_all(comm, 4)  # the snapshot
+        together = {"type": "run.events", "events": [events[0], "not an event", events[1]]}
+        await get_channel_layer().group_send(broadcast.group_name(live_run.pk), together)
+        received = await receive_all(comm, 2)
+        assert await comm.receive_nothing(timeout=0.2)
+        await comm.disconnect()
+        return received
+
+    assert run_async(scenario, session_headers(alice)) == events
