@@ -830,9 +830,9 @@ class SweepAttempt(Attempt):
 def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
     """Fail the attempt (or queue its retry) and advance the run, in one transaction."""
     with transaction.atomic():
-        orchestrator.lock_run(step_run.run_id)
+        run = orchestrator.lock_run(step_run.run_id)
         step_run_fail(step_run=step_run, reason=reason, exit_code=exit_code)
-        orchestrator.run_advance(step_run.run_id)
+        orchestrator.run_advance(step_run.run_id, run=run)
 
 
 def execute_chain(step_run_id: int, attempt: int) -> str:
@@ -965,12 +965,12 @@ def _execute(
     # of its siblings behind (their files are content-addressed, and gc removes unreferenced ones).
     # Advancing the run in the same transaction saves a commit between a step and the next.
     with transaction.atomic():
-        orchestrator.lock_run(step_run.run_id)
+        run = orchestrator.lock_run(step_run.run_id)
         # The compare-and-set first: an attempt canceled or superseded meanwhile writes no row.
         if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):
             return "finished after being canceled or superseded", None
-        for name, (manifest, kind) in stored.items():
-            artifact = artifacts.register(manifest, kind)
+        registered = {name: artifacts.register(manifest, kind) for name, (manifest, kind) in stored.items()}
+        for name, artifact in registered.items():
             rows.insert(StepOutput, {"step_run_id": step_run.pk, "name": name, "artifact_id": artifact.pk})
         register_named_outputs(step_run=step_run)
         register_named_model_outputs(step_run=step_run)
@@ -980,6 +980,8 @@ def _execute(
             start_one_of_queue=step_run.queue if keep_next else None,
             worker=worker_.worker_name(),
             draining=worker_.draining,
+            run=run,
+            finished=(step_run.name, registered),
         )
     if ended is None:
         shutil.rmtree(workdir, ignore_errors=True)

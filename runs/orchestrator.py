@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
-from pipelines_ui.models import PipelineVersion
 from runs import artifacts, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
 from runs.models import RUN_TERMINAL, Artifact, Run, RunState, StepOutput, StepRun, StepState
@@ -178,6 +177,12 @@ class RunOutputs(dict):
         # (job, output) -> the artifact, for the step a worker keeps (see `run_advance`).
         self.artifacts: dict[tuple[str, str], Artifact] = {}
 
+    def known(self, job: str, artifacts: Mapping[str, Artifact]) -> None:
+        """`job`'s outputs, all of them, as its caller registered them: not read again."""
+        for output, artifact in artifacts.items():
+            self.add(job, output, artifact)
+        self.loaded.add(job)
+
     def load(self, jobs: Iterable[str]) -> None:
         missing = set(jobs) - self.loaded
         if not missing:
@@ -193,20 +198,18 @@ class RunOutputs(dict):
 
 def run_with_version(run_id: int, *, for_update: bool = False) -> Run | None:
     """The run, and of its version only what the spec's cache needs (runs/specs.py), not its
-    spec or files; two statements of runs/rows.py, cheaper than the ORM's one join."""
-    found = rows.select(Run, {"id": run_id}, for_update=for_update)
-    if not found:
-        return None
-    run = found[0]
-    run.version = rows.select(PipelineVersion, {"id": run.version_id}, fields=("id", "content_hash"))[0]
-    return run
+    spec or files: one statement (runs/rows.py), cheaper than the ORM's join."""
+    return rows.select_with_parent(Run, run_id, "version", ("id", "content_hash"), for_update=for_update)
 
 
-def lock_run(run_id: int) -> None:
-    """Take the run's row lock. Whoever changes a step and then advances the run in one
-    transaction takes it first, in the same order as `run_advance`, so that two workers
-    can never wait on each other (one holding the run, the other a step of it)."""
-    rows.lock(Run, run_id)
+def lock_run(run_id: int) -> Run | None:
+    """Take the run's row lock, reading the run as `run_with_version` does, for `run_advance`.
+
+    Whoever changes a step and then advances the run in one transaction takes it first, in the
+    same order as `run_advance`, so that two workers can never wait on each other (one holding
+    the run, the other a step of it); and hands the run to `run_advance`, which reads it no more.
+    """
+    return run_with_version(run_id, for_update=True)
 
 
 def _waiting(steps: StepRows, states: dict[str, str], queue: str) -> StepRun | None:
@@ -231,6 +234,8 @@ def run_advance(
     start_one_of_queue: str | None = None,
     worker: str = "",
     draining: Callable[[], bool] = lambda: False,
+    run: Run | None = None,
+    finished: tuple[str, Mapping[str, Artifact]] | None = None,
 ) -> StepRun | None:
     """Settle what can be settled (reuse, skip, cancel), enqueue what is ready, finish the run.
 
@@ -241,6 +246,9 @@ def run_advance(
     unless `draining()` says the worker takes no further step (asked only when there is one to
     start). Should that worker die first, the reconciler fails the attempt as lost and its retry
     goes to the queue.
+
+    What the caller's transaction already holds is not read again: `run`, as `lock_run` returned
+    it, and `finished`, the step that succeeded in it with its outputs (`{output: artifact}`).
     """
     to_enqueue: list[StepRun] = []
     kept: StepRun | None = None
@@ -255,7 +263,8 @@ def run_advance(
     # No savepoint inside a caller's transaction (the end of a step): two round trips a step.
     with transaction.atomic(savepoint=False):
         # The version's spec is cached per process: don't read (and parse) it with every advance.
-        run = run_with_version(run_id, for_update=True)
+        if run is None:
+            run = run_with_version(run_id, for_update=True)
         if run is None:
             return None  # deleted with its pipeline meanwhile: nothing left to advance
         if run.state in RUN_TERMINAL:
@@ -272,6 +281,8 @@ def run_advance(
         states: dict[str, str] = dict(rows.values(StepRun, ("name", "state"), {"run_id": run.pk}))
         steps = StepRows(run.pk)
         outputs = RunOutputs(run.pk)
+        if finished is not None:
+            outputs.known(*finished)
 
         stopping = run.cancel_requested or run.timed_out
         stop_all = stopping or (

@@ -88,23 +88,48 @@ def _value(value: Any) -> Any:
     return value.pk if isinstance(value, models.Model) else value
 
 
-def lock(model: type[models.Model], pk: int) -> None:
-    """Take the row's lock for the transaction (SELECT ... FOR UPDATE; SQLite's BEGIN IMMEDIATE
-    already holds the database's)."""
-    if connection.features.has_select_for_update:
-        with connection.cursor() as cursor:
-            cursor.execute(_lock_sql(model), [pk])
+def select_with_parent(
+    model: type[M], pk: int, relation: str, parent_fields: tuple[str, ...], *, for_update: bool = False
+) -> M | None:
+    """The row `pk` of `model`, all its concrete fields, with `parent_fields` of the row its foreign
+    key `relation` refers to set on it as that relation: one statement (a join), not two. With
+    `for_update`, only `model`'s row is locked."""
+    parent = model._meta.get_field(relation).related_model
+    names = tuple(f.attname for f in model._meta.concrete_fields)
+    lock = for_update and connection.features.has_select_for_update
+    sql, columns, parent_columns = _join_sql(model, names, relation, parent_fields, lock)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [model._meta.pk.get_db_prep_value(pk, connection)])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    values = [_converted(c, v) for c, v in zip([*columns, *parent_columns], found, strict=True)]
+    row = model.from_db(connection.alias, list(names), values[: len(columns)])
+    setattr(row, relation, parent.from_db(connection.alias, list(parent_fields), values[len(columns) :]))
+    return row
 
 
 @functools.cache
-def _lock_sql(model: type[models.Model]) -> str:
+def _join_sql(model, names: tuple[str, ...], relation: str, parent_fields: tuple[str, ...], lock: bool):
     quote = connection.ops.quote_name
-    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-    return f"SELECT {pk} FROM {table} WHERE {pk} = %s {connection.ops.for_update_sql()}"
+    fk = model._meta.get_field(relation)
+    parent = fk.related_model
+    table, parent_table = quote(model._meta.db_table), quote(parent._meta.db_table)
+    columns, parent_columns = _columns(model, names), _columns(parent, parent_fields)
+    selected = [f"{table}.{quote(c.target.column)}" for c in columns]
+    selected += [f"{parent_table}.{quote(c.target.column)}" for c in parent_columns]
+    sql = (
+        f"SELECT {', '.join(selected)} FROM {table} JOIN {parent_table}"
+        f" ON {table}.{quote(fk.column)} = {parent_table}.{quote(parent._meta.pk.column)}"
+        f" WHERE {table}.{quote(model._meta.pk.column)} = %s"
+    )
+    if lock:
+        of = (table,) if connection.features.has_select_for_update_of else ()
+        sql += f" {connection.ops.for_update_sql(of=of)}"
+    return sql, columns, parent_columns
 
 
-@functools.cache
-def _select_sql(model, names: tuple[str, ...], shape: tuple, lock: bool) -> tuple[str, list, list]:
+def _columns(model, names: tuple[str, ...]) -> list:
     table = model._meta.db_table
     columns = []
     for name in names:
@@ -113,6 +138,13 @@ def _select_sql(model, names: tuple[str, ...], shape: tuple, lock: bool) -> tupl
         # in the order the ORM's compiler applies them.
         col.converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
         columns.append(col)
+    return columns
+
+
+@functools.cache
+def _select_sql(model, names: tuple[str, ...], shape: tuple, lock: bool) -> tuple[str, list, list]:
+    table = model._meta.db_table
+    columns = _columns(model, names)
     where_fields = [model._meta.get_field(name) for name, _ in shape]
     quote = connection.ops.quote_name
     conditions = " AND ".join(

@@ -3,8 +3,10 @@ PostgreSQL alike (CI runs this file on PostgreSQL)."""
 
 from __future__ import annotations
 
+from django.db import connection, transaction
 from django.utils import timezone
 
+from pipelines_ui.models import PipelineVersion
 from runs import rows
 from runs.models import Artifact, ComputeTarget, Isolation, Run, StepOutput, StepRun, StepState
 from tests.runs.conftest import make_pipeline, make_run, set_step
@@ -70,3 +72,19 @@ def test_run_outputs_are_the_outputs_of_the_named_steps_of_that_run_only(alice, 
     assert rows.run_outputs(run.pk, ["prep"]) == [("prep", "out", first.pk, first.sha256, first.kind)]
     assert rows.run_outputs(other.pk, ["prep", "train"]) == [("prep", "out", second.pk, second.sha256, second.kind)]
     assert rows.run_outputs(run.pk, []) == []
+
+
+def test_select_with_parent_reads_the_row_and_the_parents_fields_asked_for_in_one_statement(
+    alice, team, django_assert_num_queries
+):
+    run = make_run(make_pipeline(team, alice), alice, epochs=3)
+    with transaction.atomic(), django_assert_num_queries(1) as captured:
+        read = rows.select_with_parent(Run, run.pk, "version", ("id", "content_hash"), for_update=True)
+    assert concrete(read) == concrete(Run.objects.get(pk=run.pk))
+    version = PipelineVersion.objects.get(pk=run.version_id)
+    assert (read.version.pk, read.version.content_hash) == (version.pk, version.content_hash)
+    assert "spec" in read.version.get_deferred_fields()
+    if connection.vendor == "postgresql":
+        # The run's row only: a version is shared by every run of it, and never changes.
+        assert f'FOR UPDATE OF "{Run._meta.db_table}"' in captured[0]["sql"]
+    assert rows.select_with_parent(Run, run.pk + 1000, "version", ("id",)) is None
