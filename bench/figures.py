@@ -28,7 +28,17 @@ from django.test import Client
 from django.utils import timezone
 
 from bench import pipelines
-from bench.harness import STATE_DIR, Processes, Server, Stack, median, percentile, wait_until
+from bench.harness import (
+    STATE_DIR,
+    Processes,
+    Server,
+    Stack,
+    children_cpu,
+    median,
+    percentile,
+    process_cpu,
+    wait_until,
+)
 from bench.report import Result
 from pipelines_ui import graph
 from pipelines_ui.models import Membership, PipelineVersion, Role, Team
@@ -299,11 +309,19 @@ def _load_once(ctx: Context, round_no: int) -> list[Result]:
     runs_n, steps_n = 50, 10
     workers = ctx.stack.count if ctx.stack else 2
     version = create_pipeline(ctx, pipelines.chain(f"load10_r{round_no}", steps_n))
+    floor_cpu = children_cpu()
     floor = pool_floor(runs_n * steps_n, workers=workers, root_and_join=False)
+    floor_cpu = children_cpu() - floor_cpu
+    pids = [proc.pid for proc in ctx.stack.workers] if ctx.stack else []
+    cpu_before = [process_cpu(pid) for pid in pids]
     submit_started = time.perf_counter()
     run_ids = [services.run_create(version=version, user=ctx.user, force_rerun=True).pk for _ in range(runs_n)]
     submit_s = time.perf_counter() - submit_started
     wait_for_runs(run_ids, timeout=600)
+    cpu_after = [process_cpu(pid) for pid in pids]
+    # Where the two cores go, per step: the workers' own Python and what they reaped (the steps).
+    workers_cpu = sum(after[0] - before[0] for before, after in zip(cpu_before, cpu_after, strict=True))
+    steps_cpu = sum(after[1] - before[1] for before, after in zip(cpu_before, cpu_after, strict=True))
     runs = list(Run.objects.filter(pk__in=run_ids))
     check_succeeded(runs)
     first = min(r.created_at for r in runs)
@@ -340,6 +358,21 @@ def _load_once(ctx: Context, round_no: int) -> list[Result]:
                 "floor": f"{runs_n * steps_n} x bash -c on a pool of {workers}",
                 "floor_s": floor,
             },
+        ),
+        Result(
+            "load",
+            "load: CPU per step, in the workers themselves",
+            workers_cpu / (runs_n * steps_n) * 1000,
+            "ms",
+            details={"workers_cpu_s": workers_cpu},
+        ),
+        Result(
+            "load",
+            "load: CPU per step, in the step's processes (sandbox included)",
+            steps_cpu / (runs_n * steps_n) * 1000,
+            "ms",
+            floor=floor_cpu / (runs_n * steps_n) * 1000,
+            details={"steps_cpu_s": steps_cpu, "floor_cpu_s": floor_cpu},
         ),
         Result("load", "load: run latency p50, created -> finished", median(latencies), "s"),
         Result("load", "load: slowest run, created -> finished", slowest, "s"),

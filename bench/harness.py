@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import resource
 import shutil
 import socket
 import stat
@@ -308,6 +309,23 @@ class Server:
         if self.proc is not None:
             self.procs.stop([self.proc])
             self.proc = None
+
+
+# ---- CPU -------------------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a live process itself, and of the children it has reaped:
+    a worker's steps, their sandboxes and whatever the worker, their subreaper, reaped of them."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    utime, stime, cutime, cstime = (int(value) / os.sysconf("SC_CLK_TCK") for value in fields[11:15])
+    return utime + stime, cutime + cstime
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's reaped children (the floors' subprocesses)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---- numbers -----------------------------------------------------------------------------
