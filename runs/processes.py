@@ -219,6 +219,14 @@ def kill_leftovers(step_run_id: int, attempt: int) -> list[int]:
     """
     if not _subreaper:
         return kill_attempt_processes(step_run_id, attempt)
+    return kill_children()
+
+
+def kill_children() -> list[int]:
+    """In a subreaper, kill and reap its children other than its own helpers; returns the pids
+    killed (one that had exited already is reaped, not counted)."""
+    if not _subreaper:
+        return []
     own = {child.pid for child in multiprocessing.active_children()} | _helpers
     killed: list[int] = []
     for _ in range(20):

@@ -600,6 +600,9 @@ def warm_up(*, network: bool) -> None:
     """
     try:
         check()
+        # The check's PID namespace init can outlive bwrap by a moment and fall to the worker
+        # (their subreaper): reaped now, not at the end of the first step. No step runs yet.
+        processes.kill_children()
         _staged_etc()
         _dev_args()
         network_namespace(outbound=network)

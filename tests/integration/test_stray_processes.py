@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from rq import Worker
 
 from runs import queues
@@ -74,6 +75,14 @@ def test_a_worker_reaps_what_its_sandboxes_leave_to_it(workers, alice, team, tmp
     steps = "".join(f"  s{i}:\n    type: command\n    command: sleep 0.2 & echo {i}\n" for i in range(4))
     run = start_run(tmp_path, f"type: pipeline\njobs:\n{steps}", alice, team)
     assert wait_run(run, timeout=60).state == RunState.SUCCEEDED
+    wait_for(lambda: not zombie_children(worker.pid), timeout=10, message="no zombie child of the worker")
+
+
+def test_a_worker_starting_up_reaps_what_its_sandbox_check_left_to_it(workers):
+    (worker,) = workers.start(1)
+    # The worker checks that the sandbox starts, then copies /etc, before it takes a job.
+    workdir = Path(settings.STEPWISE_WORKDIR)
+    wait_for(lambda: list(workdir.glob(f".etc-{worker.pid}-*")), message="the worker's copy of /etc")
     wait_for(lambda: not zombie_children(worker.pid), timeout=10, message="no zombie child of the worker")
 
 
