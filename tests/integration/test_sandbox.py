@@ -580,3 +580,12 @@ def test_the_devices_a_host_names_reach_its_steps_with_the_hosts_permissions(sta
         "/dev/loop0 0o600 7 0 refused",  # the step is nobody: the host's permissions hold
         "/dev/kvm absent",
     ], out
+
+
+def test_the_missing_parents_of_mount_points_are_made_enterable_once_each_top_down():
+    from runs import sandbox
+
+    mounts = [Path("/srv/data/a"), Path("/srv/data/b/c"), Path("/usr/lib/x"), Path("/opt")]
+    args = sandbox._parents_args(mounts, existing=["/usr"])
+    # bwrap would make them 0700, which the step's uid could not enter; what exists stays as it is.
+    assert args == [a for d in ["/srv", "/srv/data", "/srv/data/b"] for a in ("--perms", "0755", "--dir", d)]
