@@ -188,6 +188,14 @@ def _open(session: requests.Session, url: str, headers: dict[str, str]) -> reque
             raise RemoteInputError(
                 f"{url[:200]}: no answer within the timeout ({timeout[0]} s connect, {timeout[1]} s read)"
             ) from None
+        except requests.exceptions.SSLError as exc:
+            verify = "certificate verify failed" in str(exc)
+            raise RemoteInputError(
+                f"{url[:200]}: the server's certificate is not trusted (a private certificate authority"
+                " goes in STEPWISE_REMOTE_INPUT_CA_BUNDLE)"
+                if verify
+                else f"{url[:200]}: the TLS handshake failed"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise RemoteInputError(f"{url[:200]}: cannot connect ({type(exc).__name__})") from None
         if not response.is_redirect:
@@ -246,6 +254,7 @@ def url_fetch(*, team: Team, url: str, type_: str) -> Fetched:
     with requests.Session() as session:
         # No proxies or .netrc credentials from the server's environment reach an address a pipeline names.
         session.trust_env = False
+        session.verify = settings.STEPWISE_REMOTE_INPUT_CA_BUNDLE or True
         adapter = _PeerCheckingAdapter(max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)

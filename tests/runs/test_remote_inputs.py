@@ -4,7 +4,11 @@ here by a local HTTP server in a thread (http to 127.0.0.1 allowed through the s
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import ssl
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+import trustme
 
 from runs import artifacts, data_assets, remote_inputs
 from runs.gc import collect
@@ -96,17 +101,23 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(settings) -> Iterator[Site]:
-    """A local HTTP server in a thread, with http to 127.0.0.1 allowed; for fixtures to yield from."""
-    settings.STEPWISE_REMOTE_INPUT_ALLOW_HTTP = True
+def serve(settings, *, tls: trustme.CA | None = None) -> Iterator[Site]:
+    """A local HTTP server in a thread, with http to 127.0.0.1 allowed; for fixtures to yield from.
+    With `tls`, an https server whose certificate that authority signed, and http refused."""
+    settings.STEPWISE_REMOTE_INPUT_ALLOW_HTTP = tls is None
     settings.STEPWISE_REMOTE_INPUT_HOSTS = ["127.0.0.1"]
     settings.STEPWISE_REMOTE_INPUT_READ_TIMEOUT_S = 1
     served = Site()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
     server.daemon_threads = True
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.issue_cert("127.0.0.1").configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    served.base = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    scheme = "http" if tls is None else "https"
+    served.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
     yield served
     served.release.set()
     server.shutdown()
@@ -135,6 +146,43 @@ def test_a_web_file_is_downloaded_hashed_and_recorded(team, alice, site):
     assert artifacts.stored_files(row.artifact) == ["data.csv"]
     assert data_assets.run_data_artifacts(run) == {"raw": row.artifact}
     assert to_json(version_spec(pipeline.latest_version))["inputs"]["raw"]["asset"] == f"{site.base}/data.csv"
+
+
+@pytest.fixture
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_site(settings, authority):
+    yield from serve(settings, tls=authority)
+
+
+def test_an_https_file_is_downloaded_from_a_server_of_a_trusted_private_authority(
+    team, alice, tls_site, authority, settings, tmp_path
+):
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    settings.STEPWISE_REMOTE_INPUT_CA_BUNDLE = str(bundle)
+    tls_site.files["/data.csv"] = b"x,y\n3,4\n"
+    pipeline = reader(team, alice, f"{tls_site.base}/data.csv")
+    run = run_create(version=pipeline.latest_version, user=alice)
+    row = RunRemoteInput.objects.get(run=run, name="raw")
+    assert row.reference.startswith("https://")
+    assert row.sha256 == hashlib.sha256(b"x,y\n3,4\n").hexdigest()
+    assert artifacts.stored_files(row.artifact) == ["data.csv"]
+
+
+def test_an_https_server_of_an_untrusted_authority_is_refused_saying_where_its_authority_goes(
+    team, alice, tls_site, settings
+):
+    settings.STEPWISE_REMOTE_INPUT_CA_BUNDLE = ""  # the public authorities only
+    tls_site.files["/data.csv"] = b"secret"
+    pipeline = reader(team, alice, f"{tls_site.base}/data.csv")
+    with pytest.raises(RunInputError, match="certificate is not trusted.*STEPWISE_REMOTE_INPUT_CA_BUNDLE"):
+        run_create(version=pipeline.latest_version, user=alice)
+    assert not pipeline.runs.exists()
+    assert tls_site.hits["/data.csv"] == 0  # nothing was asked of a server it could not trust
 
 
 def test_an_unchanged_file_is_downloaded_once_and_a_changed_one_again(team, alice, site):
@@ -388,3 +436,12 @@ def test_export_writes_the_address_back_and_it_loads_again(tmp_path, ref, type_)
     assert f"path: {ref}" in (tmp_path / "out" / "pipeline.yml").read_text()
     again, _ = load_pipeline(tmp_path / "out" / "pipeline.yml")
     assert again.inputs["raw"].asset == ref
+
+
+def test_a_ca_bundle_setting_naming_no_file_stops_the_server_from_starting(tmp_path):
+    env = {**os.environ, "STEPWISE_REMOTE_INPUT_CA_BUNDLE": str(tmp_path / "missing.pem")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import pipelines_ui.settings"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: STEPWISE_REMOTE_INPUT_CA_BUNDLE: no such file" in done.stderr
