@@ -98,7 +98,8 @@ def descendants(pid: int) -> set[int]:
 
 
 def role(pid: int) -> str | None:
-    """What a child of serve is: daphne, worker-N (its slot), reconciler, scheduler or redis-server."""
+    """What a child of serve is: daphne, worker-N (its slot), reconciler, scheduler, dispatcher,
+    deployments or redis-server."""
     argv = cmdline(pid)
     if "daphne" in argv:
         return "daphne"
@@ -109,6 +110,10 @@ def role(pid: int) -> str | None:
         return "reconciler"
     if "stepwise_scheduler" in argv:
         return "scheduler"
+    if "stepwise_dispatcher" in argv:
+        return "dispatcher"
+    if "stepwise_deployments" in argv:
+        return "deployments"
     if argv and argv[0].split(" ")[0].endswith("redis-server"):  # it sets its title to "redis-server HOST:PORT"
         return "redis-server"
     return None
@@ -171,7 +176,15 @@ def serve(compute_target, tmp_path) -> Iterator:
             )
         served = Served(proc, f"http://127.0.0.1:{port}", log)
         started.append(served)
-        expected = {"daphne", "reconciler", "scheduler", *(f"worker-{i}" for i in range(workers)), *(ready or [])}
+        expected = {
+            "daphne",
+            "reconciler",
+            "scheduler",
+            "dispatcher",
+            "deployments",
+            *(f"worker-{i}" for i in range(workers)),
+            *(ready or []),
+        }
         wait_for(
             lambda: served.page_answers() and expected <= set(served.roles()),
             timeout=60,
@@ -272,9 +285,10 @@ def test_children_killed_one_by_one_come_back_and_the_run_succeeds(serve, alice,
         reconciler = served.roles()["reconciler"]
         os.kill(reconciler, signal.SIGKILL)
         served.replaced("reconciler", reconciler)
-        scheduler = served.roles()["scheduler"]
-        os.kill(scheduler, signal.SIGKILL)
-        served.replaced("scheduler", scheduler)
+        for name in ("scheduler", "dispatcher", "deployments"):
+            victim = served.roles()[name]
+            os.kill(victim, signal.SIGKILL)
+            served.replaced(name, victim)
         wait_run(run, timeout=60)
 
     assert page.failures == [] and page.answers > 0
