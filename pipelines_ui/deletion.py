@@ -71,8 +71,9 @@ def pipeline_delete_summary(pipeline: Pipeline) -> DeleteSummary:
 
 @transaction.atomic
 def pipeline_delete(*, pipeline: Pipeline) -> None:
-    # The row lock makes a run started meanwhile wait for this transaction (its foreign key
-    # check), then fail, rather than slip in between the check below and the delete.
+    # A run being started holds the pipeline's row (runs/services.py): this waits for it to be
+    # written, then refuses below (it is active); a run started meanwhile waits for this
+    # transaction, then is refused (PipelineDeleted), rather than slip in between.
     locked = Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()
     if locked is None:
         return

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.http import Http404
 from django.views.decorators.debug import sensitive_variables
 
-from pipelines_ui.models import PipelineVersion
+from pipelines_ui.models import Pipeline, PipelineVersion
 from runs import data_assets, orchestrator, remote_inputs
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
 from runs.queues import resolve_target
@@ -23,6 +24,26 @@ class RunInputError(ValueError):
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+class PipelineDeleted(Http404):
+    """The pipeline was deleted before its run could be written: a 404 to the request that
+    started it, the error of a schedule's or a trigger's fire."""
+
+    def __init__(self, pipeline_id: int):
+        super().__init__(f"pipeline #{pipeline_id} was deleted: no run was started")
+
+
+def _pipeline_held(pipeline_id: int) -> bool:
+    """Whether the pipeline still exists, held so until this transaction ends: a delete waits for
+    the run to be written, then refuses (the run is active), rather than leave the run's foreign
+    key to fail at commit. On PostgreSQL FOR KEY SHARE, which runs starting at once share and
+    only a delete (or a key change) waits for; SQLite's write lock already holds everything."""
+    table = connection.ops.quote_name(Pipeline._meta.db_table)
+    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [pipeline_id])
+        return cursor.fetchone() is not None
 
 
 def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, object]:
@@ -79,11 +100,14 @@ def run_create(
     Remote inputs (datastore paths, web addresses) are read first, outside the transaction, so
     that a slow server holds no database lock.
     """
-    spec = version_spec(version)
+    try:
+        spec = version_spec(version)
+        team = version.pipeline.team
+    except (PipelineVersion.DoesNotExist, Pipeline.DoesNotExist):
+        # Versions go only with their pipeline.
+        raise PipelineDeleted(version.pipeline_id) from None
     run_inputs_clean(spec, inputs or {})
-    remote, errors = remote_inputs.remote_inputs_fetch(
-        team=version.pipeline.team, spec=spec, refs=data_refs, pinned=remote_pins
-    )
+    remote, errors = remote_inputs.remote_inputs_fetch(team=team, spec=spec, refs=data_refs, pinned=remote_pins)
     if errors:
         raise RunInputError(errors)
     return _run_create(
@@ -117,6 +141,8 @@ def _run_create(
     data_refs: dict[str, str] | None,
     remote: dict[str, remote_inputs.Fetched],
 ) -> Run:
+    if not _pipeline_held(version.pipeline_id):
+        raise PipelineDeleted(version.pipeline_id)
     values = run_inputs_clean(spec, inputs or {})
     secrets = {name: values.pop(name) for name in list(values) if spec.inputs[name].type == SECRET_TYPE}
     missing_targets: dict[str, str] = {}

@@ -29,7 +29,7 @@ from pipelines_ui.models import Membership, Pipeline, Team
 from pipelines_ui.selectors import EDIT_ROLES
 from runs.data_assets import DataError, datastore_path_check, datastore_path_state
 from runs.models import DataAsset, Datastore, DataVersion, Run
-from runs.services import RunInputError, run_create
+from runs.services import PipelineDeleted, RunInputError, run_create
 from runs.specs import version_spec
 from stepwise.spec.bindings import is_run_resolved
 from stepwise.spec.model import DATA_TYPES
@@ -190,7 +190,7 @@ def _record(row: DataTriggerFire, start) -> DataTriggerFire:
     try:
         with transaction.atomic():
             run = start()
-    except (TriggerError, RunInputError) as exc:
+    except (TriggerError, RunInputError, PipelineDeleted) as exc:
         row.error = str(exc)
         DataTriggerFire.objects.filter(pk=row.pk).update(error=row.error)
         log.warning("data trigger %s (#%s): no run: %s", row.trigger, row.trigger_id, row.error)

@@ -33,7 +33,7 @@ from pipelines_ui.api.models import Catchup, Endpoint, Schedule, ScheduleFire
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
 from pipelines_ui.selectors import EDIT_ROLES
 from runs.models import Run
-from runs.services import RunInputError, run_create, run_inputs_clean
+from runs.services import PipelineDeleted, RunInputError, run_create, run_inputs_clean
 from runs.specs import version_spec
 from stepwise.spec.model import SECRET_TYPE
 
@@ -419,7 +419,7 @@ def fire(schedule: Schedule, fire_time: datetime) -> ScheduleFire | None:
         try:
             with transaction.atomic():
                 run = _start_run(schedule)
-        except (ScheduleError, RunInputError, EndpointError) as exc:
+        except (ScheduleError, RunInputError, EndpointError, PipelineDeleted) as exc:
             row.error = str(exc)
             ScheduleFire.objects.filter(pk=row.pk).update(error=row.error)
         else:

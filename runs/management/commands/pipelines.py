@@ -238,6 +238,8 @@ class Command(BaseCommand):
             )
         except services.RunInputError as exc:
             raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
+        except services.PipelineDeleted as exc:
+            raise Invalid(str(exc)) from None
         url = f"{settings.STEPWISE_BASE_URL}{run.get_absolute_url()}"
         self.stderr.write(f"run #{run.pk} of {version} started: {url}")
         if not (wait or json):
