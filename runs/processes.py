@@ -16,6 +16,7 @@ import functools
 import hashlib
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
@@ -199,14 +200,34 @@ def _children_by_scan() -> dict[int, str]:
 
 
 def _reap(pid: int) -> None:
+    """Wait (at most REAP_TIMEOUT_S) for a child killed or exiting to end, and reap it.
+
+    Woken by its pidfd the moment it ends: a sandbox's PID-namespace init, still tearing its
+    namespace down as the step's shell returns, ends within a millisecond or so, where polling
+    every 5 ms cost a fifth of the steps 5 ms (`make bench`). Polled where pidfds do not exist.
+    """
     deadline = time.monotonic() + REAP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None  # before Linux 5.3, or reaped already (then waitpid says so)
+    try:
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
                 return
-        except ChildProcessError:
-            return
-        time.sleep(0.005)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if fd is None:
+                time.sleep(min(0.005, left))
+            else:
+                select.select([fd], [], [], left)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def kill_leftovers(step_run_id: int, attempt: int) -> list[int]:
