@@ -73,6 +73,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="stepwise.parallel.driver")
     parser.add_argument("--input-data", required=True)
     parser.add_argument("--entry-script", required=True)
+    # input_data is a uri_folder: its files are the items, an MLTable file among them too. Without
+    # it (an mltable, a uri_file, a version saved before the flag), an MLTable file makes a table.
+    parser.add_argument("--files", action="store_true")
     parser.add_argument("--mini-batch-size", default="")
     parser.add_argument("--partition-key", dest="partition_keys", action="append", default=[])
     parser.add_argument("--append-row-to", default="")
@@ -89,12 +92,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 # -- mini-batches ---------------------------------------------------------------------------
 
 
-def make_batches(data: Path, mini_batch_size: str, partition_keys: Sequence[str] = ()) -> list[Batch]:
+def make_batches(
+    data: Path, mini_batch_size: str, partition_keys: Sequence[str] = (), *, files: bool = False
+) -> list[Batch]:
     """A folder's files by count (or bytes), or a table's rows (a CSV file, or a folder with an
-    MLTable file): by size, or by partition keys."""
+    MLTable file, unless `files`: a uri_folder's): by size, or by partition keys."""
     if partition_keys:
         return _partitions(data, partition_keys)
-    if data.is_dir() and not is_mltable(data):
+    if data.is_dir() and (files or not is_mltable(data)):
         files = folder_files(data)
         ranges = split([p.stat().st_size for p in files], parse_mini_batch_size(mini_batch_size or DEFAULT_FILES))
         batches = []
@@ -437,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DriverError(f"entry_script {args.entry_script} is outside the code folder")
         if not entry.is_file():
             raise DriverError(f"entry_script {args.entry_script} is not in the code folder")
-        batches = make_batches(Path(args.input_data), args.mini_batch_size, args.partition_keys)
+        batches = make_batches(Path(args.input_data), args.mini_batch_size, args.partition_keys, files=args.files)
     except (DriverError, ValueError, OSError, csv.Error) as exc:
         print(f"parallel job cannot start: {exc}", file=sys.stderr)
         return 2

@@ -343,6 +343,10 @@ class _PipelineReader:
         _type_untyped_inputs(p, untyped)
         for name, hints in inline_hints.items():
             self._infer_inline_decls(p, p.jobs[name], hints)
+        for step in p.jobs.values():
+            if step.parallel is not None:
+                par.read_as_files(step.parallel, step.input_decls)
+                step.command = par.driver_command(step.parallel)
         _coerce_scalars(p)
         p.files = self.files
         return p

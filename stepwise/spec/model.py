@@ -150,6 +150,10 @@ class ParallelSettings:
     # The job runs a parallel component (a file or a mapping): its export writes the settings
     # into `components/<job>.yml` and the job binds it, as it does a command step's component.
     from_component: bool = False
+    # input_data is declared uri_folder: its files are the mini-batches' items, an MLTable file
+    # among them too, as Azure ML hands them. False for an mltable or a uri_file (a table's rows),
+    # and in versions saved before the flag, whose driver tells a table by its MLTable file.
+    files: bool = False
 
 
 TRANSFER_TASKS = ("copy_data", "import_data", "export_data")

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 from stepwise.parallel.batches import parse_mini_batch_size
 
-from .model import ParallelSettings
+from .model import InputDecl, ParallelSettings
 
 TASK_TYPES = ("run_function",)
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -218,6 +218,8 @@ def driver_command(settings: ParallelSettings) -> str:
         f"--input-data ${{{{inputs.{s.input_data}}}}}",
         f"--entry-script {shlex.quote(s.entry_script)}",
     ]
+    if s.files:
+        parts.append("--files")
     # The partition keys take effect over a size: leaving the size out keeps the fingerprint
     # from changing with a setting that does nothing.
     for key in s.partition_keys:
@@ -239,6 +241,13 @@ def driver_command(settings: ParallelSettings) -> str:
     if s.program_arguments:
         parts += ["--", s.program_arguments]
     return " ".join(parts)
+
+
+def read_as_files(settings: ParallelSettings, decls: Mapping[str, InputDecl]) -> None:
+    """Mark the settings (and so the driver's command) for a uri_folder input_data, read as
+    files whatever they are, once the job's input declarations are known."""
+    decl = decls.get(settings.input_data)
+    settings.files = decl is not None and decl.type == "uri_folder" and not decl.table
 
 
 def parallel_fields(settings: ParallelSettings, *, bound: bool = True) -> dict:

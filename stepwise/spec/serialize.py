@@ -139,7 +139,7 @@ def _out_from_json(d: dict) -> OutputDecl:
 def _parallel_to_json(settings: ParallelSettings) -> dict:
     d = dataclasses.asdict(settings)
     # Fields added later only when set, so parallel versions saved before them keep their hash.
-    for key in ("partition_keys", "from_component", "bound"):
+    for key in ("partition_keys", "from_component", "bound", "files"):
         if not d[key]:
             del d[key]
     return d

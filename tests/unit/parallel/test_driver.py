@@ -228,6 +228,25 @@ def test_the_spec_command_is_what_the_driver_reads():
     assert (args.error_threshold, args.mini_batch_error_threshold, args.max_retries, args.timeout) == (5, 0, 4, 9)
     assert args.logging_level == "DEBUG"
     assert program == ["--model", "/m", "--k", "3"]
+    assert not args.files
+    settings.files = True
+    command = render_command(driver_command(settings), inputs={"data": "/d", "model": "/m"}, outputs={"scores": "/o"})
+    assert parse_args(shlex.split(command)[3:])[0].files
+
+
+def test_a_uri_folder_holding_an_mltable_file_is_handed_as_files(tmp_path):
+    # Azure ML hands a uri_folder's files to run(), whatever they are; only an mltable input is a table.
+    script = """\
+        import os
+        def run(mini_batch):
+            assert isinstance(mini_batch, list), type(mini_batch)
+            return sorted(os.path.basename(p) for p in mini_batch)
+    """
+    job = make_job(tmp_path, script, files=2)
+    (job / "data" / "MLTable").write_text("paths:\n  - file: ./file_01.txt\n")
+    result = drive(job, "--files", "--mini-batch-size", "10")
+    assert result.returncode == 0, result.stderr
+    assert rows(job) == ["MLTable", "file_01.txt", "file_02.txt"]
 
 
 def test_result_lines_take_lists_and_refuse_what_is_not_rows():

@@ -75,6 +75,12 @@ def test_rows_of_every_file_are_one_table_split_by_size_and_by_keys(tmp_path):
     assert [(b.label, b.items) for b in by_store] == [("store=b", 3), ("store=a", 2)]
 
 
+def test_a_uri_folders_mltable_file_is_one_of_its_files_not_a_table(tmp_path):
+    folder = table(tmp_path)
+    batches = make_batches(folder, "2", files=True)
+    assert [[Path(p).name for p in b.payload] for b in batches] == [["MLTable", "b.csv"], ["part_1.csv", "part_2.csv"]]
+
+
 @pytest.fixture
 def no_pandas(monkeypatch):
     """The step's environment without pandas: the driver falls back to the csv module."""

@@ -71,6 +71,7 @@ def test_the_corpus_sample_loads_as_a_parallel_step():
         max_retries=1,
         timeout_s=30,
         logging_level="INFO",
+        files=True,  # readings is a uri_folder: its files are the items
     )
     assert step.input_decls["readings"] == InputDecl(type="uri_folder")
     assert step.output_decls == {"scores": OutputDecl()}

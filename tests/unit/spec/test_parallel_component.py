@@ -126,6 +126,7 @@ def test_a_parallel_component_file_loads_with_the_jobs_overrides(tmp_path):
         timeout_s=60,
         logging_level="DEBUG",
         from_component=True,
+        files=True,
     )
     assert (step.component_name, step.component_version, step.display_name) == ("score_files", "3", "Score files")
     assert step.input_decls == {"files": InputDecl(type="uri_folder"), "scale": InputDecl(type="integer", default=2)}

@@ -92,3 +92,35 @@ def test_an_inline_jobs_own_mltable_input_keeps_its_type_and_takes_partition_key
     folder = INLINE.replace("{type: mltable, path: ./sales}", "{type: uri_folder, path: ./sales}")
     errors = load_errors(write(tmp_path / "bad", {"pipeline.yml": folder, **files}))
     one(errors, "must be a uri_file (a CSV file) or an mltable, not uri_folder")
+
+
+def test_the_driver_reads_a_uri_folder_as_files_and_an_mltable_or_a_csv_file_as_a_table(tmp_path):
+    files = {"src/forecast.py": "", "sales/MLTable": "paths: []\n", "sales.csv": "store\n1\n"}
+    by_type = {}
+    for type_, path in (("uri_folder", "./sales"), ("mltable", "./sales"), ("uri_file", "./sales.csv")):
+        text = INLINE.replace("{type: mltable, path: ./sales}", f"{{type: {type_}, path: {path}}}")
+        text = text.replace("partition_keys: [store]", "mini_batch_size: '1'")
+        p, _ = load_pipeline(write(tmp_path / type_, {"pipeline.yml": text, **files}))
+        by_type[type_] = p.jobs["forecast"]
+    assert by_type["uri_folder"].parallel.files and "--files" in by_type["uri_folder"].command.split()
+    for type_ in ("mltable", "uri_file"):
+        assert not by_type[type_].parallel.files and "--files" not in by_type[type_].command.split()
+    p = load_pipeline(write(tmp_path / "again", {"pipeline.yml": INLINE, **files}))[0]
+    assert from_json(json.loads(json.dumps(to_json(p))), p.files) == p
+
+
+def test_a_component_jobs_uri_folder_is_read_as_files_and_kept_through_json(tmp_path):
+    component = COMPONENT.replace("{type: mltable}", "{type: uri_folder}").replace("partition_keys: [store]", "")
+    files = {"forecast.yml": component, "src/forecast.py": "", "sales/MLTable": "paths: []\n"}
+    p, _ = load_pipeline(write(tmp_path, {"pipeline.yml": PIPELINE, **files}))
+    step = p.jobs["forecast"]
+    assert step.parallel.files and "--files" in step.command.split()
+    again = from_json(json.loads(json.dumps(to_json(p))), p.files)
+    assert again == p and again.jobs["forecast"].parallel.files
+
+
+def test_a_version_saved_before_the_flag_keeps_its_hash_and_its_driver_reads_as_before():
+    p, _ = load_pipeline(CORPUS)
+    saved = to_json(p)
+    assert "files" not in saved["jobs"]["forecast"]["parallel"]
+    assert not from_json(saved, p.files).jobs["forecast"].parallel.files
