@@ -29,6 +29,7 @@ class DataTriggerFireSerializer(serializers.Serializer):
     data_version = serializers.CharField(source="data_version.version", allow_null=True, default=None)
     run = serializers.IntegerField(source="run_id", allow_null=True)
     error = serializers.CharField(help_text="why no run started, if none did")
+    pending = serializers.BooleanField(help_text="the change is claimed and its run not started yet")
     created_at = serializers.DateTimeField()
 
 

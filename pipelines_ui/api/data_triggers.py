@@ -12,11 +12,17 @@ A datastore path trigger is polled by the scheduler loop every `interval_seconds
 path's listing is compared with the one seen before, and the poll that moves `seen` by
 compare-and-set starts the run, with the input bound to `azureml://datastores/STORE/paths/PATH`
 (read and hashed by the run itself, runs/remote_inputs.py). The first look only takes the
-baseline, as a new asset trigger ignores the versions before it.
+baseline, as a new asset trigger ignores the versions before it. The compare-and-set and a
+pending DataTriggerFire are one transaction, the run another (the run's copy of the path must
+not hold the write lock): a poller that dies between the two leaves the fire pending, and the
+scheduler's tick starts it after PENDING_GRACE (`sweep_pending`). A fire is settled (its run or
+its error) by compare-and-set in the transaction that starts the run, so that a late poller and
+the sweep never both start one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +43,9 @@ from stepwise.spec.model import DATA_TYPES
 log = logging.getLogger(__name__)
 
 MIN_POLL_S = 10
+# How long a claimed path change waits for its poller before the sweep starts its run: longer
+# than a start takes (the run copies the path), or the sweep's start only loses to the poller's.
+PENDING_GRACE = timedelta(minutes=10)
 MAX_POLL_S = 366 * 24 * 3600
 # Versions older than this are not swept: a trigger fires for new data, not for a backlog.
 SWEEP_WINDOW = timedelta(hours=1)
@@ -186,18 +195,33 @@ def _start_run(trigger: DataTrigger, reference: str) -> Run:
     return run_create(version=version, user=owner, data_refs={trigger.input_name: reference})
 
 
-def _record(row: DataTriggerFire, start) -> DataTriggerFire:
+class _SettledMeanwhile(Exception):
+    """Another process started (or failed) this fire's run first: this start is rolled back."""
+
+
+def _settle(row: DataTriggerFire, **fields) -> bool:
+    """Compare-and-set a pending fire to its outcome; False when another process settled it."""
+    return bool(DataTriggerFire.objects.filter(pk=row.pk, pending=True).update(pending=False, **fields))
+
+
+def _record(row: DataTriggerFire, start) -> DataTriggerFire | None:
+    """Start the pending fire's run and settle the fire with it in one transaction; None when
+    another process settled it first (this run is then rolled back)."""
     try:
         with transaction.atomic():
             run = start()
+            if not _settle(row, run=run):
+                raise _SettledMeanwhile
+    except _SettledMeanwhile:
+        return None
     except (TriggerError, RunInputError, PipelineDeleted) as exc:
-        row.error = str(exc)
-        DataTriggerFire.objects.filter(pk=row.pk).update(error=row.error)
+        if not _settle(row, error=str(exc)):
+            return None
+        row.error, row.pending = str(exc), False
         log.warning("data trigger %s (#%s): no run: %s", row.trigger, row.trigger_id, row.error)
-    else:
-        row.run = run
-        DataTriggerFire.objects.filter(pk=row.pk).update(run=run)
-        log.info("data trigger %s (#%s) started run #%s (%s)", row.trigger, row.trigger_id, run.pk, row.reference)
+        return row
+    row.run, row.pending = run, False
+    log.info("data trigger %s (#%s) started run #%s (%s)", row.trigger, row.trigger_id, run.pk, row.reference)
     return row
 
 
@@ -207,7 +231,9 @@ def fire_for_version(trigger: DataTrigger, version: DataVersion) -> DataTriggerF
     with transaction.atomic():
         try:
             with transaction.atomic():
-                row = DataTriggerFire.objects.create(trigger=trigger, data_version=version, reference=reference)
+                row = DataTriggerFire.objects.create(
+                    trigger=trigger, data_version=version, reference=reference, pending=True
+                )
         except IntegrityError:
             return None
         return _record(row, lambda: _start_run(trigger, reference))
@@ -300,17 +326,39 @@ def poll_path(trigger: DataTrigger, now: datetime) -> DataTriggerFire | None:
         log.warning("data trigger %s (#%s): %s", trigger, trigger.pk, exc)
         DataTrigger.objects.filter(pk=trigger.pk, checked_at=trigger.checked_at).update(checked_at=now)
         return None
-    moved = DataTrigger.objects.filter(pk=trigger.pk, checked_at=trigger.checked_at, seen=trigger.seen).update(
-        checked_at=now, seen=state
-    )
-    first_look = trigger.checked_at is None
-    if not moved or first_look or not state or state == trigger.seen:
-        return None
     reference = f"azureml://datastores/{trigger.datastore.name}/paths/{trigger.path}"
-    # Claimed above, outside any transaction: the run's copy of the path may be slow and must not
-    # hold the database's write lock. A process dying between the claim and the run loses this change.
-    row = DataTriggerFire.objects.create(trigger=trigger, reference=reference)
+    with transaction.atomic():
+        moved = DataTrigger.objects.filter(pk=trigger.pk, checked_at=trigger.checked_at, seen=trigger.seen).update(
+            checked_at=now, seen=state
+        )
+        first_look = trigger.checked_at is None
+        if not moved or first_look or not state or state == trigger.seen:
+            return None
+        # The change is claimed with its fire, pending until its run starts (or the sweep starts it).
+        row = DataTriggerFire.objects.create(trigger=trigger, reference=reference, pending=True)
+    # The run in a transaction of its own: its copy of the path may be slow and must not hold the
+    # claim's write lock.
     return _record(row, lambda: _start_run(trigger, reference))
+
+
+def sweep_pending(now: datetime) -> list[DataTriggerFire]:
+    """Start the runs of fires still pending after PENDING_GRACE: their poller died (or lost its
+    database) between claiming a change and starting its run."""
+    fired = []
+    stale = DataTriggerFire.objects.filter(pending=True, created_at__lt=now - PENDING_GRACE)
+    for row in stale.select_related("trigger__team", "trigger__pipeline__latest_version", "trigger__created_by"):
+        trigger = row.trigger
+        if not trigger.enabled:
+            if _settle(row, error="the trigger was paused before this change's run started"):
+                log.warning("data trigger %s (#%s): paused; pending fire #%s dropped", trigger, trigger.pk, row.pk)
+            continue
+        log.warning("data trigger %s (#%s): fire #%s was never started; starting it", trigger, trigger.pk, row.pk)
+        try:
+            if (done := _record(row, functools.partial(_start_run, trigger, row.reference))) is not None:
+                fired.append(done)
+        except Exception:
+            log.exception("data trigger %s (#%s): pending fire #%s failed", trigger, trigger.pk, row.pk)
+    return fired
 
 
 def tick(now: datetime | None = None) -> PollResult:
@@ -324,10 +372,11 @@ def tick(now: datetime | None = None) -> PollResult:
                 result.fired.append(row)
         except Exception:
             log.exception("data trigger %s (#%s): poll failed", trigger, trigger.pk)
-    try:
-        result.fired += sweep_versions(now)
-    except Exception:
-        log.exception("data trigger sweep failed")
+    for sweep in (sweep_versions, sweep_pending):
+        try:
+            result.fired += sweep(now)
+        except Exception:
+            log.exception("data trigger sweep %s failed", sweep.__name__)
     return result
 
 

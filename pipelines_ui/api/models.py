@@ -303,6 +303,10 @@ class DataTriggerFire(models.Model):
     run = models.ForeignKey("runs.Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Claimed, its run not started yet: a path's change is claimed in a transaction of its own
+    # (the run's copy of the path must not hold the write lock), and one whose process died
+    # before starting the run is started by the scheduler's sweep (data_triggers.sweep_pending).
+    pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -312,6 +312,93 @@ def test_a_paused_path_trigger_is_not_polled(team, alice, reader, lake, tmp_path
     assert not trigger.fires.exists()
 
 
+def path_trigger(team, alice, reader, lake) -> DataTrigger:
+    settings = TriggerSettings(
+        name="lake raw", pipeline=reader, input_name="raw", datastore=lake, path="raw", interval_seconds=60
+    )
+    return data_triggers.data_trigger_create(team=team, settings=settings, user=alice)
+
+
+def die_after_claiming(monkeypatch, trigger, now, tmp_path) -> DataTriggerFire:
+    """Poll a changed path with a poller that dies (SystemExit) as it starts the run."""
+    (tmp_path / "store" / "raw" / "b.csv").write_text("2")
+
+    def dies(*_args):
+        raise SystemExit("the scheduler was killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(data_triggers, "_start_run", dies)
+        with pytest.raises(SystemExit):
+            data_triggers.poll_path(DataTrigger.objects.get(pk=trigger.pk), now)
+    return trigger.fires.get()
+
+
+@pytest.mark.django_db
+def test_a_change_claimed_by_a_poller_that_died_is_started_by_the_sweep(
+    team, alice, reader, lake, tmp_path, monkeypatch
+):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)  # the baseline
+    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+    trigger.refresh_from_db()
+    assert fire.pending and fire.run is None and not fire.error
+    assert trigger.seen, "the change is claimed: no later poll sees it again"
+    # A poller still starting it (a slow copy of the path) is left alone for PENDING_GRACE.
+    assert data_triggers.tick(t0 + timedelta(seconds=122)).fired == []
+    assert reader.runs.count() == 0
+    later = t0 + data_triggers.PENDING_GRACE + timedelta(seconds=61)
+    result = data_triggers.tick(later)
+    assert [f.pk for f in result.fired] == [fire.pk]
+    fire.refresh_from_db()
+    assert not fire.pending and fire.run is not None and reader.runs.count() == 1
+    assert RunRemoteInput.objects.get(run=fire.run, name="raw").artifact.file_count == 2
+    assert data_triggers.tick(later + timedelta(minutes=11)).fired == []
+    assert reader.runs.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_late_poller_and_the_sweep_start_one_run_between_them(team, alice, reader, lake, tmp_path, monkeypatch):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)
+    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+    swept = data_triggers.sweep_pending(t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2))
+    assert [f.pk for f in swept] == [fire.pk]
+    # The poller that claimed it comes back (it was only slow): its run is rolled back.
+    assert data_triggers._record(fire, lambda: data_triggers._start_run(trigger, fire.reference)) is None
+    assert reader.runs.count() == 1
+    fire.refresh_from_db()
+    assert fire.run == reader.runs.get()
+
+
+@pytest.mark.django_db
+def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(team, alice, reader, lake, tmp_path, monkeypatch):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)
+    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+    data_triggers.data_trigger_set_enabled(trigger=trigger, enabled=False)
+    assert data_triggers.sweep_pending(t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2)) == []
+    fire.refresh_from_db()
+    assert not fire.pending and fire.run is None and "paused" in fire.error
+    assert reader.runs.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_fire_whose_run_was_deleted_is_not_started_again(team, alice, reader, lake, tmp_path):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)
+    (tmp_path / "store" / "raw" / "b.csv").write_text("2")
+    (fire,) = data_triggers.tick(t0 + timedelta(seconds=61)).fired
+    fire.run.delete()
+    assert data_triggers.sweep_pending(t0 + data_triggers.PENDING_GRACE * 2) == []
+    assert reader.runs.count() == 0
+    fire = trigger.fires.get()
+    assert fire.run is None and not fire.pending, "settled: its run was deleted, not never started"
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("path", "interval", "field", "message"),
