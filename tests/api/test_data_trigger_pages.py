@@ -115,3 +115,18 @@ def test_viewers_see_the_list_but_no_form(client, team, reader, digits):
     page = client.get(f"/pipelines/{reader.pk}/data-triggers/").content.decode()
     assert "data-trigger-form" not in page and "A team editor can add one here" in page
     assert client.post(f"/pipelines/{reader.pk}/data-triggers/", form(reader, digits)).status_code == 403
+
+
+def test_each_start_shows_its_run_its_error_or_that_it_is_starting(client, bob, reader, digits):
+    from pipelines_ui.api.models import DataTriggerFire
+
+    client.force_login(bob)
+    client.post(f"/pipelines/{reader.pk}/data-triggers/", form(reader, digits))
+    trigger = DataTrigger.objects.get()
+    DataTriggerFire.objects.create(trigger=trigger, reference="azureml://datastores/lake/paths/a", pending=True)
+    DataTriggerFire.objects.create(trigger=trigger, reference="azureml:digits:9", error="pipeline has <no> version")
+    page = client.get(f"/pipelines/{reader.pk}/data-triggers/").content.decode()
+    assert ">starting</span>" in page and ">no run</span>" in page
+    assert 'title="pipeline has &lt;no&gt; version"' in page
+    listed = client.get(f"/api/v1/data-triggers/{trigger.pk}/").json()["fires"]
+    assert [(f["pending"], f["error"]) for f in listed] == [(False, "pipeline has <no> version"), (True, "")]
