@@ -224,7 +224,10 @@ def _reap(pid: int) -> None:
             if fd is None:
                 time.sleep(min(0.005, left))
             else:
-                select.select([fd], [], [], left)
+                # poll, not select: a worker's descriptors may number past select's 1024.
+                ended = select.poll()
+                ended.register(fd, select.POLLIN)
+                ended.poll(left * 1000)
     finally:
         if fd is not None:
             os.close(fd)

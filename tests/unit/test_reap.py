@@ -79,3 +79,22 @@ def test_a_child_reaped_already_returns_at_once():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     processes._reap(proc.pid)  # no such child any more: nothing to wait for, no error
+
+
+def test_a_worker_holding_over_a_thousand_descriptors_still_waits_on_the_pidfd():
+    # select() refuses descriptors past 1024; a busy worker's pidfd can be one of those.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        child = started(SLOW_TO_END)
+        os.kill(child.pid, 15)
+        processes._reap(child.pid)
+        assert is_reaped(child.pid)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
