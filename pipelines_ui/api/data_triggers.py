@@ -356,13 +356,16 @@ def sweep_pending(now: datetime) -> list[DataTriggerFire]:
         try:
             if (done := _record(row, functools.partial(_start_run, trigger, row.reference))) is not None:
                 fired.append(done)
-        except Exception:
+        except Exception as exc:
+            # Settled with the error rather than retried at every tick: this was the retry.
             log.exception("data trigger %s (#%s): pending fire #%s failed", trigger, trigger.pk, row.pk)
+            _settle(row, error=f"could not start its run: {exc}")
     return fired
 
 
 def tick(now: datetime | None = None) -> PollResult:
-    """One pass of the scheduler loop: poll the due datastore paths, sweep unfired versions."""
+    """One pass of the scheduler loop: poll the due datastore paths, sweep unfired versions and
+    path changes whose poller died before starting their run."""
     now = now or timezone.now()
     result = PollResult()
     for trigger in _poll_due(now):

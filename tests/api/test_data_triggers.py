@@ -386,6 +386,26 @@ def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(team, alice, 
 
 
 @pytest.mark.django_db
+def test_a_pending_change_that_fails_again_is_settled_with_its_error_not_retried_forever(
+    team, alice, reader, lake, tmp_path, monkeypatch
+):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)
+    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+
+    def broken(*_args):
+        raise OSError("the datastore's disk is gone")
+
+    monkeypatch.setattr(data_triggers, "_start_run", broken)
+    later = t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2)
+    assert data_triggers.sweep_pending(later) == []
+    fire.refresh_from_db()
+    assert not fire.pending and fire.error == "could not start its run: the datastore's disk is gone"
+    assert data_triggers.sweep_pending(later + timedelta(minutes=1)) == [] and reader.runs.count() == 0
+
+
+@pytest.mark.django_db
 def test_a_fire_whose_run_was_deleted_is_not_started_again(team, alice, reader, lake, tmp_path):
     trigger = path_trigger(team, alice, reader, lake)
     t0 = timezone.now()
