@@ -372,6 +372,44 @@ def test_a_late_poller_and_the_sweep_start_one_run_between_them(team, alice, rea
     assert fire.run == reader.runs.get()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_poller_and_two_sweeps_racing_for_one_pending_change_start_one_run(
+    team, alice, reader, lake, tmp_path, monkeypatch
+):
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)
+    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+    later = t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2)
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def late_poller():
+        barrier.wait()
+        data_triggers._record(fire, lambda: data_triggers._start_run(trigger, fire.reference))
+
+    def sweep():
+        barrier.wait()
+        data_triggers.sweep_pending(later)
+
+    def guarded(target):
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in (late_poller, sweep, sweep)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    fire.refresh_from_db()
+    assert reader.runs.count() == 1 and fire.run == reader.runs.get() and not fire.pending
+
+
 @pytest.mark.django_db
 def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(team, alice, reader, lake, tmp_path, monkeypatch):
     trigger = path_trigger(team, alice, reader, lake)
