@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -319,8 +319,13 @@ def path_trigger(team, alice, reader, lake) -> DataTrigger:
     return data_triggers.data_trigger_create(team=team, settings=settings, user=alice)
 
 
-def die_after_claiming(monkeypatch, trigger, now, tmp_path) -> DataTriggerFire:
-    """Poll a changed path with a poller that dies (SystemExit) as it starts the run."""
+@pytest.fixture
+def orphaned(team, alice, reader, lake, tmp_path, monkeypatch) -> tuple[DataTrigger, datetime, DataTriggerFire]:
+    """A path trigger whose poller died (SystemExit) as it started the run of a change it had
+    claimed: the trigger, the time of its baseline, and the pending fire."""
+    trigger = path_trigger(team, alice, reader, lake)
+    t0 = timezone.now()
+    data_triggers.tick(t0)  # the baseline
     (tmp_path / "store" / "raw" / "b.csv").write_text("2")
 
     def dies(*_args):
@@ -329,18 +334,13 @@ def die_after_claiming(monkeypatch, trigger, now, tmp_path) -> DataTriggerFire:
     with monkeypatch.context() as patched:
         patched.setattr(data_triggers, "_start_run", dies)
         with pytest.raises(SystemExit):
-            data_triggers.poll_path(DataTrigger.objects.get(pk=trigger.pk), now)
-    return trigger.fires.get()
+            data_triggers.poll_path(DataTrigger.objects.get(pk=trigger.pk), t0 + timedelta(seconds=61))
+    return trigger, t0, trigger.fires.get()
 
 
 @pytest.mark.django_db
-def test_a_change_claimed_by_a_poller_that_died_is_started_by_the_sweep(
-    team, alice, reader, lake, tmp_path, monkeypatch
-):
-    trigger = path_trigger(team, alice, reader, lake)
-    t0 = timezone.now()
-    data_triggers.tick(t0)  # the baseline
-    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+def test_a_change_claimed_by_a_poller_that_died_is_started_by_the_sweep(reader, orphaned):
+    trigger, t0, fire = orphaned
     trigger.refresh_from_db()
     assert fire.pending and fire.run is None and not fire.error
     assert trigger.seen, "the change is claimed: no later poll sees it again"
@@ -358,11 +358,8 @@ def test_a_change_claimed_by_a_poller_that_died_is_started_by_the_sweep(
 
 
 @pytest.mark.django_db
-def test_a_late_poller_and_the_sweep_start_one_run_between_them(team, alice, reader, lake, tmp_path, monkeypatch):
-    trigger = path_trigger(team, alice, reader, lake)
-    t0 = timezone.now()
-    data_triggers.tick(t0)
-    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+def test_a_late_poller_and_the_sweep_start_one_run_between_them(reader, orphaned):
+    trigger, t0, fire = orphaned
     swept = data_triggers.sweep_pending(t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2))
     assert [f.pk for f in swept] == [fire.pk]
     # The poller that claimed it comes back (it was only slow): its run is rolled back.
@@ -373,13 +370,8 @@ def test_a_late_poller_and_the_sweep_start_one_run_between_them(team, alice, rea
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_poller_and_two_sweeps_racing_for_one_pending_change_start_one_run(
-    team, alice, reader, lake, tmp_path, monkeypatch
-):
-    trigger = path_trigger(team, alice, reader, lake)
-    t0 = timezone.now()
-    data_triggers.tick(t0)
-    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+def test_a_poller_and_two_sweeps_racing_for_one_pending_change_start_one_run(reader, orphaned):
+    trigger, t0, fire = orphaned
     later = t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2)
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
@@ -411,11 +403,8 @@ def test_a_poller_and_two_sweeps_racing_for_one_pending_change_start_one_run(
 
 
 @pytest.mark.django_db
-def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(team, alice, reader, lake, tmp_path, monkeypatch):
-    trigger = path_trigger(team, alice, reader, lake)
-    t0 = timezone.now()
-    data_triggers.tick(t0)
-    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(reader, orphaned):
+    trigger, t0, fire = orphaned
     data_triggers.data_trigger_set_enabled(trigger=trigger, enabled=False)
     assert data_triggers.sweep_pending(t0 + data_triggers.PENDING_GRACE + timedelta(minutes=2)) == []
     fire.refresh_from_db()
@@ -424,13 +413,8 @@ def test_a_pending_change_of_a_paused_trigger_is_dropped_saying_so(team, alice, 
 
 
 @pytest.mark.django_db
-def test_a_pending_change_that_fails_again_is_settled_with_its_error_not_retried_forever(
-    team, alice, reader, lake, tmp_path, monkeypatch
-):
-    trigger = path_trigger(team, alice, reader, lake)
-    t0 = timezone.now()
-    data_triggers.tick(t0)
-    fire = die_after_claiming(monkeypatch, trigger, t0 + timedelta(seconds=61), tmp_path)
+def test_a_pending_change_that_fails_again_is_settled_with_its_error_not_retried_forever(reader, orphaned, monkeypatch):
+    trigger, t0, fire = orphaned
 
     def broken(*_args):
         raise OSError("the datastore's disk is gone")
