@@ -6,15 +6,7 @@ Pure Python, no Django: limits come in as parameters.
 from __future__ import annotations
 
 from .command import EnvRef, command_references, render_command, secret_env_var
-from .loader import (
-    ComponentLookupError,
-    ComponentResolver,
-    DataLookupError,
-    DataResolver,
-    load_component,
-    load_pipeline,
-    parse_text,
-)
+from .loader import load_component, load_pipeline, parse_text
 from .model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -37,6 +29,7 @@ from .model import (
     code_key,
     data_key,
 )
+from .reader_base import ComponentLookupError, ComponentResolver, DataLookupError, DataResolver
 from .serialize import component_mapping, dump_folder, export_files, from_json, to_json, to_zip_bytes, yaml_files
 from .validate import validate_pipeline
 
