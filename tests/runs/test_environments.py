@@ -69,6 +69,17 @@ def builds(monkeypatch) -> list[str]:
     return built
 
 
+@pytest.fixture(params=["uv", "pip"])
+def installer(request, monkeypatch) -> str:
+    """Each installer a worker may build with: uv (pinned in requirements.txt), and pip where a
+    worker has no uv."""
+    if request.param == "pip":
+        monkeypatch.setattr(environments, "uv_binary", lambda: None)
+    else:
+        assert environments.uv_binary(), "uv is in requirements.txt"
+    return request.param
+
+
 def python_pin() -> str:
     import sys
 
@@ -95,14 +106,14 @@ def log_of(step: StepRun) -> str:
     return "\n".join(chunk.text for chunk in step.log_chunks.all())
 
 
-def test_a_conda_file_is_installed_once_and_reused(alice, team, tmp_path, wheels, builds):
+def test_a_conda_file_is_installed_once_and_reused(alice, team, tmp_path, wheels, builds, installer):
     version = import_yaml(tmp_path, pipeline_text(wheels), alice, team)
 
     first = run_step(version, alice)
     assert first.state == StepState.SUCCEEDED, first.reason
     log = log_of(first)
     assert "VALUE tiny-ok True" in log
-    assert "[environment] building a virtual environment" in log
+    assert "[environment] building a virtual environment" in log and f" with {installer}" in log
     assert "[environment] environment ready" in log
     assert len(builds) == 1
     assert (Path(tmp_path / "envs" / builds[0]) / environments.MARKER).is_file()
@@ -122,7 +133,7 @@ def test_another_package_list_is_another_environment(alice, team, tmp_path, whee
     assert len(set(builds)) == 2
 
 
-def test_a_package_that_cannot_be_had_fails_the_step_clearly(alice, team, tmp_path, wheels, builds):
+def test_a_package_that_cannot_be_had_fails_the_step_clearly(alice, team, tmp_path, wheels, builds, installer):
     version = import_yaml(tmp_path, pipeline_text(wheels, "no-such-package-stepwise==1.0"), alice, team)
     step = run_step(version, alice)
     assert step.state == StepState.FAILED
