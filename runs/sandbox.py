@@ -86,6 +86,9 @@ class Sandbox:
     cwd: Path
     read_only: list[Path] = field(default_factory=list)
     network: bool = True
+    # No network at all, in a namespace of its own rather than the worker's shared one: for a
+    # long-lived process (a model's scorer), whose start-up cost does not matter.
+    isolated_network: bool = False
 
 
 def running_as_root() -> bool:
@@ -360,9 +363,9 @@ def argv(command: list[str], sandbox: Sandbox) -> tuple[list[str], str | None]:
         # The whole sandbox dies with the worker: nothing of a step outlives it.
         "--die-with-parent",
     ]
-    netns = network_namespace(outbound=sandbox.network)
-    if netns is None and not sandbox.network:
-        args.append("--unshare-net")  # a namespace of its own per step: slower, as safe
+    netns = None if sandbox.isolated_network else network_namespace(outbound=sandbox.network)
+    if netns is None and (sandbox.isolated_network or not sandbox.network):
+        args.append("--unshare-net")  # a namespace of its own: slower to start, as safe
     ids = step_uid()
     if ids is None:
         args += ["--unshare-user", "--", *command]

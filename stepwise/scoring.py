@@ -1,15 +1,22 @@
-"""A scorer: one model version behind a small HTTP server on 127.0.0.1, in a process of its own.
+"""A scorer: one model version behind a small HTTP server on a Unix socket, in a process of its own.
 
-    python -m stepwise.scoring --model PATH --flavour custom_model --label clf:2 --version-id 7 --port-file F
+    python -m stepwise.scoring --model PATH --flavour custom_model --label clf:2 --version-id 7
+        --socket scorer.sock --address-file F
 
-It listens on a free port and then writes that port to F (atomically), so whoever started it
-knows when it is ready and where. `POST /score` takes `{"rows": [{column: value}, ...]}` or
-`{"inputs": [[value, ...], ...]}` and answers `{"predictions": [...], "model": LABEL}`; a bad
-row is a 400 naming the row and the column. SIGTERM drains: no new connection is accepted,
+It listens on the socket (a path relative to its working folder, so that a long folder path
+does not overflow the 108 bytes a socket's name may take) and then writes its address,
+`unix:/absolute/path`, to F (atomically), so whoever started it knows when it is ready and
+where. A Unix socket rather than a TCP port, so that the deployer can run it in a sandbox with
+no network at all: a model's pickle runs its author's code (runs/registry/deployer.py).
+
+`POST /score` takes `{"rows": [{column: value}, ...]}` or `{"inputs": [[value, ...], ...]}`
+and answers `{"predictions": [...], "model": LABEL}`; a bad row is a 400 naming the row and
+the column. `POST /drain` (the deployer's) or SIGTERM drains: no new connection is accepted,
 the requests in flight are answered, then it exits.
 
 Django-free, so it starts fast and never holds the web server's state. Loading a pickle runs
-code the model's author chose: only editors of the model's team can register and deploy one.
+code the model's author chose: only editors of the model's team can register and deploy one,
+and the deployer confines it as it confines steps.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import json
 import math
 import os
 import signal
+import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 MAX_BODY = 10 * 1024 * 1024
@@ -182,6 +190,11 @@ def _handler(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"detail": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/drain":
+                # The deployer's word to stop (a swap, a deletion): what is in flight is answered.
+                self._send(202, {"detail": "draining"})
+                threading.Thread(target=self.server.shutdown, daemon=True).start()
+                return
             if self.path != "/score":
                 self._send(404, {"detail": "not found"})
                 return
@@ -205,23 +218,28 @@ def _handler(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(scorer: Scorer, port_file: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(scorer))
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     # Drain: on SIGTERM stop accepting, then server_close() joins the threads still answering.
-    server.daemon_threads = False
+    daemon_threads = False
+
+
+def serve(scorer: Scorer, socket_path: Path, address_file: Path) -> None:
+    socket_path.unlink(missing_ok=True)  # a predecessor's, in a folder that is this scorer's alone
+    server = _UnixHTTPServer(str(socket_path), _handler(scorer))
 
     def drain(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, drain)
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    tmp.replace(port_file)
+    tmp = address_file.with_suffix(".tmp")
+    tmp.write_text(f"unix:{Path.cwd() / socket_path}")
+    tmp.replace(address_file)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
+        socket_path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,14 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flavour", default="custom_model")
     parser.add_argument("--label", default="model")
     parser.add_argument("--version-id", type=int, default=0)
-    parser.add_argument("--port-file", required=True, type=Path)
+    parser.add_argument("--socket", required=True, type=Path, help="relative to the working folder")
+    parser.add_argument("--address-file", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model, args.flavour)
     except ModelLoadError as exc:
         print(f"scorer: {exc}", file=sys.stderr)
         return 3
-    serve(Scorer(model, args.label, args.version_id), args.port_file)
+    serve(Scorer(model, args.label, args.version_id), args.socket, args.address_file)
     return 0
 
 

@@ -10,26 +10,38 @@ reading the address again (runs/registry/scoring_proxy.py).
 
 `tick()` does one pass and returns what it did, so tests drive it directly; `manage.py
 stepwise_deployments` loops over it under `serve`, which restarts the loop if it dies (the
-scorers die with it: each gets SIGTERM from the kernel when the deployer goes).
+scorers die with it: the kernel signals each when the deployer goes).
+
+Loading a model runs code its author chose (a pickle), so a scorer is confined as a step is:
+when the default compute target sandboxes its steps, the scorer runs in the same sandbox
+(runs/sandbox.py) with no network at all, its model and the `stepwise` package read-only, its
+own folder the only one it writes, and an environment with none of the server's settings. It
+serves on a Unix socket in that folder, which the web process reaches and nothing else can.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import http.client
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 
 from runs import artifacts
+from runs import sandbox as sandbox_
+from runs.executor import ENV_PASSTHROUGH, STEPWISE_PACKAGE_DIR, SYSTEM_PATH
+from runs.models import ComputeTarget, Isolation
+from runs.registry import scorer_client
 from runs.registry.models import Deployment, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -37,6 +49,9 @@ log = logging.getLogger(__name__)
 DRAIN_S = 1.0
 RETRY_S = 2.0
 READY_TIMEOUT_S = 60.0
+# A scorer told to drain that has not exited by then is killed.
+KILL_AFTER_S = 30.0
+SOCKET_NAME = "scorer.sock"
 PR_SET_PDEATHSIG = 1
 
 try:
@@ -55,7 +70,7 @@ class ScorerProcess:
     deployment_id: int
     version_id: int
     proc: subprocess.Popen
-    port_file: Path
+    folder: Path
     log_file: Path
     started_at: float = field(default_factory=time.monotonic)
     address: str = ""
@@ -65,6 +80,10 @@ class ScorerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def address_file(self) -> Path:
+        return self.folder / "address"
+
     def log_tail(self) -> str:
         try:
             return self.log_file.read_text(errors="replace")[-1000:].strip()
@@ -72,12 +91,43 @@ class ScorerProcess:
             return ""
 
 
+def _request(address: str, method: str, path: str) -> tuple[int, dict]:
+    conn = scorer_client.connection(address, timeout=2)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
 def _healthy(address: str, version_id: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}/health", timeout=2) as response:  # noqa: S310 - our own loopback
-            return json.loads(response.read()).get("version_id") == version_id
-    except (OSError, ValueError):
+        status, answer = _request(address, "GET", "/health")
+    except (OSError, ValueError, http.client.HTTPException):
         return False
+    return status == 200 and answer.get("version_id") == version_id
+
+
+def scorer_environment(folder: Path) -> dict[str, str]:
+    """A scorer's whole environment: the locale and time zone, its own folders, the `stepwise`
+    package; never the server's settings (its database, its keys)."""
+    env = {key: os.environ[key] for key in ENV_PASSTHROUGH if key in os.environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(
+        HOME=str(folder / "home"),
+        TMPDIR=str(folder / "tmp"),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), SYSTEM_PATH]),
+        PYTHONPATH=str(STEPWISE_PACKAGE_DIR.parent),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def scorers_sandboxed() -> bool:
+    """Whether scorers are confined: as the default compute target's steps are."""
+    target = ComputeTarget.objects.filter(is_default=True).order_by("name").first()
+    return target is None or target.isolation == Isolation.SANDBOX
 
 
 class Deployer:
@@ -127,8 +177,8 @@ class Deployer:
                 return did
         if not wanted.address:
             try:
-                wanted.address = f"127.0.0.1:{int(wanted.port_file.read_text())}"
-            except (OSError, ValueError):
+                wanted.address = wanted.address_file.read_text().strip()
+            except OSError:
                 if now - wanted.started_at > READY_TIMEOUT_S:
                     wanted.stop_at = now
                     self._record_error(d, wanted, why=f"not ready after {READY_TIMEOUT_S:.0f} s")
@@ -145,38 +195,66 @@ class Deployer:
 
     def _start(self, d: Deployment) -> ScorerProcess:
         self.serial += 1
-        base = self.run_dir / f"{d.pk}-{d.model_version_id}-{os.getpid()}-{self.serial}"
-        port_file, log_file = base.with_suffix(".port"), base.with_suffix(".log")
-        port_file.unlink(missing_ok=True)
+        folder = self.run_dir / f"{d.pk}-{d.model_version_id}-{os.getpid()}-{self.serial}"
+        log_file = folder.with_suffix(".log")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
         version: ModelVersion = d.model_version
+        model = artifacts.artifact_path(version.artifact)
         argv = [
             sys.executable,
             "-m",
             "stepwise.scoring",
             "--model",
-            str(artifacts.artifact_path(version.artifact)),
+            str(model),
             "--flavour",
             version.flavour,
             "--label",
             f"{version.model.name}:{version.version}",
             "--version-id",
             str(version.pk),
-            "--port-file",
-            str(port_file),
+            "--socket",
+            SOCKET_NAME,
+            "--address-file",
+            str(folder / "address"),
         ]
+        sandboxed = scorers_sandboxed()
+        sandbox_.prepare_workdir(folder, hand_over=sandboxed)
+        popen = {
+            "stdin": subprocess.DEVNULL,
+            "stderr": subprocess.STDOUT,
+            "cwd": str(folder),
+            "env": scorer_environment(folder),
+        }
         with log_file.open("wb") as log_handle:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                cwd=str(settings.BASE_DIR),
-                process_group=0,
-                preexec_fn=_die_with_parent,
-            )
-        scorer = ScorerProcess(d.pk, version.pk, proc, port_file, log_file)
+            if sandboxed:
+                box = sandbox_.Sandbox(
+                    workdir=folder,
+                    cwd=folder,
+                    read_only=[model, STEPWISE_PACKAGE_DIR],
+                    network=False,
+                    isolated_network=True,
+                )
+                # bwrap's --die-with-parent ends the sandbox with the deployer.
+                proc = sandbox_.start(argv, box, stdout=log_handle, start_new_session=True, **popen)
+            else:
+                proc = subprocess.Popen(argv, stdout=log_handle, process_group=0, preexec_fn=_die_with_parent, **popen)
+        scorer = ScorerProcess(d.pk, version.pk, proc, folder, log_file)
         self.scorers.append(scorer)
         return scorer
+
+    def _drain(self, scorer: ScorerProcess) -> None:
+        """Tell the scorer to stop accepting and exit once it has answered what it holds; one
+        that cannot be told (not ready yet, stuck) is signalled."""
+        if scorer.address:
+            try:
+                if _request(scorer.address, "POST", "/drain")[0] == 202:
+                    return
+            except (OSError, ValueError, http.client.HTTPException):
+                pass
+        # Unconfined, the scorer drains on SIGTERM; in a sandbox, bwrap ends it at once.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(scorer.proc.pid, signal.SIGTERM)
 
     def _record_error(self, d: Deployment, scorer: ScorerProcess, why: str = "") -> None:
         text = why or scorer.log_tail() or describe(scorer)
@@ -189,16 +267,22 @@ class Deployer:
                 continue
             if scorer.alive():
                 if not scorer.termed:
-                    scorer.proc.send_signal(signal.SIGTERM)
+                    self._drain(scorer)
                     scorer.termed = True
                     did.append(f"draining the scorer of version {scorer.version_id} (pid {scorer.proc.pid})")
+                elif now > scorer.stop_at + KILL_AFTER_S:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(scorer.proc.pid, signal.SIGKILL)
+                    did.append(
+                        f"killed the scorer of version {scorer.version_id}: still running {KILL_AFTER_S:.0f} s on"
+                    )
                 continue
             self._reap(scorer)
         return did
 
     def _reap(self, scorer: ScorerProcess) -> None:
         scorer.proc.wait()
-        scorer.port_file.unlink(missing_ok=True)
+        shutil.rmtree(scorer.folder, ignore_errors=True)
         if scorer in self.scorers:
             self.scorers.remove(scorer)
 
@@ -206,7 +290,7 @@ class Deployer:
     def stop_all(self, timeout_s: float = 10.0) -> None:
         for scorer in self.scorers:
             if scorer.alive():
-                scorer.proc.send_signal(signal.SIGTERM)
+                self._drain(scorer)
         deadline = time.monotonic() + timeout_s
         for scorer in list(self.scorers):
             try:

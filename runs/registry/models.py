@@ -109,9 +109,9 @@ class Deployment(models.Model):
     previous_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # Written by the deployer only: the scorer now taking requests (host:port), which the web
-    # view proxies to, and the version it serves. Empty: not started yet.
-    address = models.CharField(max_length=100, blank=True)
+    # Written by the deployer only: the scorer now taking requests (`unix:` and its socket's
+    # path), which the web view proxies to, and the version it serves. Empty: not started yet.
+    address = models.CharField(max_length=1000, blank=True)
     serving_version = models.ForeignKey(
         ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

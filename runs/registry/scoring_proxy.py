@@ -12,6 +12,7 @@ import http.client
 import json
 import time
 
+from runs.registry import scorer_client
 from runs.registry.models import Deployment, ModelVersion, ScoringRequest
 
 ATTEMPTS = 4
@@ -23,8 +24,7 @@ class ScorerUnavailable(Exception):
 
 
 def _post(address: str, body: bytes) -> tuple[int, dict]:
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    conn = scorer_client.connection(address, timeout=TIMEOUT_S)
     try:
         conn.request("POST", "/score", body=body, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
@@ -45,7 +45,7 @@ def score(*, deployment: Deployment, payload: object) -> tuple[int, dict]:
         try:
             status, answer = _post(address, body)
             break
-        except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
+        except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError, http.client.RemoteDisconnected):
             # The scorer this address named has drained (a swap) or died: the address moves on.
             time.sleep(0.05 * (attempt + 1))
         except (OSError, ValueError, http.client.HTTPException) as exc:

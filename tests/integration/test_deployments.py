@@ -166,3 +166,76 @@ def test_a_version_that_cannot_load_leaves_the_old_one_serving(team, alice, tmp_
         assert (status, answer["model"]) == (200, "clf:1")
     finally:
         deployer.stop_all()
+
+
+# Variables of the server's that a scorer must not get (its database, its keys, its stores).
+SERVER_PREFIXES = ("DATABASE", "DJANGO", "STEPWISE", "SECRET", "REDIS", "AWS")
+REDIS_PORT = 6379
+
+
+class Probe:
+    """A pickle that runs its author's code when loaded, as any pickle may: it becomes a model
+    whose predictions say what the scorer's process can see and reach."""
+
+    def __init__(self, secret_file: str) -> None:
+        self.secret_file = secret_file
+
+    def __reduce__(self):
+        checks = [
+            "str(os.getuid())",
+            f'",".join(sorted(k for k in os.environ if k.startswith({SERVER_PREFIXES!r}))) or "-"',
+            f'(lambda s: (s.settimeout(1), s.connect_ex(("127.0.0.1", {REDIS_PORT}))))(socket.socket())[1]',
+            f"os.access({self.secret_file!r}, os.R_OK)",
+            f"os.path.exists({str(ROOT / 'manage.py')!r})",
+        ]
+        model = f'type("Probe", (), {{"predict": lambda self, X: [{", ".join(checks)}]}})()'
+        return (eval, (f'(lambda os, socket: {model})(__import__("os"), __import__("socket"))',))
+
+
+def test_a_scorer_cannot_reach_the_servers_settings_files_or_network(deployer, team, alice, tmp_path, settings):
+    # The server's own secret, readable by the deployer: the scorer must not read it.
+    secret = tmp_path / "var" / "server-secret"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text("the database password")
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    joblib.dump(Probe(str(secret)), folder / "model.pkl")
+    version = services.model_create_from_path(team=team, name="probe", path=folder, user=alice)
+    deployment = deployments.deployment_create(team=team, name="probe", model_version=version, user=alice)
+    wait_for(
+        lambda: serving(deployment, version),
+        message="the probe's scorer",
+        details=lambda: (tmp_path / "deployer.log").read_text(),
+    )
+    status, answer = scoring_proxy.score(deployment=deployment, payload={"inputs": [[0]]})
+    assert status == 200, answer
+    uid, variables, redis, reads_secret, sees_code = answer["predictions"]
+    if os.geteuid() == 0:
+        assert uid == str(settings.STEPWISE_SANDBOX_UID), "a root deployer's scorer runs as the sandbox's uid"
+    assert variables == "-", f"the server's settings reached the scorer: {variables}"
+    assert redis != 0, "the scorer reached Redis on the host's loopback"
+    assert reads_secret is False and sees_code is False
+
+
+def test_where_steps_run_unconfined_a_scorer_does_too_but_without_the_servers_settings(team, alice, tmp_path):
+    from runs.models import ComputeTarget, Isolation
+    from runs.registry.deployer import Deployer
+
+    ComputeTarget.objects.update(is_default=False)
+    ComputeTarget.objects.create(name="bare", queue="bare", is_default=True, isolation=Isolation.NONE)
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    joblib.dump(Probe(str(tmp_path / "nothing")), folder / "model.pkl")
+    version = services.model_create_from_path(team=team, name="probe", path=folder, user=alice)
+    deployment = deployments.deployment_create(team=team, name="probe", model_version=version, user=alice)
+    deployer = Deployer(run_dir=tmp_path / "run")
+    try:
+        wait_for(lambda: deployer.tick() is not None and serving(deployment, version), message="the scorer")
+        assert deployment.address.startswith("unix:/")
+        status, answer = scoring_proxy.score(deployment=deployment, payload={"inputs": [[0]]})
+        assert status == 200, answer
+        uid, variables, _redis, _reads, _sees = answer["predictions"]
+        assert uid == str(os.getuid()) and variables == "-"
+    finally:
+        deployer.stop_all()
+    assert not any((tmp_path / "run").glob("*/scorer.sock")), "a stopped scorer's folder is removed"

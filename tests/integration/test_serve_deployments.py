@@ -47,7 +47,9 @@ def test_serve_keeps_the_scorers_running(serve, alice, team, tmp_path):  # noqa:
         return next((p for p in descendants(served.proc.pid) if "stepwise_deployments" in cmdline(p)), None)
 
     def scorer_pids() -> set[int]:
-        return {p for p in descendants(served.proc.pid) if "stepwise.scoring" in cmdline(p)}
+        # The scorers' own Python processes, not the sandboxes (bwrap and its init) around them.
+        found = {p for p in descendants(served.proc.pid) if "stepwise.scoring" in cmdline(p)}
+        return {p for p in found if not cmdline(p)[0].endswith("bwrap")}
 
     old_deployer, old_scorers = deployer_pid(), scorer_pids()
     assert old_deployer and len(old_scorers) == 1
