@@ -8,6 +8,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from runs import sandbox
 from runs.registry.deployer import Deployer
 
 POLL_S = 0.2
@@ -34,3 +35,4 @@ class Command(BaseCommand):
                 time.sleep(POLL_S)
         finally:
             deployer.stop_all()
+            sandbox.stop()  # the scorers' copies of /etc and /dev
