@@ -273,9 +273,7 @@ class Deployer:
                 elif now > scorer.stop_at + KILL_AFTER_S:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(scorer.proc.pid, signal.SIGKILL)
-                    did.append(
-                        f"killed the scorer of version {scorer.version_id}: still running {KILL_AFTER_S:.0f} s on"
-                    )
+                    did.append(f"killed the scorer of version {scorer.version_id}: it did not drain in time")
                 continue
             self._reap(scorer)
         return did

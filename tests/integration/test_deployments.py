@@ -3,9 +3,13 @@ swap of model versions while requests keep coming, none of them failing."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import joblib
 import numpy as np
@@ -239,3 +243,41 @@ def test_where_steps_run_unconfined_a_scorer_does_too_but_without_the_servers_se
     finally:
         deployer.stop_all()
     assert not any((tmp_path / "run").glob("*/scorer.sock")), "a stopped scorer's folder is removed"
+
+
+class Stuck:
+    """A model whose every prediction hangs: its scorer cannot finish draining."""
+
+    def __reduce__(self):
+        model = 'type("Stuck", (), {"predict": lambda self, X: __import__("time").sleep(3600)})()'
+        return (eval, (model,))
+
+
+def test_a_scorer_that_does_not_drain_is_killed(team, alice, tmp_path, monkeypatch):
+    from runs.registry import deployer as deployer_module
+
+    monkeypatch.setattr(deployer_module, "KILL_AFTER_S", 1.0)
+    folder = tmp_path / "stuck"
+    folder.mkdir()
+    joblib.dump(Stuck(), folder / "model.pkl")
+    version = services.model_create_from_path(team=team, name="stuck", path=folder, user=alice)
+    deployment = deployments.deployment_create(team=team, name="stuck", model_version=version, user=alice)
+    deployer = deployer_module.Deployer(run_dir=tmp_path / "run")
+    try:
+        wait_for(lambda: deployer.tick() is not None and serving(deployment, version), message="the scorer")
+        (scorer,) = deployer.scorers
+
+        # A request the model never answers holds the scorer's drain open (until it is killed).
+        def hang() -> None:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                scoring_proxy._post(deployment.address, b'{"inputs": [[0]]}')
+
+        threading.Thread(target=hang, daemon=True).start()
+        time.sleep(0.5)
+        deployment.delete()  # its scorer is told to drain at the next tick
+        said: list[str] = []
+        wait_for(lambda: said.extend(deployer.tick()) or not scorer.alive(), timeout=30, message="the kill")
+        assert any("draining" in line for line in said) and any("did not drain" in line for line in said)
+        wait_for(lambda: deployer.tick() is not None and not deployer.scorers, message="the reap")
+    finally:
+        deployer.stop_all()
