@@ -10,6 +10,12 @@
   var PALETTE = ["#007bff", "#dc3545", "#28a745", "#fd7e14", "#6f42c1", "#20c997", "#e83e8c", "#6c757d", "#17a2b8", "#ffc107"];
   var UPDATE_MS = 100;
 
+  // Lines are drawn without their points, except a line of one point, which would draw nothing:
+  // a metric logged once (a final accuracy, one per run on the compare page) left its chart empty.
+  function pointRadius(context) {
+    return context.dataset && context.dataset.data.length === 1 ? 3.5 : 0;
+  }
+
   function Charts(container, options) {
     this.container = container;
     this.options = options || {};
@@ -58,7 +64,7 @@
         parsing: false,
         normalized: true,
         interaction: { mode: "nearest", intersect: false },
-        elements: { point: { radius: 0, hitRadius: 4 }, line: { borderWidth: 1.5 } },
+        elements: { point: { radius: pointRadius, hitRadius: 4 }, line: { borderWidth: 1.5 } },
         scales: {
           x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
           y: { type: "linear" }

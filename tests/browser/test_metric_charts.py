@@ -166,3 +166,34 @@ def test_compare_three_runs_shows_the_changed_parameter(web_only, page):
     page.goto(web_only + "/runs/?metric=accuracy+%3E+lots")
     assert "is not a number" in page.inner_text("#metric-error")
     page.screenshot(path=str(SHOTS / "run-list-bad-filter.png"), full_page=True)
+
+
+RADII = (
+    "name => window.stepwiseCompareCharts.charts[name].chart.data.datasets"
+    ".map((d, i) => window.stepwiseCompareCharts.charts[name].chart.getDatasetMeta(i).data.map(p => p.options.radius))"
+)
+
+
+def test_a_metric_logged_once_is_drawn_as_a_point(web_only, page):
+    """A final accuracy, one value per run: each run's line is a single point, drawn as a dot;
+    curves of many points keep their lines bare."""
+    team = Team.objects.create(name="Data Science")
+    alice = make_user("alice", team)
+    pipeline = make_pipeline(team, alice, name="digits")
+    runs = []
+    for final in (0.81, 0.93):
+        run = make_run(pipeline, alice)
+        Run.objects.filter(pk=run.pk).update(state=RunState.SUCCEEDED)
+        train = set_step(run, "train", state=StepState.SUCCEEDED)
+        Metric.objects.create(step_run=train, name="accuracy", value=final, step=0)
+        Metric.objects.bulk_create([Metric(step_run=train, name="loss", value=1 / (i + 1), step=i) for i in range(5)])
+        runs.append(run)
+    page.set_default_timeout(20_000)
+    sign_in(page, web_only, "alice")
+    page.goto(f"{web_only}/runs/compare/?ids={runs[0].pk},{runs[1].pk}")
+    page.wait_for_selector("#metric-charts[data-loaded=true]")
+    accuracy = page.evaluate(RADII, "accuracy")
+    assert len(accuracy) == 2 and all(len(points) == 1 and points[0] > 0 for points in accuracy)
+    loss = page.evaluate(RADII, "loss")
+    assert [len(points) for points in loss] == [5, 5] and all(r == 0 for points in loss for r in points)
+    page.screenshot(path=str(SHOTS / "compare-single-values.png"), full_page=True)
