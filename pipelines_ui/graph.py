@@ -88,6 +88,9 @@ def svg_cached(dot: str) -> bool:
 
 # Graphs with more steps than this are laid out in the background, never in a request.
 LARGE_GRAPH_STEPS = 1000
+# The editor's graphs (the pipeline page's and the step page's) sit in half the page or less: top
+# to bottom reads better there (left to right, a small pipeline's labels were fitted to 6 px).
+EDITOR_RANKDIR = "TB"
 _drawing: set[str] = set()
 
 

@@ -27,6 +27,7 @@ def version_graph_dots(version: PipelineVersion) -> list[str]:
     editor = dag.pipeline_dot(
         spec,
         step_url=lambda name: reverse("step_edit", args=[pipeline_id, name]),
+        rankdir=graph.EDITOR_RANKDIR,
         **dag.expand_from_query(None),
     )
     runs = run_selectors.run_graph_dot(version.pk, version.content_hash, run_selectors.run_graph_placeholder())

@@ -30,6 +30,7 @@ from pipelines_ui.forms import (
     StepForms,
 )
 from pipelines_ui.graph import (
+    EDITOR_RANKDIR,
     LARGE_GRAPH_STEPS,
     GraphRenderError,
     render_svg,
@@ -286,7 +287,9 @@ def _render_editor(
                 "settings": latest if settings_base is None else settings_base,
                 "interface": latest if interface_base is None else interface_base,
             },
-            "svg": _svg(shown, step_url=_step_url(pipeline), **dag.expand_from_query(request.GET)),
+            "svg": _svg(
+                shown, step_url=_step_url(pipeline), rankdir=EDITOR_RANKDIR, **dag.expand_from_query(request.GET)
+            ),
             "dom_ids": dag.node_ids(shown),  # the drawn graph's
             "conflict": conflict,
             "conflict_hint": conflict_hint,
@@ -510,8 +513,9 @@ def _render_step_page(
             "conflict": conflict,
             "conflict_hint": _resubmit_hint(conflict, "Save step") if conflict else "",
             "base_error": base_error,
-            # The step page's graph sits in a narrow column: top to bottom reads better there.
-            "svg": _svg(spec, step_url=_step_url(pipeline), rankdir="TB", **dag.expand_from_query(request.GET)),
+            "svg": _svg(
+                spec, step_url=_step_url(pipeline), rankdir=EDITOR_RANKDIR, **dag.expand_from_query(request.GET)
+            ),
             "current_dom_id": dag.node_ids(spec).get(step.name, "") if step else "",
             "start_from": page.start_from,
             "start_component_id": request.POST.get("component") or request.GET.get("component") or "",

@@ -76,3 +76,25 @@ def test_a_big_graph_is_laid_out_when_its_version_is_saved(
     client.force_login(alice)
     html = client.get(reverse("pipeline_detail", args=[pipeline.pk])).content.decode()
     assert "is being drawn" not in html and f"{width:,} similar steps" in html
+    # The step page draws the same graph as the pipeline page: laid out already too.
+    html = client.get(reverse("step_edit", args=[pipeline.pk, "prep"])).content.decode()
+    assert "is being drawn" not in html and f"{width:,} similar steps" in html
+
+
+def _node_y(svg: str, node_id: str) -> float:
+    """Where a node's label sits in the SVG (y grows downwards)."""
+    group = re.search(rf'<g id="{node_id.replace("-", "&#45;")}" class="node[^"]*">(.*?)</g>', svg, re.S).group(1)
+    return float(re.search(r'<text[^>]* y="(-?[\d.]+)"', group).group(1))
+
+
+@pytest.mark.django_db
+def test_the_editor_graphs_read_top_to_bottom(team, alice, compute, client):
+    """Beside the step list, in half the page: a small pipeline drawn left to right was fitted to
+    labels of 6 px; top to bottom, it is drawn at full size."""
+    pipeline = services.pipeline_create(team=team, name="fan", user=alice, spec=fan(2))
+    client.force_login(alice)
+    for url in (reverse("pipeline_detail", args=[pipeline.pk]), reverse("step_edit", args=[pipeline.pk, "prep"])):
+        svg = client.get(url).content.decode()
+        prep, train, report = (_node_y(svg, f"step-{name}") for name in ("prep", "train_0", "report"))
+        assert prep < train < report
+        assert _node_y(svg, "step-train_1") == train
