@@ -163,7 +163,15 @@ def test_lineage_pages_render_svg_with_links(client, alice, chain):
     assert "<svg" in page and f"/data/{data.asset_id}/?v=1" in page and f"/runs/{score_run.pk}/" in page
     run_page = client.get(reverse("lineage_run", args=[train_run.pk])).content.decode()
     assert 'id="run-inputs"' in run_page and "azureml:digits@latest" in run_page and "digits:1" in run_page
+    assert 'id="lineage-alone"' not in run_page
     assert client.get(reverse("lineage_data", args=[data.pk])).status_code == 200
+
+
+def test_the_lineage_of_a_run_with_nothing_registered_says_how_to_get_one(client, alice, run):
+    client.force_login(alice)
+    page = client.get(reverse("lineage_run", args=[run.pk])).content.decode()
+    assert "<svg" in page
+    assert 'id="lineage-alone"' in page and "Register as data" in page
 
 
 def test_lineage_of_another_teams_objects_is_404(client, charlie, chain):
