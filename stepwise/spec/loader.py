@@ -194,6 +194,7 @@ class _PipelineReader(_JobReader):
             if out is not None:
                 p.outputs[name] = out
 
+        self.input_names = set(self._mapping(tree, "inputs", top))
         jobs = self._mapping(tree, "jobs", top)
         if "jobs" not in tree:
             self.error("'jobs' is required", top, "jobs")
@@ -201,6 +202,7 @@ class _PipelineReader(_JobReader):
         own_file = (self.base_dir / Path(self.filename).name).resolve() if self.base_dir is not None else None
         chain = (own_file,) if own_file is not None and own_file.is_file() else ()
         self._jobs(p, "", jobs, top.at("jobs"), chain, inline_hints)
+        p.inputs.update(self.hoisted_inputs)
         # Its problems are validation's to report, with the rest.
         nesting.apply(p)
         _type_untyped_inputs(p, untyped)
@@ -226,6 +228,7 @@ class _PipelineReader(_JobReader):
         """Read `jobs` written in group `scope` ("" for the pipeline) into `p`; returns the keys read."""
         keys = []
         for key, raw in jobs.items():
+            self.scope = scope  # set again after each group: its jobs set their own
             name = nesting.qualify(scope, key)
             job_where = where.at(key)
             if not isinstance(raw, dict):

@@ -157,6 +157,13 @@ class _Reader:
         self.job_where: dict[str, _Where] = {}
         # Per parallel job with a component: the settings (top-level keys) that the component holds.
         self.component_fields: dict[str, frozenset[str]] = {}
+        # Data given to a top-level job by a registered asset, a datastore path or a web address,
+        # which a run resolves when it is created: made pipeline inputs of their own (reader_jobs).
+        self.hoisted_inputs: dict[str, InputDecl] = {}
+        # The pipeline's own input names (hoisted ones must not take them), and the group whose
+        # jobs are being read ("": the pipeline's own).
+        self.input_names: set[str] = set()
+        self.scope = ""
 
     def _add(self, severity: str, message: str, where: _Where, path: tuple[str, ...], job: str, field: str) -> None:
         line = _line(where.tree, where.prefix + path)

@@ -426,6 +426,13 @@ class _JobReader(_ComponentReader):
             if data_type not in DATA_TYPES:
                 self.error(f"a {data_type} input takes a value, not a path", where, *path, job=job)
                 return None
+            if (
+                not self.scope
+                and isinstance(raw_path, str)
+                and (b.is_asset_ref(raw_path) or b.parse_remote_ref(raw_path))
+            ):
+                hoisted = self._hoist(job, name, value, where, path)
+                return None if hoisted is None else (hoisted, hint or data_type)
             data = self._local_data(raw_path, data_type, data_key(name, job), where, (*path, "path"), job=job)
             return None if data is None else (data, hint or data_type)
         for key in ("value", "default"):
@@ -443,6 +450,27 @@ class _JobReader(_ComponentReader):
         else:
             self.error("give the input a value", where, *path, job=job)
         return None
+
+    def _hoist(self, job: str, name: str, value: dict, where: _Where, path: tuple[str, ...]) -> ParentInput | None:
+        """Data given to a job by a registered asset, a datastore path or a web address.
+
+        Azure ML resolves it when the job is submitted; here a run does when it is created, as it
+        does a pipeline input's: the job's input becomes a pipeline input of its own, named
+        JOB_INPUT, which the job binds. Inside a pipeline component, `parent` is the component,
+        whose data its pipeline job gives it: refused there, as before.
+        """
+        hoisted = f"{job}_{name}"
+        taken = self.input_names | set(self.hoisted_inputs)
+        number = 2
+        while hoisted in taken:
+            hoisted, number = f"{job}_{name}_{number}", number + 1
+        given = {key: value[key] for key in ("type", "path") if key in value}
+        decl = self._decl(hoisted, given, where, path, pipeline_level=True, job=job)
+        if decl is None:
+            return None
+        decl.description = f"the data job {job} reads as its input {name}"
+        self.hoisted_inputs[hoisted] = decl
+        return ParentInput(hoisted)
 
     def _expression_or_literal(
         self, job: str, text: str, where: _Where, path: tuple[str, ...]

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db.models import ProtectedError
 
 from runs import artifacts, data_assets
-from runs.data_assets import DataError, data_create_from_path, data_resolve
+from runs.data_assets import DataError, data_create_from_path, data_resolve, data_resolver
 from runs.models import Artifact, DataVersion, RunDataInput, StepOutput, StepState
 from runs.services import RunInputError, run_create, run_rerun
 from stepwise.spec import DataLookupError, SpecError, load_pipeline, parse_text, to_json
@@ -221,16 +221,28 @@ def test_other_teams_assets_do_not_resolve(other_team, digits):
         parse_text(READER.format(ref="azureml:digits:1"), resolve_data=data_assets.data_resolver(other_team))
 
 
-def test_a_job_level_asset_path_says_to_use_a_pipeline_input():
+def test_a_job_level_asset_path_is_read_as_a_pipeline_input_of_its_own(team, alice, digits):
+    """As Azure ML's samples write it: the run records the exact version, under the input read_d."""
     text = """
 type: pipeline
 jobs:
   read:
     command: ls ${{inputs.d}}
-    inputs: {d: {type: uri_folder, path: "azureml:digits:1"}}
+    inputs: {d: {type: uri_folder, path: "azureml:digits@latest", mode: ro_mount}}
 """
-    with pytest.raises(SpecError, match="declare it under the pipeline's inputs"):
-        parse_text(text)
+    pipeline = make_pipeline(team, alice, name="job-reader", yaml_text=text)
+    run = run_create(version=pipeline.latest_version, user=alice)
+    recorded = RunDataInput.objects.get(run=run, name="read_d")
+    assert recorded.data_version == digits and recorded.reference == "azureml:digits@latest"
+
+
+def test_a_job_level_asset_that_does_not_exist_is_named_at_import(team, digits):
+    text = (
+        "type: pipeline\njobs:\n  read:\n    command: ls ${{inputs.d}}\n"
+        "    inputs: {d: {type: uri_folder, path: 'azureml:nothing@latest'}}\n"
+    )
+    with pytest.raises(SpecError, match="nothing"):
+        parse_text(text, resolve_data=data_resolver(team))
 
 
 def test_export_writes_the_reference_back_and_old_hashes_stay(tmp_path):

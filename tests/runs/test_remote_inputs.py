@@ -347,6 +347,22 @@ def test_a_datastore_path_is_copied_and_recorded(team, alice, lake, ref, type_, 
         assert row.sha256 == hashlib.sha256(b"1").hexdigest()
 
 
+def test_a_datastore_path_given_to_a_job_is_read_when_the_run_is_created(team, alice, lake):
+    """As Azure ML's samples write it: the path under the job's input, not the pipeline's."""
+    text = """
+type: pipeline
+jobs:
+  read:
+    command: ls ${{inputs.d}}
+    inputs:
+      d: {type: uri_folder, path: "azureml://datastores/lake/paths/raw", mode: ro_mount}
+"""
+    pipeline = make_pipeline(team, alice, name="job-reader", yaml_text=text)
+    run = run_create(version=pipeline.latest_version, user=alice)
+    row = RunRemoteInput.objects.get(run=run, name="read_d")
+    assert sorted(artifacts.stored_files(row.artifact)) == ["a.csv", "b.csv"] and row.datastore == lake
+
+
 def test_a_changed_datastore_path_is_read_again_by_a_new_run_only(team, alice, lake, tmp_path):
     pipeline = reader(team, alice, "azureml://datastores/lake/paths/raw", "uri_folder")
     first = run_create(version=pipeline.latest_version, user=alice)

@@ -10,9 +10,12 @@ from stepwise.spec import (
     InputDecl,
     JobOutput,
     OutputDecl,
+    ParentInput,
     ParentOutputRef,
+    dump_folder,
     load_pipeline,
     parse_text,
+    to_json,
 )
 
 from .helpers import EXAMPLES, errors_of, load_errors, one, write
@@ -200,9 +203,52 @@ def test_remote_data_paths_are_pipeline_inputs_resolved_per_run(path, type_):
     text = f"type: pipeline\ninputs:\n  d: {{type: {type_}, path: '{path}'}}\njobs:\n  a:\n    command: ls\n"
     spec, _ = parse_text(text)
     assert spec.inputs["d"].asset == path and spec.inputs["d"].data is None
-    text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {{type: {type_}, path: '{path}'}}\n"
-    problem = one(errors_of(text), "declare it under the pipeline's inputs")
-    assert problem.job == "a" and problem.field == "inputs.d.path" and problem.line == 6
+
+
+@pytest.mark.parametrize(
+    ("path", "type_"),
+    [
+        ("azureml://datastores/blob/paths/iris", "uri_folder"),
+        ("https://example.com/iris.csv", "uri_file"),
+        ("azureml:iris@latest", "uri_folder"),
+        ("azureml:iris:3", "uri_file"),
+    ],
+)
+def test_data_given_to_a_job_by_address_or_asset_becomes_a_pipeline_input_of_its_own(path, type_, tmp_path):
+    """As Azure ML's samples write it (jobs.J.inputs.X.path): resolved when a run is created, as a
+    pipeline input named J_X that the job binds."""
+    text = (
+        "type: pipeline\njobs:\n  a:\n    command: ls ${{inputs.d}}\n    inputs:\n"
+        f"      d: {{type: {type_}, path: '{path}', mode: ro_mount}}\n"
+    )
+    spec, problems = parse_text(text)
+    assert [p.message for p in problems if p.severity == "error"] == []
+    assert spec.inputs["a_d"].asset == path and spec.inputs["a_d"].type == type_
+    assert "job a" in spec.inputs["a_d"].description
+    assert spec.jobs["a"].inputs["d"] == ParentInput("a_d")
+    dump_folder(spec, tmp_path / "export")
+    assert to_json(load_pipeline(tmp_path / "export" / "pipeline.yml")[0]) == to_json(spec)
+
+
+def test_a_hoisted_input_takes_a_name_no_pipeline_input_has():
+    text = (
+        "type: pipeline\ninputs:\n  a_d: {type: string, default: x}\njobs:\n"
+        "  a:\n    command: echo ${{inputs.d}} ${{inputs.s}}\n    inputs:\n"
+        "      d: {type: uri_file, path: 'https://example.com/x.csv'}\n      s: ${{parent.inputs.a_d}}\n"
+    )
+    spec, _ = parse_text(text)
+    assert spec.inputs["a_d"].type == "string" and spec.inputs["a_d_2"].asset == "https://example.com/x.csv"
+    assert spec.jobs["a"].inputs == {"d": ParentInput("a_d_2"), "s": ParentInput("a_d")}
+
+
+def test_a_local_path_given_to_a_job_stays_the_jobs_own_data(tmp_path):
+    (tmp_path / "d.csv").write_text("1\n")
+    (tmp_path / "pipeline.yml").write_text(
+        "type: pipeline\njobs:\n  a:\n    command: cat ${{inputs.d}}\n    inputs:\n"
+        "      d: {type: uri_file, path: ./d.csv}\n"
+    )
+    spec, _ = load_pipeline(tmp_path / "pipeline.yml")
+    assert spec.inputs == {} and isinstance(spec.jobs["a"].inputs["d"], DataPath)
 
 
 def test_a_web_address_is_a_file_input():
@@ -220,14 +266,11 @@ def test_other_remote_schemes_are_errors(path):
     assert problem.field == "inputs.d.path"
 
 
-def test_a_data_asset_is_a_pipeline_input_not_a_job_input():
+def test_a_data_asset_is_a_pipeline_input():
     data = "{type: uri_folder, path: 'azureml:iris-data:1'}"
     text = f"type: pipeline\ninputs:\n  d: {data}\njobs:\n  a:\n    command: ls\n"
     spec, _ = parse_text(text)
     assert spec.inputs["d"].asset == "azureml:iris-data:1" and spec.inputs["d"].data is None
-    text = f"type: pipeline\njobs:\n  a:\n    command: ls\n    inputs:\n      d: {data}\n"
-    problem = one(errors_of(text), "declare it under the pipeline's inputs")
-    assert problem.job == "a" and problem.field == "inputs.d.path" and problem.line == 6
 
 
 def test_parse_text_without_folder_cannot_resolve_files():
@@ -388,3 +431,33 @@ def test_job_must_be_type_pipeline_and_have_jobs():
     one(problems, "type must be 'pipeline'")
     one(problems, "'jobs' is required")
     one(errors_of("type: pipeline\njobs: {}\n"), "has no jobs")
+
+
+def test_a_pipeline_job_is_given_data_by_address_too_but_not_a_job_inside_its_component(tmp_path):
+    comp = """\
+        type: pipeline
+        inputs:
+          d: {type: uri_file}
+        jobs:
+          inner:
+            command: cat ${{inputs.x}}
+            inputs:
+              x: ${{parent.inputs.d}}
+        """
+    pipeline = """\
+        type: pipeline
+        jobs:
+          g:
+            type: pipeline
+            component: ./comp.yml
+            inputs:
+              d: {type: uri_file, path: 'https://example.com/d.csv'}
+        """
+    spec, _ = load_pipeline(write(tmp_path / "ok", {"pipeline.yml": pipeline, "comp.yml": comp}))
+    assert spec.inputs["g_d"].asset == "https://example.com/d.csv" and spec.groups["g"].inputs["d"] == ParentInput(
+        "g_d"
+    )
+    # Inside a component, `parent` is the component: its inputs are what its pipeline job gives it.
+    inner = comp.replace("x: ${{parent.inputs.d}}", "x: {type: uri_file, path: 'https://example.com/x.csv'}")
+    problem = one(load_errors(write(tmp_path / "no", {"pipeline.yml": pipeline, "comp.yml": inner})), "x.csv")
+    assert problem.job == "g__inner" and problem.field == "inputs.x.path"
