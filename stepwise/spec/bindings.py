@@ -63,6 +63,16 @@ _DATASTORE_URI = re.compile(
 )
 
 
+# A file of an Azure blob container (`wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH`, as
+# Azure ML's samples name public datasets): read over https, anonymously, as a public container
+# serves it; a private one answers 404, which the run's error names.
+_BLOB_URI = re.compile(
+    r"wasbs?://(?P<container>[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?)@(?P<account>[a-z0-9]{3,24})"
+    r"\.blob\.core\.windows\.net/(?P<path>.+)",
+    re.IGNORECASE,
+)
+
+
 @dataclass(frozen=True)
 class RemoteRef:
     """A data input read from outside the pipeline's files: `store` and `path` for a datastore
@@ -74,13 +84,17 @@ class RemoteRef:
 
 
 def parse_remote_ref(ref: str) -> RemoteRef | None:
-    """A datastore URI or an http(s) address as a RemoteRef; None for anything else."""
+    """A datastore URI, an http(s) address or an Azure blob's wasbs:// address as a RemoteRef;
+    None for anything else."""
     text = ref.strip()
     if m := _DATASTORE_URI.fullmatch(text):
         path = m.group("path").strip("/")
         return RemoteRef(store=m.group("store"), path=path) if path else None
     if text.lower().startswith(("https://", "http://")) and len(text) > len("https://"):
         return RemoteRef(url=text)
+    if m := _BLOB_URI.fullmatch(text):
+        account, container = m.group("account").lower(), m.group("container").lower()
+        return RemoteRef(url=f"https://{account}.blob.core.windows.net/{container}/{m.group('path')}")
     return None
 
 

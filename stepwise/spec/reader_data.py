@@ -180,7 +180,8 @@ class _DataReader(_Reader):
             return None
         if b.is_remote(value):
             self.error(
-                f"'{value}' is not supported: use a local path, azureml://datastores/STORE/paths/PATH or https://",
+                f"'{value}' is not supported: use a local path, azureml://datastores/STORE/paths/PATH, "
+                "https:// or wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH",
                 where,
                 *path,
                 job=job,

@@ -205,7 +205,10 @@ def _check_pipeline_input(found: _Findings, p: Pipeline, name: str, decl: InputD
                 field=field,
             )
         elif (remote := parse_remote_ref(decl.asset)) is not None and remote.url and decl.type != "uri_file":
-            found.error("a web address is a file: declare the input as uri_file", field=field)
+            found.error(
+                "a web address is a file (a wasbs:// blob too, read over https): declare the input as uri_file",
+                field=field,
+            )
     elif decl.type in DATA_TYPES and not decl.optional:
         found.warn("data input has no path; a value must be given when the pipeline runs", field=field)
 

@@ -249,6 +249,21 @@ def test_a_download_that_fails_names_the_input_and_the_cause(team, alice, site, 
     assert not pipeline.runs.exists()
 
 
+def test_an_azure_blob_is_downloaded_from_its_https_address(team, alice):
+    """Azure's blob service is out of reach here: what is asked of it is checked, not its answer."""
+    pipeline = reader(team, alice, "wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv")
+    asked = []
+
+    def url_fetch(*, team, url, type_):
+        asked.append((url, type_))
+        raise RemoteInputError("answered 404")
+
+    with mock.patch.object(remote_inputs, "url_fetch", url_fetch), pytest.raises(RunInputError) as refused:
+        run_create(version=pipeline.latest_version, user=alice)
+    assert asked == [("https://azuremlexamples.blob.core.windows.net/datasets/iris.csv", "uri_file")]
+    assert "answered 404" in refused.value.errors["raw"]
+
+
 def test_plain_http_is_refused_unless_allowed(team, alice, site, settings):
     settings.STEPWISE_REMOTE_INPUT_ALLOW_HTTP = False
     pipeline = reader(team, alice, f"{site.base}/data.csv")

@@ -17,6 +17,7 @@ from stepwise.spec import (
     parse_text,
     to_json,
 )
+from stepwise.spec.bindings import RemoteRef, parse_remote_ref
 
 from .helpers import EXAMPLES, errors_of, load_errors, one, write
 
@@ -461,3 +462,40 @@ def test_a_pipeline_job_is_given_data_by_address_too_but_not_a_job_inside_its_co
     inner = comp.replace("x: ${{parent.inputs.d}}", "x: {type: uri_file, path: 'https://example.com/x.csv'}")
     problem = one(load_errors(write(tmp_path / "no", {"pipeline.yml": pipeline, "comp.yml": inner})), "x.csv")
     assert problem.job == "g__inner" and problem.field == "inputs.x.path"
+
+
+@pytest.mark.parametrize(
+    ("ref", "url"),
+    [
+        (
+            "wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv",
+            "https://azuremlexamples.blob.core.windows.net/datasets/iris.csv",
+        ),
+        (
+            "wasb://Data@Account1.blob.core.windows.net/a/b c.csv",
+            "https://account1.blob.core.windows.net/data/a/b c.csv",
+        ),
+    ],
+)
+def test_an_azure_blob_is_read_over_https(ref, url):
+    """Azure ML's samples name public datasets by wasbs://: the container's https address."""
+    assert parse_remote_ref(ref) == RemoteRef(url=url)
+    text = (
+        "type: pipeline\njobs:\n  a:\n    command: cat ${{inputs.d}}\n    inputs:\n"
+        f"      d: {{type: uri_file, path: '{ref}'}}\n"
+    )
+    spec, problems = parse_text(text)
+    assert [p for p in problems if p.severity == "error"] == [] and spec.inputs["a_d"].asset == ref
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("wasbs://datasets@azuremlexamples.blob.core.windows.net/images/", "a wasbs:// blob too"),
+        ("wasbs://datasets@evil.example.com/x.csv", "is not supported"),
+        ("wasbs://datasets@azuremlexamples.blob.core.windows.net/", "is not supported"),
+    ],
+)
+def test_a_blob_folder_or_another_host_is_refused(ref, message):
+    text = f"type: pipeline\ninputs:\n  d: {{type: uri_folder, path: '{ref}'}}\njobs:\n  a: {{command: ls}}\n"
+    one(errors_of(text), message)
