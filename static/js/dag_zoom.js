@@ -1,11 +1,13 @@
 /* Zoom, pan and fit for every pipeline graph (.dag-svg svg), through the SVG's viewBox; a
  * "find step" box on graphs of more than FIND_MIN_NODES nodes. Wheel or +/− zooms, dragging pans,
- * Fit shows the whole graph. A graph too big to read when fitted opens at its natural size. */
+ * Fit shows the whole graph, a small one no bigger than MAX_FIT_SCALE. A graph too big to read
+ * when fitted opens at its natural size. */
 (function () {
   "use strict";
 
   var FIND_MIN_NODES = 50;
   var MIN_READABLE_SCALE = 0.6;  // below this, fitted labels are too small to read
+  var MAX_FIT_SCALE = 1.2;  // above this, a small graph fitted to a wide column is drawn huge
   var ZOOM_STEP = 1.25;
   var DRAG_PX = 4;
   var MAX_HEIGHT_VH = 0.6;
@@ -49,7 +51,7 @@
     var width = holder.clientWidth || full.w;
     var tall = full.h * width / full.w;
     var maxHeight = Math.round(window.innerHeight * MAX_HEIGHT_VH);
-    viewport.style.height = Math.max(MIN_HEIGHT_PX, Math.min(tall, maxHeight)) + "px";
+    viewport.style.height = Math.max(MIN_HEIGHT_PX, Math.min(tall, maxHeight, full.h * MAX_FIT_SCALE)) + "px";
 
     var box = { x: full.x, y: full.y, w: full.w, h: full.h };
 
@@ -64,9 +66,16 @@
       return Math.min(rect.width / box.w, rect.height / box.h);
     }
 
+    // The whole graph, at MAX_FIT_SCALE at most: a small one is centred with room around it.
     function fit() {
       box = { x: full.x, y: full.y, w: full.w, h: full.h };
       apply();
+      if (scale() > MAX_FIT_SCALE) {
+        var rect = viewport.getBoundingClientRect();
+        var w = rect.width / MAX_FIT_SCALE, h = rect.height / MAX_FIT_SCALE;
+        box = { x: full.x - (w - full.w) / 2, y: full.y - (h - full.h) / 2, w: w, h: h };
+        apply();
+      }
     }
 
     // 1:1 (one graph point per pixel), at the top left: where a big graph's first steps are.

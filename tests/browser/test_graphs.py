@@ -106,3 +106,26 @@ def test_a_500_wide_fan_out_in_the_editor_and_find_step(web, page, alice):
     # Centred in the view.
     assert view["x"] < node["x"] < view["x"] + view["width"] and view["y"] < node["y"] < view["y"] + view["height"]
     page.screenshot(path=str(SHOTS / "editor-fan60-find.png"))
+
+
+def test_a_small_graph_is_fitted_no_bigger_than_its_labels_read_well(web, page, alice):
+    """Two steps in the editor's column: fitted to its width they were drawn at three times their size."""
+    user, team = alice
+    small = services.pipeline_create(team=team, name="fan2", user=user, spec=parse_text(fan_yaml(2))[0])
+    page.set_default_timeout(20_000)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in(page, web, "alice")
+    page.goto(f"{web}/pipelines/{small.pk}/")
+    assert float(page.get_attribute(".dag-svg", "data-scale")) == pytest.approx(1.2, rel=0.01)
+    label = page.eval_on_selector(".dag-svg g#step-prep text", "t => t.getBoundingClientRect().height")
+    assert 9 <= label <= 16
+    # Whole and centred: every node inside the view.
+    view = page.locator(".dag-svg .dag-viewport").bounding_box()
+    for name in ("prep", "train_0", "train_1", "report"):
+        node = page.locator(f".dag-svg g#step-{name}").bounding_box()
+        assert view["x"] <= node["x"] and node["x"] + node["width"] <= view["x"] + view["width"]
+        assert view["y"] <= node["y"] and node["y"] + node["height"] <= view["y"] + view["height"]
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "editor-small-graph.png"))
+    page.click(".dag-svg .dag-zoom-in")
+    assert float(page.get_attribute(".dag-svg", "data-scale")) == pytest.approx(1.5, rel=0.01)
