@@ -32,7 +32,14 @@ from pathlib import Path
 from django.conf import settings
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from stepwise.spec.environment import conda_env, conda_notes, environment_conda, image_only, local_paths
+from stepwise.spec.environment import (
+    conda_env,
+    conda_notes,
+    environment_conda,
+    environment_keys,
+    image_only,
+    local_paths,
+)
 
 MARKER = ".stepwise-ready"
 LOG_PREFIX = "[environment] "
@@ -71,6 +78,46 @@ class Plan:
         return Path(settings.STEPWISE_ENVS_CACHE) / self.digest
 
 
+# Marks an environment that a compute target's definition stands for (`for_target`).
+DEFINED_BY = "defined_by_compute_target"
+
+
+def for_target(environment: str | dict[str, object], target) -> str | dict[str, object]:
+    """What a step of `target` (a ComputeTarget) is built from: a name the target defines
+    (`ComputeTarget.environments`) becomes that definition, its conda file inline as if the
+    step's YAML held it; anything else stays as written (a name it does not define runs in the
+    target's own Python)."""
+    if not isinstance(environment, str) or not environment or target is None or not target.environments:
+        return environment
+    for key in environment_keys(environment):
+        conda = target.environments.get(key)
+        if conda is not None:
+            return {"name": environment, "conda_file": conda, DEFINED_BY: f"{target.name} ({key})"}
+    return environment
+
+
+def definition_problems(definitions: object) -> list[str]:
+    """What is wrong with a compute target's `environments`, in words for its form; [] when fine."""
+    if not isinstance(definitions, dict):
+        return [
+            'a mapping of environment names to conda files\' content, e.g. {"sklearn-1.5": {"dependencies": [...]}}'
+        ]
+    problems = []
+    for name, conda in definitions.items():
+        if environment_keys(str(name))[:1] != [name]:
+            problems.append(f"{str(name)[:100]!r} is not an environment name: NAME or NAME:VERSION")
+        elif not isinstance(conda, dict):
+            problems.append(f"{name}: give the content of a conda file, a mapping with 'dependencies'")
+        else:
+            read = conda_env(conda)
+            problems += [f"{name}: {message}" for message in read.errors]
+            if read.conda_only:
+                problems.append(
+                    f"{name}: conda package specs that read as no pip requirement: {', '.join(read.conda_only)}"
+                )
+    return problems
+
+
 def plan(environment: str | dict[str, object]) -> Plan | None:
     """The environment a step's spec asks for; None when it has no conda file (the target's own)."""
     conda = environment_conda(environment)
@@ -96,7 +143,11 @@ def notes(environment: str | dict[str, object]) -> list[str]:
     """Lines for the step's log about what of its environment is not built as Azure ML would."""
     conda = environment_conda(environment)
     if conda is not None:
-        return [f"{LOG_PREFIX}{note}" for note in conda_notes(conda_env(conda))]
+        lines = [f"{LOG_PREFIX}{note}" for note in conda_notes(conda_env(conda))]
+        if isinstance(environment, dict) and environment.get(DEFINED_BY):
+            defined = f"{environment.get('name')} is built as compute target {environment[DEFINED_BY]} defines it"
+            lines.insert(0, f"{LOG_PREFIX}{defined}")
+        return lines
     if not image_only(environment):
         return []
     assert isinstance(environment, dict)

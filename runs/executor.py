@@ -265,7 +265,7 @@ def prepare(
     except ValueError as exc:
         raise StepSetupError(str(exc)) from exc
     try:
-        env_plan = environments.plan(step.environment)
+        env_plan = environments.plan(environments.for_target(step.environment, target))
     except environments.EnvironmentBuildError as exc:
         raise StepSetupError(f"environment: {exc}") from None
     argv = ["/bin/bash", "-c", command]
@@ -927,7 +927,7 @@ def _execute(
             )
         try:
             if step.transfer is None:
-                attempt_.use_environment(step.environment)
+                attempt_.use_environment(environments.for_target(step.environment, target))
         except (environments.EnvironmentBuildError, OSError, subprocess.SubprocessError) as exc:
             attempt_.finish_log()
             _fail(step_run, f"could not build the step's environment: {exc}")

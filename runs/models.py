@@ -7,6 +7,7 @@ status write goes through `runs.services.step_run_transition` / `run_transition`
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
@@ -50,12 +51,27 @@ class ComputeTarget(models.Model):
     environment_variables = models.JSONField(
         default=dict, blank=True, help_text='Variables every step of this target gets, e.g. {"HF_HOME": "/data/hf"}'
     )
+    environments = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Named environments this target builds: a name (or NAME:VERSION) and its conda file's content, "
+        'e.g. {"sklearn-1.5": {"dependencies": ["python=3.11", {"pip": ["scikit-learn==1.5.2"]}]}}. A step '
+        "naming one (azureml:sklearn-1.5@latest, a registry's azureml://registries/.../environments/sklearn-1.5/...) "
+        "runs in a virtual environment built from it; other names run in this target's own Python.",
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from runs.environments import definition_problems
+
+        problems = definition_problems(self.environments)
+        if problems:
+            raise ValidationError({"environments": problems})
 
 
 class RunQuerySet(models.QuerySet["Run"]):

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from django.conf import settings
 from django.db import transaction
 
-from runs import artifacts, queues, rows
+from runs import artifacts, environments, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
-from runs.models import RUN_TERMINAL, Artifact, Run, RunState, StepOutput, StepRun, StepState
+from runs.models import RUN_TERMINAL, Artifact, ComputeTarget, Run, RunState, StepOutput, StepRun, StepState
 from runs.registry.services import register_named_model_outputs
 from runs.specs import (
     parent_input_value,
@@ -48,8 +48,12 @@ def fingerprint_parts(
     upstream_outputs: Mapping[tuple[str, str], str],
     secret_names: Iterable[str] = (),
     data_assets: Mapping[str, str] | None = None,
+    environment: str | dict[str, object] | None = None,
 ) -> dict:
     """Everything that decides a step's outputs; `upstream_outputs[(job, output)]` is an artifact sha.
+
+    `environment`: what the step's compute target builds its environment from, where that is not
+    the step's own (a name the target defines: runs.environments.for_target).
 
     A secret input counts only as given or not (`secret_names`: the run's secrets): its value
     takes no part, so rotating a token reuses the results made with the old one, and the parts
@@ -90,7 +94,7 @@ def fingerprint_parts(
         "command": command,
         "code": tree_hash(file_map, f"code/{step.name}"),
         "inputs": inputs,
-        "environment": step.environment,
+        "environment": step.environment if environment is None else environment,
         "environment_variables": dict(sorted(step.environment_variables.items())),
         "outputs": {name: decl.type for name, decl in sorted(step.output_decls.items())},
     }
@@ -228,6 +232,21 @@ def _waiting(steps: StepRows, states: dict[str, str], queue: str) -> StepRun | N
 WAITING_LOOKED_AT = 4
 
 
+class _Targets:
+    """The compute targets of an advance's steps, read once each, and only for a step that names
+    an environment (which its target may define)."""
+
+    def __init__(self) -> None:
+        self.by_queue: dict[str, ComputeTarget | None] = {}
+
+    def environment(self, queue: str, environment: str | dict[str, object]) -> str | dict[str, object]:
+        if not isinstance(environment, str) or not environment:
+            return environment
+        if queue not in self.by_queue:
+            self.by_queue[queue] = next(iter(rows.select(ComputeTarget, {"queue": queue})), None)
+        return environments.for_target(environment, self.by_queue[queue])
+
+
 def run_advance(
     run_id: int,
     *,
@@ -277,6 +296,7 @@ def run_advance(
             else {}
         )
         upstream = pipeline.upstream()
+        targets = _Targets()
         # Every step's state, but whole rows only of the steps about to change.
         states: dict[str, str] = dict(rows.values(StepRun, ("name", "state"), {"run_id": run.pk}))
         steps = StepRows(run.pk)
@@ -329,6 +349,7 @@ def run_advance(
                     upstream_outputs=outputs,
                     secret_names=run.secrets,
                     data_assets=data_shas,
+                    environment=targets.environment(step_run.queue, step.environment),
                 )
                 fp = fingerprint(parts)
                 step_run.fingerprint, step_run.fingerprint_parts = fp, parts

@@ -238,3 +238,23 @@ def image_only(environment: str | dict[str, object]) -> bool:
     """An inline environment naming an image (or a build context) and no conda file: Stepwise
     pulls no image, so the step runs in its target's own environment."""
     return isinstance(environment, dict) and environment.get("conda_file") is None and bool(environment)
+
+
+# A registered environment, as components name one: `azureml:NAME:VERSION`, `azureml:NAME@LABEL`,
+# `NAME`, or a registry's `azureml://registries/REG/environments/NAME/(versions/V | labels/L)`.
+_REGISTRY_ENVIRONMENT = re.compile(
+    r"azureml://registries/[^/]+/environments/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+)|/labels/[^/]+)?/?"
+)
+_NAMED_ENVIRONMENT = re.compile(r"(?:azureml:)?(?P<name>[A-Za-z0-9][\w.-]*)(?::(?P<version>[\w.-]+)|@[\w.-]+)?")
+
+
+def environment_keys(reference: str) -> list[str]:
+    """The names a compute target may define a named environment under, the most exact first:
+    `azureml:sklearn-1.5:3` -> ["sklearn-1.5:3", "sklearn-1.5"]; `azureml:sklearn-1.5@latest` and
+    `azureml://registries/azureml/environments/sklearn-1.5/labels/latest` -> ["sklearn-1.5"]."""
+    text = reference.strip()
+    found = _REGISTRY_ENVIRONMENT.fullmatch(text) or _NAMED_ENVIRONMENT.fullmatch(text)
+    if found is None:
+        return []
+    name, version = found.group("name"), found.group("version")
+    return [f"{name}:{version}", name] if version else [name]

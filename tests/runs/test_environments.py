@@ -127,6 +127,8 @@ def test_a_conda_file_is_installed_once_and_reused(alice, team, tmp_path, wheels
 
 def test_another_package_list_is_another_environment(alice, team, tmp_path, wheels, builds):
     make_wheel(wheels, "tinypkg", "0.2", 'VALUE = "tiny-two"\n')
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
     assert run_step(import_yaml(tmp_path, pipeline_text(wheels), alice, team, name="a"), alice).state == "succeeded"
     two = run_step(import_yaml(tmp_path, pipeline_text(wheels, "tinypkg==0.2"), alice, team, name="b"), alice)
     assert "VALUE tiny-two True" in log_of(two)
@@ -284,3 +286,93 @@ def test_a_conda_package_is_installed_from_pypi_and_a_system_library_left_to_the
     assert "[environment] conda packages installed from PyPI: tinypkg=0.1 as tinypkg==0.1.*" in log
     assert "[environment] cudatoolkit=11.8: not installed (libraries of the system" in log
     assert len(builds) == 1
+
+
+# ---- named environments a compute target defines -----------------------------------------------
+
+NAMED = """
+type: pipeline
+jobs:
+  use:
+    type: command
+    command: >-
+      python -c "import os, sys, tinypkg; print('VALUE', tinypkg.VALUE, os.environ['VIRTUAL_ENV'] == sys.prefix)"
+    environment: ENVIRONMENT
+"""
+
+
+def tiny_definition(wheels: Path, requirement: str = "tinypkg==0.1") -> dict:
+    return {"dependencies": [f"python={python_pin()}", {"pip": ["--no-index", f"--find-links {wheels}", requirement]}]}
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "azureml:tiny-env@latest",
+        "azureml:tiny-env:3",
+        "azureml://registries/azureml/environments/tiny-env/labels/latest",
+        "tiny-env",
+    ],
+)
+def test_a_named_environment_the_target_defines_is_built_from_its_definition(
+    alice, team, tmp_path, wheels, target, reference
+):
+    """As Azure ML's components name registered and curated environments: built as the target defines the name."""
+    target.environments = {"tiny-env": tiny_definition(wheels)}
+    target.full_clean()
+    target.save()
+    version = import_yaml(tmp_path, NAMED.replace("ENVIRONMENT", f'"{reference}"'), alice, team)
+    step = run_step(version, alice)
+    assert step.state == StepState.SUCCEEDED, (step.reason, log_of(step))
+    log = log_of(step)
+    assert "VALUE tiny-ok True" in log
+    assert f"{reference} is built as compute target local (tiny-env) defines it" in log
+
+
+def test_an_exact_version_is_defined_apart_and_other_names_run_in_the_targets_python(
+    alice, team, tmp_path, wheels, target
+):
+    make_wheel(wheels, "tinypkg", "0.2", 'VALUE = "tiny-two"\n')
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    target.environments = {"tiny-env": tiny_definition(wheels), "tiny-env:2": tiny_definition(wheels, "tinypkg==0.2")}
+    target.save()
+    two = run_step(import_yaml(tmp_path / "a", NAMED.replace("ENVIRONMENT", "azureml:tiny-env:2"), alice, team), alice)
+    assert "VALUE tiny-two True" in log_of(two), log_of(two)
+    other = run_step(
+        import_yaml(tmp_path / "b", NAMED.replace("ENVIRONMENT", "azureml:other@latest"), alice, team), alice
+    )
+    # Not defined: the target's own Python, which has no tinypkg.
+    assert other.state == StepState.FAILED and "No module named 'tinypkg'" in log_of(other)
+
+
+def test_a_changed_definition_changes_the_fingerprint_and_reruns_the_step(alice, team, tmp_path, wheels, target):
+    version = import_yaml(tmp_path, NAMED.replace("ENVIRONMENT", "azureml:tiny-env@latest"), alice, team)
+    plain = run_create(version=version, user=alice).steps.get(name="use")
+    assert plain.fingerprint_parts["environment"] == "azureml:tiny-env@latest"
+    target.environments = {"tiny-env": tiny_definition(wheels)}
+    target.save()
+    defined = run_create(version=version, user=alice).steps.get(name="use")
+    assert defined.fingerprint_parts["environment"]["conda_file"] == tiny_definition(wheels)
+    target.environments = {"tiny-env": tiny_definition(wheels, "tinypkg==0.2")}
+    target.save()
+    changed = run_create(version=version, user=alice).steps.get(name="use")
+    assert len({plain.fingerprint, defined.fingerprint, changed.fingerprint}) == 3
+
+
+@pytest.mark.parametrize(
+    ("definitions", "message"),
+    [
+        ([], "a mapping of environment names"),
+        ({"azureml:x": {"dependencies": []}}, "is not an environment name"),
+        ({"x": "numpy"}, "give the content of a conda file"),
+        ({"x": {"dependencies": [{"pip": ["-r other.txt"]}]}}, "x: "),
+    ],
+)
+def test_a_bad_definition_is_refused_by_the_form_naming_it(target, definitions, message):
+    from django.core.exceptions import ValidationError
+
+    target.environments = definitions
+    with pytest.raises(ValidationError) as refused:
+        target.full_clean()
+    assert any(message in problem for problem in refused.value.message_dict["environments"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from django.urls import reverse
 
 from pipelines_ui.models import Membership, Role
 from runs import artifacts
-from runs.models import Artifact, LogChunk, Metric, Run, RunState, StepOutput, StepRun, StepState
+from runs.models import Artifact, ComputeTarget, LogChunk, Metric, Run, RunState, StepOutput, StepRun, StepState
 from tests.runs.conftest import make_pipeline, make_run, set_step
 
 pytestmark = pytest.mark.django_db
@@ -419,6 +420,32 @@ def test_admin_lists_compute_targets_and_runs_read_only(finished_run, client, al
     assert client.get("/admin/runs/computetarget/").status_code == 200
     assert client.get(f"/admin/runs/run/{finished_run.pk}/change/").status_code == 200
     assert client.get("/admin/runs/run/add/").status_code == 403
+
+
+def test_the_admin_refuses_a_bad_environment_definition_naming_it(client, alice):
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client.force_login(alice)
+    target = ComputeTarget.objects.get(name="local")
+    form = {
+        "name": target.name,
+        "aliases": json.dumps(target.aliases),
+        "queue": target.queue,
+        "description": "",
+        "is_default": "on",
+        "isolation": target.isolation,
+        "network": "on",
+        "environment_variables": "{}",
+    }
+    url = f"/admin/runs/computetarget/{target.pk}/change/"
+    bad = client.post(url, {**form, "environments": json.dumps({"sk": {"dependencies": [{"pip": ["-e ."]}]}})})
+    assert bad.status_code == 200 and "sk: " in bad.content.decode()
+    target.refresh_from_db()
+    assert target.environments == {}
+    good = {"sk": {"dependencies": [{"pip": ["scikit-learn==1.5.2"]}]}}
+    assert client.post(url, {**form, "environments": json.dumps(good)}).status_code == 302
+    target.refresh_from_db()
+    assert target.environments == good
 
 
 def test_a_fully_reused_run_says_nothing_executed_and_where_the_logs_are(finished_run, client, alice):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepwise.spec import Distribution, from_json, load_pipeline, parse_text, to_json
-from stepwise.spec.environment import conda_env, conda_to_pip
+from stepwise.spec.environment import conda_env, conda_to_pip, environment_keys
 
 from .helpers import errors_of, one
 from .test_roundtrip import roundtrip_folder
@@ -163,3 +163,20 @@ def test_a_jobs_distribution_overrides_its_components(tmp_path):
     p, _ = load_pipeline(tmp_path / "pipeline.yml")
     assert p.jobs["a"].distribution == Distribution("mpi", 2)
     assert p.jobs["b"].distribution == Distribution("pytorch", 3)
+
+
+@pytest.mark.parametrize(
+    ("reference", "keys"),
+    [
+        ("azureml:sklearn-1.5:3", ["sklearn-1.5:3", "sklearn-1.5"]),
+        ("azureml:sklearn-1.5@latest", ["sklearn-1.5"]),
+        ("sklearn-1.5", ["sklearn-1.5"]),
+        ("azureml://registries/azureml/environments/sklearn-1.5/labels/latest", ["sklearn-1.5"]),
+        ("azureml://registries/azureml/environments/sklearn-1.5/versions/7", ["sklearn-1.5:7", "sklearn-1.5"]),
+        ("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", ["AzureML-sklearn-1.0-ubuntu20.04-py38-cpu"]),
+        ("not a name", []),
+        ("azureml://datastores/x/paths/y", []),
+    ],
+)
+def test_the_names_a_compute_target_may_define_an_environment_under(reference, keys):
+    assert environment_keys(reference) == keys
