@@ -1,4 +1,6 @@
+from django import forms
 from django.contrib import admin
+from django.db import models
 
 from runs.models import ComputeTarget, Run, StepRun, Worker
 
@@ -7,6 +9,8 @@ from runs.models import ComputeTarget, Run, StepRun, Worker
 class ComputeTargetAdmin(admin.ModelAdmin):
     list_display = ("name", "queue", "aliases", "is_default", "isolation", "network", "description")
     search_fields = ("name", "queue")
+    # Conda definitions are long JSON: wide enough to read them.
+    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"cols": 110, "rows": 6})}}
 
 
 class StepRunInline(admin.TabularInline):
