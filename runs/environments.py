@@ -148,6 +148,11 @@ def notes(environment: str | dict[str, object]) -> list[str]:
             defined = f"{environment.get('name')} is built as compute target {environment[DEFINED_BY]} defines it"
             lines.insert(0, f"{LOG_PREFIX}{defined}")
         return lines
+    if isinstance(environment, str) and environment:
+        return [
+            f"{LOG_PREFIX}{environment}: no definition of this name on the step's compute target, so the step runs "
+            "in the target's own Python environment (a compute target builds the named environments it defines)"
+        ]
     if not image_only(environment):
         return []
     assert isinstance(environment, dict)

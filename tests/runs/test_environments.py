@@ -342,8 +342,9 @@ def test_an_exact_version_is_defined_apart_and_other_names_run_in_the_targets_py
     other = run_step(
         import_yaml(tmp_path / "b", NAMED.replace("ENVIRONMENT", "azureml:other@latest"), alice, team), alice
     )
-    # Not defined: the target's own Python, which has no tinypkg.
+    # Not defined: the target's own Python, which has no tinypkg; the log says why.
     assert other.state == StepState.FAILED and "No module named 'tinypkg'" in log_of(other)
+    assert "azureml:other@latest: no definition of this name on the step's compute target" in log_of(other)
 
 
 def test_a_changed_definition_changes_the_fingerprint_and_reruns_the_step(alice, team, tmp_path, wheels, target):
