@@ -166,7 +166,9 @@ def test_the_children_read_from_each_thread_are_those_a_scan_of_proc_finds():
     from_thread: list[subprocess.Popen] = []
     thread = threading.Thread(target=lambda: from_thread.append(subprocess.Popen(["sleep", "30"])))
     thread.start()
-    thread.join()  # its children pass to the thread group
+    thread.join()  # its children pass to the thread group, once the kernel has ended the thread:
+    # join() returns as its Python code ends, and a scan while the thread exits may miss its child.
+    wait_for(lambda: not Path(f"/proc/self/task/{thread.native_id}").exists(), message="the thread's end")
     try:
         wait_for(lambda: processes._children().get(exited.pid) == "Z", message="the zombie")
         children = processes._children()
