@@ -20,6 +20,7 @@ from tests.runs.conftest import default_target, make_run
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/shots19")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -129,3 +130,19 @@ def test_a_small_graph_is_fitted_no_bigger_than_its_labels_read_well(web, page, 
     page.screenshot(path=str(SHOTS / "editor-small-graph.png"))
     page.click(".dag-svg .dag-zoom-in")
     assert float(page.get_attribute(".dag-svg", "data-scale")) == pytest.approx(1.5, rel=0.01)
+
+
+def test_the_run_pages_graph_takes_the_pages_width(web, page, alice):
+    """The iris example, drawn left to right with its inputs and outputs: beside the timeline it
+    was fitted at about 0.6 and its labels were 6 px high."""
+    user, team = alice
+    version = services.pipeline_import(team=team, path=EXAMPLES / "sklearn-iris" / "pipeline.yml", user=user)
+    run = make_run(version.pipeline, user)
+    page.set_default_timeout(20_000)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    sign_in(page, web, "alice")
+    page.goto(f"{web}/runs/{run.pk}/")
+    assert float(page.get_attribute("#dag", "data-scale")) >= 0.9
+    assert page.eval_on_selector("#dag g#step-train text", "t => t.getBoundingClientRect().height") >= 9
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "run-iris-graph.png"), full_page=True)
