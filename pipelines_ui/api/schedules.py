@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -88,6 +89,10 @@ def cron_problem(expr: str) -> str | None:
         return "five fields: minute hour day-of-month month day-of-week (e.g. '*/15 * * * *')"
     if not croniter.is_valid(text):
         return f"{text!r} is not a valid cron expression (e.g. '30 6 * * *' is every day at 06:30)"
+    try:
+        croniter(text, timezone.now()).get_next(datetime)
+    except CroniterBadDateError:
+        return f"{text!r} never fires: no date matches it (e.g. 31 February)"
     return None
 
 
@@ -283,7 +288,11 @@ def _cron_times(schedule: Schedule, start: datetime, *, backwards: bool) -> Iter
     it = croniter(schedule.cron, origin)
     step = it.get_prev if backwards else it.get_next
     while True:
-        local = step(datetime).astimezone(tz)
+        try:
+            local = step(datetime).astimezone(tz)
+        except CroniterBadDateError:
+            return  # a cron no date matches (saved before the check refused it): no fire times
+
         if _repeated_wall_time(local, schedule.cron):
             continue
         yield local.astimezone(UTC)
@@ -323,8 +332,7 @@ def fire_times_until(schedule: Schedule, until: datetime) -> Iterator[datetime]:
 
 
 def next_fire_times(schedule: Schedule, n: int = NEXT_COUNT, after: datetime | None = None) -> list[datetime]:
-    times = fire_times_after(schedule, after or timezone.now())
-    return [next(times) for _ in range(n)]
+    return list(islice(fire_times_after(schedule, after or timezone.now()), n))
 
 
 def handled_since(schedule: Schedule) -> datetime:

@@ -229,6 +229,7 @@ def test_invalid_settings_name_the_field_and_the_fix(pipeline):
     assert "five fields" in clean_errors(cron="* * * *")["cron"]
     assert "not a valid cron expression" in clean_errors(cron="61 * * * *")["cron"]
     assert "unknown macro" in clean_errors(cron="@sometimes")["cron"]
+    assert "never fires" in clean_errors(cron="0 9 31 2 *")["cron"]
     assert "not both" in clean_errors(cron="* * * * *", interval_seconds=60)["cron"]
     assert "give a cron expression" in clean_errors()["cron"]
     assert "between 1 and" in clean_errors(interval_seconds=0)["interval_seconds"]
@@ -287,6 +288,23 @@ def test_api_bad_settings_are_400_naming_the_field(pipeline, alice):
     response = client.post("/api/v1/schedules/", body(pipeline, inputs={"epochs": "x"}), format="json")
     assert response.json()["errors"][0]["field"] == "inputs.epochs"
     assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_cron_no_date_matches_is_400_and_one_saved_before_the_check_fires_nothing(pipeline, alice):
+    client = bearer(token_for(alice, "read", "admin"))
+    never = body(pipeline, interval_seconds=None, cron="0 9 31 2 *")
+    response = client.post("/api/v1/schedules/", never, format="json")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["field"] == "cron" and "never fires" in error["message"]
+    assert not Schedule.objects.exists()
+    # A row from before the check: listed with no fire times, and the scheduler passes over it.
+    schedule = make_schedule(pipeline, alice, cron="0 9 30 2 *", interval_seconds=None)
+    listed = client.get("/api/v1/schedules/")
+    assert listed.status_code == 200 and listed.json()["results"][0]["next_fire_times"] == []
+    assert client.get(f"/api/v1/schedules/{schedule.pk}/").status_code == 200
+    assert schedules.due_fire_times(schedule, T0 + timedelta(days=800)) == []
 
 
 @pytest.mark.django_db
