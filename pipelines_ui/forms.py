@@ -453,6 +453,8 @@ class StepForm(_Form):
             value = json.loads(text)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}")
+        except RecursionError:
+            raise ValidationError("Not valid JSON: nested too deeply.")
         if not isinstance(value, dict):
             raise ValidationError("Give a name or a JSON object.")
         return value

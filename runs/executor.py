@@ -475,8 +475,8 @@ class Attempt:
                         records.append(param)
                     continue
                 name, value, index = str(record["name"]), float(record["value"]), int(record.get("step", 0))
-            except (ValueError, KeyError, TypeError, OverflowError):
-                continue
+            except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+                continue  # a line the step wrote that is no metric: the step's own code is not trusted
             # Metric names are shown on the run page too.
             name = self.masker.mask(name)[:255]
             # What the database cannot store would fail the attempt: NUL in text (PostgreSQL),

@@ -530,7 +530,7 @@ class Client:
             page = self._json("GET", page["next"])
 
     def teams(self) -> list[dict]:
-        return self._json("GET", "teams/")
+        return self._all("teams/")
 
 
 def _error(response: requests.Response) -> StepwiseError:

@@ -7,7 +7,6 @@ from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +15,7 @@ from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import DataTrigger, Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, positive_int
+from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.api.schedule_views import ERRORS, READ_ERRORS
 from pipelines_ui.api.serializers import page_of
 from pipelines_ui.models import Pipeline, Team

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines_ui.api import access
 from pipelines_ui.api import serializers as s
 from pipelines_ui.api.models import Scope
+from pipelines_ui.api.parsers import JSONParser
 from runs.registry import scoring_proxy
 from runs.registry.models import Deployment
 

@@ -1,4 +1,5 @@
-"""Every API error as `{"detail": ..., "errors": [{"file", "job", "field", "line", "message"}]}`."""
+"""Every API error as `{"detail": ..., "errors": [{"file", "job", "field", "line", "message"}]}`,
+`errors` empty where there is nothing to name (a 401, a 404 of the URL)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,8 @@ def field_problems(detail, prefix: str = "") -> list[dict]:
 
 
 def error_response(detail: str, errors: list[dict] | None = None, *, status_code: int = 400, headers=None) -> Response:
-    body: dict = {"detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return Response(body, status=status_code, headers=headers)
+    """The error body of design.md; `errors` is empty when there is no field or file to name."""
+    return Response({"detail": detail, "errors": errors or []}, status=status_code, headers=headers)
 
 
 def api_exception_handler(exc, context):
@@ -58,7 +57,9 @@ def api_exception_handler(exc, context):
         errors = field_problems(exc.detail)
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
         return error_response(detail or "invalid request", errors, status_code=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.ParseError):
+        return error_response(str(exc.detail), [field_error(None, str(exc.detail))])
     response = exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"detail": str(response.data["detail"])}
+        response.data = {"detail": str(response.data["detail"]), "errors": []}
     return response

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +14,7 @@ from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, positive_int
+from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.models import Pipeline, Team
 
 ERRORS = {

@@ -148,6 +148,7 @@ def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.S
     return type(name, (serializers.Serializer,), fields)
 
 
+TeamPage = page_of(TeamSerializer, "TeamPage")
 PipelinePage = page_of(PipelineSerializer, "PipelinePage")
 VersionPage = page_of(VersionSerializer, "VersionPage")
 RunPage = page_of(RunSummarySerializer, "RunPage")

@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,6 +24,7 @@ from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, positive_int, text_equals
+from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from runs import downloads
@@ -128,16 +129,16 @@ def not_found(request, *args, **kwargs):
 
 
 class TeamList(APIView):
-    @extend_schema(responses={200: s.TeamSerializer(many=True), **_errors(401, 403, 429)}, tags=["teams"])
+    @extend_schema(responses={200: s.TeamPage, **_errors(400, 401, 403, 429)}, tags=["teams"])
     def get(self, request):
         """The teams this caller may see, with the user's role in each."""
         access.require_scope(request, Scope.READ)
         rows = (
             Membership.objects.filter(user=request.user, team_id__in=access.visible_team_ids(request))
             .select_related("team")
-            .order_by("team__name")
+            .order_by("team__name", "pk")
         )
-        return Response([{"id": m.team_id, "name": m.team.name, "role": m.role} for m in rows])
+        return paginate(request, rows, None, represent=lambda m: {"id": m.team_id, "name": m.team.name, "role": m.role})
 
 
 # ---- pipelines ---------------------------------------------------------------------------
@@ -251,11 +252,16 @@ class PipelineRuns(APIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         if data.get("version") is not None:
-            version = _version(pipeline, data["version"])
+            # A wrong number in the body is a bad request, as for an endpoint's run; 404 is for the URL.
+            version = pipeline.versions.filter(number=data["version"]).first()
+            if version is None:
+                message = f"{pipeline.name} has no version {data['version']}"
+                return error_response(message, [field_error("version", message)])
         elif pipeline.latest_version is not None:
             version = pipeline.latest_version
         else:
-            return error_response("this pipeline has no version yet")
+            message = "this pipeline has no version yet: save or import one first"
+            return error_response(message, [field_error("version", message)])
         return start_run(request, version, data["inputs"], force_rerun=data["force_rerun"])
 
 

@@ -30,7 +30,7 @@ def test_no_token_is_401_with_a_bearer_challenge(pipeline):
     response = APIClient().get("/api/v1/pipelines/")
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
-    assert set(response.json()) == {"detail"}
+    assert response.json()["errors"] == [] and set(response.json()) == {"detail", "errors"}
 
 
 @pytest.mark.parametrize("header", ["Bearer swt_nope", "Bearer", "Bearer a b", "Bearer \u00e9t\u00e9"])
@@ -107,7 +107,8 @@ def test_a_token_limited_to_one_team_sees_nothing_of_the_user_s_other_teams(alic
     client = bearer(token_for(alice, "read", team=other_team))
     assert client.get(f"/api/v1/pipelines/{pipeline.pk}/").status_code == 404
     assert client.get("/api/v1/pipelines/").json()["count"] == 0
-    assert [t["name"] for t in client.get("/api/v1/teams/").json()] == [other_team.name]
+    teams = client.get("/api/v1/teams/").json()
+    assert teams["count"] == 1 and [t["name"] for t in teams["results"]] == [other_team.name]
 
 
 def test_the_browser_session_works_with_csrf(alice, pipeline):
@@ -132,6 +133,12 @@ def test_pipelines_are_paginated(alice, team):
     assert body["next"].endswith("page=2&page_size=2") and body["previous"] is None
     first = body["results"][0]
     assert first["name"] == "p0" and first["team"] == team.name and first["version"] == 1
+    for page in ("abc", "3", "0"):
+        response = bearer(token_for(alice, "read")).get(f"/api/v1/pipelines/?page_size=2&page={page}")
+        assert response.status_code == 400 and response.json()["errors"][0]["field"] == "page", page
+    for size in ("abc", "0", "501"):
+        response = bearer(token_for(alice, "read")).get(f"/api/v1/pipelines/?page_size={size}")
+        assert response.status_code == 400 and response.json()["errors"][0]["field"] == "page_size", size
 
 
 def test_import_a_pipeline_by_upload(alice, team):
@@ -254,6 +261,31 @@ def test_malformed_json_is_400(alice, pipeline):
     client = bearer(token_for(alice, "run"))
     response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", "{nope", content_type="application/json")
     assert response.status_code == 400 and "JSON" in response.json()["detail"]
+    assert "JSON" in response.json()["errors"][0]["message"]
+
+
+def test_json_nested_too_deeply_to_decode_is_400(alice, pipeline):
+    # Python's decoder gives up with RecursionError: it was a 500 on every JSON endpoint.
+    client = bearer(token_for(alice, "run"))
+    deep = '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+    assert not Run.objects.exists()
+
+
+def test_an_unknown_version_in_the_body_is_400_naming_it(alice, pipeline):
+    response = bearer(token_for(alice, "run")).post(
+        f"/api/v1/pipelines/{pipeline.pk}/runs/", {"version": 99}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "version" and "no version 99" in response.json()["detail"]
+
+
+def test_every_error_body_has_the_errors_list(alice, pipeline):
+    client = bearer(token_for(alice, "read"))
+    missing = client.get("/api/v1/runs/999999/")
+    assert missing.status_code == 404 and missing.json() == {"detail": missing.json()["detail"], "errors": []}
+    assert bearer("swt_wrong").get("/api/v1/runs/").json()["errors"] == []
 
 
 def test_a_secret_input_is_accepted_and_never_echoed(alice, team):

@@ -398,7 +398,7 @@ def test_stepwise_token_create_prints_only_a_token_that_works(env, alice, team):
     assert token.startswith("swt_") and result.stdout == token + "\n"
     teams = Client().get("/api/v1/teams/", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert teams.status_code == 200
-    assert [t["name"] for t in teams.json()] == [team.name]
+    assert [t["name"] for t in teams.json()["results"]] == [team.name]
 
     unknown = manage("stepwise_token", "create", "nobody", env=env)
     assert unknown.returncode == 1
