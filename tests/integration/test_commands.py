@@ -16,7 +16,7 @@ import yaml
 
 from pipelines_ui.models import Pipeline
 from runs import artifacts, services
-from runs.models import Artifact, RunState, StepOutput, StepState
+from runs.models import Artifact, Run, RunState, StepOutput, StepState
 from tests.integration.conftest import ROOT, Workers, wait_for
 from tests.integration.test_execution import DIAMOND, import_yaml, steps_of, wait_run
 from tests.integration.test_gc import age
@@ -376,6 +376,31 @@ def test_run_by_name_with_set_and_force_rerun(workers, env, alice, team, tmp_pat
     unknown = manage("pipelines", "run", "hello", "--set", "nobody=1", "--json", env=env)
     assert unknown.returncode == 2
     assert "nobody" in unknown.stderr and unknown.stdout == ""
+
+
+def test_run_by_name_takes_the_named_team_s_pipeline(env, alice, team, other_team, tmp_path):
+    alice.is_superuser = True
+    alice.save()
+    ours = import_yaml(tmp_path, HELLO, alice, team, name="hello").pipeline
+    theirs = import_yaml(tmp_path, HELLO, alice, other_team, name="hello").pipeline
+
+    ambiguous = manage("pipelines", "run", "hello", env=env)
+    assert ambiguous.returncode == 2 and "'hello' is in several teams: pass --team" in ambiguous.stderr
+    started = manage("pipelines", "run", "hello", "--team", other_team.name, env=env)
+    assert started.returncode == 0, started.stderr
+    assert [r.pipeline_id for r in Run.objects.all()] == [theirs.pk]
+    assert ours.runs.count() == 0
+    missing = manage("pipelines", "run", "hello", "--team", "Nobody", env=env)
+    assert missing.returncode == 2 and "neither a YAML file nor a pipeline in team 'Nobody'" in missing.stderr
+
+
+def test_run_of_a_file_with_a_wrong_input_imports_nothing(env, alice, team, tmp_path):
+    alice.is_superuser = True
+    alice.save()
+    path = write(tmp_path / "new", HELLO.replace("display_name: hello", "display_name: fresh"))
+    result = manage("pipelines", "run", str(path), "--team", team.name, "--set", "nobody=1", env=env)
+    assert result.returncode == 2 and "nobody" in result.stderr
+    assert not Pipeline.objects.filter(name="fresh").exists()
 
 
 def test_validate_for_an_unknown_team_exits_2(env, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.components import ComponentError
@@ -215,31 +215,28 @@ class Command(BaseCommand):
         self, *, target: str, set: list[str], secret: list[str], force_rerun: bool, wait: bool, json: bool, **options
     ) -> int:
         author = self._user(options.get("user"))
-        path = Path(target)
-        if path.suffix in (".yml", ".yaml") or path.is_file():
-            chosen = self._team(options.get("team"), author)
-            self._load(target, chosen)
-            version = pipeline_import(team=chosen, path=path, user=author)
-        else:
-            pipeline = Pipeline.objects.filter(name=target).select_related("latest_version").first()
-            if pipeline is None or pipeline.latest_version is None:
-                raise Invalid(f"{target}: neither a YAML file nor an imported pipeline")
-            version = pipeline.latest_version
         inputs: dict[str, str] = {}
         for item in set:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise Invalid(f"--set {item!r}: expected KEY=VALUE")
             inputs[key] = value
-        inputs.update(self._secrets(version, given=secret, set_names=inputs.keys()))
-        try:
-            run = services.run_create(
-                version=version, user=author, inputs=inputs, force_rerun=force_rerun, timeout_s=options.get("timeout")
-            )
-        except services.RunInputError as exc:
-            raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
-        except services.PipelineDeleted as exc:
-            raise Invalid(str(exc)) from None
+        # One transaction: a file imported for a run whose inputs are wrong is not left behind.
+        with transaction.atomic():
+            version = self._run_version(target, author, options.get("team"))
+            inputs.update(self._secrets(version, given=secret, set_names=inputs.keys()))
+            try:
+                run = services.run_create(
+                    version=version,
+                    user=author,
+                    inputs=inputs,
+                    force_rerun=force_rerun,
+                    timeout_s=options.get("timeout"),
+                )
+            except services.RunInputError as exc:
+                raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
+            except services.PipelineDeleted as exc:
+                raise Invalid(str(exc)) from None
         url = f"{settings.STEPWISE_BASE_URL}{run.get_absolute_url()}"
         self.stderr.write(f"run #{run.pk} of {version} started: {url}")
         if not (wait or json):
@@ -248,6 +245,27 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(jsonlib.dumps(run_summary(run, url)))
         return EXIT_OK if run.state == RunState.SUCCEEDED else EXIT_FAILED
+
+    def _run_version(self, target: str, author, team: str | None):
+        """The version `run TARGET` starts: a YAML file imported into the team, or the latest version
+        of the pipeline of that name (in `team`, which a name in several teams needs)."""
+        path = Path(target)
+        if path.suffix in (".yml", ".yaml") or path.is_file():
+            chosen = self._team(team, author)
+            self._load(target, chosen)
+            return pipeline_import(team=chosen, path=path, user=author)
+        pipelines = Pipeline.objects.filter(name=target).select_related("latest_version", "team")
+        if team:
+            pipelines = pipelines.filter(team__name=team)
+        found = list(pipelines[:2])
+        if not found:
+            where = f" in team {team!r}" if team else ""
+            raise Invalid(f"{target}: neither a YAML file nor a pipeline{where}")
+        if len(found) > 1:
+            raise Invalid(f"{target!r} is in several teams: pass --team")
+        if found[0].latest_version is None:
+            raise Invalid(f"{target!r} has no versions")
+        return found[0].latest_version
 
     def _secrets(self, version, *, given: list[str], set_names) -> dict[str, str]:
         """`--secret NAME[=ENVVAR]` values; warns about secrets given with --set."""
