@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stepwise.client import TERMINAL, Client, Run, StepwiseError, write_config
@@ -19,6 +20,7 @@ from stepwise.spec import SpecError
 from stepwise.spec.bindings import coerce_literal
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+RUN_JSON_KEYS = ("run", "state", "url", "steps")
 
 
 class Invalid(Exception):
@@ -176,23 +178,42 @@ class _Cli:
                 raise Invalid(f"{self.args.target}: no such file")
             if not self.args.team:
                 raise Invalid("--team: the team to import the pipeline into")
+            # The inputs are checked against the file before it is uploaded: a wrong --set
+            # leaves no pipeline behind on the server.
+            inputs = self._inputs(self._declared_in_file(target)) if target.suffix != ".zip" else None
             created = self.client.pipelines.create(target, team=self.args.team)
             pipeline_id, version = created["id"], created["version"]
+            if inputs is None:
+                inputs = self._inputs(self._declared_on_server(pipeline_id, version))
         else:
             found = self._pipeline(self.args.target, self.args.team)
             pipeline_id, version = found["id"], found["version"]
-        inputs = self._inputs(pipeline_id, version)
+            inputs = self._inputs(self._declared_on_server(pipeline_id, version))
         run = self.client.runs.create(pipeline_id, inputs=inputs, version=version, force_rerun=self.args.force_rerun)
         print(f"run #{run.id} of pipeline {pipeline_id} version {version} started: {run.url}", file=sys.stderr)
         if not (self.args.wait or self.args.json):
             return EXIT_OK
         run = self._wait(run)
         if self.args.json:
-            print(json.dumps(run.data, default=str))
+            # The object `manage.py pipelines run --json` prints, key for key (design.md).
+            print(json.dumps({key: run.data.get(key) for key in RUN_JSON_KEYS}, default=str))
         return EXIT_OK if run.state == "succeeded" else EXIT_FAILED
 
-    def _inputs(self, pipeline_id: int, version: int) -> dict:
-        """`--set` values typed as the pipeline declares them ("3" for an integer input is 3)."""
+    def _declared_on_server(self, pipeline_id: int, version: int) -> Callable[[], dict]:
+        return lambda: self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
+
+    def _declared_in_file(self, path: Path) -> Callable[[], dict]:
+        def declared() -> dict:
+            from stepwise.spec import load_pipeline, to_json
+
+            spec, _warnings = load_pipeline(path)
+            return to_json(spec).get("inputs", {})
+
+        return declared
+
+    def _inputs(self, declared: Callable[[], dict]) -> dict:
+        """`--set` values typed as the pipeline declares them ("3" for an integer input is 3);
+        `declared()`, the pipeline's inputs, is asked only when there are values to type."""
         pairs = {}
         for item in self.args.set:
             key, sep, value = item.partition("=")
@@ -201,11 +222,13 @@ class _Cli:
             pairs[key] = value
         if not pairs:
             return {}
-        declared = self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
-        typed = {}
-        for key, value in pairs.items():
-            typed[key] = _typed(key, value, declared.get(key) or {})
-        return typed
+        inputs = declared()
+        unknown = sorted(set(pairs) - set(inputs))
+        if unknown:
+            raise Invalid(
+                f"--set {unknown[0]}: the pipeline has no such input (its inputs: {', '.join(inputs) or 'none'})"
+            )
+        return {key: _typed(key, value, inputs[key] or {}) for key, value in pairs.items()}
 
     def _wait(self, run: Run) -> Run:
         seen: dict[str, tuple[str, int]] = {}

@@ -24,6 +24,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 from stepwise.hashing import pipeline_content_hash
 from stepwise.spec import (
@@ -277,8 +278,19 @@ class PipelineJob:
         """The content hash the server gives this pipeline's version."""
         return pipeline_content_hash(self.spec)
 
-    def to_yaml(self, dest: str | Path) -> Path:
-        """Write the pipeline's folder (pipeline.yml, components/, code/, data/) to `dest`; return pipeline.yml."""
+    @overload
+    def to_yaml(self, dest: None = None) -> str: ...
+    @overload
+    def to_yaml(self, dest: str | Path) -> Path: ...
+
+    def to_yaml(self, dest: str | Path | None = None) -> str | Path:
+        """Write the pipeline's folder (pipeline.yml, components/, code/, data/) to `dest`; return
+        pipeline.yml. With no `dest`, the text of pipeline.yml (to read or diff: the code and
+        component files it names are written only with a folder)."""
+        if dest is None:
+            with tempfile.TemporaryDirectory(prefix="stepwise-sdk-") as tmp:
+                dump_folder(self.spec, Path(tmp))
+                return (Path(tmp) / "pipeline.yml").read_text()
         dest = Path(dest)
         dump_folder(self.spec, dest)
         return dest / "pipeline.yml"

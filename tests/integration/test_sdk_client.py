@@ -13,6 +13,7 @@ import pytest
 
 from pipelines_ui.api.tokens import token_create
 from pipelines_ui.models import PipelineVersion, Role
+from runs.models import Run
 from stepwise.client import Client, NotFound, ValidationError
 from stepwise.sdk import Output, command, load_component, pipeline
 from stepwise.spec import SpecError
@@ -246,11 +247,19 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     ran = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=5", "--json", env=env, cwd=project)
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
-    assert result["state"] == "succeeded" and result["inputs"] == {"max_iter": 5}
+    # The object `manage.py pipelines run --json` prints, and only that.
+    assert set(result) == {"run", "state", "url", "steps"} and result["state"] == "succeeded"
+    result["id"] = result["run"]
+    assert Run.objects.get(pk=result["run"]).inputs == {"max_iter": 5}
     assert set(result["steps"]) == {"prep_data", "train_model"}
     assert "train_model: succeeded" in ran.stderr
     wrong_type = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=many", env=env, cwd=project)
     assert wrong_type.returncode == 2 and "--set max_iter: 'many' is not a whole number" in wrong_type.stderr
+    versions = PipelineVersion.objects.count()
+    (project / "changed.yml").write_text(TWIN.replace("default: 100", "default: 200"))
+    unknown = stepwise("run", "changed.yml", "--team", "ml", "--set", "epochs=3", env=env, cwd=project)
+    assert unknown.returncode == 2 and "--set epochs: the pipeline has no such input" in unknown.stderr
+    assert PipelineVersion.objects.count() == versions  # nothing uploaded
 
     failed = stepwise("run", "failing.yml", "--team", "ml", "--wait", env=env, cwd=project)
     assert failed.returncode == 1, failed.stderr

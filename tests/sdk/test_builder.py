@@ -125,6 +125,8 @@ def test_to_yaml_loads_back_to_the_same_version(project, tmp_path_factory):
     assert path == out / "pipeline.yml"
     assert (out / "components" / "train_model.yml").is_file()
     assert load_pipeline(path).content_hash() == job.content_hash()
+    # design.md's `to_yaml()` with no folder: the text of that pipeline.yml.
+    assert job.to_yaml() == path.read_text()
 
 
 def test_unassigned_steps_take_their_component_name_made_unique(project):
