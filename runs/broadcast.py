@@ -58,8 +58,9 @@ def step_payload(step_run: StepRun) -> dict[str, Any]:
         "finished_at": _iso(step_run.finished_at),
         "exit_code": step_run.exit_code,
         "reason": step_run.reason,
-        "reused_from": step_run.reused_from_id,
-        "reused_from_run": step_run.reused_from.run_id if step_run.reused_from_id and step_run.reused_from else None,
+        # The run it was reused from, as `pipelines run --json` and the API give it.
+        "reused_from": step_run.reused_from.run_id if step_run.reused_from_id and step_run.reused_from else None,
+        "reused_from_step_run": step_run.reused_from_id,
     }
 
 
@@ -76,6 +77,8 @@ def run_payload(run: Run) -> dict[str, Any]:
         "finished_at": _iso(run.finished_at),
         "total": counts["total"],
         "finished": counts["finished"],
+        # The share of steps that are done (0 to 1): what the run page's progress bar shows.
+        "progress": round(counts["finished"] / counts["total"], 4) if counts["total"] else 0.0,
     }
 
 

@@ -152,6 +152,7 @@ def test_members_get_the_current_state_first(live_run, alice, bob):
         assert [m["type"] for m in messages] == ["run", "step", "step", "step"]
         assert messages[0]["run"] == live_run.pk and messages[0]["state"] == RunState.QUEUED
         assert messages[0]["total"] == 3 and messages[0]["finished"] == 1
+        assert messages[0]["progress"] == pytest.approx(1 / 3, abs=1e-4)
         assert [(m["name"], m["state"]) for m in messages[1:]] == [
             ("prep", "succeeded"),
             ("train", "pending"),
