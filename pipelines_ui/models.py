@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
@@ -15,8 +18,19 @@ class Role(models.TextChoices):
     ADMIN = "admin"
 
 
+def validate_team_name(name: str) -> None:
+    """A team's name is a segment of URLs (`/api/v1/endpoints/{team}/{name}/runs/`): no slash,
+    and nothing a person cannot see or type."""
+    if "/" in name or "\\" in name:
+        raise ValidationError("A team name cannot hold a slash.")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise ValidationError("A team name cannot hold tabs, line breaks or other control characters.")
+    if name != name.strip():
+        raise ValidationError("A team name cannot start or end with a space.")
+
+
 class Team(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_team_name])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
     created_at = models.DateTimeField(auto_now_add=True)
 

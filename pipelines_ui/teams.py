@@ -16,12 +16,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from pipelines_ui.models import Invitation, Membership, Role, Team
+from pipelines_ui.models import Invitation, Membership, Role, Team, validate_team_name
 
 INVITATION_TTL = timedelta(days=7)
 TEAM_NAME_MAX = 100
@@ -96,6 +97,10 @@ def team_create(*, name: str, user) -> Team:
     name = name.strip()
     if not name:
         raise TeamError("Give the team a name.")
+    try:
+        validate_team_name(name)
+    except ValidationError as exc:
+        raise TeamError(exc.messages[0]) from None
     if Team.objects.filter(name__iexact=name).exists():
         raise TeamError(f"A team named “{name}” already exists: pick another name.")
     try:

@@ -13,6 +13,7 @@ from unittest import mock
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -59,6 +60,19 @@ def test_the_creator_of_a_team_is_its_admin(db, bob):
     with pytest.raises(teams.TeamError, match="already exists"):
         teams.team_create(name="vision", user=bob)
     assert Team.objects.filter(name__iexact="vision").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("ml/ops", "slash"), ("ml\\ops", "slash"), ("tab\tteam", "control characters"), ("a\u200bb", "control")],
+)
+def test_a_team_name_that_cannot_be_a_url_segment_is_refused(db, bob, name, message):
+    # /api/v1/endpoints/{team}/{name}/runs/ could not be reached for such a team.
+    with pytest.raises(teams.TeamError, match=message):
+        teams.team_create(name=name, user=bob)
+    assert not Team.objects.filter(name=name).exists()
+    with pytest.raises(ValidationError, match=message):
+        Team(name=name).full_clean()  # the admin's check
 
 
 def test_adding_by_username_takes_the_exact_name_only(db, team, alice):
