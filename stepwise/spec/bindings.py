@@ -236,9 +236,14 @@ def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) 
             raise ValueError("a secret is text")
         if value == "":
             raise ValueError("a secret cannot be empty")
+        if "\x00" in value:
+            raise ValueError("a secret cannot hold a NUL character")
         return value
     if value is None or not isinstance(value, str):
         return value
+    if "\x00" in value:
+        # No command line or environment variable can carry it (and PostgreSQL's JSON refuses it).
+        raise ValueError("holds a NUL character, which no command line can carry")
     if type_ in ("integer", "number"):
         try:
             number = int(value.strip()) if type_ == "integer" else float(value.strip())

@@ -235,6 +235,10 @@ def test_a_wrong_input_type_is_400_naming_the_input(alice, pipeline):
     assert [e["field"] for e in response.json()["errors"]] == ["inputs.epochs"]
     response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", {"inputs": {"nope": 1}}, format="json")
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "inputs.nope"
+    # No command line carries NUL (the step failed with an empty log; PostgreSQL's jsonb refuses it).
+    response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", {"inputs": {"note": "a\u0000b"}}, format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "inputs.note"
+    assert "NUL" in response.json()["errors"][0]["message"]
     assert not Run.objects.exists()
 
 
