@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +14,7 @@ from pipelines_ui.api import tokens
 from pipelines_ui.api.token_forms import TokenForm
 
 _SHOWN_ONCE = "stepwise_new_token"
+_SHOWN_FOR_S = 120
 
 
 @login_required
@@ -27,11 +30,22 @@ def token_list(request: HttpRequest) -> HttpResponse:
             field, _, message = str(exc).partition(": ")
             form.add_error(field if field in form.fields else None, message or str(exc))
         else:
-            # Shown on the next page load only: the session forgets it then, the database never had it.
-            request.session[_SHOWN_ONCE] = {"id": new.token.pk, "secret": new.secret}
-            return redirect("token_list")
-    created = request.session.pop(_SHOWN_ONCE, None)
-    return render(
+            # Shown on the next page load only, from a short-lived cookie of this browser: never
+            # in the session (a database row), and a reload does not post the form again.
+            response = redirect("token_list")
+            response.set_signed_cookie(
+                _SHOWN_ONCE,
+                json.dumps({"id": new.token.pk, "secret": new.secret}),
+                salt=_SHOWN_ONCE,
+                max_age=_SHOWN_FOR_S,
+                path=request.path,
+                secure=request.is_secure(),
+                httponly=True,
+                samesite="Strict",
+            )
+            return response
+    created = _shown_once(request)
+    response = render(
         request,
         "account/tokens.html",
         {
@@ -42,6 +56,23 @@ def token_list(request: HttpRequest) -> HttpResponse:
             "nav": "tokens",
         },
     )
+    if _SHOWN_ONCE in request.COOKIES:
+        response.delete_cookie(_SHOWN_ONCE, path=request.path, samesite="Strict")
+    if created is not None:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+def _shown_once(request: HttpRequest) -> dict | None:
+    value = request.get_signed_cookie(_SHOWN_ONCE, default=None, salt=_SHOWN_ONCE, max_age=_SHOWN_FOR_S)
+    try:
+        created = json.loads(value) if value else None
+    except ValueError:
+        return None
+    # Another user's browser session cannot be given it: the token must be this user's.
+    if not isinstance(created, dict) or not tokens.user_tokens(request.user).filter(pk=created.get("id")).exists():
+        return None
+    return created
 
 
 @login_required

@@ -408,6 +408,8 @@ def test_the_schema_and_offline_docs_are_served(client):
     assert docs.status_code == 200
     html = docs.content.decode()
     assert "swagger-ui" in html and "cdn" not in html.lower() and "<script>" not in html
+    script = client.get("/api/v1/docs/?script=").content.decode()
+    assert '"validatorUrl": null' in script  # no badge fetched from validator.swagger.io
 
 
 # ---- the token command ---------------------------------------------------------------------
@@ -435,6 +437,9 @@ def test_stepwise_token_create_prints_only_the_token(alice, team):
     token = ApiToken.objects.get(token_sha256=digest(secret))
     assert token.team == team and token.scopes == ["read", "run"] and token.expires_at is not None
     assert bearer(secret).get("/api/v1/teams/").status_code == 200
+    # `[--scope S ...]`: several after one flag, as design.md writes it.
+    call_command("stepwise_token", "create", "alice", "--scope", "read", "write", stdout=out, stderr=err)
+    assert ApiToken.objects.get(token_sha256=digest(out.getvalue().split()[-1])).scopes == ["read", "write"]
 
 
 def test_stepwise_token_refuses_unknown_users_and_teams(alice):
@@ -468,6 +473,11 @@ def test_the_tokens_page_shows_a_new_token_once_then_revokes_it(client, alice, t
 
     secret = re.search(r'value="(swt_[^"]+)"', page).group(1)
     assert digest(secret) == token.token_sha256
+    assert response["Cache-Control"] == "no-store"
+    # Nowhere in the database: not in a session row waiting for the next page either.
+    from django.contrib.sessions.models import Session
+
+    assert not any(secret in str(row.get_decoded()) for row in Session.objects.all())
     again = client.get("/account/tokens/").content.decode()
     assert secret not in again and "nightly CI" in again
     client.post(f"/account/tokens/{token.pk}/revoke/")

@@ -22,7 +22,12 @@ class Command(BaseCommand):
         create.add_argument("--name", default="", help="what uses it (default: created from the command line)")
         create.add_argument("--team", help="limit the token to this team (its name)")
         create.add_argument(
-            "--scope", action="append", choices=Scope.values, dest="scopes", help="repeat for several (default: read)"
+            "--scope",
+            action="extend",
+            nargs="+",
+            choices=Scope.values,
+            dest="scopes",
+            help="one or more, `--scope read run` or repeated (default: read)",
         )
         create.add_argument("--expires-days", type=int, help="expire after N days (default: never)")
         listing = sub.add_parser("list", help="a user's tokens")
