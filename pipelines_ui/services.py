@@ -149,18 +149,24 @@ def pipeline_base_spec(*, pipeline: Pipeline, number: int) -> PipelineSpec:
     return version_spec_with_files(pipeline.versions.get(number=number))
 
 
-@transaction.atomic
-def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) -> PipelineVersion:
-    """Load the YAML at `path`; create the pipeline, or add a version to the one of that name."""
-    spec, _warnings = load_pipeline(
+def pipeline_load(*, path: Path, team: Team | None) -> tuple[PipelineSpec, list[Problem]]:
+    """The uploaded YAML at `path` and its warnings, checked against this instance: its compute
+    targets and `team`'s registered components and data assets (SpecError when invalid)."""
+    return load_pipeline(
         Path(path),
         known_computes=known_compute_names(),
         unknown_compute_to_default=unknown_compute_to_default(),
         resolve_component=component_resolver(team),
-        resolve_data=data_resolver(team),
+        resolve_data=data_resolver(team) if team is not None else None,
         max_bytes=settings.STEPWISE_YAML_MAX_BYTES,
         max_files_bytes=settings.STEPWISE_UPLOAD_MAX_BYTES,
     )
+
+
+@transaction.atomic
+def pipeline_import(*, team: Team, path: Path, user, name: str | None = None) -> PipelineVersion:
+    """Load the YAML at `path`; create the pipeline, or add a version to the one of that name."""
+    spec, _warnings = pipeline_load(path=path, team=team)
     pipeline_name = (name or spec.display_name or spec.name or Path(path).stem).strip()[:255]
     message = f"Imported from {Path(path).name}"
     existing = Pipeline.objects.filter(team=team, name=pipeline_name).first()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stepwise.client import TERMINAL, Client, Run, StepwiseError, write_config
+from stepwise.client import TERMINAL, Client, Run, StepwiseError, ValidationError, problem_text, write_config
 from stepwise.spec import SpecError
 from stepwise.spec.bindings import coerce_literal
 
@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("login", "store the server's URL and a token in your config (mode 0600)")
     p.add_argument("server_url")
     p.add_argument("--with-token", dest="login_token", help="the token (default: STEPWISE_TOKEN, else asked)")
-    p = command("validate", "check a pipeline YAML locally and list errors and warnings")
+    p = command("validate", "check a pipeline YAML as the server would import it; list errors and warnings")
     p.add_argument("file")
+    p.add_argument("--team", help="the team whose registered components the pipeline may use")
     p = command("import", "import a pipeline YAML (with its folder) as a new pipeline or a new version")
     p.add_argument("file")
     p.add_argument("--team", required=True)
@@ -127,17 +128,49 @@ class _Cli:
         return EXIT_OK
 
     def do_validate(self) -> int:
-        from stepwise.spec import load_pipeline
-
         path = Path(self.args.file)
         if not path.is_file():
             raise Invalid(f"{self.args.file}: no such file")
+        try:
+            client = self.client
+        except StepwiseError:
+            return self._validate_here(path)
+        try:
+            checked = client.pipelines.validate(path, team=self.args.team)
+        except ValidationError as exc:
+            # The server names the file it was sent: the YAML, as pipeline.yml of the upload.
+            raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
+        warnings = self._as_given(checked["warnings"])
+        for problem in warnings:
+            print(f"warning: {problem_text(problem).strip()}", file=sys.stderr)
+        self.out(
+            f"{self.args.file}: valid pipeline with {len(checked['steps'])} steps",
+            {"file": self.args.file, "valid": True, "steps": checked["steps"], "warnings": warnings},
+        )
+        return EXIT_OK
+
+    def _as_given(self, problems: list[dict]) -> list[dict]:
+        return [{**p, "file": self.args.file} if p.get("file") == "pipeline.yml" else p for p in problems]
+
+    def _validate_here(self, path: Path) -> int:
+        """No server configured: the checks that need none (compute names and registered
+        components are the server's to check)."""
+        from stepwise.spec import load_pipeline
+
         spec, warnings = load_pipeline(path)
+        print(
+            "note: no server configured, so checked here only: not its compute targets or components", file=sys.stderr
+        )
         for problem in warnings:
             print(f"warning: {problem}", file=sys.stderr)
         self.out(
             f"{self.args.file}: valid pipeline with {len(spec.jobs)} steps",
-            {"file": self.args.file, "valid": True, "steps": list(spec.jobs), "warnings": [str(w) for w in warnings]},
+            {
+                "file": self.args.file,
+                "valid": True,
+                "steps": list(spec.jobs),
+                "warnings": [_problem_dict(w) for w in warnings],
+            },
         )
         return EXIT_OK
 

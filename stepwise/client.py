@@ -37,7 +37,7 @@ class StepwiseError(Exception):
         self.status = status
         self.detail = message
         self.errors = list(errors or [])
-        lines = [message] + [_problem_text(e) for e in self.errors]
+        lines = [message] + [problem_text(e) for e in self.errors]
         super().__init__("\n".join(lines))
 
 
@@ -64,7 +64,7 @@ class Conflict(StepwiseError):
 _BY_STATUS = {400: ValidationError, 401: AuthenticationError, 403: PermissionDenied, 404: NotFound, 409: Conflict}
 
 
-def _problem_text(e: dict) -> str:
+def problem_text(e: dict) -> str:
     where = [e.get("file") or ""]
     where += [f"job '{e['job']}'" if e.get("job") else "", f"field '{e['field']}'" if e.get("field") else ""]
     prefix = ": ".join(w for w in where if w)
@@ -288,6 +288,13 @@ class Pipelines(_Resource):
         if name:
             data["name"] = name
         return self._client._json("POST", "pipelines/", data=data, files={"file": (filename, content)})
+
+    def validate(self, source: PipelineJob | str | Path, *, team: str | None = None) -> dict:
+        """Check a pipeline as the server would import it (its compute targets; `team`'s registered
+        components), storing nothing: `{"valid", "steps", "warnings"}`, or ValidationError."""
+        filename, content = _upload(source)
+        data = {"team": team} if team else {}
+        return self._client._json("POST", "pipelines/validate/", data=data, files={"file": (filename, content)})
 
     def versions(self, pipeline_id: int) -> list[dict]:
         return self._client._all(f"pipelines/{pipeline_id}/versions/")

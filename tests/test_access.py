@@ -297,6 +297,7 @@ MEMBER_SEES: dict[str, tuple[int, int, object]] = {
     "api_docs": (200, 405, "Stepwise API"),
     "api_teams": (200, 405, "Data Science"),
     "api_pipelines": (200, 400, SECRET),
+    "api_pipeline_validate": (405, 400, ""),
     "api_pipeline": (200, 405, SECRET),
     "api_versions": (200, 405, "application/json"),
     "api_version": (200, 405, "application/json"),

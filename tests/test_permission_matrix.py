@@ -315,6 +315,13 @@ ROWS += [
             "file": SimpleUploadedFile("p.yml", PIPELINE_YAML.encode()),
         },
     ),
+    Row(
+        "api_pipeline_validate",
+        "post",
+        Expect(401, 404, 200, 200, 200),
+        data=lambda w: {"team": w.team.name, "file": SimpleUploadedFile("p.yml", PIPELINE_YAML.encode())},
+        why="checking stores nothing: reading the team is enough",
+    ),
     Row("api_pipeline", "get", API_READ, pipeline),
     Row("api_versions", "get", API_READ, pipeline),
     Row("api_version", "get", API_READ, version),

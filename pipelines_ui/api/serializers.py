@@ -54,6 +54,19 @@ class PipelineImportSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, help_text="the pipeline's name (default: from the YAML)")
 
 
+class PipelineValidateSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="pipeline.yml, or a .zip of the pipeline's folder")
+    team = serializers.CharField(
+        required=False, help_text="the team whose registered components and data assets it may use (its name)"
+    )
+
+
+class ValidationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    steps = serializers.ListField(child=serializers.CharField())
+    warnings = ProblemSerializer(many=True)
+
+
 class VersionSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     content_hash = serializers.CharField()

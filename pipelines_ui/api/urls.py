@@ -10,6 +10,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
     path("teams/", views.TeamList.as_view(), name="api_teams"),
     path("pipelines/", views.PipelineList.as_view(), name="api_pipelines"),
+    path("pipelines/validate/", views.PipelineValidate.as_view(), name="api_pipeline_validate"),
     path("pipelines/<int:pipeline_id>/", views.PipelineDetail.as_view(), name="api_pipeline"),
     path("pipelines/<int:pipeline_id>/versions/", views.VersionList.as_view(), name="api_versions"),
     path("pipelines/<int:pipeline_id>/versions/<int:number>/", views.VersionDetail.as_view(), name="api_version"),

@@ -197,6 +197,41 @@ class PipelineList(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class PipelineValidate(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": s.PipelineValidateSerializer},
+        responses={200: s.ValidationSerializer, **_errors(400, 401, 403, 404, 429)},
+        tags=["pipelines"],
+    )
+    def post(self, request):
+        """Check a pipeline as an import would (this instance's compute targets; the team's registered
+        components and data assets), storing nothing: 200 with its warnings, or 400 naming each problem."""
+        access.require_scope(request, Scope.READ)
+        form = s.PipelineValidateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        team = None
+        if data.get("team"):
+            team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
+            if team is None:
+                raise Http404(f"No team named {data['team']!r}")
+        with tempfile.TemporaryDirectory(prefix="stepwise-api-validate-") as tmp:
+            try:
+                yaml_path = save_upload(data["file"], Path(tmp))
+                spec, warnings = services.pipeline_load(path=yaml_path, team=team)
+            except UploadError as exc:
+                return error_response(str(exc), [field_error("file", str(exc))])
+            except SpecError as exc:
+                problems = [p for p in relative_problems(exc.problems, Path(tmp) / "upload") if p.severity == "error"]
+                return error_response("the pipeline is invalid", [problem_json(p) for p in problems])
+            warnings = relative_problems(warnings, Path(tmp) / "upload")
+        return Response(
+            {"valid": True, "steps": list(spec.jobs), "warnings": [problem_json(p) for p in warnings]},
+        )
+
+
 class PipelineDetail(APIView):
     @extend_schema(responses={200: s.PipelineSerializer, **READ_ERRORS}, tags=["pipelines"])
     def get(self, request, pipeline_id: int):

@@ -152,6 +152,27 @@ def test_import_a_pipeline_by_upload(alice, team):
     assert Pipeline.objects.get(pk=body["id"]).team == team
 
 
+def test_validate_checks_as_an_import_would_and_stores_nothing(alice, team, viewer):
+    client = bearer(token_for(viewer, "read"))  # reading is enough: nothing is stored
+
+    def validate(text: str, **extra):
+        upload = io.BytesIO(text.encode())
+        upload.name = "mine.yml"
+        return client.post("/api/v1/pipelines/validate/", {"file": upload, **extra}, format="multipart")
+
+    good = validate(PIPELINE_YAML, team=team.name)
+    assert good.status_code == 200, good.json()
+    assert good.json()["valid"] is True and good.json()["steps"] == ["prep", "train", "report"]
+    # What only the server knows: its compute targets (a file alone looks valid).
+    unknown = validate(
+        PIPELINE_YAML.replace("display_name: demo", "display_name: demo\nsettings: {default_compute: nosuch}")
+    )
+    assert unknown.status_code == 400
+    assert any("nosuch" in e["message"] for e in unknown.json()["errors"])
+    assert validate(PIPELINE_YAML, team="Nobody").status_code == 404
+    assert not Pipeline.objects.exists()
+
+
 def test_an_invalid_pipeline_is_400_naming_each_problem_and_saves_nothing(alice, team):
     client = bearer(token_for(alice, "write"))
     bad = yaml.safe_load(PIPELINE_YAML)

@@ -46,6 +46,7 @@ ROUTES = [
     Route("api_teams", "get", "read", "viewer", 200, listing=True),
     Route("api_pipelines", "get", "read", "viewer", 200, listing=True),
     Route("api_pipelines", "post", "write", "editor", 201),
+    Route("api_pipeline_validate", "post", "read", "viewer", 200),
     Route("api_pipeline", "get", "read", "viewer", 200),
     Route("api_versions", "get", "read", "viewer", 200),
     Route("api_version", "get", "read", "viewer", 200),
@@ -106,6 +107,7 @@ class World:
         return {
             "api_teams": "/api/v1/teams/",
             "api_pipelines": "/api/v1/pipelines/",
+            "api_pipeline_validate": "/api/v1/pipelines/validate/",
             "api_pipeline": f"/api/v1/pipelines/{p}/",
             "api_versions": f"/api/v1/pipelines/{p}/versions/",
             "api_version": f"/api/v1/pipelines/{p}/versions/1/",
@@ -134,6 +136,10 @@ class World:
             upload = io.BytesIO(PIPELINE_YAML.encode())
             upload.name = "pipeline.yml"
             return {"file": upload, "team": self.team.name, "name": "imported"}, "multipart"
+        if route.name == "api_pipeline_validate":
+            upload = io.BytesIO(PIPELINE_YAML.encode())
+            upload.name = "pipeline.yml"
+            return {"file": upload, "team": self.team.name}, "multipart"
         if (route.name, route.method) == ("api_components", "post"):
             upload = io.BytesIO(b"type: command\nname: hello\ncommand: echo hello\n")
             upload.name = "hello.yml"
@@ -261,6 +267,7 @@ def test_another_team_s_objects_are_404(route, world, other_team):
         assert world.team.name not in str(body)
     elif (route.name, route.method) in (
         ("api_pipelines", "post"),
+        ("api_pipeline_validate", "post"),
         ("api_endpoints", "post"),
         ("api_schedules", "post"),
         ("api_data_triggers", "post"),

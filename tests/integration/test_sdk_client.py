@@ -236,6 +236,15 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     assert bad.returncode == 2
     assert "job 'hello'" in bad.stderr and "field 'command'" in bad.stderr
     assert json.loads(bad.stdout)["errors"][0]["job"] == "hello"
+    # Checked as the server imports: a compute target it does not have is an error (exit 2, as
+    # `manage.py pipelines validate`), named in the user's file; with no server, checked here only.
+    (project / "elsewhere.yml").write_text(TWIN.replace("cpu-cluster", "no-such-cluster"))
+    remote = stepwise("validate", "elsewhere.yml", "--json", env=env, cwd=project)
+    assert remote.returncode == 2 and "no-such-cluster" in remote.stderr
+    assert json.loads(remote.stdout)["errors"][0]["file"] == "elsewhere.yml"
+    offline = {k: v for k, v in env.items() if k not in ("STEPWISE_URL", "STEPWISE_TOKEN")}
+    local = stepwise("validate", "elsewhere.yml", env=offline, cwd=project)
+    assert local.returncode == 0 and "no server configured, so checked here only" in local.stderr
 
     imported = stepwise("import", "pipeline.yml", "--team", "ml", "--json", env=env, cwd=project)
     assert imported.returncode == 0, imported.stderr
