@@ -138,7 +138,6 @@ class _Cli:
         try:
             checked = client.pipelines.validate(path, team=self.args.team)
         except ValidationError as exc:
-            # The server names the file it was sent: the YAML, as pipeline.yml of the upload.
             raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
         warnings = self._as_given(checked["warnings"])
         for problem in warnings:
@@ -150,6 +149,8 @@ class _Cli:
         return EXIT_OK
 
     def _as_given(self, problems: list[dict]) -> list[dict]:
+        """The server names the file it was sent, the YAML as the upload's pipeline.yml: the
+        problems name the user's file instead."""
         return [{**p, "file": self.args.file} if p.get("file") == "pipeline.yml" else p for p in problems]
 
     def _validate_here(self, path: Path) -> int:
@@ -178,7 +179,10 @@ class _Cli:
         path = Path(self.args.file)
         if not path.is_file():
             raise Invalid(f"{self.args.file}: no such file")
-        created = self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
+        try:
+            created = self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
+        except ValidationError as exc:
+            raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
         self.out(f"imported {created['name']} version {created['version']}", created)
         return EXIT_OK
 

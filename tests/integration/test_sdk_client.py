@@ -251,7 +251,7 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     pipeline_id = json.loads(imported.stdout)["id"]
     refused = stepwise("import", "broken.yml", "--team", "ml", env=env, cwd=project)
     assert refused.returncode == 2
-    assert "job 'hello'" in refused.stderr
+    assert "job 'hello'" in refused.stderr and "broken.yml: job 'hello'" in refused.stderr
 
     ran = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=5", "--json", env=env, cwd=project)
     assert ran.returncode == 0, ran.stderr
