@@ -78,6 +78,7 @@ with open(os.environ["STEPWISE_METRICS_FILE"], "a") as metrics:
         '{"name": "huge step", "value": 1, "step": 1e20}\n'
         '{"name": "nan", "value": NaN}\n{"name": "inf", "value": 1e999}\n'
         'not json\n[1]\n{"name": "no value"}\n'
+        + "[" * 100_000 + "]" * 100_000 + "\n"  # nested too deeply for Python's decoder
     )
 out = sys.stdout.buffer
 out.write(b"latin-1: caf\xe9, broken: \xc3\x28, lone: \xff\xfe\n")

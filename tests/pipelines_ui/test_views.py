@@ -592,3 +592,6 @@ def test_environment_as_json_object(client, alice, pipeline):
     assert saved.jobs["score"].environment == {"image": "python:3.11-slim"}
     response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment="{nope"))
     assert response.status_code == 400 and "Not valid JSON" in response.content.decode()
+    deep = '{"a":' + "[" * 2400 + "]" * 2400 + "}"  # within max_length, too deep for the decoder: was a 500
+    response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment=deep))
+    assert response.status_code == 400 and "nested too deeply" in response.content.decode()
