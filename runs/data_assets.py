@@ -451,9 +451,15 @@ def datastore_create(
         if not Path(root).is_absolute():
             raise DataError("a local datastore's root is an absolute folder path")
         allowed = [Path(r).resolve() for r in settings.STEPWISE_DATASTORE_ROOTS]
-        if not any(Path(root).resolve().is_relative_to(base) for base in allowed):
+        folder = Path(root).resolve()
+        if not any(folder.is_relative_to(base) for base in allowed):
             where = ", ".join(str(base) for base in allowed)
             raise DataError(f"a local datastore's root must lie inside {where} (STEPWISE_DATASTORE_ROOTS)")
+        if _overlaps_another_team(team, folder):
+            # Its files would be the other team's: readable (and registered as data) by this one.
+            raise DataError(
+                f"{root} is, holds or lies inside another team's datastore folder: give this team a folder of its own"
+            )
     if Datastore.objects.filter(team=team, name=name).exists():
         raise DataError(f"team {team.name} already has a datastore named {name}")
     return Datastore.objects.create(
@@ -464,6 +470,15 @@ def datastore_create(
         options=options or {},
         credentials=secrets_encrypt({k: v for k, v in (credentials or {}).items() if v}),
     )
+
+
+def _overlaps_another_team(team: Team, folder: Path) -> bool:
+    others = Datastore.objects.filter(kind=Datastore.Kind.LOCAL).exclude(team=team).values_list("root", flat=True)
+    for other in others:
+        theirs = Path(other).resolve()
+        if folder.is_relative_to(theirs) or theirs.is_relative_to(folder):
+            return True
+    return False
 
 
 def _fs(datastore: Datastore):
@@ -496,6 +511,8 @@ def datastore_filesystem(datastore: Datastore, path: str = "") -> tuple[object, 
 
 
 def _inside(datastore: Datastore, path: str) -> str:
+    if "\x00" in path:
+        raise DataError(f"a path in datastore {datastore.name} cannot hold a NUL character")
     rel = path.strip().lstrip("/")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
@@ -541,10 +558,14 @@ def datastore_fetch(datastore: Datastore, path: str, dest: Path) -> Path:
     rel = _inside(datastore, path)
     if datastore.kind == Datastore.Kind.LOCAL:
         root = Path(datastore.root).resolve()
-        source = (root / rel).resolve()
+        try:
+            source = (root / rel).resolve()
+            found = source.exists()
+        except OSError as exc:  # a name too long: nothing such can exist
+            raise DataError(f"'{path[:300]}' is not a path in datastore {datastore.name}: {exc.strerror}") from None
         if not source.is_relative_to(root):
             raise DataError(f"'{path}' leaves the datastore {datastore.name}")
-        if not source.exists():
+        if not found:
             raise DataError(f"'{path}' does not exist in datastore {datastore.name}")
         return source
     fs = _fs(datastore)

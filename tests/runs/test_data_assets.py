@@ -127,6 +127,25 @@ def test_create_from_a_local_datastore_path_and_browse_it(team, tmp_path, settin
         data_assets.data_create_from_datastore(datastore=store, path="../..", name="escape")
     with pytest.raises(DataError, match="does not exist"):
         data_assets.data_create_from_datastore(datastore=store, path="nope", name="missing")
+    # Paths no file can have are refused with a message, not a 500.
+    with pytest.raises(DataError, match="NUL"):
+        data_assets.data_create_from_datastore(datastore=store, path="raw\x00", name="nul")
+    with pytest.raises(DataError, match="is not a path in datastore lake: File name too long"):
+        data_assets.data_create_from_datastore(datastore=store, path="a" * 300, name="long")
+
+
+def test_a_team_cannot_take_another_team_s_datastore_folder(team, other_team, tmp_path, settings):
+    # The same folder (or one holding it, or inside it) would let its members read and register
+    # the other team's files.
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
+    root = folder(tmp_path, "store/a", {"secret.txt": "theirs"})
+    data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
+    for taken in (root, root.parent, root / "sub", Path(str(root) + "/")):
+        with pytest.raises(DataError, match="another team's datastore folder"):
+            data_assets.datastore_create(team=other_team, name="mine", kind="local", root=str(taken))
+    data_assets.datastore_create(team=team, name="lake-raw", kind="local", root=str(root / "raw"))  # its own: fine
+    mine = data_assets.datastore_create(team=other_team, name="mine", kind="local", root=str(tmp_path / "store/b"))
+    assert mine.team == other_team
 
 
 def test_datastore_credentials_are_stored_encrypted(team):
