@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from django import forms
+from django.utils.html import escape
 
 from pipelines_ui.markdown import MAX_SOURCE_CHARS
 from pipelines_ui.models import Pipeline, PipelineVersion, Template, TemplateVersion, Visibility
@@ -61,7 +62,8 @@ class PublishForm(forms.Form):
                 required=False,
                 max_length=PARAMETER_DESCRIPTION_MAX,
                 initial=old.get(name, decl.description),
-                help_text=f"{decl.type}" + (f", default {decl.default}" if decl.default is not None else ""),
+                # Rendered as HTML by the form's template: the default is the author's text.
+                help_text=escape(f"{decl.type}" + (f", default {decl.default}" if decl.default is not None else "")),
             )
             self.parameter_names.append(name)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.html import escape
 
 from runs.services import RunInputError, run_inputs_clean
 from stepwise.spec.bindings import INTEGER_MAX, INTEGER_MIN, MAX_TIMEOUT_S
@@ -18,7 +19,9 @@ def _help(decl: InputDecl) -> str:
         parts.append("never shown or logged; steps read it from their environment")
     if decl.description:
         parts.append(decl.description)
-    return " · ".join(parts)
+    # Forms render help text as HTML (Django's and django-bootstrap4's templates): the
+    # description is the pipeline author's text.
+    return escape(" · ".join(parts))
 
 
 def _field(decl: InputDecl) -> forms.Field:

@@ -11,7 +11,7 @@ from django.urls import reverse
 from pipelines_ui.models import Membership, Role
 from runs import artifacts
 from runs.models import Artifact, ComputeTarget, LogChunk, Metric, Run, RunState, StepOutput, StepRun, StepState
-from tests.runs.conftest import make_pipeline, make_run, set_step
+from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
 pytestmark = pytest.mark.django_db
 
@@ -457,3 +457,21 @@ def test_a_fully_reused_run_says_nothing_executed_and_where_the_logs_are(finishe
     assert "Every step was reused from earlier runs: nothing executed." in html
     assert "Nothing ran here: the log is on" in html
     assert "No step has started yet." not in html
+
+
+def test_input_descriptions_and_defaults_are_escaped_in_form_help(client, alice, team):
+    """Form help text is rendered as HTML: an author's description or default must not become markup."""
+    hostile = PIPELINE_YAML.replace(
+        "note: {type: string, optional: true}",
+        "note: {type: string, optional: true, description: '<img src=x onerror=alert(1)>'}\n"
+        "  title: {type: string, default: '\"><svg/onload=alert(7)>'}",
+    )
+    pipeline = make_pipeline(team, alice, name="hostile", yaml_text=hostile)
+    client.force_login(alice)
+    for url in (reverse("run_create", args=[pipeline.pk]), reverse("template_publish", args=[pipeline.pk])):
+        html = client.get(url).content.decode()
+        assert "<img src=x" not in html and "<svg/onload" not in html, url
+    run_form = client.get(reverse("run_create", args=[pipeline.pk])).content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in run_form
+    publish = client.get(reverse("template_publish", args=[pipeline.pk])).content.decode()
+    assert "&lt;svg/onload=alert(7)&gt;" in publish
