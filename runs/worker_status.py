@@ -165,6 +165,12 @@ def worker_undrain(*, worker: Worker) -> bool:
     )
 
 
+def user_manages_workers(user) -> bool:
+    """Staff alone drain and undrain: a worker takes every team's steps, and anyone may create a
+    team and be its admin."""
+    return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
 # ---- read by the Workers page --------------------------------------------------------------
 
 
@@ -219,6 +225,8 @@ class WorkersPage:
     # Compute targets that no live worker takes steps of (one that drains does not count).
     unserved: list[str]
     targets: list[str]
+    # Whether the page offers Drain and Undrain (user_manages_workers).
+    manages: bool = False
 
 
 def _row(worker: Worker, step: StepRun | None, cutoff: datetime) -> WorkerRow:
@@ -265,4 +273,10 @@ def workers_page(*, user) -> WorkersPage:
             row.step_visible = row.step is not None and row.step.run_id in visible
     targets = list(ComputeTarget.objects.values_list("name", flat=True))
     served = {t for r in live if not r.worker.drain for t in r.worker.targets}
-    return WorkersPage(live=live, past=past, unserved=[t for t in targets if t not in served], targets=targets)
+    return WorkersPage(
+        live=live,
+        past=past,
+        unserved=[t for t in targets if t not in served],
+        targets=targets,
+        manages=user_manages_workers(user),
+    )

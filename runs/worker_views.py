@@ -19,6 +19,11 @@ def _check_access(request: HttpRequest) -> None:
         raise PermissionDenied("Only staff and team admins see the workers")
 
 
+def _check_manages(request: HttpRequest) -> None:
+    if not worker_status.user_manages_workers(request.user):
+        raise PermissionDenied("Only staff drain and undrain workers: each takes every team's steps")
+
+
 @login_required
 @require_GET
 def worker_list(request: HttpRequest) -> HttpResponse:
@@ -32,7 +37,7 @@ def worker_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def worker_drain_view(request: HttpRequest, worker_id: int) -> HttpResponse:
-    _check_access(request)
+    _check_manages(request)
     worker = get_object_or_404(Worker, pk=worker_id)
     if worker_status.worker_drain(worker=worker, user=request.user):
         messages.success(request, f"Worker {worker.name} finishes its current step, then takes no more.")
@@ -44,7 +49,7 @@ def worker_drain_view(request: HttpRequest, worker_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def worker_undrain_view(request: HttpRequest, worker_id: int) -> HttpResponse:
-    _check_access(request)
+    _check_manages(request)
     worker = get_object_or_404(Worker, pk=worker_id)
     if worker_status.worker_undrain(worker=worker):
         messages.success(request, f"Worker {worker.name} takes steps again.")

@@ -244,10 +244,11 @@ ROWS: list[Row] = [
         variant="outside",
         why="only a file the output's stored list names is served",
     ),
-    # ---- workers: the install's, for staff and the admins of any team
+    # ---- workers: the install's, seen by staff and the admins of any team
     Row("worker_list", "get", Expect(LOGIN, 200, 403, 403, 200)),
-    Row("worker_drain", "post", Expect(LOGIN, 302, 403, 403, 302), lambda w: [w.worker.pk]),
-    Row("worker_undrain", "post", Expect(LOGIN, 302, 403, 403, 302), lambda w: [w.worker.pk]),
+    # Draining stops steps of every team: staff only.
+    Row("worker_drain", "post", Expect(LOGIN, 403, 403, 403, 403), lambda w: [w.worker.pk]),
+    Row("worker_undrain", "post", Expect(LOGIN, 403, 403, 403, 403), lambda w: [w.worker.pk]),
     # ---- teams
     Row("team_list", "get", LIST),
     Row("team_create", "get", LIST),
