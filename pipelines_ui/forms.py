@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from pipelines_ui.models import Pipeline
 from pipelines_ui.selectors import compute_choices, default_compute_name, user_editable_teams
 from pipelines_ui.uploads import UploadError, zip_to_files
-from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, coerce_literal
+from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, coerce_literal, json_problem
 from stepwise.spec.model import (
     DATA_TYPES,
     INPUT_TYPES,
@@ -399,6 +399,11 @@ def source_to_binding(source: str, type_: str, value: str):
     raise ValidationError("Unknown source.")
 
 
+def _no_constant(name: str) -> None:
+    # NaN and Infinity: JavaScript's, not JSON's; no JSON column or YAML export holds them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 class StepForm(_Form):
     name = forms.CharField(max_length=100, validators=[validate_step_name], help_text=STEP_NAME_HELP)
     display_name = forms.CharField(max_length=255, required=False)
@@ -450,13 +455,15 @@ class StepForm(_Form):
         if not text.startswith("{"):
             return text
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_no_constant)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}")
         except RecursionError:
             raise ValidationError("Not valid JSON: nested too deeply.")
         if not isinstance(value, dict):
             raise ValidationError("Give a name or a JSON object.")
+        if problem := json_problem(value):
+            raise ValidationError(f"Not usable as an environment: {problem}.")
         return value
 
     def clean_environment_variables(self) -> dict[str, str]:

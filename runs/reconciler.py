@@ -134,7 +134,12 @@ def tick() -> dict[str, list[int]]:
     active = Run.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING], created_at__lt=grace)
     in_flight = StepRun.objects.filter(run__in=active, state__in=[StepState.QUEUED, StepState.RUNNING])
     for run_id, before in active.exclude(pk__in=in_flight.values("run_id")).values_list("pk", "state"):
-        orchestrator.run_advance(run_id)
+        try:
+            orchestrator.run_advance(run_id)
+        except Exception:
+            # One run that cannot advance must not stop the pass: the others' timeouts come after.
+            log.exception("reconciler: run %s cannot advance", run_id)
+            continue
         if Run.objects.values_list("state", flat=True).get(pk=run_id) != before:
             done["settled"].append(run_id)
 

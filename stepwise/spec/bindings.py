@@ -227,6 +227,38 @@ def compute_target_name(compute: str) -> str:
     return "" if name == SERVERLESS_COMPUTE else name
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` cannot reach a step's command line or the database, or None: NUL ends a C
+    string (and PostgreSQL refuses it), an unpaired surrogate cannot be encoded."""
+    if "\x00" in text:
+        return "holds a NUL character, which no command line can carry"
+    if _SURROGATE.search(text):
+        return "holds an unpaired surrogate (\\ud800-\\udfff), which is no character"
+    return None
+
+
+def json_problem(value: object, *, max_depth: int = 50) -> str | None:
+    """Why a JSON value given for the spec (an environment object) cannot be stored and exported
+    like YAML, or None: text that `text_problem` refuses, or deeper than YAML may nest."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return f"nested too deeply (more than {max_depth} levels)"
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return f"a string {problem}"
+        elif isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return None
+
+
 def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) -> object:
     """A literal typed in a form, on the command line or sent as JSON, as a value of input type
     `type_`: text is parsed, typed values pass through; ValueError names what is wrong."""
@@ -236,14 +268,18 @@ def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) 
             raise ValueError("a secret is text")
         if value == "":
             raise ValueError("a secret cannot be empty")
-        if "\x00" in value:
-            raise ValueError("a secret cannot hold a NUL character")
+        if problem := text_problem(value):
+            raise ValueError(f"a secret {problem}")
         return value
-    if value is None or not isinstance(value, str):
+    if value is None:
         return value
-    if "\x00" in value:
-        # No command line or environment variable can carry it (and PostgreSQL's JSON refuses it).
-        raise ValueError("holds a NUL character, which no command line can carry")
+    if not isinstance(value, str):
+        # A typed value (JSON from the API, the SDK): of the input's type, or refused.
+        if error := literal_error(value, type_, enum):
+            raise ValueError(error)
+        return value
+    if problem := text_problem(value):
+        raise ValueError(problem)
     if type_ in ("integer", "number"):
         try:
             number = int(value.strip()) if type_ == "integer" else float(value.strip())

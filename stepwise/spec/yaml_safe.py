@@ -9,6 +9,7 @@ expand to, never by expanding them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -21,6 +22,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from .bindings import text_problem
 from .model import Problem, SpecError
 
 MAX_DEPTH = 50
@@ -119,9 +121,25 @@ class _Constructor(SafeConstructor):
     def _refuse(self, node: Node) -> None:
         raise ConstructorError(None, None, f"unsupported YAML type {node.tag}", node.start_mark)
 
+    # Escapes (`"\0"`, `"\ud800"`, `.nan`) write what no command line, JSON column or
+    # database text can hold: refused here, where the line is known, not at the run's start.
+    def _str(self, node: ScalarNode) -> str:
+        value = self.construct_yaml_str(node)
+        if problem := text_problem(value):
+            raise ConstructorError(None, None, f"a string that {problem}", node.start_mark)
+        return value
+
+    def _float(self, node: ScalarNode) -> float:
+        value = self.construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise ConstructorError(None, None, f"{node.value!r} is not a finite number", node.start_mark)
+        return value
+
 
 _Constructor.add_constructor("tag:yaml.org,2002:map", _Constructor._map)
 _Constructor.add_constructor("tag:yaml.org,2002:seq", _Constructor._seq)
+_Constructor.add_constructor("tag:yaml.org,2002:str", _Constructor._str)
+_Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor._float)
 for _tag in ("binary", "set", "omap", "pairs", "timestamp"):
     _Constructor.add_constructor(f"tag:yaml.org,2002:{_tag}", _Constructor._refuse)
 

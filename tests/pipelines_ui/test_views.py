@@ -595,3 +595,13 @@ def test_environment_as_json_object(client, alice, pipeline):
     deep = '{"a":' + "[" * 2400 + "]" * 2400 + "}"  # within max_length, too deep for the decoder: was a 500
     response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment=deep))
     assert response.status_code == 400 and "nested too deeply" in response.content.decode()
+    # Saved, these made every run of the pipeline fail to start (a 500 and a run stuck queued).
+    for bad, says in (
+        ('{"a": NaN}', "NaN is not a JSON number"),
+        ('{"a": -Infinity}', "Infinity is not a JSON number"),
+        ('{"image": "py\\u0000"}', "NUL"),
+        ('{"image": "py\\ud800"}', "surrogate"),
+        ('{"a":' + "[" * 60 + "]" * 60 + "}", "more than 50 levels"),
+    ):
+        response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment=bad))
+        assert response.status_code == 400 and says in response.content.decode(), bad

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from stepwise.spec.bindings import INTEGER_MAX, coerce_literal
@@ -13,7 +15,9 @@ from stepwise.spec.bindings import INTEGER_MAX, coerce_literal
         ("boolean", "Yes", True),
         ("boolean", "0", False),
         ("string", " kept as typed ", " kept as typed "),
-        ("integer", 7, 7),  # JSON values pass through
+        ("integer", 7, 7),  # JSON values of the input's type pass through
+        ("number", 3, 3),
+        ("boolean", False, False),
         ("string", None, None),
     ],
 )
@@ -29,10 +33,19 @@ def test_text_becomes_the_inputs_type(type_, raw, value):
         ("boolean", "maybe", "'maybe' is not a boolean (use true or false)"),
         ("integer", str(INTEGER_MAX + 1), "expected an integer from"),
         ("number", "inf", "expected a finite number"),
+        ("string", "a\x00b", "holds a NUL character"),
+        ("string", "a\ud800b", "holds an unpaired surrogate"),
+        # Typed values (JSON from the API) are checked as typed values.
+        ("integer", [1], "expected an integer, got [1]"),
+        ("integer", 2**70, "expected an integer from"),
+        ("integer", 2.5, "expected an integer"),
+        ("number", True, "expected a number"),
+        ("string", {"a": 1}, "expected a string"),
+        ("boolean", "yes please", "is not a boolean"),
     ],
 )
 def test_bad_text_is_named(type_, raw, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         coerce_literal(type_, raw)
 
 

@@ -156,6 +156,22 @@ def test_duplicate_keys_are_rejected_with_line():
     assert "duplicate key 'a'" in problem.message and problem.line == 5
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"x\\0"', "holds a NUL character"),
+        ('"x\\ud800"', "unpaired surrogate"),
+        (".inf", "'.inf' is not a finite number"),
+        ("-.Inf", "is not a finite number"),
+        (".nan", "'.nan' is not a finite number"),
+    ],
+)
+def test_escapes_no_command_line_or_database_can_hold_are_refused_with_their_line(value, message):
+    # They imported, then every run of the pipeline failed to start (a 500) or its edit page did.
+    problem = errors_of(f"type: pipeline\ndisplay_name: p\njobs:\n  a:\n    command: echo {value}\n    x: {value}\n")[0]
+    assert message in problem.message and problem.line in (4, 5, 6)
+
+
 def test_python_tags_are_refused():
     assert "constructor" in errors_of("type: pipeline\nx: !!python/object/apply:os.system ['id']\n")[0].message
 
