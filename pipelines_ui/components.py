@@ -20,7 +20,14 @@ from django.db import transaction
 from pipelines_ui.component_selectors import component_versions
 from pipelines_ui.models import Component, PipelineVersion, Team, Visibility
 from pipelines_ui.services import file_blob_store, version_spec_with_files
-from pipelines_ui.uploads import YAML_SUFFIXES, UploadError, extract_zip, max_bytes, relative_problems
+from pipelines_ui.uploads import (
+    YAML_SUFFIXES,
+    UploadError,
+    extract_zip,
+    fit_filename,
+    max_bytes,
+    relative_problems,
+)
 from stepwise.spec import SpecError, component_mapping, load_component
 from stepwise.spec.model import Step
 
@@ -192,7 +199,7 @@ def _register(
 
 def _save_upload(uploaded, root: Path) -> Path:
     """Write the upload under `root`; return the component YAML's path."""
-    filename = Path(getattr(uploaded, "name", "") or "component.yml").name
+    filename = fit_filename(getattr(uploaded, "name", "") or "", "component.yml")
     size = getattr(uploaded, "size", None)
     if size is not None and size > max_bytes():
         raise UploadError(f"{filename}: larger than {max_bytes()} bytes")

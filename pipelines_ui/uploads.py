@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
+from stepwise.spec.bindings import text_problem
 from stepwise.spec.model import Problem
 
 DEFAULT_MAX_FILES = 2000
@@ -55,6 +56,24 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(mode)
 
 
+NAME_MAX_BYTES = 255  # a file name's limit on Linux file systems, in bytes of UTF-8
+
+
+def fit_filename(raw: str, default: str) -> str:
+    """A browser's file name as a file can be named here: its last part, `default` for a name
+    that is empty, a dot name or holds NUL, shortened (its suffix kept) to NAME_MAX_BYTES."""
+    name = Path(str(raw).replace("\\", "/")).name.strip()
+    if not name or name in (".", "..") or text_problem(name):
+        return default
+    if len(name.encode()) <= NAME_MAX_BYTES:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 32 else ""
+    stem = name[: len(name) - len(suffix)]
+    while len((stem + suffix).encode()) > NAME_MAX_BYTES:
+        stem = stem[:-1]
+    return stem + suffix
+
+
 def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_files: int | None = None) -> list[Path]:
     """Extract the zip `source` (a path or a binary file object) into `dest`.
 
@@ -67,7 +86,7 @@ def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_fil
     dest.mkdir(parents=True, exist_ok=True)
     try:
         archive = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError) as exc:  # ValueError: a member name flagged UTF-8 that is not
         raise UploadError(f"not a valid zip file ({exc})") from None
     except OSError as exc:
         # strerror, not str(exc): that would name the server's temporary file.
@@ -84,6 +103,8 @@ def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_fil
                 raise UploadError(f"{info.filename!r}: symbolic links are not allowed in the zip")
             if any(part in _IGNORED_PARTS for part in rel.parts):
                 continue
+            if any(len(part.encode()) > NAME_MAX_BYTES for part in rel.parts):
+                raise UploadError(f"{info.filename[:100]!r}: a name longer than {NAME_MAX_BYTES} bytes")
             target = (dest / rel).resolve()
             if not target.is_relative_to(dest):
                 raise UploadError(f"{info.filename!r}: path leaves the upload folder")
@@ -93,12 +114,16 @@ def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_fil
                 raise UploadError(f"the zip holds more than {limit_files} files")
             if declared > limit_bytes:
                 raise UploadError(f"the zip unpacks to more than {limit_bytes} bytes")
+        files = {rel for _info, rel in members}
+        clash = sorted(files & {parent for rel in files for parent in rel.parents})
+        if clash:
+            raise UploadError(f"{str(clash[0])!r} is both a file and a folder in the zip")
         written: list[Path] = []
         total = 0
         for info, rel in members:
             target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(_CHUNK):
                         total += len(chunk)
@@ -107,6 +132,8 @@ def extract_zip(source, dest: Path, *, limit_bytes: int | None = None, limit_fil
                         out.write(chunk)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
                 raise UploadError(f"{info.filename!r}: cannot be extracted ({exc})") from None
+            except OSError as exc:
+                raise UploadError(f"{info.filename!r}: cannot be extracted ({exc.strerror})") from None
             written.append(Path(rel))
         return written
 
@@ -131,7 +158,7 @@ def find_pipeline_yaml(root: Path) -> Path:
 
 def save_upload(uploaded, dest: Path) -> Path:
     """Write an uploaded `.yml`/`.yaml`/`.zip` under `dest`; return the pipeline YAML's path."""
-    name = Path(getattr(uploaded, "name", "") or "pipeline.yml").name
+    name = fit_filename(getattr(uploaded, "name", "") or "", "pipeline.yml")
     size = getattr(uploaded, "size", None)
     if size is not None and size > max_bytes():
         raise UploadError(f"{name}: larger than {max_bytes()} bytes")

@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from pipelines_ui.selectors import EDIT_ROLES, user_editable_teams, user_role
+from pipelines_ui.uploads import fit_filename
 from runs import data_assets, data_preview, downloads, selectors
 from runs.data_assets import DataError
 from runs.models import DataAsset, DataType, DataVersion, StepOutput
@@ -233,12 +234,12 @@ def data_upload(request: HttpRequest) -> HttpResponse:
 def data_upload_start(request: HttpRequest) -> JsonResponse:
     if not user_editable_teams(request.user).exists():
         return JsonResponse({"detail": "uploading data needs the editor role in a team"}, status=403)
-    filename = Path(request.POST.get("filename", "").replace("\\", "/")).name.strip()
+    filename = fit_filename(request.POST.get("filename", ""), "")
     try:
         size = int(request.POST.get("size", ""))
     except ValueError:
         return JsonResponse({"detail": "size must be a whole number of bytes"}, status=400)
-    if not filename or filename in (".", "..") or len(filename) > 255 or "\x00" in filename:
+    if not filename:
         return JsonResponse({"detail": "a file name is required"}, status=400)
     if size < 0 or size > _upload_max():
         return JsonResponse({"detail": f"the file must hold at most {_upload_max()} bytes"}, status=400)

@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from pipelines_ui.selectors import EDIT_ROLES, user_editable_teams, user_role
+from pipelines_ui.uploads import fit_filename
 from runs import downloads, selectors
 from runs.data_assets import DataError
 from runs.data_preview import version_files
@@ -133,9 +134,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         upload = data["file"]
         # Only the last part of the browser's name, and never a dot name: the name is shown, not trusted.
-        filename = Path(upload.name.replace("\\", "/")).name.strip()
-        if not filename or filename in (".", "..") or "\x00" in filename:
-            filename = "model"
+        filename = fit_filename(upload.name, "model")
         work = Path(settings.STEPWISE_WORKDIR)
         work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="stepwise-model-", dir=work) as tmp:

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from pipelines_ui import services
 from pipelines_ui.models import Pipeline, PipelineVersion
-from pipelines_ui.uploads import UploadError, extract_zip, find_pipeline_yaml, save_upload, zip_to_files
+from pipelines_ui.uploads import UploadError, extract_zip, find_pipeline_yaml, fit_filename, save_upload, zip_to_files
 
 
 def make_zip(entries: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
@@ -66,6 +66,39 @@ def test_upload_limit_comes_from_settings(tmp_path, settings):
     settings.STEPWISE_UPLOAD_MAX_BYTES = 100
     with pytest.raises(UploadError):
         extract_zip(io.BytesIO(make_zip({"a": b"x" * 500})), tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"src/a": b"1", "src/a/b": b"2"}, "'src/a' is both a file and a folder"),
+        ({"src/a/b": b"2", "src/a": b"1"}, "'src/a' is both a file and a folder"),
+        ({"é" * 200 + ".py": b"1"}, "a name longer than 255 bytes"),
+    ],
+)
+def test_a_zip_no_folder_can_hold_is_refused_and_nothing_written(tmp_path, entries, message):
+    # Each was a 500 (FileExistsError, IsADirectoryError, ENAMETOOLONG) on every upload form.
+    with pytest.raises(UploadError, match=message):
+        extract_zip(io.BytesIO(make_zip({"ok.txt": b"fine", **entries})), tmp_path / "out")
+    assert not (tmp_path / "out" / "ok.txt").exists()
+
+
+def test_a_member_name_flagged_utf8_that_is_not_is_refused(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("abc.txt")
+        info.flag_bits |= 0x800  # "the name is UTF-8"
+        zf.writestr(info, b"x")
+    data = buf.getvalue().replace(b"abc.txt", b"\xff\xfe.txt")  # and it is not
+    with pytest.raises(UploadError, match="not a valid zip"):
+        extract_zip(io.BytesIO(data), tmp_path / "out")
+
+
+def test_file_names_are_fitted_to_what_a_file_system_takes():
+    assert fit_filename("C:\\Users\\me\\model.pkl", "model") == "model.pkl"
+    assert fit_filename("../..", "model") == "model" and fit_filename("a\x00b", "model") == "model"
+    long = fit_filename("é" * 200 + ".pkl", "model")
+    assert long.endswith(".pkl") and len(long.encode()) <= 255 and long.startswith("é")
 
 
 def test_not_a_zip(tmp_path):
