@@ -17,6 +17,7 @@ from pipelines_ui import components, selectors
 from pipelines_ui.component_forms import ComponentRegisterForm, StepComponentForm
 from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Membership, Team
+from pipelines_ui.search import search_text
 from pipelines_ui.services import pipeline_working_spec
 from pipelines_ui.uploads import UploadError
 from pipelines_ui.views import _forbidden, _get_pipeline_for_user
@@ -37,7 +38,7 @@ def _refused(request: HttpRequest, team: Team, role: str | None) -> HttpResponse
 
 @login_required
 def component_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
+    query = search_text(request.GET)
     rows = cs.component_list(user=request.user, query=query)
     return render(
         request,

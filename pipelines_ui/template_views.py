@@ -19,6 +19,7 @@ from pipelines_ui import template_services as services
 from pipelines_ui.graph import LARGE_GRAPH_STEPS, GraphRenderError, render_svg, svg_cached
 from pipelines_ui.markdown import render_markdown
 from pipelines_ui.models import Membership, Pipeline, Role, Template, TemplateVersion
+from pipelines_ui.search import search_text
 from pipelines_ui.services import version_spec_with_files
 from pipelines_ui.template_forms import DuplicateForm, PublishForm, UseTemplateForm
 from pipelines_ui.version_diff import changed_parts, yaml_diff
@@ -86,8 +87,8 @@ def _parameters(spec: PipelineSpec, version: TemplateVersion) -> list[dict]:
 
 @login_required
 def template_gallery(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
-    tag = request.GET.get("tag", "").strip()[:50]
+    query = search_text(request.GET)
+    tag = search_text(request.GET, "tag", limit=50)
     templates = list(template_selectors.template_search(user=request.user, query=query, tag=tag)[:GALLERY_LIMIT])
     cards = []
     for template in templates:

@@ -38,6 +38,7 @@ from pipelines_ui.graph import (
     svg_cached,
 )
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion
+from pipelines_ui.search import search_text
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from pipelines_ui.version_diff import changed_parts, code_diff, version_file_contents, yaml_diff
 from runs import selectors as run_selectors
@@ -120,7 +121,7 @@ def _problems_context(problems: list[Problem]) -> dict:
 
 @login_required
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
+    query = search_text(request.GET)
     teams = list(selectors.user_teams(request.user))
     team_id = None
     raw_team = request.GET.get("team", "")

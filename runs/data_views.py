@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from pipelines_ui.search import search_text
 from pipelines_ui.selectors import EDIT_ROLES, user_editable_teams, user_role
 from pipelines_ui.uploads import fit_filename
 from runs import data_assets, data_preview, downloads, selectors
@@ -53,7 +54,7 @@ def _version(asset: DataAsset, version: str) -> DataVersion:
 
 @login_required
 def data_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
+    query = search_text(request.GET)
     assets = DataAsset.objects.filter(team__memberships__user=request.user).select_related("team")
     if query:
         assets = assets.filter(Q(name__icontains=query) | Q(versions__description__icontains=query)).distinct()

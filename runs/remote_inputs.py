@@ -82,7 +82,11 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 
 def url_check(url: str) -> None:
     """Raise RemoteInputError unless `url` may be read (scheme, listed hosts, no internal address)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is no number raises here, not later
+    except ValueError as exc:  # "Invalid IPv6 URL", a port out of range
+        raise RemoteInputError(f"{url[:200]!r} is not a valid address: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         raise RemoteInputError(f"{url[:200]!r}: only https:// (and http:// where allowed) addresses are read")

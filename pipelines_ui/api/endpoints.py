@@ -115,6 +115,9 @@ def endpoint_call(
     """
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise EndpointError("Idempotency-Key", f"1 to {MAX_IDEMPOTENCY_KEY} characters")
+    if idempotency_key is not None and not idempotency_key.isprintable():
+        # NUL and other control characters: no database text holds NUL (a 500 on PostgreSQL).
+        raise EndpointError("Idempotency-Key", "printable characters only (a UUID, say)")
     if version is None:
         chosen = endpoint.default_version
     else:

@@ -86,7 +86,10 @@ def validate_webhook_url(url: str, *, allow_private: bool) -> str:
         raise NotificationError(
             "url", "Give the address to POST events to, e.g. https://ci.example.com/hooks/stepwise."
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL"
+        raise NotificationError("url", f"{url} is not a valid http(s) address.") from None
     if parts.scheme not in ("http", "https"):
         raise NotificationError("url", f"The address must start with http:// or https://, not {parts.scheme or url}:")
     try:

@@ -150,6 +150,8 @@ def deployment_test(request: HttpRequest, deployment_id: int) -> HttpResponse:
         payload = json.loads(text)
     except ValueError as exc:
         result = {"status": 400, "body": {"detail": f"not JSON: {exc}"}}
+    except RecursionError:
+        result = {"status": 400, "body": {"detail": "not JSON this service reads: nested too deeply"}}
     else:
         status, answer = scoring_proxy.score(deployment=deployment, payload=payload)
         result = {"status": status, "body": answer}

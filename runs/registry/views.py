@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from pipelines_ui.search import search_text
 from pipelines_ui.selectors import EDIT_ROLES, user_editable_teams, user_role
 from pipelines_ui.uploads import fit_filename
 from runs import downloads, selectors
@@ -47,7 +48,7 @@ def _version(model: ModelAsset, version: str) -> ModelVersion:
 
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
+    query = search_text(request.GET)
     models = ModelAsset.objects.filter(team__memberships__user=request.user).select_related("team")
     if query:
         models = models.filter(Q(name__icontains=query) | Q(versions__description__icontains=query)).distinct()

@@ -141,9 +141,12 @@ def test_an_idempotency_key_older_than_24_hours_starts_a_new_run(bob, endpoint):
     assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
 
 
-def test_an_overlong_idempotency_key_is_400(bob, endpoint):
-    response = bearer(token_for(bob, "run")).post(runs_url(endpoint), {}, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
+@pytest.mark.parametrize("key", ["k" * 256, "job\x0042", "tab\tkey"])
+def test_an_overlong_or_unprintable_idempotency_key_is_400(bob, endpoint, key):
+    # NUL was a 500 on PostgreSQL.
+    response = bearer(token_for(bob, "run")).post(runs_url(endpoint), {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert not Run.objects.exists()
 
 
 def test_who_may_call(viewer, charlie, alice, endpoint, team):

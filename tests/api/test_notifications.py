@@ -86,6 +86,7 @@ def test_webhook_secret_is_stored_encrypted_and_shown_once(pipeline, alice):
         ("file:///etc/passwd", "http:// or https://"),
         ("https://user:pw@example.com/", "no user name or password"),
         ("https://", "not a valid"),
+        ("http://[::1", "not a valid"),  # urlsplit's ValueError: was a 500
         ("", "Give the address"),
     ],
 )

@@ -115,6 +115,8 @@ def test_the_page_tests_the_deployment_and_escapes(client, alice, team, tmp_path
     assert 'id="stat-count">1<' in page and "clf:1" in page
     bad = client.post(reverse("deployment_test", args=[d.pk]), {"body": "{not json"}).content.decode()
     assert "not JSON" in bad
+    deep = client.post(reverse("deployment_test", args=[d.pk]), {"body": "[" * 50_000 + "]" * 50_000})
+    assert deep.status_code == 200 and "nested too deeply" in deep.content.decode()  # was a 500
     for wrong in ("nope", "²", "9" * 40):
         swapped = client.post(reverse("deployment_swap", args=[d.pk]), {"version": wrong})
         assert swapped.status_code == 302 and "choose a version" in client.get(swapped["Location"]).content.decode()

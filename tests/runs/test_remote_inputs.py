@@ -290,6 +290,9 @@ def _resolves_to(address: str):
         ("ftp://data.example.org/x", None, "only https://"),
         ("file:///etc/passwd", None, "only https://"),
         ("https://user:pw@data.example.org/x", "93.184.216.34", "credentials"),
+        # urlsplit's own ValueErrors: every run of the pipeline was a 500.
+        ("https://[::1/x.csv", None, "is not a valid address"),
+        ("https://data.example.org:99999/x", None, "is not a valid address"),
     ],
 )
 def test_only_public_hosts_are_read_by_default(settings, url, address, refused):
