@@ -87,3 +87,12 @@ def test_the_admin_sign_in_is_throttled_too(client, alice):
     response = client.post("/admin/login/", {"username": "alice", "password": "pw-alice"}, REMOTE_ADDR=HERE)
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_user_name_longer_than_any_account_s_is_a_wrong_sign_in_not_a_500(client, alice):
+    # django-axes stored it in a 255-character column: PostgreSQL refused it (a 500).
+    response = sign_in(client, "a" * 300, "whatever")
+    assert response.status_code == 200 and "Please enter a correct" in response.content.decode()
+    assert not AccessAttempt.objects.exists()
+    assert sign_in(client, "alice", "pw-alice").status_code == 302
