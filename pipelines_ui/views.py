@@ -381,8 +381,9 @@ def pipeline_interface(request: HttpRequest, pk: int) -> HttpResponse:
         return _render_editor(request, pipeline, interface=interface, interface_base=number, status=400)
     spec = interface.apply(base)
     if not spec.jobs:
-        messages.info(request, "Add a step first: a pipeline is saved with its first step.")
-        return redirect(pipeline)
+        # Shown again as typed, not dropped by a redirect: nothing is saved until there is a step.
+        messages.info(request, "Add a step first: a pipeline is saved with its first step, then its inputs.")
+        return _render_editor(request, pipeline, interface=interface, interface_base=number, status=400)
     try:
         saved = services.pipeline_update(
             pipeline=pipeline, spec=spec, author=request.user, message="Edited inputs and outputs", base_version=number

@@ -605,3 +605,24 @@ def test_environment_as_json_object(client, alice, pipeline):
     ):
         response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment=bad))
         assert response.status_code == 400 and says in response.content.decode(), bad
+
+
+def test_inputs_typed_before_the_first_step_are_shown_again_not_dropped(client, alice, team):
+    empty = services.pipeline_create(team=team, name="fresh", user=alice)
+    client.force_login(alice)
+    interface = {
+        "base_version": "0",
+        "pin-TOTAL_FORMS": "1",
+        "pin-INITIAL_FORMS": "0",
+        "pin-0-name": "learning_rate",
+        "pin-0-type": "number",
+        "pin-0-default": "0.01",
+        "pout-TOTAL_FORMS": "0",
+        "pout-INITIAL_FORMS": "0",
+    }
+    response = client.post(reverse("pipeline_interface", args=[empty.pk]), interface)
+    html = response.content.decode()
+    assert response.status_code == 400 and "Add a step first" in html
+    assert 'value="learning_rate"' in html and 'value="0.01"' in html
+    empty.refresh_from_db()
+    assert empty.latest_version is None
