@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from pipelines_ui import component_selectors as cs
 from pipelines_ui import components, selectors
 from pipelines_ui.component_forms import ComponentRegisterForm, StepComponentForm
-from pipelines_ui.components import ComponentError
+from pipelines_ui.components import ComponentError, ComponentRoleError
 from pipelines_ui.models import Membership, Team
 from pipelines_ui.search import search_text
 from pipelines_ui.services import pipeline_working_spec
@@ -137,6 +137,8 @@ def component_register(request: HttpRequest) -> HttpResponse:
                 form.add_error("file", str(exc))
             except SpecError as exc:
                 problems = exc.problems
+            except ComponentRoleError as exc:
+                form.add_error("visibility", str(exc))
             except ComponentError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -182,6 +184,8 @@ def component_register_step(request: HttpRequest, pk: int, name: str) -> HttpRes
                     component_version=d["version"].strip(),
                     visibility=d["visibility"],
                 )
+            except ComponentRoleError as exc:
+                form.add_error("visibility", str(exc))
             except (ComponentError, SpecError) as exc:
                 form.add_error(None, str(exc))
             else:

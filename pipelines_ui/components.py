@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import transaction
 
 from pipelines_ui.component_selectors import component_versions
-from pipelines_ui.models import Component, PipelineVersion, Team, Visibility
+from pipelines_ui.models import Component, PipelineVersion, Role, Team, Visibility
+from pipelines_ui.selectors import user_role
 from pipelines_ui.services import file_blob_store, version_spec_with_files
 from pipelines_ui.uploads import (
     YAML_SUFFIXES,
@@ -37,6 +38,10 @@ VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 class ComponentError(ValueError):
     """A registration that cannot be done as asked (bad name, a version taken by other content)."""
+
+
+class ComponentRoleError(ComponentError):
+    """The registering user's role does not allow it (sharing beyond the team needs its admin)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,11 @@ def _next_version(existing: list[Component]) -> str:
     return str(max(numbers, default=0) + 1)
 
 
+def _may_share_widely(user, team: Team) -> bool:
+    # The server's own command line acts as a superuser: its operator may.
+    return user is None or user.is_superuser or user_role(user, team) == Role.ADMIN
+
+
 @transaction.atomic
 def _register(
     *, team: Team, step: Step, files: dict[str, bytes], user, name: str, version: str, visibility: str
@@ -161,6 +171,10 @@ def _register(
         )
     if visibility not in Visibility.values:
         raise ComponentError(f"visibility must be one of {', '.join(Visibility.values)}, not '{visibility}'")
+    if visibility == Visibility.INSTANCE and not _may_share_widely(user, team):
+        # Every team of the instance would see its command and code: the team's admins decide
+        # that, as for a template.
+        raise ComponentRoleError("sharing a component with every team needs the admin role of the team")
     # The team's row lock serializes registrations in the team: two of one name never both
     # take the same next version, nor both find a version free.
     Team.objects.select_for_update().filter(pk=team.pk).first()

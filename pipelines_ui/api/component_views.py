@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +19,7 @@ from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, text_equals
 from pipelines_ui.api.serializers import page_of
 from pipelines_ui.api.views import ERRORS
-from pipelines_ui.components import ComponentError, component_register_upload
+from pipelines_ui.components import ComponentError, ComponentRoleError, component_register_upload
 from pipelines_ui.models import Component, Team, Visibility
 from pipelines_ui.uploads import UploadError
 from stepwise.spec import SpecError
@@ -109,6 +110,8 @@ class ComponentList(APIView):
         except SpecError as exc:
             problems = [p for p in exc.problems if p.severity == "error"]
             return error_response("the component is invalid", [problem_json(p) for p in problems])
+        except ComponentRoleError as exc:
+            raise PermissionDenied(str(exc)) from None
         except ComponentError as exc:
             return error_response(str(exc), [field_error("version", str(exc))])
         body = ComponentSerializer(registered.component).data

@@ -17,9 +17,11 @@ from django.urls import reverse
 
 from pipelines_ui import component_selectors as cs
 from pipelines_ui import components, services
-from pipelines_ui.models import Component, Pipeline, Role, Team, Visibility
+from pipelines_ui.components import ComponentRoleError
+from pipelines_ui.models import Component, Membership, Pipeline, Role, Team, Visibility
 from pipelines_ui.uploads import UploadError, extract_zip
 from stepwise.spec import ComponentLookupError, Distribution, SpecError, load_pipeline, to_zip_bytes
+from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
 
 TRAIN = """\
@@ -211,8 +213,34 @@ def test_a_team_only_component_of_another_team_is_not_found(db, team, other_team
         cs.component_resolve(team=team, name="train", version="1")
 
 
+def test_only_a_team_s_admins_share_a_component_with_every_team(db, team, bob, alice, client, tmp_path):
+    # An editor could publish the team's command and code to the whole instance.
+    with pytest.raises(ComponentRoleError, match="needs the admin role"):
+        register(team, bob, write_component(tmp_path / "b"), visibility=Visibility.INSTANCE)
+    assert not Component.objects.exists()
+    client.force_login(bob)
+    folder = io.BytesIO()
+    with zipfile.ZipFile(folder, "w") as zf:
+        for path in (tmp_path / "b").rglob("*"):
+            if path.is_file():
+                zf.write(path, path.relative_to(tmp_path / "b").as_posix())
+
+    def upload():
+        return SimpleUploadedFile("train.zip", folder.getvalue())
+
+    form = {"team": team.pk, "file": upload(), "name": "", "version": "", "visibility": "instance"}
+    response = client.post(reverse("component_register"), form)
+    assert response.status_code == 400 and "needs the admin role" in response.content.decode()
+    api = bearer(token_for(bob, "write"))
+    posted = api.post("/api/v1/components/", {"team": team.name, "file": upload(), "visibility": "instance"})
+    assert posted.status_code == 403 and not Component.objects.exists()
+    register(team, bob, write_component(tmp_path / "t"), visibility=Visibility.TEAM)  # within the team: fine
+    register(team, alice, write_component(tmp_path / "a"), version="2", visibility=Visibility.INSTANCE)
+
+
 def test_several_teams_sharing_a_name_is_an_error_naming_them(db, team, other_team, charlie, tmp_path):
     third = Team.objects.create(name="Third")
+    Membership.objects.create(team=third, user=charlie, role=Role.ADMIN)  # sharing widely is an admin's
     register(other_team, charlie, write_component(tmp_path / "o"), visibility=Visibility.INSTANCE)
     register(third, charlie, write_component(tmp_path / "t"), visibility=Visibility.INSTANCE)
     with pytest.raises(ComponentLookupError) as caught:
