@@ -149,7 +149,7 @@ def _next_version(existing: list[Component]) -> str:
 
 
 def _may_share_widely(user, team: Team) -> bool:
-    # The server's own command line acts as a superuser: its operator may.
+    # The server's command line acts as a superuser unless --user names another: its operator may.
     return user is None or user.is_superuser or user_role(user, team) == Role.ADMIN
 
 

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from pipelines_ui.models import Pipeline
 from pipelines_ui.selectors import compute_choices, default_compute_name, user_editable_teams
-from pipelines_ui.uploads import UploadError, zip_to_files
+from pipelines_ui.uploads import NAME_MAX_BYTES, UploadError, zip_to_files
 from stepwise.spec.bindings import JOB_NAME, MAX_RETRIES, MAX_TIMEOUT_S, PORT_NAME, coerce_literal, json_problem
 from stepwise.spec.model import (
     DATA_TYPES,
@@ -538,6 +538,8 @@ class CodeFileForm(_Form):
         parts = [p for p in PurePosixPath(raw).parts if p not in ("", ".")]
         if raw.startswith("/") or not parts or any(p == ".." for p in parts):
             raise ValidationError("Give a relative path inside the code folder, e.g. src/train.py.")
+        if any(len(p.encode()) > NAME_MAX_BYTES for p in parts):
+            raise ValidationError(f"A file or folder name is at most {NAME_MAX_BYTES} bytes.")
         return "/".join(parts)
 
 
@@ -561,6 +563,17 @@ class _StepOutputFormSet(_UniqueNamesFormSet):
 
 class _CodeFileFormSet(_UniqueNamesFormSet):
     what = "path"
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        # `src/a` beside `src/a/b`: no folder holds both, and the step's folder could not be written.
+        paths = {form.cleaned_data.get("path") for form in self._live_forms()}
+        folders = {"/".join(p.split("/")[:i]) for p in paths if p for i in range(1, p.count("/") + 1)}
+        for form in self._live_forms():
+            if form.cleaned_data.get("path") in folders:
+                form.add_error("path", f"'{form.cleaned_data['path']}' is also a folder of another file here.")
 
 
 StepInputFormSet = forms.formset_factory(StepInputForm, formset=_StepInputFormSet, extra=0, can_delete=True)

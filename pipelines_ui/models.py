@@ -27,6 +27,8 @@ def validate_team_name(name: str) -> None:
         raise ValidationError("A team name cannot hold tabs, line breaks or other control characters.")
     if name != name.strip():
         raise ValidationError("A team name cannot start or end with a space.")
+    if name in (".", ".."):
+        raise ValidationError("A team name cannot be . or .. (clients drop them from URLs).")
 
 
 class Team(models.Model):

@@ -359,6 +359,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "pipelines_ui.views.login_locked_out"
+AXES_USERNAME_CALLABLE = "pipelines_ui.sign_in_form.axes_username"
 AXES_VERBOSE = False  # its start-up banner would land in every management command's stderr
 
 # No inline script or style anywhere: page data goes through json_script, behaviour through

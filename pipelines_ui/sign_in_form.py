@@ -1,5 +1,6 @@
 """The sign-in form: Django's, refusing a user name no account can have before anything records
-the attempt (django-axes stores it in a 255-character column, which PostgreSQL enforces)."""
+the attempt (django-axes stores it in a 255-character column, which PostgreSQL enforces); and the
+name django-axes records for any sign-in form (the admin's too), cut to that column."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ class SignInForm(AuthenticationForm):
                 params={"username": self.username_field.verbose_name},
             )
         return username
+
+
+AXES_USERNAME_MAX = 255
+
+
+def axes_username(request, credentials: dict | None) -> str | None:
+    """AXES_USERNAME_CALLABLE: the name axes records and locks out, as its column holds it."""
+    source = credentials if credentials else getattr(request, "POST", {})
+    username = source.get("username") if source else None
+    return username[:AXES_USERNAME_MAX] if isinstance(username, str) else username

@@ -62,15 +62,15 @@ NAME_MAX_BYTES = 255  # a file name's limit on Linux file systems, in bytes of U
 def fit_filename(raw: str, default: str) -> str:
     """A browser's file name as a file can be named here: its last part, `default` for a name
     that is empty, a dot name or holds NUL, shortened (its suffix kept) to NAME_MAX_BYTES."""
-    name = Path(str(raw).replace("\\", "/")).name.strip()
+    name = Path(str(raw)[-4 * NAME_MAX_BYTES :].replace("\\", "/")).name.strip()
     if not name or name in (".", "..") or text_problem(name):
         return default
     if len(name.encode()) <= NAME_MAX_BYTES:
         return name
     suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 32 else ""
-    stem = name[: len(name) - len(suffix)]
-    while len((stem + suffix).encode()) > NAME_MAX_BYTES:
-        stem = stem[:-1]
+    room = NAME_MAX_BYTES - len(suffix.encode())
+    # Cut by bytes, and drop a character the cut split in two.
+    stem = name[: len(name) - len(suffix)].encode()[:room].decode("utf-8", "ignore")
     return stem + suffix
 
 

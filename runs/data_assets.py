@@ -452,9 +452,12 @@ def datastore_create(
             raise DataError("a local datastore's root is an absolute folder path")
         allowed = [Path(r).resolve() for r in settings.STEPWISE_DATASTORE_ROOTS]
         folder = Path(root).resolve()
-        if not any(folder.is_relative_to(base) for base in allowed):
+        if not any(folder.is_relative_to(base) and folder != base for base in allowed):
+            # Not the base itself: a team taking all of it would leave no folder for any other team.
             where = ", ".join(str(base) for base in allowed)
-            raise DataError(f"a local datastore's root must lie inside {where} (STEPWISE_DATASTORE_ROOTS)")
+            raise DataError(
+                f"a local datastore's root must be a folder inside {where} (STEPWISE_DATASTORE_ROOTS), not all of it"
+            )
         if _overlaps_another_team(team, folder):
             # Its files would be the other team's: readable (and registered as data) by this one.
             raise DataError(

@@ -207,7 +207,10 @@ def _open(session: requests.Session, url: str, headers: dict[str, str]) -> reque
         # Each hop is checked again: a public address may redirect to an internal one.
         location = response.headers.get("Location", "")
         response.close()
-        url = urljoin(url, location)
+        try:
+            url = urljoin(url, location)
+        except ValueError:  # the server's Location is no address ("http://[::1/x")
+            raise RemoteInputError(f"{url[:200]} redirects to {location[:200]!r}, which is no address") from None
     raise RemoteInputError(f"{url[:200]}: more than {settings.STEPWISE_REMOTE_INPUT_MAX_REDIRECTS} redirects")
 
 

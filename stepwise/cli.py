@@ -135,10 +135,7 @@ class _Cli:
             client = self.client
         except StepwiseError:
             return self._validate_here(path)
-        try:
-            checked = client.pipelines.validate(path, team=self.args.team)
-        except ValidationError as exc:
-            raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
+        checked = self._naming_my_file(lambda: client.pipelines.validate(path, team=self.args.team))
         warnings = self._as_given(checked["warnings"])
         for problem in warnings:
             print(f"warning: {problem_text(problem).strip()}", file=sys.stderr)
@@ -148,10 +145,24 @@ class _Cli:
         )
         return EXIT_OK
 
+    def _naming_my_file(self, call: Callable[[], dict]) -> dict:
+        try:
+            return call()
+        except ValidationError as exc:
+            raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
+
     def _as_given(self, problems: list[dict]) -> list[dict]:
-        """The server names the file it was sent, the YAML as the upload's pipeline.yml: the
-        problems name the user's file instead."""
-        return [{**p, "file": self.args.file} if p.get("file") == "pipeline.yml" else p for p in problems]
+        """The server names the files it was sent: the YAML as the upload's pipeline.yml and, where
+        the client sent the pipeline as it reads it (its steps as components/JOB.yml), lines of
+        those files. The problems name the user's file instead, without such lines."""
+        rewritten = _reads_here(Path(self.args.file))
+        given = []
+        for p in problems:
+            name = str(p.get("file") or "")
+            if name == "pipeline.yml" or (rewritten and name.startswith("components/")):
+                p = {**p, "file": self.args.file, "line": None if rewritten else p.get("line")}
+            given.append(p)
+        return given
 
     def _validate_here(self, path: Path) -> int:
         """No server configured: the checks that need none (compute names and registered
@@ -179,10 +190,9 @@ class _Cli:
         path = Path(self.args.file)
         if not path.is_file():
             raise Invalid(f"{self.args.file}: no such file")
-        try:
-            created = self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
-        except ValidationError as exc:
-            raise ValidationError(exc.detail, status=exc.status, errors=self._as_given(exc.errors)) from None
+        created = self._naming_my_file(
+            lambda: self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
+        )
         self.out(f"imported {created['name']} version {created['version']}", created)
         return EXIT_OK
 
@@ -215,9 +225,10 @@ class _Cli:
                 raise Invalid(f"{self.args.target}: no such file")
             if not self.args.team:
                 raise Invalid("--team: the team to import the pipeline into")
-            # The inputs are checked against the file before it is uploaded: a wrong --set
-            # leaves no pipeline behind on the server.
-            inputs = self._inputs(self._declared_in_file(target)) if target.suffix != ".zip" else None
+            # The inputs are checked against the file before it is uploaded, where the file reads
+            # here (registered components are the server's to resolve): a wrong --set leaves no
+            # pipeline behind on the server.
+            inputs = self._inputs(self._declared_in_file(target)) if _reads_here(target) else None
             created = self.client.pipelines.create(target, team=self.args.team)
             pipeline_id, version = created["id"], created["version"]
             if inputs is None:
@@ -314,6 +325,20 @@ class _Cli:
         run = self.client.runs.cancel(self.args.run_id)
         self.out(f"run #{run.id}: cancel requested; running steps stop within seconds", run.data)
         return EXIT_OK
+
+
+def _reads_here(path: Path) -> bool:
+    """Whether the pipeline YAML at `path` loads without the server (what the client then uploads
+    is the pipeline as read, not the folder as written)."""
+    if path.suffix.lower() == ".zip":
+        return False
+    from stepwise.spec import load_pipeline
+
+    try:
+        load_pipeline(path)
+    except SpecError:
+        return False
+    return True
 
 
 def _typed(key: str, value: str, decl: dict) -> object:

@@ -95,6 +95,8 @@ class ComponentList(APIView):
         if team is None:
             raise Http404(f"No team named {data['team']!r}")
         access.require(request, team, Scope.WRITE)
+        if data["visibility"] == Visibility.INSTANCE:
+            access.require(request, team, Scope.ADMIN)  # sharing with every team, as publishing a template
         try:
             with transaction.atomic():
                 registered = component_register_upload(

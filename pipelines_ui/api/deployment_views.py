@@ -71,4 +71,6 @@ class DeploymentScore(APIView):
         """Score rows with the deployment's model version (needs a token with the `run` scope)."""
         deployment = deployment_for(request, team, name, Scope.RUN)
         status, answer = scoring_proxy.score(deployment=deployment, payload=request.data)
+        if status >= 400 and isinstance(answer, dict):
+            answer = {"detail": str(answer.get("detail", "")), "errors": answer.get("errors") or [], **answer}
         return Response(answer, status=status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -33,13 +34,13 @@ def token_list(request: HttpRequest) -> HttpResponse:
             # Shown on the next page load only, from a short-lived cookie of this browser: never
             # in the session (a database row), and a reload does not post the form again.
             response = redirect("token_list")
+            # A session cookie (never written to the browser's disk), read within _SHOWN_FOR_S.
             response.set_signed_cookie(
                 _SHOWN_ONCE,
                 json.dumps({"id": new.token.pk, "secret": new.secret}),
                 salt=_SHOWN_ONCE,
-                max_age=_SHOWN_FOR_S,
                 path=request.path,
-                secure=request.is_secure(),
+                secure=settings.SESSION_COOKIE_SECURE or request.is_secure(),
                 httponly=True,
                 samesite="Strict",
             )

@@ -48,7 +48,7 @@ def score(*, deployment: Deployment, payload: object) -> tuple[int, dict]:
         except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError, http.client.RemoteDisconnected):
             # The scorer this address named has drained (a swap) or died: the address moves on.
             time.sleep(0.05 * (attempt + 1))
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
             status, answer = 502, {"detail": f"the scorer did not answer: {type(exc).__name__}"}
             break
     else:

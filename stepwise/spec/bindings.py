@@ -251,6 +251,8 @@ def json_problem(value: object, *, max_depth: int = 50) -> str | None:
         if isinstance(item, str):
             if problem := text_problem(item):
                 return f"a string {problem}"
+        elif isinstance(item, float) and not math.isfinite(item):  # 1e400 parses to inf
+            return f"{item} is not a finite number"
         elif isinstance(item, dict):
             stack.extend((k, depth + 1) for k in item)
             stack.extend((v, depth + 1) for v in item.values())
@@ -274,7 +276,9 @@ def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) 
     if value is None:
         return value
     if not isinstance(value, str):
-        # A typed value (JSON from the API, the SDK): of the input's type, or refused.
+        # A typed value (JSON from the API, the SDK): read as Azure ML reads it for the input's
+        # type (5 for a string is "5", 3.0 for an integer is 3), then of that type or refused.
+        value = azureml_scalar(type_, value)
         if error := literal_error(value, type_, enum):
             raise ValueError(error)
         return value

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import yaml
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -461,6 +462,10 @@ def test_stepwise_token_create_prints_only_the_token(alice, team):
     # `[--scope S ...]`: several after one flag, as design.md writes it.
     call_command("stepwise_token", "create", "alice", "--scope", "read", "write", stdout=out, stderr=err)
     assert ApiToken.objects.get(token_sha256=digest(out.getvalue().split()[-1])).scopes == ["read", "write"]
+    call_command("stepwise_token", "create", "--scope", "run", "alice", stdout=out, stderr=err)  # options first
+    assert ApiToken.objects.get(token_sha256=digest(out.getvalue().split()[-1])).scopes == ["run"]
+    with pytest.raises(CommandError, match="unknown scope 'sudo'"):
+        call_command("stepwise_token", "create", "alice", "--scope", "sudo", stdout=out, stderr=err)
 
 
 def test_stepwise_token_refuses_unknown_users_and_teams(alice):

@@ -260,7 +260,7 @@ def test_another_teams_asset_or_a_file_asset_for_a_folder_input_is_refused(
 
 @pytest.fixture
 def lake(team, tmp_path, settings):
-    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     (tmp_path / "store" / "raw").mkdir(parents=True)
     (tmp_path / "store" / "raw" / "a.csv").write_text("1")
     return data_assets.datastore_create(team=team, name="lake", kind="local", root=str(tmp_path / "store"))

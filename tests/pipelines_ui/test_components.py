@@ -234,6 +234,9 @@ def test_only_a_team_s_admins_share_a_component_with_every_team(db, team, bob, a
     api = bearer(token_for(bob, "write"))
     posted = api.post("/api/v1/components/", {"team": team.name, "file": upload(), "visibility": "instance"})
     assert posted.status_code == 403 and not Component.objects.exists()
+    admin_write = bearer(token_for(alice, "write"))  # the admin scope too, as for the team's other sharing
+    posted = admin_write.post("/api/v1/components/", {"team": team.name, "file": upload(), "visibility": "instance"})
+    assert posted.status_code == 403 and "'admin' scope" in posted.json()["detail"]
     register(team, bob, write_component(tmp_path / "t"), visibility=Visibility.TEAM)  # within the team: fine
     register(team, alice, write_component(tmp_path / "a"), version="2", visibility=Visibility.INSTANCE)
 

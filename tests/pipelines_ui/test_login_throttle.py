@@ -96,3 +96,11 @@ def test_a_user_name_longer_than_any_account_s_is_a_wrong_sign_in_not_a_500(clie
     assert response.status_code == 200 and "Please enter a correct" in response.content.decode()
     assert not AccessAttempt.objects.exists()
     assert sign_in(client, "alice", "pw-alice").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_s_sign_in_records_a_long_user_name_cut_to_axes_column(client):
+    # The admin has its own form: django-axes records its attempts, cut to 255 characters.
+    response = client.post("/admin/login/", {"username": "b" * 300, "password": "x"}, REMOTE_ADDR=HERE)
+    assert response.status_code == 200
+    assert [len(a.username) for a in AccessAttempt.objects.all()] == [255]

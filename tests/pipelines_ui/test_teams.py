@@ -64,7 +64,13 @@ def test_the_creator_of_a_team_is_its_admin(db, bob):
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("ml/ops", "slash"), ("ml\\ops", "slash"), ("tab\tteam", "control characters"), ("a\u200bb", "control")],
+    [
+        ("ml/ops", "slash"),
+        ("ml\\ops", "slash"),
+        ("tab\tteam", "control characters"),
+        ("a\u200bb", "control"),
+        ("..", "cannot be . or .."),
+    ],
 )
 def test_a_team_name_that_cannot_be_a_url_segment_is_refused(db, bob, name, message):
     # /api/v1/endpoints/{team}/{name}/runs/ could not be reached for such a team.

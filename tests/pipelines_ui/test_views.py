@@ -602,6 +602,7 @@ def test_environment_as_json_object(client, alice, pipeline):
         ('{"image": "py\\u0000"}', "NUL"),
         ('{"image": "py\\ud800"}', "surrogate"),
         ('{"a":' + "[" * 60 + "]" * 60 + "}", "more than 50 levels"),
+        ('{"a": 1e400}', "inf is not a finite number"),
     ):
         response = client.post(reverse("step_create", args=[pipeline.pk]), step_post(name="other", environment=bad))
         assert response.status_code == 400 and says in response.content.decode(), bad
@@ -626,3 +627,15 @@ def test_inputs_typed_before_the_first_step_are_shown_again_not_dropped(client, 
     assert 'value="learning_rate"' in html and 'value="0.01"' in html
     empty.refresh_from_db()
     assert empty.latest_version is None
+
+
+def test_code_files_no_folder_can_hold_are_refused_naming_the_file(client, alice, pipeline):
+    # The step's folder could not be written (a 500 when it ran, or when it was exported).
+    client.force_login(alice)
+    clash = step_post(**{"code-TOTAL_FORMS": "2", "code-1-path": "score.py/helpers.py", "code-1-content": "x = 1\n"})
+    response = client.post(reverse("step_create", args=[pipeline.pk]), clash)
+    assert response.status_code == 400 and "is also a folder of another file here" in response.content.decode()
+    long = step_post(**{"code-0-path": "é" * 200 + ".py"})
+    response = client.post(reverse("step_create", args=[pipeline.pk]), long)
+    assert response.status_code == 400 and "at most 255 bytes" in response.content.decode()
+    assert "score" not in services.version_spec_with_files(pipeline.latest_version).jobs

@@ -112,9 +112,9 @@ def test_create_from_a_step_output_reuses_its_files(run, tmp_path, alice):
 
 
 def test_create_from_a_local_datastore_path_and_browse_it(team, tmp_path, settings):
-    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     root = folder(tmp_path, "store", {"raw/a.csv": "1", "raw/b.csv": "2", "top.txt": "t"})
-    with pytest.raises(DataError, match="must lie inside"):
+    with pytest.raises(DataError, match="must be a folder inside"):
         data_assets.datastore_create(team=team, name="etc", kind="local", root="/etc")
     store = data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
     assert [(e["name"], e["is_dir"]) for e in data_assets.datastore_browse(store)] == [
@@ -138,12 +138,14 @@ def test_a_team_cannot_take_another_team_s_datastore_folder(team, other_team, tm
     # The same folder (or one holding it, or inside it) would let its members read and register
     # the other team's files.
     settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
-    root = folder(tmp_path, "store/a", {"secret.txt": "theirs"})
+    root = folder(tmp_path, "store/group/a", {"secret.txt": "theirs"})
     data_assets.datastore_create(team=team, name="lake", kind="local", root=str(root))
     for taken in (root, root.parent, root / "sub", Path(str(root) + "/")):
         with pytest.raises(DataError, match="another team's datastore folder"):
             data_assets.datastore_create(team=other_team, name="mine", kind="local", root=str(taken))
     data_assets.datastore_create(team=team, name="lake-raw", kind="local", root=str(root / "raw"))  # its own: fine
+    with pytest.raises(DataError, match="not all of it"):  # which would leave no folder to any other team
+        data_assets.datastore_create(team=team, name="all", kind="local", root=str(tmp_path / "store"))
     mine = data_assets.datastore_create(team=other_team, name="mine", kind="local", root=str(tmp_path / "store/b"))
     assert mine.team == other_team
 

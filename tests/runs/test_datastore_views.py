@@ -55,7 +55,7 @@ def test_a_local_root_outside_the_allowed_folders_is_refused(client, alice, team
     page = client.post(
         reverse("datastore_create"), {"team": team.pk, "name": "etc", "kind": "local", "root": "/etc"}
     ).content.decode()
-    assert "must lie inside" in page and not Datastore.objects.exists()
+    assert "must be a folder inside" in page and not Datastore.objects.exists()
 
 
 def test_editors_cannot_add_datastores(client, bob):

@@ -336,7 +336,7 @@ def test_gc_keeps_what_runs_downloaded(team, alice, site, settings):
 
 @pytest.fixture
 def lake(team, tmp_path, settings):
-    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path / "store"]
+    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     root = tmp_path / "store"
     (root / "raw").mkdir(parents=True)
     (root / "raw" / "a.csv").write_text("1")

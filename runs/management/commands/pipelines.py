@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.components import ComponentError
@@ -221,22 +221,23 @@ class Command(BaseCommand):
             if not sep or not key:
                 raise Invalid(f"--set {item!r}: expected KEY=VALUE")
             inputs[key] = value
-        # One transaction: a file imported for a run whose inputs are wrong is not left behind.
-        with transaction.atomic():
-            version = self._run_version(target, author, options.get("team"))
-            inputs.update(self._secrets(version, given=secret, set_names=inputs.keys()))
-            try:
-                run = services.run_create(
-                    version=version,
-                    user=author,
-                    inputs=inputs,
-                    force_rerun=force_rerun,
-                    timeout_s=options.get("timeout"),
-                )
-            except services.RunInputError as exc:
-                raise Invalid("; ".join(f"input {k}: {v}" for k, v in exc.errors.items())) from None
-            except services.PipelineDeleted as exc:
-                raise Invalid(str(exc)) from None
+        # A file's inputs are checked before it is imported: wrong ones leave no pipeline behind.
+        # (Not one transaction around both: creating the run downloads its remote inputs, which
+        # must not hold the database's write lock.)
+        version = self._run_version(target, author, options.get("team"), inputs=inputs, secrets=secret)
+        inputs.update(self._secrets(version_spec(version), given=secret, set_names=inputs.keys()))
+        try:
+            run = services.run_create(
+                version=version,
+                user=author,
+                inputs=inputs,
+                force_rerun=force_rerun,
+                timeout_s=options.get("timeout"),
+            )
+        except services.RunInputError as exc:
+            raise Invalid(_input_errors(exc)) from None
+        except services.PipelineDeleted as exc:
+            raise Invalid(str(exc)) from None
         url = f"{settings.STEPWISE_BASE_URL}{run.get_absolute_url()}"
         self.stderr.write(f"run #{run.pk} of {version} started: {url}")
         if not (wait or json):
@@ -246,13 +247,19 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(run_summary(run, url)))
         return EXIT_OK if run.state == RunState.SUCCEEDED else EXIT_FAILED
 
-    def _run_version(self, target: str, author, team: str | None):
-        """The version `run TARGET` starts: a YAML file imported into the team, or the latest version
-        of the pipeline of that name (in `team`, which a name in several teams needs)."""
+    def _run_version(self, target: str, author, team: str | None, *, inputs: dict, secrets: list[str]):
+        """The version `run TARGET` starts: a YAML file imported into the team (once `inputs` fit
+        it), or the latest version of the pipeline of that name (in `team`, which a name in several
+        teams needs)."""
         path = Path(target)
         if path.suffix in (".yml", ".yaml") or path.is_file():
             chosen = self._team(team, author)
-            self._load(target, chosen)
+            spec, _warnings = self._load(target, chosen)
+            given = {**inputs, **self._secrets(spec, given=secrets, set_names=inputs.keys(), quiet=True)}
+            try:
+                services.run_inputs_clean(spec, given)
+            except services.RunInputError as exc:
+                raise Invalid(_input_errors(exc)) from None
             return pipeline_import(team=chosen, path=path, user=author)
         pipelines = Pipeline.objects.filter(name=target).select_related("latest_version", "team")
         if team:
@@ -267,11 +274,10 @@ class Command(BaseCommand):
             raise Invalid(f"{target!r} has no versions")
         return found[0].latest_version
 
-    def _secrets(self, version, *, given: list[str], set_names) -> dict[str, str]:
-        """`--secret NAME[=ENVVAR]` values; warns about secrets given with --set."""
-        spec = version_spec(version)
+    def _secrets(self, spec, *, given: list[str], set_names, quiet: bool = False) -> dict[str, str]:
+        """`--secret NAME[=ENVVAR]` values; warns about secrets given with --set (unless `quiet`)."""
         secret_inputs = {name for name, decl in spec.inputs.items() if decl.type == SECRET_TYPE}
-        for name in sorted(secret_inputs & set(set_names)):
+        for name in sorted(secret_inputs & set(set_names)) if not quiet else ():
             self.stderr.write(
                 f"warning: --set {name}=... leaves the secret in your shell's history; use --secret {name}=ENVVAR"
             )
@@ -320,3 +326,7 @@ def run_summary(run: Run, url: str) -> dict:
             "outputs": outputs.get(step.name, {}),
         }
     return {"run": run.pk, "state": run.state, "url": url, "steps": steps}
+
+
+def _input_errors(exc) -> str:
+    return "; ".join(f"input {k}: {v}" for k, v in exc.errors.items())

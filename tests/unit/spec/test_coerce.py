@@ -17,6 +17,8 @@ from stepwise.spec.bindings import INTEGER_MAX, coerce_literal
         ("string", " kept as typed ", " kept as typed "),
         ("integer", 7, 7),  # JSON values of the input's type pass through
         ("number", 3, 3),
+        ("string", 5, "5"),  # read as Azure ML reads a typed value for the input's type
+        ("integer", 3.0, 3),
         ("boolean", False, False),
         ("string", None, None),
     ],
@@ -39,6 +41,7 @@ def test_text_becomes_the_inputs_type(type_, raw, value):
         ("integer", [1], "expected an integer, got [1]"),
         ("integer", 2**70, "expected an integer from"),
         ("integer", 2.5, "expected an integer"),
+        ("number", float("inf"), "expected a finite number"),
         ("number", True, "expected a number"),
         ("string", {"a": 1}, "expected a string"),
         ("boolean", "yes please", "is not a boolean"),

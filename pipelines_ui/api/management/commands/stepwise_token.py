@@ -18,14 +18,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("create", help="create a token and print it (only it) on stdout")
-        create.add_argument("user", help="the username the token acts as")
+        # Optional to argparse only: `--scope read run alice` reads alice as a scope, and _create
+        # takes it back (both `create alice --scope read run` and `create --scope run alice` work).
+        create.add_argument("user", nargs="?", help="the username the token acts as")
         create.add_argument("--name", default="", help="what uses it (default: created from the command line)")
         create.add_argument("--team", help="limit the token to this team (its name)")
         create.add_argument(
             "--scope",
             action="extend",
             nargs="+",
-            choices=Scope.values,
             dest="scopes",
             help="one or more, `--scope read run` or repeated (default: read)",
         )
@@ -44,7 +45,15 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {username!r}")
         return user
 
-    def _create(self, *, user: str, name: str, team: str | None, scopes: list[str] | None, expires_days, **_):
+    def _create(self, *, user: str | None, name: str, team: str | None, scopes: list[str] | None, expires_days, **_):
+        scopes = list(scopes or [])
+        if user is None and scopes and scopes[-1] not in Scope.values:
+            user = scopes.pop()
+        if user is None:
+            raise CommandError("give the username the token acts as: stepwise_token create USER")
+        unknown = [s for s in scopes if s not in Scope.values]
+        if unknown:
+            raise CommandError(f"unknown scope {unknown[0]!r}: choose from {', '.join(Scope.values)}")
         owner = self._user(user)
         team_obj = None
         if team is not None:
