@@ -31,10 +31,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
             field, _, message = str(exc).partition(": ")
             form.add_error(field if field in form.fields else None, message or str(exc))
         else:
-            # Shown on the next page load only, from a short-lived cookie of this browser: never
-            # in the session (a database row), and a reload does not post the form again.
+            # Shown on the next page load only, from a signed session cookie of this browser
+            # (never written to its disk; read within _SHOWN_FOR_S): never in the session, a
+            # database row, and a reload does not post the form again.
             response = redirect("token_list")
-            # A session cookie (never written to the browser's disk), read within _SHOWN_FOR_S.
             response.set_signed_cookie(
                 _SHOWN_ONCE,
                 json.dumps({"id": new.token.pk, "secret": new.secret}),
