@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
@@ -43,7 +43,12 @@ def _job_alive(connection, step_run: StepRun, now) -> bool:
     if job.origin != queues.queue_name(step_run.queue):
         # Not this step's job: its compute target moved to another queue.
         return False
-    status = job.get_status(refresh=True)
+    try:
+        status = job.get_status(refresh=True)
+    except InvalidJobOperation:
+        # Gone since the fetch (its worker ended it, or Redis dropped it): as if never found. A
+        # step enqueued again that already ran is fenced by its state, and runs once.
+        return False
     if status == "scheduled":
         # A retry waiting out its backoff. RQ's scheduler runs in one worker per queue, elected by
         # a lock: when that worker was SIGKILLed, no other takes over for minutes. Overdue is lost.

@@ -29,3 +29,20 @@ def test_a_run_that_cannot_advance_does_not_stop_the_pass(team, alice, monkeypat
     monkeypatch.setattr(reconciler, "_job_alive", lambda *args: True)
     reconciler.tick()
     assert sorted(advanced) == sorted([broken.pk, fine.pk])
+
+
+def test_a_job_gone_between_its_fetch_and_its_status_counts_as_lost(monkeypatch):
+    # Its worker ended it (or Redis dropped it) in between: rq raised InvalidJobOperation, which
+    # stopped the reconciler's pass (seen once under load in test_faults).
+    from rq.exceptions import InvalidJobOperation
+
+    class Gone:
+        origin = "stepwise-local"
+
+        def get_status(self, refresh=True):
+            raise InvalidJobOperation("Failed to retrieve status for job")
+
+    monkeypatch.setattr(reconciler.Job, "fetch", lambda *args, **kwargs: Gone())
+    monkeypatch.setattr(reconciler.queues, "job_id", lambda step_run: "job")
+    monkeypatch.setattr(reconciler.queues, "queue_name", lambda queue: "stepwise-local")
+    assert reconciler._job_alive(None, type("Step", (), {"queue": "local"})(), timezone.now()) is False
