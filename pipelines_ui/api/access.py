@@ -35,6 +35,14 @@ def visible_team_ids(request) -> list[int]:
     return list(ids)
 
 
+def team_named(request, name: str) -> Team:
+    """The team of that name, when this caller may see it: otherwise a 404, as for one that does not exist."""
+    team = Team.objects.filter(name=name, pk__in=visible_team_ids(request)).first()
+    if team is None:
+        raise Http404(f"No team named {name!r}")
+    return team
+
+
 def require_scope(request, scope: str) -> None:
     token = token_of(request)
     if token is not None and scope not in token.scopes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -20,7 +19,7 @@ from pipelines_ui.api.params import one, text_equals
 from pipelines_ui.api.serializers import page_of
 from pipelines_ui.api.views import ERRORS
 from pipelines_ui.components import ComponentError, ComponentRoleError, component_register_upload
-from pipelines_ui.models import Component, Team, Visibility
+from pipelines_ui.models import Component, Visibility
 from pipelines_ui.uploads import UploadError
 from stepwise.spec import SpecError
 
@@ -91,9 +90,7 @@ class ComponentList(APIView):
         form = ComponentRegisterSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-        if team is None:
-            raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"])
         access.require(request, team, Scope.WRITE)
         if data["visibility"] == Visibility.INSTANCE:
             access.require(request, team, Scope.ADMIN)  # sharing with every team, as publishing a template

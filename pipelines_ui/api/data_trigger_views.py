@@ -18,7 +18,7 @@ from pipelines_ui.api.params import one, positive_int
 from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.api.schedule_views import ERRORS, READ_ERRORS
 from pipelines_ui.api.serializers import page_of
-from pipelines_ui.models import Pipeline, Team
+from pipelines_ui.models import Pipeline
 from runs.models import DataAsset, Datastore
 
 TAGS = ["data triggers"]
@@ -120,9 +120,7 @@ class DataTriggerList(APIView):
         form = DataTriggerCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-        if team is None:
-            raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"])
         access.require(request, team, Scope.RUN)
         pipeline = Pipeline.objects.filter(pk=data["pipeline"], team=team).select_related("latest_version").first()
         if pipeline is None:

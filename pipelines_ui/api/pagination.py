@@ -6,6 +6,8 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from pipelines_ui.api.params import one, positive_int
+
 MAX_PAGE_SIZE = 500
 PAGE_PARAMETERS = [
     {
@@ -41,13 +43,9 @@ class Pages(PageNumberPagination):
 
 
 def _bounded(params, name: str, default: int, maximum: int | None) -> int:
-    values = params.getlist(name)
-    if not values:
+    number = positive_int(one(params, name), name, max_digits=9)
+    if number is None:
         return default
-    text = values[-1]
-    if len(values) > 1 or not (text.isascii() and text.isdigit()) or len(text) > 9:
-        raise ValidationError({name: "a positive integer, given once"})
-    number = int(text)
     if number < 1 or (maximum is not None and number > maximum):
         raise ValidationError({name: f"from 1 to {maximum}" if maximum else "1 or more"})
     return number

@@ -15,7 +15,7 @@ from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, positive_int
 from pipelines_ui.api.parsers import JSONParser
-from pipelines_ui.models import Pipeline, Team
+from pipelines_ui.models import Pipeline
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="bad input: `errors` names each problem"),
@@ -68,9 +68,7 @@ class ScheduleList(APIView):
         form = s.ScheduleCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-        if team is None:
-            raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"])
         access.require(request, team, Scope.ADMIN)
         pipeline = endpoint = None
         if ("pipeline" in data) == ("endpoint" in data):

@@ -25,7 +25,7 @@ from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import one, positive_int, text_equals
 from pipelines_ui.api.parsers import JSONParser
-from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
+from pipelines_ui.models import Membership, Pipeline, PipelineVersion
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
 from runs import downloads
 from runs import selectors as run_selectors
@@ -144,6 +144,15 @@ class TeamList(APIView):
 # ---- pipelines ---------------------------------------------------------------------------
 
 
+def _refused_upload(exc: UploadError | SpecError, tmp: Path) -> Response:
+    """A pipeline upload's 400: the file's own problem, or each error of its spec, named by the
+    path inside the upload (never the server's temporary folder)."""
+    if isinstance(exc, UploadError):
+        return error_response(str(exc), [field_error("file", str(exc))])
+    problems = [p for p in relative_problems(exc.problems, tmp / "upload") if p.severity == "error"]
+    return error_response("the pipeline is invalid", [problem_json(p) for p in problems])
+
+
 class PipelineList(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -173,9 +182,7 @@ class PipelineList(APIView):
         form = s.PipelineImportSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-        if team is None:
-            raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"])
         access.require(request, team, Scope.WRITE)
         with tempfile.TemporaryDirectory(prefix="stepwise-api-import-") as tmp:
             try:
@@ -184,11 +191,8 @@ class PipelineList(APIView):
                     version = services.pipeline_import(
                         team=team, path=yaml_path, user=request.user, name=(data.get("name") or "").strip() or None
                     )
-            except UploadError as exc:
-                return error_response(str(exc), [field_error("file", str(exc))])
-            except SpecError as exc:
-                problems = [p for p in relative_problems(exc.problems, Path(tmp) / "upload") if p.severity == "error"]
-                return error_response("the pipeline is invalid", [problem_json(p) for p in problems])
+            except (UploadError, SpecError) as exc:
+                return _refused_upload(exc, Path(tmp))
             except IntegrityError:
                 clash = "this team already has a pipeline with this name"
                 return error_response(clash, [field_error("name", clash)])
@@ -212,20 +216,13 @@ class PipelineValidate(APIView):
         form = s.PipelineValidateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = None
-        if data.get("team"):
-            team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-            if team is None:
-                raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"]) if data.get("team") else None
         with tempfile.TemporaryDirectory(prefix="stepwise-api-validate-") as tmp:
             try:
                 yaml_path = save_upload(data["file"], Path(tmp))
                 spec, warnings = services.pipeline_load(path=yaml_path, team=team)
-            except UploadError as exc:
-                return error_response(str(exc), [field_error("file", str(exc))])
-            except SpecError as exc:
-                problems = [p for p in relative_problems(exc.problems, Path(tmp) / "upload") if p.severity == "error"]
-                return error_response("the pipeline is invalid", [problem_json(p) for p in problems])
+            except (UploadError, SpecError) as exc:
+                return _refused_upload(exc, Path(tmp))
             warnings = relative_problems(warnings, Path(tmp) / "upload")
         return Response(
             {"valid": True, "steps": list(spec.jobs), "warnings": [problem_json(p) for p in warnings]},
@@ -455,9 +452,7 @@ class EndpointList(APIView):
         form = s.EndpointCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = Team.objects.filter(name=data["team"], pk__in=access.visible_team_ids(request)).first()
-        if team is None:
-            raise Http404(f"No team named {data['team']!r}")
+        team = access.team_named(request, data["team"])
         access.require(request, team, Scope.ADMIN)
         pipeline = Pipeline.objects.filter(pk=data["pipeline"], team=team).select_related("latest_version").first()
         if pipeline is None:
