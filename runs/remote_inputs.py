@@ -202,15 +202,15 @@ def _open(session: requests.Session, url: str, headers: dict[str, str]) -> reque
             ) from None
         except requests.exceptions.RequestException as exc:
             raise RemoteInputError(f"{url[:200]}: cannot connect ({type(exc).__name__})") from None
+        except ValueError as exc:
+            # requests reads a redirect's Location even when it does not follow it ("http://[::1/x").
+            raise RemoteInputError(f"{url[:200]} redirects to no valid address: {exc}") from None
         if not response.is_redirect:
             return response
         # Each hop is checked again: a public address may redirect to an internal one.
         location = response.headers.get("Location", "")
         response.close()
-        try:
-            url = urljoin(url, location)
-        except ValueError:  # the server's Location is no address ("http://[::1/x")
-            raise RemoteInputError(f"{url[:200]} redirects to {location[:200]!r}, which is no address") from None
+        url = urljoin(url, location)
     raise RemoteInputError(f"{url[:200]}: more than {settings.STEPWISE_REMOTE_INPUT_MAX_REDIRECTS} redirects")
 
 

@@ -63,6 +63,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self._head(302, Location="/data.csv")
             elif path == "/loop":
                 self._head(302, Location="/loop")
+            elif path == "/bad-location":
+                self._head(302, Location="http://[::1/x")
             elif path == "/to-metadata":
                 self._head(302, Location="http://169.254.169.254/latest/meta-data/")
             elif path == "/huge":
@@ -238,6 +240,7 @@ def test_redirects_are_followed_a_bounded_number_of_times(team, alice, site, set
         ("/slow", "no answer within the timeout"),
         ("/bad-md5", "Content-MD5"),
         ("/to-metadata", "'169.254.169.254' is not in STEPWISE_REMOTE_INPUT_HOSTS"),
+        ("/bad-location", "redirects to no valid address: Invalid IPv6 URL"),
     ],
 )
 def test_a_download_that_fails_names_the_input_and_the_cause(team, alice, site, settings, path, message):
