@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -305,16 +306,18 @@ inputs:
   rows:
     type: uri_folder
     path: ./src
+  max_iter: {type: integer, default: 3}
 jobs:
   fit:
     type: command
     component: azureml:train@latest
     inputs:
       data: ${{parent.inputs.rows}}
+      max_iter: ${{parent.inputs.max_iter}}
 """
 
 
-def test_components_register_list_and_resolve_in_an_imported_pipeline(server, token, project):
+def test_components_register_list_and_resolve_in_an_imported_pipeline(server, token, cli_env, project):
     client = Client(server, token)
     registered = client.components.create(project / "train.yml", team="ml")
     assert (registered["name"], registered["version"], registered["reference"]) == ("train", "1", "azureml:train:1")
@@ -325,6 +328,13 @@ def test_components_register_list_and_resolve_in_an_imported_pipeline(server, to
     created = client.pipelines.create(project / "uses.yml", team="ml")  # resolved by the server, not here
     spec = client.pipelines.version(created["id"], created["version"])["spec"]
     assert spec["jobs"]["fit"]["component_name"] == "train" and spec["jobs"]["fit"]["has_code"]
+    # The CLI cannot read this file alone: --set is typed by the inputs of the version the server made.
+    ran = stepwise("run", "uses.yml", "--team", "ml", "--set", "max_iter=7", env=cli_env, cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    run_id = int(re.search(r"run #(\d+) ", ran.stderr).group(1))
+    assert client.runs.get(run_id).data["inputs"]["max_iter"] == 7
+    wrong = stepwise("run", "uses.yml", "--team", "ml", "--set", "epochs=7", env=cli_env, cwd=project)
+    assert wrong.returncode == 2 and "--set epochs: the pipeline has no such input" in wrong.stderr
     with pytest.raises(SpecError) as local:  # read here first, so nothing goes up that cannot register
         client.components.create(project / "broken.yml", team="ml")
     assert local.value.problems[0].field == "type"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -104,6 +104,35 @@ def test_without_a_scorer_the_answer_is_503_and_logged(team, tmp_path):
     status, answer = scoring_proxy.score(deployment=d, payload={"inputs": [[1]]})
     assert status == 503 and "not running yet" in answer["detail"]
     assert ScoringRequest.objects.get().status == 503
+
+
+class DeepAnswer(BaseHTTPRequestHandler):
+    """A scorer (any team's code) answering JSON nested deeper than Python's parser goes."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"[" * 100_000 + b"]" * 100_000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_scorer_answering_json_nested_too_deeply_is_a_502_not_a_crash(team, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DeepAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        d = deployments.deployment_create(team=team, name="d", model_version=version(team, tmp_path))
+        Deployment.objects.filter(pk=d.pk).update(address=f"127.0.0.1:{server.server_address[1]}")
+        status, answer = scoring_proxy.score(deployment=d, payload={"inputs": [[1]]})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (status, answer["detail"]) == (502, "the scorer did not answer: RecursionError")
+    assert ScoringRequest.objects.get().status == 502
 
 
 def test_the_page_tests_the_deployment_and_escapes(client, alice, team, tmp_path, scorer_server):
