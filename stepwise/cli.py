@@ -225,14 +225,13 @@ class _Cli:
                 raise Invalid(f"{self.args.target}: no such file")
             if not self.args.team:
                 raise Invalid("--team: the team to import the pipeline into")
-            # The inputs are checked against the file before it is uploaded, where the file reads
-            # here (registered components are the server's to resolve): a wrong --set leaves no
-            # pipeline behind on the server.
-            inputs = self._inputs(self._declared_in_file(target)) if _reads_here(target) else None
+            # The inputs are checked against the file before it is imported: read here, or by the
+            # server's validation (a zip; registered components are the server's to resolve), which
+            # stores nothing. A wrong --set leaves no pipeline behind.
+            declared = self._declared_in_file(target) if _reads_here(target) else self._declared_by_server(target)
+            inputs = self._inputs(declared)
             created = self.client.pipelines.create(target, team=self.args.team)
             pipeline_id, version = created["id"], created["version"]
-            if inputs is None:
-                inputs = self._inputs(self._declared_on_server(pipeline_id, version))
         else:
             found = self._pipeline(self.args.target, self.args.team)
             pipeline_id, version = found["id"], found["version"]
@@ -249,6 +248,9 @@ class _Cli:
 
     def _declared_on_server(self, pipeline_id: int, version: int) -> Callable[[], dict]:
         return lambda: self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
+
+    def _declared_by_server(self, path: Path) -> Callable[[], dict]:
+        return lambda: self.client.pipelines.validate(path, team=self.args.team).get("inputs", {})
 
     def _declared_in_file(self, path: Path) -> Callable[[], dict]:
         def declared() -> dict:

@@ -291,7 +291,7 @@ class Pipelines(_Resource):
 
     def validate(self, source: PipelineJob | str | Path, *, team: str | None = None) -> dict:
         """Check a pipeline as the server would import it (its compute targets; `team`'s registered
-        components), storing nothing: `{"valid", "steps", "warnings"}`, or ValidationError."""
+        components), storing nothing: `{"valid", "steps", "inputs", "warnings"}`, or ValidationError."""
         filename, content = _upload(source)
         data = {"team": team} if team else {}
         return self._client._json("POST", "pipelines/validate/", data=data, files={"file": (filename, content)})

@@ -64,6 +64,7 @@ class PipelineValidateSerializer(serializers.Serializer):
 class ValidationSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     steps = serializers.ListField(child=serializers.CharField())
+    inputs = serializers.JSONField(help_text="the pipeline's inputs, as a version's `spec.inputs` gives them")
     warnings = ProblemSerializer(many=True)
 
 

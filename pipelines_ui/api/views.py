@@ -32,7 +32,7 @@ from runs import selectors as run_selectors
 from runs.management.commands.pipelines import run_summary
 from runs.models import Metric, Run, RunState, StepRun
 from runs.services import RunInputError, run_cancel, run_create, run_rerun
-from stepwise.spec import SpecError, to_zip_bytes
+from stepwise.spec import SpecError, to_json, to_zip_bytes
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="bad input: `errors` names each problem"),
@@ -225,7 +225,12 @@ class PipelineValidate(APIView):
                 return _refused_upload(exc, Path(tmp))
             warnings = relative_problems(warnings, Path(tmp) / "upload")
         return Response(
-            {"valid": True, "steps": list(spec.jobs), "warnings": [problem_json(p) for p in warnings]},
+            {
+                "valid": True,
+                "steps": list(spec.jobs),
+                "inputs": to_json(spec)["inputs"],
+                "warnings": [problem_json(p) for p in warnings],
+            },
         )
 
 

@@ -164,6 +164,11 @@ def test_validate_checks_as_an_import_would_and_stores_nothing(alice, team, view
     good = validate(PIPELINE_YAML, team=team.name)
     assert good.status_code == 200, good.json()
     assert good.json()["valid"] is True and good.json()["steps"] == ["prep", "train", "report"]
+    # The inputs as a version's spec gives them: what `stepwise run FILE --set` checks before importing.
+    inputs = good.json()["inputs"]
+    assert list(inputs) == ["epochs", "rate", "verbose", "mode", "note"]
+    assert inputs["epochs"]["type"] == "integer" and inputs["epochs"]["default"] == 3
+    assert inputs["mode"]["enum"] == ["fast", "full"]
     # What only the server knows: its compute targets (a file alone looks valid).
     unknown = validate(
         PIPELINE_YAML.replace("display_name: demo", "display_name: demo\nsettings: {default_compute: nosuch}")

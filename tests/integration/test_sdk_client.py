@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -328,13 +329,25 @@ def test_components_register_list_and_resolve_in_an_imported_pipeline(server, to
     created = client.pipelines.create(project / "uses.yml", team="ml")  # resolved by the server, not here
     spec = client.pipelines.version(created["id"], created["version"])["spec"]
     assert spec["jobs"]["fit"]["component_name"] == "train" and spec["jobs"]["fit"]["has_code"]
-    # The CLI cannot read this file alone: --set is typed by the inputs of the version the server made.
+    # The CLI cannot read this file alone (registered components are the server's to resolve):
+    # --set is typed and checked by the inputs the server's validation reads, before any import.
     ran = stepwise("run", "uses.yml", "--team", "ml", "--set", "max_iter=7", env=cli_env, cwd=project)
     assert ran.returncode == 0, ran.stderr
     run_id = int(re.search(r"run #(\d+) ", ran.stderr).group(1))
     assert client.runs.get(run_id).data["inputs"]["max_iter"] == 7
     wrong = stepwise("run", "uses.yml", "--team", "ml", "--set", "epochs=7", env=cli_env, cwd=project)
     assert wrong.returncode == 2 and "--set epochs: the pipeline has no such input" in wrong.stderr
+    # A zip of the folder too: the wrong --set leaves no pipeline behind.
+    with zipfile.ZipFile(project / "bundle.zip", "w") as bundle:
+        bundle.writestr("pipeline.yml", USES_REGISTERED.replace("name: uses-registered", "name: zipped"))
+        for path in (project / "src").iterdir():
+            bundle.write(path, path.relative_to(project))
+    zipped = stepwise("run", "bundle.zip", "--team", "ml", "--set", "epochs=7", env=cli_env, cwd=project)
+    assert zipped.returncode == 2 and "--set epochs: the pipeline has no such input" in zipped.stderr
+    assert "zipped" not in [p["name"] for p in client.pipelines.list(team="ml")]
+    zipped = stepwise("run", "bundle.zip", "--team", "ml", "--set", "max_iter=9", env=cli_env, cwd=project)
+    assert zipped.returncode == 0, zipped.stderr
+    assert client.runs.get(int(re.search(r"run #(\d+) ", zipped.stderr).group(1))).data["inputs"]["max_iter"] == 9
     with pytest.raises(SpecError) as local:  # read here first, so nothing goes up that cannot register
         client.components.create(project / "broken.yml", team="ml")
     assert local.value.problems[0].field == "type"
