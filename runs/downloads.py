@@ -89,7 +89,16 @@ def output_response(run, step_run: StepRun, output_name: str) -> HttpResponse:
             if not files:
                 raise Http404("The output's file is missing from the artifact store")
             name = files[0].rpartition("/")[2]
-            return FileResponse(artifacts.open_stored_file(artifact, files[0]), as_attachment=True, filename=name)
+            # Never the type its name suggests: a step's .js or .css, served from our origin as such, is a
+            # script or stylesheet that a page could load past the CSP's 'self', attachment or not.
+            response = FileResponse(
+                artifacts.open_stored_file(artifact, files[0]),
+                as_attachment=True,
+                filename=name,
+                content_type="application/octet-stream",
+            )
+            response["X-Content-Type-Options"] = "nosniff"
+            return response
     except (OSError, artifacts.ArtifactError):
         raise Http404("The output is missing from the artifact store") from None
     response = StreamingHttpResponse(zip_stream(artifact, files), content_type="application/zip")

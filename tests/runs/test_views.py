@@ -145,6 +145,22 @@ def test_file_output_downloads_as_the_file(finished_run, client, alice):
     assert 'filename="model.bin"' in response["Content-Disposition"]
 
 
+@pytest.mark.parametrize("name", ["report.html", "page.svg", "evil.js", "style.css"])
+def test_file_output_is_never_served_as_a_type_the_browser_runs(run, client, alice, tmp_path, name):
+    # A step's output is anyone's bytes: served from our origin as text/javascript or text/css, a
+    # <script src> or <link> on a page would load it despite the CSP's 'self' (attachment does not stop that).
+    output = store(tmp_path, Artifact.Kind.FILE, {name: b"alert(document.cookie)//<script>alert(1)</script>"})
+    step = set_step(run, "train", state=StepState.SUCCEEDED, attempt=1, exit_code=0)
+    StepOutput.objects.create(step_run=step, name="model", artifact=output)
+    client.force_login(alice)
+    response = client.get(reverse("step_output", args=[run.pk, "train", "model"]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert f'filename="{name}"' in response["Content-Disposition"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
 def test_folder_output_downloads_as_a_zip(run, client, alice, tmp_path):
     folder = store(tmp_path, Artifact.Kind.FOLDER, {"rows.csv": b"a,b\n1,2\n", "nested/more.txt": b"x" * 5000})
     step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
