@@ -63,6 +63,10 @@ def tree_manifest(root: Path) -> Manifest:
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        # os.walk lists a link to a folder among the folders (and does not go into it): refused too.
+        for name in sorted(dirnames):
+            if (Path(dirpath) / name).is_symlink():
+                raise ArtifactError(f"output contains a symbolic link: {(Path(dirpath) / name).relative_to(root)}")
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.is_symlink():
@@ -84,6 +88,11 @@ def stage_output(source: Path, kind: str, staging: Path) -> None:
 
     For uri_file, `source` is the file; it is kept inside the folder under its own name.
     """
+    # A step writes in its outputs folder: it may have replaced its output, or that folder itself, by
+    # a link to a folder of the worker's (var/, say), which this process, outside the sandbox, would
+    # then move into the store (and make read-only), to be downloaded from the run page.
+    if source.is_symlink() or source.parent.is_symlink():
+        raise ArtifactError(f"output {source.name} is or lies in a symbolic link")
     if kind == FILE_KIND:
         if not source.is_file():
             raise ArtifactError(f"the step did not write its output file {source.name}")

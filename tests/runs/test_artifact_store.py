@@ -35,3 +35,57 @@ def test_a_put_stores_the_output_once_by_content(tmp_path):
     assert manifests[0] == manifests[1]
     assert store.files(manifests[0].sha256) == ["data.txt"]
     assert list((tmp_path / "store" / "staging").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["uri_folder", "uri_file"])
+def test_an_output_that_is_itself_a_link_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind):
+    # A step can replace its (empty) output folder by a link to, say, the server's var/: the
+    # worker, outside the sandbox, must not store (and so serve) that folder, nor chmod its files.
+    secret = tmp_path / "var"
+    secret.mkdir()
+    (secret / "secret.key").write_text("the server's secret")
+    mode = (secret / "secret.key").stat().st_mode
+    step_outputs = tmp_path / "work" / "outputs"
+    step_outputs.mkdir(parents=True)
+    output = step_outputs / "data"
+    os.symlink(secret if kind == "uri_folder" else secret / "secret.key", output)
+    store = LocalStore(tmp_path / "store")
+
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        store.put(output, kind)
+
+    assert not (tmp_path / "store" / "objects").exists()
+    assert list((tmp_path / "store" / "staging").iterdir()) == []
+    assert (secret / "secret.key").stat().st_mode == mode
+    assert (secret / "secret.key").read_text() == "the server's secret"
+
+
+def test_a_link_to_a_folder_inside_an_output_is_refused(tmp_path):
+    # os.walk lists such a link among the folders, not the files, and does not go into it.
+    secret = tmp_path / "var"
+    secret.mkdir()
+    (secret / "secret.key").write_text("the server's secret")
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.bin").write_bytes(b"weights")
+    os.symlink(secret, output / "escape")
+
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        LocalStore(tmp_path / "store").put(output, "uri_folder")
+    assert not (tmp_path / "store" / "objects").exists()
+
+
+def test_an_output_under_an_outputs_folder_that_is_a_link_is_refused(tmp_path):
+    # The step replaced its outputs/ folder by a link to var/: its uri_file output `secret.key`
+    # would then be the server's file, moved out of var/ into the store.
+    secret = tmp_path / "var"
+    secret.mkdir()
+    (secret / "secret.key").write_text("the server's secret")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    os.symlink(secret, workdir / "outputs")
+
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        LocalStore(tmp_path / "store").put(workdir / "outputs" / "secret.key", "uri_file")
+    assert (secret / "secret.key").read_text() == "the server's secret"
+    assert not (tmp_path / "store" / "objects").exists()

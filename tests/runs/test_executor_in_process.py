@@ -3,6 +3,7 @@ step a success made ready itself, without a queue round trip."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 
@@ -250,3 +251,33 @@ def test_a_started_step_whose_worker_died_before_running_it_is_retried_as_lost(a
     retry = StepRun.objects.get(pk=started.pk)
     assert (retry.state, retry.attempt) == (StepState.QUEUED, 2)
     assert [job.args for job in queue.jobs] == [queues.job_args(retry)]
+
+
+def test_a_step_that_replaces_its_output_folder_by_a_link_fails_and_stores_nothing(
+    transactional_db, alice, team, tmp_path
+):
+    # The link is followed by the worker, outside the sandbox: the folder it names (here a stand-in
+    # for the server's var/) would be stored as the output, made read-only, and downloadable.
+    secret = tmp_path / "var"
+    secret.mkdir()
+    (secret / "secret.key").write_text("the server's secret")
+    yaml_text = f"""
+type: pipeline
+jobs:
+  make:
+    type: command
+    command: rmdir ${{{{outputs.out}}}} && ln -s {secret} ${{{{outputs.out}}}}
+    outputs:
+      out: {{type: uri_folder}}
+"""
+    run = run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="make")
+
+    assert executor.execute(step.pk, step.attempt) == "failed to store outputs"
+
+    step.refresh_from_db()
+    assert step.state == StepState.FAILED
+    assert "symbolic link" in step.reason
+    assert not StepOutput.objects.filter(step_run=step).exists()
+    assert (secret / "secret.key").read_text() == "the server's secret"
+    assert os.access(secret / "secret.key", os.W_OK)
