@@ -21,6 +21,7 @@ import random
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import transaction
@@ -153,6 +155,22 @@ def _write_files(dest: Path, files: dict[str, str]) -> None:
             raise StepSetupError(f"file {rel!r} would be written outside the step's folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(blobs[sha])
+
+
+def _open_step_file(path: Path) -> BinaryIO | None:
+    """A regular file that the step wrote in its folder, opened for reading; None when there is none.
+
+    This process runs outside the sandbox: a link the step put there could name any file of the
+    worker's (another step's metrics, say) and a FIFO or device could hang it or fill its memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # missing, or a link (ELOOP)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def _files_under(file_map: dict[str, str], prefix: str) -> dict[str, str]:
@@ -458,9 +476,12 @@ class Attempt:
     def new_records(self) -> list[MetricRecord | ParamRecord]:
         """What the step logged since the last call, checked and masked, in the order it logged it."""
         path = self.prepared.metrics_file
-        if path is None or not path.exists():
+        if path is None:
             return []
-        with path.open("rb") as handle:
+        handle = _open_step_file(path)
+        if handle is None:
+            return []
+        with handle:
             handle.seek(self.metrics_offset)
             data = handle.read()
         complete = data[: data.rfind(b"\n") + 1]

@@ -12,7 +12,18 @@ from django.utils import timezone
 from rq.job import Job
 
 from runs import artifacts, executor, queues, reconciler, worker
-from runs.models import Artifact, ComputeTarget, LogChunk, RunState, StepOutput, StepRun, StepState, Transition
+from runs.models import (
+    Artifact,
+    ComputeTarget,
+    LogChunk,
+    Metric,
+    Param,
+    RunState,
+    StepOutput,
+    StepRun,
+    StepState,
+    Transition,
+)
 from runs.services import run_cancel, run_create
 from tests.integration.test_execution import import_yaml
 from tests.runs.conftest import set_step
@@ -281,3 +292,39 @@ jobs:
     assert not StepOutput.objects.filter(step_run=step).exists()
     assert (secret / "secret.key").read_text() == "the server's secret"
     assert os.access(secret / "secret.key", os.W_OK)
+
+
+def test_a_metrics_file_that_is_a_link_is_not_read(transactional_db, alice, team, tmp_path):
+    # The worker reads the metrics file outside the sandbox: a link would show on the run page
+    # the lines of a file of the worker's, such as another team's step's metrics (or hang it on /dev/zero).
+    theirs = tmp_path / "theirs.jsonl"
+    theirs.write_text('{"name": "their_accuracy", "value": 0.97}\n{"param": "their_secret_param", "value": "x"}\n')
+    yaml_text = f"""
+type: pipeline
+jobs:
+  make:
+    type: command
+    command: ln -sf {theirs} "$STEPWISE_METRICS_FILE" && sleep 1
+"""
+    run = run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="make")
+
+    assert executor.execute(step.pk, step.attempt) == "succeeded"
+
+    assert not Metric.objects.filter(step_run=step).exists()
+    assert not Param.objects.filter(step_run=step).exists()
+
+
+def test_a_metrics_file_the_step_writes_is_read(transactional_db, alice, team, tmp_path):
+    yaml_text = """
+type: pipeline
+jobs:
+  make:
+    type: command
+    command: >-
+      echo '{"name": "accuracy", "value": 0.5}' >> "$STEPWISE_METRICS_FILE"
+"""
+    run = run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="make")
+    assert executor.execute(step.pk, step.attempt) == "succeeded"
+    assert list(Metric.objects.filter(step_run=step).values_list("name", "value")) == [("accuracy", 0.5)]
