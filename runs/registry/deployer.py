@@ -176,13 +176,17 @@ class Deployer:
             else:
                 return did
         if not wanted.address:
-            try:
-                wanted.address = wanted.address_file.read_text().strip()
-            except OSError:
+            # The address file says only that the scorer listens. Its folder is the scorer's own (a
+            # model's pickle runs its author's code): what is written there is never read, and the
+            # address is where the scorer was told to listen, so that neither a link (another
+            # scorer's socket, a file of the host) nor a FIFO (read by this process, it would hang)
+            # can stand in for it.
+            if not os.path.lexists(wanted.address_file):
                 if now - wanted.started_at > READY_TIMEOUT_S:
                     wanted.stop_at = now
                     self._record_error(d, wanted, why=f"not ready after {READY_TIMEOUT_S:.0f} s")
                 return did
+            wanted.address = f"unix:{wanted.folder / SOCKET_NAME}"
         if d.address != wanted.address and _healthy(wanted.address, wanted.version_id):
             Deployment.objects.filter(pk=d.pk).update(
                 address=wanted.address, serving_version_id=wanted.version_id, error=""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,3 +165,51 @@ def test_a_deployment_whose_files_are_gone_is_reported_not_fatal(team, tmp_path)
     did = Deployer(run_dir=tmp_path / "run").tick()
     d.refresh_from_db()
     assert did and d.error.startswith("clf:1: ") and not d.address
+
+
+def test_a_scorer_cannot_hang_the_deployer_or_point_it_elsewhere_through_its_address_file(team, tmp_path, monkeypatch):
+    """A scorer's folder is its own (a model's pickle runs its author's code): a FIFO as its
+    address file would hang a deployer that read it, a link would name another address."""
+    import os
+    import subprocess
+
+    from runs.registry import deployer as deployer_
+
+    d = deployments.deployment_create(team=team, name="d", model_version=version(team, tmp_path))
+    deployer = deployer_.Deployer(run_dir=tmp_path / "run")
+    started = []
+
+    def start(deployment):
+        folder = deployer.run_dir / f"scorer-{len(started)}"
+        folder.mkdir()
+        os.mkfifo(folder / "address")
+        proc = subprocess.Popen(["sleep", "30"])
+        scorer = deployer_.ScorerProcess(deployment.pk, deployment.model_version_id, proc, folder, folder / "log")
+        deployer.scorers.append(scorer)
+        started.append(scorer)
+        return scorer
+
+    monkeypatch.setattr(deployer, "_start", start)
+    hung = []
+
+    def interrupt(signum, frame):
+        hung.append(signum)
+        raise TimeoutError("the deployer hangs on the scorer's FIFO")  # caught by tick, for one deployment
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        for _ in range(2):
+            signal.alarm(5)
+            deployer.tick()
+            signal.alarm(0)
+        assert not hung, "the deployer hung on the scorer's FIFO"
+        assert len(started) == 1
+        assert started[0].address == f"unix:{started[0].folder / deployer_.SOCKET_NAME}"
+        d.refresh_from_db()
+        assert not d.address  # nothing answers there: not switched to
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        for scorer in started:
+            scorer.proc.kill()
+            scorer.proc.wait()
