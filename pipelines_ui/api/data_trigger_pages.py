@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from pipelines_ui import selectors
 from pipelines_ui.api import data_triggers
-from pipelines_ui.api.data_trigger_forms import DataTriggerForm
+from pipelines_ui.api.data_trigger_forms import DataTriggerForm, data_inputs
 from pipelines_ui.api.models import DataTrigger
 from pipelines_ui.models import Pipeline
 from runs.models import DataAsset
@@ -50,6 +50,9 @@ def _rows(queryset) -> list[dict]:
 
 def _page(request: HttpRequest, *, team, pipeline: Pipeline | None, asset: DataAsset | None) -> HttpResponse:
     can_edit = selectors.user_role(request.user, team) in selectors.EDIT_ROLES
+    # A pipeline with no data input read by reference has nothing a trigger could bind: say so
+    # instead of offering a form whose Input list is empty.
+    no_data_input = pipeline is not None and not data_inputs(pipeline)
     form = None
     if request.method == "POST":
         _require_editor(request.user, team)
@@ -64,7 +67,7 @@ def _page(request: HttpRequest, *, team, pipeline: Pipeline | None, asset: DataA
             else:
                 messages.success(request, f"Data trigger {trigger.name} created.")
                 return redirect(request.path)
-    elif can_edit:
+    elif can_edit and not no_data_input:
         form = DataTriggerForm(team=team, pipeline=pipeline, asset=asset)
     triggers = data_triggers.triggers_visible([team.pk])
     triggers = triggers.filter(pipeline=pipeline) if pipeline is not None else triggers.filter(asset=asset)
@@ -77,6 +80,7 @@ def _page(request: HttpRequest, *, team, pipeline: Pipeline | None, asset: DataA
             "rows": _rows(triggers),
             "form": form,
             "can_edit": can_edit,
+            "no_data_input": no_data_input,
             "tab": "data_triggers",
             "nav": "pipelines" if pipeline is not None else "data",
         },

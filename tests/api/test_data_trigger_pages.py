@@ -130,3 +130,12 @@ def test_each_start_shows_its_run_its_error_or_that_it_is_starting(client, bob, 
     assert 'title="pipeline has &lt;no&gt; version"' in page
     listed = client.get(f"/api/v1/data-triggers/{trigger.pk}/").json()["fires"]
     assert [(f["pending"], f["error"]) for f in listed] == [(False, "pipeline has <no> version"), (True, "")]
+
+
+def test_a_pipeline_without_a_data_input_says_so_instead_of_an_empty_form(client, bob, team, alice):
+    plain = make_pipeline(team, alice, name="plain")
+    client.force_login(bob)
+    page = client.get(f"/pipelines/{plain.pk}/data-triggers/").content.decode()
+    assert 'id="data-trigger-form"' not in page
+    assert 'id="data-trigger-no-input"' in page and "plain has none" in page
+    assert "beside this list" in page and "Add one with the form" not in page
