@@ -213,3 +213,13 @@ def test_a_scorer_cannot_hang_the_deployer_or_point_it_elsewhere_through_its_add
         for scorer in started:
             scorer.proc.kill()
             scorer.proc.wait()
+
+
+def test_the_deploy_page_without_a_model_version_says_where_to_register_one(client, alice, team, tmp_path):
+    client.force_login(alice)
+    page = client.get(reverse("deployment_create")).content.decode()
+    assert 'id="deployment-form"' not in page
+    assert 'id="deployment-no-version"' in page and reverse("model_upload") in page
+    version(team, tmp_path)
+    page = client.get(reverse("deployment_create")).content.decode()
+    assert 'id="deployment-form"' in page and 'id="deployment-no-version"' not in page
