@@ -13,7 +13,10 @@ from runs.registry import lineage
 from runs.registry.models import ModelVersion, RunModelInput
 
 
-def _page(request: HttpRequest, found: lineage.Lineage, *, title: str, back: str, inputs=None) -> HttpResponse:
+def _page(
+    request: HttpRequest, found: lineage.Lineage, *, title: str, back: str, nav: str, inputs=None
+) -> HttpResponse:
+    """`nav`: the navbar section the page belongs to (the lineage of a run is under Runs, of data under Data)."""
     try:
         svg, error = found.svg(), ""
     except GraphRenderError as exc:
@@ -28,7 +31,7 @@ def _page(request: HttpRequest, found: lineage.Lineage, *, title: str, back: str
             "error": error,
             "lineage": found,
             "inputs": inputs,
-            "nav": "models",
+            "nav": nav,
         },
     )
 
@@ -39,7 +42,7 @@ def lineage_data(request: HttpRequest, version_id: int) -> HttpResponse:
         DataVersion.objects.filter(asset__team__memberships__user=request.user).select_related("asset"), pk=version_id
     )
     url = f"{version.asset.get_absolute_url()}?v={version.version}"
-    return _page(request, lineage.data_lineage(version), title=f"data {version}", back=url)
+    return _page(request, lineage.data_lineage(version), title=f"data {version}", back=url, nav="data")
 
 
 @login_required
@@ -47,7 +50,9 @@ def lineage_model(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(
         ModelVersion.objects.filter(model__team__memberships__user=request.user).select_related("model"), pk=version_id
     )
-    return _page(request, lineage.model_lineage(version), title=f"model {version}", back=version.get_absolute_url())
+    return _page(
+        request, lineage.model_lineage(version), title=f"model {version}", back=version.get_absolute_url(), nav="models"
+    )
 
 
 @login_required
@@ -74,4 +79,11 @@ def lineage_run(request: HttpRequest, run_id: int) -> HttpResponse:
             "model_version__model", "model_version__artifact"
         )
     ]
-    return _page(request, lineage.run_lineage(run), title=f"run #{run.pk}", back=run.get_absolute_url(), inputs=inputs)
+    return _page(
+        request,
+        lineage.run_lineage(run),
+        title=f"run #{run.pk}",
+        back=run.get_absolute_url(),
+        nav="runs",
+        inputs=inputs,
+    )

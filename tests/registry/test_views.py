@@ -167,6 +167,18 @@ def test_lineage_pages_render_svg_with_links(client, alice, chain):
     assert client.get(reverse("lineage_data", args=[data.pk])).status_code == 200
 
 
+def test_a_lineage_page_highlights_the_section_of_what_it_traces(client, alice, chain):
+    data, train_run, model, _score = chain
+    client.force_login(alice)
+    for name, pk, section in [
+        ("lineage_run", train_run.pk, "runs"),
+        ("lineage_data", data.pk, "data"),
+        ("lineage_model", model.pk, "models"),
+    ]:
+        response = client.get(reverse(name, args=[pk]))
+        assert response.context["nav"] == section
+
+
 def test_the_lineage_of_a_run_with_nothing_registered_says_how_to_get_one(client, alice, run):
     client.force_login(alice)
     page = client.get(reverse("lineage_run", args=[run.pk])).content.decode()
