@@ -4,6 +4,8 @@ data; team admins add them, with credentials that are stored encrypted and never
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -134,8 +136,9 @@ def datastore_register(request: HttpRequest, datastore_id: int) -> HttpResponse:
         )
     except DataError as exc:
         messages.error(request, str(exc))
-        return redirect(
-            f"{request.path.rsplit('register/', 1)[0]}?path={path.rsplit('/', 1)[0] if '/' in path else ''}"
-        )
+        # Back to the folder the path was in, quoted: the path is the user's text (a newline in a
+        # redirect's Location is refused by Django with a 500).
+        folder = path.rsplit("/", 1)[0] if "/" in path else ""
+        return redirect(f"{request.path.rsplit('register/', 1)[0]}?{urlencode({'path': folder})}")
     messages.success(request, f"Created {created.asset.name}:{created.version} from {store.name}/{path}.")
     return redirect(f"{created.asset.get_absolute_url()}?v={created.version}")

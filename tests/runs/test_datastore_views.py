@@ -89,6 +89,11 @@ def test_editors_register_a_path_as_data(client, bob, lake):
     assert response.status_code == 302 and version.file_count == 2 and version.datastore == lake
     bad = client.post(reverse("datastore_register", args=[lake.pk]), {"path": "raw/a.csv", "type": "uri_folder"})
     assert bad.status_code == 302 and DataVersion.objects.count() == 1
+    assert bad["Location"] == reverse("datastore_detail", args=[lake.pk]) + "?path=raw"
+    # The path is the user's text: back to its folder, quoted (a newline was a 500).
+    odd = client.post(reverse("datastore_register", args=[lake.pk]), {"path": "r&w\nx/a #b", "type": "uri_folder"})
+    assert odd.status_code == 302 and odd["Location"].endswith("?path=r%26w%0Ax")
+    assert client.get(odd["Location"]).status_code == 200  # a folder that does not exist, said on the page
 
 
 def test_viewers_cannot_register(client, team, lake):
