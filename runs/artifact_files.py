@@ -59,7 +59,7 @@ def manifest_of(entries: list[Entry]) -> Manifest:
 
 
 def tree_manifest(root: Path) -> Manifest:
-    """Hash a folder by its sorted (path, sha256, size) entries; symlinks are refused."""
+    """Hash a folder by its sorted (path, sha256, size) entries; symlinks, FIFOs and other non-files are refused."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -69,8 +69,13 @@ def tree_manifest(root: Path) -> Manifest:
                 raise ArtifactError(f"output contains a symbolic link: {(Path(dirpath) / name).relative_to(root)}")
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if path.is_symlink():
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
                 raise ArtifactError(f"output contains a symbolic link: {path.relative_to(root)}")
+            # A FIFO (any user can make one) would hang this process on its open, waiting for a
+            # writer that never comes once the step has ended; a socket or device is no data either.
+            if not stat.S_ISREG(mode):
+                raise ArtifactError(f"output contains what is not a regular file: {path.relative_to(root)}")
             rel = path.relative_to(root).as_posix()
             entries.append(Entry(path=rel, sha256=file_sha256(path), size=path.stat().st_size))
     return manifest_of(entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -89,3 +90,34 @@ def test_an_output_under_an_outputs_folder_that_is_a_link_is_refused(tmp_path):
         LocalStore(tmp_path / "store").put(workdir / "outputs" / "secret.key", "uri_file")
     assert (secret / "secret.key").read_text() == "the server's secret"
     assert not (tmp_path / "store" / "objects").exists()
+
+
+def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path):
+    # A step can mkfifo in its output folder: the worker, hashing what it left, would open the
+    # FIFO and wait for a writer that never comes (the step's processes are gone): a hung worker.
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.bin").write_bytes(b"weights")
+    os.mkfifo(output / "pipe")
+
+    result: list[BaseException] = []
+
+    def put():
+        try:
+            LocalStore(tmp_path / "store").put(output, "uri_folder")
+        except BaseException as exc:  # noqa: BLE001 - what the thread saw, for the assertion below
+            result.append(exc)
+
+    thread = threading.Thread(target=put, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    if thread.is_alive():
+        # Let the hung open return, so that the test process can end.
+        for fifo in (tmp_path / "store" / "staging").glob("*/pipe"):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=5)
+        pytest.fail("storing an output with a FIFO in it hung")
+    assert len(result) == 1 and isinstance(result[0], ArtifactError)
+    assert "not a regular file" in str(result[0])
+    assert not (tmp_path / "store" / "objects").exists()
+    assert list((tmp_path / "store" / "staging").iterdir()) == []
