@@ -343,6 +343,10 @@ def prepare(
 
 LINE_TRUNCATED = " … [line truncated]"
 PARAM_VALUE_MAX = 6000  # mlflow's own limit on a parameter's value
+# What one read of a step's metrics file takes (each second, and once as it ends); a longer line
+# (far beyond any metric or parameter, PARAM_VALUE_MAX included) is skipped.
+METRICS_READ_MAX = 4 * 1024 * 1024
+METRICS_FINAL_READS = 16
 
 
 class LineSplitter:
@@ -415,6 +419,8 @@ class Attempt:
         )
         self.last_flush = time.monotonic()
         self.metrics_offset = 0
+        self.metrics_dropping = False
+        self.metrics_more = False
         self.stop_reason = ""
         self.fenced = False
         self.masker = Masker(prepared.secrets)
@@ -481,11 +487,26 @@ class Attempt:
         handle = _open_step_file(path)
         if handle is None:
             return []
+        # At most METRICS_READ_MAX bytes a call: the step writes this file, and a sparse one
+        # (`truncate -s 1T`) costs it no disk but would cost this process its memory, read whole.
         with handle:
             handle.seek(self.metrics_offset)
-            data = handle.read()
+            data = handle.read(METRICS_READ_MAX)
+        self.metrics_more = len(data) == METRICS_READ_MAX
+        if self.metrics_dropping:
+            # The rest of a line too long to be a record, up to its newline.
+            first = data.find(b"\n")
+            self.metrics_offset += len(data) if first < 0 else first + 1
+            if first < 0:
+                return []
+            self.metrics_dropping = False
+            data = data[first + 1 :]
         complete = data[: data.rfind(b"\n") + 1]
         self.metrics_offset += len(complete)
+        if not complete and len(data) == METRICS_READ_MAX:
+            # A whole read without a newline: no record is that long, so it is dropped, not kept.
+            self.metrics_offset += len(data)
+            self.metrics_dropping = True
         records: list[MetricRecord | ParamRecord] = []
         for raw in complete.splitlines():
             try:
@@ -619,7 +640,11 @@ class Attempt:
             self.add_lines([f"[stepwise] stopped {len(strays)} process(es) the step left running: {strays}"])
         if not self.fenced and self.pending_lines:
             self.flush()
-        self.read_metrics()
+        # What the step wrote since the last read may take more than one (up to METRICS_FINAL_READS).
+        for _ in range(METRICS_FINAL_READS):
+            self.read_metrics()
+            if not self.metrics_more:
+                break
         return returncode
 
     def kill_strays(self) -> list[int]:
@@ -659,6 +684,8 @@ class TrialAttempt(Attempt):
         self.outputs = prepared.outputs
         self.last_flush = time.monotonic()
         self.metrics_offset = 0
+        self.metrics_dropping = False
+        self.metrics_more = False
         self.stop_reason = ""
         self.stopped_by = ""
         self.fenced = False
