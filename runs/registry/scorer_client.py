@@ -6,8 +6,9 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import stat
 
-# A socket's name holds 108 bytes with its terminator; a longer path is reached through its folder.
+# A socket's name holds 108 bytes with its terminator: sockets are reached through a handle (see connect).
 SUN_PATH_MAX = 107
 
 
@@ -20,15 +21,22 @@ class _UnixConnection(http.client.HTTPConnection):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            if len(os.fsencode(self.socket_path)) <= SUN_PATH_MAX:
-                sock.connect(self.socket_path)
-            else:
-                folder, name = os.path.split(self.socket_path)
-                fd = os.open(folder, os.O_PATH | os.O_CLOEXEC)
-                try:
-                    sock.connect(f"/proc/self/fd/{fd}/{name}")
-                finally:
-                    os.close(fd)
+            # The socket lies in the scorer's own folder, where its model's code may have put a link
+            # in its place (to another team's scorer, or any socket of this host): connect() follows
+            # links, so the socket is opened without following one and reached through that handle,
+            # which also keeps a long path within the 108 bytes a socket's name may take.
+            folder, name = os.path.split(self.socket_path)
+            folder_fd = os.open(folder, os.O_PATH | os.O_CLOEXEC)
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
+            finally:
+                os.close(folder_fd)
+            try:
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    raise ConnectionRefusedError(f"{self.socket_path} is not a socket")
+                sock.connect(f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
         except BaseException:
             sock.close()
             raise

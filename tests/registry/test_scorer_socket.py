@@ -11,6 +11,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pytest
 from sklearn.dummy import DummyClassifier
 
 from runs.registry import scorer_client
@@ -55,6 +56,36 @@ def test_a_scorer_in_a_deep_folder_answers_on_its_socket_and_drains(tmp_path):
         assert request(address, "POST", "/drain")[0] == 202
         assert scorer.wait(timeout=10) == 0
         assert not (folder / "scorer.sock").exists(), "the socket goes with the scorer"
+    finally:
+        scorer.kill()
+        scorer.wait()
+
+
+def test_a_scorer_socket_replaced_by_a_link_is_not_followed(tmp_path):
+    # A scorer's folder is its own (its model's pickle runs its author's code): it can replace its
+    # socket by a link to another team's scorer's socket (or any socket of the host), which the
+    # web process, outside the sandbox, would then send this deployment's requests to.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    model = DummyClassifier(strategy="constant", constant=1).fit(np.array([[0.0], [1.0]]), [0, 1])
+    joblib.dump(model, tmp_path / "model.joblib")
+    scorer = subprocess.Popen(
+        [sys.executable, "-m", "stepwise.scoring", "--model", str(tmp_path / "model.joblib")]
+        + ["--version-id", "7", "--socket", "scorer.sock", "--address-file", str(theirs / "address")],
+        cwd=theirs,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (theirs / "address").exists():
+            assert scorer.poll() is None and time.monotonic() < deadline, "the scorer did not start"
+            time.sleep(0.05)
+        assert request(f"unix:{theirs / 'scorer.sock'}", "GET", "/health")[0] == 200
+        for mine in (tmp_path / "mine", tmp_path.joinpath(*["a-rather-long-folder-name"] * 5)):
+            mine.mkdir(parents=True)
+            (mine / "scorer.sock").symlink_to(theirs / "scorer.sock")
+            with pytest.raises(OSError):
+                request(f"unix:{mine / 'scorer.sock'}", "GET", "/health")
     finally:
         scorer.kill()
         scorer.wait()
