@@ -52,6 +52,8 @@ READY_TIMEOUT_S = 60.0
 # A scorer told to drain that has not exited by then is killed.
 KILL_AFTER_S = 30.0
 SOCKET_NAME = "scorer.sock"
+# What an error message takes of a scorer's log: its last 1000 characters are in these bytes.
+LOG_TAIL_BYTES = 4096
 PR_SET_PDEATHSIG = 1
 
 try:
@@ -85,10 +87,15 @@ class ScorerProcess:
         return self.folder / "address"
 
     def log_tail(self) -> str:
+        # Only its end: the scorer writes this file through its stdout, and can seek that far
+        # ahead (a sparse file, no disk), which read whole would take this process's memory.
         try:
-            return self.log_file.read_text(errors="replace")[-1000:].strip()
+            with self.log_file.open("rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - LOG_TAIL_BYTES))
+                data = handle.read(LOG_TAIL_BYTES)
         except OSError:
             return ""
+        return data.decode(errors="replace")[-1000:].strip()
 
 
 def _request(address: str, method: str, path: str) -> tuple[int, dict]:

@@ -223,3 +223,29 @@ def test_the_deploy_page_without_a_model_version_says_where_to_register_one(clie
     version(team, tmp_path)
     page = client.get(reverse("deployment_create")).content.decode()
     assert 'id="deployment-form"' in page and 'id="deployment-no-version"' not in page
+
+
+def test_a_scorer_log_is_read_from_its_end_only(tmp_path):
+    """The scorer writes its log through the file it was given as stdout: seeking far ahead makes
+    it sparse and as large as it likes (no disk), and the deployer reads its tail on every error."""
+    import subprocess
+    import tracemalloc
+
+    from runs.registry import deployer as deployer_
+
+    log_file = tmp_path / "scorer.log"
+    with log_file.open("wb") as handle:
+        handle.seek(64 * 1024 * 1024)
+        handle.write(b"Traceback: the model would not load\n")
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    scorer = deployer_.ScorerProcess(1, 1, proc, tmp_path, log_file)
+
+    tracemalloc.start()
+    try:
+        tail = scorer.log_tail()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tail.endswith("Traceback: the model would not load")
+    assert peak < 1024 * 1024, f"the deployer read {peak} bytes of the scorer's log"
