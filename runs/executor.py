@@ -9,6 +9,7 @@ states and artifacts alike.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -346,6 +347,10 @@ PARAM_VALUE_MAX = 6000  # mlflow's own limit on a parameter's value
 # What one read of a step's metrics file takes (each second, and once as it ends); a longer line
 # (far beyond any metric or parameter, PARAM_VALUE_MAX included) is skipped.
 METRICS_READ_MAX = 4 * 1024 * 1024
+# The lines a sweep trial keeps between two takes of its driver (each SHIP_S, runs/trial_runner.py,
+# for a trial run elsewhere, which ships them as one row): a trial printing faster (`yes`) would
+# otherwise fill this process's memory and that row; the oldest go, and a line says how many.
+TRIAL_LINES_MAX = 5000
 METRICS_FINAL_READS = 16
 
 
@@ -693,7 +698,9 @@ class TrialAttempt(Attempt):
         self.returncode: int | None = None
         self.error: BaseException | None = None
         self._lock = threading.Lock()
-        self._lines: list[str] = []
+        # The newest lines only, between two takes: see TRIAL_LINES_MAX.
+        self._lines: collections.deque[str] = collections.deque(maxlen=TRIAL_LINES_MAX)
+        self._lines_left_out = 0
         self._records: list[MetricRecord | ParamRecord] = []
         self._thread = threading.Thread(target=self._main, name=f"sweep-trial-{number}", daemon=True)
 
@@ -719,7 +726,12 @@ class TrialAttempt(Attempt):
 
     def take(self) -> tuple[list[str], list[MetricRecord | ParamRecord]]:
         with self._lock:
-            lines, self._lines = self._lines, []
+            lines = list(self._lines)
+            self._lines.clear()
+            if self._lines_left_out:
+                left_out = f"[stepwise] {self._lines_left_out} line(s) left out: printed faster than the log is taken"
+                lines.insert(0, left_out)
+                self._lines_left_out = 0
             records, self._records = self._records, []
         return lines, records
 
@@ -727,6 +739,7 @@ class TrialAttempt(Attempt):
         if self.masker:
             lines = [self._mask(line) for line in lines]
         with self._lock:
+            self._lines_left_out += max(0, len(self._lines) + len(lines) - TRIAL_LINES_MAX)
             self._lines.extend(lines)
 
     @property

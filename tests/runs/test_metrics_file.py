@@ -66,3 +66,18 @@ def test_a_line_too_long_for_a_record_is_skipped_and_the_next_ones_read(tmp_path
         records += attempt.new_records()
     assert records == [MetricRecord("before", 1.0, 0), MetricRecord("after", 2.0, 0)]
     assert attempt.metrics_offset == path.stat().st_size
+
+
+def test_a_trial_printing_faster_than_its_lines_are_taken_keeps_the_newest_and_says_so(tmp_path):
+    # A trial's lines wait for its driver (each half second, shipped as one row when it runs on
+    # another worker): `yes` would otherwise fill the worker's memory and that row.
+    prepared = Prepared(command="", cwd=tmp_path, env={}, metrics_file=None)
+    trial = TrialAttempt(None, prepared, number=0, timeout_s=None, tag="t")  # type: ignore[arg-type]
+    for chunk in range(30):
+        trial.add_lines([f"line {chunk * 1000 + i}" for i in range(1000)])
+    lines, _records = trial.take()
+    left_out = 30_000 - executor.TRIAL_LINES_MAX
+    assert lines[0] == f"[stepwise] {left_out} line(s) left out: printed faster than the log is taken"
+    assert lines[1:] == [f"line {i}" for i in range(left_out, 30_000)]
+    trial.add_lines(["after"])
+    assert trial.take()[0] == ["after"]  # the count starts again
