@@ -74,3 +74,34 @@ def test_safe_links_stay_with_noopener():
 def test_empty_is_empty():
     assert render_markdown("") == ""
     assert render_markdown("   \n") == ""
+
+
+def test_unclosed_brackets_are_scanned_once_per_paragraph(monkeypatch):
+    # Python-Markdown scanned from every `[` to the end of the paragraph: 25,000 of them took 100 s.
+    from markdown.inlinepatterns import LinkInlineProcessor
+
+    scanned = []
+    original = LinkInlineProcessor.getText
+
+    def counting(self, data, index):
+        scanned.append(len(data) - index)
+        return original(self, data, index)
+
+    monkeypatch.setattr(LinkInlineProcessor, "getText", counting)
+    html = render_markdown("[" * 20_000)
+    assert "[" * 100 in html
+    assert sum(scanned) < 100_000
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("[a [b] c](https://x.example/)", '<a href="https://x.example/" rel="noopener noreferrer">a [b] c</a>'),
+        ("![alt](https://x.example/i.png) [x]", "[x]"),
+        ("[one] [two](https://x.example/) [", '<a href="https://x.example/" rel="noopener noreferrer">two</a>'),
+        ("[ref]\n\n[ref]: https://x.example/", '<a href="https://x.example/" rel="noopener noreferrer">ref</a>'),
+        ("[[nested]](https://x.example/)", '<a href="https://x.example/" rel="noopener noreferrer">[nested]</a>'),
+    ],
+)
+def test_links_still_found_with_their_brackets(source, expected):
+    assert expected in render_markdown(source)
