@@ -5,6 +5,7 @@ their YAML, and one of every code file added, removed or changed. Pure but for
 from __future__ import annotations
 
 import difflib
+import itertools
 from dataclasses import dataclass
 
 from pipelines_ui.concurrent_edits import part_change_text, part_label, spec_change
@@ -44,8 +45,14 @@ def _kind(line: str) -> str:
     return "context"
 
 
+# A spec file may hold up to STEPWISE_YAML_MAX_BYTES (a long command is a line per line of it):
+# past this many lines in all, the YAML diff stops, as a code file's does (CODE_DIFF_MAX_LINES).
+YAML_DIFF_MAX_LINES = 2000
+
+
 def yaml_diff(before: PipelineSpec, after: PipelineSpec, *, before_name: str, after_name: str) -> list[DiffLine]:
-    """A unified diff of the two specs' YAML files, file by file; [] when they are the same."""
+    """A unified diff of the two specs' YAML files, file by file, cut after YAML_DIFF_MAX_LINES
+    lines (a last line says so); [] when they are the same."""
     old, new = yaml_files(before), yaml_files(after)
     # pipeline.yml first, then the components in the order the newer version lists them.
     paths = list(dict.fromkeys([*new, *old]))
@@ -60,7 +67,12 @@ def yaml_diff(before: PipelineSpec, after: PipelineSpec, *, before_name: str, af
             tofile=f"{after_name}/{path}" if path in new else "/dev/null",
             lineterm="",
         )
-        lines.extend(DiffLine(text=line, kind=_kind(line)) for line in diff)
+        room = YAML_DIFF_MAX_LINES - len(lines)
+        lines.extend(DiffLine(text=line, kind=_kind(line)) for line in itertools.islice(diff, room + 1))
+        if len(lines) > YAML_DIFF_MAX_LINES:
+            note = f"… the diff goes on: too long to show here past {YAML_DIFF_MAX_LINES:,} lines"
+            lines[YAML_DIFF_MAX_LINES:] = [DiffLine(text=note, kind="hunk")]
+            break
     return lines
 
 

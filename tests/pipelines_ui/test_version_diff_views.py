@@ -118,3 +118,16 @@ def test_versions_list_and_detail_link_to_the_diff(alice_client, pipeline, bob):
     assert f'href="{diff_url(pipeline, 1)}"' not in listing
     detail = alice_client.get(reverse("version_detail", args=[pipeline.pk, 2])).content.decode()
     assert f'href="{diff_url(pipeline, 2)}">Compare with previous</a>' in detail
+
+
+def test_a_huge_yaml_diff_is_cut(alice_client, pipeline, bob):
+    # A step's command may be up to the 1 MiB YAML limit: two versions with long, different
+    # commands made a diff line (and an HTML span) per YAML line, with no bound.
+    edit_step(pipeline, bob, "train", command="\n".join(f"echo old {i}" for i in range(20_000)))
+    edit_step(pipeline, bob, "train", command="\n".join(f"echo new {i}" for i in range(20_000)))
+    response = alice_client.get(diff_url(pipeline, 3, against=2))
+    html = response.content.decode()
+    assert response.status_code == 200
+    shown = diff_lines(html, "text-danger") + diff_lines(html, "text-success")
+    assert 0 < len(shown) <= 2_000  # 40,000 lines differ
+    assert "too long to show here" in html
