@@ -32,6 +32,9 @@ IMAGE_TYPES = {
     ".webp": "image/webp",
 }
 TEXT_SUFFIXES = {".txt", ".md", ".json", ".yml", ".yaml", ".log", ".py", ".svg", ".xml", ".html", ".tsv", ".jsonl"}
+# The csv module reads a line whole before it splits it: one line of a few gigabytes (no newline,
+# or millions of small cells) would be held by the page process. Past this, a download stops.
+MAX_CSV_LINE = 16 * 1024 * 1024  # characters
 # Spreadsheet programs run a cell starting with these as a formula (OWASP: CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -141,8 +144,16 @@ def safe_csv_rows(handle: BinaryIO, *, delimiter: str = ",") -> Iterator[str]:
     text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter)
-    for row in csv.reader(text, delimiter=delimiter):
+    for row in csv.reader(_bounded_lines(text), delimiter=delimiter):
         writer.writerow([neutralise(c) for c in row])
         yield out.getvalue()
         out.seek(0)
         out.truncate()
+
+
+def _bounded_lines(text: io.TextIOBase) -> Iterator[str]:
+    """The lines of `text`; csv.Error (as for a cell over csv's field limit) at one over MAX_CSV_LINE."""
+    while line := text.readline(MAX_CSV_LINE):
+        if len(line) == MAX_CSV_LINE and not line.endswith(("\n", "\r")):
+            raise csv.Error(f"a line longer than {MAX_CSV_LINE:,} characters")
+        yield line

@@ -326,3 +326,26 @@ def test_gc_removes_abandoned_uploads_only(bob, tmp_path, settings):
     assert gc.collect(dry_run=True).uploads == [old] and folder.exists()
     assert gc.collect(dry_run=False).uploads == [old]
     assert not folder.exists() and (data_assets.uploads_dir() / fresh).exists()
+
+
+def test_csv_download_holds_a_bounded_line():
+    # One 20 MiB line (no newline) was read whole into memory before csv even looked at it.
+    from runs.data_preview import safe_csv_rows
+
+    class Kept(io.BytesIO):
+        def close(self):  # the text wrapper closes its file when the generator ends: tell() after it
+            pass
+
+    handle = Kept(b"h1,h2\n" + b"x," * (10 * 1024 * 1024))
+    rows = safe_csv_rows(handle)
+    assert next(rows) == "h1,h2\r\n"
+    with pytest.raises(csv.Error):
+        next(rows)
+    assert handle.tell() <= 17 * 1024 * 1024
+
+
+def test_csv_download_keeps_quoted_newlines_and_line_ends():
+    from runs.data_preview import safe_csv_rows
+
+    source = 'a,b\r\n"multi\nline",=1\r\n"x\ry",2\n'
+    assert "".join(safe_csv_rows(io.BytesIO(source.encode()))) == 'a,b\r\n"multi\nline",\'=1\r\n"x\ry",2\r\n'
