@@ -87,6 +87,29 @@ class _BracketText:
         return data[index:end], end + 1, True
 
 
+# A link's `(destination "title")` is scanned the same way, to its `)` or to the end of the
+# paragraph: 16,000 `[](` took 40 s. Its parentheses and quotes follow rules too tangled to
+# index, so a page gets this many characters of such scans; past them, `[..](` is plain text.
+MAX_LINK_SCAN = 1_000_000
+
+
+class _LinkScanBudget:
+    """A link pattern's `getLink`, refused once the conversion's scans have used MAX_LINK_SCAN characters."""
+
+    def __init__(self) -> None:
+        self.left = MAX_LINK_SCAN
+
+    def wrap(self, get_link):
+        def bounded(data: str, index: int) -> tuple[str, str | None, int, bool]:
+            if self.left <= 0:
+                return "", None, index, False
+            href, title, end, handled = get_link(data, index)
+            self.left -= (end - index) if handled else (len(data) - index)
+            return href, title, end, handled
+
+        return bounded
+
+
 def _converter() -> markdown_lib.Markdown:
     md = markdown_lib.Markdown(extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
     # Without these, HTML in the source is not passed through but escaped as text.
@@ -96,6 +119,10 @@ def _converter() -> markdown_lib.Markdown:
         if name in md.inlinePatterns:
             processor = md.inlinePatterns[name]
             processor.getText = _BracketText(processor)
+    budget = _LinkScanBudget()
+    for name in ("link", "image_link"):
+        processor = md.inlinePatterns[name]
+        processor.getLink = budget.wrap(processor.getLink)
     return md
 
 
