@@ -75,12 +75,14 @@ from stepwise.spec.model import DataPath, JobOutput, ParentInput, Pipeline, Step
 log = logging.getLogger(__name__)
 
 # On steps' PYTHONPATH: `stepwise` (a link to the Django-free package, for `from stepwise import
-# log_metric`) and, where mlflow is not installed, a shim that sends mlflow's calls there.
+# log_metric`) and, where mlflow is not installed, a shim that sends mlflow's calls there. A
+# sandboxed step sees this folder read-only, its links followed, and nothing else of the server.
 SDK_DIR = Path(__file__).resolve().parent / "step_sdk"
-# What the link points at: a sandboxed step sees this package read-only, and nothing else of the server.
+# What the link points at.
 STEPWISE_PACKAGE_DIR = Path(stepwise.__file__).resolve().parent
-# Started as a distributed step's one process, which starts its ranks (stdlib only, seen read-only).
-DISTRIBUTION_LAUNCHER = Path(distribution.__file__).resolve()
+# Started as a distributed step's one process, which starts its ranks (stdlib only): a link in
+# SDK_DIR to runs/distribution.py.
+DISTRIBUTION_LAUNCHER = SDK_DIR / "stepwise_distribution.py"
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 500
 CHECK_INTERVAL_S = 1.0
@@ -317,16 +319,16 @@ def prepare(
     # A data transfer step starts no process: the worker copies its files itself (runs/transfer.py).
     if target.isolation == Isolation.SANDBOX and step.transfer is None:
         sandbox_.check()
-        read_only = [SDK_DIR, STEPWISE_PACKAGE_DIR, DISTRIBUTION_LAUNCHER] + [
-            Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)
-        ]
+        read_only = [Path(v) for n, v in values.items() if n in data_inputs and isinstance(v, str)]
         if env_plan is not None:
             read_only.append(env_plan.folder)
             # The Python the environment was made from, unless the system's (bound already).
             prefix = Path(env_plan.interpreter.prefix)
             if not any(prefix.is_relative_to(top) for top in sandbox_.SYSTEM_DIRS):
                 read_only.append(prefix)
-        sandbox = sandbox_.Sandbox(workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network)
+        sandbox = sandbox_.Sandbox(
+            workdir=workdir, cwd=code_dir, read_only=read_only, network=target.network, sdk=SDK_DIR
+        )
     sandbox_.prepare_workdir(workdir, hand_over=sandbox is not None)
     return Prepared(
         command=command,

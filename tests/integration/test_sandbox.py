@@ -589,3 +589,36 @@ def test_the_missing_parents_of_mount_points_are_made_enterable_once_each_top_do
     args = sandbox._parents_args(mounts, existing=["/usr"])
     # bwrap would make them 0700, which the step's uid could not enter; what exists stays as it is.
     assert args == [a for d in ["/srv", "/srv/data", "/srv/data/b"] for a in ("--perms", "0755", "--dir", d)]
+
+
+def test_the_step_sdk_is_one_read_only_copy_with_its_links_followed(settings, tmp_path, monkeypatch):
+    from runs import sandbox
+    from runs.executor import DISTRIBUTION_LAUNCHER, SDK_DIR, STEPWISE_PACKAGE_DIR
+
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_copies", {})
+    workdir = tmp_path / "run-1" / "step-1"
+    (workdir / "code").mkdir(parents=True)
+    box = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", sdk=SDK_DIR)
+
+    def sdk_mounts() -> list[tuple[str, str]]:
+        argv, _netns = sandbox.argv(["true"], box)
+        binds = [(argv[i + 1], argv[i + 2]) for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind")]
+        return [(source, dest) for source, dest in binds if dest.startswith(str(SDK_DIR.parent))]
+
+    # One mount, read-only, in the SDK's place: not the package and the launcher its links point at.
+    [(source, dest)] = sdk_mounts()
+    assert dest == str(SDK_DIR) and Path(source).parent == tmp_path
+    copy = Path(source)
+    assert (copy / "stepwise").is_dir() and not (copy / "stepwise").is_symlink()
+    assert (copy / "stepwise" / "tracking.py").read_bytes() == (STEPWISE_PACKAGE_DIR / "tracking.py").read_bytes()
+    launcher = copy / DISTRIBUTION_LAUNCHER.name
+    assert not launcher.is_symlink() and launcher.read_bytes() == DISTRIBUTION_LAUNCHER.read_bytes()
+    assert not list(copy.rglob("__pycache__"))
+    # Made once per worker; made again when it is gone (`make clean`), and removed as the worker stops.
+    assert sdk_mounts() == [(source, dest)]
+    shutil.rmtree(copy)
+    [(again, _dest)] = sdk_mounts()
+    assert Path(again).is_dir() and again != source
+    sandbox.stop()
+    assert not Path(again).exists()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import django_rq
+from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 
 # `jobs` here rather than in the first job (RQ imports a job's function on its first call):
 # importing the step modules took the first step a worker ran a tenth of a second and more.
 from runs import jobs, sandbox  # noqa: F401
+from runs.executor import SDK_DIR
 from runs.models import ComputeTarget, Isolation
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
@@ -58,7 +60,9 @@ class Command(BaseCommand):
             self.stderr.write(f"killed {len(orphans)} process(es) left by a dead worker: {orphans}")
         for target in chosen:
             if target.isolation == Isolation.SANDBOX:
-                sandbox.warm_up(network=target.network)
+                sandbox.warm_up(network=target.network, sdk=SDK_DIR)
+        # Its first use imports channels_redis, which delayed the next step after the first a worker ran.
+        get_channel_layer()
         worker = StepWorker(
             [get_queue(t.queue) for t in chosen],
             connection=django_rq.get_connection("default"),
