@@ -39,13 +39,39 @@ class _ZipSink:
         return data
 
 
+# A backslash is a legal file name character on Linux, so a step may write `a\b.txt`; Windows'
+# own extractor (and others) read it as a folder separator and would make a folder `a`.
+_UNSAFE_IN_ARCHIVE = {ord("\\"): "_"}
+
+
+def archive_names(files: list[str]) -> dict[str, str]:
+    """Each stored path's member name in a zip: characters that an extractor would read as path
+    structure replaced by '_', and a name so changed that meets another made unique with ' (2)'."""
+    names = {rel: rel.translate(_UNSAFE_IN_ARCHIVE) for rel in files}
+    kept = [rel for rel in files if names[rel] == rel]
+    taken = set(kept) | {str(parent) for rel in kept for parent in PurePosixPath(rel).parents}
+    for rel in files:
+        if names[rel] == rel:
+            continue
+        path = PurePosixPath(names[rel])
+        name, n = names[rel], 1
+        while name in taken:
+            n += 1
+            name = str(path.with_name(f"{path.stem} ({n}){path.suffix}"))
+        names[rel] = name
+        taken.add(name)
+        taken.update(str(parent) for parent in PurePosixPath(name).parents)
+    return names
+
+
 def zip_stream(artifact: Artifact, files: list[str]) -> Iterator[bytes]:
     """The artifact's files zipped on the fly, read straight from the store (local or remote)."""
     sink = _ZipSink()
+    names = archive_names(files)
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for rel in files:
             source = artifacts.open_stored_file(artifact, rel)
-            with source, archive.open(rel, "w", force_zip64=True) as target:
+            with source, archive.open(names[rel], "w", force_zip64=True) as target:
                 while chunk := source.read(1024 * 1024):
                     target.write(chunk)
                     yield sink.drain()

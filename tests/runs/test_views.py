@@ -174,6 +174,21 @@ def test_folder_output_downloads_as_a_zip(run, client, alice, tmp_path):
     assert archive.read("nested/more.txt") == b"x" * 5000
 
 
+def test_a_backslash_in_a_folder_output_name_is_no_folder_in_its_zip(run, client, alice, tmp_path):
+    # Legal in a Linux file name, a folder separator to Windows' extractor: `a\\b.txt` would make `a/`.
+    files = {"a\\b.txt": b"1", "a_b.txt": b"2", "d\\e/f.txt": b"3", "keep/x.txt": b"4"}
+    folder = store(tmp_path, Artifact.Kind.FOLDER, files)
+    step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    StepOutput.objects.create(step_run=step, name="data", artifact=folder)
+    client.force_login(alice)
+    response = client.get(reverse("step_output", args=[run.pk, "prep", "data"]))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert not any("\\" in name for name in archive.namelist())
+    assert sorted(archive.namelist()) == ["a_b (2).txt", "a_b.txt", "d_e/f.txt", "keep/x.txt"]
+    assert archive.read("a_b.txt") == b"2" and archive.read("a_b (2).txt") == b"1"
+    assert archive.read("d_e/f.txt") == b"3"
+
+
 def test_missing_artifact_files_are_a_404(finished_run, client, alice):
     artifact = StepOutput.objects.get(step_run__run=finished_run, name="model").artifact
     artifacts.remove_artifact_files(artifact)
