@@ -40,13 +40,16 @@ class _ZipSink:
 
 
 # A backslash is a legal file name character on Linux, so a step may write `a\b.txt`; Windows'
-# own extractor (and others) read it as a folder separator and would make a folder `a`.
-_UNSAFE_IN_ARCHIVE = {ord("\\"): "_"}
+# own extractor (and others) read it as a folder separator and would make a folder `a`. Control
+# characters (a newline, an escape sequence) are legal too: Windows refuses them in a name, and
+# `unzip -l` prints them raw to the terminal.
+_UNSAFE_IN_ARCHIVE = {ord("\\"): "_"} | {c: "_" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def archive_names(files: list[str]) -> dict[str, str]:
     """Each stored path's member name in a zip: characters that an extractor would read as path
-    structure replaced by '_', and a name so changed that meets another made unique with ' (2)'."""
+    structure, or a terminal as a command, replaced by '_', and a name so changed that meets
+    another made unique with ' (2)'."""
     names = {rel: rel.translate(_UNSAFE_IN_ARCHIVE) for rel in files}
     kept = [rel for rel in files if names[rel] == rel]
     taken = set(kept) | {str(parent) for rel in kept for parent in PurePosixPath(rel).parents}

@@ -189,6 +189,18 @@ def test_a_backslash_in_a_folder_output_name_is_no_folder_in_its_zip(run, client
     assert archive.read("d_e/f.txt") == b"3"
 
 
+def test_control_characters_in_a_folder_output_name_are_replaced_in_its_zip(run, client, alice, tmp_path):
+    files = {"line\nbreak.txt": b"1", "\x1b[2Jclear.txt": b"2", "del\x7f\x85.txt": b"3"}
+    folder = store(tmp_path, Artifact.Kind.FOLDER, files)
+    step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    StepOutput.objects.create(step_run=step, name="data", artifact=folder)
+    client.force_login(alice)
+    response = client.get(reverse("step_output", args=[run.pk, "prep", "data"]))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert sorted(archive.namelist()) == ["_[2Jclear.txt", "del__.txt", "line_break.txt"]
+    assert archive.read("line_break.txt") == b"1"
+
+
 def test_missing_artifact_files_are_a_404(finished_run, client, alice):
     artifact = StepOutput.objects.get(step_run__run=finished_run, name="model").artifact
     artifacts.remove_artifact_files(artifact)
