@@ -126,7 +126,7 @@ def data_download(request: HttpRequest, asset_id: int, version: str) -> HttpResp
         raise Http404("The files of this version are missing from the store")
     response = StreamingHttpResponse(downloads.zip_stream(selected.artifact, files), content_type="application/zip")
     filename = f"{downloads.safe_filename(asset.name)}-{downloads.safe_filename(selected.version)}.zip"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = downloads.disposition(filename)
     return response
 
 

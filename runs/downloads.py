@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from runs import artifacts, data_preview
 from runs.models import Artifact, StepRun
@@ -14,6 +15,13 @@ from runs.models import Artifact, StepRun
 
 def safe_filename(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "download"
+
+
+def disposition(filename: str, *, inline: bool = False) -> str:
+    """The Content-Disposition of a download named `filename` (from safe_filename), RFC 6266: a name
+    with letters beyond ASCII goes as filename*=utf-8''..., since in plain filename="..." Django would
+    send Latin-1 bytes or MIME-encode the whole header, which browsers do not read as an attachment."""
+    return content_disposition_header(not inline, filename) or "attachment"
 
 
 class _ZipSink:
@@ -96,10 +104,10 @@ def stored_file_response(artifact: Artifact, rel: str, *, raw: bool = False, inl
         response: HttpResponse = StreamingHttpResponse(
             data_preview.safe_csv_rows(handle, delimiter=delimiter), content_type="text/csv; charset=utf-8"
         )
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Content-Disposition"] = disposition(name)
     elif suffix in data_preview.IMAGE_TYPES and inline:
         response = FileResponse(handle, content_type=data_preview.IMAGE_TYPES[suffix])
-        response["Content-Disposition"] = f'inline; filename="{name}"'
+        response["Content-Disposition"] = disposition(name, inline=True)
     else:
         response = FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
     response["X-Content-Type-Options"] = "nosniff"
@@ -132,5 +140,5 @@ def output_response(run, step_run: StepRun, output_name: str) -> HttpResponse:
         raise Http404("The output is missing from the artifact store") from None
     response = StreamingHttpResponse(zip_stream(artifact, files), content_type="application/zip")
     filename = f"run-{run.pk}-{safe_filename(step_run.name)}-{safe_filename(output.name)}.zip"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = disposition(filename)
     return response

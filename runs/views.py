@@ -319,7 +319,7 @@ def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
             content_type="application/gzip" if compressed else "text/plain; charset=utf-8",
         )
         filename = f"run-{run.pk}-{downloads.safe_filename(step_name)}.log" + (".gz" if compressed else "")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Content-Disposition"] = downloads.disposition(filename)
         return response
     page = selectors.log_page(
         step_run,

@@ -97,7 +97,7 @@ def model_download(request: HttpRequest, model_id: int, version: str) -> HttpRes
         raise Http404("The files of this version are missing from the store")
     response = StreamingHttpResponse(downloads.zip_stream(selected.artifact, files), content_type="application/zip")
     filename = f"{downloads.safe_filename(model.name)}-{downloads.safe_filename(selected.version)}.zip"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = downloads.disposition(filename)
     return response
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -80,6 +82,25 @@ def test_one_file_downloads_with_formulas_neutralised_and_only_files_the_output_
     assert first["Content-Disposition"] == 'attachment; filename="readme.txt"'
     for bad in ("../readme.txt", "/etc/passwd", "tables", "tables/../readme.txt", "readme.txt\x00"):
         assert client.get(url, {"path": bad}).status_code == 404, bad
+
+
+@pytest.mark.parametrize("name", ["données.csv", "模型.csv", "plot-é.png", "模型.txt"])
+def test_a_file_named_beyond_ascii_downloads_under_an_rfc_6266_name(alice, run, tmp_path, name):
+    # In filename="..." Django would send 'é' as a raw Latin-1 byte and MIME-encode a header holding
+    # '模', whole: no browser reads "=?utf-8?b?...?=" as an attachment.
+    step_run = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / name).write_bytes(b"a,b\n")
+    StepOutput.objects.create(step_run=step_run, name="data", artifact=artifacts.store_output(folder, "uri_folder"))
+    client = Client()
+    client.force_login(alice)
+    url = reverse("step_output_file", args=[run.pk, "prep", "data"])
+    response = client.get(url, {"path": name, "inline": "1"})
+    assert response.status_code == 200
+    disposition = response.serialize_headers().decode("ascii").split("Content-Disposition: ")[1].split("\r\n")[0]
+    kind = "inline" if name.endswith(".png") else "attachment"
+    assert disposition == f"{kind}; filename*=utf-8''{quote(name)}"
 
 
 def test_the_step_page_links_each_output_to_its_browser(alice, output):
