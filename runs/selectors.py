@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Role
+from runs import metric_reads
 from runs.logs import omitted_text
 from runs.models import (
     RUN_TERMINAL,
@@ -41,6 +42,8 @@ EDIT_ROLES = frozenset({Role.EDITOR, Role.ADMIN})
 LOG_TAIL_LINES = 500
 LOG_PAGE_MAX = 5000
 SPARK_POINTS = 200
+# A step may log thousands of names (per class, per layer): the table shows the first ones.
+SPARK_NAMES = 100
 WORKER_CACHE_S = 5.0
 
 
@@ -364,30 +367,28 @@ def step_outputs(step_run: StepRun) -> list[StepOutput]:
 
 
 def step_metrics(step_run: StepRun) -> list[MetricSeries]:
-    """One series per metric name, downsampled for the sparkline."""
-    rows: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for name, step, value in (
-        Metric.objects.filter(step_run=step_run).order_by("id").values_list("name", "step", "value")
-    ):
-        rows[name].append((step, value))
-    series = []
-    for name, points in sorted(rows.items()):
-        values = [v for _s, v in points]
-        stride = max(1, len(points) // SPARK_POINTS)
-        sampled = points[::stride]
-        if sampled[-1] != points[-1]:
-            sampled.append(points[-1])
-        series.append(
-            MetricSeries(
-                name=name,
-                last=values[-1],
-                minimum=min(values),
-                maximum=max(values),
-                count=len(values),
-                points=sampled,
-            )
+    """One series per metric name, the first SPARK_NAMES by name, thinned in SQL for the sparkline."""
+    rows = Metric.objects.filter(step_run=step_run)
+    shown = metric_reads.summaries(rows, limit=SPARK_NAMES)
+    points: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    sampled = metric_reads.thinned(
+        rows.filter(name__in=[s.name for s in shown]), partition=["name"], order="id", cap=SPARK_POINTS
+    )
+    for name, step, value in sampled.order_by("id").values_list("name", "step", "value"):
+        points[name].append((step, value))
+    return [
+        MetricSeries(
+            name=s.name, last=s.last, minimum=s.minimum, maximum=s.maximum, count=s.count, points=points[s.name]
         )
-    return series
+        for s in shown
+    ]
+
+
+def step_metrics_hidden(step_run: StepRun, shown: list[MetricSeries]) -> int:
+    """How many metric names step_metrics left out."""
+    if len(shown) < SPARK_NAMES:
+        return 0
+    return metric_reads.name_count(Metric.objects.filter(step_run=step_run)) - len(shown)
 
 
 def run_is_active(run: Run) -> bool:

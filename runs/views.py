@@ -169,6 +169,7 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
     shown = [rows[s.id] for s in chosen]
     selected = rows[selected.id] if selected else None
     log_page = selectors.log_page(selected) if selected else None
+    metrics = selectors.step_metrics(selected) if selected else []
     return {
         "run": run,
         "steps": steps,
@@ -180,7 +181,8 @@ def _run_context(request: HttpRequest, run, selected_name: str | None) -> dict:
         "outputs": selectors.step_outputs(selected) if selected else [],
         "sweep": _sweep(run, selected),
         "reuse": reuse.explain(selected) if selected else None,
-        "metrics": selectors.step_metrics(selected) if selected else [],
+        "metrics": metrics,
+        "metrics_hidden": selectors.step_metrics_hidden(selected, metrics) if selected else 0,
         "params": compare.step_params(selected) if selected else [],
         "log_page": log_page,
         "can_run": selectors.user_can_run(request.user, run.pipeline),
