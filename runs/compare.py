@@ -14,14 +14,17 @@ from django.http import Http404
 from django.urls import reverse
 
 from pipelines_ui.version_diff import changed_parts
+from runs import metric_reads
 from runs.models import Metric, Param, Run, StepRun
 from runs.specs import version_spec
 from stepwise.spec.model import SECRET_TYPE
 
 MIN_COMPARE = 2
 MAX_COMPARE = 10
-# Points per line drawn; longer series are thinned evenly, keeping the last point.
+# Points per line drawn; longer series are thinned evenly, keeping the first and last points.
 MAX_CHART_POINTS = 2000
+# Charts per page: a step may log thousands of names (per class, per layer).
+MAX_CHARTS = 100
 KEY_METRICS = 2
 
 
@@ -36,36 +39,40 @@ class FilterError(ValueError):
 # ---- chart series ----------------------------------------------------------------------
 
 
-def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    if len(points) <= MAX_CHART_POINTS:
-        return points
-    stride = math.ceil(len(points) / MAX_CHART_POINTS)
-    thinned = points[::stride]
-    if thinned[-1] != points[-1]:
-        thinned.append(points[-1])
-    return thinned
+def _latest_thinned(rows: QuerySet[Metric], partition: list[str]) -> QuerySet[Metric]:
+    """The rows a chart draws: per index the last logged (a retry logging an index again replaces
+    its point, as the live chart does), at most MAX_CHART_POINTS per line, thinned in SQL."""
+    latest = rows.order_by().values(*partition, "step").annotate(last=Max("id")).values("last")
+    return metric_reads.thinned(
+        Metric.objects.filter(id__in=latest), partition=partition, order="step", cap=MAX_CHART_POINTS
+    )
 
 
 def _series(rows) -> dict[tuple, list[tuple[int, float]]]:
-    """(key, index, value) rows in the order they were logged -> key -> points sorted by index.
-
-    A step logging an index again (a retry) replaces its point, as the live chart does."""
-    by_key: dict[tuple, dict[int, float]] = defaultdict(dict)
+    """(key, index, value) rows -> key -> points sorted by index."""
+    by_key: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for key, index, value in rows:
-        by_key[key][index] = value
-    return {key: _thin(sorted(points.items())) for key, points in by_key.items()}
+        by_key[key].append((index, value))
+    return {key: sorted(points) for key, points in by_key.items()}
+
+
+def _chart_names(rows: QuerySet[Metric]) -> list[str]:
+    return list(rows.order_by("name").values_list("name", flat=True).distinct()[:MAX_CHARTS])
+
+
+def hidden_chart_count(rows: QuerySet[Metric], charts: list[dict[str, Any]]) -> int:
+    """How many metric names the charts left out."""
+    return metric_reads.name_count(rows) - len(charts) if len(charts) >= MAX_CHARTS else 0
 
 
 def run_charts(run: Run) -> list[dict[str, Any]]:
-    """One chart per metric name, one line per step that logs it: what the run page draws first
-    and what it fetches again to converge after missed events (runs.compare_views.run_metrics)."""
-    rows = (
-        Metric.objects.filter(step_run__run=run)
-        .order_by("id")
-        .values_list("name", "step_run__name", "step", "value")
-        .iterator()
-    )
-    series = _series(((name, step), index, value) for name, step, index, value in rows)
+    """One chart per metric name (the first MAX_CHARTS), one line per step that logs it: what the
+    run page draws first and what it fetches again to converge after missed events
+    (runs.compare_views.run_metrics)."""
+    rows = Metric.objects.filter(step_run__run=run)
+    shown = rows.filter(name__in=_chart_names(rows))
+    sampled = _latest_thinned(shown, ["name", "step_run"]).values_list("name", "step_run__name", "step", "value")
+    series = _series(((name, step), index, value) for name, step, index, value in sampled)
     charts: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (name, step), points in sorted(series.items()):
         charts[name].append({"key": step, "label": step, "points": points})
@@ -73,14 +80,14 @@ def run_charts(run: Run) -> list[dict[str, Any]]:
 
 
 def compare_charts(runs: list[Run]) -> list[dict[str, Any]]:
-    """One chart per metric name, one line per run (and step, where several steps log the name)."""
-    rows = (
-        Metric.objects.filter(step_run__run__in=[r.pk for r in runs])
-        .order_by("id")
-        .values_list("name", "step_run__run_id", "step_run__name", "step", "value")
-        .iterator()
+    """One chart per metric name (the first MAX_CHARTS), one line per run (and step, where several
+    steps log the name)."""
+    rows = Metric.objects.filter(step_run__run__in=[r.pk for r in runs])
+    shown = rows.filter(name__in=_chart_names(rows))
+    sampled = _latest_thinned(shown, ["name", "step_run"]).values_list(
+        "name", "step_run__run_id", "step_run__name", "step", "value"
     )
-    series = _series(((name, run_id, step), index, value) for name, run_id, step, index, value in rows)
+    series = _series(((name, run_id, step), index, value) for name, run_id, step, index, value in sampled)
     steps_per_name: dict[str, set[str]] = defaultdict(set)
     for name, _run_id, step in series:
         steps_per_name[name].add(step)
@@ -277,6 +284,7 @@ class Comparison:
     versions: list[VersionInfo]
     charts: list[dict[str, Any]]
     same_pipeline: bool
+    charts_hidden: int = 0
 
     @property
     def differing_inputs(self) -> int:
@@ -352,6 +360,7 @@ def compare(*, user, ids: list[int]) -> Comparison:
     run_ids = [r.pk for r in runs]
     finals = final_metrics(run_ids)
     params = run_params(run_ids)
+    charts = compare_charts(runs)
     return Comparison(
         runs=runs,
         inputs=_rows([run_inputs(r) for r in runs]),
@@ -359,6 +368,7 @@ def compare(*, user, ids: list[int]) -> Comparison:
         metrics=_metric_rows([finals[r.pk] for r in runs]),
         steps=_step_rows(runs),
         versions=_version_infos(runs),
-        charts=compare_charts(runs),
+        charts=charts,
         same_pipeline=len({r.pipeline_id for r in runs}) == 1,
+        charts_hidden=hidden_chart_count(Metric.objects.filter(step_run__run_id__in=run_ids), charts),
     )

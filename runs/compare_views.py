@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from runs import compare, selectors
+from runs.models import Metric
 
 
 @login_required
@@ -16,7 +17,9 @@ def run_metrics(request: HttpRequest, run_id: int) -> JsonResponse:
     """Every metric of the run as chart series: the run page draws them, and fetches them again
     to converge after events it may have missed."""
     run = selectors.run_for_user(user=request.user, run_id=run_id)
-    return JsonResponse({"run": run.pk, "charts": compare.run_charts(run)})
+    charts = compare.run_charts(run)
+    hidden = compare.hidden_chart_count(Metric.objects.filter(step_run__run=run), charts)
+    return JsonResponse({"run": run.pk, "charts": charts, "charts_hidden": hidden})
 
 
 @login_required

@@ -30,7 +30,10 @@
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
-      .then(function (data) { charts.load(data.charts); })
+      .then(function (data) {
+        charts.load(data.charts);
+        showHidden(data.charts_hidden || 0);
+      })
       .catch(function () {})
       .then(function () {
         fetching = false;
@@ -40,6 +43,14 @@
           scheduleFetch();
         }
       });
+  }
+
+  // The server charts the first names only; say how many it left out.
+  var hiddenEl = container.querySelector(".charts-hidden");
+  function showHidden(count) {
+    if (!hiddenEl) return;
+    hiddenEl.querySelector(".charts-hidden-count").textContent = String(count);
+    hiddenEl.classList.toggle("d-none", count === 0);
   }
 
   function scheduleFetch() {

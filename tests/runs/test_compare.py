@@ -128,9 +128,43 @@ def test_long_series_are_thinned_keeping_the_last_point(run):
     Metric.objects.bulk_create(
         Metric(step_run=step_run, name="loss", value=float(i), step=i) for i in range(compare.MAX_CHART_POINTS * 3 + 1)
     )
-    points = compare.run_charts(run)[0]["lines"][0]["points"]
-    assert len(points) <= compare.MAX_CHART_POINTS + 1
+    with CaptureQueriesContext(connection) as queries:
+        points = compare.run_charts(run)[0]["lines"][0]["points"]
+    assert len(points) <= compare.MAX_CHART_POINTS
+    assert points[0] == (0, 0.0)
     assert points[-1] == (compare.MAX_CHART_POINTS * 3, float(compare.MAX_CHART_POINTS * 3))
+    # Thinned in SQL: no query brings back more rows than are drawn.
+    assert len(queries) == 2
+
+
+def test_thinning_keeps_the_retried_value_of_an_index(run):
+    step_run = run.steps.get(name="train")
+    count = compare.MAX_CHART_POINTS * 2
+    Metric.objects.bulk_create(Metric(step_run=step_run, name="loss", value=1.0, step=i) for i in range(count))
+    # A retry logs every index again, with other values: only those are drawn.
+    Metric.objects.bulk_create(Metric(step_run=step_run, name="loss", value=2.0, step=i) for i in range(count))
+    points = compare.run_charts(run)[0]["lines"][0]["points"]
+    assert len(points) <= compare.MAX_CHART_POINTS
+    assert {v for _i, v in points} == {2.0}
+    assert points[0][0] == 0 and points[-1][0] == count - 1
+
+
+def test_charts_are_capped_by_name_and_the_rest_counted(run, client, alice, monkeypatch):
+    monkeypatch.setattr(compare, "MAX_CHARTS", 3)
+    for i in range(5):
+        log(run, "train", f"class_{i}", 1.0, 2.0)
+    charts = compare.run_charts(run)
+    assert [c["name"] for c in charts] == ["class_0", "class_1", "class_2"]
+    client.force_login(alice)
+    body = client.get(reverse("run_metrics", args=[run.pk])).json()
+    assert len(body["charts"]) == 3 and body["charts_hidden"] == 2
+
+
+def test_compare_charts_are_capped_by_name(three_runs, alice, monkeypatch):
+    monkeypatch.setattr(compare, "MAX_CHARTS", 1)
+    cmp = compare.compare(user=alice, ids=[r.pk for r in three_runs])
+    assert [c["name"] for c in cmp.charts] == ["accuracy"] and cmp.charts_hidden == 1
+    assert len(cmp.charts[0]["lines"]) == 3
 
 
 def test_comparison_marks_differences(three_runs, alice):
@@ -237,6 +271,7 @@ def test_run_metrics_json(client, alice, bob, charlie, run):
     assert client.get(url).json() == {
         "run": run.pk,
         "charts": [{"name": "loss", "lines": [{"key": "train", "label": "train", "points": [[0, 2.0], [1, 1.0]]}]}],
+        "charts_hidden": 0,
     }
     client.force_login(charlie)
     assert client.get(url).status_code == 404
