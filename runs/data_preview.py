@@ -10,11 +10,14 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from runs import artifacts
 from runs.artifact_files import ArtifactError
 from runs.models import Artifact, DataVersion
+
+if TYPE_CHECKING:
+    from pyarrow.parquet import FileMetaData
 
 MAX_READ_BYTES = 64 * 1024
 MAX_ROWS = 20
@@ -35,6 +38,11 @@ TEXT_SUFFIXES = {".txt", ".md", ".json", ".yml", ".yaml", ".log", ".py", ".svg",
 # The csv module reads a line whole before it splits it: one line of a few gigabytes (no newline,
 # or millions of small cells) would be held by the page process. Past this, a download stops.
 MAX_CSV_LINE = 16 * 1024 * 1024  # characters
+# pyarrow decompresses a Parquet page whole, even for 20 rows: a few kilobytes of zstd can hold one
+# cell of gigabytes. The first row group's columns are previewed only while the sizes their metadata
+# declare (compressed and uncompressed) stay under this.
+MAX_PARQUET_BYTES = 64 * 1024 * 1024
+PARQUET_READ_BUFFER = 64 * 1024
 # Spreadsheet programs run a cell starting with these as a formula (OWASP: CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -89,14 +97,70 @@ def _csv(rel: str, data: bytes, cut: bool) -> Preview:
 def _parquet(rel: str, handle: BinaryIO) -> Preview:
     import pyarrow.parquet as pq  # imported when needed: it costs every worker and page process 0.2 s
 
+    footer = _parquet_footer_size(handle)
+    if footer > MAX_PARQUET_BYTES:
+        return Preview(kind="none", file=rel, message=f"its metadata is {_mb(footer)}, too large to preview here")
     try:
-        reader = pq.ParquetFile(handle)
-        names = reader.schema_arrow.names[:MAX_COLUMNS]
-        batch = next(reader.iter_batches(batch_size=MAX_ROWS, columns=names), None)
+        metadata = pq.read_metadata(handle)
+        wanted = metadata.schema.to_arrow_schema().names[:MAX_COLUMNS]
+        names, size = _parquet_columns(metadata, wanted)
+        if not names:
+            return Preview(kind="none", file=rel, message=_too_large(size))
+        # No pre-buffering and a small read buffer: pyarrow would otherwise load each column chunk whole.
+        reader = pq.ParquetFile(handle, metadata=metadata, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
+        batch = next(reader.iter_batches(batch_size=MAX_ROWS, columns=names, use_threads=False), None)
         rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
     except Exception as exc:  # noqa: BLE001 - any failure of a hostile file is "not readable"
         return Preview(kind="none", file=rel, message=f"not a readable Parquet file: {str(exc)[:200]}")
-    return Preview(kind="table", file=rel, header=[_cell(n) for n in names], rows=rows)
+    message = (
+        ""
+        if len(names) == len(wanted)
+        else (
+            f"Only the first {len(names)} columns are shown: the next would bring the first row group to"
+            f" {_mb(size)} uncompressed, too large to preview here."
+        )
+    )
+    return Preview(kind="table", file=rel, header=[_cell(n) for n in names], rows=rows, message=message)
+
+
+def _parquet_footer_size(handle: BinaryIO) -> int:
+    """The length its last 8 bytes declare for the metadata, which pyarrow would read and decode whole
+    (0 where the file is too short to hold it: pyarrow reports that one as unreadable)."""
+    length = handle.seek(0, io.SEEK_END)
+    if length < 8:
+        return 0
+    handle.seek(-8, io.SEEK_END)
+    size = int.from_bytes(handle.read(4), "little")
+    handle.seek(0)
+    return size if size <= length - 8 else 0
+
+
+def _parquet_columns(metadata: FileMetaData, names: list[str]) -> tuple[list[str], int]:
+    """(the leading `names` whose chunks in the first row group fit MAX_PARQUET_BYTES, the size with
+    the first column that does not fit or 0)."""
+    if metadata.num_row_groups == 0:
+        return names, 0
+    group = metadata.row_group(0)
+    chunks = [group.column(i) for i in range(group.num_columns)]
+    kept: list[str] = []
+    total = 0
+    for name in names:
+        # A nested column has several chunks, "name.child..."; a dotted top-level name may count a
+        # neighbour's chunks too, which errs on the safe side.
+        mine = [c for c in chunks if c.path_in_schema == name or c.path_in_schema.startswith(name + ".")]
+        total += sum(max(c.total_uncompressed_size, c.total_compressed_size) for c in mine)
+        if total > MAX_PARQUET_BYTES:
+            return kept, total
+        kept.append(name)
+    return kept, 0
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:,.0f} MB"
+
+
+def _too_large(size: int) -> str:
+    return f"the first row group is {_mb(size)} uncompressed, too large to preview here; download the file"
 
 
 def preview(version: DataVersion, rel: str | None = None) -> Preview:
