@@ -66,6 +66,8 @@ def version_files(version: DataVersion) -> list[str]:
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, (str, bytes)):
+        value = value[: MAX_CELL + 1]  # before str(): the repr of a large bytes value is up to four times its size
     text = "" if value is None else str(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
@@ -103,13 +105,17 @@ def _parquet(rel: str, handle: BinaryIO) -> Preview:
     try:
         metadata = pq.read_metadata(handle)
         wanted = metadata.schema.to_arrow_schema().names[:MAX_COLUMNS]
-        names, size = _parquet_columns(metadata, wanted)
+        names, paths, size = _parquet_columns(metadata, wanted)
         if not names:
             return Preview(kind="none", file=rel, message=_too_large(size))
         # No pre-buffering and a small read buffer: pyarrow would otherwise load each column chunk whole.
-        reader = pq.ParquetFile(handle, metadata=metadata, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
+        # Text columns stay dictionaries: decoded, one large entry would be copied into every row.
+        reader = pq.ParquetFile(
+            handle, metadata=metadata, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER, read_dictionary=paths
+        )
         batch = next(reader.iter_batches(batch_size=MAX_ROWS, columns=names, use_threads=False), None)
-        rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
+        # One cell at a time: only one large value is ever held as a Python object.
+        rows = [] if batch is None else [[_cell(c[i].as_py()) for c in batch.columns] for i in range(batch.num_rows)]
     except Exception as exc:  # noqa: BLE001 - any failure of a hostile file is "not readable"
         return Preview(kind="none", file=rel, message=f"not a readable Parquet file: {str(exc)[:200]}")
     message = (
@@ -135,14 +141,15 @@ def _parquet_footer_size(handle: BinaryIO) -> int:
     return size if size <= length - 8 else 0
 
 
-def _parquet_columns(metadata: FileMetaData, names: list[str]) -> tuple[list[str], int]:
-    """(the leading `names` whose chunks in the first row group fit MAX_PARQUET_BYTES, the size with
-    the first column that does not fit or 0)."""
+def _parquet_columns(metadata: FileMetaData, names: list[str]) -> tuple[list[str], list[str], int]:
+    """(the leading `names` whose chunks in the first row group fit MAX_PARQUET_BYTES, the paths of
+    their text chunks, the size with the first column that does not fit or 0)."""
     if metadata.num_row_groups == 0:
-        return names, 0
+        return names, [], 0
     group = metadata.row_group(0)
     chunks = [group.column(i) for i in range(group.num_columns)]
     kept: list[str] = []
+    paths: list[str] = []
     total = 0
     for name in names:
         # A nested column has several chunks, "name.child..."; a dotted top-level name may count a
@@ -150,9 +157,10 @@ def _parquet_columns(metadata: FileMetaData, names: list[str]) -> tuple[list[str
         mine = [c for c in chunks if c.path_in_schema == name or c.path_in_schema.startswith(name + ".")]
         total += sum(max(c.total_uncompressed_size, c.total_compressed_size) for c in mine)
         if total > MAX_PARQUET_BYTES:
-            return kept, total
+            return kept, paths, total
         kept.append(name)
-    return kept, 0
+        paths += [c.path_in_schema for c in mine if c.physical_type == "BYTE_ARRAY"]
+    return kept, paths, 0
 
 
 def _mb(size: int) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from runs import data_preview
 from runs.data_assets import data_create_from_path
-from runs.data_preview import MAX_ROWS, preview
+from runs.data_preview import MAX_CELL, MAX_ROWS, preview
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +80,14 @@ def test_a_huge_metadata_footer_is_not_read(team, tmp_path):
     path.write_bytes(b"PAR1" + b"\0" * (2 * LIMIT) + (2 * LIMIT).to_bytes(4, "little") + b"PAR1")
     shown = preview(data_create_from_path(team=team, name="big", path=path.parent, type_="uri_folder"))
     assert shown.kind == "none" and shown.message == "its metadata is 2 MB, too large to preview here"
+
+
+def test_a_large_dictionary_entry_is_not_copied_into_every_row(team, tmp_path):
+    # One 512 KB text in every row: a dictionary page of 512 KB, 10 MB if copied into 20 rows.
+    table = pa.table({"id": range(MAX_ROWS), "text": ["é" * (LIMIT // 4)] * MAX_ROWS})
+    version = parquet_version(team, tmp_path, table, compression="zstd")
+    with recorded() as pool:
+        shown = preview(version)
+    assert shown.kind == "table" and shown.message == "" and len(shown.rows) == MAX_ROWS
+    assert shown.rows[-1] == [str(MAX_ROWS - 1), "é" * (MAX_CELL - 1) + "…"]
+    assert pool.max_memory() < 2 * LIMIT  # the decompressed page and the dictionary made of it, once
