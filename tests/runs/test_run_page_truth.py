@@ -133,6 +133,19 @@ def test_a_pipeline_has_a_runs_tab(pipeline, run, client, alice, charlie):
     assert client.get(reverse("pipeline_runs", args=[pipeline.pk])).status_code == 404
 
 
+def test_a_pipelines_runs_tab_names_no_pipeline_per_row(pipeline, run, client, alice):
+    """Every row of the tab is this pipeline's: a Pipeline column would repeat its name."""
+    client.force_login(alice)
+    by_pipeline = f'href="{reverse("run_list")}?pipeline={pipeline.pk}"'
+    tab = client.get(reverse("pipeline_runs", args=[pipeline.pk])).content.decode()
+    head = tab.split('id="runs-table"')[1].split("</thead>")[0]
+    assert "<th>Pipeline</th>" not in head and "<th>Version</th>" in head
+    assert by_pipeline not in tab
+    assert f"v{run.version.number}</span>" in tab.split(f'data-run="{run.pk}"')[1]
+    listing = client.get(reverse("run_list")).content.decode()
+    assert "<th>Pipeline</th>" in listing and by_pipeline in listing
+
+
 def test_a_pipeline_without_runs_says_how_to_start_one(pipeline, client, alice):
     client.force_login(alice)
     html = client.get(reverse("pipeline_runs", args=[pipeline.pk])).content.decode()
