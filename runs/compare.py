@@ -32,6 +32,10 @@ class CompareError(ValueError):
     """What is wrong with the runs asked for, in words for the page."""
 
 
+class TooFewRuns(CompareError):
+    """Fewer than two runs picked: nothing is wrong yet, the page says what to pick."""
+
+
 class FilterError(ValueError):
     """What is wrong with a metric filter, in words for the page."""
 
@@ -220,11 +224,11 @@ def parse_ids(raw: str) -> list[int]:
         if not part:
             continue
         if not part.isdigit() or len(part) > 12:
-            raise CompareError(f"{part[:40]!r} is not a run number: pick runs from the runs list.")
+            raise CompareError(f"{part[:40]!r} is not a run number.")
         if int(part) not in ids:
             ids.append(int(part))
     if len(ids) < MIN_COMPARE:
-        raise CompareError(f"Pick {MIN_COMPARE} to {MAX_COMPARE} runs to compare (tick them in the runs list).")
+        raise TooFewRuns(f"Pick {MIN_COMPARE} to {MAX_COMPARE} runs to compare.")
     if len(ids) > MAX_COMPARE:
         raise CompareError(f"At most {MAX_COMPARE} runs can be compared at once; {len(ids)} were picked.")
     return ids

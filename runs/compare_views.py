@@ -28,8 +28,15 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     try:
         ids = compare.parse_ids(request.GET.get("ids", ""))
     except compare.CompareError as exc:
-        # Not an error page: what to pick, like an empty state (the runs list links here).
-        context = {"error": str(exc), "nav": "runs", "min": compare.MIN_COMPARE, "max": compare.MAX_COMPARE}
+        # Not an error page: what to pick, like an empty state (the runs list links here). Too few
+        # runs is that empty state alone; the alert is for a pick that is wrong.
+        context = {
+            "pick": True,
+            "error": "" if isinstance(exc, compare.TooFewRuns) else str(exc),
+            "nav": "runs",
+            "min": compare.MIN_COMPARE,
+            "max": compare.MAX_COMPARE,
+        }
         return render(request, "runs/compare.html", context)
     comparison = compare.compare(user=request.user, ids=ids)
     context = {"cmp": comparison, "charts": comparison.charts, "nav": "runs"}

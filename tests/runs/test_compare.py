@@ -184,9 +184,11 @@ def test_comparison_marks_differences(three_runs, alice):
 
 def test_parse_ids():
     assert compare.parse_ids("3, 1,3,2") == [3, 1, 2]
-    for bad, says in [("", "Pick 2 to 10"), ("4", "Pick 2 to 10"), ("4,4", "Pick 2 to 10"), ("1,x", "not a run")]:
-        with pytest.raises(compare.CompareError, match=says):
+    for bad in ("", "4", "4,4"):
+        with pytest.raises(compare.TooFewRuns, match="Pick 2 to 10"):
             compare.parse_ids(bad)
+    with pytest.raises(compare.CompareError, match="not a run"):
+        compare.parse_ids("1,x")
     with pytest.raises(compare.CompareError, match="At most 10"):
         compare.parse_ids(",".join(str(i) for i in range(1, 12)))
 
@@ -227,10 +229,21 @@ def test_compare_same_pipeline_links_the_version_diff(client, alice, pipeline):
 
 def test_compare_refuses_a_bad_pick_with_a_message(client, alice, run):
     client.force_login(alice)
-    for query in ("", f"?ids={run.pk}", "?ids=1,abc", "?ids=" + ",".join(map(str, range(1, 13)))):
+    for query in ("?ids=1,abc", "?ids=" + ",".join(map(str, range(1, 13)))):
         response = client.get(reverse("run_compare") + query)
         assert response.status_code == 200
-        assert b'id="compare-error"' in response.content
+        assert b'id="compare-error"' in response.content and b'id="compare-empty"' in response.content
+
+
+def test_compare_without_enough_runs_says_once_what_to_do(client, alice, run):
+    """No alert beside the empty state: both said "pick 2 to 10 runs"."""
+    client.force_login(alice)
+    for query in ("", f"?ids={run.pk}", f"?ids={run.pk},{run.pk}"):
+        html = client.get(reverse("run_compare") + query).content.decode()
+        assert 'id="compare-error"' not in html
+        assert html.count("Pick 2 to 10 runs") == 1 and html.count("Compare selected") == 1
+        empty = html.split('id="compare-empty"')[1]
+        assert f'href="{reverse("run_list")}"' in empty
 
 
 def test_compare_with_another_teams_run_is_404(client, alice, charlie, other_team, run):
