@@ -45,8 +45,18 @@
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "Chart of " + name);
     wrap.appendChild(canvas);
+    // One point is no curve: its value as text instead (see showShape).
+    var single = document.createElement("div");
+    single.className = "chart-single d-none";
+    var singleValue = document.createElement("div");
+    singleValue.className = "h3 mb-1 chart-single-value";
+    var singleNote = document.createElement("div");
+    singleNote.className = "small text-muted chart-single-note";
+    single.appendChild(singleValue);
+    single.appendChild(singleNote);
     box.appendChild(title);
     box.appendChild(wrap);
+    box.appendChild(single);
     col.appendChild(box);
     // Charts stay in name order, as the server lists them.
     var names = this.names.concat([name]).sort();
@@ -72,7 +82,7 @@
         plugins: { legend: { display: true, labels: { boxWidth: 12 } } }
       }
     });
-    var entry = { chart: chart, el: col, lines: {}, count: 0 };
+    var entry = { chart: chart, el: col, wrap: wrap, single: single, singleValue: singleValue, singleNote: singleNote, lines: {}, count: 0 };
     this.charts[name] = entry;
     return entry;
   };
@@ -131,12 +141,39 @@
     }, UPDATE_MS);
   };
 
+  // As metric_value in runs/templatetags/run_tags.py: whole numbers bare, others to 4 digits.
+  function formatValue(v) {
+    if (v === Math.round(v) && Math.abs(v) < 1e12) return String(v);
+    return String(Number(v.toPrecision(4)));
+  }
+
+  // A chart of a single point shows that value as text; points that all share one step keep
+  // their dots (runs side by side) but lose the x axis, which Chart.js stretched to step-1..step+1.
+  function showShape(entry) {
+    var datasets = entry.chart.data.datasets;
+    var steps = {};
+    var only = null;
+    datasets.forEach(function (d) {
+      d.data.forEach(function (p) { steps[p.x] = true; only = { dataset: d, point: p }; });
+    });
+    var single = entry.count === 1 && only !== null;
+    entry.el.setAttribute("data-shape", single ? "value" : "chart");
+    entry.wrap.classList.toggle("d-none", single);
+    entry.single.classList.toggle("d-none", !single);
+    if (single) {
+      entry.singleValue.textContent = formatValue(only.point.y);
+      entry.singleNote.textContent = (datasets.length > 1 ? only.dataset.label + ", " : "") + "logged once, at step " + only.point.x;
+    }
+    entry.chart.options.scales.x.display = Object.keys(steps).length > 1;
+  }
+
   // Draw what changed; the counts in data attributes say what is drawn (tests read them).
   Charts.prototype.flush = function () {
     var self = this;
     var total = 0;
     Object.keys(this.dirty).forEach(function (name) {
       var entry = self.charts[name];
+      showShape(entry);
       entry.chart.update("none");
       entry.el.setAttribute("data-points", String(entry.count));
     });

@@ -196,4 +196,31 @@ def test_a_metric_logged_once_is_drawn_as_a_point(web_only, page):
     assert len(accuracy) == 2 and all(len(points) == 1 and points[0] > 0 for points in accuracy)
     loss = page.evaluate(RADII, "loss")
     assert [len(points) for points in loss] == [5, 5] and all(r == 0 for points in loss for r in points)
+    # Both runs logged it at step 0: a step axis would only stretch from -1 to 1.
+    assert page.evaluate("window.stepwiseCompareCharts.charts.accuracy.chart.options.scales.x.display") is False
+    assert page.get_attribute("#metric-charts [data-chart='accuracy']", "data-shape") == "chart"
     page.screenshot(path=str(SHOTS / "compare-single-values.png"), full_page=True)
+
+
+def test_a_metric_logged_once_in_a_run_is_shown_as_its_value(web_only, page):
+    """On the run page one point is no curve: the value as text, not a dot on a step axis from -1 to 1."""
+    team = Team.objects.create(name="Data Science")
+    alice = make_user("alice", team)
+    run = make_run(make_pipeline(team, alice, name="digits"), alice)
+    Run.objects.filter(pk=run.pk).update(state=RunState.SUCCEEDED)
+    train = set_step(run, "train", state=StepState.SUCCEEDED)
+    Metric.objects.create(step_run=train, name="accuracy", value=0.93456, step=4)
+    Metric.objects.bulk_create([Metric(step_run=train, name="loss", value=1 / (i + 1), step=i) for i in range(5)])
+    page.set_default_timeout(20_000)
+    sign_in(page, web_only, "alice")
+    page.goto(f"{web_only}/runs/{run.pk}/")
+    page.wait_for_selector("#metric-charts[data-loaded=true]")
+    accuracy = page.locator("#metric-charts [data-chart='accuracy']")
+    assert accuracy.get_attribute("data-shape") == "value"
+    assert not accuracy.locator("canvas").is_visible()
+    assert accuracy.locator(".chart-single-value").inner_text() == "0.9346"
+    assert "at step 4" in accuracy.locator(".chart-single-note").inner_text()
+    loss = page.locator("#metric-charts [data-chart='loss']")
+    assert loss.get_attribute("data-shape") == "chart" and loss.locator("canvas").is_visible()
+    assert page.evaluate("window.stepwiseRunCharts.charts.loss.chart.options.scales.x.display") is True
+    page.screenshot(path=str(SHOTS / "run-single-value.png"), full_page=True)
