@@ -328,3 +328,49 @@ jobs:
     step = StepRun.objects.get(run=run, name="make")
     assert executor.execute(step.pk, step.attempt) == "succeeded"
     assert list(Metric.objects.filter(step_run=step).values_list("name", "value")) == [("accuracy", 0.5)]
+
+
+def test_a_step_logging_thousands_of_points_stores_each_and_sends_a_sample_live(
+    transactional_db, alice, team, tmp_path, monkeypatch
+):
+    from runs import broadcast
+
+    sent = []
+    monkeypatch.setattr(broadcast, "send", lambda run_id, payload, **kw: sent.append(payload))
+    # 5,000 points of one name and 3 of another, written at once: one read of the file.
+    yaml_text = """
+type: pipeline
+jobs:
+  train:
+    type: command
+    command: >-
+      python -c "import json, os;
+      f = open(os.environ['STEPWISE_METRICS_FILE'], 'a');
+      [f.write(json.dumps({'name': 'loss', 'value': 1 / (i + 1), 'step': i}) + chr(10)) for i in range(5000)];
+      [f.write(json.dumps({'name': 'accuracy', 'value': i / 10, 'step': i}) + chr(10)) for i in range(3)]"
+"""
+    run = run_create(version=import_yaml(tmp_path, yaml_text, alice, team), user=alice)
+    step = StepRun.objects.get(run=run, name="train")
+    assert executor.execute(step.pk, step.attempt) == "succeeded"
+
+    stored = Metric.objects.filter(step_run=step)
+    assert stored.filter(name="loss").count() == 5000 and stored.filter(name="accuracy").count() == 3
+    live = [(e["name"], e["index"]) for e in sent if e["type"] == "metric"]
+    loss = [index for name, index in live if name == "loss"]
+    assert len(loss) == executor.LIVE_POINTS_PER_NAME and loss[0] == 0 and loss[-1] == 4999
+    assert loss == sorted(loss)
+    assert [index for name, index in live if name == "accuracy"] == [0, 1, 2]
+
+
+def test_a_live_sample_keeps_the_order_logged_and_the_first_names():
+    from runs.step_records import MetricRecord, live_sample
+
+    records = [MetricRecord(f"m{i % 150}", float(i), i // 150) for i in range(150 * 3)]
+    sample = live_sample(records, per_name=2, names=100, budget=1000)
+    assert {r.name for r in sample} == {f"m{i}" for i in range(100)}
+    # Each name's first and last of its three points, in the order they were logged.
+    assert [r.step for r in sample if r.name == "m7"] == [0, 2]
+    assert sample == sorted(sample, key=records.index)
+    # A budget shared by many names leaves each its first and last point.
+    assert [r.step for r in live_sample(records, per_name=3, names=100, budget=100) if r.name == "m7"] == [0, 2]
+    assert len(live_sample(records, per_name=3, names=100, budget=1000)) == 300
