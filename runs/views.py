@@ -244,6 +244,8 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
         node_ids=node_ids,
         state_colors=states.STATE_FILLS,
         nav="runs",
+        # The live charts stop where the server's chart JSON stops (runs/compare.py).
+        max_charts=compare.MAX_CHARTS,
         page_config={
             "run": run.pk,
             "ws": f"/ws/runs/{run.pk}/",

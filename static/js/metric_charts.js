@@ -3,7 +3,9 @@
  *   [{"name": "loss", "lines": [{"key": "train", "label": "train", "points": [[0, 1.2], ...]}]}]
  * and, on the run page, point by point from the websocket's metric events. Points are kept by
  * their step index, so a repeated or late event changes nothing and a refetch merges cleanly.
- * Names are user text: they reach the page as text nodes and canvas text only. */
+ * Names are user text: they reach the page as text nodes and canvas text only.
+ * Options: columnClass; maxCharts, the server's MAX_CHARTS, past which a live event's new name
+ * draws no chart but is counted (hiddenCount), as the server counts the names it leaves out. */
 (function (global) {
   "use strict";
 
@@ -21,6 +23,8 @@
     this.options = options || {};
     this.charts = {};  // name -> {chart, el, lines: {key: {dataset, values: {index: value}, lastIndex}}}
     this.names = [];
+    this.hidden = {};  // names refused by maxCharts (a set: a step logs the same names at every step)
+    this.hiddenTotal = 0;
     this.dirty = {};
     this.timer = null;
     this.emptyEl = container.querySelector(".charts-empty");
@@ -97,9 +101,30 @@
     return line;
   };
 
-  // Returns whether the point was new.
+  // Whether name has a chart or may get one; a refused name is remembered, to be counted.
+  Charts.prototype.admits = function (name) {
+    if (this.charts[name]) return true;
+    var max = this.options.maxCharts;
+    if (typeof max !== "number" || this.names.length < max) {
+      if (Object.prototype.hasOwnProperty.call(this.hidden, name)) {
+        delete this.hidden[name];
+        this.hiddenTotal -= 1;
+      }
+      return true;
+    }
+    if (!Object.prototype.hasOwnProperty.call(this.hidden, name)) {
+      this.hidden[name] = true;
+      this.hiddenTotal += 1;
+    }
+    return false;
+  };
+
+  Charts.prototype.hiddenCount = function () { return this.hiddenTotal; };
+
+  // Returns whether the point was new (and drawn).
   Charts.prototype.setPoint = function (name, key, label, index, value) {
     if (typeof index !== "number" || typeof value !== "number" || !isFinite(value)) return false;
+    if (!this.admits(name)) return false;
     var entry = this.ensureChart(name);
     var line = this.ensureLine(entry, key, label);
     var known = Object.prototype.hasOwnProperty.call(line.values, index);
@@ -121,9 +146,32 @@
     return true;
   };
 
+  // A chart made live for a name the server left out: the server charts the first names in name
+  // order, live events come in logging order. Dropped, so a refetch draws what a reload draws.
+  Charts.prototype.removeChart = function (name) {
+    var entry = this.charts[name];
+    entry.chart.destroy();
+    entry.el.parentNode.removeChild(entry.el);
+    delete this.charts[name];
+    delete this.dirty[name];
+    this.names = this.names.filter(function (n) { return n !== name; });
+    this.hidden[name] = true;
+    this.hiddenTotal += 1;
+  };
+
   Charts.prototype.load = function (charts) {
     var self = this;
-    (charts || []).forEach(function (c) {
+    charts = charts || [];
+    var max = this.options.maxCharts;
+    if (typeof max === "number" && charts.length >= max) {
+      var listed = {};
+      charts.forEach(function (c) { listed[c.name] = true; });
+      this.names.slice().forEach(function (name) {
+        if (!Object.prototype.hasOwnProperty.call(listed, name)) self.removeChart(name);
+      });
+    }
+    charts.forEach(function (c) {
+      if (!self.admits(c.name)) return;
       (c.lines || []).forEach(function (l) {
         if (!l.points.length) self.ensureLine(self.ensureChart(c.name), l.key, l.label);
         l.points.forEach(function (p) { self.setPoint(c.name, l.key, l.label, p[0], p[1]); });

@@ -9,7 +9,9 @@
   if (!container || !window.Chart || !window.StepwiseCharts) return;
   var url = container.getAttribute("data-url");
   var runId = parseInt(container.getAttribute("data-run"), 10);
-  var charts = new window.StepwiseCharts.Charts(container);
+  var charts = new window.StepwiseCharts.Charts(container, {
+    maxCharts: parseInt(container.getAttribute("data-max-charts"), 10) || undefined
+  });
   window.stepwiseRunCharts = charts;
   // A step is over at its highest rank (stepwise/states.py, handed over in the run page's config).
   var configEl = document.getElementById("run-config");
@@ -32,7 +34,8 @@
       })
       .then(function (data) {
         charts.load(data.charts);
-        showHidden(data.charts_hidden || 0);
+        serverHidden = data.charts_hidden || 0;
+        showHidden();
       })
       .catch(function () {})
       .then(function () {
@@ -45,10 +48,14 @@
       });
   }
 
-  // The server charts the first names only; say how many it left out.
+  // The server charts the first names only, and the live charts stop there too; say how many names
+  // either left out. Which names the server counted is not sent: the larger count, not the sum, as
+  // a step logs the same names again and again (exact while one set holds the other).
   var hiddenEl = container.querySelector(".charts-hidden");
-  function showHidden(count) {
+  var serverHidden = 0;
+  function showHidden() {
     if (!hiddenEl) return;
+    var count = Math.max(serverHidden, charts.hiddenCount());
     hiddenEl.querySelector(".charts-hidden-count").textContent = String(count);
     hiddenEl.classList.toggle("d-none", count === 0);
   }
@@ -65,6 +72,7 @@
     var msg = event.detail || {};
     if (msg.run !== runId || typeof msg.name !== "string" || typeof msg.step !== "string") return;
     charts.setPoint(msg.name, msg.step, msg.step, msg.index, msg.value);
+    if (charts.hiddenCount() > serverHidden) showHidden();
   });
   // The first open too: points logged between the page's render and the socket joining its group.
   document.addEventListener("stepwise:live-open", scheduleFetch);

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines_ui.models import Team
 from pipelines_ui.services import pipeline_save_version
+from runs import compare
 from runs.models import ComputeTarget, Isolation, Metric, Param, Run, RunState, StepState
 from runs.services import run_create
 from stepwise.spec import parse_text
@@ -224,3 +225,50 @@ def test_a_metric_logged_once_in_a_run_is_shown_as_its_value(web_only, page):
     assert loss.get_attribute("data-shape") == "chart" and loss.locator("canvas").is_visible()
     assert page.evaluate("window.stepwiseRunCharts.charts.loss.chart.options.scales.x.display") is True
     page.screenshot(path=str(SHOTS / "run-single-value.png"), full_page=True)
+
+
+METRIC_EVENT = (
+    "([run, name, index]) => document.dispatchEvent(new CustomEvent('stepwise:metric',"
+    " {detail: {run: run, name: name, step: 'train', index: index, value: index / 2}}))"
+)
+
+
+def open_run_charts(page, base: str) -> int:
+    """A finished run whose loss chart the server draws; its page loaded and its socket open."""
+    team = Team.objects.create(name="Data Science")
+    alice = make_user("alice", team)
+    run = make_run(make_pipeline(team, alice, name="digits"), alice)
+    Run.objects.filter(pk=run.pk).update(state=RunState.SUCCEEDED)
+    train = set_step(run, "train", state=StepState.SUCCEEDED)
+    Metric.objects.bulk_create([Metric(step_run=train, name="loss", value=1 / (i + 1), step=i) for i in range(5)])
+    page.set_default_timeout(20_000)
+    sign_in(page, base, "alice")
+    page.goto(f"{base}/runs/{run.pk}/")
+    page.wait_for_selector("body[data-live=open]")
+    page.wait_for_selector("#metric-charts[data-loaded=true][data-charts='1']")
+    return run.pk
+
+
+def test_live_names_past_the_cap_draw_no_chart_and_are_counted(web_only, page):
+    run_id = open_run_charts(page, web_only)
+    assert page.evaluate("window.stepwiseRunCharts.options.maxCharts") == compare.MAX_CHARTS
+    assert not page.is_visible("#metric-charts .charts-hidden")
+    # A cap of two, so that two names fill it: loss and accuracy get charts, the rest are counted.
+    page.evaluate("window.stepwiseRunCharts.options.maxCharts = 2")
+    for name, index in (("accuracy", 0), ("lr", 0), ("lr", 1), ("grad_norm", 0), ("accuracy", 1), ("lr", 2)):
+        page.evaluate(METRIC_EVENT, [run_id, name, index])
+    page.wait_for_selector("#metric-charts [data-chart='accuracy'][data-points='2']")
+    assert page.get_attribute("#metric-charts", "data-charts") == "2"
+    assert page.locator("#metric-charts [data-chart='lr'], #metric-charts [data-chart='grad_norm']").count() == 0
+    assert page.evaluate("Object.keys(window.stepwiseRunCharts.charts).sort()") == ["accuracy", "loss"]
+    # Distinct names, not points: lr logged three times counts once.
+    assert page.is_visible("#metric-charts .charts-hidden")
+    assert page.inner_text("#metric-charts .charts-hidden-count") == "2"
+    # A refetch whose list fills the cap wins over names charted live: what a reload draws.
+    page.evaluate(
+        "window.stepwiseRunCharts.load([{name: 'epoch', lines: [{key: 'train', label: 'train', points: [[0, 1]]}]},"
+        " {name: 'loss', lines: [{key: 'train', label: 'train', points: [[0, 1]]}]}])"
+    )
+    assert page.evaluate("Object.keys(window.stepwiseRunCharts.charts).sort()") == ["epoch", "loss"]
+    assert page.locator("#metric-charts [data-chart='accuracy']").count() == 0
+    assert page.evaluate("window.stepwiseRunCharts.hiddenCount()") == 3
