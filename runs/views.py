@@ -246,6 +246,7 @@ def run_detail(request: HttpRequest, run_id: int, step_name: str | None = None) 
         nav="runs",
         # The live charts stop where the server's chart JSON stops (runs/compare.py).
         max_charts=compare.MAX_CHARTS,
+        max_chart_points=compare.MAX_CHART_POINTS,
         page_config={
             "run": run.pk,
             "ws": f"/ws/runs/{run.pk}/",

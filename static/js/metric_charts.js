@@ -5,7 +5,9 @@
  * their step index, so a repeated or late event changes nothing and a refetch merges cleanly.
  * Names are user text: they reach the page as text nodes and canvas text only.
  * Options: columnClass; maxCharts, the server's MAX_CHARTS, past which a live event's new name
- * draws no chart but is counted (hiddenCount), as the server counts the names it leaves out. */
+ * draws no chart but is counted (hiddenCount), as the server counts the names it leaves out;
+ * maxPoints, the server's MAX_CHART_POINTS: a line grown live past twice that is thinned (decimate),
+ * so a step that logs for hours keeps the tab's memory bounded. */
 (function (global) {
   "use strict";
 
@@ -121,6 +123,20 @@
 
   Charts.prototype.hiddenCount = function () { return this.hiddenTotal; };
 
+  // Every other point by position, the first and the last kept: about half the line, its shape and
+  // its ends as drawn. The dropped indexes leave values too (that is the memory); one of them logged
+  // again later comes back as a late point would. Returns how many points were dropped.
+  function decimate(line) {
+    var data = line.dataset.data;
+    var kept = [];
+    for (var i = 0; i < data.length; i++) {
+      if (i % 2 === 0 || i === data.length - 1) kept.push(data[i]);
+      else delete line.values[data[i].x];
+    }
+    line.dataset.data = kept;
+    return data.length - kept.length;
+  }
+
   // Returns whether the point was new (and drawn).
   Charts.prototype.setPoint = function (name, key, label, index, value) {
     if (typeof index !== "number" || typeof value !== "number" || !isFinite(value)) return false;
@@ -141,6 +157,8 @@
         .map(function (i) { return { x: i, y: line.values[i] }; });
     }
     if (!known) entry.count += 1;
+    var max = this.options.maxPoints;
+    if (typeof max === "number" && line.dataset.data.length > 2 * max) entry.count -= decimate(line);
     this.dirty[name] = true;
     this.schedule();
     return true;
@@ -215,7 +233,8 @@
     entry.chart.options.scales.x.display = Object.keys(steps).length > 1;
   }
 
-  // Draw what changed; the counts in data attributes say what is drawn (tests read them).
+  // Draw what changed; the counts in data attributes say what is drawn (tests read them): the
+  // points held now, so after a line was thinned (decimate) fewer than were ever logged.
   Charts.prototype.flush = function () {
     var self = this;
     var total = 0;

@@ -10,7 +10,8 @@
   var url = container.getAttribute("data-url");
   var runId = parseInt(container.getAttribute("data-run"), 10);
   var charts = new window.StepwiseCharts.Charts(container, {
-    maxCharts: parseInt(container.getAttribute("data-max-charts"), 10) || undefined
+    maxCharts: parseInt(container.getAttribute("data-max-charts"), 10) || undefined,
+    maxPoints: parseInt(container.getAttribute("data-max-points"), 10) || undefined
   });
   window.stepwiseRunCharts = charts;
   // A step is over at its highest rank (stepwise/states.py, handed over in the run page's config).

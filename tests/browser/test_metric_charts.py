@@ -21,6 +21,7 @@ from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/shots18")
+SHOTS_CHARTS = Path("/tmp/chart-shots")
 
 # The step logs 25 points once the test opens gate 1, 25 more once it opens gate 2: the test
 # sees the curve at 25 points, live, before the rest exist. mlflow is the shim, unchanged calls.
@@ -264,6 +265,8 @@ def test_live_names_past_the_cap_draw_no_chart_and_are_counted(web_only, page):
     # Distinct names, not points: lr logged three times counts once.
     assert page.is_visible("#metric-charts .charts-hidden")
     assert page.inner_text("#metric-charts .charts-hidden-count") == "2"
+    SHOTS_CHARTS.mkdir(exist_ok=True)
+    page.locator("#metric-charts").screenshot(path=str(SHOTS_CHARTS / "run-charts-capped.png"))
     # A refetch whose list fills the cap wins over names charted live: what a reload draws.
     page.evaluate(
         "window.stepwiseRunCharts.load([{name: 'epoch', lines: [{key: 'train', label: 'train', points: [[0, 1]]}]},"
@@ -272,3 +275,36 @@ def test_live_names_past_the_cap_draw_no_chart_and_are_counted(web_only, page):
     assert page.evaluate("Object.keys(window.stepwiseRunCharts.charts).sort()") == ["epoch", "loss"]
     assert page.locator("#metric-charts [data-chart='accuracy']").count() == 0
     assert page.evaluate("window.stepwiseRunCharts.hiddenCount()") == 3
+
+
+LINE = "name => window.stepwiseRunCharts.charts[name].lines.train"
+
+
+def test_a_long_live_line_is_thinned_keeping_its_ends(web_only, page):
+    run_id = open_run_charts(page, web_only)
+    assert page.evaluate("window.stepwiseRunCharts.options.maxPoints") == compare.MAX_CHART_POINTS
+    cap = 10
+    page.evaluate(f"window.stepwiseRunCharts.options.maxPoints = {cap}")
+    for index in range(3 * cap):
+        page.evaluate(METRIC_EVENT, [run_id, "lr", index])
+    page.wait_for_function(f"({LINE})('lr').lastIndex === {3 * cap - 1}")
+    drawn = page.evaluate(f"({LINE})('lr').dataset.data.map(p => [p.x, p.y])")
+    assert len(drawn) <= 2 * cap + 1
+    assert drawn[0] == [0, 0] and drawn[-1] == [3 * cap - 1, (3 * cap - 1) / 2]
+    assert [x for x, _ in drawn] == sorted({x for x, _ in drawn})
+    # The dropped steps leave the values too: what is held is what is drawn.
+    held = page.evaluate(f"Object.keys(({LINE})('lr').values).map(Number).sort((a, b) => a - b)")
+    assert held == [x for x, _ in drawn]
+    page.wait_for_selector(f"#metric-charts [data-chart='lr'][data-points='{len(drawn)}']")
+    # Still keyed by step: a repeated event changes nothing, a retry's value replaces the last point's.
+    page.evaluate(METRIC_EVENT, [run_id, "lr", 3 * cap - 1])
+    assert page.evaluate(f"({LINE})('lr').dataset.data.length") == len(drawn)
+    page.evaluate(
+        "([run, index]) => document.dispatchEvent(new CustomEvent('stepwise:metric',"
+        " {detail: {run: run, name: 'lr', step: 'train', index: index, value: -1}}))",
+        [run_id, 3 * cap - 1],
+    )
+    assert page.evaluate(f"({LINE})('lr').dataset.data.slice(-1)[0]") == {"x": 3 * cap - 1, "y": -1}
+    assert page.evaluate(f"({LINE})('lr').dataset.data.length") == len(drawn)
+    SHOTS_CHARTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS_CHARTS / "run-chart-thinned.png"), full_page=True)
