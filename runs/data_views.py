@@ -18,7 +18,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -124,7 +124,9 @@ def data_download(request: HttpRequest, asset_id: int, version: str) -> HttpResp
     files = data_preview.version_files(selected)
     if not files:
         raise Http404("The files of this version are missing from the store")
-    response = StreamingHttpResponse(downloads.zip_stream(selected.artifact, files), content_type="application/zip")
+    response = downloads.StreamedResponse(
+        downloads.zip_stream(selected.artifact, files), content_type="application/zip"
+    )
     filename = f"{downloads.safe_filename(asset.name)}-{downloads.safe_filename(selected.version)}.zip"
     response["Content-Disposition"] = downloads.disposition(filename)
     return response

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -319,7 +319,7 @@ def step_log(request: HttpRequest, run_id: int, step_name: str) -> HttpResponse:
     if download:
         # The whole log, every line of every attempt, streamed: as text, or `download=gz` as gzip.
         compressed = download == "gz"
-        response = StreamingHttpResponse(
+        response = downloads.StreamedResponse(
             logs.full_log(step_run, compressed=compressed),
             content_type="application/gzip" if compressed else "text/plain; charset=utf-8",
         )

@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -95,7 +95,9 @@ def model_download(request: HttpRequest, model_id: int, version: str) -> HttpRes
     files = version_files(selected)
     if not files:
         raise Http404("The files of this version are missing from the store")
-    response = StreamingHttpResponse(downloads.zip_stream(selected.artifact, files), content_type="application/zip")
+    response = downloads.StreamedResponse(
+        downloads.zip_stream(selected.artifact, files), content_type="application/zip"
+    )
     filename = f"{downloads.safe_filename(model.name)}-{downloads.safe_filename(selected.version)}.zip"
     response["Content-Disposition"] = downloads.disposition(filename)
     return response
