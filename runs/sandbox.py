@@ -296,8 +296,8 @@ def _staged_copy(source: Path) -> Path:
     """A copy of `source` with its links followed, made once per worker and mounted in its place.
 
     The step SDK is a folder of links (to the `stepwise` package, to the distribution launcher):
-    bound as it is, each link's target took a mount of its own, about 0.3 ms of each step's start
-    (`make bench`). The copy is the worker's own code, as it was when the worker started.
+    bound as it is, each link's target took a mount of its own, about half a millisecond each of
+    every step's start (`make bench`). The copy is the worker's own code, as it was when the worker started.
     """
     with _copies_lock:
         folder = _copies.get(source)

@@ -30,7 +30,7 @@ def live_sample(records: list[MetricRecord], *, per_name: int, names: int, budge
     for at, record in enumerate(records):
         if record.name in positions or len(positions) < names:
             positions.setdefault(record.name, []).append(at)
-    each = min(per_name, max(2, budget // max(1, len(positions))))
+    each = max(2, min(per_name, budget // max(1, len(positions))))
     kept: list[int] = []
     for ats in positions.values():
         if len(ats) <= each:

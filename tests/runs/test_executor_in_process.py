@@ -374,3 +374,4 @@ def test_a_live_sample_keeps_the_order_logged_and_the_first_names():
     # A budget shared by many names leaves each its first and last point.
     assert [r.step for r in live_sample(records, per_name=3, names=100, budget=100) if r.name == "m7"] == [0, 2]
     assert len(live_sample(records, per_name=3, names=100, budget=1000)) == 300
+    assert [r.step for r in live_sample(records, per_name=1, names=1, budget=1)] == [0, 2]
