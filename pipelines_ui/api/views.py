@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import Http404, HttpResponse
 from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines_ui import services
-from pipelines_ui.api import access, endpoints
+from pipelines_ui.api import access, endpoints, streaming
 from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
@@ -411,15 +412,32 @@ class StepOutput(APIView):
 
 
 class RunMetrics(APIView):
-    @extend_schema(responses={200: s.MetricsSerializer, **READ_ERRORS}, tags=["runs"])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("step", str, description="only this step's metrics (its name)"),
+            OpenApiParameter("name", str, description="only the metric of this name"),
+        ],
+        responses={200: s.MetricsSerializer, **ERRORS},
+        tags=["runs"],
+    )
     def get(self, request, run_id: int):
+        """Every metric point of the run, in the order logged; streamed, as a step may log millions."""
         run = _run(request, run_id)
-        rows = Metric.objects.filter(step_run__run=run).select_related("step_run").order_by("id")
-        metrics = [
-            {"step_name": m.step_run.name, "name": m.name, "step": m.step, "value": m.value, "created_at": m.created_at}
-            for m in rows
-        ]
-        return Response(s.MetricsSerializer({"metrics": metrics}).data)
+        step_name = one(request.query_params, "step")
+        name = one(request.query_params, "name")
+        rows = Metric.objects.filter(step_run__run=run)
+        if step_name is not None:
+            rows = text_equals(rows, "step_run__name", step_name)
+        if name is not None:
+            rows = text_equals(rows, "name", name)
+        # Read in chunks as the parts are sent (a server-side cursor on PostgreSQL), never all at once.
+        per_part = streaming.ROWS_PER_PART
+        points = (
+            rows.order_by("id")
+            .values("name", "step", "value", "created_at", step_name=F("step_run__name"))
+            .iterator(chunk_size=per_part)
+        )
+        return streaming.json_list_response("metrics", points, s.MetricSerializer, per_part=per_part)
 
 
 # ---- published endpoints ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from datetime import timedelta
 
@@ -451,7 +452,8 @@ def test_metrics(alice, pipeline):
     run = make_run(pipeline, alice)
     step = StepRun.objects.get(run=run, name="train")
     Metric.objects.create(step_run=step, name="loss", value=0.5, step=1)
-    body = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/").json()
+    response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
+    body = json.loads(b"".join(response.streaming_content))  # streamed: a run may hold millions of points
     assert [(m["step_name"], m["name"], m["step"], m["value"]) for m in body["metrics"]] == [("train", "loss", 1, 0.5)]
 
 
