@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max, Min, QuerySet, Window
+from django.db.models.functions import FirstValue, RowNumber
 
 from pipelines_ui.models import Team
 from runs import artifacts
@@ -41,6 +42,19 @@ def _check_flavour(flavour: str) -> str:
     return flavour
 
 
+def _last_values(rows: QuerySet[Metric]) -> dict[str, float]:
+    """Per name the value of its row with the highest (step, id), names in the order of their first
+    row by (step, id): a dict filled from the rows in that order, worked out in the database, as a
+    step may log a million points."""
+    by_name = {"partition_by": [F("name")]}
+    last = rows.annotate(
+        rank=Window(RowNumber(), order_by=[F("step").desc(), F("id").desc()], **by_name),
+        first_step=Window(Min("step"), **by_name),
+        first_id=Window(FirstValue("id"), order_by=[F("step").asc(), F("id").asc()], **by_name),
+    ).filter(rank=1)
+    return {name: value for *_, name, value in sorted(last.values_list("first_step", "first_id", "name", "value"))}
+
+
 def run_metrics_params(step_output: StepOutput) -> tuple[dict[str, float], dict[str, str]]:
     """The producing run's last value of each metric and its parameters; the producing step's win on a clash."""
     step_run = step_output.step_run
@@ -50,8 +64,7 @@ def run_metrics_params(step_output: StepOutput) -> tuple[dict[str, float], dict[
     for producing in (False, True):
         scope = {"step_run": step_run} if producing else {"step_run__run": step_run.run_id}
         exclude = {} if producing else {"step_run": step_run}
-        for m in Metric.objects.filter(**scope).exclude(**exclude).order_by("step", "id"):
-            metrics[m.name] = m.value
+        metrics.update(_last_values(Metric.objects.filter(**scope).exclude(**exclude)))
         for p in Param.objects.filter(**scope).exclude(**exclude).order_by("id"):
             params[p.name] = p.value
     return metrics, params

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -110,6 +111,46 @@ def test_register_a_step_output_copies_the_runs_metrics_and_params(run, tmp_path
     run.delete()
     version.refresh_from_db()
     assert version.metrics["accuracy"] == 0.9 and version.step_output is None
+
+
+def _loaded_as_before(step_output: StepOutput) -> dict[str, float]:
+    """What run_metrics_params kept when it read every row: a dict filled in (step, id) order,
+    other steps first, then the producing step's."""
+    metrics: dict[str, float] = {}
+    step_run = step_output.step_run
+    for m in Metric.objects.filter(step_run__run=step_run.run).exclude(step_run=step_run).order_by("step", "id"):
+        metrics[m.name] = m.value
+    for m in Metric.objects.filter(step_run=step_run).order_by("step", "id"):
+        metrics[m.name] = m.value
+    return metrics
+
+
+def test_the_run_s_last_metric_values_are_worked_out_in_the_database(run, tmp_path):
+    artifact = artifacts.store_output(model_file(tmp_path, "model.pkl", "m"), Artifact.Kind.FILE)
+    train = set_step(run, "train", state=StepState.SUCCEEDED)
+    prep = set_step(run, "prep", state=StepState.SUCCEEDED)
+    rows = [
+        # A higher step logged earlier beats a lower step logged later; a repeated step, the later row.
+        (train, "loss", 3, 0.3),
+        (train, "loss", 1, 0.9),
+        (train, "loss", 3, 0.25),
+        (prep, "loss", 9, 7.0),  # another step's: the producing step's value wins
+        (prep, "rows", 0, 100.0),
+        (prep, "rows", -2, 50.0),
+        (train, "acc", -1, 0.5),
+        (prep, "zeta", 4, 1.0),
+        (train, "zeta", 2, 2.0),
+        (prep, "only_prep", 7, 3.0),
+        (prep, "only_prep", 7, 4.0),
+    ]
+    Metric.objects.bulk_create(Metric(step_run=s, name=n, step=i, value=v) for s, n, i, v in rows)
+    output = StepOutput.objects.create(step_run=train, name="model", artifact=artifact)
+    with mock.patch.object(Metric, "from_db", side_effect=AssertionError("a Metric row loaded into Python")):
+        metrics, _ = services.run_metrics_params(output)
+    expected = {"rows": 100.0, "zeta": 2.0, "only_prep": 4.0, "loss": 0.25, "acc": 0.5}
+    assert _loaded_as_before(output) == expected
+    # Same values, and the same order of names as the dict filled row by row.
+    assert list(metrics.items()) == list(_loaded_as_before(output).items())
 
 
 @pytest.mark.parametrize("ref", ["azureml:clf:1", "azureml:clf@latest"])
