@@ -25,6 +25,9 @@ MAX_COMPARE = 10
 MAX_CHART_POINTS = 2000
 # Charts per page: a step may log thousands of names (per class, per layer).
 MAX_CHARTS = 100
+# Rows of the compare page's final metrics table: a number is cheaper than a chart, but a page
+# of ten thousand names is no page.
+MAX_FINAL_METRICS = 500
 KEY_METRICS = 2
 
 
@@ -60,13 +63,21 @@ def _series(rows) -> dict[tuple, list[tuple[int, float]]]:
     return {key: sorted(points) for key, points in by_key.items()}
 
 
+def _first_names(rows: QuerySet[Metric], limit: int) -> list[str]:
+    return list(rows.order_by("name").values_list("name", flat=True).distinct()[:limit])
+
+
 def _chart_names(rows: QuerySet[Metric]) -> list[str]:
-    return list(rows.order_by("name").values_list("name", flat=True).distinct()[:MAX_CHARTS])
+    return _first_names(rows, MAX_CHARTS)
+
+
+def _hidden_count(rows: QuerySet[Metric], shown: int, limit: int) -> int:
+    return metric_reads.name_count(rows) - shown if shown >= limit else 0
 
 
 def hidden_chart_count(rows: QuerySet[Metric], charts: list[dict[str, Any]]) -> int:
     """How many metric names the charts left out."""
-    return metric_reads.name_count(rows) - len(charts) if len(charts) >= MAX_CHARTS else 0
+    return _hidden_count(rows, len(charts), MAX_CHARTS)
 
 
 def run_charts(run: Run) -> list[dict[str, Any]]:
@@ -289,6 +300,7 @@ class Comparison:
     charts: list[dict[str, Any]]
     same_pipeline: bool
     charts_hidden: int = 0
+    metrics_hidden: int = 0
 
     @property
     def differing_inputs(self) -> int:
@@ -362,7 +374,10 @@ def run_inputs(run: Run) -> dict[str, Any]:
 def compare(*, user, ids: list[int]) -> Comparison:
     runs = runs_for_compare(user=user, ids=ids)
     run_ids = [r.pk for r in runs]
-    finals = final_metrics(run_ids)
+    rows = Metric.objects.filter(step_run__run_id__in=run_ids)
+    # The first names by name, as the charts take theirs: the table's rows and the charts agree.
+    names = _first_names(rows, MAX_FINAL_METRICS)
+    finals = final_metrics(run_ids, names)
     params = run_params(run_ids)
     charts = compare_charts(runs)
     return Comparison(
@@ -374,5 +389,6 @@ def compare(*, user, ids: list[int]) -> Comparison:
         versions=_version_infos(runs),
         charts=charts,
         same_pipeline=len({r.pipeline_id for r in runs}) == 1,
-        charts_hidden=hidden_chart_count(Metric.objects.filter(step_run__run_id__in=run_ids), charts),
+        charts_hidden=hidden_chart_count(rows, charts),
+        metrics_hidden=_hidden_count(rows, len(names), MAX_FINAL_METRICS),
     )

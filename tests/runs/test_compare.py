@@ -167,6 +167,37 @@ def test_compare_charts_are_capped_by_name(three_runs, alice, monkeypatch):
     assert len(cmp.charts[0]["lines"]) == 3
 
 
+def test_the_final_metrics_table_is_capped_by_name_and_the_rest_counted(three_runs, alice, client, monkeypatch):
+    monkeypatch.setattr(compare, "MAX_FINAL_METRICS", 2)
+    for i in range(3):
+        log(three_runs[0], "train", f"class_{i}", 1.0, float(i))
+    log(three_runs[1], "train", "zeta", 7.0)
+    cmp = compare.compare(user=alice, ids=[r.pk for r in three_runs])
+    # The first names by name, their values the last logged, as uncapped.
+    assert [row.name for row in cmp.metrics] == ["accuracy", "class_0"] and cmp.metrics_hidden == 4
+    assert cmp.metrics[0].cells == [0.8, 0.9, 0.95] and cmp.metrics[1].cells == [0.0, None, None]
+    client.force_login(alice)
+    html = client.get(compare_url(*three_runs)).content.decode()
+    assert html.count('<tr class="') - html.count('id="compare-metrics"') >= 0
+    table = html.split('id="compare-metrics"')[1].split("</table>")[0]
+    assert table.count("data-name=") == 2 and 'data-name="zeta"' not in table
+    assert '<p class="card-body small text-muted mb-0 py-2" id="metrics-hidden">4 more metrics not shown' in html
+    # The charts' own line no longer sends the reader to a table that leaves names out.
+    monkeypatch.setattr(compare, "MAX_CHARTS", 1)
+    html = client.get(compare_url(*three_runs)).content.decode()
+    assert "5 more metrics not shown.</p>" in html and "lists every name" not in html
+
+
+def test_an_uncapped_final_metrics_table_says_nothing_is_hidden(three_runs, alice, client, monkeypatch):
+    monkeypatch.setattr(compare, "MAX_CHARTS", 1)
+    cmp = compare.compare(user=alice, ids=[r.pk for r in three_runs])
+    assert [row.name for row in cmp.metrics] == ["accuracy", "loss"] and cmp.metrics_hidden == 0
+    client.force_login(alice)
+    html = client.get(compare_url(*three_runs)).content.decode()
+    assert 'id="metrics-hidden"' not in html
+    assert "1 more metric not shown: the final metrics table below lists every name.</p>" in html
+
+
 def test_comparison_marks_differences(three_runs, alice):
     cmp = compare.compare(user=alice, ids=[r.pk for r in three_runs])
     inputs = {row.name: row for row in cmp.inputs}
