@@ -88,16 +88,6 @@ def intact(folder: Path, sha256: str) -> bool:
         return False
 
 
-def same_files(folder: Path, manifest: Manifest) -> bool:
-    """Whether the folder holds the manifest's files at their sizes: a check by listing, not by
-    hashing again what was hashed as it was stored (a rerun's gigabytes, twice)."""
-    try:
-        found = {rel: (folder / rel).stat().st_size for rel in folder_files(folder)}
-    except OSError:
-        return False
-    return found == {entry.path: entry.size for entry in manifest.entries}
-
-
 def stage_output(source: Path, kind: str, staging: Path) -> None:
     """Move a finished step's output to `staging` (which must not exist yet).
 

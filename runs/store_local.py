@@ -21,7 +21,6 @@ from runs.artifact_files import (
     install,
     intact,
     remove_tree,
-    same_files,
     stage_output,
     tree_manifest,
 )
@@ -51,7 +50,7 @@ class LocalStore:
             stage_output(source, kind, staging)
             manifest = tree_manifest(staging)
             final = self.folder(manifest.sha256)
-            if final.exists() and not same_files(final, manifest):
+            if final.exists() and not intact(final, manifest.sha256):
                 # Damaged by hand since it was stored: replace it with the good copy just made.
                 remove_tree(final)
             install(staging, final)

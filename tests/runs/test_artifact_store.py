@@ -38,49 +38,6 @@ def test_a_put_stores_the_output_once_by_content(tmp_path):
     assert list((tmp_path / "store" / "staging").iterdir()) == []
 
 
-def test_storing_content_already_stored_hashes_only_the_new_copy(tmp_path, monkeypatch):
-    from runs import artifact_files
-
-    store = LocalStore(tmp_path / "store")
-    hashed = []
-    real_sha256 = artifact_files.file_sha256
-    monkeypatch.setattr(artifact_files, "file_sha256", lambda path: hashed.append(path) or real_sha256(path))
-    for name in ("first", "rerun"):
-        output = tmp_path / name
-        output.mkdir()
-        for i in range(3):
-            (output / f"part-{i}.bin").write_bytes(bytes([i]) * 1000)
-        manifest = store.put(output, "uri_folder")
-    # Three files staged each time; the stored copy is checked by its listing, not hashed again.
-    assert len(hashed) == 6
-    assert store.files(manifest.sha256) == ["part-0.bin", "part-1.bin", "part-2.bin"]
-
-
-@pytest.mark.parametrize("damage", ["removed", "truncated"])
-def test_a_stored_copy_damaged_by_hand_is_replaced_by_the_good_one(tmp_path, damage):
-    from runs.artifact_files import intact
-
-    store = LocalStore(tmp_path / "store")
-    outputs = []
-    for name in ("first", "rerun"):
-        output = tmp_path / name
-        output.mkdir()
-        (output / "a.txt").write_text("alpha")
-        (output / "b.txt").write_text("beta")
-        outputs.append(output)
-    manifest = store.put(outputs[0], "uri_folder")
-    stored = store.folder(manifest.sha256)
-    stored.chmod(0o755)
-    (stored / "b.txt").chmod(0o644)
-    if damage == "removed":
-        (stored / "b.txt").unlink()
-    else:
-        (stored / "b.txt").write_text("be")
-    assert not intact(stored, manifest.sha256)
-    assert store.put(outputs[1], "uri_folder") == manifest
-    assert intact(stored, manifest.sha256)
-
-
 @pytest.mark.parametrize("kind", ["uri_folder", "uri_file"])
 def test_an_output_that_is_itself_a_link_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind):
     # A step can replace its (empty) output folder by a link to, say, the server's var/: the
