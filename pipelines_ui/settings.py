@@ -449,6 +449,5 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "pipelines_ui.api.pagination.declare_page_parameters",
-        "pipelines_ui.api.params.declare_empty_as_absent",
     ],
 }

@@ -8,26 +8,12 @@ from rest_framework.exceptions import ValidationError
 
 
 def one(params: QueryDict, name: str) -> str | None:
-    """The query parameter `name`, None when absent or empty; a 400 when it is given more than once
-    (which value would count is nobody's guess: Django would take the last one).
-
-    Empty counts as absent because a client that builds its query from optional form fields sends
-    `?pipeline=&state=` to mean "no filter", as Django's admin and django-filter read it."""
+    """The query parameter `name`, None when absent; a 400 when it is given more than once (which
+    value would count is nobody's guess: Django would take the last one)."""
     values = params.getlist(name)
     if len(values) > 1:
         raise ValidationError({name: f"given {len(values)} times: give it once"})
-    return values[0] if values and values[0] != "" else None
-
-
-def declare_empty_as_absent(result, generator, request, public):
-    """drf-spectacular postprocessing hook: every optional query parameter is read through one(),
-    so the schema says an empty value is allowed (and means what absence means)."""
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []):
-                if parameter.get("in") == "query" and not parameter.get("required"):
-                    parameter["allowEmptyValue"] = True
-    return result
+    return values[0] if values else None
 
 
 def positive_int(value: str | None, name: str, *, max_digits: int = 10) -> int | None:
