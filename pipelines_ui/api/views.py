@@ -426,9 +426,10 @@ class RunMetrics(APIView):
         step_name = one(request.query_params, "step")
         name = one(request.query_params, "name")
         rows = Metric.objects.filter(step_run__run=run)
-        if step_name is not None:
+        # Empty means no filter, as for the other lists' text filters (state, team, name).
+        if step_name:
             rows = text_equals(rows, "step_run__name", step_name)
-        if name is not None:
+        if name:
             rows = text_equals(rows, "name", name)
         # Read in chunks as the parts are sent (a server-side cursor on PostgreSQL), never all at once.
         per_part = streaming.ROWS_PER_PART
