@@ -19,6 +19,7 @@ import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 from urllib.parse import urlsplit
@@ -27,8 +28,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.test import Client
+from django.db import connection, transaction
+from django.test import Client, override_settings
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
@@ -761,10 +762,47 @@ def test_row_ids_are_unique():
 # ---- team A's world ---------------------------------------------------------------------
 
 
+def world_settings(root: Path) -> dict:
+    return {
+        "STEPWISE_ARTIFACTS": str(root / "artifacts"),
+        "STEPWISE_WORKDIR": root / "work",
+        "STEPWISE_DATASTORE_ROOTS": [root],
+    }
+
+
+@pytest.fixture(scope="class")
+def _team_a_world(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Team A's world, built once for a class of tests inside a transaction rolled back after them.
+
+    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a
+    test writes is gone before the next one, as with a world of its own: building one per test
+    took more than half of these tests' time.
+    """
+    root = tmp_path_factory.mktemp("team-a")
+    outer = transaction.atomic()
+    with django_db_blocker.unblock(), override_settings(**world_settings(root)):
+        outer.__enter__()
+        try:
+            world = build_world(root)
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    yield root, world
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
+
+
 @pytest.fixture
-def world(db, tmp_path, settings) -> SimpleNamespace:
-    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
-    settings.STEPWISE_WORKDIR = tmp_path / "work"
+def world(db, settings, _team_a_world) -> SimpleNamespace:
+    root, world = _team_a_world
+    for name, value in world_settings(root).items():
+        setattr(settings, name, value)
+    return world
+
+
+def build_world(tmp_path: Path) -> SimpleNamespace:
     team_a = Team.objects.create(name="Team A")
     team_b = Team.objects.create(name="Team B")
     alice = make_user("alice", team_a, Role.ADMIN)
@@ -815,7 +853,6 @@ def world(db, tmp_path, settings) -> SimpleNamespace:
         ),
         user=alice,
     )
-    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     (tmp_path / "lake" / "raw").mkdir(parents=True)
     (tmp_path / "lake" / "raw" / "a.csv").write_text("x\n1\n")
     w.datastore = data_assets.datastore_create(team=team_a, name="lake", kind="local", root=str(tmp_path / "lake"))
@@ -865,29 +902,32 @@ def body_of(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
 
-@pytest.mark.parametrize("persona", PERSONAS)
-@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
-def test_permission_matrix(world, row: Row, persona: str):
-    client = Client()
-    user = persona_user(world, persona)
-    if user is not None:
-        client.force_login(user)
-    url = row.path or reverse(row.name, args=row.args(world))
-    if row.query_for(world):
-        url += "?" + row.query_for(world)
-    expected = row.expect.for_(persona)
-    must_not_change = expected in REFUSED or persona in row.unchanged
-    before = database_snapshot() if must_not_change else None
-    if row.json:
-        response = getattr(client, row.method)(url, row.data(world), content_type="application/json")
-    else:
-        response = getattr(client, row.method)(url, row.data(world))
-    got = status_of(response)
-    assert got == expected, f"{row.method.upper()} {url} as {persona}: {got}, expected {expected}"
-    if must_not_change:
-        assert database_snapshot() == before, f"a refused {row.method.upper()} {url} as {persona} changed data"
-    if persona == "outsider":
-        assert SECRET.encode() not in body_of(response), f"{url} shows team A's pipeline to an outsider"
+class TestMatrix:
+    """Every row, for every persona, in team A's world (one per class: see _team_a_world)."""
+
+    @pytest.mark.parametrize("persona", PERSONAS)
+    @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+    def test_permission_matrix(self, world, row: Row, persona: str):
+        client = Client()
+        user = persona_user(world, persona)
+        if user is not None:
+            client.force_login(user)
+        url = row.path or reverse(row.name, args=row.args(world))
+        if row.query_for(world):
+            url += "?" + row.query_for(world)
+        expected = row.expect.for_(persona)
+        must_not_change = expected in REFUSED or persona in row.unchanged
+        before = database_snapshot() if must_not_change else None
+        if row.json:
+            response = getattr(client, row.method)(url, row.data(world), content_type="application/json")
+        else:
+            response = getattr(client, row.method)(url, row.data(world))
+        got = status_of(response)
+        assert got == expected, f"{row.method.upper()} {url} as {persona}: {got}, expected {expected}"
+        if must_not_change:
+            assert database_snapshot() == before, f"a refused {row.method.upper()} {url} as {persona} changed data"
+        if persona == "outsider":
+            assert SECRET.encode() not in body_of(response), f"{url} shows team A's pipeline to an outsider"
 
 
 # ---- the run page's websocket -------------------------------------------------------------
@@ -992,18 +1032,21 @@ MEMBER_PAGES = [
 ]
 
 
-@pytest.mark.parametrize(("row", "persona"), MEMBER_PAGES, ids=[f"{row.id}-{p}" for row, p in MEMBER_PAGES])
-def test_a_members_pages_offer_nothing_their_role_may_not_do(world, row: Row, persona: str):
-    """No link or form on a page a viewer (or editor) sees leads to what the matrix refuses them (403)."""
-    refused = {(r.name, r.method) for r in ROWS if r.expect.for_(persona) == 403}
-    client = Client()
-    client.force_login(persona_user(world, persona))
-    url = row.path or reverse(row.name, args=row.args(world))
-    response = client.get(url + (f"?{row.query_for(world)}" if row.query_for(world) else ""))
-    if "text/html" not in response.get("Content-Type", "") or response.streaming:
-        return
-    targets = _Targets()
-    targets.feed(response.content.decode())
-    offered = {(_url_name(href), "get") for href in targets.links}
-    offered |= {(_url_name(action), "post") for action in targets.posts}
-    assert not offered & refused, f"{url} offers the {persona} {sorted(offered & refused)}"
+class TestMembersPages:
+    """What a member's pages offer, in team A's world (one per class: see _team_a_world)."""
+
+    @pytest.mark.parametrize(("row", "persona"), MEMBER_PAGES, ids=[f"{row.id}-{p}" for row, p in MEMBER_PAGES])
+    def test_a_members_pages_offer_nothing_their_role_may_not_do(self, world, row: Row, persona: str):
+        """No link or form on a page a viewer (or editor) sees leads to what the matrix refuses them (403)."""
+        refused = {(r.name, r.method) for r in ROWS if r.expect.for_(persona) == 403}
+        client = Client()
+        client.force_login(persona_user(world, persona))
+        url = row.path or reverse(row.name, args=row.args(world))
+        response = client.get(url + (f"?{row.query_for(world)}" if row.query_for(world) else ""))
+        if "text/html" not in response.get("Content-Type", "") or response.streaming:
+            return
+        targets = _Targets()
+        targets.feed(response.content.decode())
+        offered = {(_url_name(href), "get") for href in targets.links}
+        offered |= {(_url_name(action), "post") for action in targets.posts}
+        assert not offered & refused, f"{url} offers the {persona} {sorted(offered & refused)}"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from runs.models import RunState, StepState, Transition
 from runs.services import run_create
@@ -253,7 +254,7 @@ def test_children_killed_one_by_one_come_back_and_the_run_succeeds(serve, alice,
     served = serve(workers=2)
     out = served.output()
     assert "Database: SQLite" in out or 'Database: PostgreSQL database "test_' in out
-    assert "Redis: redis://127.0.0.1:6379/1, already running (not started by serve)" in out
+    assert f"Redis: {settings.REDIS_URL}, already running (not started by serve)" in out
 
     run = run_create(version=import_yaml(tmp_path, SURVIVOR.format(marker=marker), alice, team), user=alice)
     details = lambda: f"{ {s.name: (s.state, s.attempt, s.reason) for s in run.steps.all()} }\n{served.output()}"  # noqa: E731
