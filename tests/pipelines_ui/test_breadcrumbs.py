@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from runs.models import StepState
@@ -40,3 +42,16 @@ def test_pipeline_run_and_output_pages_share_one_trail(client, alice, team):
     nav = html.split('<nav aria-label="breadcrumb">')[1].split("</nav>")[0]
     assert f'href="{reverse("pipeline_detail", args=[pipeline.pk])}"' in nav
     assert "<b>digits" not in html.split("</nav>")[0].split('<nav aria-label="breadcrumb">')[-1]
+
+
+def test_every_page_draws_its_trail_as_the_pipeline_pages_do():
+    # The registry and data pages once drew Bootstrap's grey breadcrumb box where the rest of the app draws a bare line.
+    templates = Path(settings.BASE_DIR) / "templates"
+    (shared,) = re.findall(r'<ol class="(breadcrumb[^"]*)"', (templates / "_breadcrumbs.html").read_text())
+    drawn = {
+        str(path.relative_to(templates)): classes
+        for path in templates.rglob("*.html")
+        for classes in re.findall(r'<ol class="(breadcrumb[^"]*)"', path.read_text())
+    }
+    assert len(drawn) > 20
+    assert {page: classes for page, classes in drawn.items() if classes != shared} == {}
