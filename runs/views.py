@@ -119,6 +119,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "pipelines": selectors.pipeline_choices(user=request.user),
         "states": RunState.values,
         "selected_pipeline": pipeline_id,
+        "one_pipeline": pipeline_id is not None,
         "selected_state": state,
         "query": query.urlencode(),
         "nav": "runs",

@@ -422,6 +422,26 @@ def test_pipeline_link_filters_the_list(pipeline, client, alice):
     assert f'href="{run.get_absolute_url()}"' in html
 
 
+def test_runs_list_filtered_to_one_pipeline_shows_its_versions_not_its_name(pipeline, client, alice, team):
+    other = make_pipeline(team, alice, name="other-pipeline")
+    make_run(pipeline, alice)
+    make_run(other, alice)
+    client.force_login(alice)
+
+    def table(query: str) -> str:
+        html = client.get(reverse("run_list") + query).content.decode()
+        return html.split('id="runs-table"')[1].split("</table>")[0]
+
+    everything = table("")
+    assert "<th>Pipeline</th>" in everything and "<th>Version</th>" not in everything
+    assert "other-pipeline</a>" in everything and f"{pipeline.name}</a>" in everything
+    filtered = table(f"?pipeline={other.pk}")
+    assert "<th>Pipeline</th>" not in filtered and "<th>Version</th>" in filtered
+    assert "other-pipeline" not in filtered and f"?pipeline={other.pk}" not in filtered
+    assert '<span class="text-muted small">v1</span>' in filtered
+    assert "<th>Pipeline</th>" in table("?state=failed")
+
+
 def test_membership_is_what_grants_access(finished_run, client, charlie, team):
     Membership.objects.create(team=team, user=charlie, role=Role.VIEWER)
     client.force_login(charlie)
