@@ -14,7 +14,7 @@ from pipelines_ui.api import access, data_triggers
 from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import DataTrigger, Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import one, positive_int
+from pipelines_ui.api.params import DIGITS, one, positive_int
 from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.api.schedule_views import ERRORS, READ_ERRORS
 from pipelines_ui.api.serializers import page_of
@@ -101,7 +101,9 @@ class DataTriggerList(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(
-        parameters=[OpenApiParameter("pipeline", int, description="only this pipeline's data triggers")],
+        parameters=[
+            OpenApiParameter("pipeline", DIGITS, description="only this pipeline's data triggers (its id); empty: all")
+        ],
         responses={200: DataTriggerPage, **{k: ERRORS[k] for k in (400, 401, 403, 429)}},
         tags=TAGS,
         operation_id="data_triggers_list",

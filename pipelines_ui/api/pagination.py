@@ -6,21 +6,21 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
-from pipelines_ui.api.params import one, positive_int
+from pipelines_ui.api.params import DIGITS, one, positive_int
 
 MAX_PAGE_SIZE = 500
 PAGE_PARAMETERS = [
     {
         "name": "page",
         "in": "query",
-        "description": "a page of the list, from 1 to the last (`count` / `page_size`, rounded up)",
-        "schema": {"type": "integer", "minimum": 1},
+        "description": "a page of the list, from 1 to the last (`count` / `page_size`, rounded up); absent or empty: 1",
+        "schema": DIGITS,
     },
     {
         "name": "page_size",
         "in": "query",
-        "description": f"items per page (default 50, at most {MAX_PAGE_SIZE})",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        "description": f"items per page, from 1 to {MAX_PAGE_SIZE}; absent or empty: 50",
+        "schema": DIGITS,
     },
 ]
 

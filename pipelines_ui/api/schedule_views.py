@@ -13,7 +13,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error
 from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import one, positive_int
+from pipelines_ui.api.params import DIGITS, one, positive_int
 from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.models import Pipeline
 
@@ -49,7 +49,9 @@ class ScheduleList(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(
-        parameters=[OpenApiParameter("pipeline", int, description="only this pipeline's schedules")],
+        parameters=[
+            OpenApiParameter("pipeline", DIGITS, description="only this pipeline's schedules (its id); empty: all")
+        ],
         responses={200: s.SchedulePage, **{k: ERRORS[k] for k in (400, 401, 403, 429)}},
         tags=TAGS,
         operation_id="schedules_list",

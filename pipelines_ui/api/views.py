@@ -24,7 +24,7 @@ from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
 from pipelines_ui.api.pagination import paginate
-from pipelines_ui.api.params import one, positive_int, text_equals
+from pipelines_ui.api.params import DIGITS, one, positive_int, text_equals
 from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion
 from pipelines_ui.uploads import UploadError, relative_problems, save_upload
@@ -318,8 +318,12 @@ def start_run(request, version: PipelineVersion, inputs: dict, *, force_rerun: b
 class RunList(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("pipeline", int, description="only this pipeline's runs"),
-            OpenApiParameter("state", str, enum=RunState.values, description="only runs in this state"),
+            OpenApiParameter(
+                "pipeline", DIGITS, description="only this pipeline's runs (its id); empty: every pipeline's"
+            ),
+            OpenApiParameter(
+                "state", str, enum=["", *RunState.values], description="only runs in this state; empty: every state"
+            ),
         ],
         responses={200: s.RunPage, **_errors(400, 401, 403, 429)},
         tags=["runs"],
@@ -388,7 +392,9 @@ class RunRerun(APIView):
 
 class StepLog(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("after_seq", int, description="the `next_seq` already held (default 0)")],
+        parameters=[
+            OpenApiParameter("after_seq", DIGITS, description="the `next_seq` already held (absent or empty: 0)")
+        ],
         responses={200: s.LogSerializer, **ERRORS},
         tags=["runs"],
     )
