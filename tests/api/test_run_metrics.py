@@ -6,6 +6,8 @@ import json
 from unittest import mock
 
 import pytest
+from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.db.models.sql import compiler
 from rest_framework.renderers import JSONRenderer
 
@@ -76,22 +78,67 @@ def test_rows_are_read_a_part_at_a_time(run, alice):
     fetched: list[int] = []
     real_cursor_iter = compiler.cursor_iter
 
-    def counted(*args, **kwargs):
-        for rows in real_cursor_iter(*args, **kwargs):
-            fetched.append(len(rows))
+    def counted(cursor, sentinel, col_count, itersize):
+        for rows in real_cursor_iter(cursor, sentinel, col_count, itersize):
+            if itersize == 10:  # the metric rows, not the token's or the run's
+                fetched.append(len(rows))
             yield rows
 
     with mock.patch.object(streaming, "ROWS_PER_PART", 10), mock.patch.object(compiler, "cursor_iter", counted):
         response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
         assert isinstance(response, StreamedResponse)
+        # The first part is read before the response is answered, and only it: a chunk of 10 of the
+        # run's 104 rows, not all of them.
+        assert fetched == [10]
         parts = iter(response.streaming_content)
         assert next(parts) == b'{"metrics":['
-        fetched.clear()
         assert next(parts).count(b'"step_name"') == 10
-        # One chunk of 10 of the run's 104 rows has been read from the database, not all of them.
-        assert sum(fetched) == 10
+        assert fetched == [10]
+        assert next(parts).count(b'"step_name"') == 10
+        assert fetched == [10, 10]
         rest = b"".join(parts)
-    assert rest.count(b'"step_name"') == 94 and sum(fetched) == 94 + 10
+    assert rest.count(b'"step_name"') == 84 and sum(fetched) == 104
+
+
+def failing_after(count: int):
+    """QuerySet.iterator as the database would answer it if the connection broke after `count` rows."""
+    real_iterator = QuerySet.iterator
+
+    def iterator(self, *args, **kwargs):
+        for index, row in enumerate(real_iterator(self, *args, **kwargs)):
+            if index == count:
+                raise DatabaseError("server closed the connection unexpectedly")
+            yield row
+        if count == 0:
+            raise DatabaseError("server closed the connection unexpectedly")
+
+    return mock.patch.object(QuerySet, "iterator", iterator)
+
+
+def test_a_query_that_fails_before_its_first_part_is_the_api_s_500_not_a_short_200(run, alice):
+    client = bearer(token_for(alice, "read"))
+    client.raise_request_exception = False
+    with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
+        response = client.get(f"/api/v1/runs/{run.pk}/metrics/")
+    assert response.status_code == 500 and not response.streaming
+    # As any other API view's uncaught error: raised through DRF (and its exception handler).
+    with failing_after(0), pytest.raises(DatabaseError):
+        bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
+
+
+def test_a_query_that_fails_after_its_first_part_leaves_the_json_unclosed(run, alice):
+    with failing_after(3), mock.patch.object(streaming, "ROWS_PER_PART", 2):
+        response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
+        assert response.status_code == 200  # sent before the failure: it cannot change
+        parts = iter(response.streaming_content)
+        sent = [next(parts), next(parts)]
+        with pytest.raises(DatabaseError):
+            next(parts)  # the second part's second row
+    sent_body = b"".join(sent)
+    assert sent_body.startswith(b'{"metrics":[') and sent_body.count(b'"step_name"') == 2
+    # Never `]}`: a client sees a body cut short, not a complete list of two points.
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(sent_body)
 
 
 def test_filters_by_step_and_name_and_empty_means_no_filter(run, alice):
@@ -135,3 +182,18 @@ def test_the_metrics_stream_whole_through_the_asgi_app(run, alice, transactional
 
     with mock.patch.object(streaming, "ROWS_PER_PART", 2):
         assert async_to_sync(fetch)() == (200, expected)
+
+
+def test_a_failing_query_is_the_api_s_500_through_the_asgi_app_too(run, alice, transactional_db):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    secret = token_for(alice, "read")
+
+    async def fetch():
+        client = AsyncClient(raise_request_exception=False)
+        response = await client.get(f"/api/v1/runs/{run.pk}/metrics/", headers={"Authorization": f"Bearer {secret}"})
+        return response.status_code, response.streaming
+
+    with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
+        assert async_to_sync(fetch)() == (500, False)
