@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.signals import got_request_exception
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from stepwise.spec.model import Problem
+
+log = logging.getLogger("django.request")
 
 
 def problem_json(problem: Problem) -> dict:
@@ -60,6 +65,17 @@ def api_exception_handler(exc, context):
     if isinstance(exc, exceptions.ParseError):
         return error_response(str(exc.detail), [field_error(None, str(exc.detail))])
     response = exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+    if response is None:
+        return _internal_error(exc, context["request"])
+    if isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"]), "errors": []}
     return response
+
+
+def _internal_error(exc: Exception, request) -> Response:
+    """A failure of ours, as the API's JSON error (a client parses every answer the same way),
+    logged with its traceback and signalled as Django does for an uncaught exception."""
+    log.error("Internal Server Error: %s", request.path, exc_info=exc, extra={"status_code": 500, "request": request})
+    got_request_exception.send(sender=None, request=request)
+    detail = "internal error: the server could not answer this request; the failure is in its log"
+    return error_response(detail, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

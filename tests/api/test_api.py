@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from datetime import timedelta
+from unittest import mock
 
 import jsonschema
 import pytest
@@ -603,3 +604,20 @@ def test_a_query_parameter_given_twice_is_400_naming_it(alice, url, param):
     response = bearer(token_for(alice)).get(url)
     assert response.status_code == 400, response.content
     assert param in str(response.json()) and "give it once" in str(response.json())
+
+
+def test_a_failure_of_the_server_is_the_api_s_json_500_and_is_logged(alice, pipeline, caplog):
+    """Not Django's HTML error page: a client reads every API answer as `{"detail", "errors"}`."""
+    client = bearer(token_for(alice, "read"))
+    client.raise_request_exception = False
+    with mock.patch("pipelines_ui.api.views._pipeline", side_effect=RuntimeError("a bug")):
+        response = client.get(f"/api/v1/pipelines/{pipeline.pk}/")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("internal error") and response.json()["errors"] == []
+    assert "a bug" not in response.content.decode()
+    logged = [r for r in caplog.records if r.name == "django.request" and r.levelname == "ERROR"]
+    assert logged and logged[0].exc_info[1].args == ("a bug",)
+    # The test client (and whatever listens for Django's signal) still sees the exception.
+    with mock.patch("pipelines_ui.api.views._pipeline", side_effect=RuntimeError("a bug")), pytest.raises(RuntimeError):
+        bearer(token_for(alice, "read")).get(f"/api/v1/pipelines/{pipeline.pk}/")

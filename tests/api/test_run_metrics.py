@@ -115,12 +115,16 @@ def failing_after(count: int):
     return mock.patch.object(QuerySet, "iterator", iterator)
 
 
+INTERNAL_ERROR = "internal error: the server could not answer this request; the failure is in its log"
+
+
 def test_a_query_that_fails_before_its_first_part_is_the_api_s_500_not_a_short_200(run, alice):
     client = bearer(token_for(alice, "read"))
     client.raise_request_exception = False
     with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
         response = client.get(f"/api/v1/runs/{run.pk}/metrics/")
     assert response.status_code == 500 and not response.streaming
+    assert response.json() == {"detail": INTERNAL_ERROR, "errors": []}
     # As any other API view's uncaught error: raised through DRF (and its exception handler).
     with failing_after(0), pytest.raises(DatabaseError):
         bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
@@ -193,7 +197,7 @@ def test_a_failing_query_is_the_api_s_500_through_the_asgi_app_too(run, alice, t
     async def fetch():
         client = AsyncClient(raise_request_exception=False)
         response = await client.get(f"/api/v1/runs/{run.pk}/metrics/", headers={"Authorization": f"Bearer {secret}"})
-        return response.status_code, response.streaming
+        return response.status_code, response.streaming, response.json()
 
     with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        assert async_to_sync(fetch)() == (500, False)
+        assert async_to_sync(fetch)() == (500, False, {"detail": INTERNAL_ERROR, "errors": []})
