@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -42,7 +43,14 @@ class _SentAsMade:
 
 
 class StreamedResponse(_SentAsMade, StreamingHttpResponse):
-    pass
+    """Its first part is made here, in the view, before the status goes out: a query or a file
+    that fails at the start (the database refusing it, an artifact gone) is the view's error
+    answer, not a 200 whose body ends short. A failure past it can only end the body early."""
+
+    def _set_streaming_content(self, value) -> None:
+        parts = iter(value)
+        first = next(parts, _END)
+        super()._set_streaming_content(parts if first is _END else itertools.chain([first], parts))
 
 
 class StreamedFileResponse(_SentAsMade, FileResponse):

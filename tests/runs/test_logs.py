@@ -3,9 +3,10 @@ from __future__ import annotations
 import gzip
 import itertools
 from datetime import timedelta
+from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -403,3 +404,12 @@ def test_gc_keeps_a_stored_log_while_its_step_run_exists(run, tmp_path, small_ch
     run.delete()
     assert gc.collect(dry_run=False).artifacts == [archive.artifact.sha256]
     assert not Artifact.objects.exists()
+
+
+def test_a_log_download_whose_first_query_fails_is_an_error_page_not_a_short_200(long_log, run, client, alice):
+    client.force_login(alice)
+    client.raise_request_exception = False
+    failing = mock.patch.object(AttemptLog.objects, "filter", side_effect=DatabaseError("connection lost"))
+    with failing:
+        response = client.get(reverse("step_log", args=[run.pk, "train"]), {"download": "1"})
+    assert response.status_code == 500 and not response.streaming
