@@ -10,7 +10,7 @@ from django.core.signals import got_request_exception
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from stepwise.spec.model import Problem
 
@@ -77,5 +77,6 @@ def _internal_error(exc: Exception, request) -> Response:
     logged with its traceback and signalled as Django does for an uncaught exception."""
     log.error("Internal Server Error: %s", request.path, exc_info=exc, extra={"status_code": 500, "request": request})
     got_request_exception.send(sender=None, request=request)
+    set_rollback()  # an answer, not a raise: with ATOMIC_REQUESTS the view's writes would commit
     detail = "internal error: the server could not answer this request; the failure is in its log"
     return error_response(detail, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
