@@ -10,14 +10,12 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from runs import artifacts
+from runs import artifacts, parquet_head
 from runs.artifact_files import ArtifactError
 from runs.models import Artifact, DataVersion
-
-if TYPE_CHECKING:
-    from pyarrow.parquet import FileMetaData
+from runs.parquet_head import cell, mb
 
 MAX_READ_BYTES = 64 * 1024
 MAX_ROWS = 20
@@ -43,6 +41,10 @@ MAX_CSV_LINE = 16 * 1024 * 1024  # characters
 # declare (compressed and uncompressed) stay under this.
 MAX_PARQUET_BYTES = 64 * 1024 * 1024
 PARQUET_READ_BUFFER = 64 * 1024
+# What a file declares may lie: it is read by a child process the kernel holds to this address space
+# (pyarrow and Python take about 330 MB of it) and that is killed past this time (runs/parquet_head.py).
+PARQUET_MEMORY = 1024 * 1024 * 1024
+PARQUET_TIMEOUT = 5.0
 # Spreadsheet programs run a cell starting with these as a formula (OWASP: CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -66,10 +68,7 @@ def version_files(version: DataVersion) -> list[str]:
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, (str, bytes)):
-        value = value[: MAX_CELL + 1]  # before str(): the repr of a large bytes value is up to four times its size
-    text = "" if value is None else str(value)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    return cell(value, MAX_CELL)
 
 
 def _head(handle: BinaryIO) -> tuple[bytes, bool]:
@@ -97,78 +96,22 @@ def _csv(rel: str, data: bytes, cut: bool) -> Preview:
 
 
 def _parquet(rel: str, handle: BinaryIO) -> Preview:
-    import pyarrow.parquet as pq  # imported when needed: it costs every worker and page process 0.2 s
-
-    footer = _parquet_footer_size(handle)
-    if footer > MAX_PARQUET_BYTES:
-        return Preview(kind="none", file=rel, message=f"its metadata is {_mb(footer)}, too large to preview here")
+    bounds = {
+        "bytes": MAX_PARQUET_BYTES,
+        "buffer": PARQUET_READ_BUFFER,
+        "rows": MAX_ROWS,
+        "columns": MAX_COLUMNS,
+        "cell": MAX_CELL,
+    }
     try:
-        metadata = pq.read_metadata(handle)
-        wanted = metadata.schema.to_arrow_schema().names[:MAX_COLUMNS]
-        names, paths, size = _parquet_columns(metadata, wanted)
-        if not names:
-            return Preview(kind="none", file=rel, message=_too_large(size))
-        # No pre-buffering and a small read buffer: pyarrow would otherwise load each column chunk whole.
-        # Text columns stay dictionaries: decoded, one large entry would be copied into every row.
-        reader = pq.ParquetFile(
-            handle, metadata=metadata, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER, read_dictionary=paths
-        )
-        batch = next(reader.iter_batches(batch_size=MAX_ROWS, columns=names, use_threads=False), None)
-        # One cell at a time: only one large value is ever held as a Python object.
-        rows = [] if batch is None else [[_cell(c[i].as_py()) for c in batch.columns] for i in range(batch.num_rows)]
-    except Exception as exc:  # noqa: BLE001 - any failure of a hostile file is "not readable"
-        return Preview(kind="none", file=rel, message=f"not a readable Parquet file: {str(exc)[:200]}")
-    message = (
-        ""
-        if len(names) == len(wanted)
-        else (
-            f"Only the first {len(names)} columns are shown: the next would bring the first row group to"
-            f" {_mb(size)} uncompressed, too large to preview here."
-        )
-    )
-    return Preview(kind="table", file=rel, header=[_cell(n) for n in names], rows=rows, message=message)
-
-
-def _parquet_footer_size(handle: BinaryIO) -> int:
-    """The length its last 8 bytes declare for the metadata, which pyarrow would read and decode whole
-    (0 where the file is too short to hold it: pyarrow reports that one as unreadable)."""
-    length = handle.seek(0, io.SEEK_END)
-    if length < 8:
-        return 0
-    handle.seek(-8, io.SEEK_END)
-    size = int.from_bytes(handle.read(4), "little")
-    handle.seek(0)
-    return size if size <= length - 8 else 0
-
-
-def _parquet_columns(metadata: FileMetaData, names: list[str]) -> tuple[list[str], list[str], int]:
-    """(the leading `names` whose chunks in the first row group fit MAX_PARQUET_BYTES, the paths of
-    their text chunks, the size with the first column that does not fit or 0)."""
-    if metadata.num_row_groups == 0:
-        return names, [], 0
-    group = metadata.row_group(0)
-    chunks = [group.column(i) for i in range(group.num_columns)]
-    kept: list[str] = []
-    paths: list[str] = []
-    total = 0
-    for name in names:
-        # A nested column has several chunks, "name.child..."; a dotted top-level name may count a
-        # neighbour's chunks too, which errs on the safe side.
-        mine = [c for c in chunks if c.path_in_schema == name or c.path_in_schema.startswith(name + ".")]
-        total += sum(max(c.total_uncompressed_size, c.total_compressed_size) for c in mine)
-        if total > MAX_PARQUET_BYTES:
-            return kept, paths, total
-        kept.append(name)
-        paths += [c.path_in_schema for c in mine if c.physical_type == "BYTE_ARRAY"]
-    return kept, paths, 0
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1024 / 1024:,.0f} MB"
-
-
-def _too_large(size: int) -> str:
-    return f"the first row group is {_mb(size)} uncompressed, too large to preview here; download the file"
+        head = parquet_head.read_in_child(handle, bounds, memory=PARQUET_MEMORY, timeout=PARQUET_TIMEOUT)
+    except parquet_head.ChildFailed as exc:
+        message = {
+            "memory": f"reading it takes more than {mb(PARQUET_MEMORY)} of memory, too much to preview here",
+            "timeout": f"reading it takes more than {PARQUET_TIMEOUT:g} s, too long to preview here",
+        }.get(exc.reason, f"too large or malformed to preview here (the reader stopped: {exc.detail})")
+        return Preview(kind="none", file=rel, message=f"{message}; download the file")
+    return Preview(file=rel, **head)
 
 
 def preview(version: DataVersion, rel: str | None = None) -> Preview:
