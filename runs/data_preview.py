@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -95,7 +97,15 @@ def _csv(rel: str, data: bytes, cut: bool) -> Preview:
     return Preview(kind="table", file=rel, header=rows[0], rows=rows[1 : MAX_ROWS + 1], truncated=cut)
 
 
-def _parquet(rel: str, handle: BinaryIO) -> Preview:
+# The previews of the newest Parquet files read, by content and bounds: each read costs a child
+# process (about 0.3 s, its pyarrow import), and a stored file's content never changes. At most
+# PARQUET_CACHED previews of MAX_ROWS x MAX_COLUMNS cells of MAX_CELL characters (~20 MB).
+PARQUET_CACHED = 100
+_parquet_heads: OrderedDict[tuple, dict] = OrderedDict()
+_parquet_heads_lock = threading.Lock()
+
+
+def _parquet(artifact: Artifact, rel: str, handle: BinaryIO) -> Preview:
     bounds = {
         "bytes": MAX_PARQUET_BYTES,
         "buffer": PARQUET_READ_BUFFER,
@@ -103,6 +113,12 @@ def _parquet(rel: str, handle: BinaryIO) -> Preview:
         "columns": MAX_COLUMNS,
         "cell": MAX_CELL,
     }
+    key = (artifact.sha256, rel, *bounds.values(), PARQUET_MEMORY, PARQUET_TIMEOUT)
+    with _parquet_heads_lock:
+        head = _parquet_heads.get(key)
+        if head is not None:
+            _parquet_heads.move_to_end(key)
+            return Preview(file=rel, **head)
     try:
         head = parquet_head.read_in_child(handle, bounds, memory=PARQUET_MEMORY, timeout=PARQUET_TIMEOUT)
     except parquet_head.ChildFailed as exc:
@@ -111,6 +127,10 @@ def _parquet(rel: str, handle: BinaryIO) -> Preview:
             "timeout": f"reading it takes more than {PARQUET_TIMEOUT:g} s, too long to preview here",
         }.get(exc.reason, f"too large or malformed to preview here (the reader stopped: {exc.detail})")
         return Preview(kind="none", file=rel, message=f"{message}; download the file")
+    with _parquet_heads_lock:  # a failure above is not kept: a timeout may pass on a quieter server
+        _parquet_heads[key] = head
+        while len(_parquet_heads) > PARQUET_CACHED:
+            _parquet_heads.popitem(last=False)
     return Preview(file=rel, **head)
 
 
@@ -136,7 +156,7 @@ def artifact_preview(artifact: Artifact, files: list[str], rel: str | None = Non
                     return Preview(kind="none", file=rel, message="an image too large for a thumbnail: download it")
                 return Preview(kind="image", file=rel)
             if suffix == ".parquet":
-                return _parquet(rel, handle)
+                return _parquet(artifact, rel, handle)
             data, cut = _head(handle)
     except (ArtifactError, OSError) as exc:
         return Preview(kind="none", file=rel, message=f"cannot read the file: {exc}")

@@ -26,6 +26,8 @@ LIMIT = 1024 * 1024  # a small MAX_PARQUET_BYTES keeps the files small and the t
 @pytest.fixture(autouse=True)
 def small_limit(monkeypatch):
     monkeypatch.setattr(data_preview, "MAX_PARQUET_BYTES", LIMIT, raising=False)
+    # Each test reads its files itself: an earlier test's kept preview would skip the reader.
+    monkeypatch.setattr(data_preview, "_parquet_heads", type(data_preview._parquet_heads)())
 
 
 @pytest.fixture
@@ -171,3 +173,24 @@ def test_the_child_shows_what_the_reader_shows(team, tmp_path, monkeypatch, tabl
         parquet_head, "read_in_child", lambda handle, bounds, **limits: parquet_head.head(handle, bounds)
     )
     assert shown == preview(version) and shown.kind == "table"
+
+
+def test_a_file_read_once_is_previewed_again_without_a_child(team, tmp_path, monkeypatch):
+    """A stored file's content never changes: its preview is kept, failures are not."""
+    version = parquet_version(team, tmp_path, pa.table({"a": [1, 2, 3]}))
+    started = []
+    read = parquet_head.read_in_child
+    monkeypatch.setattr(parquet_head, "read_in_child", lambda *a, **k: started.append(1) or read(*a, **k))
+    first = preview(version)
+    assert first.kind == "table" and first.rows == [["1"], ["2"], ["3"]]
+    assert preview(version) == first and len(started) == 1
+    monkeypatch.setattr(data_preview, "MAX_ROWS", 2)  # other bounds, another preview
+    assert preview(version).rows == [["1"], ["2"]] and len(started) == 2
+
+    def stopped(*a, **k):
+        started.append(1)
+        raise parquet_head.ChildFailed("timeout")
+
+    monkeypatch.setattr(parquet_head, "read_in_child", stopped)
+    monkeypatch.setattr(data_preview, "MAX_ROWS", 1)
+    assert preview(version).kind == "none" and preview(version).kind == "none" and len(started) == 4
