@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
+from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.db import connection
-from django.test import Client
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
 from pipelines_ui import teams
 from pipelines_ui.api import notifications, schedules
 from pipelines_ui.api.models import Delivery, Schedule
+from pipelines_ui.models import Role, Team
 from runs import artifacts, data_assets
 from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
@@ -145,10 +149,23 @@ def test_every_url_pattern_is_walked_here_or_in_the_permission_matrix():
 # ---- alice's objects ------------------------------------------------------------------------
 
 
+def objects_settings(root: Path) -> dict:
+    return {
+        "STEPWISE_ARTIFACTS": str(root / "artifacts"),
+        "STEPWISE_WORKDIR": root / "work",
+        "STEPWISE_DATASTORE_ROOTS": [root],
+    }
+
+
 @pytest.fixture
 def objects(team, alice, tmp_path, settings) -> dict[str, str]:
-    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
-    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    for name, value in objects_settings(tmp_path).items():
+        setattr(settings, name, value)
+    return build_objects(team, alice, tmp_path)
+
+
+def build_objects(team, alice, tmp_path: Path) -> dict[str, str]:
+    """alice's objects, under `tmp_path` (the settings of objects_settings(tmp_path) in force)."""
     pipeline = make_pipeline(team, alice, name=SECRET)
     run = make_run(pipeline, alice)
     step = set_step(run, "prep", state=StepState.SUCCEEDED, attempt=1)
@@ -176,7 +193,6 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
     )
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     data_version = data_create_from_path(team=team, name="rows", path=tmp_path / "rows.csv", type_="uri_file")
-    settings.STEPWISE_DATASTORE_ROOTS = [tmp_path]
     (tmp_path / "lake").mkdir()
     datastore = data_assets.datastore_create(team=team, name="lake", kind="local", root=str(tmp_path / "lake"))
     return {
@@ -202,6 +218,52 @@ def objects(team, alice, tmp_path, settings) -> dict[str, str]:
             ).pk
         ),
     }
+
+
+@pytest.fixture(scope="class")
+def _shared_objects(django_db_setup, django_db_blocker, tmp_path_factory):
+    """alice's team, alice and her objects, built once for a class of tests inside a transaction
+    rolled back after them.
+
+    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a test
+    writes is gone before the next one, as with objects of its own. Only for tests whose requests
+    write no files the others read (refused ones, downloads): the files stay under one folder.
+    """
+    root = tmp_path_factory.mktemp("access")
+    outer = transaction.atomic()
+    with django_db_blocker.unblock(), override_settings(**objects_settings(root)):
+        outer.__enter__()
+        try:
+            team = Team.objects.create(name="Data Science")
+            alice = make_user("alice", team, Role.ADMIN)
+            objects = build_objects(team, alice, root)
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    yield SimpleNamespace(root=root, team=team.pk, alice=alice.pk, objects=objects)
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
+
+
+class SharedObjects:
+    """`team`, `alice` and `objects` as the fixtures above give them, from _shared_objects: fresh
+    instances read for each test, the settings re-applied."""
+
+    @pytest.fixture
+    def team(self, db, _shared_objects) -> Team:
+        return Team.objects.get(pk=_shared_objects.team)
+
+    @pytest.fixture
+    def alice(self, team, _shared_objects):
+        return get_user_model().objects.get(pk=_shared_objects.alice)
+
+    @pytest.fixture
+    def objects(self, team, alice, settings, _shared_objects) -> dict[str, str]:
+        for name, value in objects_settings(_shared_objects.root).items():
+            setattr(settings, name, value)
+        return dict(_shared_objects.objects)
 
 
 def client_for(user=None) -> Client:
@@ -236,43 +298,49 @@ def snapshot(team) -> dict:
     }
 
 
-@pytest.mark.parametrize(("route", "name"), ROUTES, ids=[r or "home" for r, _ in ROUTES])
-def test_anonymous_users_are_sent_to_log_in(db, objects, route, name):
-    url = fill(route, objects)
-    client = client_for()
-    for method in (client.get, client.post):
-        response = method(url, follow=True)
-        if name in PUBLIC_ROUTES:
-            assert response.status_code in (200, 400), (method.__name__, url, response.status_code)
-            continue
-        assert refuses_anonymous(response), (method.__name__, url, response.status_code)
+class TestAnonymousUsers(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize(("route", "name"), ROUTES, ids=[r or "home" for r, _ in ROUTES])
+    def test_anonymous_users_are_sent_to_log_in(self, db, objects, route, name):
+        url = fill(route, objects)
+        client = client_for()
+        for method in (client.get, client.post):
+            response = method(url, follow=True)
+            if name in PUBLIC_ROUTES:
+                assert response.status_code in (200, 400), (method.__name__, url, response.status_code)
+                continue
+            assert refuses_anonymous(response), (method.__name__, url, response.status_code)
 
 
-@pytest.mark.parametrize(("route", "name"), ROUTES, ids=[r or "home" for r, _ in ROUTES])
-def test_outsiders_get_404_and_change_nothing(db, objects, team, charlie, route, name):
-    url = fill(route, objects)
-    client = client_for(charlie)
-    before = snapshot(team)
-    has_object = bool(route_parameters(route)) and name not in INSTANCE_ROUTES
-    for method in (client.get, client.post):
-        response = method(url)
-        if has_object and response.status_code == 405:
-            # A method the view never takes is refused before any lookup: the same answer as for
-            # objects that do not exist, so it reveals nothing.
-            assert method(fill(route, MISSING)).status_code == 405, (method.__name__, url)
-        elif has_object:
-            assert response.status_code == 404, (method.__name__, url, response.status_code)
-        else:
-            # Lists and forms: open to every user, but nothing of alice's team shows (an empty POST to
-            # a JSON or upload endpoint is bad input: 400).
-            # 403: a role of the install (staff) that charlie, a team admin, does not have.
-            allowed = (200, 302, 400, 405, 403) if name in INSTANCE_ROUTES else (200, 302, 400, 405)
-            assert response.status_code in allowed, (method.__name__, url, response.status_code)
-            body = b"".join(response.streaming_content) if response.streaming else response.content
-            assert SECRET.encode() not in body, (method.__name__, url)
-    # Forms that take a team or a pipeline by id refuse alice's.
-    client.post(url, {"team": team.pk, "name": "planted", "pipeline": objects["pipeline"]})
-    assert snapshot(team) == before
+class TestOutsiders(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize(("route", "name"), ROUTES, ids=[r or "home" for r, _ in ROUTES])
+    def test_outsiders_get_404_and_change_nothing(self, db, objects, team, charlie, route, name):
+        url = fill(route, objects)
+        client = client_for(charlie)
+        before = snapshot(team)
+        has_object = bool(route_parameters(route)) and name not in INSTANCE_ROUTES
+        for method in (client.get, client.post):
+            response = method(url)
+            if has_object and response.status_code == 405:
+                # A method the view never takes is refused before any lookup: the same answer as for
+                # objects that do not exist, so it reveals nothing.
+                assert method(fill(route, MISSING)).status_code == 405, (method.__name__, url)
+            elif has_object:
+                assert response.status_code == 404, (method.__name__, url, response.status_code)
+            else:
+                # Lists and forms: open to every user, but nothing of alice's team shows (an empty POST to
+                # a JSON or upload endpoint is bad input: 400).
+                # 403: a role of the install (staff) that charlie, a team admin, does not have.
+                allowed = (200, 302, 400, 405, 403) if name in INSTANCE_ROUTES else (200, 302, 400, 405)
+                assert response.status_code in allowed, (method.__name__, url, response.status_code)
+                body = b"".join(response.streaming_content) if response.streaming else response.content
+                assert SECRET.encode() not in body, (method.__name__, url)
+        # Forms that take a team or a pipeline by id refuse alice's.
+        client.post(url, {"team": team.pk, "name": "planted", "pipeline": objects["pipeline"]})
+        assert snapshot(team) == before
 
 
 # What a member of the objects' team gets from each route: the GET's status, the POST's status
@@ -473,17 +541,20 @@ def refused_to_non_staff(response) -> bool:
     return bool(hops) and hops[-1].startswith((reverse("admin:login"), login_url()))
 
 
-@pytest.mark.parametrize("route", ADMIN_ROUTES)
-def test_the_admin_refuses_anonymous_users_and_members(db, objects, team, alice, bob, route):
-    url = fill_admin(route)
-    before = snapshot(team)
-    # alice administers her team in Stepwise, but is not staff.
-    for user in (None, bob, alice):
-        client = client_for(user)
-        for method in (client.get, client.post):
-            response = method(url, {"name": "planted", "team": team.pk}, follow=True)
-            assert refused_to_non_staff(response), (user, method.__name__, url, response.status_code)
-    assert snapshot(team) == before
+class TestTheAdmin(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize("route", ADMIN_ROUTES)
+    def test_the_admin_refuses_anonymous_users_and_members(self, db, objects, team, alice, bob, route):
+        url = fill_admin(route)
+        before = snapshot(team)
+        # alice administers her team in Stepwise, but is not staff.
+        for user in (None, bob, alice):
+            client = client_for(user)
+            for method in (client.get, client.post):
+                response = method(url, {"name": "planted", "team": team.pk}, follow=True)
+                assert refused_to_non_staff(response), (user, method.__name__, url, response.status_code)
+        assert snapshot(team) == before
 
 
 def test_the_rq_dashboard_is_for_staff(db, team, bob):
@@ -532,21 +603,24 @@ def refused_for_csrf(response) -> bool:
     return response.status_code == 403 and b"CSRF verification failed" in response.content
 
 
-@pytest.mark.parametrize("route", ALL_ROUTES)
-def test_state_changing_requests_without_a_csrf_token_are_refused(db, objects, team, alice, route):
-    # alice may do anything, in her team and in the admin: only the missing token can stop her.
-    alice.is_staff = alice.is_superuser = True
-    alice.save()
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(alice)
-    url = fill_any(route, objects)
-    before = database_snapshot()
-    form = {"name": "planted", "team": team.pk, "pipeline": objects["pipeline"], "username": "alice"}
-    for method in ("post", "put", "patch", "delete"):
-        response = client.post(url, form) if method == "post" else getattr(client, method)(url)
-        # 405 only where a view never takes the method and is exempt from the check (none today).
-        assert refused_for_csrf(response) or response.status_code == 405, (method, url, response.status_code)
-    assert database_snapshot() == before
+class TestCsrf(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize("route", ALL_ROUTES)
+    def test_state_changing_requests_without_a_csrf_token_are_refused(self, db, objects, team, alice, route):
+        # alice may do anything, in her team and in the admin: only the missing token can stop her.
+        alice.is_staff = alice.is_superuser = True
+        alice.save()
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(alice)
+        url = fill_any(route, objects)
+        before = database_snapshot()
+        form = {"name": "planted", "team": team.pk, "pipeline": objects["pipeline"], "username": "alice"}
+        for method in ("post", "put", "patch", "delete"):
+            response = client.post(url, form) if method == "post" else getattr(client, method)(url)
+            # 405 only where a view never takes the method and is exempt from the check (none today).
+            assert refused_for_csrf(response) or response.status_code == 405, (method, url, response.status_code)
+        assert database_snapshot() == before
 
 
 def test_the_same_post_with_a_token_gets_through(db, objects, alice):
@@ -566,50 +640,53 @@ def test_the_same_post_with_a_token_gets_through(db, objects, alice):
 # ---- artifact downloads: only the output the database names --------------------------------
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [
-        "outputs/../../../../etc/passwd/",
-        "outputs/%2e%2e/",
-        "outputs/%2e%2e%2f%2e%2e%2fetc%2fpasswd/",
-        "outputs/..%2F..%2Fartifacts/",
-        "outputs/%2Fetc%2Fpasswd/",
-        "outputs//etc/passwd/",
-        "outputs/data%00/",
-        "outputs/data%2F..%2F..%2F/",
-        "outputs/%5C..%5C..%5Cetc%5Cpasswd/",
-        "outputs/.%2e/",
-        "../../outputs/data/",
-        # Upper case, double-encoded, overlong UTF-8 and full-width dots, path parameters.
-        "outputs/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd/",
-        "outputs/%252e%252e/",
-        "outputs/%252e%252e%252f%252e%252e%252fetc%252fpasswd/",
-        "outputs/data%252f..%252f..%252f/",
-        "outputs/%25252e%25252e/",
-        "outputs/%c0%ae%c0%ae/",
-        "outputs/%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afetc%c0%afpasswd/",
-        "outputs/%ef%bc%8e%ef%bc%8e/",
-        "outputs/..;/",
-        "outputs/data;/../../",
-        # Backslashes, raw and encoded, alone and mixed with slashes.
-        "outputs/..\\..\\etc\\passwd/",
-        "outputs/%2e%2e%5c%2e%2e%5cetc%5cpasswd/",
-        "outputs/%255c..%255c/",
-        "outputs/..%5C/",
-        "outputs/data%5C..%5C..%2F/",
-        # Absolute paths as the output name.
-        "outputs/%2Fetc/",
-        "outputs/%2F/",
-        "outputs/C:%5Cwindows%5Cwin.ini/",
-        "outputs/file:%2F%2F%2Fetc%2Fpasswd/",
-    ],
-)
-def test_artifact_download_urls_with_traversal_are_404(db, objects, alice, tail):
-    client = client_for(alice)
-    good = f"/runs/{objects['run']}/steps/prep/outputs/data/"
-    assert client.get(good).status_code == 200
-    response = client.get(f"/runs/{objects['run']}/steps/prep/{tail}")
-    assert response.status_code == 404, (tail, response.status_code)
+class TestArtifactTraversal(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize(
+        "tail",
+        [
+            "outputs/../../../../etc/passwd/",
+            "outputs/%2e%2e/",
+            "outputs/%2e%2e%2f%2e%2e%2fetc%2fpasswd/",
+            "outputs/..%2F..%2Fartifacts/",
+            "outputs/%2Fetc%2Fpasswd/",
+            "outputs//etc/passwd/",
+            "outputs/data%00/",
+            "outputs/data%2F..%2F..%2F/",
+            "outputs/%5C..%5C..%5Cetc%5Cpasswd/",
+            "outputs/.%2e/",
+            "../../outputs/data/",
+            # Upper case, double-encoded, overlong UTF-8 and full-width dots, path parameters.
+            "outputs/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd/",
+            "outputs/%252e%252e/",
+            "outputs/%252e%252e%252f%252e%252e%252fetc%252fpasswd/",
+            "outputs/data%252f..%252f..%252f/",
+            "outputs/%25252e%25252e/",
+            "outputs/%c0%ae%c0%ae/",
+            "outputs/%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afetc%c0%afpasswd/",
+            "outputs/%ef%bc%8e%ef%bc%8e/",
+            "outputs/..;/",
+            "outputs/data;/../../",
+            # Backslashes, raw and encoded, alone and mixed with slashes.
+            "outputs/..\\..\\etc\\passwd/",
+            "outputs/%2e%2e%5c%2e%2e%5cetc%5cpasswd/",
+            "outputs/%255c..%255c/",
+            "outputs/..%5C/",
+            "outputs/data%5C..%5C..%2F/",
+            # Absolute paths as the output name.
+            "outputs/%2Fetc/",
+            "outputs/%2F/",
+            "outputs/C:%5Cwindows%5Cwin.ini/",
+            "outputs/file:%2F%2F%2Fetc%2Fpasswd/",
+        ],
+    )
+    def test_artifact_download_urls_with_traversal_are_404(self, db, objects, alice, tail):
+        client = client_for(alice)
+        good = f"/runs/{objects['run']}/steps/prep/outputs/data/"
+        assert client.get(good).status_code == 200
+        response = client.get(f"/runs/{objects['run']}/steps/prep/{tail}")
+        assert response.status_code == 404, (tail, response.status_code)
 
 
 def test_the_artifact_stores_own_paths_as_output_names_are_404(db, objects, alice, settings):
@@ -624,30 +701,33 @@ def test_the_artifact_stores_own_paths_as_output_names_are_404(db, objects, alic
             assert response.status_code == 404, (encoded, response.status_code)
 
 
-@pytest.mark.parametrize(
-    "step",
-    [
-        "..",
-        "%2e%2e",
-        "%2E%2E",
-        "%252e%252e",
-        "..%2F..",
-        "..%252F..",
-        "%2Fetc",
-        "%252Fetc",
-        "prep%00",
-        "prep%2F..%2Fprep",
-        "prep%252F..%252Fprep",
-        "..%5C..",
-        "%c0%ae%c0%ae",
-        "..;",
-    ],
-)
-def test_step_names_with_traversal_are_404(db, objects, alice, step):
-    client = client_for(alice)
-    for tail in ("log/", "outputs/data/", ""):
-        response = client.get(f"/runs/{objects['run']}/steps/{step}/{tail}")
-        assert response.status_code == 404, (step, tail, response.status_code)
+class TestStepTraversal(SharedObjects):
+    """alice's objects built once for the class (see SharedObjects)."""
+
+    @pytest.mark.parametrize(
+        "step",
+        [
+            "..",
+            "%2e%2e",
+            "%2E%2E",
+            "%252e%252e",
+            "..%2F..",
+            "..%252F..",
+            "%2Fetc",
+            "%252Fetc",
+            "prep%00",
+            "prep%2F..%2Fprep",
+            "prep%252F..%252Fprep",
+            "..%5C..",
+            "%c0%ae%c0%ae",
+            "..;",
+        ],
+    )
+    def test_step_names_with_traversal_are_404(self, db, objects, alice, step):
+        client = client_for(alice)
+        for tail in ("log/", "outputs/data/", ""):
+            response = client.get(f"/runs/{objects['run']}/steps/{step}/{tail}")
+            assert response.status_code == 404, (step, tail, response.status_code)
 
 
 def test_the_walk_reaches_the_download_view(db, objects):
