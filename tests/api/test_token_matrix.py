@@ -4,18 +4,22 @@ change of state on a refused request."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import override_settings
 from django.urls import get_resolver
 from django.utils import timezone
 
 from pipelines_ui.api import data_triggers, endpoints, schedules
 from pipelines_ui.api.models import ApiToken, DataTrigger, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
-from pipelines_ui.models import Component, Pipeline, PipelineVersion
+from pipelines_ui.models import Component, Pipeline, PipelineVersion, Role, Team
 from runs.data_assets import data_create_from_path
 from runs.models import Run
 from runs.registry.deployments import deployment_create
@@ -184,9 +188,8 @@ def model_file(tmp_path):
     return path
 
 
-@pytest.fixture
-def world(team, alice, tmp_path, settings) -> World:
-    settings.STEPWISE_ARTIFACTS = str(tmp_path / "artifacts")
+def build_world(team, alice, tmp_path: Path) -> World:
+    """The world of team's objects, its files under `tmp_path` (STEPWISE_ARTIFACTS in it)."""
     pipeline = make_pipeline(team, alice)
     run = make_run(pipeline, alice)
     endpoint = endpoints.endpoint_create(team=team, name="score", pipeline=pipeline, user=alice)
@@ -215,6 +218,52 @@ def world(team, alice, tmp_path, settings) -> World:
     )
 
 
+@pytest.fixture(scope="class")
+def _shared_world(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The team, alice and the world, built once for a class of tests inside a transaction rolled
+    back after them.
+
+    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a test
+    writes is gone before the next one, as with a world of its own: building one per test took
+    about half of these tests' time.
+    """
+    root = tmp_path_factory.mktemp("token-matrix")
+    outer = transaction.atomic()
+    with django_db_blocker.unblock(), override_settings(STEPWISE_ARTIFACTS=str(root / "artifacts")):
+        outer.__enter__()
+        try:
+            team = Team.objects.create(name="Data Science")
+            alice = make_user("alice", team, Role.ADMIN)
+            world = build_world(team, alice, root)
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    yield root, alice.pk, world
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
+
+
+class SharedWorld:
+    """`team`, `alice` (as tests/conftest.py makes them) and `world`, from _shared_world: fresh
+    instances read for each test, STEPWISE_ARTIFACTS re-applied."""
+
+    @pytest.fixture
+    def team(self, db, _shared_world) -> Team:
+        return Team.objects.get(pk=_shared_world[2].team.pk)
+
+    @pytest.fixture
+    def alice(self, team, _shared_world):
+        return get_user_model().objects.get(pk=_shared_world[1])
+
+    @pytest.fixture
+    def world(self, team, alice, settings, _shared_world) -> World:
+        root, _alice, world = _shared_world
+        settings.STEPWISE_ARTIFACTS = str(root / "artifacts")
+        return World(**{f.name: type(o).objects.get(pk=o.pk) for f in fields(World) for o in [getattr(world, f.name)]})
+
+
 def call(client, route: Route, world: World):
     data, fmt = world.body(route)
     return getattr(client, route.method)(world.url(route), data, format=fmt)
@@ -226,75 +275,87 @@ def test_the_matrix_covers_every_api_route():
     assert named - {r.name for r in ROUTES} - NOT_HERE == set(), "add a row to ROUTES for each new API route"
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
-@pytest.mark.parametrize("role", ROLES)
-def test_each_role_with_every_scope(route, role, world, team):
-    user = make_user(f"u-{role}", team, role)
-    before = state()
-    response = call(bearer(token_for(user, *SCOPES)), route, world)
-    if RANK[role] >= RANK[route.role]:
-        assert response.status_code == route.ok, response.content
-    else:
-        assert response.status_code == 403, response.content
-        assert f"this needs {route.role}" in response.json()["detail"]
+class TestEachRole(SharedWorld):
+    """The world built once for the class (see SharedWorld)."""
+
+    @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+    @pytest.mark.parametrize("role", ROLES)
+    def test_each_role_with_every_scope(self, route, role, world, team):
+        user = make_user(f"u-{role}", team, role)
+        before = state()
+        response = call(bearer(token_for(user, *SCOPES)), route, world)
+        if RANK[role] >= RANK[route.role]:
+            assert response.status_code == route.ok, response.content
+        else:
+            assert response.status_code == 403, response.content
+            assert f"this needs {route.role}" in response.json()["detail"]
+            assert state() == before
+
+
+class TestEachScope(SharedWorld):
+    """The world built once for the class (see SharedWorld)."""
+
+    @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+    @pytest.mark.parametrize("scope", SCOPES)
+    def test_each_scope_for_an_admin(self, route, scope, world, team):
+        user = make_user("boss", team, "admin")
+        before = state()
+        response = call(bearer(token_for(user, scope)), route, world)
+        if scope == route.scope:
+            assert response.status_code == route.ok, response.content
+        else:
+            assert response.status_code == 403, response.content
+            assert f"'{route.scope}' scope" in response.json()["detail"]
+            assert state() == before
+
+
+class TestAnotherTeam(SharedWorld):
+    """The world built once for the class (see SharedWorld)."""
+
+    @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+    def test_another_team_s_objects_are_404(self, route, world, other_team):
+        outsider = make_user("outsider", other_team, "admin")
+        before = state()
+        response = call(bearer(token_for(outsider, *SCOPES)), route, world)
+        if route.listing:
+            assert response.status_code == 200
+            body = response.json()
+            results = body if isinstance(body, list) else body["results"]
+            assert all(item.get("team") in (None, other_team.name) for item in results)
+            assert world.team.name not in str(body)
+        elif (route.name, route.method) in (
+            ("api_pipelines", "post"),
+            ("api_pipeline_validate", "post"),
+            ("api_endpoints", "post"),
+            ("api_schedules", "post"),
+            ("api_data_triggers", "post"),
+        ):
+            assert response.status_code == 404  # the team named in the body is not theirs
+        else:
+            assert response.status_code == 404, response.content
         assert state() == before
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
-@pytest.mark.parametrize("scope", SCOPES)
-def test_each_scope_for_an_admin(route, scope, world, team):
-    user = make_user("boss", team, "admin")
-    before = state()
-    response = call(bearer(token_for(user, scope)), route, world)
-    if scope == route.scope:
-        assert response.status_code == route.ok, response.content
-    else:
-        assert response.status_code == 403, response.content
-        assert f"'{route.scope}' scope" in response.json()["detail"]
+class TestNoValidToken(SharedWorld):
+    """The world built once for the class (see SharedWorld)."""
+
+    @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
+    @pytest.mark.parametrize("how", ["missing", "wrong", "expired", "revoked"])
+    def test_no_valid_token_is_401(self, route, how, world, alice):
+        if how == "missing":
+            from rest_framework.test import APIClient
+
+            client = APIClient()
+        elif how == "wrong":
+            client = bearer("swt_" + "x" * 43)
+        else:
+            secret = token_for(alice, *SCOPES)
+            field = {
+                "expired": {"expires_at": timezone.now() - timedelta(minutes=1)},
+                "revoked": {"revoked_at": timezone.now()},
+            }
+            ApiToken.objects.filter(token_sha256=digest(secret)).update(**field[how])
+            client = bearer(secret)
+        before = state()
+        assert call(client, route, world).status_code == 401
         assert state() == before
-
-
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
-def test_another_team_s_objects_are_404(route, world, other_team):
-    outsider = make_user("outsider", other_team, "admin")
-    before = state()
-    response = call(bearer(token_for(outsider, *SCOPES)), route, world)
-    if route.listing:
-        assert response.status_code == 200
-        body = response.json()
-        results = body if isinstance(body, list) else body["results"]
-        assert all(item.get("team") in (None, other_team.name) for item in results)
-        assert world.team.name not in str(body)
-    elif (route.name, route.method) in (
-        ("api_pipelines", "post"),
-        ("api_pipeline_validate", "post"),
-        ("api_endpoints", "post"),
-        ("api_schedules", "post"),
-        ("api_data_triggers", "post"),
-    ):
-        assert response.status_code == 404  # the team named in the body is not theirs
-    else:
-        assert response.status_code == 404, response.content
-    assert state() == before
-
-
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.name}")
-@pytest.mark.parametrize("how", ["missing", "wrong", "expired", "revoked"])
-def test_no_valid_token_is_401(route, how, world, alice):
-    if how == "missing":
-        from rest_framework.test import APIClient
-
-        client = APIClient()
-    elif how == "wrong":
-        client = bearer("swt_" + "x" * 43)
-    else:
-        secret = token_for(alice, *SCOPES)
-        field = {
-            "expired": {"expires_at": timezone.now() - timedelta(minutes=1)},
-            "revoked": {"revoked_at": timezone.now()},
-        }
-        ApiToken.objects.filter(token_sha256=digest(secret)).update(**field[how])
-        client = bearer(secret)
-    before = state()
-    assert call(client, route, world).status_code == 401
-    assert state() == before
