@@ -29,6 +29,20 @@ from .reader_base import (
 from .reader_data import _DataReader
 from .yaml_safe import LineDict, load_yaml, read_text
 
+# Azure ML takes a prompt flow (a `flow.dag.yaml`, a flex flow, or a run file naming a flow folder)
+# as a parallel job's component; only its prompt flow runtime runs one.
+_FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml", "flow.flex.yaml", "flow.flex.yml")
+
+
+def _is_prompt_flow(path: Path, tree: dict) -> bool:
+    if path.name in _FLOW_FILES or "/promptflow/" in str(tree.get("$schema", "")):
+        return True
+    return "flow" in tree and "type" not in tree
+
+
+def _prompt_flow_message(ref: str) -> str:
+    return f"component '{ref}' is a prompt flow: prompt flows run only on Azure ML; Stepwise cannot run them"
+
 
 class _ComponentReader(_DataReader):
     """Command and pipeline components, their environments and distribution."""
@@ -109,6 +123,9 @@ class _ComponentReader(_DataReader):
             self.error(str(exc), where, "component", job=step)
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(where.file), ref.removeprefix("file:")))
+        if path.is_dir() and any((path / name).is_file() for name in _FLOW_FILES):
+            self.error(_prompt_flow_message(ref), where, "component", job=step)
+            return None
         if not path.is_file():
             self.error(f"component '{ref}' is not a file", where, "component", job=step)
             return None
@@ -122,6 +139,11 @@ class _ComponentReader(_DataReader):
         comp_where = _Where(display, tree)
         if not isinstance(tree, dict):
             self.error("a component file must hold a mapping", comp_where, job=step)
+            return None
+        if _is_prompt_flow(path, tree):
+            # Read as a parallel or command component, a flow gives a page of errors about keys it
+            # never meant to have: say once what it is instead.
+            self.error(_prompt_flow_message(ref), where, "component", job=step)
             return None
         self.component_where[step] = comp_where
         return _Source(tree, comp_where, path.parent)
