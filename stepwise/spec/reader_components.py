@@ -89,11 +89,16 @@ class _ComponentReader(_DataReader):
             return None
         return tree, _Where(display, tree, base=path.parent), path
 
-    def _component_ref(self, step: str, ref: object, where: _Where) -> _Component | None:
+    def _component_ref(
+        self, step: str, ref: object, where: _Where, *, overridden: frozenset[str] = frozenset()
+    ) -> _Component | None:
+        """`overridden`: the `resources` keys the job sets itself, so the component's are not read."""
         source = self._component_source(step, ref, where)
         if source is None:
             return None
-        return self._component_dict(step, source.raw, source.where, base=source.base, code_files=source.code_files)
+        return self._component_dict(
+            step, source.raw, source.where, base=source.base, code_files=source.code_files, overridden=overridden
+        )
 
     def _component_source(self, step: str, ref: object, where: _Where) -> _Source | None:
         """The mapping `component:` names (a file, a registered name, or itself), read but not checked."""
@@ -190,6 +195,7 @@ class _ComponentReader(_DataReader):
         *,
         base: Path | None,
         code_files: dict[str, bytes] | None,
+        overridden: frozenset[str] = frozenset(),
     ) -> _Component | None:
         """A command component's fields, from the mapping at `where`."""
         type_ = raw.get("type", "command")
@@ -221,7 +227,7 @@ class _ComponentReader(_DataReader):
                 self.error("'additional_includes' is not supported yet", where, key, job=step)
             elif key not in known:
                 self.warn(f"unknown key '{key}' is ignored", where, key, job=step)
-        self._component_body(comp, step, raw, where, base=base, code_files=code_files)
+        self._component_body(comp, step, raw, where, base=base, code_files=code_files, overridden=overridden)
         self._interface(comp, step, raw, where)
         return comp
 
@@ -237,7 +243,15 @@ class _ComponentReader(_DataReader):
                 comp.output_decls[name] = out
 
     def _component_body(
-        self, comp: _Component, step: str, raw: dict, where: _Where, *, base: Path | None, code_files: dict | None
+        self,
+        comp: _Component,
+        step: str,
+        raw: dict,
+        where: _Where,
+        *,
+        base: Path | None,
+        code_files: dict | None,
+        overridden: frozenset[str] = frozenset(),
     ) -> None:
         """Fields an inline job and a component share: command, code, environment, identity."""
         command = raw.get("command")
@@ -257,7 +271,7 @@ class _ComponentReader(_DataReader):
         else:
             comp.is_deterministic = deterministic
         comp.environment = self._environment(raw.get("environment"), step, where, base)
-        comp.distribution = self._distribution(raw, where, step)
+        comp.distribution = self._distribution(raw, where, step, overridden=overridden)
         if code_files is not None:
             if not isinstance(code_files, dict) or not all(
                 isinstance(k, str) and isinstance(v, bytes) for k, v in code_files.items()
@@ -331,9 +345,16 @@ class _ComponentReader(_DataReader):
                 job=step,
             )
 
-    def _distribution(self, raw: dict, where: _Where, step: str) -> Distribution | None:
-        """`distribution` and `resources.instance_count`: processes on this one host."""
-        found = read_resources(self._mapping(raw, "resources", where, job=step))
+    def _distribution(
+        self, raw: dict, where: _Where, step: str, *, overridden: frozenset[str] = frozenset()
+    ) -> Distribution | None:
+        """`distribution` and `resources.instance_count`: processes on this one host.
+
+        `overridden` resources keys are the job's to set: a component's value for them is never
+        used, so it is neither refused (instance_count 2 that the job lowers to 1) nor reported twice.
+        """
+        resources = self._mapping(raw, "resources", where, job=step)
+        found = read_resources({key: value for key, value in resources.items() if key not in overridden})
         distribution, more = read_distribution(self._mapping(raw, "distribution", where, job=step))
         for severity, path, message in found + more:
             self._add(severity, message, where, path, step, ".".join(path))

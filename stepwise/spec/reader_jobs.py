@@ -110,7 +110,9 @@ class _JobReader(_ComponentReader):
             comp = _Component(name=name, version="1", file=where.file)
             self._component_body(comp, name, raw, where, base=self._base(where), code_files=None)
         else:
-            comp = self._component_ref(name, raw["component"], where)
+            resources = raw.get("resources")
+            overridden = frozenset(str(key) for key in resources) if isinstance(resources, dict) else frozenset()
+            comp = self._component_ref(name, raw["component"], where, overridden=overridden)
             if comp is None:
                 return None
             if raw.get("environment") is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stepwise.spec import Distribution, from_json, load_pipeline, parse_text, to_json
+from stepwise.spec import Distribution, SpecError, from_json, load_pipeline, parse_text, to_json
 from stepwise.spec.environment import conda_env, conda_to_pip, environment_keys
 
 from .helpers import errors_of, one
@@ -163,6 +163,24 @@ def test_a_jobs_distribution_overrides_its_components(tmp_path):
     p, _ = load_pipeline(tmp_path / "pipeline.yml")
     assert p.jobs["a"].distribution == Distribution("mpi", 2)
     assert p.jobs["b"].distribution == Distribution("pytorch", 3)
+
+
+def test_a_jobs_resources_override_its_components_so_only_the_jobs_instance_count_is_checked(tmp_path):
+    (tmp_path / "c.yml").write_text(
+        "type: command\nname: c\ncommand: echo\nresources: {instance_count: 4, instance_type: big}\n"
+    )
+    (tmp_path / "pipeline.yml").write_text(
+        "type: pipeline\njobs:\n"
+        "  one_host: {component: ./c.yml, resources: {instance_count: 1, instance_type: small}}\n"
+        "  two_hosts: {component: ./c.yml, resources: {instance_count: 2}}\n"
+    )
+    with pytest.raises(SpecError) as raised:
+        load_pipeline(tmp_path / "pipeline.yml")
+    multi = [p for p in raised.value.problems if "multi-host" in p.message]
+    # The component's 4 is overridden by both jobs; only the job asking for 2 hosts is refused, once.
+    assert [(p.job, Path(p.file).name, p.message.split(":")[0]) for p in multi] == [
+        ("two_hosts", "pipeline.yml", "instance_count 2")
+    ]
 
 
 @pytest.mark.parametrize(
