@@ -170,6 +170,8 @@ def component_step(component: Component) -> Step:
                 optional=bool(v.get("optional", False)),
                 description=v.get("description", ""),
                 enum=v.get("enum"),
+                min=v.get("min"),
+                max=v.get("max"),
             )
             for k, v in (body.get("inputs") or {}).items()
         },

@@ -318,6 +318,8 @@ class InterfaceForms:
                 optional=row["optional"],
                 description=row["description"],
                 enum=old.enum if old is not None and old.type == row["type"] else None,
+                min=old.min if old is not None and old.type == row["type"] else None,
+                max=old.max if old is not None and old.type == row["type"] else None,
                 # Files that came with an imported pipeline stay attached to their input.
                 data=old.data if old is not None and old.type == row["type"] else None,
                 asset=old.asset if old is not None and old.type == row["type"] else None,
@@ -724,6 +726,8 @@ class StepForms:
                 optional=row["optional"],
                 description=prev.description if keep else "",
                 enum=prev.enum if keep else None,
+                min=prev.min if keep else None,
+                max=prev.max if keep else None,
             )
             if row.get("binding") is not None:
                 inputs[row["name"]] = row["binding"]

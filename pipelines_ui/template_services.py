@@ -245,7 +245,9 @@ def spec_with_defaults(spec: PipelineSpec, values: dict[str, object]) -> Pipelin
         if value is None or value == "":
             continue
         try:
-            inputs[name] = replace(decl, default=coerce_literal(decl.type, value, enum=decl.enum))
+            inputs[name] = replace(
+                decl, default=coerce_literal(decl.type, value, enum=decl.enum, minimum=decl.min, maximum=decl.max)
+            )
         except ValueError as exc:
             errors.append(Problem(message=f"expected {decl.type}: {exc}", field=name))
     if errors:

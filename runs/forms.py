@@ -17,6 +17,10 @@ def _help(decl: InputDecl) -> str:
     parts = [decl.type + (", optional" if decl.optional else "")]
     if decl.type == SECRET_TYPE:
         parts.append("never shown or logged; steps read it from their environment")
+    if decl.min is not None or decl.max is not None:
+        low = "" if decl.min is None else f"{decl.min} ≤ "
+        high = "" if decl.max is None else f" ≤ {decl.max}"
+        parts.append(f"{low}value{high}")
     if decl.description:
         parts.append(decl.description)
     # Forms render help text as HTML (Django's and django-bootstrap4's templates): the
@@ -41,9 +45,12 @@ def _field(decl: InputDecl) -> forms.Field:
             choices.insert(0, ("", "—"))
         return forms.ChoiceField(choices=choices, initial=initial, **common)
     if decl.type == "integer":
-        widget = forms.NumberInput(attrs={"step": "1", "min": INTEGER_MIN, "max": INTEGER_MAX})
+        low = INTEGER_MIN if decl.min is None else decl.min
+        high = INTEGER_MAX if decl.max is None else decl.max
+        widget = forms.NumberInput(attrs={"step": "1", "min": low, "max": high})
     elif decl.type == "number":
-        widget = forms.NumberInput(attrs={"step": "any"})
+        bounds = {k: v for k, v in (("min", decl.min), ("max", decl.max)) if v is not None}
+        widget = forms.NumberInput(attrs={"step": "any", **bounds})
     else:
         widget = forms.TextInput()
     return forms.CharField(initial="" if initial is None else str(initial), widget=widget, strip=True, **common)

@@ -13,7 +13,7 @@ from runs.queues import resolve_target
 from runs.secrets import SecretError, secrets_decrypt, secrets_encrypt
 from runs.specs import version_spec
 from stepwise import dag
-from stepwise.spec.bindings import coerce_literal, compute_input
+from stepwise.spec.bindings import coerce_literal, compute_input, input_range_error
 from stepwise.spec.model import SECRET_TYPE
 from stepwise.spec.model import Pipeline as PipelineSpec
 
@@ -62,6 +62,9 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
             values[name] = coerce_literal(decl.type, value, enum=decl.enum)
         except ValueError as exc:
             errors[name] = f"expected {decl.type}: {exc}"
+            continue
+        if error := input_range_error(spec, name, values[name]):
+            errors[name] = error
     for name, decl in spec.inputs.items():
         if (
             decl.data is None

@@ -345,7 +345,9 @@ def _reads_here(path: Path) -> bool:
 
 def _typed(key: str, value: str, decl: dict) -> object:
     try:
-        return coerce_literal(decl.get("type", "string"), value, enum=decl.get("enum"))
+        return coerce_literal(
+            decl.get("type", "string"), value, enum=decl.get("enum"), minimum=decl.get("min"), maximum=decl.get("max")
+        )
     except ValueError as exc:
         raise Invalid(f"--set {key}: {exc}") from None
 

@@ -66,6 +66,8 @@ class Input:
     optional: bool = False
     description: str = ""
     enum: list[str] | None = None
+    min: int | float | None = None
+    max: int | float | None = None
 
     def decl(self) -> InputDecl:
         return InputDecl(
@@ -74,6 +76,8 @@ class Input:
             optional=self.optional,
             description=self.description,
             enum=list(self.enum) if self.enum is not None else None,
+            min=self.min,
+            max=self.max,
         )
 
 

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .model import DATA_TYPES, LITERAL_TYPES, SECRET_TYPE, JobOutput, ParentInput, ParentOutputRef
+from .model import DATA_TYPES, LITERAL_TYPES, SECRET_TYPE, JobOutput, ParentInput, ParentOutputRef, Pipeline
 
 # Azure ML's rule for pipeline node names: a lower-case Python identifier.
 JOB_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -140,8 +140,46 @@ def literal_type(value: object) -> str | None:
     return None
 
 
-def literal_error(value: object, type_: str, enum: list[str] | None = None) -> str | None:
-    """Why `value` cannot be a value of input type `type_`, or None when it can."""
+def range_error(value: object, minimum: int | float | None, maximum: int | float | None) -> str | None:
+    """Why a number falls outside an input's inclusive `min`/`max`, or None (also for a non-number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if minimum is not None and value < minimum:
+        return f"{value} is below the minimum {minimum}"
+    if maximum is not None and value > maximum:
+        return f"{value} is above the maximum {maximum}"
+    return None
+
+
+def input_range_error(p: Pipeline, name: str, value: object) -> str | None:
+    """Why `value`, given for pipeline input `name` when a run starts, falls outside that input's
+    `min`/`max` or those of a job input bound to it (where Azure ML would fail the job), or None."""
+    decl = p.inputs.get(name)
+    if decl is not None and (error := range_error(value, decl.min, decl.max)):
+        return error
+    # Steps hold their bindings resolved, a pipeline component's inner ones too; a component job
+    # itself binds the pipeline's inputs only at the top level (a nested one binds its parent's).
+    jobs = [*p.jobs.values(), *(g for g in p.groups.values() if not g.parent)]
+    for job in jobs:
+        for input_name, binding in job.inputs.items():
+            target = job.input_decls.get(input_name)
+            if binding != ParentInput(name) or target is None:
+                continue
+            if error := range_error(value, target.min, target.max):
+                return f"{error} of job '{job.name}' input '{input_name}'"
+    return None
+
+
+def literal_error(
+    value: object,
+    type_: str,
+    enum: list[str] | None = None,
+    *,
+    minimum: int | float | None = None,
+    maximum: int | float | None = None,
+) -> str | None:
+    """Why `value` cannot be a value of input type `type_` (within `enum`, `minimum` and
+    `maximum` when given), or None when it can."""
     if type_ == SECRET_TYPE:
         # Never echo the value: whoever wrote it in the YAML meant it to stay secret.
         return (
@@ -168,7 +206,7 @@ def literal_error(value: object, type_: str, enum: list[str] | None = None) -> s
         return f"unknown type '{type_}'"
     if enum is not None and value not in enum:
         return f"{value!r} is not one of the allowed values {enum}"
-    return None
+    return range_error(value, minimum, maximum)
 
 
 def azureml_scalar(type_: str, value: object) -> object:
@@ -261,9 +299,17 @@ def json_problem(value: object, *, max_depth: int = 50) -> str | None:
     return None
 
 
-def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) -> object:
+def coerce_literal(
+    type_: str,
+    value: object,
+    *,
+    enum: list[str] | None = None,
+    minimum: int | float | None = None,
+    maximum: int | float | None = None,
+) -> object:
     """A literal typed in a form, on the command line or sent as JSON, as a value of input type
-    `type_`: text is parsed, typed values pass through; ValueError names what is wrong."""
+    `type_` (within `enum`, `minimum` and `maximum` when given): text is parsed, typed values
+    pass through; ValueError names what is wrong."""
     if type_ == SECRET_TYPE and value is not None:
         # The messages never quote the value, unlike the others below.
         if not isinstance(value, str):
@@ -279,7 +325,7 @@ def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) 
         # A typed value (JSON from the API, the SDK): read as Azure ML reads it for the input's
         # type (5 for a string is "5", 3.0 for an integer is 3), then of that type or refused.
         value = azureml_scalar(type_, value)
-        if error := literal_error(value, type_, enum):
+        if error := literal_error(value, type_, enum, minimum=minimum, maximum=maximum):
             raise ValueError(error)
         return value
     if problem := text_problem(value):
@@ -292,7 +338,7 @@ def coerce_literal(type_: str, value: object, *, enum: list[str] | None = None) 
             kind = "a whole number" if type_ == "integer" else "a number"
             raise ValueError(f"{value[:100]!r} is not {kind}") from None
         # Out of range or not finite: no database or JSON reader would hold it.
-        if error := literal_error(number, type_):
+        if error := literal_error(number, type_, minimum=minimum, maximum=maximum):
             raise ValueError(error)
         return number
     if type_ == "boolean":

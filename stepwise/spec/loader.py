@@ -48,7 +48,9 @@ from .validate import validate_pipeline
 from .yaml_safe import LineDict, load_yaml, read_text
 
 # Fields of a validation problem that live in the component file when the step has one.
-_COMPONENT_FIELD = re.compile(r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|optional))")
+_COMPONENT_FIELD = re.compile(
+    r"(command|code|environment|(inputs|outputs)\.[^.]+\.(type|default|enum|min|max|optional))"
+)
 
 
 def load_pipeline(

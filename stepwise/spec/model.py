@@ -73,6 +73,9 @@ class InputDecl:
     optional: bool = False
     description: str = ""
     enum: list[str] | None = None
+    # Azure ML's inclusive bounds of an integer or number input; None: unbounded.
+    min: int | float | None = None
+    max: int | float | None = None
     # For pipeline-level data inputs with a local path: the files key prefix.
     data: DataPath | None = None
     # For pipeline-level data inputs naming a registered data asset: `azureml:NAME:VERSION` or

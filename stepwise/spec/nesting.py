@@ -197,7 +197,7 @@ class _Expander:
             if written is not None:
                 value = self.in_scope(group.parent, written, job=name, field=f"inputs.{input_name}")
             if value is not None and decl.type in LITERAL_TYPES and literal_type(value) in LITERAL_TYPES:
-                if error := literal_error(value, decl.type, decl.enum):
+                if error := literal_error(value, decl.type, decl.enum, minimum=decl.min, maximum=decl.max):
                     self.problem(error, job=name, field=f"inputs.{input_name}")
             inputs[input_name] = decl.default if value is None else value
         parent_compute = self.scopes[group.parent].compute if group.parent else ""

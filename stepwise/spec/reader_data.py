@@ -75,6 +75,14 @@ class _DataReader(_Reader):
                     self.error("enum must be a list of values", where, *path, key, job=job)
                 else:
                     decl.enum = [str(v) for v in value]
+            elif key in ("min", "max"):
+                # Read as Azure ML reads a value of the input's type ("1" is 1); the validator
+                # refuses a bound on an input that is not a number, or one the type cannot hold.
+                bound = b.azureml_scalar("integer" if type_ == "integer" else "number", value)
+                if isinstance(bound, bool) or not isinstance(bound, int | float):
+                    self.error(f"{key} must be a number, got {value!r}", where, *path, key, job=job)
+                else:
+                    setattr(decl, key, bound)
             elif key == "mode":
                 self.warn(f"input mode '{value}' is ignored: inputs are local paths", where, *path, key, job=job)
             else:

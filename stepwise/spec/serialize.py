@@ -93,6 +93,11 @@ def _decl_to_json(decl: InputDecl) -> dict:
         d["asset_kind"] = decl.asset_kind
     if decl.table:
         d["table"] = True
+    # Only when set, so versions saved before bounds keep their content hash.
+    if decl.min is not None:
+        d["min"] = decl.min
+    if decl.max is not None:
+        d["max"] = decl.max
     return d
 
 
@@ -108,6 +113,8 @@ def _decl_from_json(d: dict) -> InputDecl:
         asset=d.get("asset"),
         asset_kind=d.get("asset_kind", ""),
         table=d.get("table", False),
+        min=d.get("min"),
+        max=d.get("max"),
     )
 
 
@@ -352,6 +359,10 @@ def _input_yaml(decl: InputDecl) -> dict:
         d["description"] = decl.description
     if decl.enum is not None:
         d["enum"] = list(decl.enum)
+    if decl.min is not None:
+        d["min"] = decl.min
+    if decl.max is not None:
+        d["max"] = decl.max
     return d
 
 
@@ -377,7 +388,7 @@ def _pipeline_input_yaml(p: Pipeline, decl: InputDecl) -> object:
         if decl.description:
             d["description"] = decl.description
         return d
-    plain = not decl.optional and not decl.description and decl.enum is None
+    plain = not decl.optional and not decl.description and decl.enum is None and decl.min is None and decl.max is None
     if plain and decl.default is not None and literal_type(decl.default) == decl.type:
         return decl.default
     return _input_yaml(decl)

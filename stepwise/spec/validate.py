@@ -22,6 +22,7 @@ from .bindings import (
     literal_error,
     literal_type,
     parse_remote_ref,
+    range_error,
     types_compatible,
 )
 from .command import command_errors, command_references, required_inputs_used, secret_env_var
@@ -158,6 +159,18 @@ def _check_decl(found: _Findings, decl: InputDecl, *, job: str, field: str) -> N
         if decl.type != "string" or not all(isinstance(v, str) for v in decl.enum):
             found.error("enum is a list of strings, for string inputs only", job=job, field=f"{field}.enum")
             return
+    for key, bound in (("min", decl.min), ("max", decl.max)):
+        if bound is None:
+            continue
+        if decl.type not in ("integer", "number"):
+            found.error(f"{key} bounds integer and number inputs only", job=job, field=f"{field}.{key}")
+            return
+        if error := literal_error(bound, decl.type):
+            found.error(f"{key}: {error}", job=job, field=f"{field}.{key}")
+            return
+    if decl.min is not None and decl.max is not None and decl.min > decl.max:
+        found.error(f"min {decl.min} is above max {decl.max}", job=job, field=f"{field}.min")
+        return
     if decl.default is not None:
         if decl.type == SECRET_TYPE:
             # The message leaves the value out: it must not reach a page or a log either.
@@ -169,7 +182,7 @@ def _check_decl(found: _Findings, decl: InputDecl, *, job: str, field: str) -> N
             )
         elif decl.type in DATA_TYPES:
             found.error("a data input takes no default; give it a path", job=job, field=f"{field}.default")
-        elif error := literal_error(decl.default, decl.type, decl.enum):
+        elif error := literal_error(decl.default, decl.type, decl.enum, minimum=decl.min, maximum=decl.max):
             found.error(f"default: {error}", job=job, field=f"{field}.default")
 
 
@@ -395,6 +408,8 @@ def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: I
             found.error(
                 f"pipeline input '{binding.name}' is {source.type} but the input is {decl.type}", job=job, field=field
             )
+        elif error := range_error(source.default, decl.min, decl.max):
+            found.error(f"the default of pipeline input '{binding.name}': {error}", job=job, field=field)
     elif isinstance(binding, JobOutput):
         pass  # checked by _check_job_output_binding, after every job's own checks
     elif isinstance(binding, DataPath):
@@ -409,7 +424,7 @@ def _check_binding(found: _Findings, p: Pipeline, step: Step, name: str, decl: I
                 job=job,
                 field=field,
             )
-        elif error := literal_error(binding, decl.type, decl.enum):
+        elif error := literal_error(binding, decl.type, decl.enum, minimum=decl.min, maximum=decl.max):
             found.error(error, job=job, field=field)
     else:
         found.error(f"unsupported value {binding!r}", job=job, field=field)

@@ -22,7 +22,7 @@ from pipelines_ui.models import Pipeline, Team
 from runs.models import LogChunk, Metric, Run, StepRun
 from tests.api.conftest import bearer, token_for
 from tests.conftest import make_user
-from tests.runs.conftest import PIPELINE_YAML, make_run
+from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -269,6 +269,18 @@ def test_a_wrong_input_type_is_400_naming_the_input(alice, pipeline):
     response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", {"inputs": {"note": "a\u0000b"}}, format="json")
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "inputs.note"
     assert "NUL" in response.json()["errors"][0]["message"]
+    assert not Run.objects.exists()
+
+
+def test_an_input_outside_its_min_max_is_400_naming_the_input_and_range(alice, team):
+    yaml_text = PIPELINE_YAML.replace("{type: integer, default: 3,", "{type: integer, default: 3, min: 1, max: 10,")
+    pipeline = make_pipeline(team, alice, name="bounded", yaml_text=yaml_text)
+    client = bearer(token_for(alice, "run"))
+    response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", {"inputs": {"epochs": 0}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"file": None, "job": None, "field": "inputs.epochs", "line": None, "message": "0 is below the minimum 1"}
+    ]
     assert not Run.objects.exists()
 
 
