@@ -315,3 +315,28 @@ def test_a_distributed_command_builds_what_its_yaml_twin_loads(tmp_path):
 def test_a_distribution_stepwise_cannot_run_is_refused_clearly(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         command(name="train", command="python -c pass", **kwargs)
+
+
+def test_an_input_s_bounds_build_what_its_yaml_twin_loads(tmp_path):
+    train = command(
+        name="train",
+        command="python -c pass --epochs ${{inputs.epochs}}",
+        inputs={"epochs": Input(type="integer", min=1, max=10)},
+    )
+
+    @pipeline(name="bounded")
+    def bounded(epochs: int = 3):
+        train(epochs=epochs)
+
+    built = bounded()
+    decl = built.spec.jobs["train"].input_decls["epochs"]
+    assert (decl.min, decl.max) == (1, 10)
+    twin, _ = spec_load_pipeline(built.to_yaml(tmp_path))
+    assert to_json(twin) == to_json(built.spec)
+
+    @pipeline(name="out-of-bounds")
+    def out_of_bounds():
+        train(epochs=11)
+
+    with pytest.raises(SpecError, match="above the maximum 10"):
+        out_of_bounds()
