@@ -20,7 +20,7 @@ display_name: with_components
 settings:
   default_compute: azureml:cpu-cluster
 inputs:
-  depth: 3
+  depth: {type: integer, default: 3, min: 1, max: 50}
 outputs:
   model:
     type: uri_folder
@@ -45,6 +45,8 @@ inputs:
     type: integer
     optional: true
     description: How deep.
+    min: 1
+    max: 50
   criterion:
     type: string
     default: gini
