@@ -49,6 +49,32 @@ def other_team(db) -> Team:
     return Team.objects.create(name="Elsewhere")
 
 
+def built_once(django_db_blocker, build, **settings):
+    """What `build()` makes, for a class-scoped fixture to yield: made once for a class of tests,
+    with `settings` overridden, inside a transaction rolled back after them.
+
+    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a test
+    writes is gone before the next one, as with objects of its own. The objects' files stay: use
+    it for tests whose requests write no file another test reads. Tests re-apply `settings`.
+    """
+    from django.db import transaction
+    from django.test import override_settings
+
+    outer = transaction.atomic()
+    with django_db_blocker.unblock(), override_settings(**settings):
+        outer.__enter__()
+        try:
+            built = build()
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    yield built
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
+
+
 def make_user(username: str, team: Team | None = None, role: str = Role.EDITOR):
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     if team is not None:

@@ -16,8 +16,8 @@ from unittest import mock
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.db import connection
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from runs import artifacts, data_assets
 from runs.data_assets import data_create_from_path
 from runs.data_views import upload_begin
 from runs.models import Run, StepOutput, StepState, Worker
-from tests.conftest import make_user
+from tests.conftest import built_once, make_user
 from tests.runs.conftest import make_pipeline, make_run, set_step
 
 SECRET = "alice-secret-pipeline"
@@ -222,29 +222,17 @@ def build_objects(team, alice, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="class")
 def _shared_objects(django_db_setup, django_db_blocker, tmp_path_factory):
-    """alice's team, alice and her objects, built once for a class of tests inside a transaction
-    rolled back after them.
-
-    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a test
-    writes is gone before the next one, as with objects of its own. Only for tests whose requests
-    write no files the others read (refused ones, downloads): the files stay under one folder.
-    """
+    """alice's team, alice and her objects, built once for a class of tests (tests/conftest.py's
+    built_once): only for tests whose requests write no files the others read (refused ones,
+    downloads), as the files stay under one folder."""
     root = tmp_path_factory.mktemp("access")
-    outer = transaction.atomic()
-    with django_db_blocker.unblock(), override_settings(**objects_settings(root)):
-        outer.__enter__()
-        try:
-            team = Team.objects.create(name="Data Science")
-            alice = make_user("alice", team, Role.ADMIN)
-            objects = build_objects(team, alice, root)
-        except BaseException:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
-            raise
-    yield SimpleNamespace(root=root, team=team.pk, alice=alice.pk, objects=objects)
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+
+    def build() -> SimpleNamespace:
+        team = Team.objects.create(name="Data Science")
+        alice = make_user("alice", team, Role.ADMIN)
+        return SimpleNamespace(root=root, team=team.pk, alice=alice.pk, objects=build_objects(team, alice, root))
+
+    yield from built_once(django_db_blocker, build, **objects_settings(root))
 
 
 class SharedObjects:

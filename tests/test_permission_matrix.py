@@ -28,8 +28,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.db import connection
+from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ from runs.forms import FIELD_PREFIX
 from runs.models import Run, RunState, StepOutput, StepState, Worker
 from runs.registry.deployments import deployment_create
 from runs.registry.services import model_create_from_path
-from tests.conftest import make_user
+from tests.conftest import built_once, make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run, set_step
 
 SECRET = "team-a-secret-pipeline"
@@ -772,26 +772,10 @@ def world_settings(root: Path) -> dict:
 
 @pytest.fixture(scope="class")
 def _team_a_world(django_db_setup, django_db_blocker, tmp_path_factory):
-    """Team A's world, built once for a class of tests inside a transaction rolled back after them.
-
-    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a
-    test writes is gone before the next one, as with a world of its own: building one per test
-    took more than half of these tests' time.
-    """
+    """Team A's world, built once for a class of tests (tests/conftest.py's built_once): building
+    one per test took more than half of these tests' time."""
     root = tmp_path_factory.mktemp("team-a")
-    outer = transaction.atomic()
-    with django_db_blocker.unblock(), override_settings(**world_settings(root)):
-        outer.__enter__()
-        try:
-            world = build_world(root)
-        except BaseException:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
-            raise
-    yield root, world
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+    yield from built_once(django_db_blocker, lambda: (root, build_world(root)), **world_settings(root))
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.test import override_settings
 from django.urls import get_resolver
 from django.utils import timezone
 
@@ -26,7 +24,7 @@ from runs.registry.deployments import deployment_create
 from runs.registry.models import Deployment, ScoringRequest
 from runs.registry.services import model_create_from_path
 from tests.api.conftest import bearer, token_for
-from tests.conftest import make_user
+from tests.conftest import built_once, make_user
 from tests.runs.conftest import PIPELINE_YAML, make_pipeline, make_run
 
 pytestmark = pytest.mark.django_db
@@ -220,29 +218,16 @@ def build_world(team, alice, tmp_path: Path) -> World:
 
 @pytest.fixture(scope="class")
 def _shared_world(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The team, alice and the world, built once for a class of tests inside a transaction rolled
-    back after them.
-
-    Each test's own transaction (pytest-django's `db`) nests in it as a savepoint, so what a test
-    writes is gone before the next one, as with a world of its own: building one per test took
-    about half of these tests' time.
-    """
+    """The team, alice and the world, built once for a class of tests (tests/conftest.py's
+    built_once): building one per test took about half of these tests' time."""
     root = tmp_path_factory.mktemp("token-matrix")
-    outer = transaction.atomic()
-    with django_db_blocker.unblock(), override_settings(STEPWISE_ARTIFACTS=str(root / "artifacts")):
-        outer.__enter__()
-        try:
-            team = Team.objects.create(name="Data Science")
-            alice = make_user("alice", team, Role.ADMIN)
-            world = build_world(team, alice, root)
-        except BaseException:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
-            raise
-    yield root, alice.pk, world
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+
+    def build():
+        team = Team.objects.create(name="Data Science")
+        alice = make_user("alice", team, Role.ADMIN)
+        return root, alice.pk, build_world(team, alice, root)
+
+    yield from built_once(django_db_blocker, build, STEPWISE_ARTIFACTS=str(root / "artifacts"))
 
 
 class SharedWorld:
