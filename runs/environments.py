@@ -248,6 +248,11 @@ def uv_binary() -> str | None:
     return find_uv_bin()
 
 
+def built(plan: Plan | None) -> bool:
+    """Whether the plan's environment is ready on this host (or there is none to build)."""
+    return plan is None or (plan.folder / MARKER).exists()
+
+
 def ensure(plan: Plan, *, log: Callable[[list[str]], None], tick: Callable[[], object]) -> Path:
     """The plan's virtual environment, built first if this host has none; `log` gets the build's
     lines, `tick` is called while it runs (the step's heartbeat)."""

@@ -928,13 +928,17 @@ def execute_chain(step_run_id: int, attempt: int) -> str:
             outcome, started = _execute(step_run.pk, step_run.attempt, keep_next=True, started=step_run, ended=ended)
             outcomes.append(f"then step run {step_run.pk}: {outcome}")
     finally:
+        broadcast.flush()  # what the last step's end held (see _execute)
         _remove_folders(ended)
     return "; ".join(outcomes)
 
 
 def execute(step_run_id: int, attempt: int) -> str:
     """Run one attempt of a step and advance its run; returns what happened, for the RQ job's result."""
-    return _execute(step_run_id, attempt, keep_next=False)[0]
+    try:
+        return _execute(step_run_id, attempt, keep_next=False)[0]
+    finally:
+        broadcast.flush()
 
 
 def _remove_folders(folders: list[Path]) -> None:
@@ -956,6 +960,9 @@ def _execute(
     read there with its run and version: not read again. `ended`: where to leave the working
     folder of a success for the caller to remove (removed here without it), and folders of the
     caller's to remove once this step's process has started.
+
+    From the end of the step's process, the events of this thread wait (broadcast.hold) until
+    the next step's process has started, or the caller flushes them as its job ends.
     """
     if started is not None:
         step_run = started
@@ -1003,6 +1010,9 @@ def _execute(
                 held=inputs,
                 target=target,
             )
+        if step.sweep is not None or step.transfer is not None or not environments.built(prepared.environment):
+            # What this step does before its process starts may take long: the last one's events go now.
+            broadcast.flush()
         try:
             if step.transfer is None:
                 attempt_.use_environment(environments.for_target(step.environment, target))
@@ -1019,6 +1029,7 @@ def _execute(
                 returncode = transfer.run(attempt_, step, team=step_run.run.pipeline.team)
             else:
                 returncode = attempt_.run()
+            broadcast.hold()
         except Exception as exc:
             log.exception("attempt %s of %s failed in the worker", step_run.attempt, step_run)
             attempt_.finish_log()

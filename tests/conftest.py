@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
 import redis
+from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from pipelines_ui.models import Membership, Role, Team
+from runs import broadcast
 
 
 def pytest_collection_modifyitems(config, items):
@@ -153,3 +156,24 @@ def _release_test_database(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture
+def run_events():
+    """`run_events(run_id)` subscribes to a run's live events, read on a loop of the test's own:
+    it returns `receive(timeout)`, the group's next message, or TimeoutError after `timeout` s."""
+    layer = get_channel_layer()
+    loop = asyncio.new_event_loop()
+    joined: list[tuple[str, str]] = []
+
+    def subscribe(run_id: int):
+        group, channel = broadcast.group_name(run_id), loop.run_until_complete(layer.new_channel())
+        loop.run_until_complete(layer.group_add(group, channel))
+        joined.append((group, channel))
+        return lambda timeout: loop.run_until_complete(asyncio.wait_for(layer.receive(channel), timeout=timeout))
+
+    yield subscribe
+    broadcast.flush()
+    for group, channel in joined:
+        loop.run_until_complete(layer.group_discard(group, channel))
+    loop.close()

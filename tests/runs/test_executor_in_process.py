@@ -375,3 +375,47 @@ def test_a_live_sample_keeps_the_order_logged_and_the_first_names():
     assert [r.step for r in live_sample(records, per_name=3, names=100, budget=100) if r.name == "m7"] == [0, 2]
     assert len(live_sample(records, per_name=3, names=100, budget=1000)) == 300
     assert [r.step for r in live_sample(records, per_name=1, names=1, budget=1)] == [0, 2]
+
+
+def _events(message: dict) -> list[dict]:
+    return message["events"] if message["type"] == "run.events" else [message["event"]]
+
+
+def test_a_steps_end_is_published_before_the_next_step_builds_its_environment(
+    alice, team, tmp_path, target, monkeypatch, run_events
+):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    receive = run_events(run.pk)
+    seen_before_b_builds: list[dict] = []
+    use_environment = executor.Attempt.use_environment
+
+    def building(self, environment):
+        if self.step_run.name == "b":
+            while not any(e.get("name") == "a" and e["state"] == StepState.SUCCEEDED for e in seen_before_b_builds):
+                seen_before_b_builds.extend(_events(receive(10)))  # a TimeoutError: not sent
+        use_environment(self, environment)
+
+    # b's environment must be built (minutes, for a real one): what a's end sent cannot wait for it.
+    monkeypatch.setattr(executor.environments, "built", lambda plan: False)
+    monkeypatch.setattr(executor.Attempt, "use_environment", building)
+    outcome = executor.execute_chain(first.pk, first.attempt)
+
+    assert outcome.count("succeeded") == 3
+    assert seen_before_b_builds
+
+
+def test_the_last_steps_end_is_published_as_its_job_ends(alice, team, tmp_path, target, run_events):
+    failing = CHAIN.replace("cat ${{inputs.x}}/v.txt\n", "exit 3\n")
+    run = run_create(version=import_yaml(tmp_path, failing, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    receive = run_events(run.pk)
+
+    executor.execute_chain(first.pk, first.attempt)
+
+    events = []
+    while not any(e["type"] == "run" and e["state"] == RunState.FAILED for e in events):
+        events += _events(receive(10))
+    assert {"name": "c", "state": StepState.FAILED} in [
+        {"name": e.get("name"), "state": e.get("state")} for e in events
+    ]
