@@ -77,11 +77,17 @@ class AttemptLogRecorder:
         self.stored_at = -math.inf
         self.path = path
         self.size = 0
+        # The file is made at the first line, which most steps print once their process runs:
+        # making it (a fifth of a millisecond on the bench machine's disk) is then off the path
+        # from one step to the next, and a step that prints nothing makes none.
         self._raw: BinaryIO | None = None
         self._gzip: gzip.GzipFile | None = None
+        self._lost = False
+
+    def _open(self) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = path.open("wb")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = self.path.open("wb")
         except OSError as exc:
             self._lose_file(exc)
         else:
@@ -98,11 +104,14 @@ class AttemptLogRecorder:
                 self._raw.close()
             self.path.unlink(missing_ok=True)
         self._gzip = self._raw = None
+        self._lost = True
 
     # -- lines in ------------------------------------------------------------------------------
     def add(self, lines: list[str]) -> None:
         if not lines:
             return
+        if self._gzip is None and not self._lost:
+            self._open()
         if self._gzip is not None:
             data = ("\n".join(lines) + "\n").encode()
             try:

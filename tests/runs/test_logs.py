@@ -413,3 +413,18 @@ def test_a_log_download_whose_first_query_fails_is_an_error_page_not_a_short_200
     with failing:
         response = client.get(reverse("step_log", args=[run.pk, "train"]), {"download": "1"})
     assert response.status_code == 500 and not response.streaming
+
+
+def test_a_log_file_is_made_at_the_first_line_and_a_silent_attempt_makes_none(run, tmp_path):
+    step = set_step(run, "train", state=StepState.RUNNING, attempt=1)
+    recorder = recorder_for(step, tmp_path)
+    assert not recorder.path.exists()
+    recorder.add([])
+    assert not recorder.path.exists()
+    assert recorder.archive() is None and not recorder.path.exists()
+
+    talking = recorder_for(step, tmp_path)
+    talking.add(["hello"])
+    assert talking.path.exists()
+    assert talking.archive().line_count == 1  # never stored in the database: archived whole
+    assert not talking.path.exists()
