@@ -50,6 +50,7 @@ from runs import (
     rows,
     sweep_driver,
     transfer,
+    transitions,
     trial_handles,
 )
 from runs import sandbox as sandbox_
@@ -907,7 +908,7 @@ class SweepAttempt(Attempt):
 
 def _fail(step_run: StepRun, reason: str, exit_code: int | None = None) -> None:
     """Fail the attempt (or queue its retry) and advance the run, in one transaction."""
-    with transaction.atomic():
+    with transaction.atomic(), transitions.audited_together():
         run = orchestrator.lock_run(step_run.run_id)
         step_run_fail(step_run=step_run, reason=reason, exit_code=exit_code)
         orchestrator.run_advance(step_run.run_id, run=run)
@@ -1053,7 +1054,7 @@ def _execute(
     # Files first, then every row at once: an output that fails to store leaves no Artifact row
     # of its siblings behind (their files are content-addressed, and gc removes unreferenced ones).
     # Advancing the run in the same transaction saves a commit between a step and the next.
-    with transaction.atomic():
+    with transaction.atomic(), transitions.audited_together():
         run = orchestrator.lock_run(step_run.run_id)
         # The compare-and-set first: an attempt canceled or superseded meanwhile writes no row.
         if not step_run_try_transition(step_run=step_run, to=StepState.SUCCEEDED, exit_code=0):

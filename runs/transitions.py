@@ -12,7 +12,10 @@ transaction as a whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -98,24 +101,51 @@ def _step_run_apply(
     return True
 
 
+_together = threading.local()
+
+
+@contextlib.contextmanager
+def audited_together() -> Iterator[None]:
+    """The Transition rows of the transitions made inside, written in one INSERT as it ends (in
+    their order): a step's end and the next step's start write one, not two (a round trip each on
+    PostgreSQL). Inside the caller's transaction: the rows commit with the changes they record,
+    or neither; nothing is written if the block raises."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audited_together() must run inside a transaction")
+    if getattr(_together, "rows", None) is not None:
+        yield  # inside another: that one writes them
+        return
+    _together.rows = []
+    try:
+        yield
+        pending = _together.rows
+    finally:
+        _together.rows = None
+    if pending:
+        rows.insert(Transition, *pending)
+
+
 def _audit(run_id: int, step_run_id: int | None, attempt: int, edges: list[tuple[str, str, str]]) -> None:
-    """Transition rows for (old, new, reason) edges, in one INSERT."""
+    """Transition rows for (old, new, reason) edges, in one INSERT (or with the others of
+    `audited_together`)."""
     now = timezone.now()
-    rows.insert(
-        Transition,
-        *(
-            {
-                "run": run_id,
-                "step_run": step_run_id,
-                "old": old,
-                "new": new,
-                "attempt": attempt,
-                "reason": reason,
-                "created_at": now,
-            }
-            for old, new, reason in edges
-        ),
-    )
+    new_rows = [
+        {
+            "run": run_id,
+            "step_run": step_run_id,
+            "old": old,
+            "new": new,
+            "attempt": attempt,
+            "reason": reason,
+            "created_at": now,
+        }
+        for old, new, reason in edges
+    ]
+    together = getattr(_together, "rows", None)
+    if together is not None:
+        together.extend(new_rows)
+    else:
+        rows.insert(Transition, *new_rows)
 
 
 def step_run_try_transition(*, step_run: StepRun, to: StepState, reason: str = "", **fields: Any) -> bool:

@@ -8,6 +8,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq.job import Job
 
@@ -418,4 +420,24 @@ def test_the_last_steps_end_is_published_as_its_job_ends(alice, team, tmp_path, 
         events += _events(receive(10))
     assert {"name": "c", "state": StepState.FAILED} in [
         {"name": e.get("name"), "state": e.get("state")} for e in events
+    ]
+
+
+def test_a_steps_end_and_the_next_steps_start_write_their_audit_rows_in_one_insert(alice, team, tmp_path, target):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    _, b = executor._execute(first.pk, first.attempt, keep_next=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome, c = executor._execute(b.pk, b.attempt, keep_next=True, started=b)
+
+    assert outcome == "succeeded" and c.name == "c"
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "runs_transition"')]
+    assert len(inserts) == 1
+    assert list(Transition.objects.filter(step_run__in=[b, c]).order_by("pk").values_list("step_run__name", "new")) == [
+        ("b", StepState.QUEUED),
+        ("b", StepState.RUNNING),
+        ("b", StepState.SUCCEEDED),
+        ("c", StepState.QUEUED),
+        ("c", StepState.RUNNING),
     ]

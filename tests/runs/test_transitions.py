@@ -5,10 +5,18 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from pipelines_ui.models import Pipeline, PipelineVersion
 from runs.models import RUN_TRANSITIONS, STEP_TRANSITIONS, Run, RunState, StepRun, StepState, Transition
-from runs.transitions import IllegalTransition, run_transition, step_run_queue_and_start, step_run_transition
+from runs.transitions import (
+    IllegalTransition,
+    audited_together,
+    run_transition,
+    step_run_queue_and_start,
+    step_run_transition,
+)
 
 
 @pytest.fixture
@@ -110,3 +118,45 @@ def test_queue_and_start_is_two_audited_edges_in_one_compare_and_set(
     # A copy read before lost the race: nothing more is written.
     assert step_run_queue_and_start(step_run=stale, worker="w2") is False
     assert Transition.objects.filter(step_run=step_run).count() == 2
+
+
+def _transition_inserts(queries) -> int:
+    return sum(q["sql"].startswith('INSERT INTO "runs_transition"') for q in queries.captured_queries)
+
+
+def test_transitions_audited_together_write_their_rows_in_one_insert_in_order(run):
+    done = StepRun.objects.create(run=run, name="a", state=StepState.RUNNING, queue="q", attempt=1)
+    nxt = StepRun.objects.create(run=run, name="b", state=StepState.PENDING, queue="q")
+
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(), audited_together():
+        assert step_run_transition(step_run=done, to=StepState.SUCCEEDED)
+        assert step_run_queue_and_start(step_run=nxt)
+        assert run_transition(run=run, to=RunState.RUNNING)
+        assert not Transition.objects.exists(), "written as the block ends"
+
+    assert _transition_inserts(queries) == 1
+    assert list(Transition.objects.order_by("pk").values_list("step_run__name", "old", "new")) == [
+        ("a", StepState.RUNNING, StepState.SUCCEEDED),
+        ("b", StepState.PENDING, StepState.QUEUED),
+        ("b", StepState.QUEUED, StepState.RUNNING),
+        (None, RunState.QUEUED, RunState.RUNNING),
+    ]
+
+
+def test_a_block_that_raises_writes_no_audit_and_leaves_none_for_the_next(run):
+    step = StepRun.objects.create(run=run, name="a", state=StepState.RUNNING, queue="q", attempt=1)
+    with pytest.raises(ZeroDivisionError), transaction.atomic(), audited_together():
+        step_run_transition(step_run=step, to=StepState.SUCCEEDED)
+        raise ZeroDivisionError
+    step.refresh_from_db()
+    assert step.state == StepState.RUNNING and not Transition.objects.exists()
+
+    # The next transition, outside any block, is written at once: its row alone.
+    with transaction.atomic():
+        step_run_transition(step_run=step, to=StepState.FAILED)
+        assert list(Transition.objects.values_list("old", "new")) == [(StepState.RUNNING, StepState.FAILED)]
+
+
+def test_audited_together_needs_a_transaction(transactional_db):
+    with pytest.raises(RuntimeError, match="inside a transaction"), audited_together():
+        pass
