@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from pipelines_ui.models import Role
-from runs import queues, reconciler, services
+from runs import queues, reconciler, sandbox, services
 from runs.artifacts import artifact_path
 from runs.models import ComputeTarget, RunState, StepOutput, StepState, Transition
 from tests.conftest import make_user
@@ -622,3 +622,23 @@ def test_the_step_sdk_is_one_read_only_copy_with_its_links_followed(settings, tm
     assert Path(again).is_dir() and again != source
     sandbox.stop()
     assert not Path(again).exists()
+
+
+def test_a_step_is_born_in_the_steps_network_namespace_and_its_worker_thread_stays_in_its_own(tmp_path, settings):
+    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    if sandbox.steps_share_host_network() or sandbox.network_namespace(outbound=True) is None:
+        pytest.fail("this host cannot make the steps' network namespace (root, ip and pasta are needed)")
+    workdir = tmp_path / "work" / "step"
+    (workdir / "code").mkdir(parents=True)
+    sandbox.prepare_workdir(workdir, hand_over=True)
+    box = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code")
+    before = os.readlink("/proc/thread-self/ns/net")
+
+    proc = sandbox.start(["readlink", "/proc/self/ns/net"], box, stdout=subprocess.PIPE, text=True)
+    inside = proc.communicate(timeout=30)[0].strip()
+
+    assert proc.returncode == 0
+    assert inside == f"net:[{os.stat(sandbox.network_namespace(outbound=True)).st_ino}]" != before
+    assert os.readlink("/proc/thread-self/ns/net") == before
+    # A connection made now, from this thread, still reaches the host's loopback.
+    assert redis.Redis.from_url(settings.REDIS_URL).ping()
