@@ -230,7 +230,8 @@ def prepare(
     target = target or ComputeTarget(name="default")
     shutil.rmtree(workdir, ignore_errors=True)
     code_dir = workdir / "code"
-    code_dir.mkdir(parents=True)
+    if not sandbox_.take_spare(workdir):
+        code_dir.mkdir(parents=True)
     _write_files(code_dir, _files_under(file_map, f"code/{step.name}"))
 
     values: dict[str, object | None] = dict(resolve_literal_inputs(pipeline, step, run.inputs))
@@ -274,7 +275,7 @@ def prepare(
 
     outputs: dict[str, tuple[Path, str]] = {}
     out_root = workdir / "outputs"
-    out_root.mkdir()
+    out_root.mkdir(exist_ok=True)
     for name, decl in step.output_decls.items():
         path = out_root / name
         if decl.type == "uri_folder":
@@ -942,6 +943,13 @@ def execute(step_run_id: int, attempt: int) -> str:
         broadcast.flush()
 
 
+def _after_start(ended: list[Path] | None) -> None:
+    """While a step's process runs: remove the folders of the steps before it, and make the next one's."""
+    if ended:
+        _remove_folders(ended)
+    sandbox_.make_spare()
+
+
 def _remove_folders(folders: list[Path]) -> None:
     while folders:
         shutil.rmtree(folders.pop(), ignore_errors=True)
@@ -999,8 +1007,7 @@ def _execute(
 
         if step.sweep is None:
             attempt_: Attempt = Attempt(step_run, prepared)
-            if ended:
-                attempt_.after_start = functools.partial(_remove_folders, ended)
+            attempt_.after_start = functools.partial(_after_start, ended)
         else:
             attempt_ = SweepAttempt(
                 step_run,

@@ -642,3 +642,45 @@ def test_a_step_is_born_in_the_steps_network_namespace_and_its_worker_thread_sta
     assert os.readlink("/proc/thread-self/ns/net") == before
     # A connection made now, from this thread, still reaches the host's loopback.
     assert redis.Redis.from_url(settings.REDIS_URL).ping()
+
+
+def test_a_spare_working_folder_is_made_ahead_and_renamed_into_place_once(settings, tmp_path, monkeypatch):
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_spare", None)
+    sandbox.make_spare()
+    (spare,) = tmp_path.glob(f".spare-{os.getpid()}-*")
+    sandbox.make_spare()
+    assert list(tmp_path.glob(".spare-*")) == [spare], "one waits at a time"
+
+    workdir = tmp_path / "target" / "run-1" / "a-1"
+    assert sandbox.take_spare(workdir)
+
+    assert sorted(p.name for p in workdir.iterdir()) == sorted(sandbox.SPARE_SKELETON)
+    assert not spare.exists()
+    assert not sandbox.take_spare(tmp_path / "target" / "run-1" / "b-1"), "taken already"
+
+
+def test_a_spare_that_cannot_move_is_dropped_and_the_caller_makes_its_folder(settings, tmp_path, monkeypatch):
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_spare", None)
+    sandbox.make_spare()
+    (spare,) = tmp_path.glob(".spare-*")
+    (tmp_path / "a-file").write_text("")
+
+    assert not sandbox.take_spare(tmp_path / "a-file" / "a-1")
+    assert not spare.exists()
+
+    # One made for another work folder (the setting changed) is not used there either.
+    sandbox.make_spare()
+    (spare,) = tmp_path.glob(".spare-*")
+    settings.STEPWISE_WORKDIR = tmp_path / "elsewhere"
+    assert not sandbox.take_spare(tmp_path / "elsewhere" / "a-1") and not spare.exists()
+
+
+def test_a_workers_spare_folder_goes_when_it_stops(settings, tmp_path, monkeypatch):
+    settings.STEPWISE_WORKDIR = tmp_path
+    monkeypatch.setattr(sandbox, "_spare", None)
+    sandbox.make_spare()
+    assert list(tmp_path.glob(".spare-*"))
+    sandbox.stop()
+    assert not list(tmp_path.glob(".spare-*"))

@@ -441,3 +441,22 @@ def test_a_steps_end_and_the_next_steps_start_write_their_audit_rows_in_one_inse
         ("c", StepState.QUEUED),
         ("c", StepState.RUNNING),
     ]
+
+
+def test_each_step_of_a_chain_after_the_first_starts_in_the_folder_made_while_the_one_before_ran(
+    alice, team, tmp_path, target, monkeypatch
+):
+    run = run_create(version=import_yaml(tmp_path, CHAIN, alice, team), user=alice)
+    first = StepRun.objects.get(run=run, name="a")
+    monkeypatch.setattr(executor.sandbox_, "_spare", None)
+    taken = []
+    take = executor.sandbox_.take_spare
+    monkeypatch.setattr(executor.sandbox_, "take_spare", lambda workdir: taken.append(take(workdir)) or taken[-1])
+
+    outcome = executor.execute_chain(first.pk, first.attempt)
+
+    assert outcome.count("succeeded") == 3
+    assert taken == [False, True, True]
+    assert "a\nb" in "\n".join(
+        LogChunk.objects.filter(step_run__name="c", step_run__run=run).values_list("text", flat=True)
+    )
