@@ -88,11 +88,7 @@ def intact(folder: Path, sha256: str) -> bool:
         return False
 
 
-def stage_output(source: Path, kind: str, staging: Path) -> None:
-    """Move a finished step's output to `staging` (which must not exist yet).
-
-    For uri_file, `source` is the file; it is kept inside the folder under its own name.
-    """
+def _check_output(source: Path, kind: str) -> None:
     # A step writes in its outputs folder: it may have replaced its output, or that folder itself, by
     # a link to a folder of the worker's (var/, say), which this process, outside the sandbox, would
     # then move into the store (and make read-only), to be downloaded from the run page.
@@ -101,11 +97,30 @@ def stage_output(source: Path, kind: str, staging: Path) -> None:
     if kind == FILE_KIND:
         if not source.is_file():
             raise ArtifactError(f"the step did not write its output file {source.name}")
+    elif not source.is_dir():
+        raise ArtifactError(f"output folder {source.name} is missing")
+
+
+def output_manifest(source: Path, kind: str) -> Manifest:
+    """The manifest `source` will have once staged (`stage_output`), read where it is."""
+    _check_output(source, kind)
+    if kind != FILE_KIND:
+        return tree_manifest(source)
+    if not stat.S_ISREG(source.lstat().st_mode):
+        raise ArtifactError(f"output {source.name} is not a regular file")
+    return manifest_of([Entry(path=source.name, sha256=file_sha256(source), size=source.stat().st_size)])
+
+
+def stage_output(source: Path, kind: str, staging: Path) -> None:
+    """Move a finished step's output to `staging` (which must not exist yet).
+
+    For uri_file, `source` is the file; it is kept inside the folder under its own name.
+    """
+    _check_output(source, kind)
+    if kind == FILE_KIND:
         staging.mkdir(parents=True)
         shutil.move(str(source), staging / source.name)
     else:
-        if not source.is_dir():
-            raise ArtifactError(f"output folder {source.name} is missing")
         staging.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), staging)
 

@@ -105,14 +105,15 @@ def register(manifest: Manifest, kind: str) -> Artifact:
     return artifact
 
 
-def store_files(source: Path, kind: str) -> Manifest:
+def store_files(source: Path, kind: str, *, leave_if_stored: bool = False) -> Manifest:
     """Move a finished step's output into the store, deduplicated by content; no database write.
 
     For uri_file, `source` is the file; it is stored inside a folder under its own name.
-    Raises ArtifactError with the reason (missing file, disk full, permission denied, the
-    object store's error).
+    `leave_if_stored`: the caller removes `source` itself, so content the store holds already
+    may be left where it is (a local store does). Raises ArtifactError with the reason (missing
+    file, disk full, permission denied, the object store's error).
     """
-    return store().put(source, kind)
+    return store().put(source, kind, leave_if_stored=leave_if_stored)
 
 
 def artifact_intact(artifact: Artifact, *, verify_content: bool = False) -> bool:

@@ -1053,7 +1053,11 @@ def _execute(
         _fail(step_run, f"exit code {returncode}", exit_code=returncode)
         return "failed", None
     try:
-        stored = {name: (artifacts.store_files(path, kind), kind) for name, (path, kind) in prepared.outputs.items()}
+        # Content already stored stays in the step's folder, removed with it off this path.
+        stored = {
+            name: (artifacts.store_files(path, kind, leave_if_stored=True), kind)
+            for name, (path, kind) in prepared.outputs.items()
+        }
         stored.update(attempt_.stored_outputs)
     except artifacts.ArtifactError as exc:
         _fail(step_run, str(exc), exit_code=returncode)

@@ -97,7 +97,8 @@ class FsspecStore:
             raise ArtifactError(f"artifact store error: {action} {self.url}: {_describe(exc)}") from exc
 
     # -- storing ------------------------------------------------------------------------
-    def put(self, source: Path, kind: str) -> Manifest:
+    def put(self, source: Path, kind: str, *, leave_if_stored: bool = False) -> Manifest:
+        # `leave_if_stored` (see LocalStore.put): an upload is staged whatever the store holds.
         staging = self.cache / "staging" / uuid.uuid4().hex
         try:
             try:

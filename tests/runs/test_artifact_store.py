@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -38,8 +39,9 @@ def test_a_put_stores_the_output_once_by_content(tmp_path):
     assert list((tmp_path / "store" / "staging").iterdir()) == []
 
 
+@pytest.mark.parametrize("leave", [False, True], ids=["moved", "left-if-stored"])
 @pytest.mark.parametrize("kind", ["uri_folder", "uri_file"])
-def test_an_output_that_is_itself_a_link_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind):
+def test_an_output_that_is_itself_a_link_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind, leave):
     # A step can replace its (empty) output folder by a link to, say, the server's var/: the
     # worker, outside the sandbox, must not store (and so serve) that folder, nor chmod its files.
     secret = tmp_path / "var"
@@ -53,7 +55,7 @@ def test_an_output_that_is_itself_a_link_is_refused_and_what_it_points_at_is_unt
     store = LocalStore(tmp_path / "store")
 
     with pytest.raises(ArtifactError, match="symbolic link"):
-        store.put(output, kind)
+        store.put(output, kind, leave_if_stored=leave)
 
     assert not (tmp_path / "store" / "objects").exists()
     assert list((tmp_path / "store" / "staging").iterdir()) == []
@@ -92,7 +94,8 @@ def test_an_output_under_an_outputs_folder_that_is_a_link_is_refused(tmp_path):
     assert not (tmp_path / "store" / "objects").exists()
 
 
-def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path):
+@pytest.mark.parametrize("leave", [False, True], ids=["moved", "left-if-stored"])
+def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path, leave):
     # A step can mkfifo in its output folder: the worker, hashing what it left, would open the
     # FIFO and wait for a writer that never comes (the step's processes are gone): a hung worker.
     output = tmp_path / "out"
@@ -104,7 +107,7 @@ def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path)
 
     def put():
         try:
-            LocalStore(tmp_path / "store").put(output, "uri_folder")
+            LocalStore(tmp_path / "store").put(output, "uri_folder", leave_if_stored=leave)
         except BaseException as exc:  # noqa: BLE001 - what the thread saw, for the assertion below
             result.append(exc)
 
@@ -113,7 +116,7 @@ def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path)
     thread.join(timeout=5)
     if thread.is_alive():
         # Let the hung open return, so that the test process can end.
-        for fifo in (tmp_path / "store" / "staging").glob("*/pipe"):
+        for fifo in [*(tmp_path / "store" / "staging").glob("*/pipe"), output / "pipe"]:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         thread.join(timeout=5)
         pytest.fail("storing an output with a FIFO in it hung")
@@ -121,3 +124,50 @@ def test_a_fifo_inside_an_output_is_refused_without_hanging_the_worker(tmp_path)
     assert "not a regular file" in str(result[0])
     assert not (tmp_path / "store" / "objects").exists()
     assert list((tmp_path / "store" / "staging").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["uri_folder", "uri_file"])
+def test_content_the_store_holds_already_is_left_where_it_is_when_the_caller_removes_it(tmp_path, kind):
+    store = LocalStore(tmp_path / "store")
+
+    def output(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "data.txt").write_text("same")
+        return folder if kind == "uri_folder" else folder / "data.txt"
+
+    plain = store.put(output("plain"), kind)
+    first, second = output("first"), output("second")
+    assert store.put(first, kind, leave_if_stored=True) == plain
+    assert first.exists(), "already stored by the plain put: left for its caller"
+    store.remove(plain.sha256)
+
+    assert store.put(second, kind, leave_if_stored=True) == plain
+    assert not second.exists(), "not stored: moved in"
+    assert store.intact(plain.sha256, verify_content=True)
+    assert list((tmp_path / "store" / "staging").iterdir()) == []
+
+
+def test_an_empty_output_the_store_lacks_is_stored_when_it_may_be_left(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    output = tmp_path / "out"
+    output.mkdir()
+    manifest = store.put(output, "uri_folder", leave_if_stored=True)
+    assert store.folder(manifest.sha256).is_dir() and not output.exists()
+
+
+def test_a_damaged_stored_copy_is_replaced_by_an_output_that_may_be_left(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "data.txt").write_text("good")
+    manifest = store.put(first, "uri_folder")
+    stored = store.folder(manifest.sha256) / "data.txt"
+    stored.chmod(0o644)
+    stored.write_text("evil")
+
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "data.txt").write_text("good")
+    assert store.put(again, "uri_folder", leave_if_stored=True) == manifest
+    assert stored.read_text() == "good" and not again.exists()

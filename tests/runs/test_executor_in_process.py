@@ -62,10 +62,10 @@ def test_a_completion_after_a_cancel_registers_nothing_and_advances_nothing(
     step = StepRun.objects.get(run=run, name="make")
     store_files = artifacts.store_files
 
-    def cancel_while_storing(path, kind):
+    def cancel_while_storing(path, kind, **options):
         # The step's process has exited 0; the cancel lands while its outputs are stored.
         run_cancel(run=run)
-        return store_files(path, kind)
+        return store_files(path, kind, **options)
 
     monkeypatch.setattr(artifacts, "store_files", cancel_while_storing)
 
