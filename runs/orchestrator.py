@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Subquery
 
 from runs import artifacts, environments, queues, rows
 from runs.data_assets import register_named_outputs, run_data_artifacts
@@ -112,14 +113,18 @@ def fingerprint(parts: dict) -> str:
 
 
 def find_reusable(step_run: StepRun, fp: str, *, output_count: int) -> tuple[StepRun | None, list[StepOutput], str]:
-    """The newest earlier successful step run with this fingerprint whose outputs are intact.
+    """The newest earlier successful step run of the same team with this fingerprint whose outputs are intact.
 
     Returns (origin, its outputs, why not) where `why not` explains a rejected candidate:
     outputs whose files went missing or no longer match their hash are never reused. Equal
     fingerprints mean equal output names, so an origin has exactly `output_count` outputs.
+
+    Only the team's own runs count: a secret input takes part only as given or not, so another
+    team's identical step may have made its outputs with credentials this team does not hold.
     """
     verify = settings.STEPWISE_REUSE_VERIFY == "hash"
-    earlier = {"fingerprint": fp, "state": StepState.SUCCEEDED}
+    team = Run.objects.filter(pk=step_run.run_id).values("pipeline__team_id")
+    earlier = {"fingerprint": fp, "state": StepState.SUCCEEDED, "run__pipeline__team_id": Subquery(team)}
     if output_count:
         # One query for the candidates and their outputs: reuse runs this once per step.
         rows = (

@@ -240,3 +240,17 @@ def test_yaml_force_rerun_setting_executes_every_step(workers, alice, team, tmp_
     wait_run(services.run_create(version=version, user=alice))
     second = wait_run(services.run_create(version=version, user=alice))
     assert executed(second) == {"a", "b", "c", "d"}
+
+
+def test_a_step_is_reused_only_from_its_own_teams_runs(workers, alice, charlie, team, other_team, tmp_path):
+    # A secret input counts only as given or not: another team's identical step may have made
+    # its outputs with credentials this team does not hold.
+    workers.start(1)
+    path = write_chain(tmp_path / "chain")
+    ours = run_to_end(pipeline_import(team=team, path=path, user=alice, name="chain"), alice)
+    theirs_version = pipeline_import(team=other_team, path=path, user=charlie, name="chain")
+    theirs = run_to_end(theirs_version, charlie)
+    assert executed(ours) == executed(theirs) == ALL
+    again = run_to_end(theirs_version, charlie)
+    assert executed(again) == set()
+    assert {s.reused_from.run_id for s in steps_of(again).values()} == {theirs.pk}
