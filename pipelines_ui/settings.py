@@ -198,6 +198,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that the workers and servers tests start can share it; one per
     # test process, so that concurrent test sessions do not trample each other.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("STEPWISE_DB_PREPARED", True):
+    # The hot path's statements (runs/rows.py) prepared on the server after their 5th execution
+    # on a connection. Off (STEPWISE_DB_PREPARED=0) behind a pooler that cannot hold them.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Namespaces every queue, job id, worker name and channel-layer group this install puts in Redis,

@@ -22,12 +22,25 @@ from django.db import connection, models
 M = TypeVar("M", bound=models.Model)
 
 
+def _cursor():
+    """A cursor for these statements. On PostgreSQL with prepared statements on (the database's
+    `prepare_threshold`, settings.py), one that binds parameters on the server, which plans each
+    statement once per connection instead of parsing and planning it on every execute; the ORM's
+    cursors bind on the client, where nothing is ever prepared."""
+    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
 def update(model: type[models.Model], where: dict[str, Any], changes: dict[str, Any]) -> int:
     """UPDATE model SET changes WHERE every `where` field equals its value; returns the rows changed."""
     sql, set_fields, where_fields = _update_sql(model, tuple(changes), tuple(where))
     params = [f.get_db_prep_save(_value(v), connection) for f, v in zip(set_fields, changes.values(), strict=True)]
     params += [f.get_db_prep_value(v, connection) for f, v in zip(where_fields, where.values(), strict=True)]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -39,7 +52,7 @@ def insert(model: type[models.Model], *rows: dict[str, Any]) -> None:
     params = [
         f.get_db_prep_save(_value(v), connection) for row in rows for f, v in zip(fields, row.values(), strict=True)
     ]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
 
 
@@ -68,7 +81,7 @@ def _fetch(model, names: tuple[str, ...], where: dict[str, Any], lock: bool) -> 
     params: list[Any] = []
     for field, value in zip(where_fields, where.values(), strict=True):
         params += [field.get_db_prep_value(v, connection) for v in (value if isinstance(value, _MANY) else [value])]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return columns, [tuple(_converted(c, v) for c, v in zip(columns, row, strict=True)) for row in found]
@@ -98,7 +111,7 @@ def select_with_parent(
     names = tuple(f.attname for f in model._meta.concrete_fields)
     lock = for_update and connection.features.has_select_for_update
     sql, columns, parent_columns = _join_sql(model, names, relation, parent_fields, lock)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, [model._meta.pk.get_db_prep_value(pk, connection)])
         found = cursor.fetchone()
     if found is None:
@@ -181,7 +194,7 @@ def run_outputs(run_id: int, jobs: Iterable[str]) -> list[tuple[str, str, int, s
     jobs = list(jobs)
     if not jobs:
         return []
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_run_outputs_sql(len(jobs)), [run_id, *jobs])
         return cursor.fetchall()
 

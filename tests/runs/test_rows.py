@@ -3,6 +3,7 @@ PostgreSQL alike (CI runs this file on PostgreSQL)."""
 
 from __future__ import annotations
 
+import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -88,3 +89,24 @@ def test_select_with_parent_reads_the_row_and_the_parents_fields_asked_for_in_on
         # The run's row only: a version is shared by every run of it, and never changes.
         assert f'FOR UPDATE OF "{Run._meta.db_table}"' in captured[0]["sql"]
     assert rows.select_with_parent(Run, run.pk + 1000, "version", ("id",)) is None
+
+
+def _prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def test_on_postgresql_a_statement_run_often_is_prepared_once_and_not_when_turned_off(monkeypatch, alice, team):
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (SQLite caches its own)")
+    run = make_run(make_pipeline(team, alice), alice)
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "prepare_threshold", None)
+    for _ in range(8):
+        assert rows.values(Run, ["state"], {"id": run.pk}) == [(run.state,)]
+    assert not [s for s in _prepared() if '"runs_run"' in s]
+
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "prepare_threshold", 5)
+    for _ in range(8):
+        assert rows.values(Run, ["state"], {"id": run.pk}) == [(run.state,)]
+    assert [s for s in _prepared() if '"runs_run"' in s] == ['SELECT "state" FROM "runs_run" WHERE "id" = $1']
