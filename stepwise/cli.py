@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--team", help="the team whose registered components the pipeline may use")
     p = command("import", "import a pipeline YAML (with its folder) as a new pipeline or a new version")
     p.add_argument("file")
-    p.add_argument("--team", required=True)
+    p.add_argument("--team", help="the team to import into (default: the only team you may import into)")
     p.add_argument("--name", help="pipeline name (default: display_name, else name)")
     p = command("export", "write a pipeline version as a folder")
     p.add_argument("pipeline", help="the pipeline's name or id")
@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=".")
     p = command("run", "run a pipeline YAML (imported first) or an imported pipeline")
     p.add_argument("target", help="FILE.yml, or an imported pipeline's name or id")
-    p.add_argument("--team", help="the team to import FILE.yml into, or to find NAME in")
+    p.add_argument(
+        "--team", help="the team to import FILE.yml into (default: the only one you may), or to find NAME in"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
     p.add_argument("--force-rerun", action="store_true")
     p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
@@ -190,11 +192,22 @@ class _Cli:
         path = Path(self.args.file)
         if not path.is_file():
             raise Invalid(f"{self.args.file}: no such file")
-        created = self._naming_my_file(
-            lambda: self.client.pipelines.create(path, team=self.args.team, name=self.args.name)
-        )
+        team = self._import_team()
+        created = self._naming_my_file(lambda: self.client.pipelines.create(path, team=team, name=self.args.name))
         self.out(f"imported {created['name']} version {created['version']}", created)
         return EXIT_OK
+
+    def _import_team(self) -> str:
+        """--team, else the only team the caller may import into, as `manage.py pipelines import`
+        picks the user's only team."""
+        if self.args.team:
+            return self.args.team
+        teams = self.client.writable_teams()
+        if not teams:
+            raise Invalid("no team to import into: you are an editor or admin of none")
+        if len(teams) > 1:
+            raise Invalid(f"several teams to import into ({', '.join(teams)}): pass --team")
+        return teams[0]
 
     def _pipeline(self, ref: str, team: str | None) -> dict:
         if ref.isdigit():
@@ -223,14 +236,13 @@ class _Cli:
         if target.suffix in (".yml", ".yaml", ".zip") or target.is_file():
             if not target.is_file():
                 raise Invalid(f"{self.args.target}: no such file")
-            if not self.args.team:
-                raise Invalid("--team: the team to import the pipeline into")
+            team = self._import_team()
             # The inputs are checked against the file before it is imported: read here, or by the
             # server's validation (a zip; registered components are the server's to resolve), which
             # stores nothing. A wrong --set leaves no pipeline behind.
-            declared = self._declared_in_file(target) if _reads_here(target) else self._declared_by_server(target)
+            declared = self._declared_in_file(target) if _reads_here(target) else self._declared_by_server(target, team)
             inputs = self._inputs(declared)
-            created = self.client.pipelines.create(target, team=self.args.team)
+            created = self.client.pipelines.create(target, team=team)
             pipeline_id, version = created["id"], created["version"]
         else:
             found = self._pipeline(self.args.target, self.args.team)
@@ -249,8 +261,8 @@ class _Cli:
     def _declared_on_server(self, pipeline_id: int, version: int) -> Callable[[], dict]:
         return lambda: self.client.pipelines.version(pipeline_id, version).get("spec", {}).get("inputs", {})
 
-    def _declared_by_server(self, path: Path) -> Callable[[], dict]:
-        return lambda: self.client.pipelines.validate(path, team=self.args.team).get("inputs", {})
+    def _declared_by_server(self, path: Path, team: str) -> Callable[[], dict]:
+        return lambda: self.client.pipelines.validate(path, team=team).get("inputs", {})
 
     def _declared_in_file(self, path: Path) -> Callable[[], dict]:
         def declared() -> dict:

@@ -176,7 +176,8 @@ class Run:
         return Run(self._client, self._client._json("POST", f"runs/{self.id}/rerun/", json=body))
 
     def logs(self, step: str, *, follow: bool = False, after_seq: int = 0, poll: float = 0.5) -> Iterator[str]:
-        """The step's log lines; with `follow`, keeps polling until the step has ended."""
+        """The step's log lines after line `after_seq` (lines are numbered from 1; 0: every line);
+        with `follow`, keeps polling until the step has ended."""
         path = f"runs/{self.id}/steps/{quote(step, safe='')}/log/"
         seq = after_seq
         while True:
@@ -198,8 +199,15 @@ class Run:
             time.sleep(poll)
 
     def metrics(self) -> list[dict]:
-        """Every logged metric: dicts with step_name, name, step, value, created_at."""
-        return self._client._json("GET", f"runs/{self.id}/metrics/")["metrics"]
+        """Every logged metric, in the order logged: dicts with step_name, name, step, value, created_at."""
+        # The server's largest page: a run may hold millions of points, and every page counts
+        # against the token's request rate.
+        page = self._client._json("GET", f"runs/{self.id}/metrics/", params={"page_size": 10_000})
+        points = list(page["results"])
+        while page.get("next"):
+            page = self._client._json("GET", page["next"])
+            points.extend(page["results"])
+        return points
 
     def download(self, step: str, output: str, dest: str | Path) -> Path:
         """Save a step's output under `dest`: a file as is, a folder unzipped into `dest/<output>`."""
@@ -538,6 +546,10 @@ class Client:
 
     def teams(self) -> list[dict]:
         return self._all("teams/")
+
+    def writable_teams(self) -> list[str]:
+        """The names of the teams this caller may import pipelines into: an editor's or an admin's."""
+        return [team["name"] for team in self.teams() if team["role"] in ("editor", "admin")]
 
 
 def _error(response: requests.Response) -> StepwiseError:

@@ -45,7 +45,14 @@ from stepwise.spec import (
 )
 from stepwise.spec import load_component as _load_component_file
 from stepwise.spec import load_pipeline as _load_pipeline_file
-from stepwise.spec.bindings import literal_type
+from stepwise.spec.bindings import (
+    hoisted_input,
+    is_asset_ref,
+    is_remote,
+    literal_type,
+    parse_asset_ref,
+    parse_remote_ref,
+)
 from stepwise.spec.distribution import read_distribution, read_resources
 from stepwise.spec.files import Budget, read_file_into, read_folder
 
@@ -148,9 +155,12 @@ _building: list[list[Node]] = []
 class Component:
     """A command component: call it inside a `@pipeline` function to add a step."""
 
-    def __init__(self, step: Step, code_files: dict[str, bytes]):
+    def __init__(self, step: Step, code_files: dict[str, bytes], *, inline: bool = False):
         self.step = step
         self.code_files = code_files
+        # Made by command(), not read from a component file: in a pipeline, an inline job, whose
+        # component the YAML loader names after the job (see _assemble).
+        self.inline = inline
 
     @property
     def name(self) -> str:
@@ -227,7 +237,7 @@ def command(
         is_deterministic=is_deterministic,
         distribution=parsed,
     )
-    return Component(step, _read_code(code, Path.cwd()))
+    return Component(step, _read_code(code, Path.cwd()), inline=True)
 
 
 def _output(value: Output | dict) -> Output:
@@ -343,8 +353,12 @@ class _PipelineBuilder:
                 decl = default.decl()
                 if default.path is not None and type_ in DATA_TYPES:
                     decl.default = None
-                    decl.data = DataPath(type=type_, key=data_key(name))
-                    files.update(_read_data(default.path, type_, data_key(name)))
+                    ref = _data_reference(default.path, f"parameter {name!r}")
+                    if ref is not None:
+                        decl.asset = ref
+                    else:
+                        decl.data = DataPath(type=type_, key=data_key(name))
+                        files.update(_read_data(default.path, type_, data_key(name)))
             else:
                 has_default = default is not inspect.Parameter.empty and default is not None
                 decl = InputDecl(type=type_, default=default if has_default else None)  # type: ignore[arg-type]
@@ -377,6 +391,25 @@ class _PipelineBuilder:
         return _assemble(self.settings, decls, files, nodes, names, returned)
 
 
+def _data_reference(path: str | Path, where: str) -> str | None:
+    """`path` when it names data that a run resolves when it is created, as the YAML loader reads a
+    data input's path: a registered data asset (`azureml:NAME:VERSION`, `azureml:NAME@latest`), a
+    datastore path or a web address. None for a local path."""
+    text = str(path)
+    if is_asset_ref(text):
+        if parse_asset_ref(text) is None:
+            raise ValueError(f"{where}: data asset {text!r} is not azureml:NAME:VERSION or azureml:NAME@latest")
+        return text.strip()
+    if parse_remote_ref(text) is not None:
+        return text.strip()
+    if is_remote(text):
+        raise ValueError(
+            f"{where}: {text!r} is not supported: use a local path, azureml:NAME:VERSION, azureml:NAME@latest, "
+            "azureml://datastores/STORE/paths/PATH, https:// or wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH"
+        )
+    return None
+
+
 def _read_data(path: str, type_: str, prefix: str) -> dict[str, bytes]:
     source = Path(path).resolve()
     budget = Budget(_NO_LIMIT)
@@ -404,7 +437,9 @@ def _assemble(
         step = replace(
             node.component.step,
             name=node.name,
-            component_name=node.component.step.component_name or node.component.name,
+            # As the loader names an inline job's component: a pipeline built here and the same
+            # pipeline written in YAML with inline jobs get the same content hash.
+            component_name=node.name if node.component.inline else node.component.name,
             input_decls=copy.deepcopy(node.component.step.input_decls),
             output_decls=copy.deepcopy(node.component.step.output_decls),
             inputs={},
@@ -416,7 +451,7 @@ def _assemble(
             max_retries=node.max_retries,
         )
         for key, value in node.inputs.items():
-            step.inputs[key] = _binding(nodes, key, value, step, files)
+            step.inputs[key] = _binding(nodes, key, value, step, decls, files)
         if step.has_code:
             files.update({f"{code_key(node.name)}/{k}": v for k, v in node.component.code_files.items()})
         jobs[node.name] = step
@@ -449,7 +484,9 @@ def _assemble(
     return normalize(spec)
 
 
-def _binding(members: list[Node], key: str, value: object, step: Step, files: dict[str, bytes]) -> object:
+def _binding(
+    members: list[Node], key: str, value: object, step: Step, decls: dict[str, InputDecl], files: dict[str, bytes]
+) -> object:
     if isinstance(value, NodeOutput):
         if value.node not in members:
             raise ValueError(f"step {step.name!r} input {key!r}: an output of a step of another pipeline")
@@ -459,6 +496,13 @@ def _binding(members: list[Node], key: str, value: object, step: Step, files: di
     if isinstance(value, Input):
         if value.path is None:
             raise ValueError(f"step {step.name!r} input {key!r}: an Input given to a step needs a path")
+        ref = _data_reference(value.path, f"step {step.name!r} input {key!r}")
+        if ref is not None:
+            # As the loader reads a job input's `path: azureml:...`: a pipeline input of its own,
+            # resolved when a run is created, that the step binds.
+            name, description = hoisted_input(step.name, key, decls)
+            decls[name] = InputDecl(type=value.type, description=description, asset=ref)
+            return ParentInput(name)
         prefix = data_key(key, job=step.name)
         files.update(_read_data(value.path, value.type, prefix))
         return DataPath(type=value.type, key=prefix)

@@ -33,13 +33,20 @@ class Pages(PageNumberPagination):
     def get_page_size(self, request):
         # DRF quietly takes its default for `page_size=abc` and its maximum for 100000: a 400
         # says what is wrong instead of answering another question.
-        return _bounded(request.query_params, "page_size", self.page_size, MAX_PAGE_SIZE)
+        return _bounded(request.query_params, "page_size", self.page_size, self.max_page_size)
 
     def get_page_number(self, request, paginator):
         number = _bounded(request.query_params, "page", 1, None)
         if number > paginator.num_pages:
             raise ValidationError({"page": f"no page {number}: this list has {paginator.num_pages}"})
         return number
+
+
+class MetricPages(Pages):
+    """A run's metric points: small rows, and a step may log millions of them, so pages are larger."""
+
+    page_size = 1000
+    max_page_size = 10_000
 
 
 def _bounded(params, name: str, default: int, maximum: int | None) -> int:
@@ -51,8 +58,8 @@ def _bounded(params, name: str, default: int, maximum: int | None) -> int:
     return number
 
 
-def paginate(request, queryset, serializer_class, *, represent=None):
-    pager = Pages()
+def paginate(request, queryset, serializer_class, *, represent=None, pages: type[Pages] = Pages):
+    pager = pages()
     page = pager.paginate_queryset(queryset, request)
     if represent is not None:
         rows = [represent(obj) for obj in page]
@@ -63,7 +70,8 @@ def paginate(request, queryset, serializer_class, *, represent=None):
 
 def declare_page_parameters(result, generator, request, public):
     """drf-spectacular postprocessing hook: every operation that answers a page takes `page` and
-    `page_size`, and may answer 400 for them."""
+    `page_size`, and may answer 400 for them. An operation that declares one itself (other
+    bounds) keeps its own."""
     components = result.get("components", {}).get("schemas", {})
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

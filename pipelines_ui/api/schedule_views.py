@@ -15,7 +15,7 @@ from pipelines_ui.api.models import Endpoint, Schedule, Scope
 from pipelines_ui.api.pagination import paginate
 from pipelines_ui.api.params import DIGITS, one, positive_int
 from pipelines_ui.api.parsers import JSONParser
-from pipelines_ui.models import Pipeline
+from pipelines_ui.models import Pipeline, Team
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="bad input: `errors` names each problem"),
@@ -70,26 +70,24 @@ class ScheduleList(APIView):
         form = s.ScheduleCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        team = access.team_named(request, data["team"])
-        access.require(request, team, Scope.ADMIN)
-        pipeline = endpoint = None
+        team = None
+        if "team" in data:
+            team = access.team_named(request, data["team"])
+            access.require(request, team, Scope.ADMIN)
         if ("pipeline" in data) == ("endpoint" in data):
             message = "give pipeline (an id) or endpoint (a name), not both or neither"
             return error_response(message, [field_error("pipeline", message)])
         if "pipeline" in data:
-            pipeline = Pipeline.objects.filter(pk=data["pipeline"], team=team).select_related("latest_version").first()
-            if pipeline is None:
-                message = f"team {team.name} has no pipeline {data['pipeline']}"
-                return error_response(message, [field_error("pipeline", message)])
+            target = _pipeline_target(request, data["pipeline"], team)
         else:
-            endpoint = (
-                Endpoint.objects.filter(name=data["endpoint"], team=team).select_related("default_version").first()
-            )
-            if endpoint is None:
-                message = f"team {team.name} has no endpoint {data['endpoint']!r}"
-                return error_response(message, [field_error("endpoint", message)])
+            target = _endpoint_target(request, data["endpoint"], team)
+        if isinstance(target, Response):
+            return target
+        if team is None:
+            team = target.team
+            access.require(request, team, Scope.ADMIN)
         settings = schedules.Settings(
-            name=data["name"],
+            name=data.get("name"),
             cron=data.get("cron") or "",
             timezone=data["timezone"],
             interval_seconds=data.get("interval_seconds"),
@@ -97,6 +95,7 @@ class ScheduleList(APIView):
             enabled=data["enabled"],
             catchup=data["catchup"],
         )
+        pipeline, endpoint = (target, None) if isinstance(target, Pipeline) else (None, target)
         try:
             schedule = schedules.schedule_create(
                 team=team, settings=settings, user=request.user, pipeline=pipeline, endpoint=endpoint
@@ -104,6 +103,49 @@ class ScheduleList(APIView):
         except schedules.ScheduleError as exc:
             return _schedule_error(exc)
         return _body(request, schedule, status.HTTP_201_CREATED)
+
+
+def _pipeline_target(request, pipeline_id: int, team: Team | None) -> Pipeline | Response:
+    """The pipeline to schedule, seen as its page sees it: another team's is 404 when no team is
+    named; with `team`, one outside it is a 400 (naming `team` when the caller sees its team)."""
+    visible = access.visible_team_ids(request)
+    pipeline = (
+        Pipeline.objects.filter(pk=pipeline_id, team_id__in=visible).select_related("team", "latest_version").first()
+    )
+    if team is None:
+        if pipeline is None:
+            raise Http404("No such pipeline")
+        return pipeline
+    if pipeline is None:
+        message = f"team {team.name} has no pipeline {pipeline_id}"
+        return error_response(message, [field_error("pipeline", message)])
+    if pipeline.team_id != team.pk:
+        message = f"pipeline {pipeline_id} is in team {pipeline.team.name}, not {team.name}: fix team or leave it out"
+        return error_response(message, [field_error("team", message)])
+    return pipeline
+
+
+def _endpoint_target(request, name: str, team: Team | None) -> Endpoint | Response:
+    """The endpoint of that name in `team`; with no team, in the one team the caller sees that has
+    one (none: 404; several: a 400 asking for `team`)."""
+    named = Endpoint.objects.filter(name=name).select_related("team", "default_version")
+    if team is not None and (endpoint := named.filter(team=team).first()) is not None:
+        return endpoint
+    found = list(named.filter(team_id__in=access.visible_team_ids(request)).order_by("team__name")[:5])
+    if team is None and len(found) == 1:
+        return found[0]
+    if not found:
+        if team is None:
+            raise Http404("No such endpoint")
+        message = f"team {team.name} has no endpoint {name!r}"
+        return error_response(message, [field_error("endpoint", message)])
+    teams = ", ".join(e.team.name for e in found)
+    if team is None:
+        message = f"more than one team has an endpoint {name!r} ({teams}): give team"
+    else:
+        where = f"team {teams}" if len(found) == 1 else f"teams {teams}"
+        message = f"endpoint {name!r} is not in team {team.name} but in {where}: fix team or leave it out"
+    return error_response(message, [field_error("team", message)])
 
 
 class ScheduleDetail(APIView):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import zoneinfo
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import islice
@@ -51,6 +51,9 @@ MAX_FIRES_PER_TICK = 100
 # `latest`/`none`: the newest skipped fire times get a row each, up to this many.
 MAX_SKIPS_RECORDED = 100
 NEXT_COUNT = 5
+NAME_MAX = 100
+# A generated name lost to a concurrent create: pick again this many times before giving up.
+NAME_TRIES = 5
 CRON_EXAMPLES = (
     ("*/15 * * * *", "every 15 minutes"),
     ("0 * * * *", "every hour, on the hour"),
@@ -123,9 +126,11 @@ def inputs_clean(version: PipelineVersion | None, raw: object) -> dict[str, obje
 
 @dataclass
 class Settings:
-    """A schedule's settings as given (API body or form), checked together by `settings_clean`."""
+    """A schedule's settings as given (API body or form), checked together by `settings_clean`.
 
-    name: str = ""
+    `name` None: `schedule_create` makes one up (the API's body may leave it out)."""
+
+    name: str | None = ""
     cron: str = ""
     timezone: str = "UTC"
     interval_seconds: int | None = None
@@ -136,11 +141,11 @@ class Settings:
 
 def settings_clean(s: Settings, *, version: PipelineVersion | None) -> Settings:
     errors: dict[str, str] = {}
-    name = (s.name or "").strip()
-    if not name:
+    name = None if s.name is None else s.name.strip()
+    if name == "":
         errors["name"] = "a name is required"
-    elif len(name) > 100:
-        errors["name"] = "at most 100 characters"
+    elif name is not None and len(name) > NAME_MAX:
+        errors["name"] = f"at most {NAME_MAX} characters"
     cron = " ".join((s.cron or "").split())
     if cron and s.interval_seconds is not None:
         errors["cron"] = "give a cron expression or interval_seconds, not both"
@@ -182,27 +187,54 @@ def settings_clean(s: Settings, *, version: PipelineVersion | None) -> Settings:
 def schedule_create(
     *, team: Team, settings: Settings, user, pipeline: Pipeline | None = None, endpoint: Endpoint | None = None
 ) -> Schedule:
+    """A new schedule; `settings.name` None: a free name made from the target's name and the timing."""
     if (pipeline is None) == (endpoint is None):
         raise ScheduleError({"pipeline": "a schedule runs a pipeline or an endpoint: give exactly one"})
     target = pipeline or endpoint
     if target.team_id != team.pk:
         raise ScheduleError({"pipeline" if pipeline else "endpoint": f"not in team {team.name}"})
     clean = settings_clean(settings, version=target_version(pipeline=pipeline, endpoint=endpoint))
-    if Schedule.objects.filter(team=team, name=clean.name).exists():
-        raise ScheduleError({"name": f"team {team.name} already has a schedule named {clean.name!r}"})
-    try:
-        with transaction.atomic():
-            return Schedule.objects.create(
-                team=team,
-                pipeline=pipeline,
-                endpoint=endpoint,
-                created_by=user,
-                # Fire times from now on: a new schedule has nothing to catch up.
-                handled_until=timezone.now(),
-                **clean.__dict__,
-            )
-    except IntegrityError:  # the same name, created meanwhile
-        raise ScheduleError({"name": f"team {team.name} already has a schedule named {clean.name!r}"}) from None
+    fields = {"team": team, "pipeline": pipeline, "endpoint": endpoint, "created_by": user}
+    if clean.name is not None:
+        taken = ScheduleError({"name": f"team {team.name} already has a schedule named {clean.name!r}"})
+        if Schedule.objects.filter(team=team, name=clean.name).exists():
+            raise taken
+        try:
+            return _schedule_insert(clean, **fields)
+        except IntegrityError:  # the same name, created meanwhile
+            raise taken from None
+    base = f"{target.name}: {timing_text(cron=clean.cron, tz=clean.timezone, interval_seconds=clean.interval_seconds)}"
+    # Another create may take the free name first: the next try reads the names again.
+    for _ in range(NAME_TRIES):
+        try:
+            return _schedule_insert(replace(clean, name=schedule_name_free(team=team, base=base)), **fields)
+        except IntegrityError:
+            continue
+    raise ScheduleError({"name": f"no free name like {base!r} in team {team.name}: give a name"})
+
+
+def _schedule_insert(clean: Settings, **fields) -> Schedule:
+    with transaction.atomic():
+        return Schedule.objects.create(
+            **fields,
+            # Fire times from now on: a new schedule has nothing to catch up.
+            handled_until=timezone.now(),
+            **clean.__dict__,
+        )
+
+
+def schedule_name_free(*, team: Team, base: str) -> str:
+    """`base`, or `base #2`, `#3`, ...: the first that no schedule of the team has (cut to fit)."""
+    # Every candidate starts with these characters, however long its suffix (up to #9999999).
+    stem = base[: NAME_MAX - 9]
+    taken = set(Schedule.objects.filter(team=team, name__startswith=stem).values_list("name", flat=True))
+    name = base[:NAME_MAX]
+    number = 1
+    while name in taken:
+        number += 1
+        suffix = f" #{number}"
+        name = base[: NAME_MAX - len(suffix)] + suffix
+    return name
 
 
 TIMING = ("cron", "timezone", "interval_seconds")
@@ -521,9 +553,13 @@ def recent_fires(schedule: Schedule, n: int = 10):
 
 
 def describe_timing(schedule: Schedule) -> str:
-    if schedule.cron:
-        return f"cron {schedule.cron} ({schedule.timezone})"
-    every = schedule.interval_seconds or 0
+    return timing_text(cron=schedule.cron, tz=schedule.timezone, interval_seconds=schedule.interval_seconds)
+
+
+def timing_text(*, cron: str, tz: str, interval_seconds: int | None) -> str:
+    if cron:
+        return f"cron {cron} ({tz})"
+    every = interval_seconds or 0
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if every % size == 0 and every >= size:
             count = every // size

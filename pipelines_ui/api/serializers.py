@@ -127,13 +127,15 @@ class RunSerializer(RunSummarySerializer):
 
 
 class LogLineSerializer(serializers.Serializer):
-    seq = serializers.IntegerField()
+    seq = serializers.IntegerField(help_text="the line's number in the step's log, from 1 across attempts")
     text = serializers.CharField(allow_blank=True)
 
 
 class LogSerializer(serializers.Serializer):
     lines = LogLineSerializer(many=True)
-    next_seq = serializers.IntegerField()
+    next_seq = serializers.IntegerField(
+        help_text="the `seq` of the last line returned (`after_seq` when none): the next page's `after_seq`"
+    )
 
 
 class MetricSerializer(serializers.Serializer):
@@ -142,10 +144,6 @@ class MetricSerializer(serializers.Serializer):
     step = serializers.IntegerField(help_text="the metric's own step (epoch, iteration)")
     value = serializers.FloatField()
     created_at = serializers.DateTimeField()
-
-
-class MetricsSerializer(serializers.Serializer):
-    metrics = MetricSerializer(many=True)
 
 
 # ---- pages of lists ------------------------------------------------------------------
@@ -166,6 +164,7 @@ TeamPage = page_of(TeamSerializer, "TeamPage")
 PipelinePage = page_of(PipelineSerializer, "PipelinePage")
 VersionPage = page_of(VersionSerializer, "VersionPage")
 RunPage = page_of(RunSummarySerializer, "RunPage")
+MetricPage = page_of(MetricSerializer, "MetricPage")
 
 
 # ---- endpoints -------------------------------------------------------------------------
@@ -211,8 +210,14 @@ EndpointPage = page_of(EndpointSerializer, "EndpointPage")
 
 
 class ScheduleCreateSerializer(serializers.Serializer):
-    team = serializers.CharField(help_text="the team's name")
-    name = serializers.CharField(max_length=100)
+    team = serializers.CharField(
+        required=False, help_text="the team's name; absent: the team of the pipeline (or endpoint)"
+    )
+    name = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="unique in the team; absent: made from the pipeline's (or endpoint's) name and the timing",
+    )
     pipeline = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="run this pipeline's latest version"
     )

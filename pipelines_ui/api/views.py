@@ -19,11 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines_ui import services
-from pipelines_ui.api import access, endpoints, streaming
+from pipelines_ui.api import access, endpoints
 from pipelines_ui.api import serializers as s
 from pipelines_ui.api.errors import error_response, field_error, problem_json
 from pipelines_ui.api.models import Scope
-from pipelines_ui.api.pagination import paginate
+from pipelines_ui.api.pagination import MetricPages, paginate
 from pipelines_ui.api.params import DIGITS, one, positive_int, text_equals
 from pipelines_ui.api.parsers import JSONParser
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion
@@ -393,16 +393,24 @@ class RunRerun(APIView):
 class StepLog(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("after_seq", DIGITS, description="the `next_seq` already held (absent or empty: 0)")
+            OpenApiParameter(
+                "after_seq",
+                DIGITS,
+                description="only the lines after this one: the `next_seq` or the last `seq` already held"
+                " (absent or empty: 0, every line)",
+            )
         ],
         responses={200: s.LogSerializer, **ERRORS},
         tags=["runs"],
     )
     def get(self, request, run_id: int, step_name: str):
+        """A page of the step's log, its lines numbered from 1 across attempts."""
         step = _step(_run(request, run_id), step_name)
         after = positive_int(one(request.query_params, "after_seq"), "after_seq") or 0
+        # The store numbers lines from 0, the API from 1: the lines after line N start at stored
+        # line N, and a page's stored `next_seq` is the API number of its last line.
         page = run_selectors.log_page(step, after_seq=after)
-        lines = [{"seq": page.first_seq + i, "text": text} for i, text in enumerate(page.lines)]
+        lines = [{"seq": page.first_seq + 1 + i, "text": text} for i, text in enumerate(page.lines)]
         return Response({"lines": lines, "next_seq": page.next_seq})
 
 
@@ -422,12 +430,19 @@ class RunMetrics(APIView):
         parameters=[
             OpenApiParameter("step", str, description="only this step's metrics (its name)"),
             OpenApiParameter("name", str, description="only the metric of this name"),
+            OpenApiParameter(
+                "page_size",
+                DIGITS,
+                description=f"points per page, from 1 to {MetricPages.max_page_size};"
+                f" absent or empty: {MetricPages.page_size}",
+            ),
         ],
-        responses={200: s.MetricsSerializer, **ERRORS},
+        responses={200: s.MetricPage, **ERRORS},
         tags=["runs"],
+        operation_id="runs_metrics_list",
     )
     def get(self, request, run_id: int):
-        """Every metric point of the run, in the order logged; streamed, as a step may log millions."""
+        """The run's metric points in the order logged, a page at a time."""
         run = _run(request, run_id)
         step_name = one(request.query_params, "step")
         name = one(request.query_params, "name")
@@ -437,14 +452,8 @@ class RunMetrics(APIView):
             rows = text_equals(rows, "step_run__name", step_name)
         if name:
             rows = text_equals(rows, "name", name)
-        # Read in chunks as the parts are sent (a server-side cursor on PostgreSQL), never all at once.
-        per_part = streaming.ROWS_PER_PART
-        points = (
-            rows.order_by("id")
-            .values("name", "step", "value", "created_at", step_name=F("step_run__name"))
-            .iterator(chunk_size=per_part)
-        )
-        return streaming.json_list_response("metrics", points, s.MetricSerializer, per_part=per_part)
+        points = rows.order_by("id").values("name", "step", "value", "created_at", step_name=F("step_run__name"))
+        return paginate(request, points, s.MetricSerializer, pages=MetricPages)
 
 
 # ---- published endpoints ------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .model import DATA_TYPES, LITERAL_TYPES, SECRET_TYPE, JobOutput, ParentInput, ParentOutputRef, Pipeline
@@ -101,6 +102,16 @@ def parse_remote_ref(ref: str) -> RemoteRef | None:
 def is_run_resolved(ref: str) -> bool:
     """A data reference that a run resolves when it is created (a registered asset or a remote path)."""
     return parse_asset_ref(ref) is not None or parse_remote_ref(ref) is not None
+
+
+def hoisted_input(job: str, name: str, taken: Collection[str]) -> tuple[str, str]:
+    """The pipeline input that data given to a job by reference becomes: its name (JOB_INPUT, made
+    unique among `taken`) and its description. The loader and the SDK both name it here, so a
+    pipeline written in YAML and the same one built in Python get the same content hash."""
+    hoisted, number = f"{job}_{name}", 2
+    while hoisted in taken:
+        hoisted, number = f"{job}_{name}_{number}", number + 1
+    return hoisted, f"the data job {job} reads as its input {name}"
 
 
 def parse_expression(text: str) -> ParentInput | JobOutput | ParentOutputRef | None:

@@ -461,16 +461,12 @@ class _JobReader(_ComponentReader):
         JOB_INPUT, which the job binds. Inside a pipeline component, `parent` is the component,
         whose data its pipeline job gives it: refused there, as before.
         """
-        hoisted = f"{job}_{name}"
-        taken = self.input_names | set(self.hoisted_inputs)
-        number = 2
-        while hoisted in taken:
-            hoisted, number = f"{job}_{name}_{number}", number + 1
+        hoisted, description = b.hoisted_input(job, name, self.input_names | set(self.hoisted_inputs))
         given = {key: value[key] for key in ("type", "path") if key in value}
         decl = self._decl(hoisted, given, where, path, pipeline_level=True, job=job)
         if decl is None:
             return None
-        decl.description = f"the data job {job} reads as its input {name}"
+        decl.description = description
         self.hoisted_inputs[hoisted] = decl
         return ParentInput(hoisted)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from datetime import timedelta
 from unittest import mock
@@ -448,32 +447,86 @@ def test_cancel_and_rerun(alice, pipeline):
     assert bad.status_code == 400
 
 
-def test_a_step_log_pages_by_sequence(alice, pipeline):
+def log_of(client, run, after_seq=None) -> dict:
+    query = "" if after_seq is None else f"?after_seq={after_seq}"
+    response = client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/{query}")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def test_a_step_log_numbers_its_lines_from_1(alice, pipeline):
     run = make_run(pipeline, alice)
     step = StepRun.objects.get(run=run, name="prep")
     LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=3, text="one\ntwo\nthree")
     client = bearer(token_for(alice, "read"))
-    body = client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/").json()
-    assert body == {
-        "lines": [{"seq": 0, "text": "one"}, {"seq": 1, "text": "two"}, {"seq": 2, "text": "three"}],
+    every_line = {
+        "lines": [{"seq": 1, "text": "one"}, {"seq": 2, "text": "two"}, {"seq": 3, "text": "three"}],
         "next_seq": 3,
     }
-    assert client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/?after_seq=2").json()["lines"] == [
-        {"seq": 2, "text": "three"}
-    ]
-    assert client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/?after_seq=3").json() == {"lines": [], "next_seq": 3}
+    assert log_of(client, run) == every_line
+    assert log_of(client, run, after_seq=0) == every_line
+    assert log_of(client, run, after_seq="") == every_line
     assert client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/?after_seq=-1").status_code == 400
-    assert client.get(f"/api/v1/runs/{run.pk}/steps/prep/log/?after_seq=").json()["next_seq"] == 3
     assert client.get(f"/api/v1/runs/{run.pk}/steps/nope/log/").status_code == 404
+
+
+def test_after_seq_a_line_s_seq_returns_only_the_later_lines(alice, pipeline):
+    run = make_run(pipeline, alice)
+    step = StepRun.objects.get(run=run, name="prep")
+    LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=2, text="one\ntwo")
+    LogChunk.objects.create(step_run=step, attempt=2, seq=2, line_count=2, text="three\nfour")
+    client = bearer(token_for(alice, "read"))
+    assert log_of(client, run, after_seq=1) == {
+        "lines": [{"seq": 2, "text": "two"}, {"seq": 3, "text": "three"}, {"seq": 4, "text": "four"}],
+        "next_seq": 4,
+    }
+    assert log_of(client, run, after_seq=3) == {"lines": [{"seq": 4, "text": "four"}], "next_seq": 4}
+    assert log_of(client, run, after_seq=4) == {"lines": [], "next_seq": 4}
+    assert log_of(client, run, after_seq=9) == {"lines": [], "next_seq": 9}
+
+
+def test_after_seq_next_seq_returns_nothing_until_new_lines_arrive(alice, pipeline):
+    run = make_run(pipeline, alice)
+    step = StepRun.objects.get(run=run, name="prep")
+    client = bearer(token_for(alice, "read"))
+    assert log_of(client, run) == {"lines": [], "next_seq": 0}
+    LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=2, text="one\ntwo")
+    page = log_of(client, run, after_seq=0)
+    assert [line["seq"] for line in page["lines"]] == [1, 2] and page["next_seq"] == 2
+    # Polling with either what the page said or the last line held: nothing twice, nothing missed.
+    assert log_of(client, run, after_seq=page["next_seq"]) == {"lines": [], "next_seq": 2}
+    assert log_of(client, run, after_seq=page["lines"][-1]["seq"]) == {"lines": [], "next_seq": 2}
+    LogChunk.objects.create(step_run=step, attempt=1, seq=2, line_count=1, text="three")
+    assert log_of(client, run, after_seq=page["next_seq"]) == {"lines": [{"seq": 3, "text": "three"}], "next_seq": 3}
+
+
+def test_paging_a_log_past_omitted_lines_reads_every_kept_line_once(alice, pipeline):
+    run = make_run(pipeline, alice)
+    step = StepRun.objects.get(run=run, name="prep")
+    LogChunk.objects.create(step_run=step, attempt=1, seq=0, line_count=2, text="line 0\nline 1")
+    LogChunk.objects.create(step_run=step, attempt=1, seq=2, line_count=5, text="", omitted=True)
+    LogChunk.objects.create(step_run=step, attempt=1, seq=7, line_count=2, text="line 7\nline 8")
+    client = bearer(token_for(alice, "read"))
+    seen: list[tuple[int, str]] = []
+    after = 0
+    for _ in range(5):
+        page = log_of(client, run, after_seq=after)
+        seen += [(line["seq"], line["text"]) for line in page["lines"]]
+        if page["next_seq"] == after:
+            break
+        after = page["next_seq"]
+    # Each line keeps its number (stored seq + 1) across the gap the store left out.
+    assert seen == [(1, "line 0"), (2, "line 1"), (8, "line 7"), (9, "line 8")]
+    assert after == 9
 
 
 def test_metrics(alice, pipeline):
     run = make_run(pipeline, alice)
     step = StepRun.objects.get(run=run, name="train")
     Metric.objects.create(step_run=step, name="loss", value=0.5, step=1)
-    response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-    body = json.loads(b"".join(response.streaming_content))  # streamed: a run may hold millions of points
-    assert [(m["step_name"], m["name"], m["step"], m["value"]) for m in body["metrics"]] == [("train", "loss", 1, 0.5)]
+    body = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/").json()
+    assert body["count"] == 1 and body["next"] is None
+    assert [(m["step_name"], m["name"], m["step"], m["value"]) for m in body["results"]] == [("train", "loss", 1, 0.5)]
 
 
 # ---- throttling -----------------------------------------------------------------------------

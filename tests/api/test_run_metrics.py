@@ -1,20 +1,15 @@
-"""GET /api/v1/runs/{id}/metrics/: every point of a run, streamed as it is read."""
+"""GET /api/v1/runs/{id}/metrics/: a run's points in the order logged, a page at a time, and the
+client that reads every page."""
 
 from __future__ import annotations
 
-import json
 from unittest import mock
 
 import pytest
-from django.db import DatabaseError
-from django.db.models import QuerySet
-from django.db.models.sql import compiler
-from rest_framework.renderers import JSONRenderer
 
-from pipelines_ui.api import serializers as s
-from pipelines_ui.api import streaming
-from runs.downloads import StreamedResponse
+from pipelines_ui.api.pagination import MetricPages
 from runs.models import Metric, StepRun
+from stepwise.client import Client
 from tests.api.conftest import bearer, token_for
 from tests.runs.conftest import make_run
 
@@ -33,134 +28,97 @@ def run(pipeline, alice):
     return run
 
 
-def body(response) -> bytes:
-    assert response.status_code == 200
-    return b"".join(response.streaming_content)
+def page_of(client, url: str) -> dict:
+    response = client.get(url)
+    assert response.status_code == 200, response.json()
+    return response.json()
 
 
-def points_of(response) -> list[dict]:
-    return json.loads(body(response))["metrics"]
+def every_page(client, url: str) -> list[dict]:
+    pages = [page_of(client, url)]
+    while pages[-1]["next"]:
+        pages.append(page_of(client, pages[-1]["next"]))
+    return pages
 
 
-def unstreamed(rows) -> bytes:
-    """What the endpoint rendered before it streamed: every row in a list, through DRF."""
-    metrics = [
-        {"step_name": m.step_run.name, "name": m.name, "step": m.step, "value": m.value, "created_at": m.created_at}
-        for m in rows.select_related("step_run").order_by("id")
-    ]
-    return JSONRenderer().render(s.MetricsSerializer({"metrics": metrics}).data)
+def logged(run) -> list[tuple[str, str, int, float]]:
+    rows = Metric.objects.filter(step_run__run=run).order_by("id")
+    return [(m.step_run.name, m.name, m.step, m.value) for m in rows.select_related("step_run")]
 
 
-def test_the_streamed_body_is_the_bytes_the_unstreamed_response_rendered(run, alice):
-    response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-    assert isinstance(response, StreamedResponse) and response["Content-Type"] == "application/json"
-    assert body(response) == unstreamed(Metric.objects.filter(step_run__run=run))
+def points(results: list[dict]) -> list[tuple[str, str, int, float]]:
+    return [(m["step_name"], m["name"], m["step"], m["value"]) for m in results]
 
 
-def test_a_run_without_metrics_is_an_empty_list(pipeline, alice):
+def test_the_points_are_a_page_as_every_list_is(run, alice):
+    body = page_of(bearer(token_for(alice, "read")), f"/api/v1/runs/{run.pk}/metrics/")
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert (body["count"], body["next"], body["previous"]) == (4, None, None)
+    assert points(body["results"]) == logged(run)
+    first = Metric.objects.filter(step_run__run=run).earliest("id")
+    assert body["results"][0] == {
+        "step_name": "train",
+        "name": "loss",
+        "step": 1,
+        "value": 0.5,
+        "created_at": first.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def test_a_run_without_metrics_is_an_empty_page(pipeline, alice):
     run = make_run(pipeline, alice)
-    assert body(bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")) == b'{"metrics":[]}'
+    body = page_of(bearer(token_for(alice, "read")), f"/api/v1/runs/{run.pk}/metrics/")
+    assert body == {"count": 0, "next": None, "previous": None, "results": []}
 
 
-def test_a_list_longer_than_one_part_joins_into_one_list(run, alice):
+def test_following_next_gives_every_point_once_in_the_order_logged(run, alice):
     train = StepRun.objects.get(run=run, name="train")
     Metric.objects.bulk_create(Metric(step_run=train, name="lr", value=i / 7, step=i) for i in range(5))
-    with mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-        parts = list(response.streaming_content)
-    assert len(parts) == 2 + 5  # the head, 9 rows in parts of 2, the tail
-    assert b"".join(parts) == unstreamed(Metric.objects.filter(step_run__run=run))
+    pages = every_page(bearer(token_for(alice, "read")), f"/api/v1/runs/{run.pk}/metrics/?page_size=2")
+    assert [len(p["results"]) for p in pages] == [2, 2, 2, 2, 1]
+    assert {p["count"] for p in pages} == {9}
+    assert points([m for p in pages for m in p["results"]]) == logged(run)
+    assert pages[0]["previous"] is None and pages[-1]["previous"].endswith("page=4&page_size=2")
 
 
-def test_rows_are_read_a_part_at_a_time(run, alice):
+def test_pages_hold_1000_points_unless_asked_for_up_to_10000(run, alice):
     train = StepRun.objects.get(run=run, name="train")
-    Metric.objects.bulk_create(Metric(step_run=train, name="lr", value=0.1, step=i) for i in range(100))
-    fetched: list[int] = []
-    real_cursor_iter = compiler.cursor_iter
-
-    def counted(cursor, sentinel, col_count, itersize):
-        for rows in real_cursor_iter(cursor, sentinel, col_count, itersize):
-            if itersize == 10:  # the metric rows, not the token's or the run's
-                fetched.append(len(rows))
-            yield rows
-
-    with mock.patch.object(streaming, "ROWS_PER_PART", 10), mock.patch.object(compiler, "cursor_iter", counted):
-        response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-        assert isinstance(response, StreamedResponse)
-        # The first part is read before the response is answered, and only it: a chunk of 10 of the
-        # run's 104 rows, not all of them.
-        assert fetched == [10]
-        parts = iter(response.streaming_content)
-        assert next(parts) == b'{"metrics":['
-        assert next(parts).count(b'"step_name"') == 10
-        assert fetched == [10]
-        assert next(parts).count(b'"step_name"') == 10
-        assert fetched == [10, 10]
-        rest = b"".join(parts)
-    assert rest.count(b'"step_name"') == 84 and sum(fetched) == 104
-
-
-def failing_after(count: int):
-    """QuerySet.iterator as the database would answer it if the connection broke after `count` rows."""
-    real_iterator = QuerySet.iterator
-
-    def iterator(self, *args, **kwargs):
-        for index, row in enumerate(real_iterator(self, *args, **kwargs)):
-            if index == count:
-                raise DatabaseError("server closed the connection unexpectedly")
-            yield row
-        if count == 0:
-            raise DatabaseError("server closed the connection unexpectedly")
-
-    return mock.patch.object(QuerySet, "iterator", iterator)
-
-
-INTERNAL_ERROR = "internal error: the server could not answer this request; the failure is in its log"
-
-
-def test_a_query_that_fails_before_its_first_part_is_the_api_s_500_not_a_short_200(run, alice):
+    Metric.objects.bulk_create(Metric(step_run=train, name="lr", value=0.1, step=i) for i in range(1000))
     client = bearer(token_for(alice, "read"))
-    client.raise_request_exception = False
-    with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        response = client.get(f"/api/v1/runs/{run.pk}/metrics/")
-    assert response.status_code == 500 and not response.streaming
-    assert response.json() == {"detail": INTERNAL_ERROR, "errors": []}
-    # As any other API view's uncaught error: raised through DRF (and its exception handler).
-    with failing_after(0), pytest.raises(DatabaseError):
-        bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-
-
-def test_a_query_that_fails_after_its_first_part_leaves_the_json_unclosed(run, alice):
-    with failing_after(3), mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        response = bearer(token_for(alice, "read")).get(f"/api/v1/runs/{run.pk}/metrics/")
-        assert response.status_code == 200  # sent before the failure: it cannot change
-        parts = iter(response.streaming_content)
-        sent = [next(parts), next(parts)]
-        with pytest.raises(DatabaseError):
-            next(parts)  # the second part's second row
-    sent_body = b"".join(sent)
-    assert sent_body.startswith(b'{"metrics":[') and sent_body.count(b'"step_name"') == 2
-    # Never `]}`: a client sees a body cut short, not a complete list of two points.
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(sent_body)
+    url = f"/api/v1/runs/{run.pk}/metrics/"
+    first = page_of(client, url)
+    assert len(first["results"]) == 1000 and first["count"] == 1004 and "page=2" in first["next"]
+    assert page_of(client, url + "?page_size=10000")["next"] is None
+    for query, field in (("page_size=10001", "page_size"), ("page_size=0", "page_size"), ("page=3", "page")):
+        response = client.get(f"{url}?{query}")
+        assert response.status_code == 400, query
+        assert set(response.json()) == {"detail", "errors"} and response.json()["errors"][0]["field"] == field
 
 
 def test_filters_by_step_and_name_and_empty_means_no_filter(run, alice):
     client = bearer(token_for(alice, "read"))
     url = f"/api/v1/runs/{run.pk}/metrics/"
 
-    def points(query: str) -> list[tuple[str, str, int]]:
-        return [(m["step_name"], m["name"], m["step"]) for m in points_of(client.get(url + query))]
+    def filtered(query: str) -> list[tuple[str, str, int]]:
+        return [(m["step_name"], m["name"], m["step"]) for m in page_of(client, url + query)["results"]]
 
-    everything = points("")
+    everything = filtered("")
     assert len(everything) == 4
-    assert points("?step=&name=") == everything
-    assert points("?step=train") == [("train", "loss", 1), ("train", "loss", 2), ("train", "acc", -3)]
-    assert points("?step=train&name=loss") == [("train", "loss", 1), ("train", "loss", 2)]
-    assert points("?name=loss&step=prep") == []
-    assert points("?step=nope") == [] and points("?name=%00") == []
+    assert filtered("?step=&name=") == everything
+    assert filtered("?step=train") == [("train", "loss", 1), ("train", "loss", 2), ("train", "acc", -3)]
+    assert filtered("?step=train&name=loss") == [("train", "loss", 1), ("train", "loss", 2)]
+    assert filtered("?name=loss&step=prep") == []
+    assert filtered("?step=nope") == [] and filtered("?name=%00") == []
     response = client.get(url + "?name=a&name=b")
-    assert response.status_code == 400 and "name" in response.json()["detail"] + str(response.json()["errors"])
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "name"
+    # The filters hold on every page `next` leads to.
+    pages = every_page(client, url + "?step=train&page_size=1")
+    assert [p["count"] for p in pages] == [3, 3, 3]
+    assert [(m["step_name"], m["step"]) for p in pages for m in p["results"]] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", -3),
+    ]
 
 
 def test_another_team_s_run_is_404_a_missing_scope_403_a_wrong_token_401(run, alice, charlie):
@@ -171,33 +129,26 @@ def test_another_team_s_run_is_404_a_missing_scope_403_a_wrong_token_401(run, al
     assert response.status_code == 403 and "'read' scope" in response.json()["detail"]
 
 
-def test_the_metrics_stream_whole_through_the_asgi_app(run, alice, transactional_db):
-    from asgiref.sync import async_to_sync
-    from django.test import AsyncClient
-
-    secret = token_for(alice, "read")
-    expected = body(bearer(secret).get(f"/api/v1/runs/{run.pk}/metrics/"))
-
-    async def fetch():
-        response = await AsyncClient().get(
-            f"/api/v1/runs/{run.pk}/metrics/", headers={"Authorization": f"Bearer {secret}"}
-        )
-        return response.status_code, b"".join([part async for part in response])
-
-    with mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        assert async_to_sync(fetch)() == (200, expected)
+def test_the_schema_declares_a_page_of_points_and_its_bounds(client):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/v1/runs/{run_id}/metrics/"]["get"]
+    ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/MetricPage"}
+    page = schema["components"]["schemas"]["MetricPage"]["properties"]
+    assert set(page) == {"count", "next", "previous", "results"}
+    assert page["results"]["items"] == {"$ref": "#/components/schemas/Metric"}
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert {"step", "name", "page", "page_size"} <= set(parameters)
+    assert "from 1 to 10000; absent or empty: 1000" in parameters["page_size"]["description"]
+    assert "400" in operation["responses"]
 
 
-def test_a_failing_query_is_the_api_s_500_through_the_asgi_app_too(run, alice, transactional_db):
-    from asgiref.sync import async_to_sync
-    from django.test import AsyncClient
-
-    secret = token_for(alice, "read")
-
-    async def fetch():
-        client = AsyncClient(raise_request_exception=False)
-        response = await client.get(f"/api/v1/runs/{run.pk}/metrics/", headers={"Authorization": f"Bearer {secret}"})
-        return response.status_code, response.streaming, response.json()
-
-    with failing_after(0), mock.patch.object(streaming, "ROWS_PER_PART", 2):
-        assert async_to_sync(fetch)() == (500, False, {"detail": INTERNAL_ERROR, "errors": []})
+def test_the_client_returns_every_point_across_pages(run, alice, live_server, transactional_db):
+    train = StepRun.objects.get(run=run, name="train")
+    Metric.objects.bulk_create(Metric(step_run=train, name="lr", value=i / 7, step=i) for i in range(5))
+    client = Client(live_server.url, token_for(alice, "read"))
+    # Pages of 2 (the server in this process): the 9 points come in 5 pages.
+    with mock.patch.object(MetricPages, "get_page_size", lambda self, request: 2):
+        got = client.runs.get(run.pk).metrics()
+    assert points(got) == logged(run) and len(got) == 9
+    assert set(got[0]) == {"step_name", "name", "step", "value", "created_at"}

@@ -358,6 +358,101 @@ def test_api_roles_and_scopes(pipeline, alice, bob, viewer, charlie):
 
 
 @pytest.mark.django_db
+def test_api_a_schedule_needs_only_its_pipeline_and_timing(pipeline, alice):
+    client = bearer(token_for(alice, "read", "admin"))
+    given = {"pipeline": pipeline.pk, "cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}
+    first = client.post("/api/v1/schedules/", given, format="json")
+    assert first.status_code == 201, first.json()
+    assert first.json()["team"] == pipeline.team.name
+    assert first.json()["name"] == f"{pipeline.name}: cron 0 9 * * 1-5 (Europe/Berlin)"
+    second = client.post("/api/v1/schedules/", given, format="json")
+    assert second.status_code == 201, second.json()
+    assert second.json()["name"] == f"{pipeline.name}: cron 0 9 * * 1-5 (Europe/Berlin) #2"
+    every = client.post("/api/v1/schedules/", {"pipeline": pipeline.pk, "interval_seconds": 3600}, format="json")
+    assert every.status_code == 201 and every.json()["name"] == f"{pipeline.name}: every 1 hour"
+    assert Schedule.objects.filter(team=pipeline.team).count() == 3
+    assert set(Schedule.objects.values_list("created_by", flat=True)) == {alice.pk}
+
+
+@pytest.mark.django_db
+def test_api_an_endpoint_schedule_takes_the_endpoint_s_team(pipeline, alice, team):
+    endpoint_create(team=team, name="nightly", pipeline=pipeline, user=alice)
+    response = bearer(token_for(alice, "admin")).post(
+        "/api/v1/schedules/", {"endpoint": "nightly", "interval_seconds": 60}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert (data["team"], data["endpoint"], data["name"]) == (team.name, "nightly", "nightly: every 1 minute")
+
+
+@pytest.mark.django_db
+def test_api_a_generated_name_fits_and_skips_the_names_taken(pipeline, alice):
+    pipeline.name = "p" * 100
+    pipeline.save(update_fields=["name"])
+    client = bearer(token_for(alice, "admin"))
+    names = []
+    for _ in range(3):
+        response = client.post("/api/v1/schedules/", {"pipeline": pipeline.pk, "interval_seconds": 60}, format="json")
+        assert response.status_code == 201, response.json()
+        names.append(response.json()["name"])
+    assert [len(n) for n in names] == [100, 100, 100] and len(set(names)) == 3
+    assert names[1].endswith(" #2") and names[2].endswith(" #3")
+
+
+@pytest.mark.django_db
+def test_api_a_team_that_is_not_the_pipeline_s_is_400_naming_team(pipeline, alice, other_team):
+    Membership.objects.create(team=other_team, user=alice, role=Role.ADMIN)
+    client = bearer(token_for(alice, "admin"))
+    response = client.post("/api/v1/schedules/", body(pipeline, team=other_team.name), format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"detail", "errors"}
+    (error,) = response.json()["errors"]
+    assert error["field"] == "team" and f"is in team {pipeline.team.name}" in error["message"]
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_api_another_team_s_pipeline_is_404_with_or_without_team(pipeline, alice, team, charlie, other_team):
+    endpoint_create(team=team, name="nightly", pipeline=pipeline, user=alice)
+    outsider = bearer(token_for(charlie, "read", "admin"))
+    timing = {"cron": "0 9 * * *", "timezone": "UTC"}
+    response = outsider.post("/api/v1/schedules/", {"pipeline": pipeline.pk, **timing}, format="json")
+    assert response.status_code == 404 and set(response.json()) == {"detail", "errors"}
+    assert outsider.post("/api/v1/schedules/", body(pipeline), format="json").status_code == 404
+    assert outsider.post("/api/v1/schedules/", {"endpoint": "nightly", **timing}, format="json").status_code == 404
+    # Named with the outsider's own team: as before, a 400 that does not tell whose it is.
+    response = outsider.post("/api/v1/schedules/", body(pipeline, team=other_team.name), format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "pipeline"
+    assert pipeline.team.name not in response.json()["detail"]
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_api_without_team_the_pipeline_s_team_still_decides_the_role(pipeline, alice, bob, viewer):
+    given = {"pipeline": pipeline.pk, "interval_seconds": 60}
+    for user, scopes in ((bob, ("admin",)), (viewer, ("admin",)), (alice, ("read", "run", "write"))):
+        response = bearer(token_for(user, *scopes)).post("/api/v1/schedules/", given, format="json")
+        assert response.status_code == 403, (user, scopes)
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_api_an_endpoint_name_several_teams_share_needs_team(pipeline, alice, team, other_team):
+    from tests.runs.conftest import make_pipeline
+
+    Membership.objects.create(team=other_team, user=alice, role=Role.ADMIN)
+    endpoint_create(team=team, name="nightly", pipeline=pipeline, user=alice)
+    endpoint_create(team=other_team, name="nightly", pipeline=make_pipeline(other_team, alice), user=alice)
+    client = bearer(token_for(alice, "admin"))
+    response = client.post("/api/v1/schedules/", {"endpoint": "nightly", "interval_seconds": 60}, format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "team"
+    response = client.post(
+        "/api/v1/schedules/", {"endpoint": "nightly", "interval_seconds": 60, "team": other_team.name}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["team"] == other_team.name
+
+
+@pytest.mark.django_db
 def test_api_recent_fires_name_their_runs(pipeline, alice):
     schedule = make_schedule(pipeline, alice, catchup=Catchup.LATEST)
     schedules.tick(T0 + timedelta(seconds=130))

@@ -64,7 +64,10 @@ outputs:
 jobs:
   prep_data:
     type: command
-    component: ./prep.yml
+    code: ./src
+    command: python prep.py --out ${{outputs.data}}
+    outputs:
+      data: {type: uri_folder}
   train_model:
     type: command
     component: ./train.yml
@@ -73,14 +76,6 @@ jobs:
       max_iter: ${{parent.inputs.max_iter}}
     outputs:
       model: ${{parent.outputs.model}}
-"""
-PREP_YML = """\
-type: command
-name: prep
-outputs:
-  data: {type: uri_folder}
-code: ./src
-command: python prep.py --out ${{outputs.data}}
 """
 BROKEN = """\
 type: pipeline
@@ -108,7 +103,6 @@ def project(tmp_path, monkeypatch) -> Path:
     (proj / "src" / "train.py").write_text(TRAIN)
     (proj / "train.yml").write_text(TRAIN_YML)
     (proj / "pipeline.yml").write_text(TWIN)
-    (proj / "prep.yml").write_text(PREP_YML)
     (proj / "broken.yml").write_text(BROKEN)
     (proj / "failing.yml").write_text(FAILING)
     proj.chmod(0o755)
@@ -298,6 +292,35 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     assert (out / "pipeline.yml").is_file() and (out / "code" / "train_model" / "train.py").is_file()
     unknown = stepwise("export", "nothing-here", env=env, cwd=project)
     assert unknown.returncode == 2 and "no pipeline named 'nothing-here'" in unknown.stderr
+
+
+def test_cli_import_and_run_without_team_use_the_only_team_the_user_may_import_into(server, token, cli_env, project):
+    from pipelines_ui.models import Membership, Pipeline, Team
+
+    alice = Membership.objects.get(team__name="ml").user
+    Membership.objects.create(team=Team.objects.create(name="viewing"), user=alice, role=Role.VIEWER)
+    imported = stepwise("import", "pipeline.yml", "--json", env=cli_env, cwd=project)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["team"] == "ml"  # a viewer cannot import: not a candidate
+    ran = stepwise("run", "failing.yml", env=cli_env, cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    assert Pipeline.objects.get(name="failing").team.name == "ml"
+
+    Membership.objects.create(team=Team.objects.create(name="nlp"), user=alice, role=Role.ADMIN)
+    several = stepwise("import", "pipeline.yml", "--json", env=cli_env, cwd=project)
+    assert several.returncode == 2
+    assert "several teams to import into (ml, nlp): pass --team" in several.stderr
+    assert "pass --team" in json.loads(several.stdout)["error"]
+    refused = stepwise("run", "pipeline.yml", "--set", "max_iter=5", env=cli_env, cwd=project)
+    assert refused.returncode == 2 and "(ml, nlp): pass --team" in refused.stderr
+    chosen = stepwise("import", "pipeline.yml", "--team", "nlp", "--json", env=cli_env, cwd=project)
+    assert chosen.returncode == 0 and json.loads(chosen.stdout)["team"] == "nlp"
+
+    carol = make_user("carol", Team.objects.get(name="ml"), Role.VIEWER)
+    viewer = {**cli_env, "STEPWISE_TOKEN": token_create(user=carol, name="cli", scopes=["read", "write"]).secret}
+    none = stepwise("import", "pipeline.yml", env=viewer, cwd=project)
+    assert none.returncode == 2 and "no team to import into" in none.stderr
+    assert Pipeline.objects.filter(name="digits").count() == 2  # one per team that was named
 
 
 USES_REGISTERED = """\
