@@ -535,8 +535,8 @@ def test_either_uid_tool_leaves_the_step_nobody_with_no_capability(tool, setting
 
 
 PROBE_DEVICES = """
-import os, stat
-for path in ("/dev/fuse", "/dev/loop0", "/dev/kvm"):
+import os, stat, sys
+for path in sys.argv[1:]:
     try:
         mode = os.stat(path)
     except OSError as exc:
@@ -551,15 +551,29 @@ for path in ("/dev/fuse", "/dev/loop0", "/dev/kvm"):
 """
 
 
+@pytest.fixture
+def host_devices():
+    """Two device nodes of the host's /dev, made for the test: a null device anyone may open and
+    a zero device only root may (a host's own, /dev/fuse or a GPU's, vary from host to host)."""
+    tag = f"/dev/stepwise-test-{os.getpid()}"
+    nodes = {f"{tag}-anyone": (0o666, 3), f"{tag}-root": (0o600, 5)}
+    for path, (mode, minor) in nodes.items():
+        os.mknod(path, stat.S_IFCHR | mode, os.makedev(1, minor))
+        os.chmod(path, mode)  # mknod applies the umask
+    yield tag
+    for path in nodes:
+        os.unlink(path)
+
+
 @pytest.mark.parametrize("staged", [True, False], ids=["staged-dev", "bwrap-dev"])
-def test_the_devices_a_host_names_reach_its_steps_with_the_hosts_permissions(staged, settings, tmp_path, monkeypatch):
-    """As a GPU host names /dev/nvidia*: here /dev/fuse (anyone's) and a loop disk (root's)."""
+def test_the_devices_a_host_names_reach_its_steps_with_the_hosts_permissions(
+    staged, host_devices, settings, tmp_path, monkeypatch
+):
+    """As a GPU host names /dev/nvidia*: here a device anyone may open and one only root may."""
     from runs import sandbox
 
-    if not Path("/dev/fuse").exists() or not Path("/dev/loop0").exists():
-        pytest.fail("this test needs the host's /dev/fuse and /dev/loop0")
     settings.STEPWISE_WORKDIR = tmp_path
-    settings.STEPWISE_SANDBOX_DEVICES = ["/dev/fuse", "/dev/loop[0]", "/dev/no-such-device*"]
+    settings.STEPWISE_SANDBOX_DEVICES = [f"{host_devices}-*", "/dev/no-such-device*"]
     monkeypatch.setattr(sandbox, "_dev", None)
     if not staged:
         monkeypatch.setattr(sandbox, "_mknod", lambda *args: (_ for _ in ()).throw(PermissionError("refused")))
@@ -568,16 +582,21 @@ def test_the_devices_a_host_names_reach_its_steps_with_the_hosts_permissions(sta
         (workdir / sub).mkdir(parents=True)
     workdir.chmod(0o755)
     step = sandbox.Sandbox(workdir=workdir, cwd=workdir / "code", network=False)
+    probed = [f"{host_devices}-anyone", f"{host_devices}-root", "/dev/kvm"]
     try:
         process = sandbox.start(
-            ["python3", "-c", PROBE_DEVICES], step, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ["python3", "-c", PROBE_DEVICES, *probed],
+            step,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         out, _ = process.communicate(timeout=30)
     finally:
         sandbox.stop()
     assert out.splitlines() == [
-        "/dev/fuse 0o666 10 229 opened",
-        "/dev/loop0 0o600 7 0 refused",  # the step is nobody: the host's permissions hold
+        f"{host_devices}-anyone 0o666 1 3 opened",
+        f"{host_devices}-root 0o600 1 5 refused",  # the step is nobody: the host's permissions hold
         "/dev/kvm absent",
     ], out
 
