@@ -151,6 +151,29 @@ class Invitation(models.Model):
         return f"{self.email} to {self.team} ({self.role})"
 
 
+class TeamSecret(models.Model):
+    """A value the team's admins keep for its runs (a registry token, a deploy key).
+
+    A run's secret input with no value given takes the team secret of the same name
+    (pipelines_ui.team_secrets). `value` is a Fernet token (runs.secrets): never rendered, never
+    returned by the API; only the name and who last set it are shown.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    value = models.TextField(editable=False)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_team_secret")]
+
+    def __str__(self) -> str:
+        return f"{self.team}: {self.name}"
+
+
 class Visibility(models.TextChoices):
     TEAM = "team", "My team"
     INSTANCE = "instance", "Everyone on this instance"

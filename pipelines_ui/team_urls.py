@@ -17,6 +17,12 @@ urlpatterns = [
         team_views.invitation_revoke,
         name="team_invitation_revoke",
     ),
+    path("teams/<int:team_id>/secrets/", team_views.secret_set, name="team_secret_set"),
+    path(
+        "teams/<int:team_id>/secrets/<str:secret_name>/delete/",
+        team_views.secret_delete,
+        name="team_secret_delete",
+    ),
     path("invitations/<str:token>/", team_views.invitation_accept, name="invitation_accept"),
     path("pipelines/<int:pk>/delete/", team_views.pipeline_delete, name="pipeline_delete"),
 ]

@@ -1,7 +1,7 @@
-"""Team pages (members, roles, invitations), accepting an invitation, and deleting a pipeline.
+"""Team pages (members, roles, invitations, secrets), accepting an invitation, and deleting a pipeline.
 
 Access: a team the user is not in is 404 (it does not exist for them); a member whose role
-may not do something gets 403; admins manage members. Anyone may create a team.
+may not do something gets 403; admins manage members and secrets. Anyone may create a team.
 """
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import capfirst
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from pipelines_ui import deletion, selectors, teams
+from pipelines_ui import deletion, selectors, team_secrets, teams
 from pipelines_ui.models import Invitation, Membership, Pipeline, Role, Team
-from pipelines_ui.team_forms import InvitationSignUpForm, MemberAddForm, RoleForm, TeamCreateForm
+from pipelines_ui.team_forms import InvitationSignUpForm, MemberAddForm, RoleForm, TeamCreateForm, TeamSecretForm
 
 SIGN_IN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -66,6 +68,7 @@ def _render_team(
     *,
     add_form: MemberAddForm | None = None,
     added: teams.AddResult | None = None,
+    secret_form: TeamSecretForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     is_admin = role == Role.ADMIN
@@ -83,6 +86,8 @@ def _render_team(
             "add_form": add_form or MemberAddForm(),
             "roles": Role.choices,
             "added": added,
+            "secrets": team_secrets.team_secrets(team),
+            "secret_form": secret_form or TeamSecretForm(),
             "nav": "teams",
         },
         status=status,
@@ -189,6 +194,43 @@ def invitation_revoke(request: HttpRequest, team_id: int, invitation_id: int) ->
     invitation = get_object_or_404(Invitation, pk=invitation_id, team=team)
     teams.invitation_revoke(invitation=invitation)
     messages.success(request, f"The invitation for {invitation.email} no longer works.")
+    return redirect("team_detail", team_id=team.pk)
+
+
+# ---- secrets (every member sees their names; admins set and delete them) ----------------
+
+
+@login_required
+@sensitive_post_parameters("value")
+@require_POST
+def secret_set(request: HttpRequest, team_id: int) -> HttpResponse:
+    team, role = _get_team_for_user(request, team_id)
+    if role != Role.ADMIN:
+        return _forbidden(request, team, role, "manage the team's secrets")
+    form = TeamSecretForm(request.POST)
+    if form.is_valid():
+        try:
+            secret, created = team_secrets.secret_set(
+                team=team, name=form.cleaned_data["name"], value=form.cleaned_data["value"], by=request.user
+            )
+        except team_secrets.TeamSecretError as exc:
+            form.add_error(exc.field, capfirst(str(exc)))
+        else:
+            messages.success(request, f"{'Added' if created else 'Replaced'} secret {secret.name}.")
+            return redirect("team_detail", team_id=team.pk)
+    return _render_team(request, team, role, secret_form=form, status=400)
+
+
+@login_required
+@require_POST
+def secret_delete(request: HttpRequest, team_id: int, secret_name: str) -> HttpResponse:
+    team, role = _get_team_for_user(request, team_id)
+    if role != Role.ADMIN:
+        return _forbidden(request, team, role, "delete the team's secrets")
+    if not team_secrets.secret_delete(team=team, name=secret_name):
+        # Another team's secret, or one deleted since the page was shown: 404, as for a member.
+        raise Http404("No such secret in this team.")
+    messages.success(request, f"Deleted secret {secret_name}.")
     return redirect("team_detail", team_id=team.pk)
 
 

@@ -110,7 +110,8 @@ class UseTemplateForm(_TargetMixin, RunForm):
             for name, decl in parameter_inputs(spec).items()
         }
         super().__init__(*args, spec=replace(spec, inputs=inputs), **kwargs)
-        del self.fields["force_rerun"], self.fields["timeout_s"]
+        for name in self.OPTION_FIELDS:
+            del self.fields[name]
         self._add_target_fields(teams, template_version.template.title[:255])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django import forms
 from django.utils.html import escape
 
@@ -13,10 +15,12 @@ from stepwise.spec.model import Pipeline as PipelineSpec
 FIELD_PREFIX = "in_"
 
 
-def _help(decl: InputDecl) -> str:
+def _help(decl: InputDecl, *, team_secret: bool = False) -> str:
     parts = [decl.type + (", optional" if decl.optional else "")]
     if decl.type == SECRET_TYPE:
         parts.append("never shown or logged; steps read it from their environment")
+        if team_secret:
+            parts.append("empty: the team's secret of this name")
     if decl.min is not None or decl.max is not None:
         low = "" if decl.min is None else f"{decl.min} ≤ "
         high = "" if decl.max is None else f" ≤ {decl.max}"
@@ -28,11 +32,11 @@ def _help(decl: InputDecl) -> str:
     return escape(" · ".join(parts))
 
 
-def _field(decl: InputDecl) -> forms.Field:
+def _field(decl: InputDecl, *, team_secret: bool = False) -> forms.Field:
     # Literal fields stay strings: `run_inputs_clean` is the one place that types them, so the
     # form, the CLI and the API reject the same values with the same messages.
     initial = decl.default
-    common = {"required": False, "help_text": _help(decl)}
+    common = {"required": False, "help_text": _help(decl, team_secret=team_secret)}
     if decl.type == SECRET_TYPE:
         # Never rendered back into the page, not even after a form error; not kept by the browser.
         widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
@@ -57,10 +61,22 @@ def _field(decl: InputDecl) -> forms.Field:
 
 
 class RunForm(forms.Form):
+    # The run's options, after its inputs; a form that only asks for inputs drops them.
+    OPTION_FIELDS = ("force_rerun", "force_steps", "timeout_s")
+
     force_rerun = forms.BooleanField(
         required=False,
         label="Force rerun",
         help_text="Execute every step, even those whose results could be reused from earlier runs.",
+    )
+    # Choices are the version's steps (set in __init__).
+    force_steps = forms.MultipleChoiceField(
+        required=False,
+        label="Force these steps",
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": "no step named '%(value)s'"},
+        help_text="Each chosen step executes even if it could be reused; the steps after it are reused "
+        "when its outputs come out the same.",
     )
     timeout_s = forms.IntegerField(
         required=False,
@@ -71,20 +87,25 @@ class RunForm(forms.Form):
         help_text="Fail the run, stopping its steps, if it takes longer. Empty: no limit.",
     )
 
-    def __init__(self, *args, spec: PipelineSpec, **kwargs):
+    def __init__(self, *args, spec: PipelineSpec, team_secret_names: Collection[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.spec = spec
+        self.team_secret_names = team_secret_names
         self.data_inputs: list[tuple[str, InputDecl]] = []
         literal_fields = {}
         for name, decl in spec.inputs.items():
             if decl.data is not None or decl.type in DATA_TYPES:
                 self.data_inputs.append((name, decl))
                 continue
-            field = _field(decl)
+            field = _field(decl, team_secret=decl.type == SECRET_TYPE and name in team_secret_names)
             field.label = name
             literal_fields[FIELD_PREFIX + name] = field
+        self.fields["force_steps"].choices = [
+            (name, name if not step.display_name or step.display_name == name else f"{name} · {step.display_name}")
+            for name, step in spec.jobs.items()
+        ]
         # Inputs first, then the run options.
-        options = {name: self.fields[name] for name in ("force_rerun", "timeout_s")}
+        options = {name: self.fields[name] for name in self.OPTION_FIELDS}
         self.fields = {**literal_fields, **options}
 
     def input_fields(self) -> list[forms.BoundField]:
@@ -102,7 +123,7 @@ class RunForm(forms.Form):
             elif value not in (None, ""):
                 raw[name] = value
         try:
-            cleaned["inputs"] = run_inputs_clean(self.spec, raw)
+            cleaned["inputs"] = run_inputs_clean(self.spec, raw, team_secret_names=self.team_secret_names)
         except RunInputError as exc:
             self.add_input_errors(exc)
         return cleaned
@@ -110,4 +131,10 @@ class RunForm(forms.Form):
     def add_input_errors(self, exc: RunInputError) -> None:
         for name, message in exc.errors.items():
             key = FIELD_PREFIX + name
-            self.add_error(key if key in self.fields else None, message if key in self.fields else f"{name}: {message}")
+            if key in self.fields:
+                self.add_error(key, message)
+            elif name in self.OPTION_FIELDS and name in self.fields:
+                # The service's word on a run option (force_steps), by the option's name.
+                self.add_error(name, message)
+            else:
+                self.add_error(None, f"{name}: {message}")

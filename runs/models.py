@@ -90,6 +90,9 @@ class Run(models.Model):
     # `{input name: Fernet token}` of the run's secret inputs (runs.secrets); never in `inputs`.
     # Not editable, so the admin does not show it either.
     secrets = models.JSONField(default=dict, blank=True, editable=False)
+    # The secret inputs among those that took the team's secret of their name (no value was
+    # given): a rerun takes them from the team again, so that a rotated token reaches it.
+    team_secrets = models.JSONField(default=list, blank=True, editable=False)
     force_rerun = models.BooleanField(default=False)
     continue_on_step_failure = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db import connection, transaction
 from django.http import Http404
 from django.views.decorators.debug import sensitive_variables
 
+from pipelines_ui import team_secrets
 from pipelines_ui.models import Pipeline, PipelineVersion
 from runs import data_assets, orchestrator, remote_inputs
 from runs.models import ComputeTarget, Run, RunState, StepRun, StepState
@@ -46,8 +49,14 @@ def _pipeline_held(pipeline_id: int) -> bool:
         return cursor.fetchone() is not None
 
 
-def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, object]:
-    """Type-check run parameter values against the pipeline's inputs."""
+def run_inputs_clean(
+    spec: PipelineSpec, raw: dict[str, object], *, team_secret_names: Collection[str] = ()
+) -> dict[str, object]:
+    """Type-check run parameter values against the pipeline's inputs.
+
+    `team_secret_names`: the names of the team's secrets, which a secret input given no value takes
+    when the run is created (checking a form, a schedule or a command line before that).
+    """
     errors: dict[str, str] = {}
     values: dict[str, object] = {}
     for name, value in raw.items():
@@ -73,10 +82,25 @@ def run_inputs_clean(spec: PipelineSpec, raw: dict[str, object]) -> dict[str, ob
             and decl.default is None
             and values.get(name) is None
         ):
-            errors.setdefault(name, "a value is required")
+            if decl.type != SECRET_TYPE:
+                errors.setdefault(name, "a value is required")
+            elif name not in team_secret_names:
+                errors.setdefault(
+                    name, f"a value is required: give it, or have a team admin add a team secret named {name}"
+                )
     if errors:
         raise RunInputError(errors)
     return values
+
+
+def force_steps_clean(spec: PipelineSpec, names: Collection[str]) -> set[str]:
+    """The steps to force, checked against the pipeline's steps: a misspelt name would otherwise
+    force nothing, and the run would quietly reuse the step that was meant to execute."""
+    unknown = sorted(set(names) - spec.jobs.keys())
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise RunInputError({"force_steps": f"no step{'s' if len(unknown) > 1 else ''} named {listed}"})
+    return set(names)
 
 
 # Keeps secret values out of Django's error reports (the debug page, mails to ADMINS), in this
@@ -88,7 +112,7 @@ def run_create(
     user,
     inputs: dict[str, object] | None = None,
     force_rerun: bool = False,
-    force_steps: set[str] | frozenset[str] = frozenset(),
+    force_steps: Collection[str] = frozenset(),
     rerun_of: Run | None = None,
     timeout_s: int | None = None,
     data_pins: dict | None = None,
@@ -98,8 +122,11 @@ def run_create(
     """Create a run of `version` with its step runs, and start it (reuse, enqueue the roots).
 
     `inputs` holds secret inputs' values too: they are stored encrypted in `Run.secrets`,
-    never in `Run.inputs`. `data_pins`/`remote_pins` (a rerun's) fix data inputs to what an
-    earlier run read; `data_refs` replaces data inputs' references for this run (a data trigger).
+    never in `Run.inputs`; a secret input given no value takes the team's secret of its name.
+    `data_pins`/`remote_pins` (a rerun's) fix data inputs to what an earlier run read;
+    `data_refs` replaces data inputs' references for this run (a data trigger).
+    `force_steps`: steps that execute even if they could be reused (their downstream is reused
+    when their outputs come out the same); a name the version has no step of is a RunInputError.
     Remote inputs (datastore paths, web addresses) are read first, outside the transaction, so
     that a slow server holds no database lock.
     """
@@ -109,7 +136,9 @@ def run_create(
     except (PipelineVersion.DoesNotExist, Pipeline.DoesNotExist):
         # Versions go only with their pipeline.
         raise PipelineDeleted(version.pipeline_id) from None
-    run_inputs_clean(spec, inputs or {})
+    force_steps = force_steps_clean(spec, force_steps)
+    inputs, from_team = _with_team_secrets(team, spec, inputs or {})
+    run_inputs_clean(spec, inputs)
     remote, errors = remote_inputs.remote_inputs_fetch(team=team, spec=spec, refs=data_refs, pinned=remote_pins)
     if errors:
         raise RunInputError(errors)
@@ -125,7 +154,22 @@ def run_create(
         data_pins=data_pins,
         data_refs=data_refs,
         remote=remote,
+        from_team=from_team,
     )
+
+
+@sensitive_variables("inputs", "values")
+def _with_team_secrets(team, spec: PipelineSpec, inputs: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """`inputs` with the team's secret of the same name for each secret input given no value,
+    and the names of those inputs."""
+    wanted = [name for name, decl in spec.inputs.items() if decl.type == SECRET_TYPE and inputs.get(name) is None]
+    if not wanted:
+        return inputs, []
+    try:
+        values = team_secrets.secret_values(team, wanted)
+    except team_secrets.TeamSecretUnreadable as exc:
+        raise RunInputError({exc.name: str(exc)}) from None
+    return {**inputs, **values}, sorted(values)
 
 
 @sensitive_variables("inputs", "values", "secrets")
@@ -137,12 +181,13 @@ def _run_create(
     user,
     inputs: dict[str, object] | None,
     force_rerun: bool,
-    force_steps: set[str] | frozenset[str],
+    force_steps: set[str],
     rerun_of: Run | None,
     timeout_s: int | None,
     data_pins: dict | None,
     data_refs: dict[str, str] | None,
     remote: dict[str, remote_inputs.Fetched],
+    from_team: list[str],
 ) -> Run:
     if not _pipeline_held(version.pipeline_id):
         raise PipelineDeleted(version.pipeline_id)
@@ -172,6 +217,7 @@ def _run_create(
         version=version,
         inputs=values,
         secrets=secrets_encrypt({k: v for k, v in secrets.items() if v is not None}),
+        team_secrets=from_team,
         force_rerun=force_rerun or spec.settings.force_rerun,
         continue_on_step_failure=spec.settings.continue_on_step_failure,
         created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -238,8 +284,9 @@ def run_rerun(*, run: Run, user, mode: str = "all", from_step: str | None = None
         # Their successful siblings are reused by fingerprint; the failed ones execute even if
         # an older success with the same fingerprint exists.
     try:
-        # A rerun gets the secrets its run was given, as it gets the other inputs.
-        secrets = secrets_decrypt(run.secrets)
+        # A rerun gets the secrets its run was given, as it gets the other inputs; those that
+        # came from the team's secrets it takes from there again, as they are now.
+        secrets = secrets_decrypt({k: v for k, v in run.secrets.items() if k not in run.team_secrets})
     except SecretError as exc:
         raise RunInputError({exc.name: str(exc)}) from None
     return run_create(

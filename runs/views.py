@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
-from pipelines_ui import graph
+from pipelines_ui import graph, team_secrets
 from runs import compare, downloads, logs, reuse, selectors, sweep_selectors
 from runs.forms import RunForm
 from runs.models import RunState
@@ -64,7 +64,7 @@ def run_create_view(request: HttpRequest, pipeline_id: int) -> HttpResponse:
         messages.warning(request, "This pipeline has no steps yet: add a step before running it.")
         return render(request, "runs/run_form.html", {"pipeline": pipeline, "version": None, "nav": "pipelines"})
     spec = version_spec(version)
-    form = RunForm(request.POST or None, spec=spec)
+    form = RunForm(request.POST or None, spec=spec, team_secret_names=team_secrets.secret_names(pipeline.team_id))
     if request.method == "POST" and form.is_valid():
         try:
             run = run_create(
@@ -72,6 +72,7 @@ def run_create_view(request: HttpRequest, pipeline_id: int) -> HttpResponse:
                 user=request.user,
                 inputs=form.cleaned_data["inputs"],
                 force_rerun=form.cleaned_data["force_rerun"],
+                force_steps=form.cleaned_data["force_steps"],
                 timeout_s=form.cleaned_data["timeout_s"],
             )
         except RunInputError as exc:

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pipeline input value")
     p.add_argument("--force-rerun", action="store_true")
+    p.add_argument(
+        "--force-step", action="append", default=[], metavar="NAME", help="execute this step even if it could be reused"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
     p = command("runs", "list runs, newest first")
     p.add_argument("--pipeline", type=int)
@@ -248,7 +251,13 @@ class _Cli:
             found = self._pipeline(self.args.target, self.args.team)
             pipeline_id, version = found["id"], found["version"]
             inputs = self._inputs(self._declared_on_server(pipeline_id, version))
-        run = self.client.runs.create(pipeline_id, inputs=inputs, version=version, force_rerun=self.args.force_rerun)
+        run = self.client.runs.create(
+            pipeline_id,
+            inputs=inputs,
+            version=version,
+            force_rerun=self.args.force_rerun,
+            force_steps=self.args.force_step,
+        )
         print(f"run #{run.id} of pipeline {pipeline_id} version {version} started: {run.url}", file=sys.stderr)
         if not (self.args.wait or self.args.json):
             return EXIT_OK

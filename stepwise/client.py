@@ -371,10 +371,12 @@ class Runs(_Resource):
         inputs: dict | None = None,
         version: int | None = None,
         force_rerun: bool = False,
+        force_steps: list[str] | tuple[str, ...] = (),
         name: str | None = None,
     ) -> Run:
         """Start a run of an SDK pipeline or a YAML file (imported into `team` first) or of an imported
-        pipeline's id; an SDK pipeline's call values are its inputs, `inputs` overrides them."""
+        pipeline's id; an SDK pipeline's call values are its inputs, `inputs` overrides them.
+        `force_steps`: steps that execute even if they could be reused."""
         values: dict = {}
         if isinstance(pipeline, int):
             pipeline_id = pipeline
@@ -387,6 +389,8 @@ class Runs(_Resource):
                 values.update(pipeline.inputs)
         values.update(inputs or {})
         body: dict = {"inputs": values, "force_rerun": force_rerun}
+        if force_steps:
+            body["force_steps"] = list(force_steps)
         if version is not None:
             body["version"] = version
         return Run(self._client, self._client._json("POST", f"pipelines/{pipeline_id}/runs/", json=body))

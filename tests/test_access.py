@@ -394,6 +394,7 @@ MEMBER_SEES: dict[str, tuple[int, int, object]] = {
     "team_member_remove": (405, 302, "/teams/<int:team_id>/"),
     "team_leave": (405, 302, "/teams/<int:team_id>/"),
     "team_invitation_revoke": (405, 302, "/teams/<int:team_id>/"),
+    "team_secret_set": (405, 400, ""),  # no name nor value: the team page again, with the errors
     "invitation_accept": (200, 302, "Join Data Science"),
     "pipeline_delete": (200, 409, "Delete alice-secret-pipeline"),
     "component_list": (200, 200, "Components"),

@@ -33,7 +33,7 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
-from pipelines_ui import components, teams, template_services
+from pipelines_ui import components, team_secrets, teams, template_services
 from pipelines_ui.api import data_triggers, endpoints, notifications, schedules
 from pipelines_ui.api import tokens as api_tokens
 from pipelines_ui.api.models import Delivery
@@ -142,6 +142,10 @@ def team(w) -> list:
 
 def member(w) -> list:
     return [w.team.pk, w.erin_membership.pk]
+
+
+def team_secret(w) -> list:
+    return [w.team.pk, w.team_secret.name]
 
 
 def base(w) -> dict:
@@ -283,6 +287,10 @@ ROWS: list[Row] = [
         unchanged=frozenset({"admin"}),
     ),
     Row("team_invitation_revoke", "post", ADMIN, lambda w: [w.team.pk, w.invitation.pk]),
+    Row("team_secret_set", "get", POST_ONLY, team),
+    Row("team_secret_set", "post", ADMIN, team, data=lambda w: {"name": "deploy_key", "value": "planted"}),
+    Row("team_secret_delete", "get", POST_ONLY, team_secret),
+    Row("team_secret_delete", "post", ADMIN, team_secret),
     Row(
         "invitation_accept",
         "get",
@@ -722,6 +730,13 @@ ROWS += [
 ]
 
 
+# Team secrets through the API: members list their names; team admins set, replace and delete them.
+ROWS += [
+    Row("api_team_secrets", "get", API_READ, team),
+    Row("api_team_secret", "put", ADMIN_API, team_secret, json=True, data=lambda w: {"value": "planted"}),
+    Row("api_team_secret", "delete", Expect(401, 404, 403, 403, 204), team_secret, json=True),
+]
+
 # ---- the walk: every URL pattern has a row -------------------------------------------------
 
 
@@ -817,6 +832,7 @@ def build_world(tmp_path: Path) -> SimpleNamespace:
         team=team_a, email="dana@example.com", role=Role.VIEWER, by=alice, accept_url=lambda token: token
     )
     w.invitation, w.token = invited.invitation, invited.link
+    w.team_secret, _ = team_secrets.secret_set(team=team_a, name="registry_token", value="s3cr3t", by=alice)
     w.api_token = api_tokens.token_create(user=alice, name="alice's", scopes=["read"]).token
     w.schedule = schedules.schedule_create(
         team=team_a, pipeline=w.pipeline, user=alice, settings=schedules.Settings(name="hourly", cron="0 * * * *")

@@ -29,6 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from pipelines_ui import team_secrets
 from pipelines_ui.api.endpoints import EndpointError, endpoint_call
 from pipelines_ui.api.models import Catchup, Endpoint, Schedule, ScheduleFire
 from pipelines_ui.models import Membership, Pipeline, PipelineVersion, Team
@@ -116,10 +117,13 @@ def inputs_clean(version: PipelineVersion | None, raw: object) -> dict[str, obje
     spec = version_spec(version)
     secret = [n for n in raw if n in spec.inputs and spec.inputs[n].type == SECRET_TYPE]
     if secret:
-        message = "secret inputs are not stored in schedules: give the input a default or make it optional"
+        message = (
+            "secret inputs are not stored in schedules: a team admin adds a team secret of this name, "
+            "which each run takes"
+        )
         raise ScheduleError({f"inputs.{n}": message for n in secret})
     try:
-        return run_inputs_clean(spec, raw)
+        return run_inputs_clean(spec, raw, team_secret_names=team_secrets.secret_names(version.pipeline.team_id))
     except RunInputError as exc:
         raise ScheduleError({f"inputs.{k}": v for k, v in exc.errors.items()}) from None
 

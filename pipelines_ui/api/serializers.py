@@ -87,6 +87,14 @@ class RunCreateSerializer(serializers.Serializer):
     inputs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
     version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     force_rerun = serializers.BooleanField(required=False, default=False)
+    force_steps = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        default=list,
+        max_length=10000,
+        help_text="steps that execute even if they could be reused (what follows them is still reused when "
+        "their outputs come out the same)",
+    )
 
 
 class RerunSerializer(serializers.Serializer):

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from pipelines_ui.api import component_views, data_trigger_views, schedule_views, views
+from pipelines_ui.api import component_views, data_trigger_views, schedule_views, team_secret_views, views
 from pipelines_ui.api.deployment_views import DeploymentScore
 
 urlpatterns = [
@@ -9,6 +9,12 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file: the CSP forbids inline scripts.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
     path("teams/", views.TeamList.as_view(), name="api_teams"),
+    path("teams/<int:team_id>/secrets/", team_secret_views.TeamSecretList.as_view(), name="api_team_secrets"),
+    path(
+        "teams/<int:team_id>/secrets/<name:name>/",
+        team_secret_views.TeamSecretDetail.as_view(),
+        name="api_team_secret",
+    ),
     path("pipelines/", views.PipelineList.as_view(), name="api_pipelines"),
     path("pipelines/validate/", views.PipelineValidate.as_view(), name="api_pipeline_validate"),
     path("pipelines/<int:pipeline_id>/", views.PipelineDetail.as_view(), name="api_pipeline"),

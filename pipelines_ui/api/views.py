@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
@@ -32,7 +33,8 @@ from runs import downloads
 from runs import selectors as run_selectors
 from runs.management.commands.pipelines import run_summary
 from runs.models import Metric, Run, RunState, StepRun
-from runs.services import RunInputError, run_cancel, run_create, run_rerun
+from runs.services import RunInputError, force_steps_clean, run_cancel, run_create, run_rerun
+from runs.specs import version_spec
 from stepwise.spec import SpecError, to_json, to_zip_bytes
 
 ERRORS = {
@@ -300,12 +302,21 @@ class PipelineRuns(APIView):
         else:
             message = "this pipeline has no version yet: save or import one first"
             return error_response(message, [field_error("version", message)])
-        return start_run(request, version, data["inputs"], force_rerun=data["force_rerun"])
+        try:
+            force_steps = force_steps_clean(version_spec(version), data["force_steps"])
+        except RunInputError as exc:
+            message = exc.errors["force_steps"]
+            return error_response(message, [field_error("force_steps", message)])
+        return start_run(request, version, data["inputs"], force_rerun=data["force_rerun"], force_steps=force_steps)
 
 
-def start_run(request, version: PipelineVersion, inputs: dict, *, force_rerun: bool = False) -> Response:
+def start_run(
+    request, version: PipelineVersion, inputs: dict, *, force_rerun: bool = False, force_steps: Collection[str] = ()
+) -> Response:
     try:
-        run = run_create(version=version, user=request.user, inputs=inputs, force_rerun=force_rerun)
+        run = run_create(
+            version=version, user=request.user, inputs=inputs, force_rerun=force_rerun, force_steps=force_steps
+        )
     except RunInputError as exc:
         return error_response(
             "the run's inputs are invalid",

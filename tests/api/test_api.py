@@ -257,6 +257,22 @@ def test_start_a_run_with_inputs(alice, pipeline):
     assert body["url"].endswith(f"/runs/{run.pk}/")
 
 
+def test_force_steps_execute_only_the_named_steps_and_a_wrong_name_is_400(alice, pipeline):
+    client = bearer(token_for(alice, "run"))
+    url = f"/api/v1/pipelines/{pipeline.pk}/runs/"
+    response = client.post(url, {"force_steps": ["train", "trian", "x"]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"file": None, "job": None, "field": "force_steps", "line": None, "message": "no steps named 'trian', 'x'"}
+    ]
+    assert not Run.objects.exists()
+
+    response = client.post(url, {"force_steps": ["train"]}, format="json")
+    assert response.status_code == 201, response.json()
+    forced = dict(Run.objects.get().steps.values_list("name", "force"))
+    assert forced == {"prep": False, "train": True, "report": False}
+
+
 def test_a_wrong_input_type_is_400_naming_the_input(alice, pipeline):
     client = bearer(token_for(alice, "run"))
     response = client.post(f"/api/v1/pipelines/{pipeline.pk}/runs/", {"inputs": {"epochs": "many"}}, format="json")
@@ -293,6 +309,8 @@ def test_an_input_outside_its_min_max_is_400_naming_the_input_and_range(alice, t
         {"version": 0},
         {"version": 99999999999999999999},
         {"force_rerun": "x"},
+        {"force_steps": "train"},
+        {"force_steps": [1, {}]},
     ],
 )
 def test_malformed_run_requests_are_400(alice, pipeline, body):

@@ -14,10 +14,11 @@ from django.contrib.auth import get_user_model
 from django.urls import get_resolver
 from django.utils import timezone
 
+from pipelines_ui import team_secrets
 from pipelines_ui.api import data_triggers, endpoints, schedules
 from pipelines_ui.api.models import ApiToken, DataTrigger, Endpoint, EndpointCall, Schedule
 from pipelines_ui.api.tokens import digest
-from pipelines_ui.models import Component, Pipeline, PipelineVersion, Role, Team
+from pipelines_ui.models import Component, Pipeline, PipelineVersion, Role, Team, TeamSecret
 from runs.data_assets import data_create_from_path
 from runs.models import Run
 from runs.registry.deployments import deployment_create
@@ -46,6 +47,9 @@ class Route:
 
 ROUTES = [
     Route("api_teams", "get", "read", "viewer", 200, listing=True),
+    Route("api_team_secrets", "get", "read", "viewer", 200),
+    Route("api_team_secret", "put", "admin", "admin", 200),  # replaces the world's secret
+    Route("api_team_secret", "delete", "admin", "admin", 204),
     Route("api_pipelines", "get", "read", "viewer", 200, listing=True),
     Route("api_pipelines", "post", "write", "editor", 201),
     Route("api_pipeline_validate", "post", "read", "viewer", 200),
@@ -103,11 +107,14 @@ class World:
     reader: Pipeline
     trigger: DataTrigger
     deployment: Deployment
+    secret: TeamSecret
 
     def url(self, route: Route) -> str:
         team, p, r = quote(self.team.name, safe=""), self.pipeline.pk, self.run.pk
         return {
             "api_teams": "/api/v1/teams/",
+            "api_team_secrets": f"/api/v1/teams/{self.team.pk}/secrets/",
+            "api_team_secret": f"/api/v1/teams/{self.team.pk}/secrets/{self.secret.name}/",
             "api_pipelines": "/api/v1/pipelines/",
             "api_pipeline_validate": "/api/v1/pipelines/validate/",
             "api_pipeline": f"/api/v1/pipelines/{p}/",
@@ -160,6 +167,8 @@ class World:
         if (route.name, route.method) == ("api_data_triggers", "post"):
             body = {"team": self.team.name, "name": "second", "pipeline": self.reader.pk, "input_name": "raw"}
             return {**body, "asset": "rows"}, "json"
+        if (route.name, route.method) == ("api_team_secret", "put"):
+            return {"value": "planted"}, "json"
         if route.name == "api_deployment_score":
             return {"inputs": [[1.0]]}, "json"
         return {}, "json"
@@ -177,6 +186,7 @@ def state() -> tuple:
         list(Schedule.objects.values_list("pk", "enabled", "handled_until")),
         list(DataTrigger.objects.values_list("pk", "enabled")),
         ScoringRequest.objects.count(),
+        list(TeamSecret.objects.values_list("pk", "value", "updated_by", "updated_at")),
     )
 
 
@@ -204,6 +214,7 @@ def build_world(team, alice, tmp_path: Path) -> World:
     )
     model = model_create_from_path(team=team, name="clf", path=model_file(tmp_path))
     deployment = deployment_create(team=team, name="clf", model_version=model)
+    secret, _ = team_secrets.secret_set(team=team, name="REGISTRY_TOKEN", value="s3cr3t", by=alice)
     return World(
         team=team,
         pipeline=pipeline,
@@ -213,6 +224,7 @@ def build_world(team, alice, tmp_path: Path) -> World:
         reader=reader,
         trigger=trigger,
         deployment=deployment,
+        secret=secret,
     )
 
 

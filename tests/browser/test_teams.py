@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines_ui.models import Invitation, Membership, Role, Team
+from pipelines_ui.models import Invitation, Membership, Role, Team, TeamSecret
 from tests.browser.conftest import sign_in
 from tests.conftest import make_user
 
@@ -80,3 +80,41 @@ def test_an_admin_manages_members_and_an_invited_person_joins(web, page, browser
     page.goto(web + f"/teams/{team.pk}/")
     page.screenshot(path=str(SHOTS / "teams-admin-view.png"), full_page=True)
     assert "newbie" in page.inner_text("#member-table")
+
+
+def test_an_admin_adds_a_secret_that_the_page_lists_without_its_value(web, page):
+    team = Team.objects.create(name="Vision")
+    make_user("alice", team, Role.ADMIN)
+    make_user("bob", team, Role.EDITOR)
+    value = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    sign_in(page, web, "alice")
+    page.goto(web + f"/teams/{team.pk}/")
+    assert "Add one below" in page.inner_text("#no-secrets")
+
+    # A bad name: the error shows on its field, and the value is not typed back.
+    page.fill("#secret-form input[name=name]", "deploy-key")
+    page.fill("#secret-form textarea[name=value]", value)
+    page.click("#secret-form button[type=submit]")
+    assert "Letters, digits and underscores" in page.inner_text("#secret-form")
+    assert page.input_value("#secret-form textarea[name=value]") == ""
+    assert "Paste the value again" in page.inner_text("#secret-form")
+    assert "OPENSSH" not in page.content()
+    page.screenshot(path=str(SHOTS / "team_secrets-error.png"), full_page=True)
+
+    page.fill("#secret-form input[name=name]", "deploy_key")
+    page.fill("#secret-form textarea[name=value]", value)
+    page.click("#secret-form button[type=submit]")
+    page.wait_for_selector("tr[data-secret=deploy_key]")
+    assert "Added secret deploy_key." in page.inner_text("main")
+    row = page.inner_text("tr[data-secret=deploy_key]")
+    assert "deploy_key" in row and "alice" in row
+    assert "OPENSSH" not in page.content() and page.input_value("#secret-form textarea[name=value]") == ""
+    page.screenshot(path=str(SHOTS / "team_secrets.png"), full_page=True)
+    assert TeamSecret.objects.get(team=team).name == "deploy_key"
+
+    # Deleting asks first.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("tr[data-secret=deploy_key] button:has-text('Delete')")
+    page.wait_for_selector("#no-secrets")
+    assert "Deleted secret deploy_key." in page.inner_text("main")
+    assert not TeamSecret.objects.exists()

@@ -187,6 +187,26 @@ def test_rerun_from_a_step_forces_it_and_its_downstream(workers, alice, chain):
     assert executed(rerun) == {"s4", "s5"}
 
 
+def test_forcing_one_step_executes_it_alone_when_its_outputs_come_out_the_same(workers, alice, chain):
+    workers.start(1)
+    version = chain()
+    first = run_to_end(version, alice)
+    forced = run_to_end(version, alice, force_steps={"s2"})
+    steps = steps_of(forced)
+    # s2 executes again; s1 upstream is reused; downstream reuse is keyed on s2's output content,
+    # which is the same, so s3..s5 are reused from the first run rather than executed.
+    assert executed(forced) == {"s2"}
+    assert steps["s2"].reused_from_id is None and steps["s2"].reason == "rerun forced"
+    from runs.reuse import explain
+
+    assert explain(steps["s2"])["summary"] == "executed: a rerun was forced"
+    assert {n: s.state for n, s in steps.items() if n != "s2"} == dict.fromkeys(ALL - {"s2"}, StepState.REUSED)
+    first_steps = steps_of(first)
+    assert steps["s1"].reused_from_id == first_steps["s1"].pk
+    assert steps["s3"].reused_from_id == first_steps["s3"].pk
+    assert final_value(forced) == final_value(first) == "2"
+
+
 def test_an_output_deleted_by_hand_is_made_again(workers, alice, chain):
     workers.start(1)
     version = chain()

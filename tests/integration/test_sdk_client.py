@@ -177,6 +177,13 @@ def test_sdk_pipeline_runs_reuses_and_downloads_through_the_client(server, token
     assert second.data["version"] == run.data["version"]
     assert [r["id"] for r in client.runs.list(pipeline=run.data["pipeline"])] == [second.id, run.id]
 
+    # prep forced: it executes again, and train is reused, its input hashing the same.
+    third = client.runs.create(digits(max_iter=8), team="ml", force_steps=["prep_data"]).wait(timeout=120)
+    assert third.state == "succeeded"
+    assert third.steps["prep_data"].state == "succeeded"
+    assert third.steps["train_model"].state == "reused"
+    assert third.steps["train_model"].reused_from == second.id
+
 
 def test_client_errors_carry_the_servers_problems(server, token, project):
     client = Client(server, token)
@@ -187,6 +194,11 @@ def test_client_errors_carry_the_servers_problems(server, token, project):
     assert "hello" in str(info.value)
     with pytest.raises(NotFound):
         client.runs.get(999999)
+    with pytest.raises(ValidationError) as info:
+        client.runs.create(project / "pipeline.yml", team="ml", force_steps=["nope"])
+    assert info.value.errors == [
+        {"file": None, "job": None, "field": "force_steps", "line": None, "message": "no step named 'nope'"}
+    ]
     with pytest.raises(NotFound):
         client.pipelines.create(project / "pipeline.yml", team="nobody's")
 

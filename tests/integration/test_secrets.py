@@ -17,8 +17,11 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from pipelines_ui import team_secrets
+from runs.artifacts import artifact_path
 from runs.models import Run, StepState
-from tests.integration.test_execution import cli, log_text, steps_of
+from runs.services import run_rerun
+from tests.integration.test_execution import cli, log_text, steps_of, wait_run
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +157,34 @@ def test_a_secret_reaches_the_step_whole_and_nothing_stored_or_shown_holds_it(wo
     received = Path(forced["steps"]["push"]["outputs"]["out"], "received.txt").read_text()
     assert received == f"{sha(rotated)} {sha(rotated)}"
     assert log_text(steps_of(Run.objects.get(pk=forced["run"]))["push"]).startswith("env: ***\narg: ***\n")
+
+
+def test_a_team_secret_reaches_a_step_started_without_it_and_its_log_masks_it(workers, alice, team, tmp_path):
+    """No --secret: the run takes the team's secret of the input's name, and a rerun after the
+    admin replaced it takes the new value."""
+    workers.start(1)
+    secret = f"team-{uuid.uuid4().hex} it's $HOME"
+    team_secrets.secret_set(team=team, name="registry_token", value=secret, by=alice)
+    path = write_pipeline(tmp_path / "secretive")
+
+    result = cli("run", str(path), "--user", "alice", "--json", env=workers.env())
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "succeeded", workers.logs()
+    received = Path(summary["steps"]["push"]["outputs"]["out"], "received.txt").read_text()
+    assert received == f"{sha(secret)} {sha(secret)}"
+    run = Run.objects.get(pk=summary["run"])
+    assert run.team_secrets == ["registry_token"]
+    assert log_text(steps_of(run)["push"]).startswith("env: ***\narg: ***\n")
+    assert secret not in workers.logs()
+
+    rotated = f"team-{uuid.uuid4().hex}-rotated"
+    team_secrets.secret_set(team=team, name="registry_token", value=rotated, by=alice)
+    # Forced: the fingerprint leaves the value out, so the step would be reused.
+    again = wait_run(run_rerun(run=run, user=alice, mode="from", from_step="push"))
+    assert again.state == "succeeded", workers.logs()
+    assert again.team_secrets == ["registry_token"]
+    artifact = steps_of(again)["push"].outputs.get(name="out").artifact
+    received = Path(artifact_path(artifact), "received.txt").read_text()
+    assert received == f"{sha(rotated)} {sha(rotated)}"

@@ -17,9 +17,10 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
-from pipelines_ui import deletion, teams
-from pipelines_ui.models import Invitation, Membership, Pipeline, PipelineVersion, Role, Team
+from pipelines_ui import deletion, team_secrets, teams
+from pipelines_ui.models import Invitation, Membership, Pipeline, PipelineVersion, Role, Team, TeamSecret
 from runs.models import Run, RunState, StepRun
 from tests.conftest import make_user
 from tests.runs.conftest import make_pipeline, make_run
@@ -490,3 +491,183 @@ def test_deleting_a_pipeline_takes_its_endpoints_along(db, team, alice, finished
     assert "1 endpoint" in confirm and "1 run with its steps" in confirm
     assert client_for(alice).post(reverse("pipeline_delete", args=[pipeline.pk])).status_code == 302
     assert not Endpoint.objects.exists() and not Pipeline.objects.filter(pk=pipeline.pk).exists()
+
+
+# ---- team secrets on the team page -------------------------------------------------------------
+
+TOKEN = "ghp_s3cr3t-T0ken/with+chars&<>"
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAABG5vbmUAAAAEbm9uZQ==\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def secret_url(team) -> str:
+    return reverse("team_secret_set", args=[team.pk])
+
+
+def delete_url(team, name: str) -> str:
+    return reverse("team_secret_delete", args=[team.pk, name])
+
+
+def stored_value(team, name: str) -> str | None:
+    return team_secrets.secret_values(team, [name]).get(name)
+
+
+def assert_hidden(body: str, *values: str) -> None:
+    """Neither a value nor its escaped form nor a stored token reaches the page."""
+    for value in values:
+        assert value not in body and escape(value) not in body
+    for token in TeamSecret.objects.values_list("value", flat=True):
+        assert token not in body
+
+
+def test_an_admin_adds_replaces_and_deletes_a_secret(db, team, alice):
+    client = client_for(alice)
+    added = client.post(secret_url(team), {"name": "registry_token", "value": TOKEN}, follow=True)
+    page = added.content.decode()
+    assert added.redirect_chain == [(reverse("team_detail", args=[team.pk]), 302)]
+    assert "Added secret registry_token." in page and "<code>registry_token</code>" in page
+    assert_hidden(page, TOKEN)
+    secret = TeamSecret.objects.get(team=team)
+    assert secret.updated_by == alice and stored_value(team, "registry_token") == TOKEN
+
+    replaced = client.post(secret_url(team), {"name": "registry_token", "value": "rotated-" + TOKEN}, follow=True)
+    assert "Replaced secret registry_token." in replaced.content.decode()
+    assert_hidden(replaced.content.decode(), TOKEN, "rotated-" + TOKEN)
+    assert TeamSecret.objects.filter(team=team).count() == 1
+    assert stored_value(team, "registry_token") == "rotated-" + TOKEN
+
+    deleted = client.post(delete_url(team, "registry_token"), follow=True)
+    page = deleted.content.decode()
+    assert "Deleted secret registry_token." in page and 'id="no-secrets"' in page
+    assert not TeamSecret.objects.exists()
+
+
+def test_the_secret_views_keep_the_value_out_of_error_reports(db, team, alice):
+    response = client_for(alice).post(secret_url(team), {"name": "registry_token", "value": TOKEN})
+    assert list(response.wsgi_request.sensitive_post_parameters) == ["value"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        (f"  {TOKEN} \r\n", TOKEN),  # a pasted token's stray space and line break go
+        (PEM.replace("\n", "\r\n"), PEM),  # a key keeps its lines and its final newline, as LF
+    ],
+)
+def test_a_typed_value_is_kept_as_meant(db, team, alice, typed, kept):
+    client_for(alice).post(secret_url(team), {"name": "deploy_key", "value": typed})
+    assert stored_value(team, "deploy_key") == kept
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"name": "1abc"}, "name", "Letters, digits and underscores, not starting with a digit"),
+        ({"name": "a-b"}, "name", "Letters, digits and underscores, not starting with a digit"),
+        ({"name": ""}, "name", "A name is required"),
+        ({"name": "x" * 101}, "name", "at most 100 characters"),
+        ({"value": ""}, "value", "A value is required"),
+        ({"value": " \r\n "}, "value", "A value is required"),
+        ({"value": "a\x00b"}, "value", "Null characters are not allowed"),
+    ],
+)
+def test_a_bad_name_or_value_is_shown_on_its_field_and_nothing_is_saved(db, team, alice, data, field, message):
+    posted = {"name": "registry_token", "value": TOKEN, **data}
+    response = client_for(alice).post(secret_url(team), posted)
+    assert response.status_code == 400
+    errors = response.context["secret_form"].errors
+    assert list(errors) == [field] and message in errors[field][0]
+    page = response.content.decode()
+    assert message in page and 'id="secret-form"' in page
+    assert_hidden(page, TOKEN)  # not even back in the textarea
+    assert ('id="secret-value-again"' in page) == (field == "name")  # so the admin pastes it again
+    assert not TeamSecret.objects.exists()
+
+
+def test_members_see_the_names_and_who_set_them_never_the_values(db, team, alice, bob, vera):
+    team_secrets.secret_set(team=team, name="registry_token", value=TOKEN, by=alice)
+    url = reverse("team_detail", args=[team.pk])
+    admin_page = client_for(alice).get(url).content.decode()
+    assert 'id="secret-form"' in admin_page and delete_url(team, "registry_token") in admin_page
+    assert 'autocomplete="off"' in admin_page and 'spellcheck="false"' in admin_page
+    for user in (bob, vera):
+        page = client_for(user).get(url).content.decode()
+        assert "<code>registry_token</code>" in page and "alice" in page
+        assert 'id="secret-form"' not in page and "team_secret_delete" not in page
+        assert delete_url(team, "registry_token") not in page
+        assert_hidden(page, TOKEN)
+    assert_hidden(admin_page, TOKEN)
+
+
+def test_the_empty_secrets_card_says_what_to_do(db, team, alice, vera):
+    url = reverse("team_detail", args=[team.pk])
+    admin_page = client_for(alice).get(url).content.decode()
+    assert "No secrets yet. Add one below" in admin_page and "type: secret" in admin_page
+    assert "Ask an admin of the team" in client_for(vera).get(url).content.decode()
+
+
+def test_viewers_and_editors_cannot_set_or_delete_secrets(db, team, alice, bob, vera):
+    team_secrets.secret_set(team=team, name="registry_token", value=TOKEN, by=alice)
+    for user in (bob, vera):
+        client = client_for(user)
+        refused = client.post(secret_url(team), {"name": "registry_token", "value": "planted"})
+        assert refused.status_code == 403 and "Your role does not let you" in refused.content.decode()
+        assert client.post(secret_url(team), {"name": "other", "value": "planted"}).status_code == 403
+        assert client.post(delete_url(team, "registry_token")).status_code == 403
+    assert list(TeamSecret.objects.values_list("name", flat=True)) == ["registry_token"]
+    assert stored_value(team, "registry_token") == TOKEN
+
+
+def test_outsiders_get_404_and_the_urls_take_only_post(db, team, alice, charlie):
+    team_secrets.secret_set(team=team, name="registry_token", value=TOKEN, by=alice)
+    outsider = client_for(charlie)
+    assert outsider.post(secret_url(team), {"name": "planted", "value": "x"}).status_code == 404
+    assert outsider.post(delete_url(team, "registry_token")).status_code == 404
+    assert list(TeamSecret.objects.values_list("name", flat=True)) == ["registry_token"]
+    for url in (secret_url(team), delete_url(team, "registry_token")):
+        assert client_for(alice).get(url).status_code == 405
+
+
+def test_another_teams_secret_cannot_be_deleted_through_my_team(db, team, other_team, alice, charlie):
+    theirs, _ = team_secrets.secret_set(team=other_team, name="deploy_key", value=PEM, by=charlie)
+    client = client_for(alice)
+    # By its name under my team's URL, and by my team's URL with its id as the name.
+    for name in ("deploy_key", str(theirs.pk)):
+        assert client.post(delete_url(team, name)).status_code == 404
+    assert client.post(delete_url(other_team, "deploy_key")).status_code == 404  # not my team
+    assert TeamSecret.objects.get() == theirs
+
+
+# ---- the run page: which secret inputs came from the team --------------------------------------
+
+SECRET_INPUTS_YAML = """
+type: pipeline
+inputs:
+  registry_token: {type: secret}
+  api_key: {type: secret}
+jobs:
+  push:
+    type: command
+    command: push --token ${{inputs.t}} --key ${{inputs.k}}
+    inputs:
+      t: ${{parent.inputs.registry_token}}
+      k: ${{parent.inputs.api_key}}
+"""
+
+
+def test_the_run_page_marks_the_secret_inputs_that_came_from_the_team(db, team, alice):
+    team_secrets.secret_set(team=team, name="registry_token", value=TOKEN, by=alice)
+    pipeline = make_pipeline(team, alice, name="pusher", yaml_text=SECRET_INPUTS_YAML)
+    run = make_run(pipeline, alice, api_key="typed-in-key")
+    assert run.team_secrets == ["registry_token"]
+    client = client_for(alice)
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    header = client.get(reverse("run_parts", args=[run.pk])).json()["parts"]["header"]
+    for body in (page, header):  # the page, and the part that refreshes it
+        from_team = re.search(r'data-secret-input="registry_token">(.*?)</span></span>', body)
+        typed = re.search(r'data-secret-input="api_key">(.*?)</span>', body)
+        assert from_team and "registry_token=***" in from_team[1] and "team secret" in from_team[1]
+        assert typed and "api_key=***" in typed[1] and "team secret" not in typed[1]
+        assert_hidden(body, TOKEN, "typed-in-key")

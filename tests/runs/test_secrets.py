@@ -60,7 +60,9 @@ def test_a_secret_is_stored_encrypted_and_apart_from_the_other_inputs(secret_pip
 def test_a_missing_or_empty_secret_is_refused_without_quoting_anything(secret_pipeline, alice):
     with pytest.raises(RunInputError) as info:
         start(secret_pipeline, alice)
-    assert info.value.errors == {"api_token": "a value is required"}
+    assert info.value.errors == {
+        "api_token": "a value is required: give it, or have a team admin add a team secret named api_token"
+    }
     with pytest.raises(RunInputError) as info:
         start(secret_pipeline, alice, api_token="")
     assert info.value.errors == {"api_token": "expected secret: a secret cannot be empty"}

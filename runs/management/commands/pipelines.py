@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError
 
+from pipelines_ui import team_secrets
 from pipelines_ui.component_selectors import component_resolver
 from pipelines_ui.components import ComponentError
 from pipelines_ui.models import Pipeline, Team
@@ -77,6 +78,14 @@ class Command(BaseCommand):
             "so that it stays out of the shell's history",
         )
         p.add_argument("--force-rerun", action="store_true")
+        p.add_argument(
+            "--force-step",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="execute this step even if it could be reused (repeatable); "
+            "its downstream is reused when its outputs come out the same",
+        )
         p.add_argument("--timeout", type=int, metavar="SECONDS", help="fail the run if it takes longer")
         p.add_argument("--wait", action="store_true", help="wait for the run to end, streaming progress to stderr")
         p.add_argument("--json", action="store_true", help="print the finished run as JSON on stdout (implies --wait)")
@@ -212,7 +221,16 @@ class Command(BaseCommand):
         return EXIT_OK
 
     def do_run(
-        self, *, target: str, set: list[str], secret: list[str], force_rerun: bool, wait: bool, json: bool, **options
+        self,
+        *,
+        target: str,
+        set: list[str],
+        secret: list[str],
+        force_rerun: bool,
+        force_step: list[str],
+        wait: bool,
+        json: bool,
+        **options,
     ) -> int:
         author = self._user(options.get("user"))
         inputs: dict[str, str] = {}
@@ -224,7 +242,9 @@ class Command(BaseCommand):
         # A file's inputs are checked before it is imported: wrong ones leave no pipeline behind.
         # (Not one transaction around both: creating the run downloads its remote inputs, which
         # must not hold the database's write lock.)
-        version = self._run_version(target, author, options.get("team"), inputs=inputs, secrets=secret)
+        version = self._run_version(
+            target, author, options.get("team"), inputs=inputs, secrets=secret, force_steps=force_step
+        )
         inputs.update(self._secrets(version_spec(version), given=secret, set_names=inputs.keys()))
         try:
             run = services.run_create(
@@ -232,6 +252,7 @@ class Command(BaseCommand):
                 user=author,
                 inputs=inputs,
                 force_rerun=force_rerun,
+                force_steps=force_step,
                 timeout_s=options.get("timeout"),
             )
         except services.RunInputError as exc:
@@ -247,17 +268,20 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(run_summary(run, url)))
         return EXIT_OK if run.state == RunState.SUCCEEDED else EXIT_FAILED
 
-    def _run_version(self, target: str, author, team: str | None, *, inputs: dict, secrets: list[str]):
-        """The version `run TARGET` starts: a YAML file imported into the team (once `inputs` fit
-        it), or the latest version of the pipeline of that name (in `team`, which a name in several
-        teams needs)."""
+    def _run_version(
+        self, target: str, author, team: str | None, *, inputs: dict, secrets: list[str], force_steps: list[str]
+    ):
+        """The version `run TARGET` starts: a YAML file imported into the team (once `inputs` and
+        `force_steps` fit it), or the latest version of the pipeline of that name (in `team`, which
+        a name in several teams needs)."""
         path = Path(target)
         if path.suffix in (".yml", ".yaml") or path.is_file():
             chosen = self._team(team, author)
             spec, _warnings = self._load(target, chosen)
             given = {**inputs, **self._secrets(spec, given=secrets, set_names=inputs.keys(), quiet=True)}
             try:
-                services.run_inputs_clean(spec, given)
+                services.force_steps_clean(spec, force_steps)
+                services.run_inputs_clean(spec, given, team_secret_names=team_secrets.secret_names(chosen))
             except services.RunInputError as exc:
                 raise Invalid(_input_errors(exc)) from None
             return pipeline_import(team=chosen, path=path, user=author)
@@ -328,5 +352,9 @@ def run_summary(run: Run, url: str) -> dict:
     return {"run": run.pk, "state": run.state, "url": url, "steps": steps}
 
 
+# Errors the service keys by a run option rather than an input, named as this command spells the option.
+_OPTION_FLAGS = {"force_steps": "--force-step"}
+
+
 def _input_errors(exc) -> str:
-    return "; ".join(f"input {k}: {v}" for k, v in exc.errors.items())
+    return "; ".join(f"{_OPTION_FLAGS.get(k, f'input {k}')}: {v}" for k, v in exc.errors.items())
