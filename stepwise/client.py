@@ -475,6 +475,27 @@ class Schedules(_Resource):
         self._client._request("DELETE", f"schedules/{schedule_id}/")
 
 
+class Secrets(_Resource):
+    """A team's secrets, the team named by its name: members list them (names, never values);
+    its admins set and delete them. A run's secret input given no value takes the one of its name."""
+
+    def _path(self, team: str, name: str = "") -> str:
+        found = [t["id"] for t in self._client.teams() if t["name"] == team]
+        if not found:
+            raise NotFound(f"no team named {team!r} that this token may see", status=404)
+        return f"teams/{found[0]}/secrets/" + (f"{quote(name, safe='')}/" if name else "")
+
+    def list(self, team: str) -> list[dict]:
+        return self._client._all(self._path(team))
+
+    def set(self, team: str, name: str, value: str) -> dict:
+        """Create or replace it; the answer names it and who set it, never the value."""
+        return self._client._json("PUT", self._path(team, name), json={"value": value})
+
+    def delete(self, team: str, name: str) -> None:
+        self._client._request("DELETE", self._path(team, name))
+
+
 class Components(_Resource):
     def list(self, *, team: str | None = None, name: str | None = None) -> list[dict]:
         params = {k: v for k, v in {"team": team, "name": name}.items() if v}
@@ -503,7 +524,7 @@ def _component_zip(path: Path) -> bytes:
 
 
 class Client:
-    """The Stepwise REST API: `pipelines`, `runs`, `endpoints`, `schedules`, `components`."""
+    """The Stepwise REST API: `pipelines`, `runs`, `endpoints`, `schedules`, `components`, `secrets`."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0):
         config = {} if (url and token) else read_config()
@@ -521,6 +542,7 @@ class Client:
         self.endpoints = Endpoints(self)
         self.schedules = Schedules(self)
         self.components = Components(self)
+        self.secrets = Secrets(self)
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         url = path if path.startswith("http") else f"{self.url}/api/v1/{path}"

@@ -413,3 +413,16 @@ def test_endpoints_and_schedules_through_the_client(server, project):
     assert [s["name"] for s in client.schedules.list()] == ["hourly"]
     client.schedules.delete(schedule["id"])
     assert client.schedules.list() == []
+
+    # A team secret: set (twice: the second replaces), listed by name only, deleted.
+    assert client.secrets.set("ops", "registry_token", "tok-1234567")["name"] == "registry_token"
+    assert client.secrets.set("ops", "registry_token", "tok-7654321")["updated_by"] == "boss"
+    listed = client.secrets.list("ops")
+    assert [s["name"] for s in listed] == ["registry_token"] and "tok-" not in json.dumps(listed)
+    with pytest.raises(ValidationError) as info:
+        client.secrets.set("ops", "not-a-name", "x")
+    assert [e["field"] for e in info.value.errors] == ["name"]
+    client.secrets.delete("ops", "registry_token")
+    assert client.secrets.list("ops") == []
+    with pytest.raises(NotFound):
+        client.secrets.list("nobody's")
