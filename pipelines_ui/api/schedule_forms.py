@@ -64,10 +64,15 @@ class ScheduleForm(forms.Form):
             (pk, f"endpoint {e.name} (default v{e.default_version.number})") for pk, e in self.endpoints.items()
         ]
         self.fields["timezone"].choices = [(name, name) for name in schedules.timezone_names()]
+        # Not set by a schedule: data inputs keep their defaults, secret inputs take the team's secret.
         self.skipped_inputs: list[str] = []
+        self.secret_inputs: list[str] = []
         if pipeline.latest_version is not None:
             for name, decl in version_spec(pipeline.latest_version).inputs.items():
-                if decl.data is not None or decl.type in DATA_TYPES or decl.type == SECRET_TYPE:
+                if decl.type == SECRET_TYPE:
+                    self.secret_inputs.append(name)
+                    continue
+                if decl.data is not None or decl.type in DATA_TYPES:
                     self.skipped_inputs.append(name)
                     continue
                 field = input_field(decl)

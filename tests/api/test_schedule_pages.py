@@ -9,11 +9,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from pipelines_ui import team_secrets
 from pipelines_ui.api import schedules
 from pipelines_ui.api.endpoints import endpoint_create
 from pipelines_ui.api.models import Schedule
 from runs.forms import FIELD_PREFIX
 from runs.models import Run
+from tests.runs.conftest import make_pipeline
+from tests.runs.test_secrets import SECRET_YAML
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +171,21 @@ def test_the_form_schedules_an_endpoint_of_the_pipeline(pipeline, alice, team):
     assert (schedule.endpoint, schedule.pipeline) == (endpoint, None)
     listed = client_for(alice).get(f"/pipelines/{pipeline.pk}/schedules/").content.decode()
     assert "via endpoint nightly" in listed
+
+
+def test_a_secret_input_is_left_to_the_team_secret_and_the_form_says_so(team, alice):
+    pipeline = make_pipeline(team, alice, name="secretive", yaml_text=SECRET_YAML)
+    client = client_for(alice)
+    url = f"/pipelines/{pipeline.pk}/schedules/"
+    page = client.get(url).content.decode()
+    assert 'id="secret-inputs"' in page and "api_token, extra" in page
+    assert f'name="{FIELD_PREFIX}api_token"' not in page
+    data = {k: v for k, v in form_data().items() if k != FIELD_PREFIX + "mode"}
+    response = client.post(url, data)
+    assert response.status_code == 400
+    assert "team secret named api_token" in response.content.decode()
+    assert not Schedule.objects.exists()
+
+    team_secrets.secret_set(team=team, name="api_token", value="team-token-value", by=alice)
+    assert client.post(url, data).status_code == 302
+    assert Schedule.objects.get().inputs == {"epochs": 5}
