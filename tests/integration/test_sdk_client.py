@@ -272,6 +272,13 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
     assert "train_model: succeeded" in ran.stderr
     wrong_type = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=many", env=env, cwd=project)
     assert wrong_type.returncode == 2 and "--set max_iter: 'many' is not a whole number" in wrong_type.stderr
+    typo = stepwise("run", "digits", "--team", "ml", "--force-step", "train_modle", env=env, cwd=project)
+    assert typo.returncode == 2 and "no step named 'train_modle'" in typo.stderr
+    forced = stepwise("run", "digits", "--team", "ml", "--set", "max_iter=5", "--force-step", "train_model", "--json",
+                      env=env, cwd=project)  # fmt: skip
+    assert forced.returncode == 0, forced.stderr
+    steps = json.loads(forced.stdout)["steps"]
+    assert (steps["prep_data"]["state"], steps["train_model"]["state"]) == ("reused", "succeeded")
     versions = PipelineVersion.objects.count()
     (project / "changed.yml").write_text(TWIN.replace("default: 100", "default: 200"))
     unknown = stepwise("run", "changed.yml", "--team", "ml", "--set", "epochs=3", env=env, cwd=project)
@@ -284,7 +291,7 @@ def test_cli_commands_output_and_exit_codes(cli_env, project, tmp_path):
 
     runs = stepwise("runs", "--pipeline", str(pipeline_id), "--json", env=env, cwd=project)
     assert runs.returncode == 0
-    assert [r["id"] for r in json.loads(runs.stdout)["runs"]] == [result["id"]]
+    assert [r["id"] for r in json.loads(runs.stdout)["runs"]] == [json.loads(forced.stdout)["run"], result["id"]]
     table = stepwise("runs", env=env, cwd=project)
     assert f"#{result['id']}" in table.stdout and "succeeded" in table.stdout
 
