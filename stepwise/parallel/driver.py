@@ -284,9 +284,14 @@ class Worker:
         self.attempt = 0
         self.started = 0.0
 
-    def give(self, batch: Batch, attempt: int) -> None:
+    def give(self, batch: Batch, attempt: int) -> bool:
+        """Send it a mini-batch; False if it has already exited (its failed init() may be why)."""
+        try:
+            self.conn.send((batch.index, batch.payload))
+        except OSError:
+            return False
         self.batch, self.attempt, self.started = batch, attempt, time.monotonic()
-        self.conn.send((batch.index, batch.payload))
+        return True
 
     def kill(self) -> None:
         self.proc.kill()
@@ -324,8 +329,10 @@ class Job:
         try:
             while (pending or any(w.batch for w in workers)) and not self.stop_reason:
                 for worker in workers:
-                    if worker.batch is None and pending:
-                        worker.give(*pending.popleft())
+                    # A worker that has already exited is not given it, so that is not an attempt;
+                    # what ended it (a failed init(), say) is read below.
+                    if worker.batch is None and pending and worker.give(*pending[0]):
+                        pending.popleft()
                 wait([w.conn for w in workers] + [w.proc.sentinel for w in workers], timeout=POLL_S)
                 for i, worker in enumerate(workers):
                     retry = self._check(worker)

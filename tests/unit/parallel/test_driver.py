@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shlex
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stepwise.parallel.driver import parse_args, result_lines
+from stepwise.parallel.driver import Batch, Worker, parse_args, result_lines
 from stepwise.spec import render_command
 from stepwise.spec.model import ParallelSettings
 from stepwise.spec.parallel import driver_command
@@ -186,6 +187,21 @@ def test_a_failing_init_fails_the_job(tmp_path):
     result = drive(job)
     assert result.returncode == 1
     assert "init() of score.py failed: RuntimeError: no model" in result.stderr
+
+
+def test_a_worker_whose_init_failed_and_exited_is_not_given_a_mini_batch(tmp_path, monkeypatch):
+    # The race behind a BrokenPipeError seen in CI: the worker sends "init_failed" and exits
+    # before the driver hands it its first mini-batch.
+    job = make_job(tmp_path, "def init():\n    raise RuntimeError('no model')\n\ndef run(b):\n    return b\n", files=1)
+    monkeypatch.chdir(job / "code")
+    worker = Worker(multiprocessing.get_context("fork"), "score.py", [], "INFO")
+    worker.proc.join(timeout=30)
+    assert worker.proc.exitcode == 0
+    assert worker.give(Batch(0, "file_01.txt", 1, [str(job / "data" / "file_01.txt")]), 0) is False
+    assert worker.batch is None
+    kind, _, trace = worker.conn.recv()
+    assert kind == "init_failed" and "RuntimeError: no model" in trace
+    worker.kill()
 
 
 @pytest.mark.parametrize(("entry", "message"), [("../score.py", "outside the code folder"), ("nope.py", "not in")])
