@@ -138,6 +138,30 @@ def _fresh_redis_namespace(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _flush_postgresql_by_delete():
+    """Empty PostgreSQL's tables between transactional tests with DELETE, not TRUNCATE.
+
+    pytest-django empties every table after each test that commits (the integration tests, whose
+    workers are other processes). TRUNCATE gives each of the ~60 tables new files: 0.2 to 0.5 s a
+    test, on the CPUs the suite is bound by. DELETE of the few rows a test wrote takes ~20 ms.
+    Django's foreign keys on PostgreSQL are deferred, so the order of the DELETEs does not matter
+    in the flush's one transaction.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or allow_cascade:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET CONSTRAINTS ALL DEFERRED;", *(f"DELETE FROM {self.quote_name(table)};" for table in tables)]
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = truncate
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _release_test_database(django_db_setup, django_db_blocker):
     """Before the test database is dropped, end the sessions that still hold it.
 
