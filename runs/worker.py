@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import sys
@@ -28,8 +29,10 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from rq import SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
 from runs.worker_status import WorkerRecord
@@ -67,6 +70,34 @@ def _end_with_parent() -> None:
         pass
 
 
+class StepScheduler(RQScheduler):
+    """RQ's scheduler process (it moves retries whose backoff is over onto their queue), which
+    ends as soon as its worker stops it: RQ's sleeps out its interval first, up to a second of
+    every worker's stop, and of every restart `serve` makes."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._wake: tuple[int, int] | None = None
+
+    def work(self) -> None:
+        # RQ's loop, with a wait that the stop signal's handler ends (a self-pipe).
+        self._wake = os.pipe()
+        self._install_signal_handlers()
+        self.register_birth()
+        while not self._stop_requested:
+            if self.should_reacquire_locks:
+                self.acquire_locks()
+            self.heartbeat()
+            self.enqueue_scheduled_jobs()
+            select.select([self._wake[0]], [], [], self.interval)
+        self.stop()
+
+    def request_stop(self, signum=None, frame=None) -> None:
+        super().request_stop(signum, frame)
+        if self._wake is not None:
+            os.write(self._wake[1], b"\0")
+
+
 def _step_run_id(job: Job) -> int | None:
     if job.func_name != STEP_JOB_FUNC or not job.args:
         return None
@@ -97,6 +128,35 @@ class StepWorker(SimpleWorker):
         self.record.register()
         self._next_beat = time.monotonic() + self.dequeue_timeout
         _current = self
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with StepScheduler (RQ names its class in the method)."""
+        self.scheduler = StepScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return  # another worker's scheduler serves these queues
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def handle_warm_shutdown_request(self) -> None:
         self.stopping = True
