@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+
 import django_rq
 from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
@@ -63,6 +65,7 @@ class Command(BaseCommand):
                 sandbox.warm_up(network=target.network, sdk=SDK_DIR)
         # Its first use imports channels_redis, which delayed the next step after the first a worker ran.
         get_channel_layer()
+        gc.freeze()  # as after Django's start (pipelines_ui/api/apps.py), with all of the above
         worker = StepWorker(
             [get_queue(t.queue) for t in chosen],
             connection=django_rq.get_connection("default"),
