@@ -15,9 +15,8 @@ import threading
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db.models import Count, Q
 
-from runs import queues
+from runs import queues, rows
 from runs.models import STEP_TERMINAL, Run, StepRun, SweepTrial
 
 log = logging.getLogger(__name__)
@@ -69,9 +68,10 @@ def step_payload(step_run: StepRun) -> dict[str, Any]:
 
 
 def run_payload(run: Run) -> dict[str, Any]:
-    counts = StepRun.objects.filter(run_id=run.pk).aggregate(
-        total=Count("id"), finished=Count("id", filter=Q(state__in=STEP_TERMINAL))
-    )
+    # Its steps' states, counted here: read through the hot path's SQL (a run starts and ends in
+    # a step's transaction), where the ORM took a millisecond to build the aggregate.
+    states = [state for (state,) in rows.values(StepRun, ("state",), {"run_id": run.pk})]
+    counts = {"total": len(states), "finished": sum(state in STEP_TERMINAL for state in states)}
     return {
         "type": "run",
         "run": run.pk,

@@ -163,24 +163,31 @@ def _children() -> dict[int, str]:
 
     From each thread's /proc/self/task/<tid>/children: a few reads, where the scan of every
     /proc/<pid>/stat took a step 0.5 ms and more the busier the host (`make bench`). Kernels
-    without those files (CONFIG_PROC_CHILDREN) get the scan.
+    without those files (CONFIG_PROC_CHILDREN) get the scan. Plain os calls and bytes, not
+    pathlib: this runs after every step.
     """
-    tasks = Path("/proc/self/task")
-    if not (tasks / str(threading.get_native_id()) / "children").exists():
+    if not _children_files():
         return _children_by_scan()
     pids: set[int] = set()
-    for task in tasks.iterdir():
+    for tid in os.listdir("/proc/self/task"):
         try:
-            pids.update(int(pid) for pid in (task / "children").read_text().split())
+            with open(f"/proc/self/task/{tid}/children", "rb") as listing:
+                pids.update(int(pid) for pid in listing.read().split())
         except FileNotFoundError:
             continue  # a thread that ended meanwhile
     found = {}
     for pid in pids:
         try:
-            found[pid] = Path("/proc", str(pid), "stat").read_text().rpartition(")")[2].split()[0]
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                found[pid] = stat.read().rpartition(b")")[2].split()[0].decode()
         except (OSError, IndexError):
             continue  # reaped meanwhile
     return found
+
+
+@functools.cache  # the kernel's build: it does not change under a process
+def _children_files() -> bool:
+    return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
 
 
 def _children_by_scan() -> dict[int, str]:

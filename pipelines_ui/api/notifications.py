@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from pipelines_ui.api.models import Delivery, Notification, RunEvent
 from pipelines_ui.models import Pipeline
+from runs import rows
 from runs.models import Run, RunState
 from runs.secrets import secrets_decrypt, secrets_encrypt
 
@@ -227,13 +228,9 @@ def outbox_on_run_end(sender, *, run: Run, state: str, **kwargs) -> int:
     event = EVENT_FOR_STATE.get(state)
     if event is None:
         return 0
-    wanted = [
-        pk
-        for pk, events in Notification.objects.filter(pipeline_id=run.pipeline_id, enabled=True).values_list(
-            "pk", "events"
-        )
-        if event in events
-    ]
+    # Read through the hot path's SQL: every run's end asks, most pipelines have none.
+    found = rows.values(Notification, ("id", "events"), {"pipeline_id": run.pipeline_id, "enabled": True})
+    wanted = [pk for pk, events in found if event in events]
     if not wanted:
         return 0
     run = (
