@@ -80,6 +80,14 @@ class Workers:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker-*.log")))
 
 
+def staged_etc(pid: int) -> list[Path]:
+    """The copies of /etc that the worker `pid` made for its steps: on the tmpfs, or in the work folder."""
+    from runs import sandbox
+
+    workdir = Path(settings.STEPWISE_WORKDIR)
+    return [*sandbox.ETC_STAGING.glob(f".stepwise-etc-{pid}-*"), *workdir.glob(f".etc-{pid}-*")]
+
+
 def pids_matching(marker: str) -> list[str]:
     """The step processes whose command line holds `marker`; not the sandbox around them
     (bubblewrap's processes carry the step's command line among their arguments)."""

@@ -23,7 +23,7 @@ from runs import queues, reconciler, sandbox, services
 from runs.artifacts import artifact_path
 from runs.models import ComputeTarget, RunState, StepOutput, StepState, Transition
 from tests.conftest import make_user
-from tests.integration.conftest import pids_matching, wait_for
+from tests.integration.conftest import pids_matching, staged_etc, wait_for
 from tests.integration.test_execution import import_yaml, log_text, steps_of, wait_run
 from tests.integration.test_faults import alive, start_run
 
@@ -366,7 +366,7 @@ def test_a_worker_readies_its_steps_sandbox_before_it_takes_a_step(workers, alic
     workdir = Path(settings.STEPWISE_WORKDIR)
     # No step has run: the worker made its copy of /etc (and, as root, the steps' devices and
     # network namespace) as it started, so its first step does not wait for them.
-    wait_for(lambda: list(workdir.glob(f".etc-{worker.pid}-*")), message="the worker's copy of /etc")
+    wait_for(lambda: staged_etc(worker.pid), message="the worker's copy of /etc")
     if sandbox.running_as_root():
         wait_for(lambda: list(workdir.glob(f".dev-{worker.pid}-*")), message="the worker's /dev")
         namespaces = Path("/run/netns")
@@ -485,6 +485,27 @@ def test_the_staged_folders_of_workers_that_are_gone_are_removed(settings, tmp_p
     new = sandbox._new_staged_folder("dev")
     assert not gone.exists() and living.exists()
     assert new.name.startswith(f".dev-{os.getpid()}-") and not new.exists()
+    # The copy of /etc on its tmpfs, named after its kind with dashes of its own.
+    shm = tmp_path / "shm"
+    gone, living = shm / f".stepwise-etc-{dead.pid}-1", shm / f".stepwise-etc-{os.getppid()}-1"
+    for folder in (gone, living):
+        folder.mkdir(parents=True)
+    new = sandbox._new_staged_folder("stepwise-etc", root=shm)
+    assert not gone.exists() and living.exists()
+    assert new.parent == shm and new.name.startswith(f".stepwise-etc-{os.getpid()}-")
+
+
+def test_the_copy_of_etc_is_made_on_the_tmpfs_or_else_in_the_work_folder(settings, tmp_path, monkeypatch):
+    settings.STEPWISE_WORKDIR = tmp_path / "work"
+    tmpfs = tmp_path / "shm"
+    tmpfs.mkdir()
+    for staging, expected in ((tmpfs, tmpfs), (tmp_path / "absent", tmp_path / "work")):
+        monkeypatch.setattr(sandbox, "ETC_STAGING", staging)
+        monkeypatch.setattr(sandbox, "_etc", None)
+        folder = sandbox._staged_etc()
+        assert folder.parent == expected
+        assert (folder / "passwd").read_bytes() == Path("/etc/passwd").read_bytes()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755
 
 
 def test_a_root_workers_step_is_handed_to_its_uid_with_no_capability(monkeypatch):

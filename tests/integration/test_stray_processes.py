@@ -7,12 +7,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from rq import Worker
 
 from runs import queues
 from runs.models import ComputeTarget, Isolation, RunState, StepState
-from tests.integration.conftest import pids_matching, wait_for
+from tests.integration.conftest import pids_matching, staged_etc, wait_for
 from tests.integration.test_execution import log_text, steps_of, wait_run
 from tests.integration.test_faults import alive, start_run, start_sleeper
 
@@ -81,8 +80,7 @@ def test_a_worker_reaps_what_its_sandboxes_leave_to_it(workers, alice, team, tmp
 def test_a_worker_starting_up_reaps_what_its_sandbox_check_left_to_it(workers):
     (worker,) = workers.start(1)
     # The worker checks that the sandbox starts, then copies /etc, before it takes a job.
-    workdir = Path(settings.STEPWISE_WORKDIR)
-    wait_for(lambda: list(workdir.glob(f".etc-{worker.pid}-*")), message="the worker's copy of /etc")
+    wait_for(lambda: staged_etc(worker.pid), message="the worker's copy of /etc")
     wait_for(lambda: not zombie_children(worker.pid), timeout=10, message="no zombie child of the worker")
 
 

@@ -4,15 +4,15 @@ import logging
 import signal
 import threading
 
-from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from runs import reconciler
+from runs.management.background import BackgroundCommand
 
 log = logging.getLogger(__name__)
 
 
-class Command(BaseCommand):
+class Command(BackgroundCommand):
     help = "Fail steps whose worker stopped heart-beating and re-enqueue work Redis has lost."
 
     def add_arguments(self, parser) -> None:

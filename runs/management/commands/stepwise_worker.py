@@ -4,12 +4,13 @@ import gc
 
 import django_rq
 from channels.layers import get_channel_layer
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 # `jobs` here rather than in the first job (RQ imports a job's function on its first call):
 # importing the step modules took the first step a worker ran a tenth of a second and more.
 from runs import jobs, sandbox  # noqa: F401
 from runs.executor import SDK_DIR
+from runs.management.background import BackgroundCommand
 from runs.models import ComputeTarget, Isolation
 from runs.processes import become_subreaper, kill_orphans
 from runs.queues import get_queue
@@ -21,7 +22,7 @@ def target_list(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-class Command(BaseCommand):
+class Command(BackgroundCommand):
     help = (
         "Run a worker that executes pipeline steps of one or more compute targets. Any host pointed at the "
         "same DATABASE_URL, REDIS_URL and artifact store (STEPWISE_ARTIFACTS=s3://...) may run workers."

@@ -4,16 +4,16 @@ import logging
 import signal
 import threading
 
-from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
 from pipelines_ui.api.dispatcher import DEFAULT_WORKERS, Dispatcher, deliver_due
+from runs.management.background import BackgroundCommand
 
 log = logging.getLogger(__name__)
 
 
-class Command(BaseCommand):
+class Command(BackgroundCommand):
     help = (
         "Send notifications (webhooks, emails) of ended runs, retrying failures with backoff. "
         "Any number may run at once: each delivery is sent by one of them at a time."

@@ -4,16 +4,16 @@ import logging
 import signal
 import threading
 
-from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
 from pipelines_ui.api import data_triggers, schedules
+from runs.management.background import BackgroundCommand
 
 log = logging.getLogger(__name__)
 
 
-class Command(BaseCommand):
+class Command(BackgroundCommand):
     help = (
         "Start the runs of schedules whose fire time has come, and of data triggers whose datastore "
         "path changed. Any number may run at once: each fire time, and each change, still starts one run."

@@ -5,16 +5,16 @@ from __future__ import annotations
 import signal
 import time
 
-from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from runs import sandbox
+from runs.management.background import BackgroundCommand
 from runs.registry.deployer import Deployer
 
 POLL_S = 0.2
 
 
-class Command(BaseCommand):
+class Command(BackgroundCommand):
     help = "Keep a scorer process running for each deployment; swap model versions without a failed request."
 
     def handle(self, *args, **options) -> None:
