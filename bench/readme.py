@@ -86,7 +86,7 @@ def table(results: list[tuple[str, dict]]) -> str:
 
 
 # The figures that time the engine itself, shown again from the newest PostgreSQL result.
-ENGINE_FIGURES = ("chain50", "step_latency", "fan50", "load", "live", "sandbox")
+ENGINE_FIGURES = ("chain50", "step_latency", "fan50", "reused100", "load", "live", "sandbox")
 
 
 def on_postgresql(result: dict) -> bool:
