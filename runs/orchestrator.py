@@ -368,6 +368,9 @@ def run_advance(
                 else:
                     origin, origin_outputs, why_not = find_reusable(step_run, fp, output_count=len(step.output_decls))
                 if origin is not None:
+                    # The run read above, with its version: registering named outputs reads it, and
+                    # would otherwise load the run and its whole version (spec and files) per step.
+                    step_run.run = run
                     linked = [StepOutput(step_run=step_run, name=o.name, artifact=o.artifact) for o in origin_outputs]
                     StepOutput.objects.bulk_create(linked)
                     register_named_outputs(step_run=step_run)
